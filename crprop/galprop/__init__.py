@@ -1,0 +1,1 @@
+"""crprop subpackage."""

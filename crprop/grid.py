@@ -1,0 +1,171 @@
+"""The (r, z, E_kin/n) grid shared by every species and every model of a batch.
+
+Conventions (GALPROP v54):
+* r nodes ``r_min .. r_max`` step ``dr`` (kpc); psi = 0 on the last node (r = R_h), axis row at r = 0.
+* z nodes ``z_min .. z_max`` step ``dz`` (kpc); psi = 0 on the first and last node (|z| = z_h).
+* kinetic energy per nucleon ``Ekin[i] = Ekin_min * Ekin_factor**i`` (MeV/n),
+  ``n_E = int(ln(Ekin_max/Ekin_min)/ln(Ekin_factor) + 1.9)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crprop.constants import KPC_CM
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Spatial and energy grid.
+
+    Attributes
+    ----------
+    r_kpc : (n_r,) radial nodes, kpc, strictly increasing, r_kpc[0] == 0 (axis).
+    z_kpc : (n_z,) vertical nodes, kpc, strictly increasing and uniform (step dz_kpc).
+    ekin_mev_per_n : (n_E,) kinetic energy per nucleon, MeV/n, strictly increasing, log-uniform.
+    """
+
+    r_kpc: np.ndarray
+    z_kpc: np.ndarray
+    ekin_mev_per_n: np.ndarray
+    _hash: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("r_kpc", "z_kpc", "ekin_mev_per_n"):
+            arr = np.asarray(getattr(self, name), dtype=np.float64)
+            if arr.ndim != 1 or arr.size < 3:
+                raise ValueError(f"Grid.{name} must be 1-D with at least 3 nodes, got shape {arr.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"Grid.{name} contains NaN or inf")
+            if not np.all(np.diff(arr) > 0):
+                raise ValueError(f"Grid.{name} must be strictly increasing (monotonic grid required)")
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        if abs(self.r_kpc[0]) > 1e-12:
+            raise ValueError(f"Grid.r_kpc must start on the axis r = 0, got r_kpc[0] = {self.r_kpc[0]}")
+        if not np.allclose(np.diff(self.r_kpc), self.dr_kpc, rtol=1e-9, atol=1e-12):
+            raise ValueError("Grid.r_kpc must be uniformly spaced")
+        if not np.allclose(np.diff(self.z_kpc), self.dz_kpc, rtol=1e-9, atol=1e-12):
+            raise ValueError("Grid.z_kpc must be uniformly spaced")
+        if self.ekin_mev_per_n[0] <= 0:
+            raise ValueError("Grid.ekin_mev_per_n must be positive (MeV/n)")
+        object.__setattr__(
+            self, "_hash", hash((self.r_kpc.tobytes(), self.z_kpc.tobytes(), self.ekin_mev_per_n.tobytes()))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Grid):
+            return NotImplemented
+        return (
+            self.shape == other.shape
+            and np.array_equal(self.r_kpc, other.r_kpc)
+            and np.array_equal(self.z_kpc, other.z_kpc)
+            and np.array_equal(self.ekin_mev_per_n, other.ekin_mev_per_n)
+        )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def regular(
+        cls,
+        r_max_kpc: float = 20.0,
+        dr_kpc: float = 1.0,
+        z_half_kpc: float = 3.9,
+        dz_kpc: float = 0.2,
+        ekin_min_mev_per_n: float = 1.0,
+        ekin_max_mev_per_n: float = 1.0e8,
+        ekin_factor: float = 1.25,
+    ) -> Grid:
+        """GALPROP-style grid: r in [0, r_max], z in [-z_half, +z_half], log-uniform Ekin/n.
+
+        Node counts follow GALPROP: n_r = int(r_max/dr + 1.5), n_z = int(2 z_half/dz + 1.5),
+        n_E = int(ln(Ekin_max/Ekin_min)/ln(Ekin_factor) + 1.9). Defaults are the paper's grid
+        (21 x 40 x 84). Units: kpc, MeV/n.
+        """
+        for name, value in (
+            ("r_max_kpc", r_max_kpc),
+            ("dr_kpc", dr_kpc),
+            ("z_half_kpc", z_half_kpc),
+            ("dz_kpc", dz_kpc),
+            ("ekin_min_mev_per_n", ekin_min_mev_per_n),
+            ("ekin_max_mev_per_n", ekin_max_mev_per_n),
+        ):
+            _check_positive(name, value)
+        if not (np.isfinite(ekin_factor) and ekin_factor > 1.0):
+            raise ValueError(f"ekin_factor must be > 1, got {ekin_factor!r}")
+        if ekin_max_mev_per_n <= ekin_min_mev_per_n:
+            raise ValueError("ekin_max_mev_per_n must exceed ekin_min_mev_per_n")
+        n_r = int(r_max_kpc / dr_kpc + 1.5)
+        n_z = int(2.0 * z_half_kpc / dz_kpc + 1.5)
+        n_e = int(math.log(ekin_max_mev_per_n / ekin_min_mev_per_n) / math.log(ekin_factor) + 1.9)
+        r = np.arange(n_r) * dr_kpc
+        z = -z_half_kpc + np.arange(n_z) * dz_kpc
+        e = ekin_min_mev_per_n * ekin_factor ** np.arange(n_e)
+        return cls(r, z, e)
+
+    # ------------------------------------------------------------------ derived quantities
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(n_r, n_z, n_E)."""
+        return (self.r_kpc.size, self.z_kpc.size, self.ekin_mev_per_n.size)
+
+    @property
+    def dr_kpc(self) -> float:
+        return float(self.r_kpc[1] - self.r_kpc[0])
+
+    @property
+    def dz_kpc(self) -> float:
+        return float(self.z_kpc[1] - self.z_kpc[0])
+
+    @property
+    def dr_cm(self) -> float:
+        return self.dr_kpc * KPC_CM
+
+    @property
+    def dz_cm(self) -> float:
+        return self.dz_kpc * KPC_CM
+
+    @property
+    def z_half_kpc(self) -> float:
+        """Halo half-height z_h (kpc): the largest |z| node (a psi = 0 boundary)."""
+        return float(max(-self.z_kpc[0], self.z_kpc[-1]))
+
+    @property
+    def r_max_kpc(self) -> float:
+        return float(self.r_kpc[-1])
+
+    @property
+    def ekin_factor(self) -> float:
+        return float(self.ekin_mev_per_n[1] / self.ekin_mev_per_n[0])
+
+    def sun_weights(self, r_sun_kpc: float, z_sun_kpc: float = 0.0) -> list[tuple[int, int, float]]:
+        """Interpolation stencil for the solar position: list of (i_r, i_z, weight).
+
+        Linear in r between the bracketing nodes; in z the bracketing nodes are averaged linearly
+        (for a grid with nodes at +-dz/2 and z_sun = 0 this is the mean of the two, as the GALPROP
+        reference files define the Sun).
+        """
+        def bracket(nodes: np.ndarray, x: float, name: str) -> list[tuple[int, float]]:
+            if not (nodes[0] <= x <= nodes[-1]):
+                raise ValueError(f"{name} = {x} outside grid [{nodes[0]}, {nodes[-1]}]")
+            i = int(np.searchsorted(nodes, x, side="right") - 1)
+            i = min(max(i, 0), nodes.size - 2)
+            t = (x - nodes[i]) / (nodes[i + 1] - nodes[i])
+            return [(i, 1.0 - t), (i + 1, t)]
+
+        out = []
+        for ir, wr in bracket(self.r_kpc, r_sun_kpc, "r_sun_kpc"):
+            for iz, wz in bracket(self.z_kpc, z_sun_kpc, "z_sun_kpc"):
+                if wr * wz != 0.0:
+                    out.append((ir, iz, wr * wz))
+        return out

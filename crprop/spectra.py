@@ -1,0 +1,141 @@
+"""`Spectra`: propagated fluxes at the Sun for a batch of models — the currency handed to crnet.
+
+Fluxes are in m^-2 s^-1 sr^-1 (GeV/n)^-1 against kinetic energy per nucleon in GeV/n.
+Isotopes are stored; element sums are derived on request, so that force-field modulation
+(which depends on Z/A) is applied per isotope before summing, as GALPROP does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crprop.constants import PROTON_MASS_MODULATION_MEV
+
+ELEMENT_SYMBOLS: dict[int, str] = {
+    1: "H", 2: "He", 3: "Li", 4: "Be", 5: "B", 6: "C", 7: "N", 8: "O", 9: "F", 10: "Ne",
+    11: "Na", 12: "Mg", 13: "Al", 14: "Si",
+}
+SYMBOL_TO_Z: dict[str, int] = {v: k for k, v in ELEMENT_SYMBOLS.items()}
+
+
+def isotope_label(z: int, a: int) -> str:
+    """'10Be'-style label of an isotope."""
+    return f"{a}{ELEMENT_SYMBOLS[z]}"
+
+
+@dataclass
+class Spectra:
+    """Fluxes at the Sun of a batch of models.
+
+    Attributes
+    ----------
+    ekin_gev_per_n : (n_E,) kinetic energy per nucleon, GeV/n.
+    iso_z, iso_a : (n_iso,) charge and mass number of each isotope.
+    iso_flux : (n_models, n_iso, n_E) flux, m^-2 s^-1 sr^-1 (GeV/n)^-1.
+    converged : (n_models,) bool, every species of the model met the solver tolerance.
+    residual : (n_models,) largest relative residual ||Q - A psi|| / ||Q|| over the species.
+    phi_mv : force-field potential already applied (0 for the local interstellar spectrum), MV.
+    meta : free-form provenance (mode, backend, grid, version ...).
+    """
+
+    ekin_gev_per_n: np.ndarray
+    iso_z: np.ndarray
+    iso_a: np.ndarray
+    iso_flux: np.ndarray
+    converged: np.ndarray
+    residual: np.ndarray
+    phi_mv: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ekin_gev_per_n = np.asarray(self.ekin_gev_per_n, dtype=np.float64)
+        self.iso_z = np.asarray(self.iso_z, dtype=np.int64)
+        self.iso_a = np.asarray(self.iso_a, dtype=np.int64)
+        self.iso_flux = np.asarray(self.iso_flux, dtype=np.float64)
+        if self.iso_flux.ndim == 2:
+            self.iso_flux = self.iso_flux[None]
+        self.converged = np.atleast_1d(np.asarray(self.converged, dtype=bool))
+        self.residual = np.atleast_1d(np.asarray(self.residual, dtype=np.float64))
+        n_m, n_i, n_e = self.iso_flux.shape
+        if self.ekin_gev_per_n.shape != (n_e,):
+            raise ValueError(f"Spectra.ekin_gev_per_n has shape {self.ekin_gev_per_n.shape}, flux needs ({n_e},)")
+        if self.iso_z.shape != (n_i,) or self.iso_a.shape != (n_i,):
+            raise ValueError("Spectra.iso_z / iso_a must have one entry per isotope of iso_flux")
+        if self.converged.shape != (n_m,) or self.residual.shape != (n_m,):
+            raise ValueError("Spectra.converged / residual must have one entry per model")
+        if not np.all(np.diff(self.ekin_gev_per_n) > 0):
+            raise ValueError("Spectra.ekin_gev_per_n must be strictly increasing")
+
+    # ------------------------------------------------------------------ naming
+    @property
+    def n_models(self) -> int:
+        return self.iso_flux.shape[0]
+
+    @property
+    def isotopes(self) -> list[str]:
+        return [isotope_label(int(z), int(a)) for z, a in zip(self.iso_z, self.iso_a, strict=True)]
+
+    @property
+    def elements(self) -> list[str]:
+        return [ELEMENT_SYMBOLS[int(z)] for z in sorted(set(self.iso_z.tolist()))]
+
+    def flux(self, name: str) -> np.ndarray:
+        """(n_models, n_E) flux of an element ('B') or isotope ('10Be'), m^-2 s^-1 sr^-1 (GeV/n)^-1."""
+        if name in SYMBOL_TO_Z:
+            mask = self.iso_z == SYMBOL_TO_Z[name]
+            if not mask.any():
+                raise KeyError(f"element {name!r} not in these spectra (elements: {self.elements})")
+            return self.iso_flux[:, mask, :].sum(axis=1)
+        labels = self.isotopes
+        if name not in labels:
+            raise KeyError(f"species {name!r} not in these spectra (elements {self.elements}, isotopes {labels})")
+        return self.iso_flux[:, labels.index(name), :]
+
+    def species_table(self, names: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """Element sums then isotopes: (names, (n_models, n_species, n_E) fluxes)."""
+        names = names or (self.elements + self.isotopes)
+        return names, np.stack([self.flux(n) for n in names], axis=1)
+
+    # ------------------------------------------------------------------ physics
+    def modulate(self, phi_mv: float) -> Spectra:
+        """Force-field modulation (GALPROP modulate.cc): returns new top-of-atmosphere Spectra.
+
+        Phi = |Z| phi / A per nucleon; J(E) = J_LIS(E + Phi) * (E^2 + 2 E M) / ((E+Phi)^2 + 2 (E+Phi) M)
+        with M = 939 MeV, E^2 J interpolated as a power law between grid points; where E + Phi lies
+        above the grid the unmodulated value is kept. phi in MV, must be >= 0.
+        """
+        if not np.isfinite(phi_mv) or phi_mv < 0:
+            raise ValueError(f"phi_mv must be finite and >= 0, got {phi_mv!r}")
+        if self.phi_mv != 0.0:
+            raise ValueError("these Spectra are already modulated; modulate the LIS instead")
+        e_mev = self.ekin_gev_per_n * 1e3
+        m = PROTON_MASS_MODULATION_MEV
+        log_e = np.log(e_mev)
+        out = np.array(self.iso_flux, copy=True)
+        for i, (z, a) in enumerate(zip(self.iso_z, self.iso_a, strict=True)):
+            big_phi = abs(int(z)) * phi_mv / int(a)
+            e_lis = e_mev + big_phi
+            inside = e_lis <= e_mev[-1]
+            with np.errstate(divide="ignore"):
+                log_e2j = np.log(np.maximum(self.iso_flux[:, i, :] * e_mev**2, 1e-300))
+            interp = np.empty((self.n_models, int(inside.sum())))
+            for mdl in range(self.n_models):
+                interp[mdl] = np.interp(np.log(e_lis[inside]), log_e, log_e2j[mdl])
+            j_lis = np.exp(interp) / e_lis[inside] ** 2
+            factor = (e_mev[inside] ** 2 + 2 * e_mev[inside] * m) / (e_lis[inside] ** 2 + 2 * e_lis[inside] * m)
+            out[:, i, inside] = j_lis * factor
+        return Spectra(
+            self.ekin_gev_per_n, self.iso_z, self.iso_a, out, self.converged, self.residual,
+            phi_mv=float(phi_mv), meta=dict(self.meta),
+        )
+
+    def select(self, models: np.ndarray | slice | list[int]) -> Spectra:
+        """Subset of models."""
+        idx = np.arange(self.n_models)[models]
+        idx = np.atleast_1d(idx)
+        return Spectra(
+            self.ekin_gev_per_n, self.iso_z, self.iso_a, self.iso_flux[idx], self.converged[idx],
+            self.residual[idx], phi_mv=self.phi_mv, meta=dict(self.meta),
+        )
