@@ -1,1 +1,43 @@
-"""crprop subpackage."""
+"""Backends: numpy (reference), numba (parallel CPU), cupy (GPU). Chosen by name or "auto".
+
+A backend is a module exposing ``residual, solve, cn_sweep, douglas_step, reset_dirichlet`` and a
+``name``. "auto" picks cupy when CuPy sees a CUDA device, else numba.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+BACKENDS = ("numpy", "numba", "cupy")
+
+
+def cupy_available() -> tuple[bool, str]:
+    """(True, '') when CuPy imports and sees a CUDA device; else (False, reason)."""
+    try:
+        import cupy  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+        return False, f"CuPy is not importable ({type(exc).__name__}: {exc})"
+    try:
+        import cupy
+
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return False, f"CuPy sees no CUDA device ({type(exc).__name__}: {exc})"
+    if n < 1:
+        return False, "CuPy sees no CUDA device"
+    return True, ""
+
+
+def get_backend(name: str = "auto") -> ModuleType:
+    """Backend module by name: 'auto', 'numpy', 'numba' or 'cupy'."""
+    if name == "auto":
+        ok, _ = cupy_available()
+        name = "cupy" if ok else "numba"
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {('auto',) + BACKENDS}, got {name!r}")
+    if name == "cupy":
+        ok, why = cupy_available()
+        if not ok:
+            raise RuntimeError(f"backend 'cupy' needs a CUDA GPU: {why}. Use backend='numba' on a CPU machine.")
+    return importlib.import_module(f"crprop.backends.{name}_backend")

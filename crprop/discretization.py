@@ -1,0 +1,182 @@
+"""GALPROP v54's finite-difference coefficients for the transport operator (solver-numerics §1.2).
+
+Inputs are physical coefficients; output is a :class:`~crprop.operator.TransportOperator`.
+Shapes: per-model tables in momentum are (n_E, B) (model index last), shared maps are (n_r, n_z, n_E).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crprop.grid import Grid
+from crprop.operator import TransportOperator
+
+# A z node counts as lying on the halo boundary when it is within this fraction of dz of |z| = z_h
+# (grid nodes are computed from decimal steps, so z_h = 3.9 sits at 3.9000000000000004).
+_ON_BOUNDARY_FRACTION = 1e-6
+
+
+def _as_model_table(name: str, arr: np.ndarray, n_e: int) -> np.ndarray:
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != n_e:
+        raise ValueError(f"{name} must have shape (n_E={n_e}, B), got {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name}: empty batch (B = 0 models)")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def radial_coefficients(grid: Grid, dxx_cm2_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GALPROP's cylindrical r stencil, each (n_r, n_E, B) in s^-1.
+
+    i = 0 (axis): a1 = 0, a2 = a3 = 2D/dr^2; i > 0: a1 = D/dr^2 (1 - dr/2r), a2 = 2D/dr^2,
+    a3 = D/dr^2 (1 + dr/2r). D is the spatial diffusion coefficient in cm^2/s, shape (n_E, B).
+    """
+    k = dxx_cm2_s[None] / grid.dr_cm**2
+    r = grid.r_kpc
+    geo_lo = np.zeros_like(r)
+    geo_up = np.full_like(r, 2.0)
+    geo_lo[1:] = 1.0 - grid.dr_kpc / (2.0 * r[1:])
+    geo_up[1:] = 1.0 + grid.dr_kpc / (2.0 * r[1:])
+    a2 = np.broadcast_to(2.0 * k, (r.size,) + k.shape[1:]).copy()
+    return geo_lo[:, None, None] * k, a2, geo_up[:, None, None] * k
+
+
+def vertical_coefficients(
+    grid: Grid, dxx_cm2_s: np.ndarray, z_half_kpc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """z stencil with the halo boundary psi = 0 at |z| = z_h of each model: (a1, a2, a3, interior).
+
+    Coefficients are (n_z, n_E, B) in s^-1, ``interior`` is (n_z, B). Where z_h falls on a node the
+    stencil is GALPROP's (a1 = a3 = D/dz^2, a2 = 2D/dz^2, boundary node fixed to 0). Where z_h falls
+    between nodes (models of one batch with different halo heights share the grid), the last interior
+    node uses the Shortley-Weller stencil with the boundary at distance h' < dz: a_centre = 2D/(dz(dz+h')),
+    a2 = 2D/(dz h'), which is second-order accurate and makes the solution continuous in z_h.
+    """
+    zh = np.asarray(z_half_kpc, dtype=np.float64).reshape(-1)
+    n_b = dxx_cm2_s.shape[1]
+    if zh.size == 1:
+        zh = np.full(n_b, zh[0])
+    if zh.shape != (n_b,):
+        raise ValueError(f"z_half_kpc must be a scalar or have one value per model ({n_b}), got {zh.shape}")
+    if not np.all(np.isfinite(zh)) or np.any(zh <= 0):
+        raise ValueError("z_half_kpc must be finite and > 0 kpc")
+    dz = grid.dz_kpc
+    z = grid.z_kpc
+    if np.any(zh > grid.z_half_kpc + _ON_BOUNDARY_FRACTION * dz):
+        raise ValueError(f"z_half_kpc up to {zh.max()} exceeds the grid's halo {grid.z_half_kpc} kpc")
+    k = dxx_cm2_s[None] / grid.dz_cm**2  # (1, n_E, B)
+    n_z = z.size
+    a1 = np.broadcast_to(k, (n_z,) + k.shape[1:]).copy()
+    a3 = a1.copy()
+    a2 = 2.0 * a1
+    interior = np.abs(z)[:, None] < (zh[None, :] - _ON_BOUNDARY_FRACTION * dz)
+    for b in range(n_b):
+        idx = np.nonzero(interior[:, b])[0]
+        if idx.size == 0:
+            raise ValueError(f"model {b}: z_half_kpc = {zh[b]} leaves no interior z node")
+        for j, toward_boundary_up in ((idx[-1], True), (idx[0], False)):
+            h_prime = (zh[b] - abs(z[j])) / dz  # in units of dz, in (0, 1]
+            if abs(h_prime - 1.0) < _ON_BOUNDARY_FRACTION:
+                continue
+            centre_coef = 2.0 / (1.0 + h_prime)
+            diag_coef = 2.0 / h_prime
+            if toward_boundary_up:
+                a1[j, :, b] = centre_coef * k[0, :, b]
+                a3[j, :, b] = 0.0
+            else:
+                a3[j, :, b] = centre_coef * k[0, :, b]
+                a1[j, :, b] = 0.0
+            a2[j, :, b] = diag_coef * k[0, :, b]
+    return a1, a2, a3, interior
+
+
+def momentum_coefficients(
+    p_mev: np.ndarray, dpp_mev2_s: np.ndarray, dpdt_mev_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """GALPROP's reacceleration ("alternative scheme #2") and upwind loss stencil in momentum.
+
+    p_mev (n_E,) total momentum in MeV/c; dpp_mev2_s (n_E, B) D_pp in (MeV/c)^2/s; dpdt_mev_s
+    (n_r, n_z, n_E) momentum-loss rate |dp/dt| >= 0 in MeV/c per s. Returns the reacceleration rows
+    (p_a1, p_a2, p_a3) of shape (n_E, B) and the loss rows (loss_a2, loss_a3) of shape (n_r, n_z, n_E),
+    all in s^-1. Rows k = 0 and k = n-1 copy their neighbours (GALPROP).
+    """
+    p = np.asarray(p_mev, dtype=np.float64)
+    n = p.size
+    if n < 4 or not np.all(np.diff(p) > 0):
+        raise ValueError("p_mev must be strictly increasing with at least 4 nodes (MeV/c)")
+    d = _as_model_table("dpp_mev2_s", dpp_mev2_s, n)
+    dpdt = np.asarray(dpdt_mev_s, dtype=np.float64)
+    if dpdt.ndim != 3 or dpdt.shape[2] != n:
+        raise ValueError(f"dpdt_mev_s must have shape (n_r, n_z, n_E={n}), got {dpdt.shape}")
+    if not np.all(np.isfinite(dpdt)) or np.any(dpdt < 0):
+        raise ValueError("dpdt_mev_s must be finite and >= 0 (a loss rate, MeV/c per s)")
+    k = np.arange(1, n - 1)
+    pk, pm, pp = p[k][:, None], p[k - 1][:, None], p[k + 1][:, None]
+    dk, dm = d[k], d[k - 1]
+    a1 = np.empty_like(d)
+    a2 = np.empty_like(d)
+    a3 = np.empty_like(d)
+    a1[k] = (-(dk - dm) / (pk - pm) + 2 * dk / (pp - pm) + 2 * dm / pm) / (pk - pm)
+    a2[k] = (-(dk - dm) / (pk - pm) ** 2 + 2 * dk / (pp - pm) * (1 / (pp - pk) + 1 / (pk - pm))
+             + 2 * dk / ((pk - pm) * pk))
+    a3[k] = 2 * dk / ((pp - pm) * (pp - pk))
+    for arr in (a1, a2, a3):
+        arr[0] = arr[1]
+        arr[n - 1] = arr[n - 2]
+    dp_up = p[k + 1] - p[k]
+    l2 = np.empty_like(dpdt)
+    l3 = np.empty_like(dpdt)
+    l2[..., k] = dpdt[..., k] / dp_up
+    l3[..., k] = dpdt[..., k + 1] / dp_up
+    for arr in (l2, l3):
+        arr[..., 0] = arr[..., 1]
+        arr[..., n - 1] = arr[..., n - 2]
+    return a1, a2, a3, l2, l3
+
+
+def build_operator(
+    grid: Grid,
+    p_mev: np.ndarray,
+    dxx_cm2_s: np.ndarray,
+    dpp_mev2_s: np.ndarray | None = None,
+    dpdt_mev_s: np.ndarray | None = None,
+    gamma_s: np.ndarray | None = None,
+    z_half_kpc: np.ndarray | float | None = None,
+) -> TransportOperator:
+    """Assemble the operator of one species for B models on ``grid``.
+
+    p_mev (n_E,) total momentum (MeV/c); dxx_cm2_s (n_E, B) spatial diffusion (cm^2/s);
+    dpp_mev2_s (n_E, B) momentum diffusion ((MeV/c)^2/s, None = no reacceleration);
+    dpdt_mev_s (n_r, n_z, n_E) momentum-loss rate (MeV/c per s, None = no losses);
+    gamma_s (n_r, n_z, n_E) catastrophic loss rate, fragmentation + decay (s^-1, None = none);
+    z_half_kpc halo half-height per model (kpc, default: the grid's).
+    """
+    n_r, n_z, n_e = grid.shape
+    dxx = _as_model_table("dxx_cm2_s", dxx_cm2_s, n_e)
+    if np.any(dxx <= 0):
+        raise ValueError("dxx_cm2_s must be > 0 (cm^2/s)")
+    n_b = dxx.shape[1]
+    dpp = np.zeros_like(dxx) if dpp_mev2_s is None else _as_model_table("dpp_mev2_s", dpp_mev2_s, n_e)
+    if dpp.shape != dxx.shape:
+        raise ValueError(f"dpp_mev2_s has shape {dpp.shape}, expected {dxx.shape} like dxx_cm2_s")
+    if np.any(dpp < 0):
+        raise ValueError("dpp_mev2_s must be >= 0 ((MeV/c)^2/s)")
+    dpdt = np.zeros((n_r, n_z, n_e)) if dpdt_mev_s is None else dpdt_mev_s
+    gamma = np.zeros((n_r, n_z, n_e)) if gamma_s is None else np.asarray(gamma_s, dtype=np.float64)
+    if gamma.shape != (n_r, n_z, n_e):
+        raise ValueError(f"gamma_s has shape {gamma.shape}, expected {(n_r, n_z, n_e)}")
+    p = np.asarray(p_mev, dtype=np.float64)
+    if p.shape != (n_e,):
+        raise ValueError(f"p_mev has shape {p.shape}, expected ({n_e},) like the grid's energies")
+    r_a1, r_a2, r_a3 = radial_coefficients(grid, dxx)
+    zh = grid.z_half_kpc if z_half_kpc is None else z_half_kpc
+    z_a1, z_a2, z_a3, z_int = vertical_coefficients(grid, dxx, np.broadcast_to(zh, (n_b,)))
+    p_a1, p_a2, p_a3, l2, l3 = momentum_coefficients(p, dpp, dpdt)
+    r_int = np.ones(n_r, dtype=bool)
+    r_int[-1] = False
+    return TransportOperator(r_a1, r_a2, r_a3, z_a1, z_a2, z_a3, p_a1, p_a2, p_a3, l2, l3, gamma,
+                             r_interior=r_int, z_interior=z_int)

@@ -1,0 +1,124 @@
+"""The discrete transport operator of one species for a batch of B models.
+
+Memory layout (documented decision): every field is C-ordered ``[r, z, E, model]`` — the model
+index is fastest. A GPU thread per (line, model) then reads coalesced memory in all three sweep
+directions, and on the CPU the innermost loop runs over independent models, which SIMD-vectorises.
+
+Discrete steady-state problem ``A psi = Q`` written, per direction, in GALPROP's "alpha" form:
+row i of direction d contributes ``-a1_i psi_{i-1} + a2_i psi_i - a3_i psi_{i+1}`` (s^-1).
+
+* r: ``r_a1, r_a2, r_a3`` shape (n_r, n_E, B) — spatially uniform diffusion (GALPROP's axis row).
+* z: ``z_a1, z_a2, z_a3`` shape (n_z, n_E, B) — room for z-dependent convection.
+* p: ``p_a1, p_a2, p_a3`` shape (n_E, B) — reacceleration (model-dependent, uniform in space)
+  plus ``loss_a2, loss_a3`` (n_r, n_z, n_E) — momentum losses upwinded to lower momentum —
+  plus ``gamma`` (n_r, n_z, n_E), the catastrophic rate (fragmentation + decay, s^-1), added to
+  a2 of the p direction only (GALPROP v54 r2504, see galprop-internals README §6).
+  Losses and gamma depend on the gas maps and the species only, so they are shared by the batch.
+* Dirichlet nodes (psi = 0): ``r_interior`` (n_r,) and ``z_interior`` (n_z, B) are False there.
+  Their rows are the identity in every solve, so couplings into them multiply zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_FIELDS_R = ("r_a1", "r_a2", "r_a3")
+_FIELDS_Z = ("z_a1", "z_a2", "z_a3")
+_FIELDS_P = ("p_a1", "p_a2", "p_a3")
+_FIELDS_SHARED = ("loss_a2", "loss_a3", "gamma")
+
+
+@dataclass
+class TransportOperator:
+    """Tridiagonal coefficients (s^-1) of A = A_r + A_z + A_p for a batch of models. See module doc."""
+
+    r_a1: np.ndarray
+    r_a2: np.ndarray
+    r_a3: np.ndarray
+    z_a1: np.ndarray
+    z_a2: np.ndarray
+    z_a3: np.ndarray
+    p_a1: np.ndarray
+    p_a2: np.ndarray
+    p_a3: np.ndarray
+    loss_a2: np.ndarray
+    loss_a3: np.ndarray
+    gamma: np.ndarray
+    r_interior: np.ndarray
+    z_interior: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in _FIELDS_R + _FIELDS_Z + _FIELDS_P + _FIELDS_SHARED:
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
+        self.r_interior = np.ascontiguousarray(self.r_interior, dtype=bool)
+        self.z_interior = np.ascontiguousarray(self.z_interior, dtype=bool)
+        self.validate()
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(n_r, n_z, n_E, B)."""
+        n_r, n_e, b = self.r_a1.shape
+        return (n_r, self.z_a1.shape[0], n_e, b)
+
+    @property
+    def n_models(self) -> int:
+        return self.r_a1.shape[2]
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field for wrong shapes, NaN/inf or negative coefficients."""
+        if self.r_a1.ndim != 3:
+            raise ValueError(f"TransportOperator.r_a1 must have shape (n_r, n_E, B), got {self.r_a1.shape}")
+        n_r, n_e, b = self.r_a1.shape
+        if b == 0:
+            raise ValueError("TransportOperator: empty batch (B = 0 models)")
+        n_z = self.z_a1.shape[0] if self.z_a1.ndim == 3 else -1
+        want = {
+            **{f: (n_r, n_e, b) for f in _FIELDS_R},
+            **{f: (n_z, n_e, b) for f in _FIELDS_Z},
+            **{f: (n_e, b) for f in _FIELDS_P},
+            **{f: (n_r, n_z, n_e) for f in _FIELDS_SHARED},
+            "r_interior": (n_r,),
+            "z_interior": (n_z, b),
+        }
+        for name, shape in want.items():
+            arr = getattr(self, name)
+            if arr.shape != shape:
+                raise ValueError(f"TransportOperator.{name} has shape {arr.shape}, expected {shape} "
+                                 "(n_r, n_z, n_E, B must agree across fields)")
+            if arr.dtype != bool and not np.all(np.isfinite(arr)):
+                raise ValueError(f"TransportOperator.{name} contains NaN or inf")
+        # Spatial diffusion, losses and catastrophic rates are non-negative by construction; the
+        # reacceleration stencil's off-diagonals may change sign where D_pp varies steeply (as in GALPROP).
+        for name in _FIELDS_R + _FIELDS_Z + _FIELDS_SHARED:
+            if np.any(getattr(self, name) < 0):
+                raise ValueError(f"TransportOperator.{name} must be >= 0 (rates in s^-1)")
+
+    def check_source(self, q: np.ndarray, name: str = "source") -> np.ndarray:
+        """Validate a source/field array against this operator: shape (n_r, n_z, n_E, B), finite."""
+        q = np.ascontiguousarray(q, dtype=np.float64)
+        if q.shape != self.shape:
+            raise ValueError(f"{name} has shape {q.shape}, expected {self.shape} (n_r, n_z, n_E, B)")
+        if not np.all(np.isfinite(q)):
+            raise ValueError(f"{name} contains NaN or inf")
+        return q
+
+    def interior_mask(self) -> np.ndarray:
+        """(n_r, n_z, 1, B) bool: True where psi is an unknown (not a Dirichlet node)."""
+        return self.r_interior[:, None, None, None] & self.z_interior[None, :, None, :]
+
+    def p_coefficients(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Full p-direction coefficients (a1, a2, a3), each (n_r, n_z, n_E, B). For reference code."""
+        a1 = np.broadcast_to(self.p_a1[None, None], self.shape)
+        a2 = self.p_a2[None, None] + (self.loss_a2 + self.gamma)[..., None]
+        a3 = self.p_a3[None, None] + self.loss_a3[..., None]
+        return a1, a2, a3
+
+    def select(self, models: np.ndarray | list[int]) -> TransportOperator:
+        """Operator restricted to a subset of models."""
+        idx = np.asarray(models)
+        kw = {f: getattr(self, f)[..., idx] for f in _FIELDS_R + _FIELDS_Z + _FIELDS_P}
+        kw.update({f: getattr(self, f) for f in _FIELDS_SHARED})
+        return TransportOperator(**kw, r_interior=self.r_interior, z_interior=self.z_interior[:, idx])

@@ -1,0 +1,51 @@
+"""Small synthetic transport problems shared by the solver tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crprop.constants import NUCLEON_MASS_KINEMATICS_MEV
+from crprop.discretization import build_operator
+from crprop.grid import Grid
+
+
+def small_grid() -> Grid:
+    """6 x 8 x 10 grid: r 0..5 kpc, z +-1.4 kpc (dz 0.4), Ekin 10 MeV/n .. 2.6e4 MeV/n (x2.4)."""
+    return Grid.regular(r_max_kpc=5.0, dr_kpc=1.0, z_half_kpc=1.4, dz_kpc=0.4,
+                        ekin_min_mev_per_n=10.0, ekin_max_mev_per_n=2.6e4, ekin_factor=2.4)
+
+
+def proton_momentum(grid: Grid) -> np.ndarray:
+    e = grid.ekin_mev_per_n
+    return np.sqrt(e * (e + 2 * NUCLEON_MASS_KINEMATICS_MEV))
+
+
+def random_problem(seed: int = 0, n_models: int = 3, grid: Grid | None = None):
+    """Random positive coefficients with diffusion, reacceleration, losses, fragmentation and decay.
+
+    Rates are of the Galactic orders (D ~ 1e28 cm^2/s, gamma ~ 1e-15..1e-14 s^-1) so that every
+    process matters. Returns (grid, operator, source).
+    """
+    rng = np.random.default_rng(seed)
+    grid = grid or small_grid()
+    n_r, n_z, n_e = grid.shape
+    p = proton_momentum(grid)
+    dxx = 1e28 * rng.uniform(0.5, 3.0, n_models)[None] * (p[:, None] / 1e3) ** rng.uniform(0.3, 0.6, n_models)
+    v_a = 3e6 * rng.uniform(0.5, 1.5, n_models)[None]
+    dpp = p[:, None] ** 2 * v_a**2 / dxx * 0.3
+    gas = rng.uniform(0.2, 1.5, (n_r, n_z)) * np.exp(-np.abs(grid.z_kpc)[None] / 0.5)
+    dpdt = gas[..., None] * 3e-13 * (p / 1e3)[None, None] ** -0.5
+    gamma = gas[..., None] * rng.uniform(3e-15, 1e-14) + 2e-15 * (1e3 / p)[None, None]  # frag + decay-like
+    op = build_operator(grid, p, dxx, dpp, dpdt, gamma)
+    q = rng.uniform(0.5, 1.0, (n_r, n_z, n_e, n_models)) * np.exp(-np.abs(grid.z_kpc))[None, :, None, None]
+    q *= (p / 1e3)[None, None, :, None] ** -2.3
+    return grid, op, q
+
+
+def relative_error(x: np.ndarray, ref: np.ndarray, floor: float = 1e-6) -> float:
+    """Max |x/ref - 1| over cells with ref > floor * max(ref) (per model)."""
+    worst = 0.0
+    for b in range(ref.shape[-1]):
+        m = ref[..., b] > floor * ref[..., b].max()
+        worst = max(worst, float(np.abs(x[..., b][m] / ref[..., b][m] - 1).max()))
+    return worst
