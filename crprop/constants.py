@@ -45,3 +45,36 @@ Z_SUN_KPC: float = 0.0
 # --- unit conversions for fluxes --------------------------------------------------------------
 FLUX_CGS_MEV_TO_SI_GEV: float = 1.0e4 * 1.0e3
 """cm^-2 s^-1 sr^-1 (MeV/n)^-1  ->  m^-2 s^-1 sr^-1 (GeV/n)^-1 (x1e4 for cm^-2->m^-2, x1e3 per GeV)."""
+
+# --- GALPROP's atomic constants for the nucleon energy-loss routine (galtoolslib constants.h) -----
+# nucleon_loss() uses these exact values; they differ from CODATA in the last digits, and keeping
+# them reproduces GALPROP's dp/dt arrays to rounding.
+PI_GALPROP: float = 3.141592653589793
+"""Pi as GALPROP types it (constants.h ``Pi``); equal to math.pi to double precision."""
+
+CLASSICAL_ELECTRON_RADIUS_CM: float = 2.8179409238e-13
+"""Classical electron radius r_e = e^2/(m_e c^2), cm (GALPROP ``Rele``)."""
+
+ELECTRON_MASS_LOSS_MEV: float = 0.5109990615
+"""Electron rest energy m_e c^2 in MeV used by GALPROP's energy-loss routines (``Mele``, PDG 1990)."""
+
+HBAR_C_MEV_CM: float = 0.19732705359e-10
+"""Reduced Planck constant times c, hbar*c, in MeV cm (GALPROP ``H2PiC``)."""
+
+BOLTZMANN_MEV_PER_K: float = 1.38066e-23 / 1.60218e-13
+"""Boltzmann constant k_B in MeV/K, computed as GALPROP does (1.38066e-23 J/K / 1.60218e-13 J/MeV)."""
+
+IONISATION_POTENTIAL_H_MEV: float = 19.0e-6
+"""Effective ionisation potential of atomic H for nucleus ionisation losses, MeV (GALPROP ``EH``)."""
+
+IONISATION_POTENTIAL_HE_MEV: float = 44.0e-6
+"""Effective ionisation potential of He for nucleus ionisation losses, MeV (GALPROP ``EHe``)."""
+
+WIM_ELECTRON_TEMPERATURE_K: float = 1.0e4
+"""Electron temperature of the warm ionised medium in GALPROP's Coulomb-loss term, K (``Te``)."""
+
+HE_H_RATIO_DEFAULT: float = 0.11
+"""Default interstellar He/H number ratio (galdef ``He_H_ratio``), dimensionless."""
+
+X_CO_DEFAULT: float = 1.9e20
+"""Default CO-to-H2 conversion factor X_CO, H2 molecules cm^-2 (K km/s)^-1 (galdef ``X_CO``)."""
