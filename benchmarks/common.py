@@ -1,0 +1,71 @@
+"""Shared pieces of the benchmark scripts: a realistic one-species problem and GALPROP's timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from crprop.discretization import build_operator
+from crprop.grid import Grid
+from crprop.physics.diffusion import diffusion_coefficient_pp, diffusion_coefficient_xx
+from crprop.physics.gas import gas_maps
+from crprop.physics.injection import q_primary
+from crprop.physics.kinematics import nucleus_kinematics
+from crprop.physics.losses import loss_coefficients, momentum_loss_rate
+from crprop.physics.source import source_distribution
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+GALPROP_FALLBACK_S = 32.0
+"""GALPROP v54 wall time for crml_base, 25 isotopes, one core (../shared/reference/galprop/README.md)."""
+N_ISOTOPES = 25
+
+
+def shared_dir() -> Path | None:
+    env = os.environ.get("CRNET_SHARED")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def galprop_seconds_per_model() -> tuple[float, str]:
+    """(wall seconds per crml_base model, where the number came from)."""
+    root = shared_dir()
+    if root is not None:
+        js = root / "reference" / "galprop" / "crml_base" / "crml_base.json"
+        if js.exists():
+            return float(json.loads(js.read_text())["wall_time_s"]), str(js)
+    return GALPROP_FALLBACK_S, "README of ../shared/reference/galprop (re-timed alone: 32.0 s)"
+
+
+def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
+    """12C in the paper's Galaxy for B models scattered +-20 % around crml_base: (operator, source)."""
+    rng = np.random.default_rng(seed)
+    kin = nucleus_kinematics(6, 12, grid.ekin_mev_per_n)
+    gas = gas_maps(grid.r_kpc, grid.z_kpc, grid.dz_kpc)
+    d0 = 3.25e28 * rng.uniform(0.8, 1.2, n_models)
+    delta = 0.478 * rng.uniform(0.8, 1.2, n_models)
+    eta = -1.55 * rng.uniform(0.8, 1.2, n_models)
+    v_a = 34.9 * rng.uniform(0.8, 1.2, n_models)
+    dxx = diffusion_coefficient_xx(kin.rigidity_mv, kin.beta, d0, delta, eta)
+    dpp = diffusion_coefficient_pp(kin.p_mev, dxx, v_a, delta)
+    dpdt = momentum_loss_rate(loss_coefficients(kin), gas.n_H_neutral, gas.n_HII)
+    frag = kin.beta * 2.998e10 * 280e-27 * 1.3  # ~ sigma_inel(C+p) with He, s^-1 per cm^-3
+    gamma = gas.n_H_target[..., None] * frag[None, None]
+    op = build_operator(grid, kin.p_mev, dxx, dpp, dpdt, gamma)
+    q_e = q_primary(kin.rigidity_mv, 12, 6, 3600.0, 0.28, 2.42, 2.12, 880.0, 4.67e5)
+    if q_e.ndim == 1:
+        q_e = q_e[:, None]
+    src = source_distribution(grid.r_kpc, grid.z_kpc)
+    q = src[:, :, None, None] * np.broadcast_to(q_e, (grid.shape[2], n_models))[None, None]
+    return op, np.ascontiguousarray(q)
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version()}

@@ -1,0 +1,89 @@
+"""Solver speed per mode and backend at the paper grid (21 x 40 x 84), next to GALPROP's timing.
+
+Prints, for B in {1, 16, 128} models per batch: steps to converge, ms per model*species, models/s for
+a 25-isotope network, and GALPROP's per-model time; also the accuracy of `fast` and `galprop` against
+the exact sparse solve on a small grid. Writes benchmarks/results/solver_speed_cpu.{json,md}.
+
+    python benchmarks/solver_speed.py [--batches 1 16 128] [--backends numba numpy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+from common import N_ISOTOPES, RESULTS, carbon_problem, galprop_seconds_per_model, machine
+
+from crprop.grid import Grid
+from crprop.solvers import NonConvergenceWarning, TimeLadder, solve_species
+
+
+def time_mode(op, q, mode: str, backend: str) -> tuple[float, int, float]:
+    t0 = time.perf_counter()
+    res = solve_species(op, q, mode=mode, backend=backend, on_nonconverged="ignore")
+    return time.perf_counter() - t0, res.steps, float(res.residual.max())
+
+
+def accuracy_small_grid() -> dict:
+    grid = Grid.regular(20.0, 2.0, 3.9, 0.6, 1.0, 1e6, 2.0)
+    op, q = carbon_problem(grid, 2, seed=3)
+    exact = solve_species(op, q, mode="exact").psi
+    m = exact > 1e-6 * exact.max()
+    out = {"grid": list(grid.shape)}
+    for mode, kw in (("fast", {"tol": 1e-6}), ("fast_1e-10", {"tol": 1e-10, "max_steps": 3000}),
+                     ("galprop", {}), ("galprop_x10_repeats", {"ladder": TimeLadder(repeat=200)})):
+        res = solve_species(op, q, mode=mode.split("_")[0], backend="numba", on_nonconverged="ignore", **kw)
+        out[mode] = {"max_rel_error_vs_exact": float(np.abs(res.psi[m] / exact[m] - 1).max()),
+                     "steps": res.steps, "residual": float(res.residual.max())}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 128])
+    ap.add_argument("--backends", nargs="+", default=["numba", "numpy"])
+    ap.add_argument("--numpy-max-batch", type=int, default=16, help="skip numpy above this batch (slow)")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore", NonConvergenceWarning)
+    grid = Grid.regular()  # paper grid
+    galprop_s, galprop_src = galprop_seconds_per_model()
+    warm_op, warm_q = carbon_problem(Grid.regular(4.0, 1.0, 0.9, 0.2, 1, 1e3, 2.0), 2)
+    for be in args.backends:  # JIT compilation outside the timings
+        solve_species(warm_op, warm_q, mode="fast", backend=be, on_nonconverged="ignore")
+        solve_species(warm_op, warm_q, mode="galprop", backend=be, on_nonconverged="ignore",
+                      ladder=TimeLadder(repeat=1))
+    rows = []
+    for b in args.batches:
+        op, q = carbon_problem(grid, b)
+        for be in args.backends:
+            if be == "numpy" and b > args.numpy_max_batch:
+                continue
+            for mode in ("fast", "galprop"):
+                wall, steps, resid = time_mode(op, q, mode, be)
+                ms = wall / b * 1e3
+                rows.append({"mode": mode, "backend": be, "B": b, "steps": steps, "residual": resid,
+                             "wall_s": wall, "ms_per_model_species": ms,
+                             "models_per_s_25_isotopes": 1e3 / (ms * N_ISOTOPES),
+                             "speedup_vs_galprop": galprop_s / (ms * N_ISOTOPES / 1e3)})
+                print(f"{mode:8s} {be:6s} B={b:4d} steps={steps:4d} residual={resid:9.2e} "
+                      f"{ms:9.2f} ms/model*species {rows[-1]['models_per_s_25_isotopes']:8.3f} models/s "
+                      f"(x{rows[-1]['speedup_vs_galprop']:.1f} vs GALPROP {galprop_s:.1f} s/model)", flush=True)
+    acc = accuracy_small_grid()
+    print("accuracy vs exact sparse solve (small grid, 12C):", json.dumps(acc, indent=1))
+    out = {"machine": machine(), "grid": list(grid.shape), "galprop_s_per_model": galprop_s,
+           "galprop_source": galprop_src, "rows": rows, "accuracy_small_grid": acc}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "solver_speed_cpu.json").write_text(json.dumps(out, indent=1))
+    lines = ["| mode | backend | B | steps | ms per model·species | models/s (25 isotopes) | × GALPROP |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['backend']} | {r['B']} | {r['steps']} | {r['ms_per_model_species']:.2f} | "
+              f"{r['models_per_s_25_isotopes']:.3f} | {r['speedup_vs_galprop']:.1f} |" for r in rows]
+    lines.append(f"\nGALPROP: {galprop_s:.1f} s per model (25 isotopes, one core; {galprop_src}).")
+    (RESULTS / "solver_speed_cpu.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

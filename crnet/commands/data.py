@@ -1,0 +1,147 @@
+"""`crnet data list` and `crnet data show NAME`: the shipped measurement data sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crnet.data import DATASETS, Dataset, get_dataset, list_datasets, read_table
+
+
+def _dataset_dict(ds: Dataset, points: bool) -> dict:
+    out = {
+        "name": ds.name,
+        "description": ds.description,
+        "n_points": ds.n_points,
+        "species": ds.species,
+        "provenance": ds.provenance,
+        "modulation": None
+        if ds.modulation is None
+        else {
+            "phi_MV": ds.modulation.phi_mv,
+            "nuisance": ds.modulation.nuisance,
+            "bounds_MV": list(ds.modulation.bounds_mv),
+        },
+        "blocks": [],
+    }
+    for b in ds.blocks:
+        blk = {
+            "label": b.label,
+            "species": b.species,
+            "experiment": b.experiment,
+            "n_points": b.n_points,
+            "E_min_GeV_per_n": float(b.ekin_gev_per_n.min()),
+            "E_max_GeV_per_n": float(b.ekin_gev_per_n.max()),
+            "lis": b.lis,
+            "phi_MV": b.phi_mv,
+            "period": b.period,
+            "reference": b.reference,
+            "source": b.source,
+            "x_native": b.x_native_kind,
+            "A_eff": b.a_eff,
+        }
+        if points:
+            blk["points"] = {
+                "E_GeV_per_n": b.ekin_gev_per_n.tolist(),
+                "flux": b.flux.tolist(),
+                "stat_lo": b.stat_lo.tolist(),
+                "stat_hi": b.stat_hi.tolist(),
+                "sys_lo": b.sys_lo.tolist(),
+                "sys_hi": b.sys_hi.tolist(),
+                "sigma": b.sigma.tolist(),
+            }
+        out["blocks"].append(blk)
+    return out
+
+
+def _print_dataset(ds: Dataset, points: bool) -> None:
+    typer.echo(f"{ds.name}: {ds.description}")
+    typer.echo(f"  {ds.n_points} points, species {', '.join(ds.species)}; provenance: {ds.provenance}")
+    if ds.modulation is None:
+        typer.echo("  modulation: none (all blocks are interstellar spectra)")
+    else:
+        mod = ds.modulation
+        how = f"nuisance in [{mod.bounds_mv[0]:g}, {mod.bounds_mv[1]:g}] MV" if mod.nuisance else "fixed"
+        typer.echo(f"  modulation: force field, phi = {mod.phi_mv:g} MV ({how})")
+    typer.echo(f"  {'block':<16}{'n':>4}  {'E range [GeV/n]':<22}{'kind':<6}{'x':<5}period")
+    for b in ds.blocks:
+        rng = f"{b.ekin_gev_per_n.min():.4g} - {b.ekin_gev_per_n.max():.4g}"
+        typer.echo(
+            f"  {b.label:<16}{b.n_points:>4}  {rng:<22}{'LIS' if b.lis else 'TOA':<6}"
+            f"{b.x_native_kind:<5}{b.period}"
+        )
+        typer.echo(f"  {'':<16}reference: {b.reference}")
+        if points:
+            typer.echo(f"  {'':<16}{'E [GeV/n]':>12}{'flux':>13}{'stat':>11}{'syst':>11}{'sigma':>11}")
+            for j in range(b.n_points):
+                typer.echo(
+                    f"  {'':<16}{b.ekin_gev_per_n[j]:>12.5g}{b.flux[j]:>13.5g}"
+                    f"{0.5 * (b.stat_lo[j] + b.stat_hi[j]):>11.4g}"
+                    f"{0.5 * (b.sys_lo[j] + b.sys_hi[j]):>11.4g}{b.sigma[j]:>11.4g}"
+                )
+    typer.echo("  units: E kinetic energy per nucleon [GeV/n], flux [m^-2 s^-1 sr^-1 (GeV/n)^-1]")
+
+
+def _print_table(path: Path) -> None:
+    t = read_table(path)
+    typer.echo(f"{t.path}: {t.n_points} rows, {t.quantity} vs {t.x_kind} [{t.x_unit}], species {t.species}")
+    for key in ("dataset", "experiment", "reference", "data_taking_period", "upstream"):
+        if key in t.meta:
+            typer.echo(f"  {key}: {t.meta[key]}")
+    typer.echo(f"  x range {t.x_rep.min():.4g} - {t.x_rep.max():.4g} {t.x_unit}")
+
+
+def register(app: typer.Typer) -> None:
+    data_app = typer.Typer(help="Measured cosmic-ray data sets shipped with crnet.", no_args_is_help=True)
+
+    @data_app.command("list")
+    def list_cmd(
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """List the named data sets."""
+        infos = list_datasets()
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    [
+                        {
+                            "name": i.name,
+                            "n_points": i.n_points,
+                            "species": list(i.species),
+                            "description": i.description,
+                        }
+                        for i in infos
+                    ],
+                    indent=2,
+                )
+            )
+            return
+        for i in infos:
+            typer.echo(f"{i.name:<12}{i.n_points:>5} points  {'/'.join(i.species):<14}{i.description}")
+
+    @data_app.command("show")
+    def show_cmd(
+        name: Annotated[
+            str, typer.Argument(help=f"Data set name ({', '.join(DATASETS)}) or a commented-CSV file.")
+        ],
+        points: Annotated[bool, typer.Option("--points", help="Print every data point.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Describe a data set (blocks, energy ranges, modulation, periods, references) or a CSV file."""
+        try:
+            if name not in DATASETS and Path(name).suffix == ".csv":
+                _print_table(Path(name))
+                return
+            ds = get_dataset(name)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        if as_json:
+            typer.echo(json.dumps(_dataset_dict(ds, points), indent=2))
+        else:
+            _print_dataset(ds, points)
+
+    app.add_typer(data_app, name="data")

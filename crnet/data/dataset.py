@@ -1,0 +1,260 @@
+"""Data blocks (one species from one experiment) and data sets (what a chi^2 is computed against).
+
+Every block is expressed in kinetic energy per nucleon (GeV/n) with fluxes in
+m^-2 s^-1 sr^-1 (GeV/n)^-1. Errors: statistical and systematic parts are carried separately (lower
+and upper magnitudes, converted with the same Jacobian as the flux); the chi^2 uses
+``sigma = sqrt(stat^2 + sys^2)`` of the symmetrised parts — the convention of the CR-ML arrays
+(e.g. Voyager B at 8.75 MeV/n: sqrt(0.381^2 + 0.107^2) = 0.39574, the value in B_Voyager.npy).
+Tables that only give a total error store it as the systematic part with zero statistical part.
+
+A block is either already a local-interstellar spectrum (``lis=True``: Voyager 1 beyond the
+heliopause, or data "corrected to LIS" as in the CR-ML paper) or top-of-atmosphere data that the
+model must be force-field modulated to; a data set then says how the potential phi (MV) is treated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crnet.data.kinematics import convert_x_to_ekn, effective_mass_number
+from crnet.data.table import MeasurementTable, read_table
+from crprop.spectra import SYMBOL_TO_Z
+
+LIS_MARKERS: tuple[str, ...] = ("phi = 0", "no solar modulation", "unmodulated", "corrected to lis")
+"""Phrases in a table's metadata that mark it as an interstellar (unmodulated) spectrum."""
+
+
+@dataclass(frozen=True, eq=False)
+class DataBlock:
+    """Measured flux of one species from one experiment and period, in GeV/n.
+
+    Attributes
+    ----------
+    label : short unique name, e.g. 'B AMS-02'.
+    species : element symbol ('B') or isotope label ('10Be') compared with ``Spectra.flux(species)``.
+    experiment, period, reference, source : provenance (``period`` = data-taking period).
+    ekin_gev_per_n : (n,) kinetic energy per nucleon, GeV/n.
+    flux : (n,) m^-2 s^-1 sr^-1 (GeV/n)^-1.
+    stat_lo, stat_hi, sys_lo, sys_hi : (n,) error magnitudes, same units as flux.
+    lis : True if the data are an interstellar spectrum (no modulation applied to the model).
+    phi_mv : force-field potential attached to the data-taking period, MV (None if unknown / LIS).
+    lines : (n,) line of each point in ``source`` (CSV) or its index (arrays), for messages.
+    x_native, x_native_kind, a_eff : x as published (R in GV, E_k in GeV or E_kn in GeV/n) and the
+        mean mass number used to convert it (None when no conversion was needed).
+    """
+
+    label: str
+    species: str
+    experiment: str
+    ekin_gev_per_n: np.ndarray
+    flux: np.ndarray
+    stat_lo: np.ndarray
+    stat_hi: np.ndarray
+    sys_lo: np.ndarray
+    sys_hi: np.ndarray
+    lis: bool
+    period: str = ""
+    reference: str = ""
+    source: str = ""
+    phi_mv: float | None = None
+    lines: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    x_native: np.ndarray | None = None
+    x_native_kind: str = "Ekn"
+    a_eff: float | None = None
+
+    def __post_init__(self) -> None:
+        n = np.asarray(self.flux).shape
+        names = ("ekin_gev_per_n", "flux", "stat_lo", "stat_hi", "sys_lo", "sys_hi")
+        for name in names:
+            arr = np.array(getattr(self, name), dtype=np.float64)  # private read-only copy
+            if arr.ndim != 1 or arr.shape != n:
+                raise ValueError(f"data block {self.label!r}: {name} has shape {arr.shape}, expected {n}")
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        lines = np.asarray(self.lines, dtype=np.int64)
+        if lines.shape != n:
+            lines = np.arange(n[0], dtype=np.int64)
+        object.__setattr__(self, "lines", lines)
+        if self.species not in SYMBOL_TO_Z and not _is_isotope(self.species):
+            raise ValueError(
+                f"data block {self.label!r}: species {self.species!r} is not an element or isotope"
+            )
+        for name in names:
+            arr = getattr(self, name)
+            bad = ~np.isfinite(arr) | (arr < 0) | ((arr <= 0) if name == "ekin_gev_per_n" else False)
+            self._raise_at(bad, name, "must be finite and >= 0 (energies > 0)")
+        self._raise_at(self.sigma <= 0, "sigma", "total error sqrt(stat^2+sys^2) is zero; chi^2 undefined")
+        if self.phi_mv is not None and (not np.isfinite(self.phi_mv) or self.phi_mv < 0):
+            raise ValueError(f"data block {self.label!r}: phi_mv must be finite and >= 0, got {self.phi_mv}")
+
+    def _raise_at(self, bad: np.ndarray, column: str, message: str) -> None:
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{self.source or self.label}: line {int(self.lines[i])}, column '{column}': "
+                f"{message} (value {float(getattr(self, column)[i])!r})"
+            )
+
+    @property
+    def n_points(self) -> int:
+        return int(self.flux.size)
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """Total 1-sigma error used in the chi^2: sqrt(stat^2 + sys^2) of symmetrised parts."""
+        return np.hypot(0.5 * (self.stat_lo + self.stat_hi), 0.5 * (self.sys_lo + self.sys_hi))
+
+
+def _is_isotope(label: str) -> bool:
+    digits = label[: len(label) - len(label.lstrip("0123456789"))]
+    return bool(digits) and label[len(digits) :] in SYMBOL_TO_Z
+
+
+def table_is_lis(table: MeasurementTable) -> bool:
+    """Whether a table's metadata marks it as an unmodulated interstellar spectrum."""
+    text = " ".join(table.meta.values()).lower()
+    return any(marker in text for marker in LIS_MARKERS)
+
+
+def block_from_table(
+    table: MeasurementTable,
+    *,
+    label: str | None = None,
+    experiment: str | None = None,
+    lis: bool | None = None,
+    phi_mv: float | None = None,
+    isotope_mix: Mapping[int, float] | None = None,
+) -> DataBlock:
+    """Turn a flux table into a DataBlock in GeV/n (rigidity / per-particle energy converted).
+
+    ``experiment`` defaults to the table's metadata; ``lis`` to what the metadata say (``table_is_lis``);
+    ``phi_mv`` (MV) to a constant ``crdb_phi_MV`` column if present; ``isotope_mix``
+    ({A: number fraction}) to ``DEFAULT_ISOTOPE_MIX`` of the element.
+    """
+    if table.quantity != "flux":
+        raise ValueError(f"{table.path}: is a {table.quantity} table; only fluxes enter the chi^2")
+    species = table.species
+    if species is None or species not in SYMBOL_TO_Z:
+        raise ValueError(
+            f"{table.path}: species {species!r} is not a nuclear element; pass species= to read_table"
+        )
+    a_eff = None if table.x_kind == "Ekn" else effective_mass_number(species, isotope_mix)
+    ekn, factor = convert_x_to_ekn(table.x_rep, table.x_kind, species, a_eff or 1.0)
+    if phi_mv is None and "crdb_phi_MV" in table.extra:
+        col = table.extra["crdb_phi_MV"]
+        if np.all(col == col[0]):
+            phi_mv = float(col[0])
+    is_lis = table_is_lis(table) if lis is None else lis
+    return DataBlock(
+        label=label or f"{species} {Path(table.path).stem}",
+        species=species,
+        experiment=experiment or table.experiment,
+        ekin_gev_per_n=ekn,
+        flux=table.value * factor,
+        stat_lo=table.stat_lo * factor,
+        stat_hi=table.stat_hi * factor,
+        sys_lo=table.sys_lo * factor,
+        sys_hi=table.sys_hi * factor,
+        lis=is_lis,
+        period=table.data_taking_period,
+        reference=table.reference,
+        source=table.path,
+        phi_mv=None if is_lis else phi_mv,
+        lines=table.lines,
+        x_native=table.x_rep.copy(),
+        x_native_kind=table.x_kind,
+        a_eff=a_eff,
+    )
+
+
+@dataclass(frozen=True)
+class Modulation:
+    """How the force-field potential phi (MV) of the top-of-atmosphere blocks is treated.
+
+    ``phi_mv`` is the fixed value (or, with ``nuisance=True``, only a reference value) and
+    ``bounds_mv`` the range over which a nuisance phi is profiled.
+    """
+
+    phi_mv: float
+    nuisance: bool = False
+    bounds_mv: tuple[float, float] = (0.0, 1500.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.bounds_mv
+        if not (np.isfinite(self.phi_mv) and self.phi_mv >= 0):
+            raise ValueError(f"Modulation.phi_mv must be finite and >= 0 MV, got {self.phi_mv}")
+        if not (0 <= lo < hi and np.isfinite(hi)):
+            raise ValueError(f"Modulation.bounds_mv must satisfy 0 <= lo < hi < inf, got {self.bounds_mv}")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A named collection of DataBlocks plus the treatment of solar modulation.
+
+    ``modulation`` is required when any block is top-of-atmosphere (``lis=False``).
+    """
+
+    name: str
+    description: str
+    blocks: tuple[DataBlock, ...]
+    modulation: Modulation | None = None
+    provenance: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if not self.blocks:
+            raise ValueError(f"data set {self.name!r} has no data blocks")
+        labels = [b.label for b in self.blocks]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"data set {self.name!r}: block labels are not unique: {labels}")
+        if self.needs_modulation and self.modulation is None:
+            toa = [b.label for b in self.blocks if not b.lis]
+            raise ValueError(f"data set {self.name!r}: top-of-atmosphere blocks {toa} need a Modulation")
+
+    @property
+    def n_points(self) -> int:
+        return sum(b.n_points for b in self.blocks)
+
+    @property
+    def species(self) -> list[str]:
+        """Species measured, in order of first appearance."""
+        return list(dict.fromkeys(b.species for b in self.blocks))
+
+    @property
+    def needs_modulation(self) -> bool:
+        return any(not b.lis for b in self.blocks)
+
+    def energy_range(self) -> tuple[float, float]:
+        """Smallest and largest data energy, GeV/n."""
+        lo = min(float(b.ekin_gev_per_n.min()) for b in self.blocks)
+        hi = max(float(b.ekin_gev_per_n.max()) for b in self.blocks)
+        return lo, hi
+
+
+def dataset_from_files(
+    paths: Sequence[Path | str],
+    *,
+    name: str = "custom",
+    description: str = "",
+    modulation: Modulation | None = None,
+    isotope_mix: Mapping[str, Mapping[int, float]] | None = None,
+) -> Dataset:
+    """Build a Dataset from commented-CSV flux files (see ``crnet.data.table``).
+
+    Top-of-atmosphere files need ``modulation``; ``isotope_mix`` maps element -> {A: fraction}.
+    """
+    blocks = []
+    for p in paths:
+        table = read_table(p)
+        mix = (isotope_mix or {}).get(table.species or "")
+        blocks.append(block_from_table(table, label=f"{table.species} {Path(p).stem}", isotope_mix=mix))
+    return Dataset(
+        name=name,
+        description=description or f"{len(blocks)} files",
+        blocks=tuple(blocks),
+        modulation=modulation,
+    )

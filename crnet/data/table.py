@@ -1,0 +1,302 @@
+"""Reader for the commented-CSV measurement format of ``../shared/data`` (and of crnet's shipped copies).
+
+Format (see ``../shared/data/PROVENANCE.md`` section 1):
+
+* leading ``# key: value`` lines are metadata (``data_taking_period``, ``reference``, ``dataset`` ...);
+* one comma-separated header row
+  ``<X>_low_<U>, <X>_high_<U>, <X>_rep_<U>, flux|ratio, stat_err_lo, stat_err_hi, sys_err_lo, sys_err_hi
+  [, extra ...]`` with ``<X>_<U>`` one of ``R_GV`` (rigidity, GV), ``Ekn_GeVn`` (kinetic energy per
+  nucleon, GeV/n), ``Ek_GeV`` (kinetic energy per particle, GeV) or ``E_GeV`` (total energy, GeV);
+* fluxes in m^-2 s^-1 sr^-1 per unit of x (GV^-1, (GeV/n)^-1 or GeV^-1), ratios dimensionless,
+  errors as positive magnitudes in the same units; empty bin edges mean "not available".
+
+Every defect (missing column, unparsable or NaN number, negative error, energies not strictly
+increasing ...) raises ``ValueError`` naming the file, the 1-based line number and the column.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crprop.spectra import SYMBOL_TO_Z
+
+X_COLUMN = re.compile(r"^(R|Ekn|Ek|E)_(low|high|rep)_(GV|GeVn|GeV)$")
+"""Header pattern of the three x columns."""
+
+X_UNITS: dict[str, str] = {"R": "GV", "Ekn": "GeVn", "Ek": "GeV", "E": "GeV"}
+"""Unit that each x variable must carry in its column name."""
+
+ERROR_COLUMNS: tuple[str, ...] = ("stat_err_lo", "stat_err_hi", "sys_err_lo", "sys_err_hi")
+
+NAMED_SPECIES: dict[str, str] = {
+    "proton": "H",
+    "p": "H",
+    "helium": "He",
+    "lithium": "Li",
+    "beryllium": "Be",
+    "boron": "B",
+    "carbon": "C",
+    "nitrogen": "N",
+    "oxygen": "O",
+}
+"""Species words used in file names besides element symbols."""
+
+LEPTON_SPECIES: dict[str, str] = {
+    "electron_plus_positron": "e-+e+",
+    "positron_fraction": "e+/(e-+e+)",
+    "electron": "e-",
+    "positron": "e+",
+}
+"""Lepton file-name fragments (longest first) and the species label given to them."""
+
+
+def _err(path: Path | str, line: int, column: str, message: str) -> ValueError:
+    return ValueError(f"{path}: line {line}, column '{column}': {message}")
+
+
+def infer_species(path: Path | str) -> str | None:
+    """Species from a file name such as ``AMS02_PhysRep2021_B_R.csv`` ('B') or ``..._BoverC_R.csv`` ('B/C').
+
+    Returns an element symbol, a ratio 'X/Y', a lepton label, or None when the name is ambiguous.
+    """
+    stem = Path(path).stem
+    for frag, label in LEPTON_SPECIES.items():
+        if frag in stem:
+            return label
+    tokens = stem.split("_")
+    for i, tok in enumerate(tokens):
+        m = re.fullmatch(r"([A-Z][a-z]?|p)over([A-Z][a-z]?)", tok)
+        if m:
+            return f"{NAMED_SPECIES.get(m.group(1), m.group(1))}/{m.group(2)}"
+        if tok == "over" and 0 < i < len(tokens) - 1:
+            num, den = tokens[i - 1], tokens[i + 1]
+            return f"{NAMED_SPECIES.get(num, num)}/{NAMED_SPECIES.get(den, den)}"
+    found = {NAMED_SPECIES.get(t, t) for t in tokens} & set(SYMBOL_TO_Z)
+    return found.pop() if len(found) == 1 else None
+
+
+@dataclass(frozen=True, eq=False)
+class MeasurementTable:
+    """One measured spectrum or ratio, exactly as written in its file (no unit conversion).
+
+    Attributes
+    ----------
+    path : source file.
+    meta : the ``# key: value`` header lines.
+    x_kind : 'R' (rigidity, GV), 'Ekn' (GeV/n), 'Ek' (GeV per particle) or 'E' (total energy, GeV).
+    x_low, x_high, x_rep : (n,) bin edges (NaN where not given) and representative value, in x's unit.
+    quantity : 'flux' (m^-2 s^-1 sr^-1 per unit of x) or 'ratio' (dimensionless).
+    value, stat_lo, stat_hi, sys_lo, sys_hi : (n,) central values and error magnitudes.
+    extra : further columns (float arrays; NaN where empty).
+    species : element symbol, ratio 'X/Y' or lepton label; None if it could not be inferred.
+    lines : (n,) 1-based line number of each row in the file.
+    """
+
+    path: str
+    meta: dict[str, str]
+    x_kind: str
+    x_low: np.ndarray
+    x_high: np.ndarray
+    x_rep: np.ndarray
+    quantity: str
+    value: np.ndarray
+    stat_lo: np.ndarray
+    stat_hi: np.ndarray
+    sys_lo: np.ndarray
+    sys_hi: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    species: str | None = None
+    lines: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def n_points(self) -> int:
+        return int(self.x_rep.size)
+
+    @property
+    def x_unit(self) -> str:
+        return X_UNITS[self.x_kind]
+
+    @property
+    def data_taking_period(self) -> str:
+        return self.meta.get("data_taking_period", "")
+
+    @property
+    def reference(self) -> str:
+        return self.meta.get("reference", "")
+
+    @property
+    def experiment(self) -> str:
+        return self.meta.get("experiment", self.meta.get("dataset", Path(self.path).stem))
+
+    def stat_err(self) -> np.ndarray:
+        """Symmetrised statistical error (mean of lower and upper), same units as ``value``."""
+        return 0.5 * (self.stat_lo + self.stat_hi)
+
+    def sys_err(self) -> np.ndarray:
+        """Symmetrised systematic error (mean of lower and upper), same units as ``value``."""
+        return 0.5 * (self.sys_lo + self.sys_hi)
+
+    def total_err(self) -> np.ndarray:
+        """sqrt(stat^2 + sys^2) of the symmetrised errors (the CR-ML paper's convention)."""
+        return np.hypot(self.stat_err(), self.sys_err())
+
+
+def _parse_float(text: str, path: Path, line: int, column: str, required: bool) -> float:
+    text = text.strip()
+    if text == "":
+        if required:
+            raise _err(path, line, column, "empty field (a value is required here)")
+        return math.nan
+    try:
+        val = float(text)
+    except ValueError:
+        raise _err(path, line, column, f"cannot parse {text!r} as a number") from None
+    if math.isnan(val):
+        raise _err(path, line, column, "value is NaN")
+    if math.isinf(val):
+        raise _err(path, line, column, "value is infinite")
+    return val
+
+
+def read_table(path: Path | str, species: str | None = None) -> MeasurementTable:
+    """Read and validate one commented-CSV measurement file.
+
+    Parameters
+    ----------
+    path : the ``.csv`` file.
+    species : override of the species inferred from the file name (element symbol such as 'B').
+
+    Raises
+    ------
+    ValueError naming file, line and column for: missing/unknown columns, wrong field count,
+    unparsable/NaN/infinite numbers, negative errors, non-positive x, negative fluxes,
+    x_rep not strictly increasing, or x_rep outside its bin.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such data file")
+    text = path.read_text(encoding="utf-8").splitlines()
+    meta: dict[str, str] = {}
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[tuple[int, list[str]]] = []
+    for lineno, raw in enumerate(text, start=1):
+        stripped = raw.strip()
+        if stripped.startswith("#"):
+            if header is None:
+                key, sep, val = stripped[1:].partition(":")
+                if sep:
+                    meta[key.strip()] = val.strip()
+                continue
+            raise _err(path, lineno, "-", "comment line after the header row")
+        if not stripped:
+            continue
+        if header is None:
+            header, header_line = [h.strip() for h in stripped.split(",")], lineno
+        else:
+            rows.append((lineno, raw.split(",")))
+    if header is None:
+        raise ValueError(f"{path}: no header row (every line is a comment or empty)")
+    if len(set(header)) != len(header):
+        raise _err(path, header_line, ",".join(header), "duplicate column names")
+
+    x_cols: dict[str, str] = {}
+    kinds = set()
+    for name in header:
+        m = X_COLUMN.match(name)
+        if m:
+            kind, role, unit = m.groups()
+            if X_UNITS[kind] != unit:
+                raise _err(path, header_line, name, f"x variable {kind} must be in {X_UNITS[kind]}")
+            x_cols[role] = name
+            kinds.add(kind)
+    for role in ("low", "high", "rep"):
+        if role not in x_cols:
+            raise _err(
+                path,
+                header_line,
+                f"<X>_{role}_<U>",
+                f"missing column (need one of R_{role}_GV, Ekn_{role}_GeVn, Ek_{role}_GeV, E_{role}_GeV)",
+            )
+    if len(kinds) != 1:
+        raise _err(path, header_line, ",".join(x_cols.values()), "x columns use different variables")
+    quantity = "flux" if "flux" in header else "ratio" if "ratio" in header else ""
+    if not quantity:
+        raise _err(path, header_line, "flux|ratio", "missing column (need 'flux' or 'ratio')")
+    for col in ERROR_COLUMNS:
+        if col not in header:
+            raise _err(path, header_line, col, "missing column")
+    if not rows:
+        raise ValueError(f"{path}: header on line {header_line} but no data rows")
+
+    required = {x_cols["rep"], quantity, *ERROR_COLUMNS}
+    values: dict[str, list[float]] = {name: [] for name in header}
+    lines: list[int] = []
+    for lineno, fields in rows:
+        if len(fields) != len(header):
+            raise _err(path, lineno, "-", f"{len(fields)} fields, the header has {len(header)}")
+        for name, fld in zip(header, fields, strict=True):
+            values[name].append(_parse_float(fld, path, lineno, name, name in required))
+        lines.append(lineno)
+    arr = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+    line_arr = np.asarray(lines, dtype=np.int64)
+
+    def check(name: str, bad: np.ndarray, message: str) -> None:
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise _err(path, int(line_arr[i]), name, message.format(v=float(arr[name][i])))
+
+    for col in ERROR_COLUMNS:
+        check(col, arr[col] < 0, "negative error {v!r} (errors are magnitudes, must be >= 0)")
+    check(quantity, arr[quantity] < 0, "negative " + quantity + " {v!r}")
+    rep = arr[x_cols["rep"]]
+    check(x_cols["rep"], rep <= 0, "non-positive x value {v!r}")
+    lo, hi = arr[x_cols["low"]], arr[x_cols["high"]]
+    has_edges = np.isfinite(lo) & np.isfinite(hi)
+    check(x_cols["low"], np.isfinite(lo) != np.isfinite(hi), "bin edge {v!r} given without its partner edge")
+    check(x_cols["high"], has_edges & (hi <= lo), "bin upper edge {v!r} is not above the lower edge")
+    check(x_cols["rep"], has_edges & ((rep < lo) | (rep > hi)), "x value {v!r} lies outside its bin edges")
+    if np.all(has_edges):
+        # Binned data: rows sorted by lower edge. Bins from different instruments may overlap
+        # (Voyager 1 telescopes), so x_rep itself need not increase, but a bin may not repeat.
+        check(
+            x_cols["low"],
+            np.concatenate([[False], np.diff(lo) < 0]),
+            "rows must be sorted by energy: lower edge {v!r} is below the previous row's",
+        )
+        same = np.concatenate([[False], (np.diff(lo) == 0) & (np.diff(hi) == 0)])
+        check(x_cols["low"], same, "bin starting at {v!r} repeats the previous row's bin")
+    else:
+        check(
+            x_cols["rep"],
+            np.concatenate([[False], np.diff(rep) <= 0]),
+            "x values must be strictly increasing; {v!r} does not exceed the previous row",
+        )
+
+    extra = {
+        name: arr[name]
+        for name in header
+        if name not in x_cols.values() and name != quantity and name not in ERROR_COLUMNS
+    }
+    return MeasurementTable(
+        path=str(path),
+        meta=meta,
+        x_kind=kinds.pop(),
+        x_low=lo,
+        x_high=hi,
+        x_rep=rep,
+        quantity=quantity,
+        value=arr[quantity],
+        stat_lo=arr["stat_err_lo"],
+        stat_hi=arr["stat_err_hi"],
+        sys_lo=arr["sys_err_lo"],
+        sys_hi=arr["sys_err_hi"],
+        extra=extra,
+        species=species if species is not None else infer_species(path),
+        lines=line_arr,
+    )

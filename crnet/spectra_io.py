@@ -1,0 +1,227 @@
+"""HDF5 files of propagated spectra (written by ``crnet simulate``, read by ``crnet chi2``).
+
+Layout
+------
+``Ekin_GeV_per_n``  (n_E,) float64, kinetic energy per nucleon, GeV/n, strictly increasing.
+``species``         (n_species,) UTF-8 strings: element symbols ('H', 'Li', ..., 'Si'; sums of the
+                    isotopes, computed on write) followed by isotope labels ('1H', '10Be', ...).
+``flux_lis``        (n_models, n_species, n_E) float64, unmodulated flux at the Sun,
+                    m^-2 s^-1 sr^-1 (GeV/n)^-1.
+``params``          (n_models, n_params) float64 model parameters, attribute ``names`` (n_params strings).
+``converged``       (n_models,) bool;  ``residual`` (n_models,) float64 (see ``crprop.spectra.Spectra``).
+File attributes: ``crnet_version``, ``flux_units``, ``energy_units``, plus ``Spectra.meta`` and the
+``attrs`` passed to the writer (mode, backend, grid ...); non-scalar values are stored as JSON strings
+and their names listed in the ``json_attrs`` attribute.
+
+The isotopes are the data; the element rows are a convenience for other readers and are checked
+against the isotope sums on read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import h5py
+import numpy as np
+
+from crnet import __version__
+from crprop.spectra import SYMBOL_TO_Z, Spectra
+
+ELEMENT_SUM_RTOL: float = 1e-9
+"""Relative tolerance between a stored element row and the sum of its stored isotopes (rounding only)."""
+
+FLUX_UNITS = "m^-2 s^-1 sr^-1 (GeV/n)^-1"
+ENERGY_UNITS = "GeV/n"
+REQUIRED_DATASETS: tuple[str, ...] = ("Ekin_GeV_per_n", "species", "flux_lis", "converged", "residual")
+ISOTOPE_LABEL = re.compile(r"^(\d+)([A-Z][a-z]?)$")
+
+
+class SpectraH5(NamedTuple):
+    """Contents of a spectra file: ``spectra, params, param_names, attrs = read_spectra_h5(path)``."""
+
+    spectra: Spectra
+    params: np.ndarray
+    param_names: list[str]
+    attrs: dict[str, Any]
+
+
+def _attr_value(value: Any) -> tuple[Any, bool]:
+    """(value as HDF5 attribute, whether it was JSON-encoded)."""
+    if isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_)):
+        return value, False
+    return json.dumps(value, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)), True
+
+
+def write_spectra_h5(
+    path: Path | str,
+    spectra: Spectra,
+    params: np.ndarray | None = None,
+    param_names: list[str] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> None:
+    """Write ``spectra`` (unmodulated, phi_mv = 0) and optional per-model parameters to ``path``.
+
+    Parameters
+    ----------
+    spectra : the batch of models; isotopes are stored and element sums added.
+    params : (n_models, n_params) parameter values; ``param_names`` (n_params) is then required.
+    attrs : extra file attributes (override ``spectra.meta`` entries of the same name).
+    """
+    if spectra.phi_mv != 0.0:
+        raise ValueError(f"flux_lis must be unmodulated; these spectra have phi = {spectra.phi_mv} MV")
+    n_models = spectra.n_models
+    if params is None:
+        if param_names:
+            raise ValueError("param_names given without params")
+        params_arr, names = np.zeros((n_models, 0)), []
+    else:
+        params_arr = np.asarray(params, dtype=np.float64)
+        if params_arr.ndim == 1:
+            params_arr = params_arr[:, None]
+        if params_arr.ndim != 2 or params_arr.shape[0] != n_models:
+            raise ValueError(
+                f"params must have shape (n_models={n_models}, n_params), got {params_arr.shape}"
+            )
+        names = [str(n) for n in (param_names or [])]
+        if len(names) != params_arr.shape[1]:
+            raise ValueError(
+                f"param_names has {len(names)} entries, params has {params_arr.shape[1]} columns"
+            )
+    species, table = spectra.species_table()
+    merged = {**spectra.meta, **(attrs or {})}
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("Ekin_GeV_per_n", data=spectra.ekin_gev_per_n)
+        f.create_dataset("species", data=np.array(species, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("flux_lis", data=table, compression="gzip", shuffle=True)
+        dset = f.create_dataset("params", data=params_arr)
+        dset.attrs.create(
+            "names", np.array(names, dtype=object), shape=(len(names),), dtype=h5py.string_dtype("utf-8")
+        )
+        f.create_dataset("converged", data=spectra.converged)
+        f.create_dataset("residual", data=spectra.residual)
+        json_attrs = []
+        for key, value in merged.items():
+            stored, encoded = _attr_value(value)
+            f.attrs[str(key)] = stored
+            if encoded:
+                json_attrs.append(str(key))
+        f.attrs["json_attrs"] = json.dumps(json_attrs)
+        f.attrs["crnet_version"] = __version__
+        f.attrs["flux_units"] = FLUX_UNITS
+        f.attrs["energy_units"] = ENERGY_UNITS
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray):
+        return [_decode(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def parse_species(label: str) -> tuple[str, int, int | None]:
+    """'B' -> ('element', 5, None); '10Be' -> ('isotope', 4, 10). Raises ValueError otherwise."""
+    if label in SYMBOL_TO_Z:
+        return "element", SYMBOL_TO_Z[label], None
+    m = ISOTOPE_LABEL.match(label)
+    if m and m.group(2) in SYMBOL_TO_Z and int(m.group(1)) >= SYMBOL_TO_Z[m.group(2)]:
+        return "isotope", SYMBOL_TO_Z[m.group(2)], int(m.group(1))
+    raise ValueError(
+        f"species {label!r} is neither an element symbol ({', '.join(SYMBOL_TO_Z)}) "
+        "nor an isotope label such as '10Be'"
+    )
+
+
+def read_spectra_h5(path: Path | str) -> SpectraH5:
+    """Read a spectra file into ``crprop.spectra.Spectra`` plus parameters; refuse malformed files.
+
+    Raises ValueError naming the file and the offending dataset for: missing datasets, energies not
+    1-D / positive / strictly increasing, unknown species labels, duplicate species, no isotopes,
+    flux shape not (n_models, n_species, n_E), negative or non-finite fluxes, element rows that are
+    not the sum of their isotopes, per-model arrays of the wrong length.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such spectra file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        missing = [name for name in REQUIRED_DATASETS if name not in f]
+        if missing:
+            raise ValueError(
+                f"{path}: missing dataset(s) {missing}; a spectra file needs {list(REQUIRED_DATASETS)}"
+            )
+        energy = np.asarray(f["Ekin_GeV_per_n"][()], dtype=np.float64)
+        species = [_decode(s) for s in f["species"][()]]
+        flux = np.asarray(f["flux_lis"][()], dtype=np.float64)
+        converged = np.asarray(f["converged"][()]).astype(bool)
+        residual = np.asarray(f["residual"][()], dtype=np.float64)
+        if "params" in f:
+            params = np.asarray(f["params"][()], dtype=np.float64)
+            names = [str(_decode(n)) for n in f["params"].attrs.get("names", [])]
+        else:
+            params, names = np.zeros((flux.shape[0] if flux.ndim == 3 else 0, 0)), []
+        attrs = {k: _decode(v) for k, v in f.attrs.items()}
+    for key in json.loads(attrs.pop("json_attrs", "[]")):
+        if key in attrs:
+            attrs[key] = json.loads(attrs[key])
+
+    def bad(dataset: str, message: str) -> ValueError:
+        return ValueError(f"{path}: dataset '{dataset}': {message}")
+
+    if energy.ndim != 1 or energy.size < 2:
+        raise bad("Ekin_GeV_per_n", f"must be a 1-D grid of >= 2 energies, got shape {energy.shape}")
+    if not np.all(np.isfinite(energy)) or np.any(energy <= 0) or np.any(np.diff(energy) <= 0):
+        raise bad("Ekin_GeV_per_n", "energies must be finite, > 0 and strictly increasing (GeV/n)")
+    if len(set(species)) != len(species):
+        raise bad("species", f"duplicate labels in {species}")
+    parsed = []
+    for label in species:
+        try:
+            parsed.append(parse_species(label))
+        except ValueError as exc:
+            raise bad("species", str(exc)) from None
+    if flux.ndim != 3 or flux.shape[1:] != (len(species), energy.size):
+        raise bad(
+            "flux_lis",
+            f"shape {flux.shape} does not match (n_models, n_species={len(species)}, "
+            f"n_E={energy.size}) given by 'species' and 'Ekin_GeV_per_n'",
+        )
+    if not np.all(np.isfinite(flux)) or np.any(flux < 0):
+        raise bad("flux_lis", "fluxes must be finite and >= 0")
+    n_models = flux.shape[0]
+    for name, arr in (("converged", converged), ("residual", residual)):
+        if arr.shape != (n_models,):
+            raise bad(name, f"shape {arr.shape}, expected ({n_models},) (one per model)")
+    if params.ndim != 2 or params.shape[0] != n_models or len(names) != params.shape[1]:
+        raise bad(
+            "params",
+            f"shape {params.shape} with {len(names)} names; expected ({n_models}, n_params) "
+            "and one name per column",
+        )
+    iso_idx = [i for i, p in enumerate(parsed) if p[0] == "isotope"]
+    if not iso_idx:
+        raise bad("species", "no isotope entries (e.g. '12C'); crnet needs isotopes to modulate per Z/A")
+    iso_z = np.array([parsed[i][1] for i in iso_idx])
+    iso_a = np.array([parsed[i][2] for i in iso_idx])
+    iso_flux = flux[:, iso_idx, :]
+    for i, (kind, z, _) in enumerate(parsed):
+        if kind != "element":
+            continue
+        members = iso_z == z
+        if not members.any():
+            raise bad("species", f"element {species[i]!r} is stored but none of its isotopes is")
+        total = iso_flux[:, members, :].sum(axis=1)
+        if not np.allclose(flux[:, i, :], total, rtol=ELEMENT_SUM_RTOL, atol=0.0):
+            raise bad("flux_lis", f"element row {species[i]!r} is not the sum of its isotopes")
+    meta = {k: v for k, v in attrs.items() if k not in ("flux_units", "energy_units")}
+    spectra = Spectra(energy, iso_z, iso_a, iso_flux, converged, residual, phi_mv=0.0, meta=meta)
+    return SpectraH5(spectra, params, names, attrs)

@@ -1,0 +1,209 @@
+"""Plain-numpy emulation of the CUDA kernels in crprop/backends/cuda/sweeps.cu (for CI without a GPU).
+
+Each ``emulate_*`` function runs a kernel's per-thread algorithm for all threads at once: the sequential
+loop along the line is a Python loop, and the threads (line, model) are numpy array axes. The arithmetic
+follows the kernel statement by statement, including where it rounds to ``REAL`` (float32 or float64)
+and where it stays in double, so the emulation is a faithful model of what each GPU thread computes.
+:class:`EmulatedKernels` has the launch interface of crprop.backends.cupy_backend.CudaKernels, so the
+whole device driver (solve_species with its on-device convergence flag) can be run on the CPU.
+
+Arguments mirror the kernels: ``targs`` = (r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, rmask, zmask,
+nb) with the operator's table shapes (crprop/operator.py), fields of shape (n_r, n_z, n_E, B).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+F64 = np.float64
+
+
+def _unpack(targs: tuple) -> tuple:
+    return targs[:-1]
+
+
+def emulate_residual(targs: tuple, psi: np.ndarray) -> np.ndarray:
+    """A psi per node (kernel apply_a), in double, summed in the kernel's order."""
+    r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, _, _ = _unpack(targs)
+    a = (r2[:, None] + z2[None] + p2[None, None] + l2[..., None] + gam[..., None]) * psi
+    a[1:] -= r1[1:, None] * psi[:-1]
+    a[:-1] -= r3[:-1, None] * psi[1:]
+    a[:, 1:] -= z1[None, 1:] * psi[:, :-1]
+    a[:, :-1] -= z3[None, :-1] * psi[:, 1:]
+    a[:, :, 1:] -= p1[None, None, 1:] * psi[:, :, :-1]
+    a[:, :, :-1] -= (p3[None, None, :-1] + l3[..., :-1, None]) * psi[:, :, 1:]
+    return a
+
+
+def _mask(targs: tuple) -> np.ndarray:
+    rmask, zmask = targs[12], targs[13]
+    return rmask[:, None, None, None] * zmask[None, :, None, :]
+
+
+class _Line:
+    """The kernel's line structs (LineZ, LineR, LineP) for all threads at once.
+
+    view(x): x with the line axis first, so view(x)[t] is node t of every thread's line.
+    """
+
+    def __init__(self, d: str, targs: tuple, theta: np.ndarray, theta_s: float, theta_const: int,
+                 srat: np.ndarray) -> None:
+        self.d = d
+        self.t = _unpack(targs)
+        self.axis = {"r": 0, "z": 1, "p": 2}[d]
+        self.n = self.t[12].size if d == "r" else (self.t[13].shape[0] if d == "z" else self.t[6].shape[0])
+        self.theta_arr, self.theta_s, self.theta_const, self.srat = theta, theta_s, theta_const, srat
+
+    def view(self, x: np.ndarray) -> np.ndarray:
+        return np.moveaxis(x, self.axis, 0)
+
+    def mask(self, t: int) -> np.ndarray:
+        rmask, zmask = self.t[12], self.t[13]
+        if self.d == "z":  # threads (i, k, b)
+            return rmask[:, None, None] * zmask[t][None, None, :]
+        if self.d == "r":  # threads (j, k, b)
+            return rmask[t] * zmask[:, None, :]
+        return rmask[:, None, None] * zmask[None, :, :]  # threads (i, j, b)
+
+    def post(self, t: int) -> np.ndarray | float:
+        if self.d == "z":
+            return self.t[13][t][None, None, :]
+        if self.d == "r":
+            return self.mask(t)
+        return 1.0
+
+    def theta(self, t: int) -> np.ndarray | float:
+        if self.theta_const:
+            return self.theta_s
+        return self.theta_arr[t] if self.d == "p" else self.theta_arr  # (B,) or (n_E, B)
+
+    def coef(self, t: int) -> tuple:
+        r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam = self.t[:12]
+        last = t == self.n - 1
+        if self.d in ("z", "r"):
+            a1, a2, a3 = (z1, z2, z3) if self.d == "z" else (r1, r2, r3)
+            return (a1[t] if t > 0 else 0.0), a2[t], (0.0 if last else a3[t])
+        c1 = p1[t] * self.srat[0, t] if t > 0 else 0.0
+        c2 = p2[t][None, None] + l2[:, :, t, None] + gam[:, :, t, None]
+        c3 = 0.0 if last else (p3[t][None, None] + l3[:, :, t, None]) * self.srat[1, t]
+        return c1, c2, c3
+
+
+def emulate_thomas(line: _Line, raw: int, real: type, rhs: Callable, out: Callable) -> None:
+    """The kernel's thomas(): forward elimination storing c', d' per thread, then back substitution."""
+    cp: list = [None] * line.n
+    dp: list = [None] * line.n
+    for t in range(line.n):
+        m = 1.0 if raw else line.mask(t)
+        th = line.theta(t) * m
+        c1, c2, c3 = line.coef(t)
+        a1, a2, a3 = (np.asarray(c * th).astype(real) for c in (c1, c2, c3))
+        x = rhs(t, m, a1, a2, a3)
+        if t > 0:
+            den = real(1) + a2 + a1 * cp[t - 1]
+            dp[t] = (x + a1 * dp[t - 1]) / den
+        else:
+            den = real(1) + a2
+            dp[t] = x / den
+        cp[t] = -a3 / den
+    v = dp[-1]
+    out(line.n - 1, v)
+    for t in range(line.n - 2, -1, -1):
+        v = dp[t] - cp[t] * v
+        out(t, v)
+
+
+def emulate_sweep(d: str, targs: tuple, theta, theta_s: float, theta_const: int, srat, src, qs, cn: int,
+                  qfac: float, raw: int, post: int, out: np.ndarray, real: type) -> None:
+    """Kernels sweep_z / sweep_r / sweep_p (see sweeps.cu), writing into out (may be src)."""
+    line = _Line(d, targs, theta, theta_s, theta_const, srat)
+    s_v, q_v = line.view(src).copy(), line.view(qs)
+    o_v = line.view(out)
+
+    def rhs(t, m, a1, a2, a3):
+        if not cn:
+            return (s_v[t].astype(F64) * m).astype(real)
+        x = (real(1) - a2) * s_v[t] + (qfac * q_v[t].astype(F64)).astype(real)
+        if t > 0:
+            x = x + a1 * s_v[t - 1]
+        if t < line.n - 1:
+            x = x + a3 * s_v[t + 1]
+        return x
+
+    def store(t, v):
+        if cn:
+            v = np.where(v > 0, v, real(0))
+            if post:
+                v = (v * line.post(t)).astype(real)
+        o_v[t] = v
+
+    emulate_thomas(line, raw, real, rhs, store)
+
+
+def emulate_douglas_z(targs: tuple, tau, sc, psi, q, d, norm2, real: type) -> None:
+    """Kernel douglas_z: residual (double) -> tau res / s -> z solve into d; sum res^2 into norm2 (n_E, B)."""
+    res = (q - emulate_residual(targs, psi)) * _mask(targs)
+    norm2 += (res * res).sum(axis=(0, 1))
+    line = _Line("z", targs, tau, 0.0, 0, None)
+    r_v, o_v = line.view(res), line.view(d)
+    inv_s = 1.0 / sc
+    emulate_thomas(line, 0, real, lambda t, m, a1, a2, a3: (r_v[t] * tau * inv_s).astype(real),
+                   lambda t, v: o_v.__setitem__(t, v))
+
+
+def emulate_douglas_r(targs: tuple, tau, sc, d, psi, real: type) -> None:
+    """Kernel douglas_r: r solve of d, then psi += s * x (double)."""
+    line = _Line("r", targs, tau, 0.0, 0, None)
+    d_v, p_v = line.view(d), line.view(psi)
+
+    def store(t, v):
+        p_v[t] += sc * v.astype(F64)
+
+    emulate_thomas(line, 0, real, lambda t, m, a1, a2, a3: (d_v[t].astype(F64) * m).astype(real), store)
+
+
+def emulate_douglas_check(norm2, qnorm, tol: float, relres, state) -> None:
+    """Kernel douglas_check: relres per model, norm2 reset, the device flag and step counter updated."""
+    if state[0]:
+        return
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(qnorm > 0, np.sqrt(norm2) / np.where(qnorm > 0, qnorm, 1.0), 0.0)
+    relres[...] = ratio.max(axis=0)
+    norm2[...] = 0.0
+    if np.all(relres <= tol):
+        state[2] = state[4]
+        state[0] = 1
+    else:
+        state[4] += 1
+
+
+class EmulatedKernels:
+    """CudaKernels' interface, running the emulate_* functions on numpy arrays."""
+
+    xp = np
+
+    def __init__(self, shape: tuple[int, int, int, int], precision: str) -> None:
+        self.shape = shape
+        self.real = np.dtype(precision)
+        self._r = np.float32 if self.real == np.float32 else np.float64
+
+    def residual(self, targs: tuple, psi, q, out) -> None:
+        out[...] = (q - emulate_residual(targs, psi)) * _mask(targs)
+
+    def sweep(self, d: str, targs: tuple, theta, theta_s: float, theta_const: int, srat, src, qs, cn: int,
+              qfac: float, raw: int, post: int, state, out) -> None:
+        if not state[0]:
+            emulate_sweep(d, targs, theta, theta_s, theta_const, srat, src, qs, cn, qfac, raw, post, out, self._r)
+
+    def douglas_z(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
+        if not state[0]:
+            emulate_douglas_z(targs, tau, sc, psi, q, d, norm2, self._r)
+
+    def douglas_r(self, targs: tuple, tau, sc, d, psi, state) -> None:
+        if not state[0]:
+            emulate_douglas_r(targs, tau, sc, d, psi, self._r)
+
+    def check(self, norm2, qnorm, tol: float, relres, state) -> None:
+        emulate_douglas_check(norm2, qnorm, tol, relres, state)

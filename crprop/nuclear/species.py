@@ -1,0 +1,327 @@
+"""Isotope table and propagated nuclear network, as GALPROP v54 builds them (``create_gcr.cc``).
+
+Candidates: for every charge Z <= ``max_z`` with ``use_z[Z]`` set, the mass numbers
+2Z - 2 <= A < 2.5 Z + 4.2 for which GALPROP's decay network (:func:`crprop.nuclear.decay.nucdata`)
+says the bare nucleus *and* the H-like ion are stable or long-lived. A candidate is propagated
+unless its half-life is positive and shorter than ``t_half_limit_yr``; the H-like ion (K-shell
+electron attached) is a separate species only when ``k_capture`` is on, its half-life differs from
+the bare one and is not shorter than the limit (none for the usual 1e4 yr limit: 7Be* lives 0.29 yr).
+Shorter-lived nuclei are "ghosts": they are folded into the production cross sections
+(:mod:`crprop.nuclear.production`).
+
+Species are indexed as GALPROP's ``gcr[]`` array: Z ascending, A ascending (K-electron state first
+when present). Two solve orders are available:
+
+* ``"parents_first"`` (default): A descending; at equal A every decay / K-capture parent before its
+  daughter (e.g. 10Be before 10B, 7Be before 7Li); remaining ties by descending index;
+* ``"galprop_v54"``: GALPROP v54's single pass in descending index order (24, 23, ..., 0 for the
+  CR-ML network), in which 10B (index 7) is solved *before* 10Be (index 6) so the 10Be -> 10B decay
+  source is zero in that pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from crprop.constants import YEAR_S
+from crprop.nuclear.decay import _follow_long_lived, nucdata
+
+ELEMENT_NAMES: tuple[str, ...] = (
+    "Hydrogen", "Helium", "Lithium", "Beryllium", "Boron", "Carbon", "Nitrogen", "Oxygen", "Fluorine",
+    "Neon", "Sodium", "Magnesium", "Aluminium", "Silicon", "Phosphorus", "Sulphur", "Chlorine", "Argon",
+    "Potassium", "Calcium", "Scandium", "Titanium", "Vanadium", "Chromium", "Manganese", "Iron", "Cobalt",
+    "Nickel", "Copper", "Zinc",
+)
+"""Element names used in GALPROP species names (``create_gcr.cc``), index Z - 1."""
+
+ELEMENT_SYMBOLS: tuple[str, ...] = (
+    "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar",
+    "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn",
+)
+
+MAX_Z_NUCDATA = 28
+"""Heaviest charge of GALPROP's decay network (Ni; A <= 64)."""
+
+SOLVE_ORDERS = ("parents_first", "galprop_v54")
+"""Allowed values of ``build_network(order=...)``."""
+
+CRML_USE_Z: tuple[int, ...] = (1, 3, 4, 5, 6, 7, 8, 10, 12, 14)
+"""Charges switched on (``use_Z_*``) in the CR-ML galdef (``galdef_54_crml_base``), max_Z = 14."""
+
+
+@dataclass(frozen=True)
+class Isotope:
+    """A stable or long-lived nucleus of GALPROP's decay network.
+
+    ``t_half_yr``: half-life of the bare nucleus in years (0 = stable);
+    ``t_half_k_yr``: half-life with one K-shell electron attached (years; equals ``t_half_yr`` when
+    electron capture plays no role); ``decays_to``: (Z, A) of the long-lived decay product of the bare
+    nucleus, ``decays_to_k`` that of the H-like ion (None when stable); ``branching``: branching
+    ratio of those decays (GALPROP: 1).
+    """
+
+    z: int
+    a: int
+    t_half_yr: float
+    t_half_k_yr: float
+    decays_to: tuple[int, int] | None
+    decays_to_k: tuple[int, int] | None
+    branching: float = 1.0
+
+    @property
+    def kcapture(self) -> bool:
+        """GALPROP's K-capture flag: the H-like ion decays differently (electron capture, e.g. 7Be)."""
+        return self.t_half_yr != self.t_half_k_yr
+
+    @property
+    def name(self) -> str:
+        """GALPROP species name, e.g. ``Beryllium_10``."""
+        return f"{ELEMENT_NAMES[self.z - 1]}_{self.a}"
+
+    @property
+    def symbol(self) -> str:
+        """Short name, e.g. ``10Be``."""
+        return f"{self.a}{ELEMENT_SYMBOLS[self.z - 1]}"
+
+    @property
+    def decay_mode(self) -> str:
+        """'stable', 'beta-', '2beta-', 'beta+' or '2beta+' for the bare nucleus."""
+        return _mode(self.z, self.decays_to, ec=False) if self.t_half_yr > 0 else "stable"
+
+    @property
+    def decay_mode_k(self) -> str:
+        """Decay mode of the H-like ion: 'EC' (electron capture) when it differs from the bare one."""
+        if self.t_half_k_yr <= 0:
+            return "stable"
+        return _mode(self.z, self.decays_to_k, ec=self.kcapture and self.decays_to_k is not None)
+
+
+def _mode(z: int, daughter: tuple[int, int] | None, ec: bool) -> str:
+    if daughter is None:
+        return "stable"
+    dz = daughter[0] - z
+    if dz < 0 and ec:
+        return "EC"
+    if dz > 0:
+        return "beta-" if dz == 1 else f"{dz}beta-"
+    return "beta+" if dz == -1 else f"{-dz}beta+"
+
+
+def _long_lived_daughter(z: int, a: int, k_electron: int) -> tuple[int, int] | None:
+    """Stable / long-lived nucleus reached by the decay of the long-lived (z, a), via nucdata."""
+    zd, ad, _, _, to = _follow_long_lived(z, a, k_electron)
+    return (zd, ad) if to > 0 else None
+
+
+def isotope(z: int, a: int) -> Isotope | None:
+    """The :class:`Isotope` (Z, A) if GALPROP treats it as stable or long-lived, else None."""
+    bare = nucdata(z, a, z, a, k_electron=0)
+    kel = nucdata(z, a, z, a, k_electron=1)
+    if bare.branching == 0.0 or kel.branching == 0.0:
+        return None
+    return Isotope(
+        z=z,
+        a=a,
+        t_half_yr=bare.t_half_s / YEAR_S,
+        t_half_k_yr=kel.t_half_s / YEAR_S,
+        decays_to=_long_lived_daughter(z, a, 0),
+        decays_to_k=_long_lived_daughter(z, a, 1),
+    )
+
+
+def mass_range(z: int) -> range:
+    """GALPROP's candidate mass numbers for charge z: 2z - 2 <= A < 2.5 z + 4.2."""
+    a_max = int(np.ceil(2.5 * z + 4.2))  # A < 2.5 z + 4.2 (never an integer)
+    return range(max(2 * z - 2, 1), a_max)
+
+
+def isotope_table(max_z: int = 14) -> list[Isotope]:
+    """All stable and long-lived nuclei with 1 <= Z <= max_z (any half-life), Z then A ascending."""
+    if not 1 <= max_z <= MAX_Z_NUCDATA:
+        raise ValueError(f"max_z must be in 1..{MAX_Z_NUCDATA}, got {max_z}")
+    out = []
+    for z in range(1, max_z + 1):
+        for a in mass_range(z):
+            iso = isotope(z, a)
+            if iso is not None:
+                out.append(iso)
+    return out
+
+
+@dataclass(frozen=True)
+class Species:
+    """A propagated species: an isotope and its K-shell electron state (0 bare, 1 H-like ion).
+
+    ``t_half_yr`` is the half-life of this state (0 = stable) in years.
+    """
+
+    isotope: Isotope
+    k_electron: int
+    t_half_yr: float
+
+    @property
+    def z(self) -> int:
+        """Charge number."""
+        return self.isotope.z
+
+    @property
+    def a(self) -> int:
+        """Mass number."""
+        return self.isotope.a
+
+    @property
+    def name(self) -> str:
+        """GALPROP species name (``*`` appended for the H-like ion)."""
+        return self.isotope.name + ("*" if self.k_electron else "")
+
+
+@dataclass(frozen=True)
+class Decay:
+    """Radioactive decay source between two propagated species (indices into ``Network.species``).
+
+    ``t_half_yr`` is the parent half-life in years; the source is BR * psi_parent * ln2 / (gamma t_half).
+    """
+
+    parent: int
+    daughter: int
+    branching: float
+    t_half_yr: float
+
+
+@dataclass(frozen=True)
+class Network:
+    """Propagated species in GALPROP ``gcr[]`` order, solve order and radioactive-decay links."""
+
+    species: tuple[Species, ...]
+    solve_order: np.ndarray
+    decays: tuple[Decay, ...]
+    t_half_limit_yr: float
+
+    @property
+    def names(self) -> list[str]:
+        """GALPROP names (``Hydrogen_1``, ...)."""
+        return [s.name for s in self.species]
+
+    @property
+    def z(self) -> np.ndarray:
+        """Charge numbers, shape (n_species,)."""
+        return np.array([s.z for s in self.species])
+
+    @property
+    def a(self) -> np.ndarray:
+        """Mass numbers, shape (n_species,)."""
+        return np.array([s.a for s in self.species])
+
+    @property
+    def t_half_yr(self) -> np.ndarray:
+        """Half-lives in years (0 = stable), shape (n_species,)."""
+        return np.array([s.t_half_yr for s in self.species])
+
+    @property
+    def kcapture_flag(self) -> np.ndarray:
+        """1 for species whose H-like ion decays by electron capture (GALPROP ``t_half[0] != t_half[1]``)."""
+        return np.array([int(s.isotope.kcapture) for s in self.species])
+
+    def index(self, z: int, a: int, k_electron: int = 0) -> int:
+        """Index of species (z, a, k_electron); ValueError if not propagated."""
+        for i, s in enumerate(self.species):
+            if (s.z, s.a, s.k_electron) == (z, a, k_electron):
+                return i
+        raise ValueError(f"species Z={z} A={a} K={k_electron} is not in the network")
+
+    def isotopes(self) -> list[tuple[int, int]]:
+        """(Z, A) of the propagated species."""
+        return [(s.z, s.a) for s in self.species]
+
+
+def _use_z_set(max_z: int, use_z: Iterable[int] | Mapping[int, bool] | None) -> set[int]:
+    if use_z is None:
+        return set(range(1, max_z + 1))
+    if isinstance(use_z, Mapping):
+        return {int(z) for z, on in use_z.items() if on}
+    return {int(z) for z in use_z}
+
+
+def build_network(
+    max_z: int = 14,
+    use_z: Iterable[int] | Mapping[int, bool] | None = None,
+    t_half_limit_yr: float = 1.0e4,
+    k_capture: bool = True,
+    order: str = "parents_first",
+) -> Network:
+    """Propagated network for a galdef-like selection (``max_Z``, ``use_Z_*``, ``t_half_limit``).
+
+    ``use_z``: charges to include (iterable, or {Z: flag}); None = all Z <= max_z.
+    ``t_half_limit_yr``: nuclei with 0 < t_1/2 < limit (years) are not propagated (ghosts).
+    ``k_capture``: GALPROP's ``K_capture`` switch (H-like ions as separate species when long-lived).
+    ``order``: ``"parents_first"`` or ``"galprop_v54"`` (see module docstring).
+    """
+    if order not in SOLVE_ORDERS:
+        raise ValueError(f"unknown solve order {order!r}; allowed: {', '.join(SOLVE_ORDERS)}")
+    zs = _use_z_set(max_z, use_z)
+    species: list[Species] = []
+    for iso in isotope_table(max_z):
+        if iso.z not in zs:
+            continue
+        for k_el in ((1, 0) if k_capture else (0,)):
+            t_half = iso.t_half_k_yr if k_el else iso.t_half_yr
+            if 0.0 < t_half < t_half_limit_yr:
+                continue
+            if k_el and not iso.kcapture:
+                continue
+            species.append(Species(iso, k_el, t_half))
+    decays = _decay_links(species, t_half_limit_yr)
+    solve = _solve_order(species, decays, order, k_capture)
+    return Network(tuple(species), solve, tuple(decays), float(t_half_limit_yr))
+
+
+def _decay_links(species: list[Species], t_half_limit_yr: float) -> list[Decay]:
+    """Decay sources as in ``gen_secondary_source``: parent (A >= A_d, different nucleus) decaying
+    directly (no intermediate long-lived nucleus) into the daughter, with t_half > 0."""
+    out = []
+    for i, p in enumerate(species):
+        for j, d in enumerate(species):
+            if p.a < d.a or (p.z, p.a) == (d.z, d.a):
+                continue
+            res = nucdata(p.z, p.a, d.z, d.a, k_electron=p.k_electron)
+            if res.branching != 0.0 and res.t_half_s != 0.0 and res.long_lived == (0, 0):
+                out.append(Decay(i, j, res.branching, res.t_half_s / YEAR_S))
+    return out
+
+
+def _kcapture_links(species: list[Species], t_half_limit_yr: float) -> list[tuple[int, int]]:
+    """Pairs (parent, daughter) fed by K-electron attachment + fast electron capture (e.g. 7Be -> 7Li)."""
+    out = []
+    for i, p in enumerate(species):
+        for j, d in enumerate(species):
+            if p.a != d.a or p.z == d.z:
+                continue
+            res = nucdata(p.z, p.a, d.z, d.a, k_electron=1)
+            if res.branching != 0.0 and 0.0 < res.t_half_s / YEAR_S < t_half_limit_yr:
+                out.append((i, j))
+    return out
+
+
+def _solve_order(species: list[Species], decays: list[Decay], order: str, k_capture: bool) -> np.ndarray:
+    n = len(species)
+    if order == "galprop_v54":
+        return np.arange(n - 1, -1, -1)
+    edges = {(d.parent, d.daughter) for d in decays}
+    if k_capture:
+        edges |= set(_kcapture_links(species, np.inf))
+    remaining = list(range(n))
+    out: list[int] = []
+    while remaining:
+        a_max = max(species[i].a for i in remaining)
+        group = [i for i in remaining if species[i].a == a_max]
+        # at equal A: species without an unsolved parent in the group first, then by descending index
+        ready = [i for i in group if not any((p, i) in edges for p in group if p != i)]
+        if not ready:
+            raise ValueError(f"circular decay dependency at A = {a_max}")
+        pick = max(ready)
+        out.append(pick)
+        remaining.remove(pick)
+    return np.array(out)
