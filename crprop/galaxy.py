@@ -194,6 +194,16 @@ class SpeciesTables:
             self.species.append(SpeciesTable(s.z, s.a, kin, dpdt, gamma, abundance))
         self.production: list[Production] = [Production([], []) for _ in net.species]
         self._build_production()
+        self._device_rates: dict[str, list[list]] = {}
+
+    def production_rates(self, xp) -> list[list]:
+        """Per daughter, the production rate maps as arrays of module ``xp`` (numpy, or cupy: uploaded once)."""
+        if xp is np:
+            return [p.rates_s for p in self.production]
+        key = xp.__name__
+        if key not in self._device_rates:
+            self._device_rates[key] = [[xp.asarray(r) for r in p.rates_s] for p in self.production]
+        return self._device_rates[key]
 
     def _build_production(self) -> None:
         setup, grid, net = self.setup, self.grid, self.setup.network

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from crprop.backends import get_backend
 from crprop.constants import FLUX_CGS_MEV_TO_SI_GEV, R_SUN_KPC, Z_SUN_KPC
 from crprop.discretization import build_operator
 from crprop.galaxy import GalaxySetup
@@ -65,6 +66,7 @@ def propagate(
     check_prior: bool = True,
     return_psi: bool = False,
     psi0: dict[int, np.ndarray] | None = None,
+    backend_options: dict | None = None,
 ):
     """Propagate B models; returns Spectra (and the dict species index -> psi if ``return_psi``).
 
@@ -72,6 +74,9 @@ def propagate(
     ``check_prior=False``). mode/backend/tol/max_steps: see crprop.solvers.solve_species.
     psi0 : warm start per species index (e.g. the previous MCMC state), arrays (n_r, n_z, n_E, B).
     Fluxes in the returned Spectra are at the Sun (r = 8.5 kpc, z = 0), m^-2 s^-1 sr^-1 (GeV/n)^-1.
+    backend_options : options of a device backend (cupy: precision="float32", ...). On the GPU the
+    whole network stays on the device: sources are accumulated there, psi is kept there (returned as
+    CuPy arrays with ``return_psi``), and only the solar spectra are copied back.
     """
     plist = [p.validate(check_prior=check_prior) for p in _as_param_list(params)]
     arr = {name: np.array([getattr(p, name) for p in plist]) for name in plist[0].to_dict()}
@@ -79,37 +84,61 @@ def propagate(
     grid = setup.grid(float(z_halo.max()))
     tables = setup.tables(grid)
     net = setup.network
+    be = get_backend(backend)
+    opts = dict(backend_options or {})
+    if be.name == "cupy":
+        import cupy as xp
+
+        opts.setdefault("keep_on_device", True)
+    else:
+        xp = np
     n_models = len(plist)
     psi: dict[int, np.ndarray] = {}
     converged = np.ones(n_models, dtype=bool)
     residual = np.zeros(n_models)
     steps: dict[int, int] = {}
-    src_space = tables.source_spatial[:, :, None, None]
-    for iteration in range(max(1, setup.network_iterations)):
-        for s_idx in net.solve_order:
+    src_space = xp.asarray(tables.source_spatial[:, :, None, None])
+    rates = tables.production_rates(xp)
+    n_pass = max(1, setup.network_iterations)
+    last_use = _last_use(tables, net.solve_order) if (n_pass == 1 and not return_psi) else {}
+    sun = grid.sun_weights(R_SUN_KPC, Z_SUN_KPC)
+    r_w, iz, k_norm, t_norm = normalisation_point(grid, setup.proton_norm_ekin_mev)
+    at_sun: dict[int, np.ndarray] = {}
+    norm_lo_hi = None
+    for iteration in range(n_pass):
+        for pos, s_idx in enumerate(net.solve_order):
             s_idx = int(s_idx)
             sp = tables.species[s_idx]
             dxx = diffusion_coefficient_xx(sp.kin.rigidity_mv, sp.kin.beta, arr["d0_1e28_cm2_s"] * 1e28,
                                            arr["delta"], arr["eta"], rigidity_break_mv=D_REFERENCE_RIGIDITY_MV)
             dpp = diffusion_coefficient_pp(sp.kin.p_mev, dxx, arr["v_alfven_km_s"], arr["delta"])
             op = build_operator(grid, sp.kin.p_mev, dxx, dpp, sp.dpdt_mev_s, sp.gamma_s, z_half_kpc=z_halo)
-            q = np.zeros(grid.shape + (n_models,))
+            q = xp.zeros(grid.shape + (n_models,))
             if sp.abundance > 0:
                 q_e = q_primary(sp.kin.rigidity_mv, sp.a, sp.z, sp.abundance, arr["nu1"], arr["nu2"], arr["nu3"],
                                 arr["r_break1_mv"], arr["r_break2_mv"], form=setup.injection_form)
-                q += src_space * q_e[None, None]
-            prod = tables.production[s_idx]
-            for parent, rate in zip(prod.parents, prod.rates_s, strict=True):
+                q += src_space * xp.asarray(q_e)[None, None]
+            for parent, rate in zip(tables.production[s_idx].parents, rates[s_idx], strict=True):
                 if parent in psi:
                     q += rate[..., None] * psi[parent]
             start = psi.get(s_idx) if iteration > 0 else (psi0 or {}).get(s_idx)
             res = solve_species(op, q, mode=mode, backend=backend, tol=tol, max_steps=max_steps,
-                                ladder=setup.ladder, psi0=start, on_nonconverged="ignore")
+                                ladder=setup.ladder, psi0=start, on_nonconverged="ignore",
+                                backend_options=opts or None)
+            del q
             psi[s_idx] = res.psi
             converged &= res.converged
             residual = np.maximum(residual, res.residual)
             steps[s_idx] = steps.get(s_idx, 0) + res.steps
-    spectra = _spectra_at_sun(setup, grid, psi, converged, residual, mode, res.backend, steps)
+            at_sun[s_idx] = _host(sum(w * res.psi[ir, jz] for ir, jz, w in sun))  # (n_E, B)
+            if net.species[s_idx].z == 1 and net.species[s_idx].a == 1:
+                norm_lo_hi = tuple(_host(sum(w * res.psi[ir, iz, kk] for ir, w in r_w)) for kk in (k_norm, k_norm + 1))
+            for done in [i for i, last in last_use.items() if last == pos and i in psi]:
+                del psi[done]  # no species solved later needs it: free (GPU) memory
+    if norm_lo_hi is None:
+        raise ValueError("the network has no 1H: GALPROP's normalisation needs protons (use_Z_1 = 1)")
+    spectra = _spectra_at_sun(setup, grid, at_sun, norm_lo_hi, t_norm, converged, residual, mode, res.backend,
+                              steps)
     if not converged.all():
         warnings.warn(f"{mode}: {int((~converged).sum())} of {n_models} models not converged "
                       f"(max residual {residual.max():.3g}, tol {tol:.1g}); see Spectra.converged/.residual",
@@ -117,25 +146,34 @@ def propagate(
     return (spectra, psi) if return_psi else spectra
 
 
-def _spectra_at_sun(setup: GalaxySetup, grid: Grid, psi: dict[int, np.ndarray], converged: np.ndarray,
-                    residual: np.ndarray, mode: str, backend: str, steps: dict[int, int]) -> Spectra:
+def _host(x) -> np.ndarray:
+    """A numpy copy of a numpy or CuPy array."""
+    return x.get() if hasattr(x, "get") else np.asarray(x)
+
+
+def _last_use(tables, order) -> dict[int, int]:
+    """Species index -> position in the solve order after which no later species needs its psi."""
+    pos = {int(s): i for i, s in enumerate(order)}
+    last = {int(s): pos[int(s)] for s in order}
+    for d, prod in enumerate(tables.production):
+        for parent in prod.parents:
+            if pos[parent] < pos[d]:
+                last[parent] = max(last[parent], pos[d])
+    return last
+
+
+def _spectra_at_sun(setup: GalaxySetup, grid: Grid, at_sun: dict[int, np.ndarray], norm_lo_hi: tuple,
+                    t_norm: float, converged: np.ndarray, residual: np.ndarray, mode: str, backend: str,
+                    steps: dict[int, int]) -> Spectra:
+    """Normalise (GALPROP: 1H at proton_norm_Ekin, log-log in E) and convert to fluxes at the Sun."""
     net = setup.network
-    try:
-        i_h = net.index(1, 1)
-    except ValueError:
-        raise ValueError("the network has no 1H: GALPROP's normalisation needs protons (use_Z_1 = 1)") from None
-    r_w, iz, k, t = normalisation_point(grid, setup.proton_norm_ekin_mev)
-    p_h = psi[i_h]
-    lo = sum(w * p_h[ir, iz, k] for ir, w in r_w)
-    hi = sum(w * p_h[ir, iz, k + 1] for ir, w in r_w)
-    vnorm = np.exp((1 - t) * np.log(lo) + t * np.log(hi))
+    lo, hi = norm_lo_hi
+    vnorm = np.exp((1 - t_norm) * np.log(lo) + t_norm * np.log(hi))
     factor = setup.proton_norm_flux_cgs / vnorm  # (B,)
-    sun = grid.sun_weights(R_SUN_KPC, Z_SUN_KPC)
     keep = [i for i, s in enumerate(net.species) if s.k_electron == 0]
     flux = np.empty((factor.size, len(keep), grid.shape[2]))
     for out_i, s_idx in enumerate(keep):
-        at_sun = sum(w * psi[s_idx][ir, jz] for ir, jz, w in sun)  # (n_E, B)
-        flux[:, out_i, :] = (net.species[s_idx].a * factor[None, :] * at_sun).T * FLUX_CGS_MEV_TO_SI_GEV
+        flux[:, out_i, :] = (net.species[s_idx].a * factor[None, :] * at_sun[s_idx]).T * FLUX_CGS_MEV_TO_SI_GEV
     meta = {"mode": mode, "backend": backend, "grid_shape": grid.shape, "normalisation_factor": factor,
             "steps_per_species": {net.species[i].name: n for i, n in steps.items()}}
     return Spectra(grid.ekin_mev_per_n / 1e3, net.z[keep], net.a[keep], flux, converged, residual, meta=meta)

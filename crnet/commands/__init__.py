@@ -7,7 +7,7 @@ import importlib
 import typer
 
 # Modules providing `register(app: typer.Typer) -> None`. A module is listed once it exists.
-COMMAND_MODULES: list[str] = ["data", "chi2"]
+COMMAND_MODULES: list[str] = ["simulate", "data", "chi2", "scan", "store"]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -52,12 +52,17 @@ class DeviceOptions:
     precision : "float64" | "float32". check_every : host checks of the device's convergence flag,
     in steps (default: one pseudo-time cycle). keep_on_device : return psi as a CuPy array.
     unroll : (z, r, p) 1 = that sweep's Thomas loop fully unrolled (registers), 0 = rolled (local memory).
+    fused_residual : True = one kernel for the residual and the z sweep (douglas_z); False = douglas_res then
+    sweep_z (same numbers). Defaults are the fastest float32 variant measured on an H100 at B = 2048
+    (benchmarks/results/gpu_solver_speed.md: 317 us per model-species vs 329 fused; float64 is ~4 % faster
+    fused).
     """
 
     precision: str = "float64"
     check_every: int = douglas.DEFAULT_CYCLE
     keep_on_device: bool = False
     unroll: tuple[int, int, int] = (1, 1, 0)
+    fused_residual: bool = False
 
 
 OPTIONS = DeviceOptions()
@@ -143,14 +148,19 @@ class CudaKernels:
             _MODULES[key] = cupy.RawModule(code=SOURCE.read_text(), options=opts)
         self.module = _MODULES[key]
         self._fn = {k: self.module.get_function(k) for k in
-                    ("sweep_z", "sweep_r", "sweep_p", "douglas_z", "douglas_r", "douglas_check", "residual")}
+                    ("sweep_z", "sweep_r", "sweep_p", "douglas_z", "douglas_res", "douglas_r", "douglas_check",
+                              "residual")}
 
     def _launch(self, kernel: str, n_threads: int, args: tuple) -> None:
+        """Flat launch: one thread per element."""
         self._fn[kernel](((n_threads + BLOCK - 1) // BLOCK,), (BLOCK,), args)
 
-    def _lines(self, d: str) -> int:
-        n_r, n_z, n_e, _ = self.shape
-        return {"z": n_r * n_e, "r": n_z * n_e, "p": n_r * n_z}[d]
+    def _launch_lines(self, kernel: str, d: str, args: tuple) -> None:
+        """One thread per (line, model): blocks of up to BLOCK models, the line index fastest over blocks."""
+        n_r, n_z, n_e, nb = self.shape
+        n_lines = {"z": n_r * n_e, "r": n_z * n_e, "p": n_r * n_z}[d]
+        block = min(BLOCK, 32 * ((nb + 31) // 32))
+        self._fn[kernel]((n_lines * ((nb + block - 1) // block),), (block,), args)
 
     # Every launcher takes the operator's argument tuple ``targs`` (Tables.args()) first.
     def residual(self, targs: tuple, psi, q, out) -> None:
@@ -160,13 +170,16 @@ class CudaKernels:
               qfac: float, raw: int, post: int, state, out) -> None:
         args = targs + (theta, np.float64(theta_s), np.int32(theta_const), srat, src, qs, np.int32(cn),
                         np.float64(qfac), np.int32(raw), np.int32(post), state, out)
-        self._launch(f"sweep_{d}", self._lines(d) * self.shape[3], args)
+        self._launch_lines(f"sweep_{d}", d, args)
 
     def douglas_z(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
-        self._launch("douglas_z", self._lines("z") * self.shape[3], targs + (tau, sc, psi, q, d, norm2, state))
+        self._launch_lines("douglas_z", "z", targs + (tau, sc, psi, q, d, norm2, state))
+
+    def douglas_res(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
+        self._launch_lines("douglas_res", "z", targs + (tau, sc, psi, q, d, norm2, state))
 
     def douglas_r(self, targs: tuple, tau, sc, d, psi, state) -> None:
-        self._launch("douglas_r", self._lines("r") * self.shape[3], targs + (tau, sc, d, psi, state))
+        self._launch_lines("douglas_r", "r", targs + (tau, sc, d, psi, state))
 
     def check(self, norm2, qnorm, tol: float, relres, state) -> None:
         nb = relres.size
@@ -277,11 +290,20 @@ def _set_scale(ws: Workspace, precision: str, psi0) -> None:
 
 
 # ------------------------------------------------------------------------------------------- drivers
+def _douglas_z(k, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
+    """d = solve_z(tau (Q - A psi) / s), norms into norm2: fused kernel or residual kernel + z sweep."""
+    if OPTIONS.fused_residual:
+        k.douglas_z(targs, tau, sc, psi, q, d, norm2, state)
+    else:
+        k.douglas_res(targs, tau, sc, psi, q, d, norm2, state)
+        k.sweep("z", targs, tau, 0.0, 0, sc, d, d, 0, 0.0, 0, 0, state, d)  # (a z sweep ignores srat)
+
+
 def _douglas_steps(k, ws: Workspace, targs: tuple, tol: float, taus: list, first: int, n: int) -> None:
     """Enqueue Douglas steps first .. first+n-1 (no synchronisation)."""
     for step in range(first, first + n):
         tau = taus[step % len(taus)]
-        k.douglas_z(targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, ws.state)
+        _douglas_z(k, targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, ws.state)
         k.check(ws.norm2, ws.qnorm, tol, ws.relres, ws.state)
         k.sweep("p", targs, tau, 0.0, 0, ws.srat, ws.d, ws.d, 0, 0.0, 0, 0, ws.state, ws.d)
         k.douglas_r(targs, tau, ws.sc, ws.d, ws.psi, ws.state)
@@ -449,7 +471,7 @@ def douglas_step(op: TransportOperator, tau_s, psi, q, *, precision: str = "floa
     k.residual(targs, new, qq, res)
     ones, d = xp.ones((2,) + shape[2:]), xp.empty(shape, k.real)
     state, norm2 = xp.zeros(8, np.int32), xp.zeros(shape[2:])
-    k.douglas_z(targs, tau, ones[0], new, qq, d, norm2, state)
+    _douglas_z(k, targs, tau, ones[0], new, qq, d, norm2, state)
     k.sweep("p", targs, tau, 0.0, 0, ones, d, d, 0, 0.0, 0, 0, state, d)
     k.douglas_r(targs, tau, ones[0], d, new, state)
     return back(new), back(res)

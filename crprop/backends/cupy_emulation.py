@@ -153,6 +153,13 @@ def emulate_douglas_z(targs: tuple, tau, sc, psi, q, d, norm2, real: type) -> No
                    lambda t, v: o_v.__setitem__(t, v))
 
 
+def emulate_douglas_res(targs: tuple, tau, sc, psi, q, d, norm2, real: type) -> None:
+    """Kernel douglas_res: d = tau res / s (rounded to REAL) and the norms, no solve."""
+    res = (q - emulate_residual(targs, psi)) * _mask(targs)
+    norm2 += (res * res).sum(axis=(0, 1))
+    d[...] = (res * tau * (1.0 / sc)).astype(real)
+
+
 def emulate_douglas_r(targs: tuple, tau, sc, d, psi, real: type) -> None:
     """Kernel douglas_r: r solve of d, then psi += s * x (double)."""
     line = _Line("r", targs, tau, 0.0, 0, None)
@@ -200,6 +207,10 @@ class EmulatedKernels:
     def douglas_z(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
         if not state[0]:
             emulate_douglas_z(targs, tau, sc, psi, q, d, norm2, self._r)
+
+    def douglas_res(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
+        if not state[0]:
+            emulate_douglas_res(targs, tau, sc, psi, q, d, norm2, self._r)
 
     def douglas_r(self, targs: tuple, tau, sc, d, psi, state) -> None:
         if not state[0]:

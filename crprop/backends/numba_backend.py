@@ -21,69 +21,132 @@ from crprop.operator import TransportOperator
 
 name = "numba"
 _JIT = dict(parallel=True, cache=True, fastmath=False, error_model="numpy")
+_JIT_SERIAL = dict(cache=True, fastmath=False, error_model="numpy")  # helpers called inside prange bodies
 
 
 @njit(**_JIT)
 def _residual(r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, rmask, zmask, psi, q, out):
+    """out = (Q - A psi) * mask; fields viewed as (n_r, n_z, n_E * B) so inner loops are contiguous."""
     nr, nz, ne, nb = psi.shape
+    nkb = ne * nb
+    ps = psi.reshape((nr, nz, nkb))
+    qs = q.reshape((nr, nz, nkb))
+    os = out.reshape((nr, nz, nkb))
+    r1s, r2s, r3s = r1.reshape((nr, nkb)), r2.reshape((nr, nkb)), r3.reshape((nr, nkb))
+    z1s, z2s, z3s = z1.reshape((nz, nkb)), z2.reshape((nz, nkb)), z3.reshape((nz, nkb))
+    p1s, p2s, p3s = p1.reshape(nkb), p2.reshape(nkb), p3.reshape(nkb)
     for i in prange(nr):
         for j in range(nz):
+            row = os[i, j]
+            v = ps[i, j]
+            for kb in range(nkb):
+                row[kb] = qs[i, j, kb] - (r2s[i, kb] + z2s[j, kb] + p2s[kb]) * v[kb]
+            if i > 0:
+                for kb in range(nkb):
+                    row[kb] += r1s[i, kb] * ps[i - 1, j, kb]
+            if i < nr - 1:
+                for kb in range(nkb):
+                    row[kb] += r3s[i, kb] * ps[i + 1, j, kb]
+            if j > 0:
+                for kb in range(nkb):
+                    row[kb] += z1s[j, kb] * ps[i, j - 1, kb]
+            if j < nz - 1:
+                for kb in range(nkb):
+                    row[kb] += z3s[j, kb] * ps[i, j + 1, kb]
+            for kb in range(nb, nkb):
+                row[kb] += p1s[kb] * v[kb - nb]
+            for kb in range(nkb - nb):
+                row[kb] += p3s[kb] * v[kb + nb]
             for k in range(ne):
+                d = l2[i, j, k] + gam[i, j, k]
+                up = l3[i, j, k] if k < ne - 1 else 0.0
                 for b in range(nb):
-                    v = psi[i, j, k, b]
-                    a = (r2[i, k, b] + z2[j, k, b] + p2[k, b] + l2[i, j, k] + gam[i, j, k]) * v
-                    if i > 0:
-                        a -= r1[i, k, b] * psi[i - 1, j, k, b]
-                    if i < nr - 1:
-                        a -= r3[i, k, b] * psi[i + 1, j, k, b]
-                    if j > 0:
-                        a -= z1[j, k, b] * psi[i, j - 1, k, b]
-                    if j < nz - 1:
-                        a -= z3[j, k, b] * psi[i, j + 1, k, b]
-                    if k > 0:
-                        a -= p1[k, b] * psi[i, j, k - 1, b]
+                    kb = k * nb + b
+                    a = row[kb] - d * v[kb]
                     if k < ne - 1:
-                        a -= (p3[k, b] + l3[i, j, k]) * psi[i, j, k + 1, b]
-                    out[i, j, k, b] = (q[i, j, k, b] - a) * rmask[i] * zmask[j, b]
+                        a += up * v[kb + nb]
+                    row[kb] = a * rmask[i] * zmask[j, b]
+
+
+@njit(**_JIT_SERIAL)
+def _forward_row(a1, a2, a3, mrow, mscale, th, src, prev, nxt, q, cn, qfac, has_prev, has_next, first,
+                 cp_prev, dp_prev, cp_out, dp_out):
+    """Thomas forward step of one row for a bundle of independent lines (contiguous index kb).
+
+    a1, a2, a3: the row's GALPROP coefficients (s^-1); mrow * mscale: 1 on unknowns, 0 on Dirichlet
+    nodes (identity rows); th: theta (s); src/prev/nxt: this and the neighbouring rows of the field
+    (CN explicit part); q: source row. Writes this row's c' and d'.
+    """
+    for kb in range(a2.size):
+        m = mrow[kb] * mscale
+        t = th[kb] * m
+        b1 = a1[kb] * t if has_prev else 0.0
+        b2 = a2[kb] * t
+        b3 = a3[kb] * t if has_next else 0.0
+        if cn:
+            x = (1.0 - b2) * src[kb] + qfac * q[kb]
+            if has_prev:
+                x += b1 * prev[kb]
+            if has_next:
+                x += b3 * nxt[kb]
+        else:
+            x = src[kb] * m
+        if first:
+            den = 1.0 + b2
+            dp_out[kb] = x / den
+        else:
+            den = 1.0 + b2 + b1 * cp_prev[kb]
+            dp_out[kb] = (x + b1 * dp_prev[kb]) / den
+        cp_out[kb] = -b3 / den
+
+
+@njit(**_JIT_SERIAL)
+def _backward(out, cp, dp, cn):
+    """Back substitution x_n = d'_n, x_j = d'_j - c'_j x_{j+1} on rows of ``out`` (n, n_lines); clip if CN."""
+    n = out.shape[0]
+    out[n - 1, :] = dp[n - 1, :]
+    for j in range(n - 2, -1, -1):
+        for kb in range(out.shape[1]):
+            out[j, kb] = dp[j, kb] - cp[j, kb] * out[j + 1, kb]
+    if cn:
+        for j in range(n):
+            for kb in range(out.shape[1]):
+                if out[j, kb] < 0.0:
+                    out[j, kb] = 0.0
 
 
 @njit(**_JIT)
-def _solve_z(z1, z2, z3, rmask, zmask, theta, src, q, cn, qfac, out, cp, dp):
+def _solve_z(z1, z2, z3, rmask, zmask_full, theta, src, q, cn, qfac, out, cp, dp):
+    """(I + theta A_z) x = rhs on every z line; at each r the lines (E, model) are contiguous."""
     nr, nz, ne, nb = src.shape
+    nkb = ne * nb
+    ss, qs, os = src.reshape((nr, nz, nkb)), q.reshape((nr, nz, nkb)), out.reshape((nr, nz, nkb))
+    z1s, z2s, z3s = z1.reshape((nz, nkb)), z2.reshape((nz, nkb)), z3.reshape((nz, nkb))
+    th = theta.reshape(nkb)
     for i in prange(nr):
-        for k in range(ne):
-            for j in range(nz):
-                for b in range(nb):
-                    m = rmask[i] * zmask[j, b]
-                    th = theta[k, b] * m
-                    a1 = z1[j, k, b] * th if j > 0 else 0.0
-                    a2 = z2[j, k, b] * th
-                    a3 = z3[j, k, b] * th if j < nz - 1 else 0.0
-                    if cn:
-                        x = (1.0 - a2) * src[i, j, k, b] + qfac * q[i, j, k, b]
-                        if j > 0:
-                            x += a1 * src[i, j - 1, k, b]
-                        if j < nz - 1:
-                            x += a3 * src[i, j + 1, k, b]
-                    else:
-                        x = src[i, j, k, b] * m
-                    if j > 0:
-                        den = 1.0 + a2 - a1 * (-cp[i, j - 1, b])
-                        dp[i, j, b] = (x + a1 * dp[i, j - 1, b]) / den
-                    else:
-                        den = 1.0 + a2
-                        dp[i, j, b] = x / den
-                    cp[i, j, b] = -a3 / den
-            for j in range(nz - 1, -1, -1):
-                for b in range(nb):
-                    v = dp[i, j, b]
-                    if j < nz - 1:
-                        v -= cp[i, j, b] * out[i, j + 1, k, b]
-                    out[i, j, k, b] = v
-            if cn:
-                for j in range(nz):
-                    for b in range(nb):
-                        out[i, j, k, b] = max(out[i, j, k, b], 0.0)
+        for j in range(nz):
+            jp = j - 1 if j > 0 else 0
+            jn = j + 1 if j < nz - 1 else j
+            _forward_row(z1s[j], z2s[j], z3s[j], zmask_full[j], rmask[i], th, ss[i, j], ss[i, jp], ss[i, jn],
+                         qs[i, j], cn, qfac, j > 0, j < nz - 1, j == 0, cp[i, jp], dp[i, jp], cp[i, j], dp[i, j])
+        _backward(os[i], cp[i], dp[i], cn)
+
+
+@njit(**_JIT)
+def _solve_r(r1, r2, r3, rmask, zmask_full, theta, src, q, cn, qfac, out, cp, dp):
+    """(I + theta A_r) x = rhs on every r line; at each z the lines (E, model) are contiguous."""
+    nr, nz, ne, nb = src.shape
+    nkb = ne * nb
+    ss, qs, os = src.reshape((nr, nz, nkb)), q.reshape((nr, nz, nkb)), out.reshape((nr, nz, nkb))
+    r1s, r2s, r3s = r1.reshape((nr, nkb)), r2.reshape((nr, nkb)), r3.reshape((nr, nkb))
+    th = theta.reshape(nkb)
+    for j in prange(nz):
+        for i in range(nr):
+            ip = i - 1 if i > 0 else 0
+            inx = i + 1 if i < nr - 1 else i
+            _forward_row(r1s[i], r2s[i], r3s[i], zmask_full[j], rmask[i], th, ss[i, j], ss[ip, j], ss[inx, j],
+                         qs[i, j], cn, qfac, i > 0, i < nr - 1, i == 0, cp[j, ip], dp[j, ip], cp[j, i], dp[j, i])
+        _backward(os[:, j, :], cp[j], dp[j], cn)
 
 
 @njit(**_JIT)
@@ -125,45 +188,6 @@ def _solve_p(p1, p2, p3, l2, l3, gam, rmask, zmask, theta, src, q, cn, qfac, out
                         out[i, j, k, b] = max(out[i, j, k, b], 0.0)
 
 
-@njit(**_JIT)
-def _solve_r(r1, r2, r3, rmask, zmask, theta, src, q, cn, qfac, out, cp, dp):
-    nr, nz, ne, nb = src.shape
-    for j in prange(nz):
-        for k in range(ne):
-            for i in range(nr):
-                for b in range(nb):
-                    m = rmask[i] * zmask[j, b]
-                    th = theta[k, b] * m
-                    a1 = r1[i, k, b] * th if i > 0 else 0.0
-                    a2 = r2[i, k, b] * th
-                    a3 = r3[i, k, b] * th if i < nr - 1 else 0.0
-                    if cn:
-                        x = (1.0 - a2) * src[i, j, k, b] + qfac * q[i, j, k, b]
-                        if i > 0:
-                            x += a1 * src[i - 1, j, k, b]
-                        if i < nr - 1:
-                            x += a3 * src[i + 1, j, k, b]
-                    else:
-                        x = src[i, j, k, b] * m
-                    if i > 0:
-                        den = 1.0 + a2 + a1 * cp[j, i - 1, b]
-                        dp[j, i, b] = (x + a1 * dp[j, i - 1, b]) / den
-                    else:
-                        den = 1.0 + a2
-                        dp[j, i, b] = x / den
-                    cp[j, i, b] = -a3 / den
-            for i in range(nr - 1, -1, -1):
-                for b in range(nb):
-                    v = dp[j, i, b]
-                    if i < nr - 1:
-                        v -= cp[j, i, b] * out[i + 1, j, k, b]
-                    out[i, j, k, b] = v
-            if cn:
-                for i in range(nr):
-                    for b in range(nb):
-                        out[i, j, k, b] = max(out[i, j, k, b], 0.0)
-
-
 class _Workspace:
     """Scratch arrays (c', d' of the Thomas recurrences) reused across calls of the same shape."""
 
@@ -173,9 +197,9 @@ class _Workspace:
     def get(self, shape: tuple[int, int, int, int]) -> _Workspace:
         if self.shape != shape:
             nr, nz, ne, nb = shape
-            self.zc, self.zd = np.empty((nr, nz, nb)), np.empty((nr, nz, nb))
+            self.zc, self.zd = np.empty((nr, nz, ne * nb)), np.empty((nr, nz, ne * nb))
             self.pc, self.pd = np.empty((nr, ne, nb)), np.empty((nr, ne, nb))
-            self.rc, self.rd = np.empty((nz, nr, nb)), np.empty((nz, nr, nb))
+            self.rc, self.rd = np.empty((nz, nr, ne * nb)), np.empty((nz, nr, ne * nb))
             self.shape = shape
         return self
 
@@ -198,13 +222,16 @@ def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
     out = np.empty_like(src) if out is None else out
     rm, zm = _masks(op, raw)
     th = _theta(op, theta)
+    n_e = op.shape[2]
+    zm_full = np.ascontiguousarray(np.broadcast_to(zm[:, None, :], (zm.shape[0], n_e, zm.shape[1]))).reshape(
+        zm.shape[0], -1)
     if d == "z":
-        _solve_z(op.z_a1, op.z_a2, op.z_a3, rm, zm, th, src, q, cn, qfac, out, ws.zc, ws.zd)
+        _solve_z(op.z_a1, op.z_a2, op.z_a3, rm, zm_full, th, src, q, cn, qfac, out, ws.zc, ws.zd)
     elif d == "p":
         _solve_p(op.p_a1, op.p_a2, op.p_a3, op.loss_a2, op.loss_a3, op.gamma, rm, zm, th, src, q, cn, qfac,
                  out, ws.pc, ws.pd)
     elif d == "r":
-        _solve_r(op.r_a1, op.r_a2, op.r_a3, rm, zm, th, src, q, cn, qfac, out, ws.rc, ws.rd)
+        _solve_r(op.r_a1, op.r_a2, op.r_a3, rm, zm_full, th, src, q, cn, qfac, out, ws.rc, ws.rd)
     else:
         raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
     return out

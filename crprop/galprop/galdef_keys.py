@@ -28,7 +28,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
@@ -43,7 +43,7 @@ class GaldefError(ValueError):
         self.key = key
 
 
-class KeyClass(str, Enum):
+class KeyClass(StrEnum):
     """How crprop treats a galdef key (see module docstring)."""
 
     IMPLEMENTED = "implemented"

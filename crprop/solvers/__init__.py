@@ -40,6 +40,7 @@ def solve_species(
     ladder: TimeLadder | None = None,
     psi0: np.ndarray | None = None,
     on_nonconverged: str = "warn",
+    backend_options: dict | None = None,
 ) -> SolveResult:
     """Steady state of one species for B models.
 
@@ -49,6 +50,8 @@ def solve_species(
     ladder : time steps of 'galprop' (GALPROP defaults). psi0 : warm start ('fast' and 'galprop').
     on_nonconverged : 'warn' (NonConvergenceWarning), 'raise' (RuntimeError) or 'ignore' — the
     flag and residual are always in the result.
+    backend_options : keyword options of a device backend's own solve_species (cupy: precision,
+    keep_on_device, check_every, ...); source/psi0 may then be device arrays.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -58,18 +61,22 @@ def solve_species(
         raise ValueError(f"tol must be a positive relative residual, got {tol!r}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    be = get_backend("numpy" if mode == "exact" else backend)
+    if hasattr(be, "solve_species"):  # device backends keep the whole loop (and validation) on the device
+        if mode == "exact":
+            raise ValueError("mode 'exact' runs on the CPU; use backend 'numpy' or 'numba'")
+        return be.solve_species(op, source, mode, tol, max_steps, ladder or TimeLadder(), psi0, on_nonconverged,
+                                **(backend_options or {}))
+    if backend_options:
+        raise ValueError(f"backend_options {sorted(backend_options)} are only understood by device backends")
     q = op.check_source(source, "source")
     if psi0 is not None:
         psi0 = op.check_source(psi0, "psi0")
     if mode == "exact":
-        be = get_backend("numpy")
         psi = exact.solve_exact(op, q)
         res = relative_residual(be.residual(op, psi, q), q)
         result = SolveResult(psi, res <= max(tol, EXACT_TOL), res, 1, mode, "scipy", max(tol, EXACT_TOL))
     else:
-        be = get_backend(backend)
-        if hasattr(be, "solve_species"):  # device backends keep the whole loop on the device
-            return be.solve_species(op, q, mode, tol, max_steps, ladder or TimeLadder(), psi0, on_nonconverged)
         if mode == "galprop":
             psi, steps = galprop_cn.march(be, op, q, ladder or TimeLadder(), psi0)
             res = relative_residual(be.residual(op, psi, q), q)

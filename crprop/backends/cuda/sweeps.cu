@@ -47,6 +47,16 @@ __device__ __forceinline__ long long cell(const Op &o, int i, int j, int k, int 
     return (((long long)i * NZ + j) * NE + k) * o.nb + b;
 }
 
+// Thread -> (line, model b). Block x covers models [chunk * blockDim.x, ...) of line (blockIdx.x % nlines),
+// chunk = blockIdx.x / nlines: the line index runs fastest over blocks, so lines that share coefficient slabs
+// and neighbour data (the i-1, i+1, k-1, k+1 lines of the residual) are resident at the same time (L2 reuse),
+// while a warp still reads 32 consecutive models (coalesced).
+__device__ __forceinline__ bool line_and_model(int nlines, int nb, int &line, int &b) {
+    line = (int)(blockIdx.x % (unsigned)nlines);
+    b = (int)(blockIdx.x / (unsigned)nlines) * blockDim.x + threadIdx.x;
+    return b < nb;
+}
+
 // (A psi) at one node, summed in numba_backend._residual's order (double precision).
 __device__ __forceinline__ double apply_a(const Op &o, const double *__restrict__ psi, int i, int j, int k, int b) {
     const long long c = cell(o, i, j, k, b);
@@ -187,28 +197,28 @@ __device__ __forceinline__ void sweep_line(const L &line, const real *__restrict
         const double qfac, const int raw, const int post, const int *__restrict__ state, real *out
 
 extern "C" __global__ void sweep_z(SWEEP_PARAMS) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (state[0] || t >= (long long)NR * NE * nb) return;
+    int line, b;
+    if (state[0] || !line_and_model(NR * NE, nb, line, b)) return;
     const Op o = OP_INIT;
-    const int b = (int)(t % nb), line = (int)(t / nb), i = line % NR, k = line / NR;
+    const int i = line % NR, k = line / NR;
     const LineZ L{o, i, k, b, theta_const ? theta_s : theta[(long long)k * nb + b]};
     sweep_line(L, src, qs, cn, qfac, raw, post, out);
 }
 
 extern "C" __global__ void sweep_r(SWEEP_PARAMS) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (state[0] || t >= (long long)NZ * NE * nb) return;
+    int line, b;
+    if (state[0] || !line_and_model(NZ * NE, nb, line, b)) return;
     const Op o = OP_INIT;
-    const int b = (int)(t % nb), line = (int)(t / nb), j = line % NZ, k = line / NZ;
+    const int j = line % NZ, k = line / NZ;
     const LineR L{o, j, k, b, theta_const ? theta_s : theta[(long long)k * nb + b]};
     sweep_line(L, src, qs, cn, qfac, raw, post, out);
 }
 
 extern "C" __global__ void sweep_p(SWEEP_PARAMS) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (state[0] || t >= (long long)NR * NZ * nb) return;
+    int line, b;
+    if (state[0] || !line_and_model(NR * NZ, nb, line, b)) return;
     const Op o = OP_INIT;
-    const int b = (int)(t % nb), line = (int)(t / nb), j = line % NZ, i = line / NZ;
+    const int j = line % NZ, i = line / NZ;
     const LineP L{o, i, j, b, theta, theta_s, theta_const, srat};
     sweep_line(L, src, qs, cn, qfac, raw, post, out);
 }
@@ -222,10 +232,10 @@ extern "C" __global__ void douglas_z(OP_PARAMS, const double *__restrict__ tau, 
                                      const double *__restrict__ psi, const double *__restrict__ q,
                                      real *__restrict__ d, double *__restrict__ norm2,
                                      const int *__restrict__ state) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (state[0] || t >= (long long)NR * NE * nb) return;
+    int line, b;
+    if (state[0] || !line_and_model(NR * NE, nb, line, b)) return;
     const Op o = OP_INIT;
-    const int b = (int)(t % nb), line = (int)(t / nb), i = line % NR, k = line / NR;
+    const int i = line % NR, k = line / NR;
     const double tk = tau[(long long)k * nb + b], inv_s = 1.0 / sc[(long long)k * nb + b];
     const LineZ L{o, i, k, b, tk};
     double ss = 0.0;
@@ -239,13 +249,36 @@ extern "C" __global__ void douglas_z(OP_PARAMS, const double *__restrict__ tau, 
     atomicAdd(norm2 + (long long)k * nb + b, ss);
 }
 
+// The residual half of douglas_z alone (d = tau res / s and the norms), one thread per z line, no
+// Thomas arrays: fewer registers, more threads in flight. Followed by sweep_z (cn = 0) on d, it gives
+// exactly douglas_z's result (the split variant, chosen with cupy_backend.OPTIONS.fused_residual).
+extern "C" __global__ void douglas_res(OP_PARAMS, const double *__restrict__ tau, const double *__restrict__ sc,
+                                       const double *__restrict__ psi, const double *__restrict__ q,
+                                       real *__restrict__ d, double *__restrict__ norm2,
+                                       const int *__restrict__ state) {
+    int line, b;
+    if (state[0] || !line_and_model(NR * NE, nb, line, b)) return;
+    const Op o = OP_INIT;
+    const int i = line % NR, k = line / NR;
+    const double tk = tau[(long long)k * nb + b], inv_s = 1.0 / sc[(long long)k * nb + b];
+    double ss = 0.0;
+#pragma unroll 4
+    for (int j = 0; j < NZ; ++j) {
+        const long long c = cell(o, i, j, k, b);
+        const double r = (q[c] - apply_a(o, psi, i, j, k, b)) * o.rmask[i] * o.zmask[j * nb + b];
+        ss += r * r;
+        d[c] = (real)(r * tk * inv_s);
+    }
+    atomicAdd(norm2 + (long long)k * nb + b, ss);
+}
+
 extern "C" __global__ void douglas_r(OP_PARAMS, const double *__restrict__ tau, const double *__restrict__ sc,
                                      const real *__restrict__ d, double *__restrict__ psi,
                                      const int *__restrict__ state) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (state[0] || t >= (long long)NZ * NE * nb) return;
+    int line, b;
+    if (state[0] || !line_and_model(NZ * NE, nb, line, b)) return;
     const Op o = OP_INIT;
-    const int b = (int)(t % nb), line = (int)(t / nb), j = line % NZ, k = line / NZ;
+    const int j = line % NZ, k = line / NZ;
     const double s = sc[(long long)k * nb + b];
     const LineR L{o, j, k, b, tau[(long long)k * nb + b]};
     auto rhs = [&](int i, double m, real, real, real) -> real { return (real)(d[L.at(i)] * m); };

@@ -1,0 +1,130 @@
+"""`crnet simulate` and `crnet galprop compare`: run crprop from a galdef or a parameter file."""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+import warnings
+from pathlib import Path
+
+import typer
+
+from crnet import __version__
+
+MODE_HELP = "fast (converged steady state) | galprop (GALPROP's time ladder) | exact (sparse direct, small grids)"
+
+
+def _load_params_toml(path: Path):
+    """PropagationParams from a TOML file: top-level keys = crprop.params.PARAM_NAMES (units in the names),
+    or a list of tables [[model]] with those keys for a batch. An optional [galdef] table names the
+    galdef of the Galaxy setup (default: the paper's CR-ML galdef shipped with crprop)."""
+    from crprop.params import PARAM_NAMES, PropagationParams
+
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}") from None
+    models = doc.get("model", [doc])
+    out = []
+    for i, m in enumerate(models):
+        keys = {k: v for k, v in m.items() if k in PARAM_NAMES}
+        unknown = sorted(k for k in m if k not in PARAM_NAMES and k not in ("model", "galdef"))
+        if unknown:
+            raise typer.BadParameter(f"{path}: model {i}: unknown keys {unknown}; allowed: {list(PARAM_NAMES)}")
+        missing = [k for k in PARAM_NAMES if k not in keys]
+        if missing:
+            raise typer.BadParameter(f"{path}: model {i}: missing {missing}")
+        out.append(PropagationParams(**keys))
+    galdef = doc.get("galdef", {}).get("path")
+    return out, (Path(galdef) if galdef else None)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def simulate(
+        out: Path = typer.Option(..., "--out", help="output HDF5 file"),
+        galdef: Path | None = typer.Option(None, "--galdef", help="GALPROP galdef file (its own parameters)"),
+        params: Path | None = typer.Option(None, "--params", help="TOML file of Table 1 parameters"),
+        mode: str = typer.Option("fast", "--mode", help=MODE_HELP),
+        backend: str = typer.Option("auto", "--backend", help="auto | numpy | numba | cupy"),
+        tol: float = typer.Option(1e-6, "--tol", help="relative residual of mode fast"),
+        check_prior: bool = typer.Option(True, "--check-prior/--no-check-prior",
+                                         help="reject parameters outside the Table 1 prior box"),
+    ) -> None:
+        """Propagate the models of a galdef or a parameter file and write their spectra at the Sun."""
+        from crnet.spectra_io import write_spectra_h5
+        from crprop.galaxy import GalaxySetup, paper_galdef_path
+        from crprop.galprop.galdef import GaldefError, read_galdef
+        from crprop.params import PARAM_NAMES, PropagationParams, params_from_galdef
+        from crprop.propagate import propagate
+        from crprop.solvers import NonConvergenceWarning
+
+        if (galdef is None) == (params is None):
+            raise typer.BadParameter("give exactly one of --galdef or --params")
+        try:
+            if galdef is not None:
+                g = read_galdef(galdef)
+                plist = [params_from_galdef(g, check_prior=False)]
+                setup = GalaxySetup.from_galdef(g)
+                check_prior = False  # a galdef is taken as GALPROP would run it
+            else:
+                plist, gpath = _load_params_toml(params)
+                setup = GalaxySetup.from_galdef(gpath or paper_galdef_path(), order="parents_first")
+        except (GaldefError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NonConvergenceWarning)
+            try:
+                spectra = propagate(setup, plist, mode=mode, backend=backend, tol=tol, check_prior=check_prior)
+            except (ValueError, RuntimeError) as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
+        wall = time.perf_counter() - t0
+        for w in caught:
+            typer.echo(f"warning: {w.message}", err=True)
+        arr = PropagationParams.to_array(plist)
+        attrs = {"mode": mode, "backend": spectra.meta.get("backend", backend), "crnet_version": __version__,
+                 "grid": json.dumps({"shape": list(spectra.meta["grid_shape"])}), "wall_time_s": wall,
+                 "source": str(galdef or params)}
+        write_spectra_h5(out, spectra, params=arr, param_names=list(PARAM_NAMES), attrs=attrs)
+        n_bad = int((~spectra.converged).sum())
+        typer.echo(f"{spectra.n_models} model(s), {len(spectra.isotopes)} isotopes, mode {mode}, "
+                   f"backend {attrs['backend']}: {wall:.1f} s; max residual {spectra.residual.max():.2e}"
+                   f"{'' if n_bad == 0 else f' — {n_bad} NOT converged'} -> {out}")
+
+    galprop_app = typer.Typer(help="Cross-checks against GALPROP runs.", no_args_is_help=True)
+
+    @galprop_app.command("compare")
+    def compare(
+        run_dir: Path = typer.Argument(..., help="directory with galdef_* and GALPROP output (npz or FITS)"),
+        mode: str = typer.Option("galprop", "--mode", help=MODE_HELP),
+        backend: str = typer.Option("auto", "--backend"),
+        emin: float = typer.Option(0.1, "--emin", help="lowest energy compared, GeV/n"),
+        emax: float = typer.Option(1000.0, "--emax", help="highest energy compared, GeV/n"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Per-element largest deviation of crprop from a GALPROP run (same galdef)."""
+        from crprop.galprop.compare import deviation_table, format_table, load_run
+        from crprop.propagate import propagate
+
+        try:
+            run = load_run(run_dir)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            spectra = propagate(run.setup(), run.params, mode=mode, backend=backend, check_prior=False)
+            wall = time.perf_counter() - t0
+        rows = deviation_table(spectra, run.spectra(), emin, emax)
+        if as_json:
+            typer.echo(json.dumps({"run": run.name, "mode": mode, "wall_s": wall, "rows": rows}, indent=1))
+        else:
+            typer.echo(format_table(rows, f"crprop ({mode}, {spectra.meta['backend']}, {wall:.1f} s) vs GALPROP "
+                                          f"{run.name}, {emin:g}-{emax:g} GeV/n:"))
+
+    app.add_typer(galprop_app, name="galprop")

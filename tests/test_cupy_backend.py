@@ -1,0 +1,235 @@
+"""GPU backend: the CUDA kernels' numpy emulation (CI) and the kernels themselves (marked gpu) against numba."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from helpers_problems import random_problem
+
+from crprop.backends import cupy_available, cupy_backend, get_backend, numba_backend
+from crprop.solvers import NonConvergenceWarning, TimeLadder, solve_species
+
+FP64_EQUALITY = 1e-10
+"""Issue: the GPU kernels (and their emulation) equal numba to 1e-10 in float64."""
+FP32_AGREEMENT = 1e-5
+"""Issue: float32 agrees with numba to 1e-5, relative to each energy slice's largest |psi|."""
+SHORT_LADDER = TimeLadder(repeat=3)
+
+GPU_OK, GPU_WHY = cupy_available()
+gpu = pytest.mark.gpu
+needs_gpu = pytest.mark.skipif(not GPU_OK, reason=f"no CUDA GPU for CuPy: {GPU_WHY}")
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return random_problem(seed=1, n_models=3)
+
+
+def max_rel(x, ref) -> float:
+    """max |x - ref| / max |ref| over the whole array."""
+    return float(np.abs(np.asarray(x) - ref).max() / np.abs(ref).max())
+
+
+def slice_rel(x, ref) -> float:
+    """max over (energy, model) slices of max_{r,z} |x - ref| / max_{r,z} |ref| (psi spans decades in E)."""
+    x = np.asarray(x)
+    scale = np.abs(ref).max(axis=(0, 1))
+    err = np.abs(x - ref).max(axis=(0, 1))
+    return float(np.max(np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), err)))
+
+
+def _tau(op):
+    return np.random.default_rng(3).uniform(1e12, 1e15, op.shape[2:])
+
+
+def _check_primitives(op, q, emulate: bool, precision: str, tol: float) -> None:
+    tau = _tau(op)
+    kw = dict(emulate=emulate, precision=precision)
+    for d in ("r", "z", "p"):
+        for raw in (False, True):
+            ref = numba_backend.solve(op, d, tau, q, raw=raw)
+            assert max_rel(cupy_backend.solve(op, d, tau, q, raw=raw, **kw), ref) <= tol, (d, raw)
+        psi = q * 1e14
+        ref = numba_backend.cn_sweep(op, d, 3e14, psi, q)
+        assert slice_rel(cupy_backend.cn_sweep(op, d, 3e14, psi, q, **kw), ref) <= tol, d
+    ref = numba_backend.residual(op, q, q * 0.3)
+    assert max_rel(cupy_backend.residual(op, q, q * 0.3, emulate=emulate), ref) <= FP64_EQUALITY
+    new, res = cupy_backend.douglas_step(op, tau, q * 1e13, q, **kw)
+    ref_new, ref_res = numba_backend.douglas_step(op, tau, q * 1e13, q)
+    assert max_rel(res, ref_res) <= FP64_EQUALITY
+    assert slice_rel(new, ref_new) <= tol
+
+
+def _check_modes(op, q, emulate: bool, precision: str, tol: float, **extra) -> None:
+    for mode in ("fast", "galprop"):
+        kw = dict(mode=mode, tol=1e-8, on_nonconverged="ignore", ladder=SHORT_LADDER)
+        ref = solve_species(op, q, backend="numba", **kw)
+        got = cupy_backend.solve_species(op, q, emulate=emulate, precision=precision, **kw, **extra)
+        assert got.steps == ref.steps, mode
+        assert slice_rel(got.psi, ref.psi) <= tol, mode
+        np.testing.assert_allclose(got.residual, ref.residual, rtol=1e-6 if precision == "float64" else 1e-3)
+        assert np.array_equal(got.converged, got.residual <= got.tol)
+
+
+# ------------------------------------------------------------------------------- emulation (no GPU)
+def test_imports_without_cupy():
+    mod = importlib.reload(cupy_backend)
+    assert mod.name == "cupy"
+    assert mod.SOURCE.is_file() and "__global__" in mod.SOURCE.read_text()
+    if not GPU_OK:
+        with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+            get_backend("cupy")
+
+
+def test_emulated_primitives_equal_numba(problem):
+    _, op, q = problem
+    _check_primitives(op, q, emulate=True, precision="float64", tol=FP64_EQUALITY)
+
+
+def test_emulated_primitives_float32(problem):
+    _, op, q = problem
+    _check_primitives(op, q, emulate=True, precision="float32", tol=FP32_AGREEMENT)
+
+
+@pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
+def test_emulated_modes_equal_numba(problem, precision, tol):
+    _, op, q = problem
+    _check_modes(op, q, emulate=True, precision=precision, tol=tol)
+
+
+@pytest.fixture
+def other_residual_variant():
+    """Run with the non-default residual kernel (fused douglas_z <-> douglas_res + sweep_z); restore after."""
+    before = cupy_backend.OPTIONS.fused_residual
+    cupy_backend.set_defaults(fused_residual=not before)
+    yield
+    cupy_backend.set_defaults(fused_residual=before)
+
+
+def test_emulated_split_residual_equals_fused(problem, other_residual_variant):
+    _, op, q = problem
+    cupy_backend.set_defaults(fused_residual=True)
+    fused = cupy_backend.solve_species(op, q, "fast", 1e-8, emulate=True, precision="float32")
+    cupy_backend.set_defaults(fused_residual=False)
+    split = cupy_backend.solve_species(op, q, "fast", 1e-8, emulate=True, precision="float32")
+    assert split.steps == fused.steps and np.array_equal(split.psi, fused.psi)
+    _check_modes(op, q, emulate=True, precision="float64", tol=FP64_EQUALITY)
+
+
+@pytest.mark.parametrize("check_every", [1, 3, 8, 50])
+def test_convergence_flag_freezes_at_first_converged_step(problem, check_every):
+    """The device flag stops the iteration at the same step as the CPU loop, however rarely the host looks."""
+    _, op, q = problem
+    ref = solve_species(op, q, mode="fast", backend="numba", tol=1e-7)
+    got = cupy_backend.solve_species(op, q, "fast", 1e-7, emulate=True, check_every=check_every)
+    assert got.steps == ref.steps and got.converged.all()
+    assert max_rel(got.psi, ref.psi) <= FP64_EQUALITY
+
+
+def test_mixed_precision_reaches_float64_residual(problem):
+    """float32 sweeps with a float64 psi and residual converge as far as float64 does (honest flag)."""
+    _, op, q = problem
+    got = cupy_backend.solve_species(op, q, "fast", 1e-11, max_steps=2000, emulate=True, precision="float32")
+    assert got.converged.all() and got.residual.max() <= 1e-11
+
+
+def test_float32_scaling_with_empty_energy_slices(problem):
+    """A source that vanishes at some energies (a secondary) still gets a positive psi_ref everywhere."""
+    _, op, q = problem
+    q2 = q.copy()
+    q2[:, :, :4] = 0.0
+    q2[..., 1] = 0.0  # one model with no source at all: psi = 0
+    ref = solve_species(op, q2, mode="fast", backend="numba", tol=1e-8)
+    got = cupy_backend.solve_species(op, q2, "fast", 1e-8, emulate=True, precision="float32")
+    assert got.steps == ref.steps
+    assert np.all(np.isfinite(got.psi)) and not got.psi[..., 1].any()
+    assert max_rel(got.psi, ref.psi) <= FP32_AGREEMENT
+
+
+def test_warm_start_and_nonconvergence(problem):
+    _, op, q = problem
+    cold = cupy_backend.solve_species(op, q, "fast", 1e-8, emulate=True)
+    warm = cupy_backend.solve_species(op, q, "fast", 1e-8, psi0=cold.psi * 1.01, emulate=True)
+    assert warm.converged.all() and warm.steps < cold.steps
+    with pytest.warns(NonConvergenceWarning, match="not converged"):
+        res = cupy_backend.solve_species(op, q, "fast", 1e-8, max_steps=2, emulate=True)
+    assert res.steps == 2 and not res.converged.any()
+    with pytest.raises(RuntimeError, match="not converged"):
+        cupy_backend.solve_species(op, q, "fast", 1e-8, max_steps=2, on_nonconverged="raise", emulate=True)
+
+
+def test_bad_arguments(problem):
+    _, op, q = problem
+    with pytest.raises(ValueError, match="source must be finite"):
+        cupy_backend.solve_species(op, q[..., :2], emulate=True)
+    bad = q.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="source must be finite"):
+        cupy_backend.solve_species(op, bad, emulate=True)
+    with pytest.raises(ValueError, match="precision"):
+        cupy_backend.solve_species(op, q, precision="float16", emulate=True)
+    with pytest.raises(ValueError, match="mode"):
+        cupy_backend.solve_species(op, q, mode="exact", emulate=True)
+    with pytest.raises(ValueError, match="direction"):
+        cupy_backend.solve(op, "x", 1.0, q, emulate=True)
+
+
+# ------------------------------------------------------------------------------------- on the GPU
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
+def test_gpu_primitives_equal_numba(problem, precision, tol):
+    _, op, q = problem
+    _check_primitives(op, q, emulate=False, precision=precision, tol=tol)
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
+@pytest.mark.parametrize("use_graph", [True, False])
+def test_gpu_modes_equal_numba(problem, precision, tol, use_graph):
+    _, op, q = problem
+    _check_modes(op, q, emulate=False, precision=precision, tol=tol, use_graph=use_graph)
+    assert cupy_backend.GRAPH_ERROR == ""
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
+def test_gpu_other_residual_variant(problem, other_residual_variant, precision, tol):
+    _, op, q = problem
+    _check_modes(op, q, emulate=False, precision=precision, tol=tol)
+    _check_primitives(op, q, emulate=False, precision=precision, tol=tol)
+
+
+@gpu
+@needs_gpu
+def test_gpu_through_solve_species_and_device_output(problem):
+    import cupy
+
+    _, op, q = problem
+    ref = solve_species(op, q, mode="fast", backend="numba", tol=1e-8)
+    got = solve_species(op, q, mode="fast", backend="cupy", tol=1e-8)
+    assert got.backend.startswith("cupy") and got.steps == ref.steps
+    assert max_rel(got.psi, ref.psi) <= FP64_EQUALITY
+    dev = cupy_backend.solve_species(op, cupy.asarray(q), "fast", 1e-8, keep_on_device=True)
+    assert isinstance(dev.psi, cupy.ndarray) and max_rel(dev.psi.get(), ref.psi) <= FP64_EQUALITY
+    emu = cupy_backend.solve_species(op, q, "fast", 1e-8, emulate=True)
+    assert max_rel(emu.psi, ref.psi) <= FP64_EQUALITY
+
+
+@gpu
+@needs_gpu
+def test_gpu_to_torch_shares_memory():
+    import cupy
+
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("this PyTorch build has no CUDA")
+    x = cupy.arange(12.0).reshape(3, 4)
+    t = cupy_backend.to_torch(x)
+    assert t.data_ptr() == x.data.ptr and tuple(t.shape) == (3, 4)
+    t[0, 0] = 42.0
+    assert float(x[0, 0]) == 42.0

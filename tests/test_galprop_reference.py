@@ -1,0 +1,110 @@
+"""crprop reproduces GALPROP v54 (../shared/reference/galprop): the paper's runs and parameter points.
+
+`galprop` mode against the standard-time-step runs; `fast` mode (the true steady state) against the
+runs time-stepped towards steady state. Every ingredient is also tested alone against GALPROP's own
+arrays (tests/test_physics_ingredients.py, tests/test_nuclear.py); here the whole network is.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from crprop.discretization import build_operator
+from crprop.galprop.compare import deviation_table, load_run
+from crprop.grid import Grid
+from crprop.propagate import propagate
+from crprop.solvers import TimeLadder, solve_species
+
+ELEMENTS = ("H", "Li", "Be", "B", "C", "N", "O")
+STANDARD_TOL = 0.03
+"""Issue bound for galprop mode vs GALPROP: every element within 3 % over 0.1-1000 GeV/n, B/C 3 %."""
+STANDARD_TOL_CO = 0.02
+"""Issue bound for C and O (primaries: 2 %)."""
+TCONV1000_TOL, TCONV1000_TOL_CO = 0.03, 0.02
+"""fast mode vs the 1000-repeat run (GALPROP's best steady-state estimate): the same bounds."""
+TCONV200_TOL, TCONV200_TOL_CO = 0.04, 0.03
+"""fast mode vs the 200-repeat runs, which are still up to 2.4 % from the 1000-repeat one (issue)."""
+STEPPING_TOL = 1e-6
+"""galprop mode fed GALPROP's own inputs reproduces its psi: limited by the float32 loss map (6e-8)."""
+
+
+@pytest.fixture(scope="module")
+def runs(galprop_ref_dir):
+    return lambda name: load_run(galprop_ref_dir / name)
+
+
+_CACHE: dict = {}
+
+
+def _model(run, mode: str, order: str | None = None):
+    key = (run.name if mode == "galprop" else run.params, mode, order)
+    if key not in _CACHE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _CACHE[key] = propagate(run.setup(order), run.params, mode=mode, backend="numba", check_prior=False)
+    return _CACHE[key]
+
+
+def _check(rows, tol, tol_co):
+    worst = {r["species"]: r["max_abs_dev"] for r in rows}
+    for name in ELEMENTS:
+        bound = tol_co if name in ("C", "O") else tol
+        assert worst[name] < bound, f"{name}: {100 * worst[name]:.2f} % > {100 * bound:.1f} % ({rows})"
+    assert worst["B/C"] < tol, rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["crml_base", "p1", "p2", "p4", "p6"])
+def test_galprop_mode_reproduces_standard_runs(runs, name):
+    run = runs(name)
+    model = _model(run, "galprop")
+    assert not model.converged.any()  # GALPROP's ladder is not at steady state, and crprop says so
+    _check(deviation_table(model, run.spectra()), STANDARD_TOL, STANDARD_TOL_CO)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, tol, tol_co", [
+    ("crml_base_tconv1000", TCONV1000_TOL, TCONV1000_TOL_CO),
+    ("crml_base_tconv", TCONV200_TOL, TCONV200_TOL_CO),
+    ("p1_tconv", TCONV200_TOL, TCONV200_TOL_CO),
+    ("p2_tconv", TCONV200_TOL, TCONV200_TOL_CO),
+])
+def test_fast_mode_reproduces_converged_runs(runs, name, tol, tol_co):
+    run = runs(name)
+    model = _model(run, "fast")
+    assert model.converged.all()
+    _check(deviation_table(model, run.spectra()), tol, tol_co)
+
+
+@pytest.mark.slow
+def test_network_iterations_feed_10be_decay_into_boron(runs):
+    """network_iterations = 2 (crml_base_net2): 10Be decay now feeds 10B; B rises by 1-5 % as in GALPROP."""
+    base, net2 = runs("crml_base"), runs("crml_base_net2")
+    m1, m2 = _model(base, "galprop"), _model(net2, "galprop")
+    _check(deviation_table(m2, net2.spectra()), STANDARD_TOL, STANDARD_TOL_CO)
+    e = m1.ekin_gev_per_n
+    sel = (e > 0.1) & (e < 1000)
+    rise = (m2.flux("B")[0] / m1.flux("B")[0])[sel] - 1
+    ref_rise = (net2.spectra().flux("B")[0] / base.spectra().flux("B")[0])[sel] - 1
+    assert rise.max() > 0.01 and rise.min() > -1e-6
+    assert np.abs(rise - ref_rise).max() < 0.005
+
+
+def test_galprop_stepping_reproduces_galprop_psi(internals_dir):
+    """GALPROP's own 12C inputs through crprop's galprop mode give GALPROP's psi (operator + ladder)."""
+    g = np.load(internals_dir / "crml_base" / "grid_gas_source.npz")
+    s = np.load(internals_dir / "crml_base" / "species.npz")
+    ps = np.load(internals_dir / "crml_base" / "psi_selected.npz")
+    i = list(s["names"]).index("Carbon_12")
+    grid = Grid(g["r_kpc"], g["z_kpc"], g["Ekin_MeV_per_n"])
+    gamma = g["n_H_target"][..., None] * s["frag_rate_per_n_H_target"][i][None, None] + s["decay_rate_s"][i]
+    op = build_operator(grid, s["p_MeV"][i], s["Dxx_cm2_s"][i][:, None], s["Dpp_MeV2_s"][i][:, None],
+                        s["dpdt_f32"][i].astype(np.float64), gamma)
+    q = (ps["primary_source_C12"] + ps["secondary_source_C12"])[..., None]
+    res = solve_species(op, q, mode="galprop", backend="numba", ladder=TimeLadder(), on_nonconverged="ignore")
+    ref = ps["psi_raw_C12"]
+    m = ref > 1e-30 * ref.max()
+    assert np.abs(res.psi[..., 0][m] / ref[m] - 1).max() < STEPPING_TOL
