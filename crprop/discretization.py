@@ -51,10 +51,12 @@ def vertical_coefficients(
     """z stencil with the halo boundary psi = 0 at |z| = z_h of each model: (a1, a2, a3, interior).
 
     Coefficients are (n_z, n_E, B) in s^-1, ``interior`` is (n_z, B). Where z_h falls on a node the
-    stencil is GALPROP's (a1 = a3 = D/dz^2, a2 = 2D/dz^2, boundary node fixed to 0). Where z_h falls
-    between nodes (models of one batch with different halo heights share the grid), the last interior
-    node uses the Shortley-Weller stencil with the boundary at distance h' < dz: a_centre = 2D/(dz(dz+h')),
-    a2 = 2D/(dz h'), which is second-order accurate and makes the solution continuous in z_h.
+    stencil is GALPROP's (a1 = a3 = D/dz^2, a2 = 2D/dz^2, boundary node fixed to 0). Otherwise (models of
+    one batch with different halo heights share the grid) the outermost interior node is the one whose
+    distance h' to the boundary lies in [dz/2, 3dz/2), and it uses the Shortley-Weller stencil
+    a_centre = 2D/(dz(dz+h')), a2 = 2D/(dz h'): second-order accurate, continuous in z_h, and never
+    stiffer than 4D/dz^2 (a boundary just beyond a node, h' -> 0, would make the row arbitrarily stiff
+    and stall the pseudo-time iteration). Nodes between that node and z_h are held at psi = 0.
     """
     zh = np.asarray(z_half_kpc, dtype=np.float64).reshape(-1)
     n_b = dxx_cm2_s.shape[1]
@@ -66,20 +68,20 @@ def vertical_coefficients(
         raise ValueError("z_half_kpc must be finite and > 0 kpc")
     dz = grid.dz_kpc
     z = grid.z_kpc
-    if np.any(zh > grid.z_half_kpc + _ON_BOUNDARY_FRACTION * dz):
+    if np.any(zh > grid.z_half_kpc + (0.5 - _ON_BOUNDARY_FRACTION) * dz):
         raise ValueError(f"z_half_kpc up to {zh.max()} exceeds the grid's halo {grid.z_half_kpc} kpc")
     k = dxx_cm2_s[None] / grid.dz_cm**2  # (1, n_E, B)
     n_z = z.size
     a1 = np.broadcast_to(k, (n_z,) + k.shape[1:]).copy()
     a3 = a1.copy()
     a2 = 2.0 * a1
-    interior = np.abs(z)[:, None] < (zh[None, :] - _ON_BOUNDARY_FRACTION * dz)
+    interior = (zh[None, :] - np.abs(z)[:, None]) > (0.5 - _ON_BOUNDARY_FRACTION) * dz
     for b in range(n_b):
         idx = np.nonzero(interior[:, b])[0]
         if idx.size == 0:
             raise ValueError(f"model {b}: z_half_kpc = {zh[b]} leaves no interior z node")
         for j, toward_boundary_up in ((idx[-1], True), (idx[0], False)):
-            h_prime = (zh[b] - abs(z[j])) / dz  # in units of dz, in (0, 1]
+            h_prime = (zh[b] - abs(z[j])) / dz  # in units of dz, in [1/2, 3/2)
             if abs(h_prime - 1.0) < _ON_BOUNDARY_FRACTION:
                 continue
             centre_coef = 2.0 / (1.0 + h_prime)

@@ -27,6 +27,9 @@ from crprop.physics.losses import loss_coefficients, momentum_loss_rate
 from crprop.physics.source import source_distribution_from_parameters
 from crprop.solvers.galprop_cn import TimeLadder
 
+TABLE_CACHE_GRIDS = 4
+"""Spatial tables (gas, loss and fragmentation maps; ~10 MB per grid for the paper network) kept per setup."""
+
 PAPER_GALDEF = "galdef_54_crml"
 """The CR-ML galdef (Tsai et al. 2022), shipped in crprop/data/galdef (see crprop/data/PROVENANCE.md)."""
 
@@ -119,9 +122,10 @@ class GalaxySetup:
         top = self.z_halo_kpc if z_halo_max_kpc is None else float(z_halo_max_kpc)
         if not (np.isfinite(top) and top > 0):
             raise ValueError(f"z_halo_max_kpc must be > 0 kpc, got {z_halo_max_kpc}")
-        offset = self.z_halo_kpc - dz * np.floor(self.z_halo_kpc / dz + 1e-9)  # lattice z = +-(offset + k dz)
-        if offset < 1e-9 or offset > dz - 1e-9:
-            offset = 0.0
+        # A symmetric uniform lattice has a node at z = 0 or nodes at +-dz/2: take the one the galdef's own
+        # grid (-z_h .. z_h in steps of dz) is on; if it is on neither, nodes at +-dz/2 (halo between nodes).
+        frac = (self.z_halo_kpc / dz) % 1.0
+        offset = 0.0 if min(frac, 1.0 - frac) < 0.25 else 0.5 * dz
         n_top = max(int(np.ceil((top - offset) / dz - 1e-6)), 1)
         z_pos = offset + dz * np.arange(n_top + 1)
         z = np.concatenate([-z_pos[::-1], z_pos[1:] if offset == 0.0 else z_pos])
@@ -130,11 +134,19 @@ class GalaxySetup:
         return Grid(e_grid.r_kpc, np.round(z, 12), e_grid.ekin_mev_per_n)
 
     def tables(self, grid: Grid) -> SpeciesTables:
-        """Parameter-independent tables on ``grid`` (cached on this setup)."""
-        key = hash(grid)
-        if key not in self._cache:
-            self._cache.clear()  # one grid at a time: tables are ~30 MB for the paper network
-            self._cache[key] = SpeciesTables(self, grid)
+        """Parameter-independent tables on ``grid``, cached on this setup: the energy-grid part once
+        (cross sections are the slow part), the spatial maps for the last TABLE_CACHE_GRIDS grids."""
+        e_key = ("energy", grid.ekin_mev_per_n.tobytes())
+        if e_key not in self._cache:
+            self._cache[e_key] = energy_tables(self, grid.ekin_mev_per_n)
+        key = ("grid", hash(grid))
+        if key in self._cache:
+            self._cache[key] = self._cache.pop(key)  # most recently used last
+        else:
+            grids = [k for k in self._cache if k[0] == "grid"]
+            for old in grids[: max(0, len(grids) - TABLE_CACHE_GRIDS + 1)]:
+                del self._cache[old]
+            self._cache[key] = SpeciesTables(self, grid, self._cache[e_key])
         return self._cache[key]
 
 
@@ -157,69 +169,112 @@ class SpeciesTable:
 
 @dataclass
 class Production:
-    """Secondary production into one daughter: rate per unit parent density, (n_r, n_z, n_E) maps."""
+    """Secondary production into one daughter, separable in space and energy.
 
-    parents: list[int]
-    rates_s: list[np.ndarray]  # each (n_r, n_z, n_E): multiply psi_parent to get Q_daughter
+    Spallation: Q_d += n_H_target(r, z) * Sum_p gas_rates[p](E) psi_p  (gas_rates in cm^3 s^-1);
+    decay:      Q_d += Sum_p decay_rates[p](E) psi_p                   (s^-1, uniform in space).
+    """
+
+    gas_parents: list[int] = field(default_factory=list)
+    gas_rates: list[np.ndarray] = field(default_factory=list)
+    decay_parents: list[int] = field(default_factory=list)
+    decay_rates: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def parents(self) -> list[int]:
+        return self.gas_parents + self.decay_parents
+
+
+@dataclass
+class EnergyTables:
+    """Per species, what depends on the energy grid only (computed once per setup and energy grid)."""
+
+    kin: list[Kinematics]
+    loss_coeffs: list
+    frag_per_n_h: list[np.ndarray]  # (n_E,) s^-1 per cm^-3
+    decay_rate: list[np.ndarray]  # (n_E,) s^-1
+    production: list[Production]
+
+
+def energy_tables(setup: GalaxySetup, ekin_mev_per_n: np.ndarray) -> EnergyTables:
+    """Kinematics, loss coefficients, fragmentation and production cross sections on an energy grid."""
+    net = setup.network
+    e = np.asarray(ekin_mev_per_n, dtype=np.float64)
+    kins, coeffs, frags, decays = [], [], [], []
+    for s in net.species:
+        kin = nucleus_kinematics(s.z, s.a, e)
+        kins.append(kin)
+        coeffs.append(loss_coefficients(kin, he_h_ratio=setup.he_h_ratio) if setup.momentum_losses else None)
+        frag = np.zeros_like(e)
+        if setup.fragmentation:
+            sig_h, sig_he = loss_cross_sections(s.z, s.a, e, model=setup.inelastic_model,
+                                                kcapture=setup.k_capture and s.isotope.kcapture,
+                                                k_electron=s.k_electron)
+            frag = kin.beta * C_CM_S * (sig_h + setup.he_h_ratio * sig_he) * MB_CM2
+        frags.append(frag)
+        decay = np.zeros_like(e)
+        if setup.radioactive_decay and s.t_half_yr > 0:
+            decay = np.log(2.0) / (kin.gamma * s.t_half_yr * YEAR_S)
+        decays.append(decay)
+    production = [Production() for _ in net.species]
+    if setup.fragmentation:
+        table = production_table(net, e, model=setup.production_model, he_h_ratio=setup.he_h_ratio,
+                                 k_capture=setup.k_capture)
+        for p, d, sig in zip(table.parent, table.daughter, table.sigma_eff_mb, strict=True):
+            production[d].gas_parents.append(int(p))
+            production[d].gas_rates.append(sig * MB_CM2 * kins[p].beta * C_CM_S)
+    if setup.radioactive_decay:
+        for dec in net.decays:
+            production[dec.daughter].decay_parents.append(dec.parent)
+            production[dec.daughter].decay_rates.append(
+                dec.branching * np.log(2.0) / (kins[dec.parent].gamma * dec.t_half_yr * YEAR_S))
+    return EnergyTables(kins, coeffs, frags, decays, production)
 
 
 class SpeciesTables:
-    """All parameter-independent tables of a setup on a grid (cached per grid)."""
+    """All parameter-independent tables of a setup on a grid: energy tables plus the spatial maps."""
 
-    def __init__(self, setup: GalaxySetup, grid: Grid) -> None:
+    def __init__(self, setup: GalaxySetup, grid: Grid, etables: EnergyTables) -> None:
         self.setup = setup
         self.grid = grid
         self.gas: GasMaps = gas_maps(grid.r_kpc, grid.z_kpc, grid.dz_kpc, setup.x_co, he_h_ratio=setup.he_h_ratio)
         self.source_spatial = source_distribution_from_parameters(grid.r_kpc, grid.z_kpc, setup.source_parameters)
-        net = setup.network
-        e = grid.ekin_mev_per_n
+        n_h = self.gas.n_H_target[..., None]
         self.species: list[SpeciesTable] = []
-        for s in net.species:
-            kin = nucleus_kinematics(s.z, s.a, e)
-            if setup.momentum_losses:
-                coeffs = loss_coefficients(kin, he_h_ratio=setup.he_h_ratio)
-                dpdt = momentum_loss_rate(coeffs, self.gas.n_H_neutral, self.gas.n_HII)
+        for i, s in enumerate(setup.network.species):
+            if etables.loss_coeffs[i] is not None:
+                dpdt = momentum_loss_rate(etables.loss_coeffs[i], self.gas.n_H_neutral, self.gas.n_HII)
             else:
                 dpdt = np.zeros(grid.shape)
-            gamma = np.zeros(grid.shape)
-            if setup.fragmentation:
-                sig_h, sig_he = loss_cross_sections(s.z, s.a, e, model=setup.inelastic_model,
-                                                    kcapture=setup.k_capture and s.isotope.kcapture,
-                                                    k_electron=s.k_electron)
-                frag = kin.beta * C_CM_S * (sig_h + setup.he_h_ratio * sig_he) * MB_CM2
-                gamma += self.gas.n_H_target[..., None] * frag[None, None]
-            if setup.radioactive_decay and s.t_half_yr > 0:
-                gamma += (np.log(2.0) / (kin.gamma * s.t_half_yr * YEAR_S))[None, None]
+            gamma = n_h * etables.frag_per_n_h[i][None, None] + etables.decay_rate[i][None, None]
             abundance = float(setup.abundances.get((s.z, s.a), 0.0)) if s.k_electron == 0 else 0.0
-            self.species.append(SpeciesTable(s.z, s.a, kin, dpdt, gamma, abundance))
-        self.production: list[Production] = [Production([], []) for _ in net.species]
-        self._build_production()
-        self._device_rates: dict[str, list[list]] = {}
+            self.species.append(SpeciesTable(s.z, s.a, etables.kin[i], dpdt, gamma, abundance))
+        self.production = etables.production
+        self._device: dict[str, tuple] = {}
 
-    def production_rates(self, xp) -> list[list]:
-        """Per daughter, the production rate maps as arrays of module ``xp`` (numpy, or cupy: uploaded once)."""
-        if xp is np:
-            return [p.rates_s for p in self.production]
+    def device_arrays(self, xp) -> tuple:
+        """(n_H_target (n_r, n_z, 1, 1), gas rates, decay rates) as arrays of module ``xp`` (cached)."""
         key = xp.__name__
-        if key not in self._device_rates:
-            self._device_rates[key] = [[xp.asarray(r) for r in p.rates_s] for p in self.production]
-        return self._device_rates[key]
+        if key not in self._device:
+            self._device[key] = (
+                xp.asarray(self.gas.n_H_target[:, :, None, None]),
+                [[xp.asarray(r[:, None]) for r in p.gas_rates] for p in self.production],
+                [[xp.asarray(r[:, None]) for r in p.decay_rates] for p in self.production],
+            )
+        return self._device[key]
 
-    def _build_production(self) -> None:
-        setup, grid, net = self.setup, self.grid, self.setup.network
-        e = grid.ekin_mev_per_n
-        n_h = self.gas.n_H_target[..., None]
-        if setup.fragmentation:
-            table = production_table(net, e, model=setup.production_model, he_h_ratio=setup.he_h_ratio,
-                                     k_capture=setup.k_capture)
-            for p, d, sig in zip(table.parent, table.daughter, table.sigma_eff_mb, strict=True):
-                beta_p = self.species[p].kin.beta
-                rate = n_h * (sig * MB_CM2 * beta_p * C_CM_S)[None, None]
-                self.production[d].parents.append(int(p))
-                self.production[d].rates_s.append(rate)
-        if setup.radioactive_decay:
-            for dec in net.decays:
-                kin_p = self.species[dec.parent].kin
-                rate = dec.branching * np.log(2.0) / (kin_p.gamma * dec.t_half_yr * YEAR_S)
-                self.production[dec.daughter].parents.append(dec.parent)
-                self.production[dec.daughter].rates_s.append(np.broadcast_to(rate[None, None], grid.shape))
+    def secondary_source(self, s_idx: int, psi: dict, xp) -> object | None:
+        """Q of species s_idx from the parents already in ``psi`` (None when there is none)."""
+        n_h, gas_rates, decay_rates = self.device_arrays(xp)
+        prod = self.production[s_idx]
+        gas = None
+        for parent, rate in zip(prod.gas_parents, gas_rates[s_idx], strict=True):
+            if parent in psi:
+                term = rate * psi[parent]  # (n_E, 1) * (n_r, n_z, n_E, B)
+                gas = term if gas is None else gas + term
+        q = None if gas is None else n_h * gas
+        for parent, rate in zip(prod.decay_parents, decay_rates[s_idx], strict=True):
+            if parent in psi:
+                term = rate * psi[parent]
+                q = term if q is None else q + term
+        return q

@@ -81,7 +81,7 @@ def propagate(
     plist = [p.validate(check_prior=check_prior) for p in _as_param_list(params)]
     arr = {name: np.array([getattr(p, name) for p in plist]) for name in plist[0].to_dict()}
     z_halo = arr["z_halo_kpc"]
-    grid = setup.grid(float(z_halo.max()))
+    grid = batch_grid(setup, float(z_halo.max()))
     tables = setup.tables(grid)
     net = setup.network
     be = get_backend(backend)
@@ -98,7 +98,6 @@ def propagate(
     residual = np.zeros(n_models)
     steps: dict[int, int] = {}
     src_space = xp.asarray(tables.source_spatial[:, :, None, None])
-    rates = tables.production_rates(xp)
     n_pass = max(1, setup.network_iterations)
     last_use = _last_use(tables, net.solve_order) if (n_pass == 1 and not return_psi) else {}
     sun = grid.sun_weights(R_SUN_KPC, Z_SUN_KPC)
@@ -118,9 +117,9 @@ def propagate(
                 q_e = q_primary(sp.kin.rigidity_mv, sp.a, sp.z, sp.abundance, arr["nu1"], arr["nu2"], arr["nu3"],
                                 arr["r_break1_mv"], arr["r_break2_mv"], form=setup.injection_form)
                 q += src_space * xp.asarray(q_e)[None, None]
-            for parent, rate in zip(tables.production[s_idx].parents, rates[s_idx], strict=True):
-                if parent in psi:
-                    q += rate[..., None] * psi[parent]
+            secondary = tables.secondary_source(s_idx, psi, xp)
+            if secondary is not None:
+                q += secondary
             start = psi.get(s_idx) if iteration > 0 else (psi0 or {}).get(s_idx)
             res = solve_species(op, q, mode=mode, backend=backend, tol=tol, max_steps=max_steps,
                                 ladder=setup.ladder, psi0=start, on_nonconverged="ignore",
@@ -144,6 +143,20 @@ def propagate(
                       f"(max residual {residual.max():.3g}, tol {tol:.1g}); see Spectra.converged/.residual",
                       NonConvergenceWarning, stacklevel=2)
     return (spectra, psi) if return_psi else spectra
+
+
+Z_EXTENT_QUANTUM_KPC = 1.0
+"""Batches whose largest halo differs from the galdef's get a z grid reaching the next multiple of this
+(kpc): at most ~20 distinct grids over the prior, so the cached tables are reused across MCMC batches."""
+
+
+def batch_grid(setup: GalaxySetup, z_halo_max_kpc: float) -> Grid:
+    """The grid `propagate` uses for a batch whose largest halo is ``z_halo_max_kpc`` (kpc): the galdef's
+    own grid when the halo matches it, else the galdef's z lattice up to the next multiple of
+    Z_EXTENT_QUANTUM_KPC (a smaller batch grid is a centred subset of a larger one)."""
+    if abs(z_halo_max_kpc - setup.z_halo_kpc) < 1e-9:
+        return setup.grid()
+    return setup.grid(float(np.ceil(z_halo_max_kpc / Z_EXTENT_QUANTUM_KPC - 1e-9) * Z_EXTENT_QUANTUM_KPC))
 
 
 def _host(x) -> np.ndarray:

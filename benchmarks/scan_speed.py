@@ -1,0 +1,188 @@
+"""Scan throughput: mock spectra per second of `crnet scan` (sampler + propagate + likelihood + store).
+
+For K in {64, 512, 2048} chains, with and without solver warm starts, on each backend (numba on the
+CPU, cupy on the GPU when one is present), a short MCMC run from around crml_base is timed batch by
+batch. The first batch (starting points: cold solves, JIT compilation, tables) is reported apart;
+the rates are over the following Metropolis steps. Printed next to GALPROP's cost per model
+(crml_base, 25 isotopes, one core: ~32 s) and the goal of 2e5 mock spectra in 5 minutes.
+
+    python benchmarks/scan_speed.py [--chains 64 512 2048] [--steps 3] [--backends numba cupy]
+                                    [--grid paper|small] [--tag cpu]
+
+Writes benchmarks/results/scan_speed_<tag>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from common import RESULTS, galprop_seconds_per_model, machine
+
+from crnet.scan.analytic import AnalyticSimulator
+from crnet.scan.models import FunctionModel, GridConfig
+from crnet.scan.runner import ScanConfig, build_model, run_scan
+
+CRML_BASE = [3.25, 0.478, -1.55, 34.9, 3.9, 0.28, 2.42, 2.12, 880.0, 4.67e5]
+"""crml_base (../shared/reference/galprop/crml_base): the chains start around it (PARAM_NAMES order)."""
+
+GOAL_MODELS = 200_000
+GOAL_SECONDS = 300.0
+"""Goal of the issue: 2e5 mock spectra in under 5 minutes on one H100."""
+
+GRIDS = {"paper": GridConfig(), "small": GridConfig(dr_kpc=2.0, dz_kpc=0.39, ekin_factor=1.6),
+         "tiny": GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0)}
+"""'paper': the CR-ML galdef grid (dr 1 kpc, dz 0.2 kpc, Ekin factor 1.25, 21 x 42 x 84 at z_h ~ 4 kpc);
+'small': dr 2, dz 0.39, factor 1.6 (11 x 23 x 40); 'tiny': the test grid dr 4, dz 1.3, factor 3 (6 x 7 x 18)."""
+
+
+class TimedModel:
+    """Wraps a ScanModel and records (wall seconds, models, solver steps) per evaluate()."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[tuple[float, int, int]] = []
+        self.species = inner.species
+        self.ekin_gev_per_n = inner.ekin_gev_per_n
+
+    def store_fields(self):
+        return self.inner.store_fields()
+
+    def evaluate(self, params, slots=None):
+        t0 = time.perf_counter()
+        ev = self.inner.evaluate(params, slots)
+        self.calls.append((time.perf_counter() - t0, params.shape[0], ev.solver_steps))
+        return ev
+
+    def commit(self, slots, accepted):
+        self.inner.commit(slots, accepted)
+
+
+def analytic_like(real) -> FunctionModel:
+    """The analytic stand-in (no solver) with the real model's species and energy grid: times the sampler,
+    the store and the scan loop alone."""
+    sim = AnalyticSimulator(n_energies=real.ekin_gev_per_n.size)
+    n_species = len(real.species)
+
+    def simulate(params: np.ndarray):
+        ev = sim(params)
+        ev.flux = np.repeat(ev.flux[:, :1], n_species, axis=1)
+        return ev
+
+    return FunctionModel(simulate, real.species, real.ekin_gev_per_n, real.store_fields())
+
+
+def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path, max_steps: int | None,
+          warm_max_gb: float, z_halo_kpc: float | None) -> dict | None:
+    start = list(CRML_BASE)
+    if z_halo_kpc is not None:
+        start[4] = z_halo_kpc
+    cfg = ScanConfig(n_chains=k, n_steps=steps, seed=1, backend=backend, start=start, start_spread=0.01,
+                     proposal_scale=0.004, warm_start=warm, grid=GRIDS[grid], warm_start_max_gb=warm_max_gb,
+                     max_steps=max_steps)
+    with warnings.catch_warnings(record=True):
+        real = build_model(dataclasses.replace(cfg, backend="numpy") if backend == "analytic" else cfg)
+    model = TimedModel(analytic_like(real) if backend == "analytic" else real)
+    if warm and (not real.warm_start or backend == "analytic"):
+        print(f"# {backend} K={k}: warm start needs more than {warm_max_gb} GB; row skipped", flush=True)
+        return None
+    stamps: list[tuple[float, int]] = []
+    t0 = time.perf_counter()
+    summary = run_scan(workdir / f"{backend}_{k}_{warm}.h5", cfg, model=model, progress=False,
+                       on_batch=lambda b, n: stamps.append((time.perf_counter(), n)))
+    first_wall = stamps[0][0] - t0
+    wall = stamps[-1][0] - stamps[0][0]
+    records = stamps[-1][1] - stamps[0][1]
+    later = model.calls[1:]
+    n_species = len(real.setup.network.species)
+    evaluated = sum(c[1] for c in later)
+    model_s = sum(c[0] for c in later)
+    return {
+        "backend": backend, "chains": k, "warm_start": warm and real.warm_start and backend != "analytic",
+        "grid": grid, "grid_shape_zh20": list(real.full_grid.shape), "steps_timed": len(later),
+        "first_batch_s": first_wall, "first_batch_steps_per_species": model.calls[0][2] / n_species,
+        "records_per_s": records / wall if wall > 0 else float("nan"),
+        "models_per_s": evaluated / model_s if model_s > 0 else float("nan"),
+        "steps_per_species_per_batch": sum(c[2] for c in later) / max(len(later), 1) / n_species,
+        "overhead_fraction": 1.0 - model_s / wall if wall > 0 else float("nan"),
+        "acceptance": summary.acceptance_rate, "best_chi2": summary.best_chi2,
+        "nonconverged": summary.n_nonconverged,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chains", type=int, nargs="+", default=[64, 512, 2048])
+    ap.add_argument("--steps", type=int, default=3, help="Metropolis steps timed after the starting batch")
+    ap.add_argument("--backends", nargs="+", default=None, help="default: numba, plus cupy when a GPU is seen; "
+                    "'analytic' times the pipeline alone (sampler + store) with the analytic stand-in model")
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="paper")
+    ap.add_argument("--warm", choices=["both", "on", "off"], default="both")
+    ap.add_argument("--tag", default=None, help="results file suffix (default: the backends)")
+    ap.add_argument("--max-steps", type=int, default=None, help="solver iteration cap per species")
+    ap.add_argument("--warm-max-gb", type=float, default=40.0, help="memory allowed for the warm-start cache")
+    ap.add_argument("--zh", type=float, default=None, help="start z_h (kpc) instead of crml_base's 3.9")
+    args = ap.parse_args()
+    from crprop.backends import cupy_available
+
+    backends = args.backends or (["numba"] + (["cupy"] if cupy_available()[0] else []))
+    warms = {"both": [False, True], "on": [True], "off": [False]}[args.warm]
+    tag = args.tag or "_".join(backends)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in backends:
+            for k in args.chains:
+                for warm in warms:
+                    row = bench(backend, k, args.steps, warm, args.grid, Path(tmp), args.max_steps, args.warm_max_gb,
+                                args.zh)
+                    if row is None:
+                        continue
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    report(rows, tag, args.grid, args.steps, args.zh, args.max_steps)  # after every row
+    print(report(rows, tag, args.grid, args.steps, args.zh, args.max_steps))
+
+
+def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, max_steps: int | None) -> str:
+    """Write benchmarks/results/scan_speed_<tag>.{json,md}; returns the markdown."""
+    galprop_s, galprop_src = galprop_seconds_per_model()
+    for row in rows:
+        row["x_galprop_core"] = row["records_per_s"] * galprop_s
+        row["minutes_for_2e5"] = GOAL_MODELS / row["records_per_s"] / 60.0
+    out = {"machine": machine(), "galprop_s_per_model": galprop_s, "galprop_source": galprop_src,
+           "goal": f"{GOAL_MODELS} models in {GOAL_SECONDS:.0f} s ({GOAL_MODELS / GOAL_SECONDS:.0f} models/s)",
+           "grid": grid, "timed_steps": steps, "start_z_halo_kpc": zh, "max_steps": max_steps, "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"scan_speed_{tag}.json").write_text(json.dumps(out, indent=2))
+    zh_text = f"z_h = {zh} kpc" if zh is not None else "crml_base z_h = 3.9 kpc"
+    lines = [f"# Scan speed ({tag}; grid {grid}, {steps} timed MH steps after the start batch; chains "
+             f"start around crml_base with {zh_text})", "",
+             f"Machine: {out['machine']}. GALPROP: {galprop_s:.1f} s per model on one core ({galprop_src}) = "
+             f"{1 / galprop_s:.3f} models/s. Goal: {out['goal']}.", "",
+             "| backend | K | warm | samples/s | models/s (solver+chi2) | ADI steps/species/batch | overhead | "
+             "x GALPROP core | min for 2e5 | first batch s | acceptance |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        acc = np.nan if r["acceptance"] is None else r["acceptance"]
+        lines.append(f"| {r['backend']} | {r['chains']} | {'yes' if r['warm_start'] else 'no'} | "
+                     f"{r['records_per_s']:.2f} | {r['models_per_s']:.2f} | {r['steps_per_species_per_batch']:.0f} | "
+                     f"{100 * r['overhead_fraction']:.2f} % | {r['x_galprop_core']:.0f} | {r['minutes_for_2e5']:.0f} | "
+                     f"{r['first_batch_s']:.1f} | {acc:.2f} |")
+    lines += ["", "samples/s = stored mock spectra per wall second over the timed steps (proposals outside the "
+              "prior box are not evaluated); models/s = evaluated models per second inside propagate + chi2; "
+              "ADI steps/species/batch = solver iterations per species per batch (a batch iterates until its "
+              "slowest model converges, capped by max_steps); overhead = sampler, store commits (3 flushes per "
+              f"batch) and warm-start bookkeeping. max_steps = {max_steps or 'crprop default'}."]
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"scan_speed_{tag}.md").write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

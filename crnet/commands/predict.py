@@ -1,0 +1,51 @@
+"""`crnet predict --model model.pt --spectra FILE.h5 [--out predictions.h5|.csv]`: apply a trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from crnet.data import DEFAULT_DATASET
+from crnet.store import StoreError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("predict")
+    def predict_cmd(
+        model: Path = typer.Option(..., "--model", help="Model file written by `crnet train`."),
+        spectra: Path = typer.Option(..., "--spectra", help="Mock store, pseudo-data or spectra file (HDF5)."),
+        out: Path | None = typer.Option(None, "--out", help="Write predictions to .h5/.hdf5 or .csv."),
+        dataset: str = typer.Option(DEFAULT_DATASET, "--dataset",
+                                    help="Data set profiling q_C of spectra files without normalisations."),
+        skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out records with unusable spectra."),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    ) -> None:
+        """Predict the 10 Table 1 parameters (or, for a Check Machine, the inside-region probability)."""
+        from crnet.machines.inference import model_meta, predict_file, summary, write_predictions
+        from crnet.machines.modelfile import Predictor  # torch is imported only when predicting
+
+        try:
+            predictor = Predictor.load(model, device)
+            pred = predict_file(predictor, spectra, dataset=dataset, skip_invalid=skip_invalid)
+            if out is not None:
+                write_predictions(pred, out, {**model_meta(model), "spectra": str(spectra.resolve())})
+        except (ValueError, StoreError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        info = summary(pred)
+        if as_json:
+            typer.echo(json.dumps(info, indent=2))
+            return
+        typer.echo(f"{info['n_predicted']} records predicted, {info['n_skipped']} skipped"
+                   + (f"; written to {out}" if out is not None else ""))
+        if "frac_outside_box_any" in info:
+            typer.echo(f"share of predictions outside the prior box: {info['frac_outside_box_any']:.3%}")
+            for name, frac in info["frac_outside_box"].items():
+                err = info.get("rel_err_median", {}).get(name)
+                typer.echo(f"  {name:<16} outside box {frac:8.3%}"
+                           + (f"   median |rel err| vs stored {err:.4f}" if err is not None else ""))
+        if "frac_classified_inside" in info:
+            typer.echo(f"share classified inside the region: {info['frac_classified_inside']:.3%}")

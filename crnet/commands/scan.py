@@ -1,0 +1,93 @@
+"""`crnet scan --out mocks.h5 ...`: MCMC or design scan of the Table 1 box into a crash-safe mock store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from crnet.scan.runner import SCAN_DESIGNS
+
+
+def _parse_start(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise typer.BadParameter(f"--start must be 10 comma-separated numbers, got {text!r}") from None
+    if len(values) != 10:
+        raise typer.BadParameter(f"--start needs the 10 PARAM_NAMES values, got {len(values)}")
+    return values
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("scan")
+    def scan_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="Mock store to write (HDF5)."),
+        chains: int = typer.Option(64, "--chains", "-k", help="MCMC chains K (lockstep; one solver call per step)."),
+        steps: int = typer.Option(100, "--steps", "-n", help="Metropolis steps per chain after the start."),
+        design: str = typer.Option("mcmc", "--design", help=f"One of: {', '.join(SCAN_DESIGNS)}."),
+        points: int = typer.Option(0, "--points", help="Design points (uniform/lhs/sobol/gaussian)."),
+        batch: int = typer.Option(0, "--batch", help="Design points per solver call (default: --chains)."),
+        backend: str = typer.Option("auto", "--backend", help="Solver backend: auto, numpy, numba, cupy."),
+        mode: str = typer.Option("fast", "--mode", help="Solver mode: fast, galprop, exact."),
+        tol: float | None = typer.Option(None, "--tol", help="Solver relative residual (default crprop's)."),
+        max_steps: int | None = typer.Option(None, "--max-steps", help="Solver iteration cap per species."),
+        dataset: str = typer.Option("paper", "--dataset", "-d", help="Likelihood data set."),
+        temperature: float = typer.Option(10.0, "--temperature", help="T in log p = -chi2_tot / (2 T) (paper: 10)."),
+        seed: int = typer.Option(0, "--seed", help="Base random seed."),
+        start: str | None = typer.Option(None, "--start", help="Start / Gaussian centre: 10 comma-separated "
+                                         "values in PARAM_NAMES order (D0 [1e28 cm^2/s], ..., breaks in MV)."),
+        spread: float = typer.Option(0.05, "--spread", help="Start spread / Gaussian sigma, fraction of box width."),
+        proposal_scale: float = typer.Option(0.02, "--proposal-scale", help="Initial proposal std, fraction of box."),
+        freeze_after: int | None = typer.Option(None, "--freeze-after", help="Freeze the adaptive proposal after "
+                                                "this many steps (default: diminishing adaptation)."),
+        warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start", help="Warm-start the solver from "
+                                        "each chain's current state (mode fast)."),
+        dr: float | None = typer.Option(None, "--dr", help="Radial grid step, kpc (default: the paper galdef)."),
+        dz: float | None = typer.Option(None, "--dz", help="Vertical grid step, kpc."),
+        ekin_factor: float | None = typer.Option(None, "--ekin-factor", help="Energy grid factor."),
+        workers: int | None = typer.Option(None, "--workers", help="Run shards on an embedded Dask LocalCluster."),
+        scheduler: str | None = typer.Option(None, "--scheduler", help="Run shards on this Dask scheduler."),
+        shards: int | None = typer.Option(None, "--shards", help="Number of shards (default: workers)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the last complete batch of --out."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    ) -> None:
+        """Scan the Table 1 prior box (paper Sec. 4.1) and store every evaluated model with its spectra."""
+        from crnet.scan.models import GridConfig
+        from crnet.scan.runner import ScanConfig, run_scan
+        from crnet.scan.sampler import SamplerConfig
+        from crnet.store import StoreError
+
+        if workers is not None and scheduler is not None:
+            typer.echo("error: give --workers or --scheduler, not both", err=True)
+            raise typer.Exit(code=2)
+        try:
+            cfg = ScanConfig(design=design, n_chains=chains, n_steps=steps, n_points=points, batch_size=batch,
+                             seed=seed, temperature=temperature, dataset=dataset, mode=mode, backend=backend, tol=tol,
+                             max_steps=max_steps,
+                             warm_start=warm_start, start=_parse_start(start), start_spread=spread,
+                             proposal_scale=proposal_scale, grid=GridConfig(dr, dz, ekin_factor),
+                             sampler=SamplerConfig(freeze_after=freeze_after))
+            if workers is None and scheduler is None:
+                s = run_scan(out, cfg, resume=resume, overwrite=overwrite, progress=progress)
+                acc = "" if s.acceptance_rate is None else f", acceptance {s.acceptance_rate:.3f}"
+                typer.echo(f"{s.records} records in {out} ({s.new_records} new records, resumed from "
+                           f"{s.resumed_from}) in {s.elapsed_s:.1f} s: {s.models_per_s:.2f} models/s{acc}, "
+                           f"best chi2_tot {s.best_chi2:.2f}")
+            else:
+                from crnet.scan.distributed import run_distributed
+
+                d = run_distributed(out, cfg, n_workers=workers, scheduler=scheduler, n_shards=shards,
+                                    resume=resume, overwrite=overwrite, progress=progress)
+                new = sum(x["new_records"] for x in d.shard_summaries)
+                typer.echo(f"{d.records} records in {out} ({new} new records) from {len(d.shards)} shards in "
+                           f"{d.elapsed_s:.1f} s")
+        except (StoreError, ValueError, RuntimeError) as exc:
+            msg = str(exc)
+            if "file exists" in msg:
+                msg += " - pass --resume to continue it or --overwrite to replace it"
+            typer.echo(f"error: {msg}", err=True)
+            raise typer.Exit(code=2) from None

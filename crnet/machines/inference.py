@@ -1,0 +1,207 @@
+"""Predictions of a trained model on a spectra file, and writing them (HDF5 or CSV).
+
+Accepted inputs:
+
+* a mock store or pseudo-data store (:mod:`crnet.store`): features from the stored fluxes and q_C
+  (:mod:`crnet.features`), read in blocks; the stored parameters are kept as the truth;
+* a spectra file of :mod:`crnet.spectra_io` (``flux_lis``, no normalisations): q_C is profiled against a
+  data set with :func:`crnet.likelihood.chi2` (the normalisations are determined by chi^2, paper Sec. 4.3),
+  then the features are built the same way; its ``params`` are kept as the truth when they are the 10
+  Table 1 columns.
+
+A Check Machine classifies the file's parameters instead of reading spectra.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from crnet.data import DEFAULT_DATASET
+from crnet.features import FEATURE_SPECIES, features_from_raw
+from crnet.likelihood import chi2
+from crnet.machines.data import DEFAULT_BLOCK_SIZE, StoreReader
+from crnet.machines.modelfile import Predictor, file_sha256
+from crnet.spectra_io import read_spectra_h5
+from crnet.store import FORMAT as STORE_FORMAT
+from crprop.params import PARAM_NAMES, PARAM_UNITS
+
+
+@dataclass
+class Predictions:
+    """Predictions for the usable records of a file.
+
+    index : (n,) record numbers in the input file; params : (n, 10) predicted parameters in
+    PARAM_NAMES units (regressors) or None; prob_inside : (n,) Check Machine probabilities or None;
+    truth : (n, 10) parameters stored in the input (None when absent); skipped : records left out
+    because their spectra are unusable (non-positive / non-finite fluxes of Li, Be, B, C, O).
+    """
+
+    index: np.ndarray
+    params: np.ndarray | None
+    prob_inside: np.ndarray | None
+    truth: np.ndarray | None
+    skipped: np.ndarray
+    outside_box: np.ndarray | None = None
+
+
+def _is_store(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            fmt = f.attrs.get("format")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
+    return (fmt.decode() if isinstance(fmt, bytes) else fmt) == STORE_FORMAT
+
+
+def _collect(index: list, pred: list, truth: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    idx = np.concatenate(index) if index else np.zeros(0, dtype=np.int64)
+    p = np.concatenate(pred) if pred else np.zeros((0, len(PARAM_NAMES)))
+    t = np.concatenate(truth) if truth and all(x is not None for x in truth) else None
+    return idx, p, t
+
+
+def predict_file(predictor: Predictor, path: Path | str, dataset: str = DEFAULT_DATASET, skip_invalid: bool = False,
+                 block_size: int = DEFAULT_BLOCK_SIZE) -> Predictions:
+    """Predict every record of ``path`` (see the module docstring). Records with unusable spectra raise
+    ValueError unless ``skip_invalid``, which leaves them out (listed in ``skipped``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such spectra file")
+    store = _is_store(path)
+    if predictor.model.is_check:
+        params = _file_params(path, store)
+        if params is None:
+            raise ValueError(f"{path}: no Table 1 parameters to classify")
+        ok = np.all(np.isfinite(params), axis=1)
+        _bad(ok, skip_invalid, path, "non-finite parameters")
+        idx = np.flatnonzero(ok)
+        return Predictions(idx, None, predictor.classify(params[idx]), params[idx], np.flatnonzero(~ok))
+    index, pred, truth, skipped = [], [], [], []
+    if store:
+        with StoreReader(path) as reader:
+            for lo in range(0, reader.n_records, block_size):
+                hi = min(lo + block_size, reader.n_records)
+                feats, ok = reader.features(lo, hi)
+                _bad(ok, skip_invalid, path, "unusable spectra", offset=lo)
+                index.append(lo + np.flatnonzero(ok))
+                skipped.append(lo + np.flatnonzero(~ok))
+                pred.append(predictor.predict(feats[ok], reader.info.energies))
+                truth.append(reader.params(lo, hi)[ok])
+    else:
+        content = read_spectra_h5(path)
+        spectra = content.spectra
+        raw = np.stack([spectra.flux(sp) for sp in FEATURE_SPECIES], axis=1)
+        q_c = chi2(spectra, dataset).q_c
+        feats, ok = features_from_raw(raw, q_c, spectra.ekin_gev_per_n, strict=False)
+        _bad(ok, skip_invalid, path, "unusable spectra")
+        index.append(np.flatnonzero(ok))
+        skipped.append(np.flatnonzero(~ok))
+        pred.append(predictor.predict(feats[ok], spectra.ekin_gev_per_n))
+        params = _file_params(path, store)
+        truth.append(None if params is None else params[ok])
+    idx, p, t = _collect(index, pred, truth)
+    return Predictions(idx, p, None, t, np.concatenate(skipped), predictor.model.transform.outside_box(p))
+
+
+def _bad(ok: np.ndarray, skip: bool, path: Path, what: str, offset: int = 0) -> None:
+    if not skip and not ok.all():
+        first = offset + int(np.argmin(ok))
+        raise ValueError(f"{path}: {int((~ok).sum())} records with {what} (first: record {first}); the model "
+                         "refuses them - pass --skip-invalid to leave them out")
+
+
+def _file_params(path: Path, store: bool) -> np.ndarray | None:
+    if store:
+        with StoreReader(path) as reader:
+            return reader.params()
+    content = read_spectra_h5(path)
+    if list(content.param_names) != list(PARAM_NAMES):
+        return None
+    return content.params
+
+
+def write_predictions(pred: Predictions, out: Path | str, meta: dict) -> None:
+    """Write to ``out``: '.csv' (one row per record) or '.h5' / '.hdf5' (datasets + attributes)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        _write_csv(pred, out)
+    elif suffix in (".h5", ".hdf5"):
+        _write_h5(pred, out, meta)
+    else:
+        raise ValueError(f"{out}: output must end in .csv, .h5 or .hdf5")
+
+
+def _columns(pred: Predictions) -> tuple[list[str], np.ndarray]:
+    names = ["record"]
+    cols = [pred.index.astype(np.float64)[:, None]]
+    if pred.params is not None:
+        names += [f"pred_{n}" for n in PARAM_NAMES]
+        cols.append(pred.params)
+        names.append("outside_prior_box")
+        cols.append(pred.outside_box.any(axis=1).astype(np.float64)[:, None])
+    if pred.prob_inside is not None:
+        names.append("prob_inside")
+        cols.append(pred.prob_inside[:, None])
+    if pred.truth is not None:
+        names += [f"true_{n}" for n in PARAM_NAMES]
+        cols.append(pred.truth)
+    return names, np.concatenate(cols, axis=1)
+
+
+def _write_csv(pred: Predictions, out: Path) -> None:
+    names, table = _columns(pred)
+    int_cols = {"record", "outside_prior_box"}
+    with open(out, "w", newline="") as f:
+        f.write("# units: " + ", ".join(f"{n}={PARAM_UNITS[n] or '1'}" for n in PARAM_NAMES) + "\n")
+        writer = csv.writer(f)
+        writer.writerow(names)
+        for row in table:
+            writer.writerow([str(int(v)) if n in int_cols else repr(float(v)) for n, v in zip(names, row, strict=True)])
+
+
+def _write_h5(pred: Predictions, out: Path, meta: dict) -> None:
+    str_t = h5py.string_dtype("utf-8")
+    tmp = out.with_name(out.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("record", data=pred.index)
+        f.create_dataset("skipped", data=pred.skipped)
+        for name, arr in (("params_pred", pred.params), ("params_true", pred.truth)):
+            if arr is not None:
+                d = f.create_dataset(name, data=arr)
+                d.attrs.create("names", np.array(PARAM_NAMES, dtype=object), dtype=str_t)
+                d.attrs.create("units", np.array([PARAM_UNITS[n] for n in PARAM_NAMES], dtype=object), dtype=str_t)
+        if pred.outside_box is not None:
+            f.create_dataset("outside_prior_box", data=pred.outside_box)
+        if pred.prob_inside is not None:
+            f.create_dataset("prob_inside", data=pred.prob_inside)
+        for key, value in meta.items():
+            f.attrs[key] = str(value)
+    tmp.replace(out)
+
+
+def summary(pred: Predictions) -> dict:
+    """Counts, share outside the prior box (per parameter and any), and relative errors against the truth."""
+    out: dict = {"n_predicted": int(pred.index.size), "n_skipped": int(pred.skipped.size)}
+    if pred.prob_inside is not None:
+        out["frac_classified_inside"] = float((pred.prob_inside >= 0.5).mean()) if pred.index.size else None
+        return out
+    if pred.index.size == 0:
+        return out
+    out["frac_outside_box_any"] = float(pred.outside_box.any(axis=1).mean())
+    out["frac_outside_box"] = {n: float(pred.outside_box[:, i].mean()) for i, n in enumerate(PARAM_NAMES)}
+    if pred.truth is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.abs(pred.params - pred.truth) / np.abs(pred.truth)
+        out["rel_err_median"] = {n: float(np.nanmedian(rel[:, i])) for i, n in enumerate(PARAM_NAMES)}
+    return out
+
+
+def model_meta(model_path: Path | str) -> dict:
+    """Attributes of a prediction file that identify the model."""
+    return {"model": str(Path(model_path).resolve()), "model_sha256": file_sha256(model_path)}

@@ -1,0 +1,348 @@
+"""Training loop: seeded split, mini-batches from the store, early stopping, LR schedule, checkpoint/resume.
+
+``train(store, out, TrainConfig(...))`` trains one machine and writes the model file ``out`` (best
+validation epoch, :mod:`crnet.machines.modelfile`) plus a checkpoint ``<out>.ckpt`` after every epoch.
+``resume=True`` continues from that checkpoint: model, optimiser, scheduler, early-stopping state and
+both random streams (weight init / dropout and the shuffling generator) are restored, so on CPU a
+resumed run gives the same weights as an uninterrupted one.
+
+Machines (paper Sec. 4.4, Appendix B): 'A' trains on the store's mock spectra, 'B' on pseudo-data
+(made from the store with :func:`crnet.pseudodata.make_pseudodata` unless the store already is a
+pseudo-data file), 'check' is the Check Machine. ``arch='paper'`` uses the paper's layers, log-cosh and
+Adam (lr 8e-5, batch 32); ``arch='crnet'`` crnet's variant with AdamW (weight decay) - both log-cosh on
+the box-scaled targets. Loss history, validation metrics (per-parameter R^2, relative error, share of
+predictions outside the prior box) and provenance go into the model file.
+
+Schedule: ReduceLROnPlateau on the validation loss (factor ``lr_factor`` after ``lr_patience`` epochs
+without improvement, not below ``min_lr``) or a cosine decay to ``min_lr`` over ``epochs``; training
+stops after ``patience`` epochs without an improvement by more than ``min_delta`` (relative).
+Deterministic on CPU for a given seed and thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from crnet.features import TargetTransform, regression_metrics
+from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_architecture, network_name
+from crnet.machines.check import CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, confusion_matrix
+from crnet.machines.crnet_variant import CRNET_BATCH_SIZE, CRNET_LEARNING_RATE, CRNET_WEIGHT_DECAY
+from crnet.machines.data import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_MEMORY_LIMIT_BYTES,
+    CheckData,
+    RegressionData,
+    prepare_check_data,
+    prepare_regression_data,
+    read_store_info,
+)
+from crnet.machines.modelfile import ModelFile, Predictor, code_version, file_sha256, save_model
+from crnet.machines.paper import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LEARNING_RATE
+from crnet.pseudodata import PseudoDataConfig, make_pseudodata
+
+CHECKPOINT_FORMAT = "crnet-checkpoint"
+CHECKPOINT_VERSION = 1
+
+DEFAULT_MIN_DELTA = 1e-4
+"""Relative improvement of the validation loss that counts for early stopping and the best model."""
+
+LOG2 = math.log(2.0)
+
+
+
+def log_cosh_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean log(cosh(pred - target)), computed stably as d + softplus(-2 d) - log 2."""
+    d = pred - target
+    return (d + nn.functional.softplus(-2.0 * d) - LOG2).mean()
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; ``None`` takes the network's default (paper / crnet / check constants)."""
+
+    machine: str = "A"
+    arch: str = "paper"
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    weight_decay: float | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    patience: int = 20
+    min_delta: float = DEFAULT_MIN_DELTA
+    lr_schedule: str = "plateau"
+    lr_factor: float = 0.5
+    lr_patience: int = 5
+    min_lr: float = 1e-6
+    max_sigma: float | None = None
+    check_sigma: float = CHECK_SIGMA
+    device: str = "auto"
+    amp: bool = False
+    threads: int | None = None
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES
+    block_size: int = DEFAULT_BLOCK_SIZE
+    progress: bool = True
+    architecture: dict | None = None
+    pseudo: PseudoDataConfig = field(default_factory=PseudoDataConfig)
+
+    def resolved(self) -> TrainConfig:
+        """Copy with every ``None`` hyper-parameter replaced by the network's default."""
+        net = network_name(self.machine, self.arch)
+        if net == "check":
+            d = (PAPER_EPOCHS, CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, 0.0)
+        elif net == "crnet":
+            d = (200, CRNET_BATCH_SIZE, CRNET_LEARNING_RATE, CRNET_WEIGHT_DECAY)
+        else:
+            d = (PAPER_EPOCHS, PAPER_BATCH_SIZE, PAPER_LEARNING_RATE, 0.0)
+        vals = (self.epochs, self.batch_size, self.learning_rate, self.weight_decay)
+        epochs, batch, lr, wd = (d[i] if v is None else v for i, v in enumerate(vals))
+        if epochs < 1 or batch < 1 or lr <= 0 or wd < 0:
+            raise ValueError("epochs and batch_size must be >= 1, learning_rate > 0, weight_decay >= 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        return replace(self, epochs=int(epochs), batch_size=int(batch), learning_rate=float(lr),
+                       weight_decay=float(wd))
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`."""
+
+    model_path: Path
+    checkpoint_path: Path
+    store_path: Path
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    history: list[dict]
+    metrics: dict
+
+
+def checkpoint_path(out: Path | str) -> Path:
+    """Checkpoint written beside the model file: ``<out>.ckpt``."""
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt")
+
+
+def pseudo_path(out: Path | str) -> Path:
+    """Pseudo-data file made for Machine B beside the model file: ``<out>.pseudo.h5``."""
+    out = Path(out)
+    return out.with_name(out.name + ".pseudo.h5")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available")
+    return dev
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool):
+    previous = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _run_epoch(net: nn.Module, data: RegressionData | CheckData, split: str, batch_size: int, loss_fn,
+               device: torch.device, amp: bool, optimizer: torch.optim.Optimizer | None = None,
+               generator: np.random.Generator | None = None) -> float:
+    """Mean loss over a split (weighted by batch size); trains when ``optimizer`` is given."""
+    training = optimizer is not None
+    net.train(training)
+    total, count = 0.0, 0
+    grad = torch.enable_grad() if training else torch.no_grad()
+    with grad:
+        for xb, yb in data.batches(split, batch_size, generator if training else None):
+            x = torch.as_tensor(xb, device=device)
+            y = torch.as_tensor(yb, device=device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+                out = net(x)
+            loss = loss_fn(out.float(), y)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total += float(loss.detach()) * x.shape[0]
+            count += x.shape[0]
+    return total / max(count, 1)
+
+
+def _identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str) -> dict:
+    """What a checkpoint must share with the run that resumes it."""
+    keys = ("machine", "arch", "val_fraction", "seed", "max_sigma", "check_sigma", "batch_size", "lr_schedule")
+    return {"network": network, "architecture": arch, "store_sha256": store_sha, **{k: getattr(cfg, k) for k in keys}}
+
+
+def _prepare_store(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> Path:
+    """The file the machine trains on: Machine B makes pseudo-data unless ``store`` already is pseudo-data."""
+    if cfg.machine != "B" or read_store_info(store).is_pseudo:
+        return store
+    target = pseudo_path(out)
+    if resume and target.is_file():
+        return target
+    make_pseudodata(store, target, cfg.pseudo)
+    return target
+
+
+def train(store: Path | str, out: Path | str, config: TrainConfig | None = None, resume: bool = False) -> TrainResult:
+    """Train the machine of ``config`` on ``store`` and write the best model to ``out`` (see module docstring)."""
+    cfg = (config or TrainConfig()).resolved()
+    store, out = Path(store), Path(out)
+    network = network_name(cfg.machine, cfg.arch)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    amp = cfg.amp and device.type == "cuda"
+    ckpt_path = checkpoint_path(out)
+    if resume and not ckpt_path.is_file():
+        raise ValueError(f"--resume: no checkpoint {ckpt_path} (train without --resume first)")
+    data_path = _prepare_store(store, out, cfg, resume)
+    transform = TargetTransform()
+    if network == "check":
+        data: RegressionData | CheckData = prepare_check_data(data_path, transform, val_fraction=cfg.val_fraction,
+                                                              seed=cfg.seed, n_sigma=cfg.check_sigma)
+        loss_fn = nn.functional.binary_cross_entropy_with_logits
+        n_bins = 0
+    else:
+        data = prepare_regression_data(data_path, transform, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                       max_sigma=cfg.max_sigma, memory_limit_bytes=cfg.memory_limit_bytes,
+                                       block_size=cfg.block_size)
+        loss_fn = log_cosh_loss
+        n_bins = data.info.energies.size
+    arch = cfg.architecture or default_architecture(network, n_bins)
+    store_sha = file_sha256(data_path)
+    identity = _identity(cfg, network, arch, store_sha)
+
+    with _deterministic(device.type == "cpu"):
+        torch.manual_seed(cfg.seed)
+        net = build_network(network, arch).to(device)
+        opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
+        optimizer = opt_cls(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        if cfg.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.min_lr)
+        else:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor,
+                                                                   patience=cfg.lr_patience, min_lr=cfg.min_lr)
+        shuffle = np.random.default_rng(cfg.seed)
+        state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "stopped_early": False,
+                 "history": []}
+        best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if resume:
+            best_weights = _load_checkpoint(ckpt_path, identity, net, optimizer, scheduler, shuffle, state, device)
+        bar = tqdm(total=cfg.epochs, initial=min(state["epoch"], cfg.epochs), disable=not cfg.progress,
+                   desc=f"train {network}", unit="epoch")
+        for epoch in range(state["epoch"], cfg.epochs):
+            if state["stopped_early"]:
+                break
+            train_loss = _run_epoch(net, data, "train", cfg.batch_size, loss_fn, device, amp, optimizer, shuffle)
+            val_loss = _run_epoch(net, data, "val", cfg.batch_size, loss_fn, device, amp)
+            lr = optimizer.param_groups[0]["lr"]
+            if cfg.lr_schedule == "plateau":
+                scheduler.step(val_loss)
+            else:
+                scheduler.step()
+            if val_loss < state["best_val"] * (1.0 - cfg.min_delta):
+                state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
+                best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                state["bad_epochs"] += 1
+            state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr})
+            state["epoch"] = epoch + 1
+            state["stopped_early"] = state["bad_epochs"] >= cfg.patience
+            _save_checkpoint(ckpt_path, identity, net, optimizer, scheduler, shuffle, state, best_weights)
+            bar.update(1)
+            bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}", lr=f"{lr:.1e}")
+        bar.close()
+        net.load_state_dict(best_weights)
+        net.eval()
+
+    model = ModelFile(network, arch, cfg.machine, {k: v.cpu() for k, v in best_weights.items()}, transform,
+                      getattr(data, "scaler", None), data.info.energies if network != "check" else None)
+    metrics = evaluate(model, data)
+    model.metadata = {
+        "train_config": asdict(cfg),
+        "training_store": {"path": str(data_path.resolve()), "sha256": store_sha, "n_records": data.info.n_records,
+                           "n_train": int(data.train_idx.size), "n_val": int(data.val_idx.size),
+                           "dropped": data.dropped, "pseudo_data": data.info.is_pseudo,
+                           "source_store": str(store.resolve())},
+        "code_version": code_version(), "device": str(device), "best_epoch": state["best_epoch"],
+        "best_val_loss": state["best_val"], "stopped_early": state["stopped_early"], "history": state["history"],
+        "metrics": metrics,
+    }
+    save_model(out, model)
+    return TrainResult(out, ckpt_path, data_path, state["epoch"], state["best_epoch"], state["best_val"],
+                       state["stopped_early"], state["history"], metrics)
+
+
+def evaluate(model: ModelFile, data: RegressionData | CheckData) -> dict:
+    """Validation-split metrics of a trained model (per parameter for regressors, confusion for check)."""
+    predictor = Predictor(model)
+    x, y = data.arrays("val")
+    if model.is_check:
+        prob = predictor.classify(model.transform.inverse(x))
+        return {"split": "val", "n": int(y.size), **confusion_matrix(y, prob)}
+    scaled = predictor.network_outputs(x.astype(np.float64))
+    pred = model.transform.inverse(scaled, clip_to_box=predictor.bounded)
+    truth = model.transform.inverse(y)
+    per_param = regression_metrics(model.transform, truth, pred)
+    outside_any = float(model.transform.outside_box(pred).any(axis=1).mean())
+    return {"split": "val", "n": int(y.shape[0]), "per_parameter": per_param,
+            "frac_predictions_outside_box": outside_any,
+            "min_r2": float(min(v["r2"] for v in per_param.values()))}
+
+
+def _save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
+                     state: dict, best_weights: dict) -> None:
+    payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+               "identity_json": json.dumps(identity, sort_keys=True), "state_json": json.dumps(state),
+               "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+               "best_model": {k: v.detach().cpu() for k, v in best_weights.items()},
+               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "rng_torch": torch.get_rng_state(), "rng_shuffle_json": json.dumps(shuffle.bit_generator.state)}
+    if torch.cuda.is_available():
+        payload["rng_cuda"] = torch.cuda.get_rng_state_all()
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
+                     state: dict, device: torch.device) -> dict:
+    """Restore everything from ``path`` in place; returns the best weights so far."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a crnet training checkpoint")
+    saved = json.loads(payload["identity_json"])
+    ours = json.loads(json.dumps(identity, sort_keys=True))
+    diff = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
+    if diff:
+        raise ValueError(f"{path}: checkpoint was written by a different run (differs in {diff}); "
+                         "resume with the same store, machine, architecture, seed and split settings")
+    net.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["rng_torch"])
+    shuffle.bit_generator.state = json.loads(payload["rng_shuffle_json"])
+    if "rng_cuda" in payload and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["rng_cuda"])
+    state.update(json.loads(payload["state_json"]))
+    return {k: v.to(device) for k, v in payload["best_model"].items()}

@@ -1,0 +1,247 @@
+"""What a scan evaluates: parameters -> (fluxes at the Sun, chi^2, profiled normalisations).
+
+:class:`PropagateModel` is the real thing (crprop.propagate + crnet.likelihood) with per-chain solver
+warm starts; :class:`FunctionModel` wraps any ``simulate`` function (an analytic stand-in for tests,
+benchmarks of the pipeline, or another solver) behind the same interface.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from crnet.store import NORM_NAMES
+
+
+@dataclass
+class Evaluation:
+    """Result of evaluating B models.
+
+    flux : (B, n_species, n_E) fluxes at the Sun, m^-2 s^-1 sr^-1 (GeV/n)^-1, before normalisations.
+    chi2 : (B,) chi^2_tot with the profiled normalisations; norms : (B, 4) in NORM_NAMES order.
+    converged : (B,) solver flag; residual : (B,) largest relative residual.
+    solver_steps : total solver iterations of the call (warm-start accounting; 0 if unknown).
+    """
+
+    flux: np.ndarray
+    chi2: np.ndarray
+    norms: np.ndarray
+    converged: np.ndarray
+    residual: np.ndarray
+    solver_steps: int = 0
+
+    def __post_init__(self) -> None:
+        self.flux = np.asarray(self.flux)
+        self.chi2 = np.asarray(self.chi2, dtype=np.float64).reshape(-1)
+        n = self.chi2.size
+        self.norms = np.asarray(self.norms, dtype=np.float64).reshape(n, len(NORM_NAMES))
+        self.converged = np.asarray(self.converged, dtype=bool).reshape(n)
+        self.residual = np.asarray(self.residual, dtype=np.float64).reshape(n)
+        if self.flux.ndim != 3 or self.flux.shape[0] != n:
+            raise ValueError(f"Evaluation.flux must be ({n}, n_species, n_E), got {self.flux.shape}")
+
+
+class ScanModel(Protocol):
+    """Interface the scan runner drives (see :class:`PropagateModel`)."""
+
+    species: list[str]
+    ekin_gev_per_n: np.ndarray
+
+    def store_fields(self) -> dict[str, Any]:
+        """{'grid': dict, 'cross_sections': str, 'solver_mode': str, 'backend': str, 'dataset': str}."""
+        ...
+
+    def evaluate(self, params: np.ndarray, slots: np.ndarray | None = None) -> Evaluation:
+        """Evaluate (B, 10) parameters (PARAM_NAMES columns, breaks in MV); ``slots`` = chain of each row."""
+        ...
+
+    def commit(self, slots: np.ndarray, accepted: np.ndarray) -> None:
+        """The rows of the last evaluate() with ``accepted`` became the states of chains ``slots``."""
+        ...
+
+
+@dataclass
+class FunctionModel:
+    """A ``simulate(params (B, 10)) -> Evaluation`` function as a ScanModel (no warm starts).
+
+    species, ekin_gev_per_n : labels and energies (GeV/n) of the flux rows ``simulate`` returns.
+    fields : store attributes (grid, cross_sections, solver_mode, backend, dataset) to record.
+    """
+
+    simulate: Callable[[np.ndarray], Evaluation]
+    species: list[str]
+    ekin_gev_per_n: np.ndarray
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def store_fields(self) -> dict[str, Any]:
+        base = {"grid": {"model": "function"}, "cross_sections": "none", "solver_mode": "function",
+                "backend": "numpy", "dataset": "analytic"}
+        return {**base, **self.fields}
+
+    def evaluate(self, params: np.ndarray, slots: np.ndarray | None = None) -> Evaluation:
+        ev = self.simulate(np.asarray(params, dtype=np.float64))
+        if not isinstance(ev, Evaluation):
+            raise TypeError(f"simulate must return an Evaluation, got {type(ev).__name__}")
+        return ev
+
+    def commit(self, slots: np.ndarray, accepted: np.ndarray) -> None:
+        return None
+
+
+@dataclass
+class GridConfig:
+    """Overrides of the paper setup's grid (None = the CR-ML galdef's value): r and z steps in kpc,
+    energy factor (ratio of consecutive kinetic energies per nucleon)."""
+
+    dr_kpc: float | None = None
+    dz_kpc: float | None = None
+    ekin_factor: float | None = None
+
+    def setup(self):
+        from crprop.galaxy import GalaxySetup
+
+        changes = {k: v for k, v in asdict(self).items() if v is not None}
+        return GalaxySetup.paper().with_changes(**changes) if changes else GalaxySetup.paper()
+
+
+WARM_START_MODES: tuple[str, ...] = ("fast",)
+"""Solver modes that take a warm start: 'fast' iterates to a tolerance from psi0. 'galprop' marches
+GALPROP's fixed time ladder from psi = 0 (its answer is defined by that start) and 'exact' is direct."""
+
+
+class PropagateModel:
+    """crprop.propagate on the paper setup + crnet.likelihood.chi2, batched.
+
+    Warm start (mode 'fast'): the psi of every chain's current state is kept on the grid of the largest
+    halo (z_h = 20 kpc) and handed to the solver as psi0 for that chain's next proposal; models with a
+    smaller halo use the central z rows (the z lattice of a smaller grid is a centred subset).
+    The cache is float32 (a starting guess needs no more; the solver iterates to its tolerance) and
+    lives where propagate returns psi (host memory, or GPU memory with the cupy backend). Memory:
+    4 bytes x n_species x n_r x n_z(z_h = 20 kpc) x n_E per chain; warm starts are switched off (with a
+    warning) beyond ``warm_start_max_bytes``. max_steps caps the solver iterations per species (a batch
+    iterates until its slowest model converges; see crprop.solvers).
+    """
+
+    def __init__(self, grid: GridConfig | None = None, mode: str = "fast", backend: str = "auto",
+                 tol: float | None = None, dataset: str = "paper", warm_start: bool = True,
+                 n_slots: int = 0, warm_start_max_bytes: float = 8e9, max_steps: int | None = None) -> None:
+        from crprop.backends import get_backend
+        from crprop.params import PRIOR_BOX
+        from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL, MODES
+        from crprop.spectra import Spectra
+
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.grid_config = grid or GridConfig()
+        self.setup = self.grid_config.setup()
+        self.mode, self.dataset = mode, dataset
+        self.backend = backend
+        self.backend_name = "scipy" if mode == "exact" else get_backend(backend).name.split(".")[-1]
+        self.tol = DEFAULT_TOL if tol is None else float(tol)
+        self.max_steps = DEFAULT_MAX_STEPS if max_steps is None else int(max_steps)
+        self.full_grid = self.setup.grid(PRIOR_BOX["z_halo_kpc"][1])
+        net = self.setup.network
+        keep = [s for s in net.species if s.k_electron == 0]
+        e = self.full_grid.ekin_mev_per_n / 1e3
+        probe = Spectra(e, [s.z for s in keep], [s.a for s in keep], np.ones((1, len(keep), e.size)), [True], [0.0])
+        self.species = probe.species_table()[0]
+        self.ekin_gev_per_n = e
+        per_slot = 4.0 * len(net.species) * int(np.prod(self.full_grid.shape))
+        self.warm_start = bool(warm_start and mode in WARM_START_MODES and n_slots > 0)
+        if self.warm_start and per_slot * n_slots > warm_start_max_bytes:
+            warnings.warn(f"warm starts need {per_slot * n_slots / 1e9:.1f} GB for {n_slots} chains "
+                          f"(> {warm_start_max_bytes / 1e9:.1f} GB): switched off", stacklevel=2)
+            self.warm_start = False
+        self._cache: dict[int, np.ndarray] = {}
+        self._has_state = np.zeros(max(n_slots, 0), dtype=bool)
+        self._pending: tuple[np.ndarray, dict[int, np.ndarray], int] | None = None
+        self.n_slots = n_slots
+        self.solver_seconds = 0.0
+
+    def store_fields(self) -> dict[str, Any]:
+        s, g = self.setup, self.full_grid
+        grid = {"galdef": "galdef_54_crml", "r_max_kpc": s.r_max_kpc, "dr_kpc": s.dr_kpc, "dz_kpc": s.dz_kpc,
+                "z_min_kpc_galdef": s.z_min_kpc, "ekin_min_mev_per_n": s.ekin_min_mev_per_n,
+                "ekin_max_mev_per_n": s.ekin_max_mev_per_n, "ekin_factor": s.ekin_factor,
+                "shape_at_zh_max": list(g.shape), "network_iterations": s.network_iterations,
+                "injection_form": s.injection_form, "tol": self.tol, "max_steps": self.max_steps}
+        return {"grid": grid, "cross_sections": f"inelastic={s.inelastic_model}; production={s.production_model}",
+                "solver_mode": self.mode, "backend": self.backend_name, "dataset": self.dataset}
+
+    def _z_offset(self, grid) -> int:
+        nz_full, nz = self.full_grid.shape[1], grid.shape[1]
+        off = (nz_full - nz) // 2
+        if not np.allclose(self.full_grid.z_kpc[off:off + nz], grid.z_kpc, atol=1e-9):
+            raise RuntimeError("warm start: the batch grid's z nodes are not a centred subset of the full grid")
+        return off
+
+    def evaluate(self, params: np.ndarray, slots: np.ndarray | None = None) -> Evaluation:
+        from crnet.likelihood import RATIO_PARAMETERS, chi2
+        from crprop.params import PropagationParams
+        from crprop.propagate import batch_grid, propagate
+        from crprop.solvers import NonConvergenceWarning
+
+        plist = PropagationParams.from_array(params, check_prior=True)
+        grid = batch_grid(self.setup, float(np.max(np.asarray(params)[:, 4])))
+        psi0 = None
+        use_warm = self.warm_start and slots is not None
+        if use_warm and self._cache and self._has_state[slots].any():
+            off = self._z_offset(grid)
+            nz = grid.shape[1]
+            psi0 = {s: _slots_of(arr[:, off:off + nz], slots) for s, arr in self._cache.items()}
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NonConvergenceWarning)
+            out = propagate(self.setup, plist, mode=self.mode, backend=self.backend, tol=self.tol,
+                            max_steps=self.max_steps, check_prior=True, return_psi=use_warm, psi0=psi0)
+        self.solver_seconds += time.perf_counter() - t0
+        spectra, psi = out if use_warm else (out, None)
+        if use_warm:
+            self._pending = (np.asarray(slots), psi, self._z_offset(grid))
+        names, table = spectra.species_table(self.species)
+        res = chi2(spectra, self.dataset)
+        norms = np.column_stack([res.q_c] + [res.ratios[k] for k in RATIO_PARAMETERS.values()])
+        steps = int(sum(spectra.meta.get("steps_per_species", {}).values()))
+        return Evaluation(table.astype(np.float32), res.chi2_tot, norms, spectra.converged, spectra.residual, steps)
+
+    def commit(self, slots: np.ndarray, accepted: np.ndarray) -> None:
+        if not self.warm_start or self._pending is None:
+            return
+        p_slots, psi, off = self._pending
+        self._pending = None
+        if not np.array_equal(p_slots, np.asarray(slots)):
+            raise RuntimeError("commit: slots differ from those of the last evaluate()")
+        take = np.nonzero(np.asarray(accepted, dtype=bool))[0]
+        if take.size == 0:
+            return
+        full = self.full_grid.shape
+        for s, arr in psi.items():
+            xp = _array_module(arr)  # the cache lives where propagate keeps psi (CuPy on the GPU)
+            if s not in self._cache:
+                self._cache[s] = xp.zeros(full + (self.n_slots,), dtype=np.float32)
+            dst = self._cache[s]
+            nz = arr.shape[1]
+            dst_idx = xp.asarray(p_slots[take])
+            dst[..., dst_idx] = 0.0
+            dst[:, off:off + nz, :, dst_idx] = arr[..., xp.asarray(take)].astype(np.float32)
+        self._has_state[p_slots[take]] = True
+
+
+def _slots_of(arr, slots: np.ndarray):
+    """Contiguous arr[..., slots] in arr's own array module."""
+    xp = _array_module(arr)
+    return xp.ascontiguousarray(arr[..., xp.asarray(slots)])
+
+
+def _array_module(arr):
+    """numpy, or cupy for a CuPy array (without importing cupy otherwise)."""
+    if type(arr).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np

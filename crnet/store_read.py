@@ -1,0 +1,286 @@
+"""Readers of the mock store (schema in :mod:`crnet.store`): selections, merging shards, summaries.
+
+Every reader opens the file read-only without HDF5's file lock and looks only at the first
+``n_complete`` records, so it can follow a running scan and never sees a half-written batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crnet.store import (
+    NORM_NAMES,
+    RECORD_DTYPES,
+    MockStore,
+    RecordBatch,
+    StoreError,
+    StoreMeta,
+)
+from crprop.params import PARAM_NAMES
+from crprop.spectra import Spectra
+
+READ_BLOCK_RECORDS = 4096
+"""Records read (and re-evaluated) per block, bounding memory for large stores."""
+
+MERGE_KEYS: tuple[str, ...] = ("grid", "cross_sections", "solver_mode", "dataset")
+"""Root attributes that must agree between shards for them to be merged."""
+
+
+@dataclass
+class Selection:
+    """Which committed records to read (all criteria combine with AND).
+
+    delta_chi2 : keep chi2 - min(chi2) <= delta_chi2 (min over the whole store, or over the whole store
+        re-evaluated against ``dataset``); n_sigma : the same with crnet.likelihood's threshold for
+        14 parameters (3 sigma: 33.20, 4: 43.82, 6: 69.91); give at most one of the two.
+    dataset : re-evaluate chi2 (and the profiled normalisations) against this data set (name, as
+        crnet.data.get_dataset takes) from the stored fluxes, instead of using the store's chi2.
+    chains : keep these chain ids. rows : (start, stop) record range. param_ranges : {name: (lo, hi)}
+        for PARAM_NAMES columns (closed; breaks in MV). converged_only, accepted_only : flags.
+    """
+
+    delta_chi2: float | None = None
+    n_sigma: float | None = None
+    dataset: str | None = None
+    chains: Sequence[int] | None = None
+    rows: tuple[int, int] | None = None
+    param_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    converged_only: bool = False
+    accepted_only: bool = False
+
+    def threshold(self) -> float | None:
+        if self.delta_chi2 is not None and self.n_sigma is not None:
+            raise ValueError("Selection: give delta_chi2 or n_sigma, not both")
+        if self.n_sigma is not None:
+            from crnet.likelihood import delta_chi2_threshold
+
+            return delta_chi2_threshold(self.n_sigma)
+        return self.delta_chi2
+
+
+@dataclass
+class StoreData:
+    """Selected records. ``index`` are their record numbers in the file; ``chi2``/``norms`` are against
+    ``dataset`` (the store's own data set unless the selection re-evaluated them); ``delta_chi2`` is
+    chi2 - min over the whole store for that data set. ``flux`` is None when not loaded."""
+
+    index: np.ndarray
+    params: np.ndarray
+    norms: np.ndarray
+    chi2: np.ndarray
+    delta_chi2: np.ndarray
+    chain: np.ndarray
+    step: np.ndarray
+    accepted: np.ndarray
+    converged: np.ndarray
+    residual: np.ndarray
+    flux: np.ndarray | None
+    species: list[str]
+    ekin_gev_per_n: np.ndarray
+    dataset: str
+    attrs: dict[str, Any]
+    param_names: tuple[str, ...] = PARAM_NAMES
+    norm_names: tuple[str, ...] = NORM_NAMES
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+
+def spectra_from_flux(flux: np.ndarray, species: Sequence[str], ekin_gev_per_n: np.ndarray) -> Spectra:
+    """Spectra (isotopes) rebuilt from stored flux rows (n, n_species, n_E); element rows are dropped."""
+    from crnet.spectra_io import parse_species
+
+    iso = [(i, parse_species(s)) for i, s in enumerate(species) if parse_species(s)[0] == "isotope"]
+    if not iso:
+        raise ValueError("stored species contain no isotope rows; cannot rebuild Spectra")
+    cols = [i for i, _ in iso]
+    n = flux.shape[0]
+    return Spectra(ekin_gev_per_n, [p[1] for _, p in iso], [p[2] for _, p in iso],
+                   np.asarray(flux[:, cols, :], dtype=np.float64), np.ones(n, bool), np.zeros(n))
+
+
+def recompute_chi2(store: MockStore, dataset: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(chi2 (n,), norms (n, 4)) of the stored fluxes against ``dataset``, block by block."""
+    from crnet.likelihood import RATIO_PARAMETERS, chi2
+
+    rows = np.arange(store.n_complete) if rows is None else np.asarray(rows)
+    out_c = np.empty(rows.size)
+    out_n = np.empty((rows.size, len(NORM_NAMES)))
+    for s in range(0, rows.size, READ_BLOCK_RECORDS):
+        block = rows[s:s + READ_BLOCK_RECORDS]
+        flux = store.read("flux", slice(int(block[0]), int(block[-1]) + 1))[block - block[0]]
+        res = chi2(spectra_from_flux(flux, store.species, store.ekin_gev_per_n), dataset)
+        out_c[s:s + block.size] = res.chi2_tot
+        out_n[s:s + block.size] = np.column_stack([res.q_c] + [res.ratios[k] for k in RATIO_PARAMETERS.values()])
+    return out_c, out_n
+
+
+def read_store(path: Path | str, select: Selection | None = None, load_flux: bool = True) -> StoreData:
+    """Committed records of a store that pass ``select`` (default: all).
+
+    Raises StoreError for a missing, foreign or corrupt file and ValueError for a bad selection
+    (unknown parameter name, both delta_chi2 and n_sigma).
+    """
+    sel = select or Selection()
+    threshold = sel.threshold()
+    unknown = [k for k in sel.param_ranges if k not in PARAM_NAMES]
+    if unknown:
+        raise ValueError(f"Selection.param_ranges: unknown parameters {unknown}; names are {list(PARAM_NAMES)}")
+    with MockStore.open(path, "r") as store:
+        n = store.n_complete
+        attrs = store.attrs()
+        cols = {name: store.read(name) for name in RECORD_DTYPES if name != "flux"}
+        dataset = str(attrs.get("dataset", ""))
+        if sel.dataset is not None and sel.dataset != dataset:
+            cols["chi2"], cols["norms"] = recompute_chi2(store, sel.dataset)
+            dataset = sel.dataset
+        finite = np.isfinite(cols["chi2"])
+        best = float(cols["chi2"][finite].min()) if finite.any() else np.nan
+        delta = cols["chi2"] - best
+        keep = np.ones(n, dtype=bool)
+        if threshold is not None:
+            keep &= np.isfinite(delta) & (delta <= threshold)
+        if sel.chains is not None:
+            keep &= np.isin(cols["chain"], np.asarray(list(sel.chains), dtype=np.int64))
+        if sel.rows is not None:
+            idx = np.arange(n)
+            keep &= (idx >= sel.rows[0]) & (idx < sel.rows[1])
+        for name, (lo, hi) in sel.param_ranges.items():
+            col = cols["params"][:, PARAM_NAMES.index(name)]
+            keep &= (col >= lo) & (col <= hi)
+        if sel.converged_only:
+            keep &= cols["converged"]
+        if sel.accepted_only:
+            keep &= cols["accepted"]
+        index = np.nonzero(keep)[0]
+        flux = _read_rows(store, index) if load_flux else None
+        return StoreData(index=index, delta_chi2=delta[index], flux=flux, species=list(store.species),
+                         ekin_gev_per_n=store.ekin_gev_per_n.copy(), dataset=dataset, attrs=attrs,
+                         **{k: v[index] for k, v in cols.items()})
+
+
+def _read_rows(store: MockStore, index: np.ndarray) -> np.ndarray:
+    """flux rows ``index`` (sorted), reading contiguous blocks rather than point selections."""
+    out = np.empty((index.size, len(store.species), store.ekin_gev_per_n.size), dtype=np.float32)
+    pos = 0
+    for s in range(0, index.size, READ_BLOCK_RECORDS):
+        block = index[s:s + READ_BLOCK_RECORDS]
+        span = store.read("flux", slice(int(block[0]), int(block[-1]) + 1))
+        out[pos:pos + block.size] = span[block - block[0]]
+        pos += block.size
+    return out
+
+
+def iter_batches(store: MockStore, block: int = READ_BLOCK_RECORDS):
+    """Yield the committed records as RecordBatch blocks of at most ``block`` records."""
+    for s in range(0, store.n_complete, block):
+        sl = slice(s, min(s + block, store.n_complete))
+        yield RecordBatch(**{name: store.read(name, sl) for name in RECORD_DTYPES})
+
+
+def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool = False) -> Path:
+    """Combine the committed records of ``paths`` (shards) into a new store ``out``; returns its path.
+
+    The shards must share species, energies and the attributes in MERGE_KEYS. Chain ids are kept when
+    the shards' MCMC chain ids are disjoint (shards of one distributed scan), otherwise shifted so that
+    every chain stays distinct; -1 (designs) stays -1. The merged store records the shards in the
+    ``merged_from`` attribute and holds no resume checkpoint. Written to a temporary file and renamed.
+    """
+    paths = [Path(p) for p in paths]
+    out = Path(out)
+    if not paths:
+        raise ValueError("merge_stores: no input stores")
+    if out.exists() and not overwrite:
+        raise StoreError(f"{out}: file exists (pass overwrite=True / --overwrite)")
+    if any(p.resolve() == out.resolve() for p in paths if out.exists()):
+        raise ValueError(f"merge_stores: output {out} is one of the inputs")
+    infos = []
+    for p in paths:
+        with MockStore.open(p, "r") as st:
+            chains = st.read("chain")
+            infos.append({"path": p, "n": st.n_complete, "attrs": st.attrs(), "species": st.species,
+                          "ekin": st.ekin_gev_per_n, "chains": np.unique(chains[chains >= 0])})
+    ref = infos[0]
+    for info in infos[1:]:
+        if info["species"] != ref["species"] or not np.array_equal(info["ekin"], ref["ekin"]):
+            raise StoreError(f"{info['path']}: species or energy grid differ from {ref['path']}; cannot merge")
+        for key in MERGE_KEYS:
+            if info["attrs"].get(key) != ref["attrs"].get(key):
+                raise StoreError(f"{info['path']}: attribute '{key}' = {info['attrs'].get(key)!r} differs from "
+                                 f"{ref['path']} ({ref['attrs'].get(key)!r}); cannot merge")
+    all_chains = np.concatenate([i["chains"] for i in infos])
+    disjoint = np.unique(all_chains).size == all_chains.size
+    offsets, next_free = [], 0
+    for info in infos:
+        offsets.append(0 if disjoint else next_free - (int(info["chains"].min()) if info["chains"].size else 0))
+        if info["chains"].size:
+            next_free = max(next_free, int(info["chains"].max()) + offsets[-1] + 1)
+    a = ref["attrs"]
+    merged_from = [{"path": str(i["path"]), "records": i["n"], "seed": i["attrs"].get("seed"),
+                    "design": i["attrs"].get("design"), "chain_offset": off, "config": i["attrs"].get("config")}
+                   for i, off in zip(infos, offsets, strict=True)]
+    designs = sorted({str(i["attrs"].get("design")) for i in infos})
+    meta = StoreMeta(species=ref["species"], ekin_gev_per_n=ref["ekin"], grid=a.get("grid", {}),
+                     cross_sections=a.get("cross_sections", ""), solver_mode=a.get("solver_mode", ""),
+                     backend=",".join(sorted({str(i["attrs"].get("backend")) for i in infos})),
+                     design=designs[0] if len(designs) == 1 else "+".join(designs), dataset=a.get("dataset", ""),
+                     temperature=float(a.get("temperature", np.nan)), seed=int(a.get("seed", 0)),
+                     config={"merged": True, "inputs": [str(p) for p in paths]}, extra={"merged_from": merged_from})
+    tmp = out.with_name(f".{out.name}.merging-{os.getpid()}")
+    try:
+        with MockStore.create(tmp, meta, capacity=sum(i["n"] for i in infos), overwrite=True) as dst:
+            for info, off in zip(infos, offsets, strict=True):
+                with MockStore.open(info["path"], "r") as src:
+                    for batch in iter_batches(src):
+                        if off:
+                            batch.chain = np.where(batch.chain >= 0, batch.chain + off, batch.chain).astype(np.int32)
+                        dst.append_batch(batch, None)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def store_info(path: Path | str) -> dict[str, Any]:
+    """Summary of a store: attributes, record counts, chains, acceptance, chi2 range, checkpoint."""
+    path = Path(path)
+    with MockStore.open(path, "r") as st:
+        n = st.n_complete
+        chi2 = st.read("chi2")
+        chain = st.read("chain")
+        accepted = st.read("accepted")
+        converged = st.read("converged")
+        step = st.read("step")
+        attrs = st.attrs()
+        try:
+            state = st.checkpoint()
+            checkpoint = "none" if state is None else f"valid (at {n} records)"
+        except StoreError as exc:
+            checkpoint = f"damaged: {exc}"
+        finite = np.isfinite(chi2)
+        mcmc = chain >= 0
+        moves = mcmc & (step > 0)
+        info: dict[str, Any] = {
+            "path": str(path), "file_bytes": path.stat().st_size, "format": attrs.get("format"),
+            "format_version": attrs.get("format_version"), "n_complete": n, "capacity": st.capacity,
+            "n_species": len(st.species), "n_energies": int(st.ekin_gev_per_n.size),
+            "ekin_range_gev_per_n": [float(st.ekin_gev_per_n[0]), float(st.ekin_gev_per_n[-1])],
+            "n_chains": int(np.unique(chain[mcmc]).size), "max_step": int(step.max()) if n else 0,
+            "acceptance_rate": float(accepted[moves].mean()) if moves.any() else None,
+            "converged_fraction": float(converged.mean()) if n else None,
+            "chi2_min": float(chi2[finite].min()) if finite.any() else None,
+            "chi2_median": float(np.median(chi2[finite])) if finite.any() else None,
+            "n_nonfinite_chi2": int((~finite).sum()), "checkpoint": checkpoint,
+        }
+        for key in ("design", "dataset", "temperature", "solver_mode", "backend", "cross_sections", "seed",
+                    "crnet_version", "grid", "merged_from"):
+            if key in attrs:
+                info[key] = attrs[key]
+    return info

@@ -1,0 +1,93 @@
+"""Model files: save -> load -> identical predictions, metadata, refusal of foreign files / grids / NaN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from crnet.features import FeatureScaler, TargetTransform, paper_energy_grid
+from crnet.machines import build_network, default_architecture
+from crnet.machines.modelfile import ModelFile, Predictor, load_model, save_model
+
+torch.set_num_threads(1)
+
+
+def make_model(network: str, seed: int = 0) -> ModelFile:
+    torch.manual_seed(seed)
+    e = paper_energy_grid()
+    arch = default_architecture(network, 0 if network == "check" else e.size)
+    net = build_network(network, arch)
+    rng = np.random.default_rng(seed)
+    scaler = None
+    if network != "check":
+        scaler = FeatureScaler(rng.normal(0, 1, (8, e.size)), rng.uniform(0.5, 2, (8, e.size)))
+    return ModelFile(network, arch, "check" if network == "check" else "A", net.state_dict(), TargetTransform(),
+                     scaler, None if network == "check" else e,
+                     {"training_store": {"sha256": "ab" * 32}, "code_version": {"crnet": "0.1.0"}})
+
+
+@pytest.mark.parametrize("network", ["paper-A", "paper-B", "crnet"])
+def test_save_load_identical_predictions(tmp_path, network: str) -> None:
+    model = make_model(network)
+    path = tmp_path / "m.pt"
+    save_model(path, model)
+    loaded = load_model(path)
+    assert loaded.network == network and loaded.architecture == model.architecture
+    assert np.array_equal(loaded.energies, model.energies)
+    assert np.array_equal(loaded.scaler.mean, model.scaler.mean) and np.array_equal(loaded.scaler.std, model.scaler.std)
+    assert loaded.transform == model.transform
+    meta = loaded.metadata
+    assert meta["species"] == ["Li", "Be", "B", "C", "O"] and len(meta["channels"]) == 8
+    assert meta["prior_box"]["r_break2_mv"] == pytest.approx([1e5, 1e7])
+    assert meta["training_store"]["sha256"] == "ab" * 32 and meta["code_version"]["crnet"] == "0.1.0"
+    x = np.random.default_rng(1).normal(0, 1, (33, 8, 84))
+    p1 = Predictor(model).predict(x, paper_energy_grid())
+    p2 = Predictor.load(path).predict(x, paper_energy_grid())
+    assert p1.shape == (33, 10) and np.array_equal(p1, p2)
+    # outputs are the inverse target transform of the network's scaled outputs
+    scaled = Predictor(model).scaled_outputs(x, paper_energy_grid())
+    assert np.allclose(p1, model.transform.inverse(scaled, clip_to_box=network == "crnet"), rtol=1e-12)
+
+
+def test_check_model_round_trip(tmp_path) -> None:
+    model = make_model("check")
+    save_model(tmp_path / "c.pt", model)
+    params = TargetTransform().inverse(np.random.default_rng(2).random((9, 10)))
+    a = Predictor(model).classify(params)
+    b = Predictor.load(tmp_path / "c.pt").classify(params)
+    assert np.array_equal(a, b) and np.all((a > 0) & (a < 1))
+    with pytest.raises(ValueError, match="Check Machine"):
+        Predictor(model).predict(np.zeros((1, 8, 84)), paper_energy_grid())
+
+
+def test_predictor_refuses_other_grid_and_nan(tmp_path) -> None:
+    pred = Predictor(make_model("crnet"))
+    x = np.zeros((4, 8, 84))
+    with pytest.raises(ValueError, match="energy grid"):
+        pred.predict(x, paper_energy_grid() * 1.01)
+    with pytest.raises(ValueError, match="energy grid"):
+        pred.predict(x[:, :, :42], paper_energy_grid()[:42])
+    x[2, 3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf.*model 2"):
+        pred.predict(x, paper_energy_grid())
+
+
+class Payload:
+    """A pickled object: weights_only loading must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_load_refuses_pickles_and_foreign_files(tmp_path) -> None:
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "crnet-model", "obj": Payload()}, evil)
+    with pytest.raises(ValueError, match="not a crnet model file"):
+        load_model(evil)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(ValueError, match="format tag"):
+        load_model(other)
+    with pytest.raises(ValueError, match="no such model file"):
+        load_model(tmp_path / "missing.pt")

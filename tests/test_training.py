@@ -1,0 +1,207 @@
+"""Training on synthetic stores: accuracy on a known inverse, box confinement, resume, streaming, CLI."""
+
+from __future__ import annotations
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from helpers_store import write_synthetic_store
+from typer.testing import CliRunner
+
+from crnet.cli import app
+from crnet.features import FEATURE_SPECIES, TargetTransform, features_from_raw, paper_energy_grid
+from crnet.likelihood import chi2
+from crnet.machines.data import StoreReader, prepare_regression_data
+from crnet.machines.inference import predict_file
+from crnet.machines.modelfile import Predictor, load_model
+from crnet.machines.training import TrainConfig, checkpoint_path, train
+from crnet.spectra_io import write_spectra_h5
+from crnet.store_read import spectra_from_flux
+from crprop.params import PARAM_NAMES
+
+torch.set_num_threads(1)
+
+SYNTHETIC_R2 = 0.99
+"""Required R^2 per parameter (breaks in log10) of the crnet variant on the synthetic problem's validation
+split. Measured: worst parameter 0.995 with the settings of the test (0.992-0.994 for other seeds); the
+paper's Machine A with its own settings (Adam 8e-5, batch 32) reaches 0.983 after 40 epochs on the same
+problem, with 11 % of its validation predictions outside the prior box."""
+
+SMALL_CRNET = {"n_bins": 84, "n_channels": 8, "n_outputs": 10, "conv_channels": [8, 8], "kernel_size": 3,
+               "dense_units": [16], "dropout": 0.1}
+"""A tiny crnet network for the machinery tests (dropout on, so that resume must restore the RNG)."""
+
+
+@pytest.fixture(scope="module")
+def synthetic_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("synthetic") / "mocks.h5"
+    write_synthetic_store(path, 4000, seed=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("small") / "mocks.h5"
+    params = TargetTransform().inverse(np.random.default_rng(3).random((600, 10)))
+    params[5, 0] = 20.0  # D0 outside the prior box: dropped
+    write_synthetic_store(path, 600, seed=3, params=params, n_unconverged=7)
+    return path
+
+
+def test_crnet_variant_learns_the_synthetic_inverse(synthetic_store, tmp_path) -> None:
+    cfg = TrainConfig(machine="A", arch="crnet", epochs=25, learning_rate=5e-3, batch_size=64, lr_schedule="cosine",
+                      seed=1, progress=False)
+    result = train(synthetic_store, tmp_path / "crnet.pt", cfg)
+    per = result.metrics["per_parameter"]
+    r2 = {name: m["r2"] for name, m in per.items()}
+    assert min(r2.values()) > SYNTHETIC_R2, r2
+    assert result.metrics["frac_predictions_outside_box"] == 0.0
+    # the sigmoid keeps every prediction in the box, even for inputs far outside the training data
+    pred = Predictor.load(tmp_path / "crnet.pt")
+    wild = np.random.default_rng(0).normal(0.0, 50.0, (500, 8, 84))
+    out = pred.predict(wild, paper_energy_grid())
+    assert not TargetTransform().outside_box(out).any()
+    meta = load_model(tmp_path / "crnet.pt").metadata
+    assert meta["training_store"]["n_train"] == 3600 and meta["training_store"]["n_val"] == 400
+    assert len(meta["training_store"]["sha256"]) == 64 and meta["metrics"]["min_r2"] > SYNTHETIC_R2
+
+
+def test_paper_variant_reports_its_share_outside_the_box(small_store, tmp_path) -> None:
+    cfg = TrainConfig(machine="A", arch="paper", epochs=2, batch_size=128, learning_rate=1e-3, progress=False)
+    result = train(small_store, tmp_path / "a.pt", cfg)
+    metrics = result.metrics
+    share = metrics["frac_predictions_outside_box"]
+    assert 0.0 <= share <= 1.0 and set(metrics["per_parameter"]["nu1"]) >= {"r2", "frac_outside_box"}
+    # the reported share is that of the stored model on the validation split, nothing clipped
+    data = prepare_regression_data(small_store, TargetTransform(), seed=cfg.seed)
+    x, _ = data.arrays("val")
+    pred = Predictor.load(tmp_path / "a.pt")
+    raw = pred.model.transform.inverse(pred.network_outputs(x.astype(np.float64)))
+    assert share == pytest.approx(TargetTransform().outside_box(raw).any(axis=1).mean())
+
+
+def test_split_filters_and_seed(small_store) -> None:
+    t = TargetTransform()
+    a = prepare_regression_data(small_store, t, seed=4)
+    b = prepare_regression_data(small_store, t, seed=4)
+    c = prepare_regression_data(small_store, t, seed=5)
+    assert np.array_equal(a.train_idx, b.train_idx) and not np.array_equal(a.train_idx, c.train_idx)
+    assert a.dropped["not_converged"] == 7 and a.dropped["outside_prior_box"] == 1
+    used = np.concatenate([a.train_idx, a.val_idx])
+    assert np.unique(used).size == used.size == 600 - 8 and 5 not in used and 599 not in used
+    assert a.val_idx.size == round(0.1 * 592)
+
+
+def test_streaming_matches_memory(small_store) -> None:
+    t = TargetTransform()
+    mem = prepare_regression_data(small_store, t, seed=0)
+    stream = prepare_regression_data(small_store, t, seed=0, memory_limit_bytes=0, block_size=64)
+    assert mem.in_memory and not stream.in_memory
+    assert np.allclose(stream.scaler.mean, mem.scaler.mean) and np.allclose(stream.scaler.std, mem.scaler.std)
+    for split in ("train", "val"):
+        xm, ym = mem.arrays(split)
+        xs, ys = stream.arrays(split)
+        assert np.allclose(xs, xm, atol=1e-6) and np.array_equal(ys, ym)
+    seen = np.concatenate([y for _, y in stream.batches("train", 50, np.random.default_rng(0))])
+    _, ym = mem.arrays("train")
+    assert seen.shape == ym.shape
+    assert np.array_equal(np.sort(seen, axis=0), np.sort(ym, axis=0))
+
+
+def test_resume_reproduces_uninterrupted_training(small_store, tmp_path) -> None:
+    def cfg(epochs: int) -> TrainConfig:
+        return TrainConfig(machine="A", arch="crnet", epochs=epochs, batch_size=32, seed=2, progress=False,
+                           architecture=SMALL_CRNET)
+
+    full = train(small_store, tmp_path / "full.pt", cfg(4))
+    train(small_store, tmp_path / "part.pt", cfg(2))
+    assert checkpoint_path(tmp_path / "part.pt").is_file()
+    resumed = train(small_store, tmp_path / "part.pt", cfg(4), resume=True)
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
+    a, b = load_model(tmp_path / "full.pt"), load_model(tmp_path / "part.pt")
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    other = TrainConfig(machine="A", arch="crnet", epochs=4, batch_size=32, seed=3, progress=False,
+                        architecture=SMALL_CRNET)
+    with pytest.raises(ValueError, match="different run"):
+        train(small_store, tmp_path / "part.pt", other, resume=True)
+
+
+def test_check_machine_learns_the_region(synthetic_store, tmp_path) -> None:
+    cfg = TrainConfig(machine="check", epochs=15, seed=0, progress=False)
+    result = train(synthetic_store, tmp_path / "check.pt", cfg)
+    m = result.metrics
+    assert m["n_inside"] + m["n_outside"] == m["n"] and abs(m["n_inside"] - m["n_outside"]) < 0.2 * m["n"]
+    assert m["accuracy"] > 0.85, m
+
+
+def test_cli_train_predict_resume(small_store, tmp_path) -> None:
+    runner = CliRunner()
+    model = tmp_path / "m.pt"
+    args = ["train", "--store", str(small_store), "--machine", "A", "--arch", "crnet", "--out", str(model),
+            "--epochs", "2", "--no-progress", "--threads", "1"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "R2" in res.output and "outside the prior box" in res.output
+    res = runner.invoke(app, args[:-4] + ["3", "--resume", "--no-progress", "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"epochs_run": 3' in res.output
+    for suffix in (".csv", ".h5"):
+        out = tmp_path / f"pred{suffix}"
+        res = runner.invoke(app, ["predict", "--model", str(model), "--spectra", str(small_store), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "600 records predicted" in res.output and "share of predictions outside" in res.output
+    with open(tmp_path / "pred.csv") as f:
+        rows = list(csv.reader(line for line in f if not line.startswith("#")))
+    assert rows[0][:2] == ["record", "pred_d0_1e28_cm2_s"] and len(rows) == 601
+    with h5py.File(tmp_path / "pred.h5") as f:
+        assert f["params_pred"].shape == (600, 10) and f["params_true"].shape == (600, 10)
+    res = runner.invoke(app, ["predict", "--model", str(tmp_path / "nope.pt"), "--spectra", str(small_store)])
+    assert res.exit_code == 2 and "no such model file" in res.output
+
+
+def test_cli_machine_b_and_check(small_store, tmp_path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--store", str(small_store), "--machine", "B", "--out", str(tmp_path / "b.pt"),
+                              "--epochs", "1", "--n-pseudo", "48", "--noise", "envelope", "--pseudo-sigma", "6",
+                              "--batch-size", "16", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    meta = load_model(tmp_path / "b.pt").metadata
+    assert meta["training_store"]["pseudo_data"] and meta["train_config"]["pseudo"]["noise"] == "envelope"
+    assert (tmp_path / "b.pt.pseudo.h5").is_file()
+    res = runner.invoke(app, ["train", "--store", str(small_store), "--machine", "check", "--out",
+                              str(tmp_path / "c.pt"), "--epochs", "1", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["predict", "--model", str(tmp_path / "c.pt"), "--spectra", str(small_store)])
+    assert res.exit_code == 0 and "classified inside" in res.output
+    res = runner.invoke(app, ["train", "--store", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x.pt")])
+    assert res.exit_code == 2 and "no such store file" in res.output
+
+
+def test_predict_from_a_spectra_file_profiles_q_c(small_store, tmp_path) -> None:
+    """A crnet.spectra_io file has no normalisations: q_C is profiled against the data set first."""
+    cfg = TrainConfig(machine="A", arch="crnet", epochs=1, progress=False, architecture=SMALL_CRNET)
+    train(small_store, tmp_path / "m.pt", cfg)
+    idx = np.array([3, 10, 42, 100])
+    with StoreReader(small_store) as reader:
+        spectra = spectra_from_flux(reader.take("flux", idx), reader.info.species, reader.info.energies)
+        params = reader.params()[idx]
+    path = tmp_path / "spectra.h5"
+    write_spectra_h5(path, spectra, params, list(PARAM_NAMES))
+    predictor = Predictor.load(tmp_path / "m.pt")
+    pred = predict_file(predictor, path)
+    raw = np.stack([spectra.flux(sp) for sp in FEATURE_SPECIES], axis=1)
+    feats, _ = features_from_raw(raw, chi2(spectra, "paper").q_c, spectra.ekin_gev_per_n)
+    assert np.array_equal(pred.index, np.arange(4)) and np.array_equal(pred.truth, params)
+    assert np.allclose(pred.params, predictor.predict(feats, spectra.ekin_gev_per_n), rtol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_gpu_with_mixed_precision(small_store, tmp_path) -> None:
+    cfg = TrainConfig(machine="A", arch="crnet", epochs=2, device="cuda", amp=True, progress=False)
+    result = train(small_store, tmp_path / "gpu.pt", cfg)
+    assert load_model(tmp_path / "gpu.pt").metadata["device"].startswith("cuda")
+    assert np.isfinite(result.best_val_loss)
