@@ -1,0 +1,28 @@
+"""`crnet pipeline CONFIG`: scan -> train A/B/check -> feedback -> evaluate -> measured data, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pipeline")
+    def pipeline_cmd(
+        config: Path = typer.Argument(..., help="TOML config (configs/pipeline_{ci,demo,paper}.toml)."),
+        out: str | None = typer.Option(None, "--out", help="Override [run] out (output directory)."),
+    ) -> None:
+        """Run every stage of CONFIG; a re-run skips finished stages and resumes the interrupted one."""
+        from crnet.pipeline import load_config, run_pipeline
+        from crnet.store import StoreError
+
+        try:
+            cfg = load_config(config, out)
+            res = run_pipeline(cfg)
+        except (ValueError, StoreError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        typer.echo(json.dumps({"out": str(cfg.out), "timings_s": res["timings"]}, indent=2))
+        typer.echo(f"report: {cfg.out / 'evaluation' / 'report.md'}")

@@ -1,0 +1,130 @@
+"""Figures 5-7 of the paper as PNG files (matplotlib, Agg backend).
+
+* Fig. 5 :func:`tau_histograms`: histograms of tau (Eq. 4.4) per parameter, one colour per machine;
+* Fig. 6 :func:`profile_1d`: 1D profile likelihood, Delta chi^2_tot = min over the other parameters (per bin
+  of the shown one) of the collected mocks, with the 3/4/6 sigma lines (14 dof) and the machines'
+  re-simulated predictions as points;
+* Fig. 7 :func:`allowed_2d`: the 4 sigma and 6 sigma allowed regions of the collected mocks in a parameter
+  plane, with the predictions overlaid.
+
+Parameters are in PARAM_NAMES units (D0 in 1e28 cm^2/s, z_h in kpc, breaks in MV - shown on log axes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from crnet.likelihood import delta_chi2_threshold  # noqa: E402
+from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES, PARAM_UNITS  # noqa: E402
+
+PROFILE_PARAMS: tuple[str, ...] = ("d0_1e28_cm2_s", "z_halo_kpc", "nu1", "r_break1_mv")
+"""The parameters of the paper's Fig. 6."""
+
+PLANES: tuple[tuple[str, str], ...] = (("d0_1e28_cm2_s", "z_halo_kpc"), ("nu1", "r_break1_mv"))
+"""The parameter planes of the paper's Fig. 7."""
+
+PROFILE_BINS = 30
+"""Bins of the shown parameter in the 1D profile."""
+
+TAU_HIST_BINS = 40
+LOG_AXES = ("r_break1_mv", "r_break2_mv")
+DPI = 110
+
+
+def _label(name: str) -> str:
+    unit = PARAM_UNITS.get(name, "")
+    return f"{name} [{unit}]" if unit else name
+
+
+def tau_histograms(taus: dict[str, np.ndarray], out: Path | str) -> Path:
+    """Fig. 5: histograms (percent) of tau (n, 10) per machine; returns the PNG path."""
+    fig, axes = plt.subplots(2, 5, figsize=(16, 6))
+    for j, ax in enumerate(axes.ravel()):
+        for name, t in taus.items():
+            v = np.asarray(t)[:, j]
+            v = 100.0 * v[np.isfinite(v)]
+            if v.size:
+                lo, hi = np.percentile(v, [1, 99])
+                ax.hist(np.clip(v, lo, hi), bins=TAU_HIST_BINS, histtype="step", label=name, density=True)
+        ax.set_xlabel(f"tau({LOG_PARAM_NAMES[j]}) [%]")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _delta(chi2: np.ndarray, chi2_min: float) -> np.ndarray:
+    return np.where(np.isfinite(chi2), chi2 - chi2_min, np.inf)
+
+
+def profile_1d(params: np.ndarray, chi2: np.ndarray, chi2_min: float, predictions: dict[str, tuple[np.ndarray,
+               np.ndarray]], out: Path | str) -> Path:
+    """Fig. 6: 1D profile Delta chi^2 of the mocks (params (N, 10), chi2 (N,)) for PROFILE_PARAMS, with
+    the predictions {machine: (params (n, 10), chi2 (n,))} as points."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8))
+    d = _delta(chi2, chi2_min)
+    for ax, name in zip(axes.ravel(), PROFILE_PARAMS, strict=True):
+        j = PARAM_NAMES.index(name)
+        x = params[:, j]
+        log = name in LOG_AXES
+        edges = np.geomspace(x.min(), x.max(), PROFILE_BINS + 1) if log else np.linspace(x.min(), x.max(),
+                                                                                          PROFILE_BINS + 1)
+        which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, PROFILE_BINS - 1)
+        prof = np.full(PROFILE_BINS, np.nan)
+        for b in range(PROFILE_BINS):
+            sel = d[which == b]
+            sel = sel[np.isfinite(sel)]
+            if sel.size:
+                prof[b] = sel.min()
+        centres = np.sqrt(edges[1:] * edges[:-1]) if log else 0.5 * (edges[1:] + edges[:-1])
+        ax.step(centres, prof, where="mid", color="k", label="mocks (profile)")
+        for mname, (p, c) in predictions.items():
+            dc = _delta(c, chi2_min)
+            ok = np.isfinite(dc)
+            ax.plot(p[ok, j], dc[ok], ".", ms=3, alpha=0.6, label=mname)
+        for s, style in ((3, ":"), (4, "--"), (6, "-.")):
+            ax.axhline(delta_chi2_threshold(s), ls=style, color="grey", lw=0.8)
+        ax.set_xscale("log" if log else "linear")
+        ax.set_yscale("symlog", linthresh=10.0)
+        ax.set_xlabel(_label(name))
+        ax.set_ylabel("Delta chi2_tot")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def allowed_2d(params: np.ndarray, chi2: np.ndarray, chi2_min: float,
+               predictions: dict[str, np.ndarray], out: Path | str) -> Path:
+    """Fig. 7: mocks within 4 sigma and 4-6 sigma in PLANES, predictions {machine: params (n, 10)} overlaid."""
+    fig, axes = plt.subplots(1, len(PLANES), figsize=(6 * len(PLANES), 5))
+    d = _delta(chi2, chi2_min)
+    t4, t6 = delta_chi2_threshold(4), delta_chi2_threshold(6)
+    for ax, (a, b) in zip(np.atleast_1d(axes), PLANES, strict=True):
+        i, j = PARAM_NAMES.index(a), PARAM_NAMES.index(b)
+        ax.plot(params[:, i], params[:, j], ".", color="0.85", ms=2, label="all mocks")
+        m6 = (d > t4) & (d <= t6)
+        ax.plot(params[m6, i], params[m6, j], ".", color="tab:orange", ms=3, label="4-6 sigma")
+        m4 = d <= t4
+        ax.plot(params[m4, i], params[m4, j], ".", color="tab:red", ms=3, label="<= 4 sigma")
+        for mname, p in predictions.items():
+            ax.plot(p[:, i], p[:, j], "x", ms=3, alpha=0.6, label=mname)
+        ax.set_xscale("log" if a in LOG_AXES else "linear")
+        ax.set_yscale("log" if b in LOG_AXES else "linear")
+        ax.set_xlabel(_label(a))
+        ax.set_ylabel(_label(b))
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _save(fig, out: Path | str) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out

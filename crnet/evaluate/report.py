@@ -1,0 +1,167 @@
+"""``crnet evaluate``: closure tests of every machine, Tables 3 and 4, Figs. 5-7, a Markdown + JSON report.
+
+Inputs: trained machines (display name -> model file), optionally the Check Machine, the collected mocks
+(the scan store and any further stores, e.g. the feedback loop's re-simulations) and a pseudo-data test
+store. For each machine :func:`crnet.feedback.closure_test` predicts theta from the test pseudo-data,
+re-simulates it (chi^2_tot for Table 4) and predicts theta' from pseudo-data of the new spectra (tau for
+Table 3). chi^2_min is the smallest chi^2_tot over the collected mocks and every re-simulation. The
+"MCMC (re-weighted)" row uses the scan records with their chain weights (MCMC stores; weight 1 for
+designs); the Check Machine row its true-positive rate on the collected mocks (paper Appendix B).
+Closure results are cached per machine in ``<out>/closure/<slug>/`` so a killed evaluation resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crnet.evaluate.figures import allowed_2d, profile_1d, tau_histograms
+from crnet.evaluate.tables import (
+    PAPER_TABLE3,
+    PAPER_TABLE4,
+    check_machine_row,
+    sigma_bands,
+    table3_markdown,
+    table4_markdown,
+    tau_summary,
+)
+from crnet.feedback import ClosureResult, FeedbackConfig, closure_test
+from crnet.store import MockStore
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate; paths are files. ``feedback`` carries the re-simulation and noise settings."""
+
+    machines: dict[str, str]
+    test_store: str
+    mock_stores: list[str]
+    out: str
+    check_model: str | None = None
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.feedback, dict):
+            self.feedback = FeedbackConfig(**self.feedback)
+        if not self.machines:
+            raise ValueError("EvalConfig.machines: give at least one machine (name -> model file)")
+        if not self.mock_stores:
+            raise ValueError("EvalConfig.mock_stores: give the store(s) of the collected mocks")
+
+
+@dataclass
+class Mocks:
+    """Collected mocks: params (N, 10) PARAM_NAMES units, chi2 (N,) chi^2_tot, weights (N,) MCMC weights
+    of the first store's records (re-weighting row; others weight 0 there)."""
+
+    params: np.ndarray
+    chi2: np.ndarray
+    weights: np.ndarray
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
+
+
+def chain_weights(chain: np.ndarray, step: np.ndarray, accepted: np.ndarray) -> np.ndarray:
+    """MCMC weight of every record: steps until its chain's next accepted record (0 for rejected proposals,
+    1 for design records with chain -1). See crnet.store's 'Chain states'."""
+    w = np.where(chain < 0, 1.0, 0.0)
+    for c in np.unique(chain[chain >= 0]):
+        rows = np.flatnonzero((chain == c) & accepted)
+        rows = rows[np.argsort(step[rows], kind="stable")]
+        last = int(step[chain == c].max()) + 1
+        nxt = np.append(step[rows][1:], last)
+        w[rows] = nxt - step[rows]
+    return w
+
+
+def load_mocks(paths: list[str]) -> Mocks:
+    ps, cs, ws = [], [], []
+    for k, p in enumerate(paths):
+        with MockStore.open(p, "r") as st:
+            ok = st.read("converged")
+            ps.append(st.read("params")[ok])
+            cs.append(st.read("chi2")[ok])
+            w = chain_weights(st.read("chain"), st.read("step"), st.read("accepted"))[ok] if k == 0 else None
+            ws.append(w if w is not None else np.zeros(int(ok.sum())))
+    return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws))
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the evaluation (module docstring); writes ``report.md``, ``report.json`` and the PNGs to
+    ``cfg.out`` and returns the report dict."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if _cuda() else "cpu"
+    closures: dict[str, ClosureResult] = {}
+    for name, model in cfg.machines.items():
+        closures[name] = closure_test(model, cfg.test_store, out / "closure" / slug(name), cfg.feedback, device)
+    mocks = load_mocks(cfg.mock_stores)
+    finite = np.concatenate([mocks.chi2] + [c.chi2_resim for c in closures.values()])
+    chi2_min = float(np.min(finite[np.isfinite(finite)]))
+    table3 = {name: tau_summary(c.tau) for name, c in closures.items()}
+    table4: dict[str, dict[str, float]] = {}
+    if mocks.weights.sum() > 0:
+        table4["MCMC (re-weighted)"] = sigma_bands(mocks.chi2, chi2_min, mocks.weights)
+    for name, c in closures.items():
+        table4[name] = sigma_bands(c.chi2_resim, chi2_min)
+    check = None
+    if cfg.check_model:
+        from crnet.machines.modelfile import Predictor
+
+        prob = Predictor.load(cfg.check_model, device).classify(mocks.params)
+        check = check_machine_row(prob, mocks.chi2, chi2_min)
+    figs = {
+        "fig5_tau_histograms": str(tau_histograms({n: c.tau for n, c in closures.items()}, out / "fig5_tau.png")),
+        "fig6_profile_1d": str(profile_1d(mocks.params, mocks.chi2, chi2_min,
+                                          {n: (c.theta, c.chi2_resim) for n, c in closures.items()},
+                                          out / "fig6_profile.png")),
+        "fig7_allowed_2d": str(allowed_2d(mocks.params, mocks.chi2, chi2_min,
+                                          {n: c.theta for n, c in closures.items()}, out / "fig7_allowed.png")),
+    }
+    stop = {n: c.passing_share(cfg.feedback.tau_threshold) for n, c in closures.items()}
+    report = {"chi2_min": chi2_min, "n_mocks": int(mocks.chi2.size), "table3_percent": table3,
+              "table4_fractions": table4, "check_machine": check, "feedback_passing_share": stop,
+              "paper": {"table3_percent": PAPER_TABLE3, "table4_percent": PAPER_TABLE4},
+              "figures": figs, "config": asdict(cfg)}
+    _atomic(out / "report.json", json.dumps(report, indent=2, default=str))
+    _atomic(out / "report.md", render_markdown(report))
+    return report
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = ["# crnet evaluation", "",
+             f"chi^2_tot minimum over {report['n_mocks']} collected mocks and the re-simulations: "
+             f"{report['chi2_min']:.2f} (paper: 347.0 on its full data).", "",
+             "## Table 3 - tau = (theta' - theta) / theta, median and 68 % interval, in %", "",
+             table3_markdown(report["table3_percent"]), "",
+             "## Table 4 - share of re-simulated predictions after chi2_scan -> chi2_tot", "",
+             table4_markdown(report["table4_fractions"]), ""]
+    chk = report.get("check_machine")
+    if chk:
+        lines += [f"Check Machine: true-positive rate {100 * chk['true_positive_rate']:.1f} % "
+                  f"(paper 29 %), true-negative rate {100 * chk['true_negative_rate']:.1f} % (paper 93 %) on "
+                  f"{chk['n_inside']} / {chk['n_outside']} mocks inside / outside 4 sigma.", ""]
+    lines += ["## Feedback stop rule (share with mean |tau| < 0.1)", ""]
+    lines += [f"- {n}: {100 * v:.1f} %" for n, v in report["feedback_passing_share"].items()]
+    lines += ["", "## Figures", ""] + [f"- {k}: `{Path(v).name}`" for k, v in report["figures"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

@@ -1,0 +1,124 @@
+"""Tables 3 and 4 of the paper from closure tests, with the paper's numbers beside them.
+
+Table 3: per parameter, the median of tau (Eq. 4.4) and its 68 % interval (16th - 84th percentile),
+in percent, over the test pseudo-data (breaks as log10(R/MV), LOG_PARAM_NAMES order).
+
+Table 4: the share of parameter points whose re-simulated chi^2_tot (Eq. 4.3, i.e. chi2_scan -> chi2_tot,
+Eq. 4.1) lies within 4 sigma (Delta chi^2 <= 43.82 for 14 dof), between 4 and 6 sigma (<= 69.91) and
+beyond 6 sigma of the minimum chi^2_tot of all collected mocks. Points that could not be re-simulated
+count as beyond 6 sigma. For the re-weighted MCMC the points are the scan's records (each record
+weighted by its chain weight when ``weights`` are given); for the Check Machine the paper quotes the
+true-positive rate of its 4 sigma classifier (29 %), which :func:`check_machine_row` computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crnet.likelihood import delta_chi2_threshold
+from crprop.params import LOG_PARAM_NAMES
+
+SIGMA_BANDS: tuple[float, float] = (4.0, 6.0)
+"""The paper's Table 4 bands: <= 4 sigma, 4-6 sigma, > 6 sigma."""
+
+INTERVAL_PERCENTILES: tuple[float, float] = (15.865, 84.135)
+"""Two-sided 68.27 % (1 sigma) interval of a distribution."""
+
+PAPER_TABLE3: dict[str, dict[str, tuple[float, float, float]]] = {
+    # parameter -> machine -> (median, +upper, -lower) in percent (paper Table 3)
+    "nu1": {"A": (0.00, 3.75, 2.50), "B": (0.00, 5.00, 5.00)},
+    "nu2": {"A": (0.05, 0.09, 0.14), "B": (-0.05, 0.15, 0.15)},
+    "nu3": {"A": (0.09, 0.14, 0.09), "B": (-0.20, 0.20, 0.20)},
+    "log10_r_break1_mv": {"A": (0.04, 0.14, 0.14), "B": (0.00, 0.30, 0.30)},
+    "log10_r_break2_mv": {"A": (-0.09, 0.14, 0.14), "B": (0.15, 0.30, 0.45)},
+    "d0_1e28_cm2_s": {"A": (-0.25, 0.75, 0.75), "B": (-2.33, 7.00, 4.67)},
+    "delta": {"A": (0.04, 0.27, 0.18), "B": (-0.33, 0.50, 0.50)},
+    "z_halo_kpc": {"A": (-0.50, 1.25, 1.50), "B": (3.28, 13.11, 13.11)},
+    "v_alfven_km_s": {"A": (0.35, 1.05, 1.05), "B": (0.00, 3.33, 3.33)},
+    "eta": {"A": (0.00, 0.70, 1.40), "B": (1.67, 5.00, 1.67)},
+}
+
+PAPER_TABLE4: dict[str, tuple[float, float, float] | tuple[float, float]] = {
+    # method -> (<= 4 sigma, 4-6 sigma, > 6 sigma) in percent; the Check Machine: (true positive, rest)
+    "MCMC (re-weighted)": (1.57, 5.02, 93.41),
+    "Machine A": (41.63, 26.47, 31.91),
+    "Machine B": (15.50, 14.79, 69.71),
+    "Check Machine": (29.0, 71.0),
+}
+
+
+def tau_summary(tau: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per parameter: median, +upper, -lower (percent) of tau (n, 10) over rows with finite tau."""
+    t = np.asarray(tau, dtype=np.float64)
+    t = t[np.all(np.isfinite(t), axis=1)] * 100.0
+    out = {}
+    for j, name in enumerate(LOG_PARAM_NAMES):
+        if t.shape[0] == 0:
+            out[name] = {"median": float("nan"), "plus": float("nan"), "minus": float("nan"), "n": 0}
+            continue
+        lo, med, hi = np.percentile(t[:, j], [INTERVAL_PERCENTILES[0], 50.0, INTERVAL_PERCENTILES[1]])
+        out[name] = {"median": float(med), "plus": float(hi - med), "minus": float(med - lo), "n": int(t.shape[0])}
+    return out
+
+
+def sigma_bands(chi2_tot: np.ndarray, chi2_min: float, weights: np.ndarray | None = None) -> dict[str, float]:
+    """Shares (fractions) of points with Delta chi^2_tot in (<= 4 sigma, 4-6 sigma, > 6 sigma); non-finite
+    chi^2 counts as > 6 sigma."""
+    c = np.asarray(chi2_tot, dtype=np.float64)
+    w = np.ones_like(c) if weights is None else np.asarray(weights, dtype=np.float64)
+    d = np.where(np.isfinite(c), c - chi2_min, np.inf)
+    t4, t6 = (delta_chi2_threshold(s) for s in SIGMA_BANDS)
+    total = float(w.sum())
+    if total <= 0:
+        return {"le_4sigma": float("nan"), "4_to_6sigma": float("nan"), "gt_6sigma": float("nan"), "n": 0}
+    return {"le_4sigma": float(w[d <= t4].sum() / total), "4_to_6sigma": float(w[(d > t4) & (d <= t6)].sum() / total),
+            "gt_6sigma": float(w[d > t6].sum() / total), "n": int(c.size)}
+
+
+def check_machine_row(prob_inside: np.ndarray, chi2_tot: np.ndarray, chi2_min: float,
+                      threshold: float = 0.5) -> dict[str, float]:
+    """Check Machine in Table 4: true-positive rate (share of the 4 sigma points it classifies as inside)
+    and the true-negative rate, from probabilities on points with known chi^2_tot."""
+    inside = np.asarray(chi2_tot) - chi2_min <= delta_chi2_threshold(SIGMA_BANDS[0])
+    said = np.asarray(prob_inside) >= threshold
+    tpr = float(np.mean(said[inside])) if inside.any() else float("nan")
+    tnr = float(np.mean(~said[~inside])) if (~inside).any() else float("nan")
+    return {"true_positive_rate": tpr, "true_negative_rate": tnr, "n_inside": int(inside.sum()),
+            "n_outside": int((~inside).sum())}
+
+
+def table3_markdown(rows: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown Table 3: one column per machine (ours) plus the paper's A and B."""
+    names = list(rows)
+    head = "| parameter | " + " | ".join(names) + " | paper A | paper B |"
+    lines = [head, "|" + "---|" * (len(names) + 3)]
+    for p in LOG_PARAM_NAMES:
+        cells = [_pm(rows[m][p]["median"], rows[m][p]["plus"], rows[m][p]["minus"]) for m in names]
+        pa, pb = PAPER_TABLE3[p]["A"], PAPER_TABLE3[p]["B"]
+        lines.append(f"| {p} | " + " | ".join(cells) + f" | {_pm(*pa)} | {_pm(*pb)} |")
+    return "\n".join(lines)
+
+
+def table4_markdown(rows: dict[str, dict[str, float]]) -> str:
+    """Markdown Table 4: ours (percent) with the paper's value of the matching method in brackets."""
+    lines = ["| method | <= 4 sigma | 4-6 sigma | > 6 sigma | n | paper (<=4 / 4-6 / >6) |",
+             "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        paper = PAPER_TABLE4.get(_paper_key(name))
+        ptxt = " / ".join(f"{v:.2f} %" for v in paper) if paper else "-"
+        lines.append(f"| {name} | {100 * r['le_4sigma']:.2f} % | {100 * r['4_to_6sigma']:.2f} % | "
+                     f"{100 * r['gt_6sigma']:.2f} % | {r['n']} | {ptxt} |")
+    return "\n".join(lines)
+
+
+def _paper_key(name: str) -> str:
+    for key in PAPER_TABLE4:
+        if name.startswith(key) or key.startswith(name.split(" (")[0]):
+            return key
+    return name
+
+
+def _pm(med: float, plus: float, minus: float) -> str:
+    if not np.isfinite(med):
+        return "n/a"
+    return f"{med:+.2f} ± {plus:.2f}" if abs(plus - minus) < 0.005 else f"{med:+.2f} +{plus:.2f} -{minus:.2f}"

@@ -1,0 +1,377 @@
+"""Closure test and feedback loop (paper Sec. 4.5, Fig. 1 steps v -> vi -> i, Eq. 4.4).
+
+Closure test of one machine on a pseudo-data store (:mod:`crnet.pseudodata`):
+
+1. predict theta from every pseudo-spectrum (:func:`crnet.machines.inference.predict_file`);
+2. re-simulate theta in-process with crprop (:class:`crnet.scan.models.PropagateModel`: the CuPy backend
+   on a GPU when ``backend='auto'`` finds one, numpy/numba on CPU); the spectra, chi^2_tot and profiled
+   normalisations go into a mock store ``resim.h5`` (resumable, committed batch by batch);
+3. make pseudo-data of the new spectra (the paper's noise: every element's spectrum multiplied by
+   1 + eps per energy bin, eps ~ U(-max_relative, max_relative), q_C re-profiled) and predict theta';
+4. tau_i = (theta'_i - theta_i) / theta_i per parameter (Eq. 4.4), with the breaks as log10(R/MV)
+   as in the paper's Table 3 (columns :data:`crprop.params.LOG_PARAM_NAMES`).
+
+A prediction *passes* when mean_i |tau_i| < ``tau_threshold`` (0.1). Predictions that cannot be
+re-simulated (R_br1 >= R_br2 after clipping to the prior box) or whose re-simulated spectra are
+unusable fail. The loop stops when the share of passing predictions reaches ``target_share`` (0.95);
+otherwise the re-simulated (theta, spectra) are appended to the training store (a new file per round,
+:func:`crnet.store_read.merge_stores`) and the machine is retrained from the previous round's weights
+(warm start, :func:`warm_start_checkpoint`), up to ``max_rounds`` rounds.
+
+Resume: each round lives in ``<out>/round_<k>/``; finished steps are detected from their files (the
+closure arrays ``closure.npz``, the re-simulation store's ``n_complete``, the model file) and the run
+log ``<out>/feedback_log.json`` holds every round's metrics (written atomically after each round).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from crnet.data import DEFAULT_DATASET
+from crnet.features import FEATURE_SPECIES, TargetTransform, features_from_raw, species_rows
+from crnet.likelihood import chi2 as chi2_of
+from crnet.pseudodata import PAPER_MAX_RELATIVE, paper_noise
+from crnet.scan.designs import to_log
+from crnet.scan.models import GridConfig, PropagateModel
+from crnet.spectra_io import parse_species
+from crnet.store import MockStore, RecordBatch, StoreMeta
+from crnet.store_read import merge_stores, spectra_from_flux
+from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES
+from crprop.spectra import SYMBOL_TO_Z
+
+TAU_THRESHOLD = 0.1
+"""Paper Sec. 4.5: a prediction is consistent when the mean |tau| over the parameters is below 0.1."""
+
+TARGET_SHARE = 0.95
+"""Paper Sec. 4.5: the loop stops once 95 % of the predictions are consistent."""
+
+BOX_INSET = 1e-9
+"""Relative inset (of each box width) when clipping predictions into the closed prior box."""
+
+LOG_NAME = "feedback_log.json"
+
+
+@dataclass
+class SimConfig:
+    """How predictions are re-simulated: grid overrides, solver mode / backend ('auto' = CuPy on a GPU),
+    tolerance, step cap, likelihood data set, models per propagate call."""
+
+    grid: GridConfig = field(default_factory=GridConfig)
+    mode: str = "fast"
+    backend: str = "auto"
+    tol: float | None = None
+    max_steps: int | None = None
+    dataset: str = DEFAULT_DATASET
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.grid, dict):
+            self.grid = GridConfig(**self.grid)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class FeedbackConfig:
+    """Settings of :func:`run_feedback` (module docstring)."""
+
+    sim: SimConfig = field(default_factory=SimConfig)
+    tau_threshold: float = TAU_THRESHOLD
+    target_share: float = TARGET_SHARE
+    max_rounds: int = 3
+    n_test: int | None = None
+    max_relative: float = PAPER_MAX_RELATIVE
+    seed: int = 0
+    retrain_epochs: int = 20
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sim, dict):
+            self.sim = SimConfig(**self.sim)
+        if self.tau_threshold <= 0 or not 0 < self.target_share <= 1:
+            raise ValueError("tau_threshold must be > 0 and target_share in (0, 1]")
+        if self.max_rounds < 1 or self.retrain_epochs < 1:
+            raise ValueError("max_rounds and retrain_epochs must be >= 1")
+
+
+@dataclass
+class ClosureResult:
+    """One closure test: theta (n, 10) predicted from the test pseudo-data (PARAM_NAMES units), theta'
+    (n, 10) predicted from pseudo-data of theta's re-simulation (NaN where impossible), tau (n, 10) in
+    LOG_PARAM_NAMES coordinates, chi2_resim (n,) chi^2_tot of theta's re-simulated spectra (inf when
+    not simulated), simulated (n,) bool, truth (n, 10) parameters of the test records (or None)."""
+
+    theta: np.ndarray
+    theta_prime: np.ndarray
+    tau: np.ndarray
+    chi2_resim: np.ndarray
+    simulated: np.ndarray
+    truth: np.ndarray | None = None
+
+    @property
+    def mean_abs_tau(self) -> np.ndarray:
+        """(n,) mean over parameters of |tau|; inf where theta' is missing."""
+        m = np.mean(np.abs(self.tau), axis=1)
+        return np.where(np.isfinite(m), m, np.inf)
+
+    def passing_share(self, tau_threshold: float = TAU_THRESHOLD) -> float:
+        return float(np.mean(self.mean_abs_tau < tau_threshold)) if self.tau.shape[0] else 0.0
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        truth = np.full_like(self.theta, np.nan) if self.truth is None else self.truth
+        np.savez(tmp, theta=self.theta, theta_prime=self.theta_prime, tau=self.tau, chi2_resim=self.chi2_resim,
+                 simulated=self.simulated, truth=truth, has_truth=self.truth is not None)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ClosureResult:
+        with np.load(path, allow_pickle=False) as z:
+            truth = z["truth"] if bool(z["has_truth"]) else None
+            return cls(z["theta"], z["theta_prime"], z["tau"], z["chi2_resim"], z["simulated"], truth)
+
+
+# ------------------------------------------------------------------------------------------ pieces
+def tau(theta: np.ndarray, theta_prime: np.ndarray) -> np.ndarray:
+    """Eq. 4.4: (theta' - theta) / theta per parameter, breaks as log10(R/MV) (LOG_PARAM_NAMES columns)."""
+    a, b = to_log(theta), to_log(np.where(np.isfinite(theta_prime), theta_prime, 1.0))
+    out = (b - a) / a
+    out[~np.all(np.isfinite(theta_prime), axis=1)] = np.nan
+    return out
+
+
+def clip_to_box(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions clipped into the prior box (physical units) and a (n,) mask of simulable points
+    (finite, R_br1 < R_br2 after clipping)."""
+    lo, hi = TargetTransform().physical_box()
+    inset = BOX_INSET * (hi - lo)
+    p = np.clip(np.asarray(params, dtype=np.float64), lo + inset, hi - inset)
+    ok = np.all(np.isfinite(params), axis=1) & (p[:, 8] < p[:, 9])
+    return p, ok
+
+
+def _store_meta(model: PropagateModel, sim: SimConfig, extra: dict[str, Any]) -> StoreMeta:
+    f = model.store_fields()
+    return StoreMeta(species=list(model.species), ekin_gev_per_n=model.ekin_gev_per_n, grid=f["grid"],
+                     cross_sections=f["cross_sections"], solver_mode=f["solver_mode"], backend=f["backend"],
+                     design="resimulation", dataset=f["dataset"], temperature=1.0, seed=0,
+                     config={"sim": asdict(sim)}, extra=extra)
+
+
+def resimulate(params: np.ndarray, out: Path | str, sim: SimConfig, progress: bool = True) -> Path:
+    """Propagate every row of ``params`` (n, 10; PARAM_NAMES units, inside the prior box) and store the
+    spectra, chi^2_tot and normalisations in the mock store ``out`` (``step`` = row index). Resumes a
+    partly written ``out`` from its committed records."""
+    out = Path(out)
+    params = np.asarray(params, dtype=np.float64)
+    model = PropagateModel(sim.grid, sim.mode, sim.backend, sim.tol, sim.dataset, warm_start=False,
+                           max_steps=sim.max_steps)
+    if out.exists():
+        store = MockStore.open(out, "r+")
+        done = store.n_complete
+        if done > params.shape[0] or not np.allclose(store.read("params"), params[:done], rtol=1e-12):
+            store.close()
+            raise ValueError(f"{out}: holds other parameters than the ones to re-simulate; delete it")
+    else:
+        store = MockStore.create(out, _store_meta(model, sim, {"n_planned": int(params.shape[0])}),
+                                 capacity=params.shape[0])
+        done = 0
+    with store, tqdm(total=params.shape[0], initial=done, disable=not progress, desc="re-simulate",
+                     unit="model") as bar:
+        while done < params.shape[0]:
+            x = params[done: done + sim.batch_size]
+            ev = model.evaluate(x)
+            n = x.shape[0]
+            store.append_batch(RecordBatch(params=x, norms=ev.norms, flux=ev.flux, chi2=ev.chi2,
+                                           chain=np.full(n, -1), step=np.arange(done, done + n),
+                                           accepted=np.ones(n, bool), converged=ev.converged,
+                                           residual=ev.residual), {"kind": "resim", "cursor": done + n})
+            done += n
+            bar.update(n)
+    return out
+
+
+def _element_rows(species: list[str]) -> list[list[int]]:
+    """Rows (element and its isotopes) of every feature element in a store's species list."""
+    return [[i for i, s in enumerate(species) if parse_species(s)[1] == SYMBOL_TO_Z[sym]] for sym in FEATURE_SPECIES]
+
+
+def pseudo_features(flux: np.ndarray, species: list[str], energies: np.ndarray, rng: np.random.Generator,
+                    max_relative: float = PAPER_MAX_RELATIVE,
+                    dataset: str = DEFAULT_DATASET) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudo-data of one spectrum per row (the paper's noise, see the module docstring) and its log10
+    features: returns (features (n, 8, n_E), valid (n,)). ``flux``: (n, n_species, n_E) before the
+    normalisations, m^-2 s^-1 sr^-1 (GeV/n)^-1; q_C is re-profiled on the noisy spectra."""
+    noisy = np.asarray(flux, dtype=np.float64).copy()
+    factor = paper_noise(rng, (noisy.shape[0], len(FEATURE_SPECIES), noisy.shape[2]), max_relative)
+    for k, rows in enumerate(_element_rows(species)):
+        noisy[:, rows, :] *= factor[:, k][:, None, :]
+    q_c = chi2_of(spectra_from_flux(noisy, species, energies), dataset).q_c
+    raw = noisy[:, species_rows(species, FEATURE_SPECIES), :]
+    return features_from_raw(raw, q_c, energies, strict=False)
+
+
+def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path | str, cfg: FeedbackConfig,
+                 device: str = "cpu") -> ClosureResult:
+    """Steps 1-4 of the module docstring for one machine; cached in ``workdir/closure.npz``."""
+    from crnet.machines.inference import predict_file
+    from crnet.machines.modelfile import Predictor
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cache = workdir / "closure.npz"
+    if cache.is_file():
+        return ClosureResult.load(cache)
+    predictor = Predictor.load(model_path, device)
+    pred = predict_file(predictor, test_store, dataset=cfg.sim.dataset, skip_invalid=True)
+    theta, truth = pred.params, pred.truth
+    if cfg.n_test is not None:
+        theta = theta[: cfg.n_test]
+        truth = None if truth is None else truth[: cfg.n_test]
+    n = theta.shape[0]
+    clipped, ok = clip_to_box(theta)
+    resim = resimulate(clipped[ok], workdir / "resim.h5", cfg.sim, cfg.progress)
+    theta_prime = np.full((n, len(PARAM_NAMES)), np.nan)
+    chi2_resim = np.full(n, np.inf)
+    with MockStore.open(resim, "r") as st:
+        flux = st.read("flux").astype(np.float64)
+        good = st.read("converged") & np.isfinite(st.read("chi2"))
+        chi2_resim[np.flatnonzero(ok)] = np.where(good, st.read("chi2"), np.inf)
+        feats, valid = pseudo_features(flux, st.species, st.ekin_gev_per_n, np.random.default_rng(cfg.seed),
+                                       cfg.max_relative, cfg.sim.dataset)
+        use = valid & good
+        if use.any():
+            theta_prime[np.flatnonzero(ok)[use]] = predictor.predict(feats[use], st.ekin_gev_per_n)
+    result = ClosureResult(theta, theta_prime, tau(clipped, theta_prime), chi2_resim, ok, truth)
+    result.save(cache)
+    return result
+
+
+def warm_start_checkpoint(prev_model: Path | str, store: Path | str, out: Path | str, train_config) -> None:
+    """Write ``<out>.ckpt`` so that ``train(store, out, train_config, resume=True)`` starts from the weights
+    of ``prev_model`` (epoch 0, fresh optimiser and schedule) - the warm start of a feedback round.
+
+    Uses crnet.machines.training's checkpoint format (identity, optimiser, scheduler, both RNG streams).
+    """
+    import torch
+
+    from crnet.machines import build_network, network_name
+    from crnet.machines.modelfile import file_sha256, load_model
+    from crnet.machines.training import _identity, _save_checkpoint, checkpoint_path
+
+    cfg = train_config.resolved()
+    prev = load_model(prev_model)
+    network = network_name(cfg.machine, cfg.arch)
+    if network != prev.network:
+        raise ValueError(f"{prev_model}: network {prev.network!r} cannot warm-start a {network!r} machine")
+    arch = cfg.architecture or prev.architecture
+    torch.manual_seed(cfg.seed)
+    net = build_network(network, arch)
+    net.load_state_dict(prev.state_dict)
+    opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
+    opt = opt_cls(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.min_lr)
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience,
+                                                           min_lr=cfg.min_lr)
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "bad_epochs": 0, "stopped_early": False,
+             "history": []}
+    identity = _identity(replace(cfg, architecture=None), network, arch, file_sha256(store))
+    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    _save_checkpoint(checkpoint_path(out), identity, net, opt, sched, np.random.default_rng(cfg.seed), state, best)
+
+
+# ------------------------------------------------------------------------------------------ loop
+@dataclass
+class FeedbackResult:
+    """Outcome of :func:`run_feedback`: the final model, whether the stop rule was met, every round's log."""
+
+    model_path: Path
+    converged: bool
+    rounds: list[dict]
+
+
+def _round_metrics(k: int, res: ClosureResult, cfg: FeedbackConfig, model: Path) -> dict[str, Any]:
+    finite = np.isfinite(res.tau).all(axis=1)
+    med = np.nanmedian(res.tau[finite], axis=0) if finite.any() else np.full(10, np.nan)
+    return {"round": k, "model": str(model), "n_predictions": int(res.theta.shape[0]),
+            "n_simulated": int(res.simulated.sum()), "n_with_theta_prime": int(finite.sum()),
+            "passing_share": res.passing_share(cfg.tau_threshold),
+            "median_mean_abs_tau": float(np.median(res.mean_abs_tau)) if res.tau.shape[0] else float("nan"),
+            "median_tau": {n: float(v) for n, v in zip(LOG_PARAM_NAMES, med, strict=True)},
+            "chi2_resim_min": float(np.min(res.chi2_resim, initial=np.inf))}
+
+
+def _write_log(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | str, out: Path | str,
+                 cfg: FeedbackConfig | None = None, train_config=None) -> FeedbackResult:
+    """Run the feedback loop of ``model`` (module docstring); resumes from ``out`` after a kill.
+
+    train_store : the store the machine was trained on (Machine A: mock store; Machine B: pseudo-data is
+        made from it by training); test_store : the pseudo-data to predict from; train_config : the
+        :class:`crnet.machines.training.TrainConfig` of retraining (its ``epochs`` is replaced by
+        ``cfg.retrain_epochs``).
+    """
+    from crnet.machines.modelfile import load_model
+    from crnet.machines.training import TrainConfig, checkpoint_path, pseudo_path, train
+    from crnet.pseudodata import make_pseudodata
+
+    cfg = cfg or FeedbackConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / LOG_NAME
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {"config": asdict(cfg), "rounds": []}
+    rounds: list[dict] = log["rounds"]
+    current, store = Path(model), Path(train_store)
+    machine = load_model(current).machine
+    tcfg = replace(train_config or TrainConfig(machine=machine), epochs=cfg.retrain_epochs, progress=cfg.progress)
+    for r in rounds:  # replay finished rounds
+        current, store = Path(r["model"]), Path(r.get("next_store", store))
+        if r.get("next_model"):
+            current = Path(r["next_model"])
+    for k in range(len(rounds), cfg.max_rounds):
+        rdir = out / f"round_{k}"
+        res = closure_test(current, test_store, rdir, cfg, device=_device())
+        metrics = _round_metrics(k, res, cfg, current)
+        metrics["stop"] = metrics["passing_share"] >= cfg.target_share
+        if not metrics["stop"] and k + 1 < cfg.max_rounds:
+            next_store = rdir / "train_store.h5"
+            if not next_store.is_file():
+                merge_stores([store, rdir / "resim.h5"], next_store)
+            next_model = rdir / "model.pt"
+            if not next_model.is_file():
+                if not checkpoint_path(next_model).is_file():
+                    data_file = next_store
+                    if tcfg.machine == "B":  # train() reuses this pseudo-data file on resume
+                        data_file = pseudo_path(next_model)
+                        make_pseudodata(next_store, data_file, tcfg.pseudo)
+                    warm_start_checkpoint(current, data_file, next_model, tcfg)
+                train(next_store, next_model, tcfg, resume=True)
+            metrics.update(next_store=str(next_store), next_model=str(next_model))
+        rounds.append(metrics)
+        _write_log(log_path, log)
+        if metrics["stop"]:
+            return FeedbackResult(current, True, rounds)
+        if metrics.get("next_model"):
+            current, store = Path(metrics["next_model"]), Path(metrics["next_store"])
+    stopped = bool(rounds and rounds[-1]["stop"])
+    return FeedbackResult(current, stopped, rounds)
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

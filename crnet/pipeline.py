@@ -1,0 +1,257 @@
+"""``crnet pipeline CONFIG``: scan -> train Machines A and B (paper / crnet variants) and the Check Machine
+-> feedback loop -> evaluation (-> inference on the measured spectra), from one TOML file.
+
+Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml):
+
+* ``[run]``: out (directory), seed, threads (torch CPU threads; 0 = torch's default), progress;
+* ``[scan]``: :class:`crnet.scan.runner.ScanConfig` fields (``[scan.grid]`` = dr_kpc, dz_kpc, ekin_factor);
+  its grid, solver mode, backend, tol, max_steps and data set are also used for every re-simulation;
+* ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
+  epochs, batch_size, patience, n_pseudo (Machine B's pseudo-data), device;
+* ``[test]``: n_test (pseudo-data spectra of the test set), seed;
+* ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields;
+* ``[measured]``: enabled (bool), dataset.
+
+Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds) when done; a re-run skips
+finished stages and resumes the running one from its checkpoints (scan store, training checkpoints,
+feedback rounds, cached closure tests). ``resolved_config.json`` next to the outputs holds the resolved
+config, the seeds and the versions of crnet, torch, numpy and the device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from crnet.feedback import FeedbackConfig, SimConfig
+from crnet.scan.runner import ScanConfig
+
+MACHINE_NAMES: dict[str, tuple[str, str, str]] = {
+    # config name -> (machine, arch, report label)
+    "A-paper": ("A", "paper", "Machine A (paper)"), "A-crnet": ("A", "crnet", "Machine A (crnet)"),
+    "B-paper": ("B", "paper", "Machine B (paper)"), "B-crnet": ("B", "crnet", "Machine B (crnet)"),
+}
+TEST_SEED_OFFSET = 1_000_003
+"""Added to the run seed for the test pseudo-data so that it never repeats Machine B's training draws."""
+
+
+@dataclass
+class RunSection:
+    out: str = "runs/pipeline"
+    seed: int = 0
+    threads: int = 0
+    progress: bool = True
+
+
+@dataclass
+class TrainSection:
+    machines: list[str] = field(default_factory=lambda: list(MACHINE_NAMES))
+    check: bool = True
+    epochs: int | None = None
+    batch_size: int | None = None
+    patience: int = 20
+    n_pseudo: int = 10000
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.machines if m not in MACHINE_NAMES]
+        if bad:
+            raise ValueError(f"[train] machines: unknown {bad}; known {list(MACHINE_NAMES)}")
+
+
+@dataclass
+class TestSection:
+    n_test: int = 1000
+    seed: int | None = None
+
+
+@dataclass
+class FeedbackSection:
+    machines: list[str] = field(default_factory=lambda: ["A-crnet"])
+    settings: FeedbackConfig = field(default_factory=FeedbackConfig)
+
+
+@dataclass
+class MeasuredSection:
+    enabled: bool = True
+    dataset: str = "paper"
+
+
+@dataclass
+class PipelineConfig:
+    """The resolved pipeline configuration (module docstring)."""
+
+    run: RunSection = field(default_factory=RunSection)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    test: TestSection = field(default_factory=TestSection)
+    feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    measured: MeasuredSection = field(default_factory=MeasuredSection)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.run.out)
+
+    def sim(self) -> SimConfig:
+        s = self.scan
+        return SimConfig(grid=s.grid, mode=s.mode, backend=s.backend, tol=s.tol, max_steps=s.max_steps,
+                         dataset=s.dataset, batch_size=s.batch_size or s.n_chains)
+
+
+def _section(cls, raw: dict[str, Any], name: str):
+    known = {f.name for f in fields(cls)}
+    extra = sorted(set(raw) - known)
+    if extra:
+        raise ValueError(f"[{name}]: unknown keys {extra}; allowed {sorted(known)}")
+    return cls(**raw)
+
+
+def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
+    """Read a TOML pipeline config (unknown keys are errors); ``out`` overrides ``[run] out``."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the pipeline config ({exc})") from None
+    unknown = sorted(set(raw) - {f.name for f in fields(PipelineConfig)})
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {unknown}")
+    run = _section(RunSection, raw.get("run", {}), "run")
+    if out is not None:
+        run.out = out
+    fb_raw = dict(raw.get("feedback", {}))
+    fb_machines = fb_raw.pop("machines", ["A-crnet"])
+    cfg = PipelineConfig(run=run, scan=_section(ScanConfig, raw.get("scan", {}), "scan"),
+                         train=_section(TrainSection, raw.get("train", {}), "train"),
+                         test=_section(TestSection, raw.get("test", {}), "test"),
+                         feedback=FeedbackSection(fb_machines, _section(FeedbackConfig, fb_raw, "feedback")),
+                         measured=_section(MeasuredSection, raw.get("measured", {}), "measured"))
+    missing = [m for m in cfg.feedback.machines if m not in cfg.train.machines]
+    if missing:
+        raise ValueError(f"[feedback] machines {missing} are not trained ([train] machines)")
+    cfg.feedback.settings.sim = cfg.sim()
+    cfg.feedback.settings.progress = cfg.run.progress
+    return cfg
+
+
+def versions() -> dict[str, Any]:
+    import numpy
+    import torch
+
+    from crnet.machines.modelfile import code_version
+
+    return {**code_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+class _Stages:
+    def __init__(self, out: Path) -> None:
+        self.dir = out / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        marker = self.dir / f"{name}.json"
+        if marker.is_file():
+            info = json.loads(marker.read_text())
+            self.timings[name] = info["wall_s"]
+            return info.get("result")
+        t0 = time.perf_counter()
+        result = fn()
+        wall = time.perf_counter() - t0
+        _atomic_json(marker, {"stage": name, "wall_s": wall, "result": result})
+        self.timings[name] = wall
+        return result
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    """Run (or resume) every stage; returns {'timings': {stage: s}, 'report': ..., 'measured': ...}."""
+    import torch
+
+    from crnet.evaluate import EvalConfig, evaluate
+    from crnet.feedback import run_feedback
+    from crnet.machines.training import TrainConfig, train
+    from crnet.pseudodata import PseudoDataConfig, make_pseudodata
+    from crnet.scan.runner import run_scan
+
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    _atomic_json(out / "resolved_config.json", {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": versions()})
+    st = _Stages(out)
+    scan_path = out / "scan.h5"
+    st.run("scan", lambda: run_scan(scan_path, cfg.scan, resume=True, progress=cfg.run.progress).new_records)
+
+    def tcfg(machine: str, arch: str) -> TrainConfig:
+        t = cfg.train
+        return TrainConfig(machine=machine, arch=arch, epochs=t.epochs, batch_size=t.batch_size, patience=t.patience,
+                           seed=cfg.run.seed, device=t.device, threads=cfg.run.threads or None,
+                           progress=cfg.run.progress,
+                           pseudo=PseudoDataConfig(n_pseudo=t.n_pseudo, dataset=cfg.scan.dataset, seed=cfg.run.seed))
+
+    def train_one(machine: str, arch: str, path: Path) -> str:
+        from crnet.machines.training import checkpoint_path
+
+        train(scan_path, path, tcfg(machine, arch), resume=checkpoint_path(path).is_file())
+        return str(path)
+
+    models: dict[str, str] = {}
+    for name in cfg.train.machines:
+        machine, arch, _ = MACHINE_NAMES[name]
+        models[name] = st.run(f"train_{name}", lambda m=machine, a=arch, n=name: train_one(m, a, out / f"{n}.pt"))
+    check = None
+    if cfg.train.check:
+        check = st.run("train_check", lambda: train_one("check", "paper", out / "check.pt"))
+
+    test_path = out / "test_pseudo.h5"
+    seed = cfg.test.seed if cfg.test.seed is not None else cfg.run.seed + TEST_SEED_OFFSET
+    st.run("test_pseudodata", lambda: str(make_pseudodata(
+        scan_path, test_path, PseudoDataConfig(n_pseudo=cfg.test.n_test, dataset=cfg.scan.dataset, seed=seed)).path))
+
+    stores = [str(scan_path)]
+    for name in cfg.feedback.machines:
+        machine, arch, _ = MACHINE_NAMES[name]
+
+        def fb(n=name, m=machine, a=arch) -> dict:
+            r = run_feedback(models[n], scan_path, test_path, out / f"feedback_{n}", cfg.feedback.settings, tcfg(m, a))
+            return {"model": str(r.model_path), "converged": r.converged, "rounds": r.rounds}
+
+        res = st.run(f"feedback_{name}", fb)
+        models[name] = res["model"]
+        stores += [str(out / f"feedback_{name}" / f"round_{r['round']}" / "resim.h5") for r in res["rounds"]]
+
+    ecfg = EvalConfig(machines={MACHINE_NAMES[n][2]: p for n, p in models.items()}, test_store=str(test_path),
+                      mock_stores=stores, out=str(out / "evaluation"), check_model=check,
+                      feedback=cfg.feedback.settings)
+    report_path = Path(ecfg.out) / "report.json"
+    st.run("evaluate", lambda: (evaluate(ecfg), str(report_path))[1])
+    report = json.loads(report_path.read_text())
+    measured = None
+    if cfg.measured.enabled:
+        from crnet.evaluate.measured import predict_measured
+
+        measured = st.run("measured", lambda: predict_measured(
+            models, out / "measured", scan_path, dataset=cfg.measured.dataset, sim=cfg.sim(),
+            progress=cfg.run.progress))
+    _atomic_json(out / "timings.json", st.timings)
+    return {"timings": st.timings, "report": report, "measured": measured}
+
+
+def _seeds(cfg: PipelineConfig) -> dict[str, int]:
+    return {"run": cfg.run.seed, "scan": cfg.scan.seed, "test_pseudodata": cfg.test.seed if cfg.test.seed is not None
+            else cfg.run.seed + TEST_SEED_OFFSET, "feedback_noise": cfg.feedback.settings.seed}

@@ -1,0 +1,60 @@
+"""Tables 3/4 helpers, chain weights and figures (synthetic numbers, no propagation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crnet.evaluate.figures import allowed_2d, profile_1d, tau_histograms
+from crnet.evaluate.report import chain_weights, render_markdown
+from crnet.evaluate.tables import check_machine_row, sigma_bands, table3_markdown, table4_markdown, tau_summary
+from crnet.likelihood import delta_chi2_threshold
+from crprop.params import LOG_PARAM_NAMES
+
+
+def test_sigma_bands_and_check_row():
+    c = np.array([100.0, 100 + 40, 100 + 50, 100 + 80, np.inf])
+    b = sigma_bands(c, 100.0)
+    assert b["le_4sigma"] == pytest.approx(0.4) and b["4_to_6sigma"] == pytest.approx(0.2)
+    assert b["gt_6sigma"] == pytest.approx(0.4)
+    w = sigma_bands(c, 100.0, weights=np.array([3, 0, 0, 1, 0]))
+    assert w["le_4sigma"] == pytest.approx(0.75)
+    row = check_machine_row(np.array([0.9, 0.1, 0.2, 0.8]), np.array([0.0, 1.0, 100.0, 100.0]), 0.0)
+    assert row["true_positive_rate"] == pytest.approx(0.5) and row["true_negative_rate"] == pytest.approx(0.5)
+    assert delta_chi2_threshold(4) == pytest.approx(43.82, abs=0.01)
+
+
+def test_tau_summary_percentiles():
+    rng = np.random.default_rng(0)
+    t = rng.normal(0.01, 0.02, size=(20000, 10))
+    s = tau_summary(np.vstack([t, np.full((3, 10), np.nan)]))
+    d0 = s["d0_1e28_cm2_s"]
+    assert d0["n"] == 20000 and d0["median"] == pytest.approx(1.0, abs=0.05)
+    assert d0["plus"] == pytest.approx(2.0, abs=0.1) and d0["minus"] == pytest.approx(2.0, abs=0.1)
+    md = table3_markdown({"Machine A": s})
+    assert all(p in md for p in LOG_PARAM_NAMES) and "paper A" in md
+
+
+def test_chain_weights():
+    chain = np.array([0, 0, 0, 0, -1])
+    step = np.array([0, 1, 2, 3, 7])
+    acc = np.array([True, False, True, False, True])
+    assert chain_weights(chain, step, acc).tolist() == [2.0, 0.0, 2.0, 0.0, 1.0]
+
+
+def test_figures_and_report(tmp_path):
+    rng = np.random.default_rng(1)
+    lo = np.array([1, 0.2, -4, 0, 1, 0, 1, 1, 1e2, 1e4])
+    hi = np.array([15, 1, 4, 60, 20, 2, 4, 4, 1e4, 1e6])
+    p = lo + (hi - lo) * rng.random((200, 10))
+    c = 300 + 200 * rng.random(200)
+    tau = rng.normal(0, 0.05, (50, 10))
+    assert tau_histograms({"A": tau}, tmp_path / "f5.png").stat().st_size > 0
+    assert profile_1d(p, c, 300.0, {"A": (p[:20], c[:20])}, tmp_path / "f6.png").stat().st_size > 0
+    assert allowed_2d(p, c, 300.0, {"A": p[:20]}, tmp_path / "f7.png").stat().st_size > 0
+    rep = {"n_mocks": 200, "chi2_min": 300.0, "table3_percent": {"Machine A (paper)": tau_summary(tau)},
+           "table4_fractions": {"Machine A (paper)": sigma_bands(c, 300.0)}, "check_machine": None,
+           "feedback_passing_share": {"Machine A (paper)": 0.5}, "figures": {"fig5": str(tmp_path / "f5.png")}}
+    md = render_markdown(rep)
+    assert "41.63 %" in md and "Table 3" in md
+    assert "Machine A (paper)" in table4_markdown(rep["table4_fractions"])
