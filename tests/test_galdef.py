@@ -157,7 +157,7 @@ def test_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
     ("SNR_events", 1, "0"),
     ("secondary_protons", 1, "0"),
     ("Diffusion_aniso", 1, "0"),
-    ("convection", 2, "0 or 1"),
+    ("convection", 2, "crprop supports 0"),
     ("source_model", 2, "1"),
     ("inj_spectrum_type", "Etot", "'rigidity'"),
     ("p_Ekin_grid", "p", "'Ekin'"),
@@ -282,3 +282,12 @@ def test_pickle_and_missing_file(tmp_path: Path) -> None:
         g.entries["D0_xx"] = None  # type: ignore[index]
     with pytest.raises(GaldefError, match="cannot read galdef"):
         read_galdef(tmp_path / "galdef_54_absent")
+
+
+def test_convection_is_refused_not_ignored():
+    """crprop has no convection yet: a galdef asking for it must fail, naming the key (GALPROP would run it)."""
+    from crprop.galaxy import paper_galdef_path
+    from crprop.galprop.galdef import GaldefError, read_galdef
+
+    with pytest.raises(GaldefError, match="convection"):
+        read_galdef(paper_galdef_path()).with_overrides(convection=1)

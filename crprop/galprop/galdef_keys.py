@@ -144,8 +144,9 @@ _add("eta_beta", "float", _I, 1.0, "velocity power eta of D_xx = D0 beta^eta (R/
      check=_finite)
 _add("diff_reacc", "int", _I, 1, "0 = no reacceleration, 1 = Seo & Ptuskin D_pp", allowed=(0, 1))
 _add("v_Alfven", "float", _I, 36.0, "Alfven speed, km/s", check=_nonneg)
-_add("convection", "int", _I, 0, "0 = off, 1 = V(z) = v0_conv + dvdz_conv |z| away from the plane",
-     allowed=(0, 1))
+_add("convection", "int", _I, 0, "0 = off (crprop does not implement GALPROP's convection = 1, V(z) = "
+     "v0_conv + dvdz_conv |z|, yet: its operator keeps room for it, but a run asking for it is refused)",
+     allowed=(0,))
 _add("v0_conv", "float", _I, 0.0, "convection speed at z = 0, km/s", check=_finite)
 _add("dvdz_conv", "float", _I, 10.0, "convection gradient, km/s/kpc", check=_finite)
 _add("nuc_g_0", "float", _I, 1.50, "injection index below nuc_rigid_br0 (patched v54 reads it)",
