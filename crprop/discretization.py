@@ -70,30 +70,28 @@ def vertical_coefficients(
     z = grid.z_kpc
     if np.any(zh > grid.z_half_kpc + (0.5 - _ON_BOUNDARY_FRACTION) * dz):
         raise ValueError(f"z_half_kpc up to {zh.max()} exceeds the grid's halo {grid.z_half_kpc} kpc")
-    k = dxx_cm2_s[None] / grid.dz_cm**2  # (1, n_E, B)
     n_z = z.size
-    a1 = np.broadcast_to(k, (n_z,) + k.shape[1:]).copy()
-    a3 = a1.copy()
-    a2 = 2.0 * a1
     interior = (zh[None, :] - np.abs(z)[:, None]) > (0.5 - _ON_BOUNDARY_FRACTION) * dz
-    for b in range(n_b):
-        idx = np.nonzero(interior[:, b])[0]
-        if idx.size == 0:
-            raise ValueError(f"model {b}: z_half_kpc = {zh[b]} leaves no interior z node")
-        for j, toward_boundary_up in ((idx[-1], True), (idx[0], False)):
-            h_prime = (zh[b] - abs(z[j])) / dz  # in units of dz, in [1/2, 3/2)
-            if abs(h_prime - 1.0) < _ON_BOUNDARY_FRACTION:
-                continue
-            centre_coef = 2.0 / (1.0 + h_prime)
-            diag_coef = 2.0 / h_prime
-            if toward_boundary_up:
-                a1[j, :, b] = centre_coef * k[0, :, b]
-                a3[j, :, b] = 0.0
-            else:
-                a3[j, :, b] = centre_coef * k[0, :, b]
-                a1[j, :, b] = 0.0
-            a2[j, :, b] = diag_coef * k[0, :, b]
-    return a1, a2, a3, interior
+    if not interior.any(axis=0).all():
+        bad = int(np.nonzero(~interior.any(axis=0))[0][0])
+        raise ValueError(f"model {bad}: z_half_kpc = {zh[bad]} leaves no interior z node")
+    # Geometric factors in units of D/dz^2, (n_z, B): GALPROP's rows, then Shortley-Weller rows at the
+    # outermost interior nodes (vectorised over models: this runs for every species of every batch).
+    g1 = np.ones((n_z, n_b))
+    g3 = np.ones((n_z, n_b))
+    g2 = np.full((n_z, n_b), 2.0)
+    cols = np.arange(n_b)
+    top = n_z - 1 - np.argmax(interior[::-1], axis=0)
+    bottom = np.argmax(interior, axis=0)
+    for j, toward_boundary_up in ((top, True), (bottom, False)):
+        h_prime = (zh - np.abs(z[j])) / dz  # in units of dz, in [1/2, 3/2)
+        sw = np.abs(h_prime - 1.0) >= _ON_BOUNDARY_FRACTION
+        jj, cc, hp = j[sw], cols[sw], h_prime[sw]
+        (g1 if toward_boundary_up else g3)[jj, cc] = 2.0 / (1.0 + hp)
+        (g3 if toward_boundary_up else g1)[jj, cc] = 0.0
+        g2[jj, cc] = 2.0 / hp
+    k = dxx_cm2_s[None] / grid.dz_cm**2  # (1, n_E, B)
+    return g1[:, None, :] * k, g2[:, None, :] * k, g3[:, None, :] * k, interior
 
 
 def momentum_coefficients(

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crprop.constants import PROTON_MASS_MODULATION_MEV
+from crprop.nuclear.species import ELEMENT_SYMBOLS as _NUCLEAR_SYMBOLS
 
-ELEMENT_SYMBOLS: dict[int, str] = {
-    1: "H", 2: "He", 3: "Li", 4: "Be", 5: "B", 6: "C", 7: "N", 8: "O", 9: "F", 10: "Ne",
-    11: "Na", 12: "Mg", 13: "Al", 14: "Si",
-}
+ELEMENT_SYMBOLS: dict[int, str] = dict(enumerate(_NUCLEAR_SYMBOLS, start=1))
+"""Z -> element symbol (one table: crprop.nuclear.species.ELEMENT_SYMBOLS)."""
 SYMBOL_TO_Z: dict[str, int] = {v: k for k, v in ELEMENT_SYMBOLS.items()}
 
 

@@ -19,7 +19,7 @@ from crprop.galaxy import GalaxySetup
 from crprop.galprop.galdef import Galdef, read_galdef
 from crprop.grid import Grid
 from crprop.params import PropagationParams, params_from_galdef
-from crprop.spectra import ELEMENT_SYMBOLS, Spectra
+from crprop.spectra import Spectra
 
 COMPARE_EMIN_GEV = 0.1
 COMPARE_EMAX_GEV = 1000.0
@@ -115,7 +115,3 @@ def format_table(rows: list[dict], title: str = "") -> str:
         lines.append(f"{r['species']:8s} {100 * r['max_abs_dev']:9.3f}% {100 * r['signed_dev']:8.3f}% "
                      f"{r['at_GeV_per_n']:10.3g}")
     return "\n".join(lines)
-
-
-def element_symbol(z: int) -> str:
-    return ELEMENT_SYMBOLS[int(z)]
