@@ -1,12 +1,13 @@
 """Full 25-isotope network throughput at the paper grid: models/s per backend, mode and precision.
 
-Models are scattered +-20 % around crml_base (inside the Table 1 prior). Each configuration is
-timed on a second batch after a warm-up batch (JIT / kernel compilation excluded). Prints models/s,
+Models are scattered +-20 % around crml_base (inside the Table 1 prior). Each mode and precision is
+warmed up on a 2-model batch first (JIT / kernel compilation excluded from the timing). Prints models/s,
 ms/model, steps per species, memory, and GALPROP's time per model in the same table.
 
     python benchmarks/network_speed.py --backend numba --batches 1 8
-    python benchmarks/network_speed.py --backend cupy --precision float32 --batches 64 512 2048
-Writes benchmarks/results/network_speed_<backend>[_<precision>].{json,md}.
+    python benchmarks/network_speed.py --backend cupy --modes fast galprop --precisions float32 float64 \
+        --batches 1 64 512 2048 --only fast:float32:8192 --tag cupy_h100
+Writes benchmarks/results/network_speed_<tag>.{json,md} (tag defaults to the backend).
 """
 
 from __future__ import annotations
@@ -47,49 +48,103 @@ def device_memory() -> float | None:
         return None
 
 
+def nominal_bytes(mode: str, precision: str) -> int:
+    """Nominal DRAM bytes per cell and solver step of the cupy kernels (gpu_solver_speed.nominal_bytes)."""
+    r = 4 if precision == "float32" else 8
+    return 32 + 4 * r if mode == "fast" else 9 * r
+
+
+def copy_bandwidth_gb_s() -> float | None:
+    """Measured device-to-device copy bandwidth (read + write), GB/s; None without CuPy."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    a = cupy.empty(1 << 28, np.float64)  # 2 GiB
+    b = cupy.empty_like(a)
+    b[...] = a
+    cupy.cuda.Device().synchronize()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        b[...] = a
+    cupy.cuda.Device().synchronize()
+    return 2 * a.nbytes * 10 / (time.perf_counter() - t0) / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="numba")
-    ap.add_argument("--precision", default=None, help="cupy only: float64 | float32")
+    ap.add_argument("--precisions", nargs="+", default=[None], help="cupy only: float64 float32 (default: the "
+                    "backend's per-mode default)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--modes", nargs="+", default=["fast"])
+    ap.add_argument("--only", nargs="*", default=[], help="extra mode:precision:B rows, e.g. fast:float32:8192")
+    ap.add_argument("--tag", default=None, help="results file suffix (default: the backend)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     setup = GalaxySetup.paper()
     galprop_s, galprop_src = galprop_seconds_per_model()
-    opts = {"precision": args.precision} if args.precision else None
-    propagate(setup, models(2, 0), mode="fast", backend=args.backend, backend_options=opts)  # warm-up / JIT
+    copy_bw = copy_bandwidth_gb_s() if args.backend == "cupy" else None
+    configs = [(m, p, b) for m in args.modes for p in args.precisions for b in args.batches]
+    for extra in args.only:
+        m, p, b = extra.split(":")
+        configs.append((m, p if p != "default" else None, int(b)))
     rows = []
-    for mode in args.modes:
-        for b in args.batches:
-            plist = models(b, b)
-            propagate(setup, plist[: min(b, 2)], mode=mode, backend=args.backend, backend_options=opts)
-            t0 = time.perf_counter()
+    warmed = set()
+    for mode, precision, b in configs:
+        opts = {"precision": precision} if precision else None
+        if (mode, precision) not in warmed:  # kernel compilation / JIT outside the timing
+            propagate(setup, models(2, 0), mode=mode, backend=args.backend, backend_options=opts)
+            warmed.add((mode, precision))
+        plist = models(b, b)
+        t0 = time.perf_counter()
+        try:
             sp = propagate(setup, plist, mode=mode, backend=args.backend, backend_options=opts)
-            wall = time.perf_counter() - t0
-            steps = np.mean(list(sp.meta["steps_per_species"].values()))
-            row = {"mode": mode, "backend": args.backend, "precision": args.precision or "float64", "B": b,
-                   "wall_s": wall, "models_per_s": b / wall, "ms_per_model": wall / b * 1e3,
-                   "mean_steps_per_species": float(steps), "max_residual": float(sp.residual.max()),
-                   "all_converged": bool(sp.converged.all()), "speedup_vs_galprop_core": galprop_s / (wall / b),
-                   "device_pool_GiB": device_memory(),
-                   "host_maxrss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
-            rows.append(row)
-            print(f"{mode:7s} {args.backend:5s} {row['precision']:7s} B={b:5d} {row['models_per_s']:9.2f} models/s "
-                  f"{row['ms_per_model']:10.1f} ms/model steps/species {steps:6.1f} residual "
-                  f"{row['max_residual']:.1e} x{row['speedup_vs_galprop_core']:.0f} vs GALPROP ({galprop_s:.1f} s)",
-                  flush=True)
-    tag = args.backend + (f"_{args.precision}" if args.precision else "")
+        except MemoryError as exc:  # cupy's OutOfMemoryError is a MemoryError
+            print(f"{mode} {precision} B={b}: out of memory ({exc})", flush=True)
+            rows.append({"mode": mode, "backend": args.backend, "precision": precision or "default", "B": b,
+                         "error": f"out of memory: {exc}"})
+            continue
+        wall = time.perf_counter() - t0
+        steps = sp.meta["steps_per_species"]
+        chunks = sp.meta.get("chunks", [b])
+        label = sp.meta["backend"].split("-")[-1] if args.backend == "cupy" else "float64"
+        cells = int(np.prod(sp.meta["grid_shape"]))
+        traffic = nominal_bytes(mode, label) * cells * b * sum(steps.values())
+        row = {"mode": mode, "backend": args.backend, "precision": label, "B": b,
+               "wall_s": wall, "models_per_s": b / wall, "ms_per_model": wall / b * 1e3,
+               "mean_steps_per_species": float(np.mean(list(steps.values()))),
+               "max_residual": float(sp.residual.max()), "all_converged": bool(sp.converged.all()),
+               "speedup_vs_galprop_core": galprop_s / (wall / b), "chunks": chunks,
+               "nominal_GB_per_s": traffic / wall / 1e9 if copy_bw else None,
+               "of_copy_bandwidth": traffic / wall / 1e9 / copy_bw if copy_bw else None,
+               "device_pool_GiB": device_memory(),
+               "host_maxrss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        rows.append(row)
+        print(f"{mode:7s} {args.backend:5s} {label:7s} B={b:5d} {row['models_per_s']:9.2f} models/s "
+              f"{row['ms_per_model']:10.1f} ms/model steps/species {row['mean_steps_per_species']:6.1f} residual "
+              f"{row['max_residual']:.1e} x{row['speedup_vs_galprop_core']:.0f} vs GALPROP ({galprop_s:.1f} s)"
+              + (f" {row['nominal_GB_per_s']:.0f} GB/s nominal" if copy_bw else ""), flush=True)
+    tag = args.tag or args.backend
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"network_speed_{tag}.json").write_text(json.dumps(
-        {"machine": machine(), "galprop_s_per_model": galprop_s, "galprop_source": galprop_src, "rows": rows},
-        indent=1))
-    lines = ["| mode | backend | precision | B | models/s | ms/model | steps/species | max residual | x GALPROP |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['mode']} | {r['backend']} | {r['precision']} | {r['B']} | {r['models_per_s']:.2f} | "
-              f"{r['ms_per_model']:.1f} | {r['mean_steps_per_species']:.1f} | {r['max_residual']:.1e} | "
-              f"{r['speedup_vs_galprop_core']:.0f} |" for r in rows]
-    lines.append(f"\nGALPROP: {galprop_s:.1f} s per model, one core ({galprop_src}).")
+        {"machine": machine(), "galprop_s_per_model": galprop_s, "galprop_source": galprop_src,
+         "copy_bandwidth_GB_s": copy_bw, "rows": rows}, indent=1))
+    lines = ["| mode | backend | precision | B | models/s | ms/model | steps/species | max residual | "
+             "nominal GB/s | of copy BW | device pool GiB | x GALPROP core |", "|" + "---|" * 12]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['mode']} | {r['backend']} | {r['precision']} | {r['B']} | {r['error']} |" + " |" * 7)
+            continue
+        bw = f"{r['nominal_GB_per_s']:.0f} | {100 * r['of_copy_bandwidth']:.0f} %" if copy_bw else "- | -"
+        pool = f"{r['device_pool_GiB']:.1f}" if r["device_pool_GiB"] is not None else "-"
+        lines.append(f"| {r['mode']} | {r['backend']} | {r['precision']} | {r['B']} | {r['models_per_s']:.2f} | "
+                     f"{r['ms_per_model']:.2f} | {r['mean_steps_per_species']:.1f} | {r['max_residual']:.1e} | {bw} | "
+                     f"{pool} | {r['speedup_vs_galprop_core']:.0f} |")
+    lines.append(f"\nGALPROP: {galprop_s:.1f} s per model, one core ({galprop_src}). Machine: {machine()}."
+                 + (f" Device copy bandwidth (read + write): {copy_bw:.0f} GB/s. nominal GB/s = nominal DRAM bytes "
+                    "per cell-step (fast: 32 + 4 x word, galprop: 9 x word) x cells x steps of all species / wall."
+                    if copy_bw else ""))
     (RESULTS / f"network_speed_{tag}.md").write_text("\n".join(lines) + "\n")
 
 

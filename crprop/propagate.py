@@ -23,7 +23,7 @@ from crprop.params import PropagationParams
 from crprop.physics.diffusion import diffusion_coefficient_pp, diffusion_coefficient_xx
 from crprop.physics.injection import q_primary
 from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL, NonConvergenceWarning, solve_species
-from crprop.spectra import Spectra
+from crprop.spectra import Spectra, concatenate_spectra
 
 D_REFERENCE_RIGIDITY_MV = 4.0e3
 """The paper's D0 is quoted at R = 4 GV (galdef D_rigid_br)."""
@@ -67,6 +67,8 @@ def propagate(
     return_psi: bool = False,
     psi0: dict[int, np.ndarray] | None = None,
     backend_options: dict | None = None,
+    max_batch: int | None = None,
+    z_extent_kpc: float | None = None,
 ):
     """Propagate B models; returns Spectra (and the dict species index -> psi if ``return_psi``).
 
@@ -77,14 +79,43 @@ def propagate(
     backend_options : options of a device backend (cupy: precision="float32", ...). On the GPU the
     whole network stays on the device: sources are accumulated there, psi is kept there (returned as
     CuPy arrays with ``return_psi``), and only the solar spectra are copied back.
+    max_batch : models per solver call; a larger batch is propagated in consecutive chunks and the results
+    concatenated. None: no limit on the CPU; on the GPU, as many as fit in the free device memory
+    (:func:`device_batch_limit`), so e.g. 8192 models run as 3 chunks on an 80 GB H100.
+    z_extent_kpc : halo height (kpc) the batch grid is built for; default the batch's largest z_h. It must be
+    at least that; chunks of a split batch all use the whole batch's grid, so psi0 and return_psi agree.
     """
     plist = [p.validate(check_prior=check_prior) for p in _as_param_list(params)]
     arr = {name: np.array([getattr(p, name) for p in plist]) for name in plist[0].to_dict()}
     z_halo = arr["z_halo_kpc"]
-    grid = batch_grid(setup, float(z_halo.max()))
-    tables = setup.tables(grid)
+    if z_extent_kpc is None:
+        z_extent_kpc = float(z_halo.max())
+    elif not z_extent_kpc >= z_halo.max():
+        raise ValueError(f"z_extent_kpc = {z_extent_kpc} kpc must be >= the batch's largest z_halo_kpc "
+                         f"({z_halo.max()} kpc)")
+    grid = batch_grid(setup, z_extent_kpc)
     net = setup.network
     be = get_backend(backend)
+    n_models = len(plist)
+    if max_batch is not None and max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1 models, got {max_batch}")
+    limit = max_batch or (device_batch_limit(grid.shape, len(net.species)) if be.name == "cupy" else n_models)
+    if n_models > limit:
+        n_chunks = -(-n_models // limit)
+        bounds = np.linspace(0, n_models, n_chunks + 1).round().astype(int)
+        parts, psis = [], []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            start = None if psi0 is None else {k: v[..., lo:hi] for k, v in psi0.items()}
+            out = propagate(setup, plist[lo:hi], mode, backend, tol, max_steps, False, return_psi, start,
+                            backend_options, max_batch=hi - lo, z_extent_kpc=z_extent_kpc)
+            parts.append(out[0] if return_psi else out)
+            if return_psi:
+                psis.append({k: _host(v) for k, v in out[1].items()})
+        spectra = concatenate_spectra(parts)
+        if return_psi:
+            return spectra, {k: np.concatenate([p[k] for p in psis], axis=-1) for k in psis[0]}
+        return spectra
+    tables = setup.tables(grid)
     opts = dict(backend_options or {})
     if be.name == "cupy":
         import cupy as xp
@@ -92,7 +123,6 @@ def propagate(
         opts.setdefault("keep_on_device", True)
     else:
         xp = np
-    n_models = len(plist)
     psi: dict[int, np.ndarray] = {}
     converged = np.ones(n_models, dtype=bool)
     residual = np.zeros(n_models)
@@ -148,6 +178,25 @@ def propagate(
 Z_EXTENT_QUANTUM_KPC = 1.0
 """Batches whose largest halo differs from the galdef's get a z grid reaching the next multiple of this
 (kpc): at most ~20 distinct grids over the prior, so the cached tables are reused across MCMC batches."""
+
+
+DEVICE_MEMORY_FRACTION = 0.8
+"""Share of the GPU's free memory (driver free + CuPy pool cache) that one propagate call plans to use."""
+DEVICE_FIELDS_PER_MODEL = 8
+"""float64 (n_r, n_z, n_E) fields per model besides the kept psi: solver workspace (psi, Q, residual, the
+float32/64 correction and scaled source), the source being built and the secondary-source temporaries."""
+
+
+def device_batch_limit(grid_shape: tuple[int, int, int], n_species: int, free_bytes: int | None = None) -> int:
+    """Models per propagate call that fit on the GPU: every species' psi may be alive at once (a light daughter
+    needs all heavier parents), plus DEVICE_FIELDS_PER_MODEL fields, all float64, within DEVICE_MEMORY_FRACTION of
+    ``free_bytes`` (default: the current device's free memory plus what CuPy's pool holds unused)."""
+    if free_bytes is None:
+        import cupy
+
+        free_bytes = cupy.cuda.Device().mem_info[0] + cupy.get_default_memory_pool().free_bytes()
+    per_model = int(np.prod(grid_shape)) * 8 * (n_species + DEVICE_FIELDS_PER_MODEL)
+    return max(1, int(DEVICE_MEMORY_FRACTION * free_bytes) // per_model)
 
 
 def batch_grid(setup: GalaxySetup, z_halo_max_kpc: float) -> Grid:

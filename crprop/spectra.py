@@ -138,3 +138,27 @@ class Spectra:
             self.ekin_gev_per_n, self.iso_z, self.iso_a, self.iso_flux[idx], self.converged[idx],
             self.residual[idx], phi_mv=self.phi_mv, meta=dict(self.meta),
         )
+
+
+def concatenate_spectra(parts: list[Spectra]) -> Spectra:
+    """One Spectra of the models of ``parts`` in order (same energies, isotopes and modulation).
+
+    meta: the first part's, with ``steps_per_species`` the largest over the parts and ``chunks`` their sizes.
+    """
+    if not parts:
+        raise ValueError("concatenate_spectra: no parts")
+    first = parts[0]
+    for k, p in enumerate(parts[1:], 1):
+        same_e = p.ekin_gev_per_n.shape == first.ekin_gev_per_n.shape and np.allclose(p.ekin_gev_per_n,
+                                                                                      first.ekin_gev_per_n)
+        same_iso = np.array_equal(p.iso_z, first.iso_z) and np.array_equal(p.iso_a, first.iso_a)
+        if not (same_e and same_iso and p.phi_mv == first.phi_mv):
+            raise ValueError(f"concatenate_spectra: part {k} has other energies, isotopes or phi than part 0")
+    meta = dict(first.meta)
+    steps = [p.meta.get("steps_per_species") for p in parts]
+    if all(isinstance(x, dict) for x in steps):
+        meta["steps_per_species"] = {k: max(x[k] for x in steps) for k in steps[0]}
+    meta["chunks"] = [p.n_models for p in parts]
+    return Spectra(first.ekin_gev_per_n, first.iso_z, first.iso_a, np.concatenate([p.iso_flux for p in parts]),
+                   np.concatenate([p.converged for p in parts]), np.concatenate([p.residual for p in parts]),
+                   first.phi_mv, meta)

@@ -99,8 +99,9 @@ def emulate_thomas(line: _Line, raw: int, real: type, rhs: Callable, out: Callab
         m = 1.0 if raw else line.mask(t)
         th = line.theta(t) * m
         c1, c2, c3 = line.coef(t)
-        a1, a2, a3 = (np.asarray(c * th).astype(real) for c in (c1, c2, c3))
-        x = rhs(t, m, a1, a2, a3)
+        d1, d2, d3 = (np.asarray(c * th, dtype=F64) for c in (c1, c2, c3))
+        a1, a2, a3 = (d.astype(real) for d in (d1, d2, d3))
+        x = rhs(t, m, d1, d2, d3)
         if t > 0:
             den = real(1) + a2 + a1 * cp[t - 1]
             dp[t] = (x + a1 * dp[t - 1]) / den
@@ -122,21 +123,23 @@ def emulate_sweep(d: str, targs: tuple, theta, theta_s: float, theta_const: int,
     s_v, q_v = line.view(src).copy(), line.view(qs)
     o_v = line.view(out)
 
-    def rhs(t, m, a1, a2, a3):
+    def rhs(t, m, a1, a2, a3):  # a* in double (the kernel's d1, d2, d3)
         if not cn:
             return (s_v[t].astype(F64) * m).astype(real)
-        x = (real(1) - a2) * s_v[t] + (qfac * q_v[t].astype(F64)).astype(real)
+        x = qfac * q_v[t].astype(F64) - 2.0 * a2 * s_v[t].astype(F64)  # delta form, in double
         if t > 0:
-            x = x + a1 * s_v[t - 1]
+            x = x + 2.0 * a1 * s_v[t - 1].astype(F64)
         if t < line.n - 1:
-            x = x + a3 * s_v[t + 1]
-        return x
+            x = x + 2.0 * a3 * s_v[t + 1].astype(F64)
+        return x.astype(real)
 
     def store(t, v):
         if cn:
-            v = np.where(v > 0, v, real(0))
+            x = s_v[t].astype(F64) + v.astype(F64)
+            x = np.where(x > 0, x, 0.0)
             if post:
-                v = (v * line.post(t)).astype(real)
+                x = x * line.post(t)
+            v = x.astype(real)
         o_v[t] = v
 
     emulate_thomas(line, raw, real, rhs, store)

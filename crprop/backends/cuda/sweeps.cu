@@ -133,8 +133,9 @@ struct LineP {  // fixed (i, j, b), t = k; off-diagonals rescaled by srat for sc
 };
 
 // Thomas algorithm for (I + theta A_line) x = rhs on one line. rhs(t, m, a1, a2, a3) gives the right-hand
-// side of row t (a* already multiplied by theta * m); out(t, x) stores the solution. Rows with m = 0 are
-// the identity (Dirichlet nodes) unless raw (GALPROP's time stepping solves them and resets them later).
+// side of row t (a* = theta * m * coefficient in double, before the recurrence rounds them to REAL); out(t, x)
+// stores the solution. Rows with m = 0 are the identity (Dirichlet nodes) unless raw (GALPROP's time stepping
+// solves them and resets them later).
 template <class L, class Rhs, class Out>
 __device__ __forceinline__ void thomas(const L &line, int raw, Rhs rhs, Out out) {
     real cp[L::N], dp[L::N];
@@ -144,8 +145,9 @@ __device__ __forceinline__ void thomas(const L &line, int raw, Rhs rhs, Out out)
         const double th = line.theta(t) * m;
         double c1, c2, c3;
         line.coef(t, c1, c2, c3);
-        const real a1 = (real)(c1 * th), a2 = (real)(c2 * th), a3 = (real)(c3 * th);
-        const real x = rhs(t, m, a1, a2, a3);
+        const double d1 = c1 * th, d2 = c2 * th, d3 = c3 * th;
+        const real a1 = (real)d1, a2 = (real)d2, a3 = (real)d3;
+        const real x = rhs(t, m, d1, d2, d3);
         real den;
         if (t > 0) {
             den = (real)1 + a2 + a1 * cp[t - 1];
@@ -167,61 +169,81 @@ __device__ __forceinline__ void thomas(const L &line, int raw, Rhs rhs, Out out)
 
 // Generic sweep: solve (I + theta A_d) x = rhs along one direction for every (line, model).
 //   cn = 0: rhs = src * m (identity rows on Dirichlet nodes unless raw);
-//   cn = 1: GALPROP Crank-Nicolson rhs = (1 - theta A_d) src + qfac * qs, negatives clipped, and if
-//           post = 1 the result is multiplied by the direction's boundary mask (GALPROP's reset).
+//   cn = 1: GALPROP's Crank-Nicolson step x = (I + theta A_d)^-1 [(I - theta A_d) src + qfac * qs], negatives
+//           clipped, and if post = 1 the result is multiplied by the direction's boundary mask (GALPROP's
+//           reset). It is solved in delta form: the right-hand side qfac qs - 2 theta A_d src is formed in
+//           double, the recurrence solves for the increment in REAL, and x = src + increment is added in
+//           double before it is rounded to REAL for storage. Algebraically the same step; in float32 the
+//           rounding error is relative to the increment, not to psi, which keeps a 240-step ladder within
+//           ~2e-6 of float64 (the direct form drifted to 2e-5).
 // theta: (NE,B) table, or the constant theta_s (s) when theta_const. Skipped when state[0] != 0.
-template <class L>
-__device__ __forceinline__ void sweep_line(const L &line, const real *__restrict__ src, const real *__restrict__ qs,
-                                           int cn, double qfac, int raw, int post, real *__restrict__ out) {
-    auto rhs = [&](int t, double m, real a1, real a2, real a3) -> real {
+// cn is a compile-time parameter: the plain sweeps (sweep_*, fast mode) and the Crank-Nicolson sweeps (cn_*,
+// galprop mode) are separate kernels, so the fast-mode kernels carry none of the delta form's double registers.
+template <int CN, class L>
+__device__ __forceinline__ void sweep_line(const L &line, const real *src, const real *__restrict__ qs,
+                                           double qfac, int raw, int post, real *__restrict__ out) {
+    auto rhs = [&](int t, double m, double a1, double a2, double a3) -> real {
         const long long c = line.at(t);
-        if (!cn) return (real)(src[c] * m);
-        real x = ((real)1 - a2) * src[c] + (real)(qfac * qs[c]);
-        if (t > 0) x += a1 * src[line.at(t - 1)];
-        if (t < L::N - 1) x += a3 * src[line.at(t + 1)];
-        return x;
+        if (!CN) return (real)(src[c] * m);
+        double x = qfac * (double)qs[c] - 2.0 * a2 * (double)src[c];
+        if (t > 0) x += 2.0 * a1 * (double)src[line.at(t - 1)];
+        if (t < L::N - 1) x += 2.0 * a3 * (double)src[line.at(t + 1)];
+        return (real)x;
     };
     auto store = [&](int t, real v) {
-        if (cn) {
-            v = v > (real)0 ? v : (real)0;
-            if (post) v = (real)(v * line.post(t));
+        const long long c = line.at(t);
+        if (CN) {
+            double x = (double)src[c] + (double)v;  // src[c] is still psi: each cell is written once, after
+            x = x > 0.0 ? x : 0.0;                  // its own and its neighbours' last reads (forward pass)
+            if (post) x *= line.post(t);
+            v = (real)x;
         }
-        out[line.at(t)] = v;
+        out[c] = v;
     };
     thomas(line, raw, rhs, store);
 }
 
 #define SWEEP_PARAMS                                                                                       \
     OP_PARAMS, const double *__restrict__ theta, const double theta_s, const int theta_const,             \
-        const double *__restrict__ srat, const real *src, const real *__restrict__ qs, const int cn,      \
-        const double qfac, const int raw, const int post, const int *__restrict__ state, real *out
+        const double *__restrict__ srat, const real *src, const real *__restrict__ qs, const double qfac, \
+        const int raw, const int post, const int *__restrict__ state, real *out
 
-extern "C" __global__ void sweep_z(SWEEP_PARAMS) {
-    int line, b;
-    if (state[0] || !line_and_model(NR * NE, nb, line, b)) return;
-    const Op o = OP_INIT;
-    const int i = line % NR, k = line / NR;
-    const LineZ L{o, i, k, b, theta_const ? theta_s : theta[(long long)k * nb + b]};
-    sweep_line(L, src, qs, cn, qfac, raw, post, out);
-}
+#if UNROLL_P
+#define P_BOUNDS
+#else
+#define P_BOUNDS __launch_bounds__(128, 16)
+#endif
+#define LINE_KERNELS(NAME, CN)                                                                             \
+    extern "C" __global__ void NAME##_z(SWEEP_PARAMS) {                                                    \
+        int line, b;                                                                                       \
+        if (state[0] || !line_and_model(NR * NE, nb, line, b)) return;                                     \
+        const Op o = OP_INIT;                                                                              \
+        const int i = line % NR, k = line / NR;                                                            \
+        const LineZ L{o, i, k, b, theta_const ? theta_s : theta[(long long)k * nb + b]};                   \
+        sweep_line<CN>(L, src, qs, qfac, raw, post, out);                                                  \
+    }                                                                                                      \
+    extern "C" __global__ void NAME##_r(SWEEP_PARAMS) {                                                    \
+        int line, b;                                                                                       \
+        if (state[0] || !line_and_model(NZ * NE, nb, line, b)) return;                                     \
+        const Op o = OP_INIT;                                                                              \
+        const int j = line % NZ, k = line / NZ;                                                            \
+        const LineR L{o, j, k, b, theta_const ? theta_s : theta[(long long)k * nb + b]};                   \
+        sweep_line<CN>(L, src, qs, qfac, raw, post, out);                                                  \
+    }                                                                                                      \
+    extern "C" __global__ void P_BOUNDS NAME##_p(SWEEP_PARAMS) {                                           \
+        int line, b;                                                                                       \
+        if (state[0] || !line_and_model(NR * NZ, nb, line, b)) return;                                     \
+        const Op o = OP_INIT;                                                                              \
+        const int j = line % NZ, i = line / NZ;                                                            \
+        const LineP L{o, i, j, b, theta, theta_s, theta_const, srat};                                      \
+        sweep_line<CN>(L, src, qs, qfac, raw, post, out);                                                  \
+    }
 
-extern "C" __global__ void sweep_r(SWEEP_PARAMS) {
-    int line, b;
-    if (state[0] || !line_and_model(NZ * NE, nb, line, b)) return;
-    const Op o = OP_INIT;
-    const int j = line % NZ, k = line / NZ;
-    const LineR L{o, j, k, b, theta_const ? theta_s : theta[(long long)k * nb + b]};
-    sweep_line(L, src, qs, cn, qfac, raw, post, out);
-}
-
-extern "C" __global__ void sweep_p(SWEEP_PARAMS) {
-    int line, b;
-    if (state[0] || !line_and_model(NR * NZ, nb, line, b)) return;
-    const Op o = OP_INIT;
-    const int j = line % NZ, i = line / NZ;
-    const LineP L{o, i, j, b, theta, theta_s, theta_const, srat};
-    sweep_line(L, src, qs, cn, qfac, raw, post, out);
-}
+// sweep_z, sweep_r, sweep_p: plain solves (cn = 0); cn_z, cn_r, cn_p: GALPROP's Crank-Nicolson steps (cn = 1).
+// With rolled loops (UNROLL_P = 0: c' and d' in local memory, memory-bound) the p kernels are held to 32 registers so that a
+// full 64 warps fit on an SM (block size = cupy_backend.BLOCK = 128).
+LINE_KERNELS(sweep, 0)
+LINE_KERNELS(cn, 1)
 
 // ------------------------------------------------------------------------------- Douglas (fast mode)
 // One step: d = tau (Q - A psi) / s;  (I + tau A_z) d1 = d;  (I + tau A_p) d2 = d1;  (I + tau A_r) d3 = d2;
@@ -239,7 +261,7 @@ extern "C" __global__ void douglas_z(OP_PARAMS, const double *__restrict__ tau, 
     const double tk = tau[(long long)k * nb + b], inv_s = 1.0 / sc[(long long)k * nb + b];
     const LineZ L{o, i, k, b, tk};
     double ss = 0.0;
-    auto rhs = [&](int j, double m, real, real, real) -> real {
+    auto rhs = [&](int j, double m, double, double, double) -> real {
         const double r = (q[L.at(j)] - apply_a(o, psi, i, j, k, b)) * o.rmask[i] * o.zmask[j * nb + b];
         ss += r * r;
         return (real)(r * tk * inv_s);
@@ -281,7 +303,7 @@ extern "C" __global__ void douglas_r(OP_PARAMS, const double *__restrict__ tau, 
     const int j = line % NZ, k = line / NZ;
     const double s = sc[(long long)k * nb + b];
     const LineR L{o, j, k, b, tau[(long long)k * nb + b]};
-    auto rhs = [&](int i, double m, real, real, real) -> real { return (real)(d[L.at(i)] * m); };
+    auto rhs = [&](int i, double m, double, double, double) -> real { return (real)(d[L.at(i)] * m); };
     auto store = [&](int i, real v) { psi[L.at(i)] += s * (double)v; };
     thomas(L, 0, rhs, store);
 }
