@@ -167,10 +167,18 @@ def _store_meta(model: PropagateModel, sim: SimConfig, extra: dict[str, Any]) ->
 
 def resimulate(params: np.ndarray, out: Path | str, sim: SimConfig, progress: bool = True) -> Path:
     """Propagate every row of ``params`` (n, 10; PARAM_NAMES units, inside the prior box) and store the
-    spectra, chi^2_tot and normalisations in the mock store ``out`` (``step`` = row index). Resumes a
-    partly written ``out`` from its committed records."""
+    spectra, chi^2_tot and normalisations in the mock store ``out``. Resumes a partly written ``out`` from
+    its committed records.
+
+    Rows are propagated in order of halo height, so that each batch of ``sim.batch_size`` shares a small
+    z grid (a batch is solved on the grid of its largest z_h: one z_h = 15 kpc row in a batch of 4 kpc rows
+    would make the whole batch ~4 times dearer). The store therefore holds the rows in that order, with
+    ``step`` = the row's index in ``params``; :func:`read_in_row_order` gives them back in row order.
+    """
     out = Path(out)
     params = np.asarray(params, dtype=np.float64)
+    order = np.argsort(params[:, PARAM_NAMES.index("z_halo_kpc")], kind="stable")
+    params = params[order]
     model = PropagateModel(sim.grid, sim.mode, sim.backend, sim.tol, sim.dataset, warm_start=False,
                            max_steps=sim.max_steps)
     if out.exists():
@@ -190,11 +198,23 @@ def resimulate(params: np.ndarray, out: Path | str, sim: SimConfig, progress: bo
             ev = model.evaluate(x)
             n = x.shape[0]
             store.append_batch(RecordBatch(params=x, norms=ev.norms, flux=ev.flux, chi2=ev.chi2,
-                                           chain=np.full(n, -1), step=np.arange(done, done + n),
+                                           chain=np.full(n, -1), step=order[done: done + n],
                                            accepted=np.ones(n, bool), converged=ev.converged,
                                            residual=ev.residual), {"kind": "resim", "cursor": done + n})
             done += n
             bar.update(n)
+    return out
+
+
+def read_in_row_order(store: MockStore, name: str) -> np.ndarray:
+    """Field ``name`` of a complete :func:`resimulate` store, in the row order of the re-simulated params."""
+    values = store.read(name)
+    rows = store.read("step")
+    if not np.array_equal(np.sort(rows), np.arange(rows.size)):
+        raise ValueError(f"{store.path}: 'step' is not a permutation of 0..{rows.size - 1}; not a complete "
+                         "re-simulation store")
+    out = np.empty_like(values)
+    out[rows] = values
     return out
 
 
@@ -241,9 +261,10 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     theta_prime = np.full((n, len(PARAM_NAMES)), np.nan)
     chi2_resim = np.full(n, np.inf)
     with MockStore.open(resim, "r") as st:
-        flux = st.read("flux").astype(np.float64)
-        good = st.read("converged") & np.isfinite(st.read("chi2"))
-        chi2_resim[np.flatnonzero(ok)] = np.where(good, st.read("chi2"), np.inf)
+        flux = read_in_row_order(st, "flux").astype(np.float64)
+        chi2 = read_in_row_order(st, "chi2")
+        good = read_in_row_order(st, "converged") & np.isfinite(chi2)
+        chi2_resim[np.flatnonzero(ok)] = np.where(good, chi2, np.inf)
         feats, valid = pseudo_features(flux, st.species, st.ekin_gev_per_n, np.random.default_rng(cfg.seed),
                                        cfg.max_relative, cfg.sim.dataset)
         use = valid & good
