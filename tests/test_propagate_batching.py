@@ -34,8 +34,9 @@ def _models(n: int) -> list[PropagationParams]:
 
 def test_chunked_batch_equals_one_batch(tiny):
     plist = _models(5)
-    whole, psi = propagate(tiny, plist, mode="exact", backend="numpy", return_psi=True)
-    split, psi_split = propagate(tiny, plist, mode="exact", backend="numpy", return_psi=True, max_batch=2)
+    whole, psi = propagate(tiny, plist, mode="exact", backend="numpy", return_psi=True, group_halos=False)
+    split, psi_split = propagate(tiny, plist, mode="exact", backend="numpy", return_psi=True, max_batch=2,
+                                 group_halos=False)
     assert split.meta["chunks"] == [2, 1, 2] and split.n_models == 5
     rel = np.abs(split.iso_flux / whole.iso_flux - 1)[whole.iso_flux > 0]
     assert rel.max() < EXACT_AGREEMENT
@@ -54,3 +55,27 @@ def test_batch_limit_and_bad_arguments(tiny):
     whole = propagate(tiny, _models(2), mode="exact", backend="numpy")
     with pytest.raises(ValueError, match="part 1"):
         concatenate_spectra([whole, whole.modulate(500.0)])
+
+
+def test_halo_groups_merge_small_groups(tiny):
+    from crprop.propagate import halo_groups
+
+    z = np.array([3.0, 9.0, 3.2, 8.5, 4.0, 3.1])  # tiny grid (dz 1.3 kpc): 7, 15, 9, 15, 9, 9 z nodes
+    assert [sorted(g.tolist()) for g in halo_groups(tiny, z, 1)] == [[0], [2, 4, 5], [1, 3]]
+    assert [sorted(g.tolist()) for g in halo_groups(tiny, z, 2)] == [[0, 2, 4, 5], [1, 3]]
+    assert [sorted(g.tolist()) for g in halo_groups(tiny, z, 3)] == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_grouped_halos_equal_one_batch(tiny):
+    plist = _models(5)[::-1]  # z_h 7, 6, 5, 4, 3 kpc: 13, 11, 9, 9, 7 z nodes
+    whole, psi = propagate(tiny, plist, mode="exact", backend="numpy", return_psi=True, group_halos=False)
+    grouped, psi_g = propagate(tiny, plist, mode="exact", backend="numpy", return_psi=True)
+    assert grouped.meta["halo_groups"] == [1, 2, 1, 1]
+    rel = np.abs(grouped.iso_flux / whole.iso_flux - 1)[whole.iso_flux > 0]
+    assert rel.max() < EXACT_AGREEMENT
+    for k in psi:
+        assert psi_g[k].shape == psi[k].shape
+        assert np.abs(psi_g[k] - psi[k]).max() <= EXACT_AGREEMENT * np.abs(psi[k]).max()
+    # warm start through the groups: psi0 on the whole batch's grid is sliced per group
+    again = propagate(tiny, plist, mode="fast", backend="numpy", psi0=psi)
+    assert again.converged.all() and max(again.meta["steps_per_species"].values()) <= 2

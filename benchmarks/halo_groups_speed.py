@@ -1,0 +1,85 @@
+"""Halo grouping in propagate: a batch whose halo heights are spread, solved as one batch (the grid of its
+largest z_h) against grouped by halo (crprop.propagate.halo_groups), full 25-isotope network.
+
+Models: crml_base +-10 % with z_h drawn uniformly in [--zh-min, --zh-max] kpc (an MCMC batch whose chains have
+spread in the D0 - z_h degeneracy, or a set of machine predictions to re-simulate).
+
+    python benchmarks/halo_groups_speed.py --backend numba --grid small --models 32
+Writes benchmarks/results/halo_groups_speed_<backend>_<grid>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+from common import RESULTS, machine
+
+from crprop.galaxy import GalaxySetup
+from crprop.params import PropagationParams
+from crprop.propagate import HALO_GROUP_MIN_MODELS, batch_grid, halo_groups, propagate
+
+CRML_BASE = dict(d0_1e28_cm2_s=3.25, delta=0.478, eta=-1.55, v_alfven_km_s=34.9, z_halo_kpc=3.9, nu1=0.28,
+                 nu2=2.42, nu3=2.12, r_break1_mv=880.0, r_break2_mv=4.67e5)
+GRIDS = {"paper": {}, "small": {"dr_kpc": 2.0, "dz_kpc": 0.39, "ekin_factor": 1.6},
+         "tiny": {"dr_kpc": 4.0, "dz_kpc": 1.3, "ekin_factor": 3.0}}
+
+
+def models(n: int, zh_min: float, zh_max: float, seed: int = 0) -> list[PropagationParams]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        vals = {k: v * rng.uniform(0.9, 1.1) for k, v in CRML_BASE.items()}
+        vals["z_halo_kpc"] = rng.uniform(zh_min, zh_max)
+        vals["d0_1e28_cm2_s"] = CRML_BASE["d0_1e28_cm2_s"] * vals["z_halo_kpc"] / 3.9  # along the degeneracy
+        out.append(PropagationParams(**vals))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="numba")
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="small")
+    ap.add_argument("--models", type=int, default=32)
+    ap.add_argument("--zh-min", type=float, default=2.0)
+    ap.add_argument("--zh-max", type=float, default=12.0)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    setup = GalaxySetup.paper().with_changes(**GRIDS[args.grid]) if GRIDS[args.grid] else GalaxySetup.paper()
+    plist = models(args.models, args.zh_min, args.zh_max)
+    z = np.array([p.z_halo_kpc for p in plist])
+    propagate(setup, plist[:2], backend=args.backend, group_halos=False)  # JIT / kernel compilation
+    groups = halo_groups(setup, z, HALO_GROUP_MIN_MODELS.get(args.backend, 1))
+    cells_one = len(plist) * batch_grid(setup, float(z.max())).shape[1]
+    cells_grouped = sum(g.size * batch_grid(setup, float(z[g].max())).shape[1] for g in groups)
+    rows = []
+    for grouped in (False, True):
+        t0 = time.perf_counter()
+        sp = propagate(setup, plist, backend=args.backend, group_halos=grouped)
+        wall = time.perf_counter() - t0
+        rows.append({"grouped": grouped, "wall_s": wall, "models_per_s": len(plist) / wall,
+                     "z_cells_per_column": cells_grouped if grouped else cells_one,
+                     "groups": [int(g.size) for g in groups] if grouped else [len(plist)],
+                     "all_converged": bool(sp.converged.all()), "max_residual": float(sp.residual.max())})
+        print(json.dumps(rows[-1]), flush=True)
+    tag = f"{args.backend}_{args.grid}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"halo_groups_speed_{tag}.json").write_text(json.dumps(
+        {"machine": machine(), "args": vars(args), "rows": rows}, indent=1))
+    lines = [f"# Halo grouping, {args.models} models, z_h uniform in [{args.zh_min}, {args.zh_max}] kpc, "
+             f"grid {args.grid} ({batch_grid(setup, args.zh_max).shape}), backend {args.backend}",
+             "", f"Machine: {machine()}. Command: `python benchmarks/halo_groups_speed.py --backend {args.backend} "
+             f"--grid {args.grid} --models {args.models}`.", "",
+             "| grouped | groups | z nodes x models | wall s | models/s | all converged |", "|---|---|---|---|---|---|"]
+    lines += [f"| {'yes' if r['grouped'] else 'no'} | {r['groups']} | {r['z_cells_per_column']} | {r['wall_s']:.1f} | "
+              f"{r['models_per_s']:.2f} | {r['all_converged']} |" for r in rows]
+    lines.append(f"\nSpeed-up {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x for "
+                 f"{rows[0]['z_cells_per_column'] / rows[1]['z_cells_per_column']:.2f}x fewer z nodes.")
+    (RESULTS / f"halo_groups_speed_{tag}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
