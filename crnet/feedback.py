@@ -16,7 +16,7 @@ re-simulated (R_br1 >= R_br2 after clipping to the prior box) or whose re-simula
 unusable fail. The loop stops when the share of passing predictions reaches ``target_share`` (0.95);
 otherwise the re-simulated (theta, spectra) are appended to the training store (a new file per round,
 :func:`crnet.store_read.merge_stores`) and the machine is retrained from the previous round's weights
-(warm start, :func:`warm_start_checkpoint`), up to ``max_rounds`` rounds.
+(warm start: ``TrainConfig.init_from``, fresh optimiser and schedule), up to ``max_rounds`` rounds.
 
 Resume: each round lives in ``<out>/round_<k>/``; finished steps are detected from their files (the
 closure arrays ``closure.npz``, the re-simulation store's ``n_complete``, the model file) and the run
@@ -275,41 +275,6 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     return result
 
 
-def warm_start_checkpoint(prev_model: Path | str, store: Path | str, out: Path | str, train_config) -> None:
-    """Write ``<out>.ckpt`` so that ``train(store, out, train_config, resume=True)`` starts from the weights
-    of ``prev_model`` (epoch 0, fresh optimiser and schedule) - the warm start of a feedback round.
-
-    Uses crnet.machines.training's checkpoint format (identity, optimiser, scheduler, both RNG streams).
-    """
-    import torch
-
-    from crnet.machines import build_network, network_name
-    from crnet.machines.modelfile import file_sha256, load_model
-    from crnet.machines.training import _identity, _save_checkpoint, checkpoint_path
-
-    cfg = train_config.resolved()
-    prev = load_model(prev_model)
-    network = network_name(cfg.machine, cfg.arch)
-    if network != prev.network:
-        raise ValueError(f"{prev_model}: network {prev.network!r} cannot warm-start a {network!r} machine")
-    arch = cfg.architecture or prev.architecture
-    torch.manual_seed(cfg.seed)
-    net = build_network(network, arch)
-    net.load_state_dict(prev.state_dict)
-    opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
-    opt = opt_cls(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    if cfg.lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.min_lr)
-    else:
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience,
-                                                           min_lr=cfg.min_lr)
-    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "bad_epochs": 0, "stopped_early": False,
-             "history": []}
-    identity = _identity(replace(cfg, architecture=None), network, arch, file_sha256(store))
-    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    _save_checkpoint(checkpoint_path(out), identity, net, opt, sched, np.random.default_rng(cfg.seed), state, best)
-
-
 # ------------------------------------------------------------------------------------------ loop
 @dataclass
 class FeedbackResult:
@@ -347,8 +312,7 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
         ``cfg.retrain_epochs``).
     """
     from crnet.machines.modelfile import load_model
-    from crnet.machines.training import TrainConfig, checkpoint_path, pseudo_path, train
-    from crnet.pseudodata import make_pseudodata
+    from crnet.machines.training import TrainConfig, checkpoint_path, train
 
     cfg = cfg or FeedbackConfig()
     out = Path(out)
@@ -373,14 +337,9 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
             if not next_store.is_file():
                 merge_stores([store, rdir / "resim.h5"], next_store)
             next_model = rdir / "model.pt"
-            if not next_model.is_file():
-                if not checkpoint_path(next_model).is_file():
-                    data_file = next_store
-                    if tcfg.machine == "B":  # train() reuses this pseudo-data file on resume
-                        data_file = pseudo_path(next_model)
-                        make_pseudodata(next_store, data_file, tcfg.pseudo)
-                    warm_start_checkpoint(current, data_file, next_model, tcfg)
-                train(next_store, next_model, tcfg, resume=True)
+            if not next_model.is_file():  # warm start from this round's model; resumes its own checkpoint
+                train(next_store, next_model, replace(tcfg, init_from=str(current)),
+                      resume=checkpoint_path(next_model).is_file())
             metrics.update(next_store=str(next_store), next_model=str(next_model))
         rounds.append(metrics)
         _write_log(log_path, log)

@@ -205,3 +205,20 @@ def test_training_on_gpu_with_mixed_precision(small_store, tmp_path) -> None:
     result = train(small_store, tmp_path / "gpu.pt", cfg)
     assert load_model(tmp_path / "gpu.pt").metadata["device"].startswith("cuda")
     assert np.isfinite(result.best_val_loss)
+
+
+def test_init_from_starts_at_the_given_weights(small_store, tmp_path) -> None:
+    base = TrainConfig(machine="A", arch="crnet", epochs=2, batch_size=32, seed=2, progress=False,
+                       architecture=SMALL_CRNET)
+    first = train(small_store, tmp_path / "first.pt", base)
+    # a learning rate of ~0 keeps the weights where init_from put them
+    frozen = TrainConfig(machine="A", arch="crnet", epochs=1, batch_size=32, seed=2, progress=False,
+                         learning_rate=1e-30, init_from=str(tmp_path / "first.pt"))
+    second = train(small_store, tmp_path / "second.pt", frozen)
+    a, b = load_model(tmp_path / "first.pt"), load_model(tmp_path / "second.pt")
+    assert b.architecture == a.architecture
+    assert all(torch.allclose(a.state_dict[k], b.state_dict[k], rtol=1e-6, atol=1e-9) for k in a.state_dict)
+    assert second.history[0]["val_loss"] == pytest.approx(first.best_val_loss, rel=1e-4)
+    with pytest.raises(ValueError, match="cannot start"):
+        train(small_store, tmp_path / "x.pt", TrainConfig(machine="A", arch="paper", epochs=1, progress=False,
+                                                          init_from=str(tmp_path / "first.pt")))

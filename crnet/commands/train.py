@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
         val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of records held out (paper: 0.1)."),
         max_sigma: float | None = typer.Option(None, "--max-sigma", help="Train only on chi2 < min + Delta(n sigma)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from <out>.ckpt."),
+        init_from: Path | None = typer.Option(None, "--init-from", help="Start from this model file's weights "
+                                              "(same network; fresh optimiser), e.g. to retrain on more mocks."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         amp: bool = typer.Option(False, "--amp", help="bfloat16 mixed precision on CUDA."),
         threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -82,7 +84,7 @@ def register(app: typer.Typer) -> None:
                               weight_decay=weight_decay, lr_schedule=lr_schedule, patience=patience, seed=seed,
                               val_fraction=val_fraction, max_sigma=max_sigma, device=device, amp=amp,
                               threads=threads, memory_limit_bytes=int(memory_gb * GIB), progress=not no_progress,
-                              pseudo=pseudo)
+                              pseudo=pseudo, init_from=str(init_from) if init_from else None)
             result = train(store, out, cfg, resume=resume)
         except (ValueError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -68,7 +68,12 @@ def log_cosh_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class TrainConfig:
-    """Training settings; ``None`` takes the network's default (paper / crnet / check constants)."""
+    """Training settings; ``None`` takes the network's default (paper / crnet / check constants).
+
+    init_from : a model file whose weights start the training (same network; its architecture unless
+    ``architecture`` is given, which must then match); optimiser, schedule and epochs start fresh. The feedback
+    loop retrains each round this way from the previous round's model.
+    """
 
     machine: str = "A"
     arch: str = "paper"
@@ -93,6 +98,7 @@ class TrainConfig:
     block_size: int = DEFAULT_BLOCK_SIZE
     progress: bool = True
     architecture: dict | None = None
+    init_from: str | None = None
     pseudo: PseudoDataConfig = field(default_factory=PseudoDataConfig)
 
     def resolved(self) -> TrainConfig:
@@ -186,6 +192,16 @@ def _run_epoch(net: nn.Module, data: RegressionData | CheckData, split: str, bat
     return total / max(count, 1)
 
 
+def _initial_model(cfg: TrainConfig, network: str):
+    """The model file of ``cfg.init_from`` (its weights start the training), checked to be the same network."""
+    from crnet.machines.modelfile import load_model
+
+    init = load_model(cfg.init_from)
+    if init.network != network:
+        raise ValueError(f"init_from {cfg.init_from}: network {init.network!r} cannot start a {network!r} machine")
+    return init
+
+
 def _identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str) -> dict:
     """What a checkpoint must share with the run that resumes it."""
     keys = ("machine", "arch", "val_fraction", "seed", "max_sigma", "check_sigma", "batch_size", "lr_schedule")
@@ -228,13 +244,18 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                                        block_size=cfg.block_size)
         loss_fn = log_cosh_loss
         n_bins = data.info.energies.size
-    arch = cfg.architecture or default_architecture(network, n_bins)
+    init = _initial_model(cfg, network) if cfg.init_from else None
+    arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
     store_sha = file_sha256(data_path)
     identity = _identity(cfg, network, arch, store_sha)
 
     with _deterministic(device.type == "cpu"):
         torch.manual_seed(cfg.seed)
         net = build_network(network, arch).to(device)
+        if init is not None:
+            if init.architecture != arch:
+                raise ValueError(f"init_from {cfg.init_from}: architecture {init.architecture} differs from {arch}")
+            net.load_state_dict(init.state_dict)
         opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
         optimizer = opt_cls(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         if cfg.lr_schedule == "cosine":
