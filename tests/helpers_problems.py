@@ -49,3 +49,18 @@ def relative_error(x: np.ndarray, ref: np.ndarray, floor: float = 1e-6) -> float
         m = ref[..., b] > floor * ref[..., b].max()
         worst = max(worst, float(np.abs(x[..., b][m] / ref[..., b][m] - 1).max()))
     return worst
+
+
+def galprop_c12_problem(internals_dir):
+    """GALPROP's own 12C inputs for crml_base (../shared/reference/galprop-internals): the operator (B = 1),
+    the source Q (primary + secondary, (n_r, n_z, n_E, 1)) and GALPROP's psi after its ladder (n_r, n_z, n_E)."""
+    g = np.load(internals_dir / "crml_base" / "grid_gas_source.npz")
+    s = np.load(internals_dir / "crml_base" / "species.npz")
+    ps = np.load(internals_dir / "crml_base" / "psi_selected.npz")
+    i = list(s["names"]).index("Carbon_12")
+    grid = Grid(g["r_kpc"], g["z_kpc"], g["Ekin_MeV_per_n"])
+    gamma = g["n_H_target"][..., None] * s["frag_rate_per_n_H_target"][i][None, None] + s["decay_rate_s"][i]
+    op = build_operator(grid, s["p_MeV"][i], s["Dxx_cm2_s"][i][:, None], s["Dpp_MeV2_s"][i][:, None],
+                        s["dpdt_f32"][i].astype(np.float64), gamma)
+    q = (ps["primary_source_C12"] + ps["secondary_source_C12"])[..., None]
+    return op, q, ps["psi_raw_C12"]

@@ -6,7 +6,7 @@ import importlib
 
 import numpy as np
 import pytest
-from helpers_problems import random_problem
+from helpers_problems import galprop_c12_problem, random_problem
 
 from crprop.backends import cupy_available, cupy_backend, get_backend, numba_backend
 from crprop.solvers import NonConvergenceWarning, TimeLadder, solve_species
@@ -247,18 +247,7 @@ crml_base species); the earlier direct form (rhs and psi rounded to float32 at e
 
 
 def test_emulated_float32_full_ladder_on_galprop_inputs(internals_dir):
-    from crprop.discretization import build_operator
-    from crprop.grid import Grid
-
-    g = np.load(internals_dir / "crml_base" / "grid_gas_source.npz")
-    s = np.load(internals_dir / "crml_base" / "species.npz")
-    ps = np.load(internals_dir / "crml_base" / "psi_selected.npz")
-    i = list(s["names"]).index("Carbon_12")
-    grid = Grid(g["r_kpc"], g["z_kpc"], g["Ekin_MeV_per_n"])
-    gamma = g["n_H_target"][..., None] * s["frag_rate_per_n_H_target"][i][None, None] + s["decay_rate_s"][i]
-    op = build_operator(grid, s["p_MeV"][i], s["Dxx_cm2_s"][i][:, None], s["Dpp_MeV2_s"][i][:, None],
-                        s["dpdt_f32"][i].astype(np.float64), gamma)
-    q = (ps["primary_source_C12"] + ps["secondary_source_C12"])[..., None]
+    op, q, _ = galprop_c12_problem(internals_dir)
     ref = solve_species(op, q, mode="galprop", backend="numba", on_nonconverged="ignore")
     got = cupy_backend.solve_species(op, q, "galprop", emulate=True, precision="float32", on_nonconverged="ignore")
     assert got.steps == ref.steps == 240

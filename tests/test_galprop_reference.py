@@ -11,10 +11,9 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers_problems import galprop_c12_problem
 
-from crprop.discretization import build_operator
 from crprop.galprop.compare import deviation_table, load_run
-from crprop.grid import Grid
 from crprop.propagate import propagate
 from crprop.solvers import TimeLadder, solve_species
 
@@ -95,16 +94,7 @@ def test_network_iterations_feed_10be_decay_into_boron(runs):
 
 def test_galprop_stepping_reproduces_galprop_psi(internals_dir):
     """GALPROP's own 12C inputs through crprop's galprop mode give GALPROP's psi (operator + ladder)."""
-    g = np.load(internals_dir / "crml_base" / "grid_gas_source.npz")
-    s = np.load(internals_dir / "crml_base" / "species.npz")
-    ps = np.load(internals_dir / "crml_base" / "psi_selected.npz")
-    i = list(s["names"]).index("Carbon_12")
-    grid = Grid(g["r_kpc"], g["z_kpc"], g["Ekin_MeV_per_n"])
-    gamma = g["n_H_target"][..., None] * s["frag_rate_per_n_H_target"][i][None, None] + s["decay_rate_s"][i]
-    op = build_operator(grid, s["p_MeV"][i], s["Dxx_cm2_s"][i][:, None], s["Dpp_MeV2_s"][i][:, None],
-                        s["dpdt_f32"][i].astype(np.float64), gamma)
-    q = (ps["primary_source_C12"] + ps["secondary_source_C12"])[..., None]
+    op, q, ref = galprop_c12_problem(internals_dir)
     res = solve_species(op, q, mode="galprop", backend="numba", ladder=TimeLadder(), on_nonconverged="ignore")
-    ref = ps["psi_raw_C12"]
     m = ref > 1e-30 * ref.max()
     assert np.abs(res.psi[..., 0][m] / ref[m] - 1).max() < STEPPING_TOL
