@@ -222,7 +222,10 @@ def halo_groups(setup: GalaxySetup, z_halo_kpc: np.ndarray, min_models: int = 1)
     grids first; a group with fewer than ``min_models`` is merged into the next larger one (the last one into its
     predecessor), so no group is smaller than that unless it is the only one."""
     z = np.asarray(z_halo_kpc, dtype=np.float64)
-    uniq, inv = np.unique(z, return_inverse=True)
+    # batch_grid's extents: the galdef's own grid, or the next multiple of Z_EXTENT_QUANTUM_KPC
+    extent = np.where(np.abs(z - setup.z_halo_kpc) < 1e-9, setup.z_halo_kpc,
+                      np.ceil(z / Z_EXTENT_QUANTUM_KPC - 1e-9) * Z_EXTENT_QUANTUM_KPC)
+    uniq, inv = np.unique(extent, return_inverse=True)
     n_z = np.array([batch_grid(setup, float(u)).shape[1] for u in uniq])[inv]
     order = np.argsort(n_z, kind="stable")
     cuts = np.flatnonzero(np.diff(n_z[order])) + 1
