@@ -69,3 +69,30 @@ def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version()}
+
+
+def nominal_bytes(mode: str, precision: str) -> int:
+    """Nominal DRAM bytes per cell and solver step of the cupy kernels, every field read/written once per kernel
+    (R = 4 or 8 bytes): fast = psi 8 + Q 8 + d R (douglas_z) + d 2R (p sweep) + d R + psi 16 (douglas_r) = 32 + 4R;
+    galprop = 3 sweeps x (psi R + Q/psi_ref R + psi R) = 9R. Coefficient tables, neighbour re-reads and the
+    Thomas scratch c', d' are not counted."""
+    r = 4 if precision == "float32" else 8
+    return 32 + 4 * r if mode == "fast" else 9 * r
+
+
+def copy_bandwidth_gb_s(n_bytes: int = 2 << 30, reps: int = 10) -> float:
+    """Device-to-device copy bandwidth of the current CuPy device, (bytes read + written) / time, GB/s."""
+    import cupy
+
+    a = cupy.ones(n_bytes // 8)
+    b = cupy.empty_like(a)
+    b[...] = a
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    start.record()
+    for _ in range(reps):
+        b[...] = a
+    stop.record()
+    stop.synchronize()
+    sec = cupy.cuda.get_elapsed_time(start, stop) / 1e3 / reps
+    del a, b
+    return 2 * n_bytes / sec / 1e9

@@ -31,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import copy_bandwidth_gb_s, nominal_bytes  # noqa: E402
+
 from crprop.backends import cupy_backend as cb  # noqa: E402
 from crprop.constants import C_CM_S, MB_CM2  # noqa: E402
 from crprop.discretization import build_operator  # noqa: E402
@@ -49,12 +51,6 @@ N_ISOTOPES = 25
 GALPROP_S_PER_SPECIES = GALPROP_S_PER_MODEL / N_ISOTOPES
 GOAL_US_PER_MODEL_SPECIES = 1e6 / (2000 * N_ISOTOPES)
 TOL = 1e-6
-
-
-def nominal_bytes(mode: str, precision: str) -> int:
-    """Nominal DRAM bytes per cell and step (see module docstring)."""
-    r = 4 if precision == "float32" else 8
-    return 32 + 4 * r if mode == "fast" else 9 * r
 
 
 def build_problem(n_models: int, seed: int = 0):
@@ -83,24 +79,6 @@ def device_source(spatial: np.ndarray, q_e: np.ndarray):
     import cupy
 
     return cupy.asarray(spatial)[:, :, None, None] * cupy.asarray(q_e)[None, None]
-
-
-def copy_bandwidth_gb_s(n_bytes: int = 2 << 30, reps: int = 10) -> float:
-    """Device-to-device copy bandwidth, (bytes read + written) / time, GB/s."""
-    import cupy
-
-    a = cupy.ones(n_bytes // 8)
-    b = cupy.empty_like(a)
-    b[...] = a
-    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-    start.record()
-    for _ in range(reps):
-        b[...] = a
-    stop.record()
-    stop.synchronize()
-    sec = cupy.cuda.get_elapsed_time(start, stop) / 1e3 / reps
-    del a, b
-    return 2 * n_bytes / sec / 1e9
 
 
 def timed_solve(op, q_dev, mode: str, precision: str, repeats: int) -> tuple[float, object]:

@@ -19,7 +19,7 @@ import time
 import warnings
 
 import numpy as np
-from common import RESULTS, galprop_seconds_per_model, machine
+from common import RESULTS, copy_bandwidth_gb_s, galprop_seconds_per_model, machine, nominal_bytes
 
 from crprop.galaxy import GalaxySetup
 from crprop.params import PropagationParams
@@ -48,29 +48,6 @@ def device_memory() -> float | None:
         return None
 
 
-def nominal_bytes(mode: str, precision: str) -> int:
-    """Nominal DRAM bytes per cell and solver step of the cupy kernels (gpu_solver_speed.nominal_bytes)."""
-    r = 4 if precision == "float32" else 8
-    return 32 + 4 * r if mode == "fast" else 9 * r
-
-
-def copy_bandwidth_gb_s() -> float | None:
-    """Measured device-to-device copy bandwidth (read + write), GB/s; None without CuPy."""
-    try:
-        import cupy
-    except ImportError:
-        return None
-    a = cupy.empty(1 << 28, np.float64)  # 2 GiB
-    b = cupy.empty_like(a)
-    b[...] = a
-    cupy.cuda.Device().synchronize()
-    t0 = time.perf_counter()
-    for _ in range(10):
-        b[...] = a
-    cupy.cuda.Device().synchronize()
-    return 2 * a.nbytes * 10 / (time.perf_counter() - t0) / 1e9
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="numba")
@@ -84,7 +61,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     setup = GalaxySetup.paper()
     galprop_s, galprop_src = galprop_seconds_per_model()
-    copy_bw = copy_bandwidth_gb_s() if args.backend == "cupy" else None
+    copy_bw = copy_bandwidth_gb_s() if args.backend == "cupy" else None  # GB/s, read + write
     configs = [(m, p, b) for m in args.modes for p in args.precisions for b in args.batches]
     for extra in args.only:
         m, p, b = extra.split(":")

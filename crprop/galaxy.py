@@ -27,8 +27,10 @@ from crprop.physics.losses import loss_coefficients, momentum_loss_rate
 from crprop.physics.source import source_distribution_from_parameters
 from crprop.solvers.galprop_cn import TimeLadder
 
-TABLE_CACHE_GRIDS = 4
-"""Spatial tables (gas, loss and fragmentation maps; ~10 MB per grid for the paper network) kept per setup."""
+TABLE_CACHE_GRIDS = 8
+"""Spatial tables (gas, loss and fragmentation maps) kept per setup: 28 MB for the paper grid (40 z nodes), 143 MB
+at z_h = 20 kpc (202 nodes). propagate's halo groups solve one grid per group (2048 chains spread over 2-15 kpc:
+6 groups), and rebuilding a grid's tables costs 0.1 s, so the cache holds more grids than one batch needs."""
 
 PAPER_GALDEF = "galdef_54_crml"
 """The CR-ML galdef (Tsai et al. 2022), shipped in crprop/data/galdef (see crprop/data/PROVENANCE.md)."""

@@ -9,13 +9,12 @@ normalisation node, one factor for all species) and read off at the Sun.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
-from crprop.backends import get_backend
+from crprop.backends import array_module, get_backend
 from crprop.constants import FLUX_CGS_MEV_TO_SI_GEV, R_SUN_KPC, Z_SUN_KPC
 from crprop.discretization import build_operator
 from crprop.galaxy import GalaxySetup
@@ -213,8 +212,10 @@ def device_batch_limit(grid_shape: tuple[int, int, int], n_species: int, free_by
 
 HALO_GROUP_MIN_MODELS = {"cupy": 256, "numba": 8, "numpy": 1}
 """Smallest group :func:`halo_groups` forms per backend: the GPU needs a few hundred models per call to fill
-the device (H100, full network: 49 models/s at B = 64, 77 at 512), numba's per-model cost flattens from ~8
-models (its threads run over models), numpy's does not depend on B."""
+the device (H100, full network: 49 models/s at B = 64, 77 at 512). numba's threads run over models: its cost per
+model-species was 169 ms at B = 1 and 79.6 ms at B = 16 (12C, 2 cores, benchmarks/results/solver_speed_cpu.md);
+8 is a middle value, not tuned (64 models spread over 2-12 kpc: 1.20x faster grouped, halo_groups_speed).
+numpy's cost does not depend on B."""
 
 
 def halo_groups(setup: GalaxySetup, z_halo_kpc: np.ndarray, min_models: int = 1) -> list[np.ndarray]:
@@ -260,7 +261,7 @@ def _propagate_groups(setup, plist, groups, grid, mode, backend, tol, max_steps,
             out, psi_g = out
             for k, v in psi_g.items():
                 if k not in psi_out:
-                    xp = np if isinstance(v, np.ndarray) else importlib.import_module("cupy")
+                    xp = array_module(v)
                     psi_out[k] = xp.zeros(grid.shape + (len(plist),), dtype=v.dtype)
                 psi_out[k][:, rows, :, idx] = v  # advanced index last: assigns per model
         parts.append(out)

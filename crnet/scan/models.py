@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from crnet.store import NORM_NAMES
+from crprop.backends import array_module
 
 
 @dataclass
@@ -221,7 +222,7 @@ class PropagateModel:
             return
         full = self.full_grid.shape
         for s, arr in psi.items():
-            xp = _array_module(arr)  # the cache lives where propagate keeps psi (CuPy on the GPU)
+            xp = array_module(arr)  # the cache lives where propagate keeps psi (CuPy on the GPU)
             if s not in self._cache:
                 self._cache[s] = xp.zeros(full + (self.n_slots,), dtype=np.float32)
             dst = self._cache[s]
@@ -234,14 +235,5 @@ class PropagateModel:
 
 def _slots_of(arr, slots: np.ndarray):
     """Contiguous arr[..., slots] in arr's own array module."""
-    xp = _array_module(arr)
+    xp = array_module(arr)
     return xp.ascontiguousarray(arr[..., xp.asarray(slots)])
-
-
-def _array_module(arr):
-    """numpy, or cupy for a CuPy array (without importing cupy otherwise)."""
-    if type(arr).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np

@@ -29,6 +29,13 @@ def cupy_available() -> tuple[bool, str]:
     return True, ""
 
 
+def array_module(array) -> ModuleType:
+    """numpy, or cupy for a CuPy array (cupy is imported only when such an array is given)."""
+    if type(array).__module__.split(".")[0] == "cupy":
+        return importlib.import_module("cupy")
+    return importlib.import_module("numpy")
+
+
 def get_backend(name: str = "auto") -> ModuleType:
     """Backend module by name: 'auto', 'numpy', 'numba' or 'cupy'."""
     if name == "auto":

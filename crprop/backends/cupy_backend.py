@@ -26,13 +26,13 @@ kernel's per-thread algorithm, through the same driver.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crprop.backends import array_module
 from crprop.operator import TransportOperator
 from crprop.solvers import douglas
 from crprop.solvers.galprop_cn import TimeLadder
@@ -485,7 +485,7 @@ def douglas_step(op: TransportOperator, tau_s, psi, q, *, precision: str = "floa
 
 def reset_dirichlet(op: TransportOperator, psi, d: str | None = None) -> None:
     """Set psi = 0 in place on the Dirichlet nodes of direction d ('r', 'z' or both); numpy or CuPy psi."""
-    xp = np if isinstance(psi, np.ndarray) else importlib.import_module("cupy")
+    xp = array_module(psi)
     if d in (None, "z"):
         psi *= xp.asarray(op.z_interior[None, :, None, :])
     if d in (None, "r"):

@@ -73,6 +73,12 @@ __device__ __forceinline__ double apply_a(const Op &o, const double *__restrict_
     return a;
 }
 
+// (Q - A psi) at one node, 0 on Dirichlet nodes (double): the residual of the Douglas step and of `residual`.
+__device__ __forceinline__ double masked_residual(const Op &o, const double *__restrict__ psi,
+                                                  const double *__restrict__ q, int i, int j, int k, int b) {
+    return (q[cell(o, i, j, k, b)] - apply_a(o, psi, i, j, k, b)) * o.rmask[i] * o.zmask[j * o.nb + b];
+}
+
 // ------------------------------------------------------------------------------------------ lines
 // Each line type gives: N (length), at(t) (field index), mask(t) (1 = unknown), post(t) (GALPROP's
 // boundary reset after the sweep), theta(t) (pseudo-time step, s) and coef(t) (a1, a2, a3 in s^-1).
@@ -262,7 +268,7 @@ extern "C" __global__ void douglas_z(OP_PARAMS, const double *__restrict__ tau, 
     const LineZ L{o, i, k, b, tk};
     double ss = 0.0;
     auto rhs = [&](int j, double m, double, double, double) -> real {
-        const double r = (q[L.at(j)] - apply_a(o, psi, i, j, k, b)) * o.rmask[i] * o.zmask[j * nb + b];
+        const double r = masked_residual(o, psi, q, i, j, k, b);
         ss += r * r;
         return (real)(r * tk * inv_s);
     };
@@ -286,10 +292,9 @@ extern "C" __global__ void douglas_res(OP_PARAMS, const double *__restrict__ tau
     double ss = 0.0;
 #pragma unroll 4
     for (int j = 0; j < NZ; ++j) {
-        const long long c = cell(o, i, j, k, b);
-        const double r = (q[c] - apply_a(o, psi, i, j, k, b)) * o.rmask[i] * o.zmask[j * nb + b];
+        const double r = masked_residual(o, psi, q, i, j, k, b);
         ss += r * r;
-        d[c] = (real)(r * tk * inv_s);
+        d[cell(o, i, j, k, b)] = (real)(r * tk * inv_s);
     }
     atomicAdd(norm2 + (long long)k * nb + b, ss);
 }
@@ -360,5 +365,5 @@ extern "C" __global__ void residual(OP_PARAMS, const double *__restrict__ psi, c
     const int k = (int)(rest % NE);
     rest /= NE;
     const int j = (int)(rest % NZ), i = (int)(rest / NZ);
-    out[t] = (q[t] - apply_a(o, psi, i, j, k, b)) * o.rmask[i] * o.zmask[j * nb + b];
+    out[t] = masked_residual(o, psi, q, i, j, k, b);
 }
