@@ -258,6 +258,9 @@ class Chi2Result:
     ratios : {'xi_Li', 'xi_Be', 'qO_over_qC'} -> (n_models,) ratio (NaN where the species is not measured).
     phi_mv : force-field potential used for top-of-atmosphere blocks, MV (None for LIS-only data sets).
     chi2_by_block : (n_models, n_blocks), columns in the order of ``block_labels``.
+    residuals : (n_models, n_points) normalised residuals (s_k M_k(E_j) - F_j) / sigma_j at the profiled
+        normalisations, blocks in data-set order (sum of squares = chi2_tot); only with
+        ``chi2(..., residuals=True)``, else None.
     """
 
     dataset: str
@@ -269,6 +272,7 @@ class Chi2Result:
     block_labels: list[str]
     phi_mv: np.ndarray | None = None
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    residuals: np.ndarray | None = None
 
     @property
     def chi2_scan(self) -> np.ndarray:
@@ -318,8 +322,10 @@ class _Problem:
             spectra.ekin_gev_per_n, spectra.flux(block.species), block.ekin_gev_per_n, self.interp
         )
 
-    def solve(self, models: np.ndarray, phi_mv: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(chi2 per block (n, n_blocks), q (n,), ratios (n, K)) for the given models at one phi."""
+    def solve(self, models: np.ndarray, phi_mv: float | None,
+              residuals: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(chi2 per block (n, n_blocks), q (n,), ratios (n, K)) for the given models at one phi; with
+        ``residuals`` the first entry is instead the (n, n_points) normalised residuals."""
         sub = self.spectra.select(models)
         modulated = sub.modulate(phi_mv) if phi_mv is not None and self.dataset.needs_modulation else None
         preds = []
@@ -351,14 +357,11 @@ class _Problem:
             q, r = np.ones(n), np.ones((n, len(self.ratio_species)))
         scale = {el: q for el in self.groups}
         scale.update({el: q * r[:, j] for j, el in enumerate(self.ratio_species)})
-        per_block = np.stack(
-            [
-                ((scale[self.element[blk.species]][:, None] * m - blk.flux) ** 2 / blk.sigma**2).sum(axis=1)
-                for blk, m in zip(self.dataset.blocks, preds, strict=True)
-            ],
-            axis=1,
-        )
-        return per_block, q, r
+        res = [(scale[self.element[blk.species]][:, None] * m - blk.flux) / blk.sigma
+               for blk, m in zip(self.dataset.blocks, preds, strict=True)]
+        if residuals:
+            return np.concatenate(res, axis=1), q, r
+        return np.stack([(x * x).sum(axis=1) for x in res], axis=1), q, r
 
 
 def chi2(
@@ -369,6 +372,7 @@ def chi2(
     profile: bool = True,
     phi_mv: float | None = None,
     interpolation: str = "loglog",
+    residuals: bool = False,
 ) -> Chi2Result:
     """chi^2_tot (Eq. 4.3) of every model in ``spectra`` (LIS) against ``dataset``.
 
@@ -381,6 +385,8 @@ def chi2(
     phi_mv : fix the force-field potential (MV) of top-of-atmosphere blocks; default: the data set's
         Modulation (fixed value, or profiled within its bounds when it is a nuisance).
     interpolation : 'loglog' (default) or 'cubic' (CR-ML's linear-space cubic spline).
+    residuals : also return the (n_models, n_points) normalised residuals (``Chi2Result.residuals``; used by
+        least-squares fits, crnet.scan.fit).
     """
     ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
     if isinstance(bounds, tuple):
@@ -405,6 +411,10 @@ def chi2(
         phi_out = np.full(models.size, phi)
     else:
         per_block, q, r, phi_out = _profile_phi(prob, models, ds.modulation.bounds_mv)
+    resid = None
+    if residuals:
+        resid = np.stack([prob.solve(np.array([m]), None if phi_out is None else float(phi_out[m]), True)[0][0]
+                          for m in models]) if phi_out is not None else prob.solve(models, None, True)[0]
     ratios = {name: np.full(models.size, np.nan) for name in RATIO_PARAMETERS.values()}
     for j, sp in enumerate(prob.ratio_species):
         ratios[RATIO_PARAMETERS[sp]] = r[:, j]
@@ -418,6 +428,7 @@ def chi2(
         block_labels=[b.label for b in ds.blocks],
         phi_mv=phi_out,
         bounds=dict(bounds),
+        residuals=resid,
     )
 
 

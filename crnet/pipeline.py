@@ -4,6 +4,9 @@
 Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml):
 
 * ``[run]``: out (directory), seed, threads (torch CPU threads; 0 = torch's default), progress;
+* ``[fit]``: enabled (bool), start, max_evaluations — find the chi2_tot minimum first
+  (:mod:`crnet.scan.fit`, on the scan's grid/backend/data set) and start the MCMC chains from its Laplace
+  approximation (``start`` = best fit, ``start_cov`` = T C); this replaces a long burn-in;
 * ``[scan]``: :class:`crnet.scan.runner.ScanConfig` fields (``[scan.grid]`` = dr_kpc, dz_kpc, ekin_factor);
   its grid, solver mode, backend, tol, max_steps and data set are also used for every re-simulation;
 * ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
@@ -51,6 +54,13 @@ class RunSection:
 
 
 @dataclass
+class FitSection:
+    enabled: bool = False
+    start: list[float] | None = None
+    max_evaluations: int = 60
+
+
+@dataclass
 class TrainSection:
     machines: list[str] = field(default_factory=lambda: list(MACHINE_NAMES))
     check: bool = True
@@ -89,6 +99,7 @@ class PipelineConfig:
     """The resolved pipeline configuration (module docstring)."""
 
     run: RunSection = field(default_factory=RunSection)
+    fit: FitSection = field(default_factory=FitSection)
     scan: ScanConfig = field(default_factory=ScanConfig)
     train: TrainSection = field(default_factory=TrainSection)
     test: TestSection = field(default_factory=TestSection)
@@ -128,7 +139,10 @@ def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
         run.out = out
     fb_raw = dict(raw.get("feedback", {}))
     fb_machines = fb_raw.pop("machines", ["A-crnet"])
-    cfg = PipelineConfig(run=run, scan=_section(ScanConfig, raw.get("scan", {}), "scan"),
+    fit = _section(FitSection, raw.get("fit", {}), "fit")
+    if fit.enabled and raw.get("scan", {}).get("start_cov") is not None:
+        raise ValueError(f"{path}: [fit] enabled sets the scan's start_cov; do not give [scan] start_cov too")
+    cfg = PipelineConfig(run=run, fit=fit, scan=_section(ScanConfig, raw.get("scan", {}), "scan"),
                          train=_section(TrainSection, raw.get("train", {}), "train"),
                          test=_section(TestSection, raw.get("test", {}), "test"),
                          feedback=FeedbackSection(fb_machines, _section(FeedbackConfig, fb_raw, "feedback")),
@@ -194,6 +208,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.run.threads)
     _atomic_json(out / "resolved_config.json", {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": versions()})
     st = _Stages(out)
+    if cfg.fit.enabled:
+        cfg.scan = _scan_from_fit(cfg, st.run("fit", lambda: _run_fit(cfg)))
+        _atomic_json(out / "resolved_config.json",
+                     {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": versions()})
     scan_path = out / "scan.h5"
     st.run("scan", lambda: run_scan(scan_path, cfg.scan, resume=True, progress=cfg.run.progress).new_records)
 
@@ -250,6 +268,28 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             progress=cfg.run.progress))
     _atomic_json(out / "timings.json", st.timings)
     return {"timings": st.timings, "report": report, "measured": measured}
+
+
+def _run_fit(cfg: PipelineConfig) -> dict[str, Any]:
+    from crnet.scan.fit import FitConfig, fit_best
+    from crnet.scan.models import PropagateModel
+
+    s = cfg.scan
+    model = PropagateModel(s.grid, s.mode, s.backend, s.tol, s.dataset, warm_start=False, max_steps=s.max_steps)
+    res = fit_best(model, FitConfig(start=cfg.fit.start or s.start, max_evaluations=cfg.fit.max_evaluations,
+                                    temperature=s.temperature), progress=cfg.run.progress)
+    path = res.save(cfg.out / "fit.json")
+    return {"path": str(path), "chi2": res.chi2, "success": res.success, "n_models": res.n_models}
+
+
+def _scan_from_fit(cfg: PipelineConfig, fit_stage: dict[str, Any]) -> ScanConfig:
+    """The scan config with start / start_cov from the fit (fit.json is the record; deterministic on resume)."""
+    import dataclasses
+
+    from crnet.scan.fit import FitResult
+
+    start, cov = FitResult.load(fit_stage["path"]).scan_start(cfg.scan.temperature)
+    return dataclasses.replace(cfg.scan, start=start, start_cov=cov)
 
 
 def _seeds(cfg: PipelineConfig) -> dict[str, int]:

@@ -248,6 +248,16 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
     return out
 
 
+def _sigma_shares(chi2: np.ndarray) -> dict[str, float] | None:
+    """Share of records with chi2 < min + Delta chi2_14(n sigma), n = 3, 4, 6 (how burnt in a scan is)."""
+    from crnet.likelihood import delta_chi2_threshold
+
+    if chi2.size == 0:
+        return None
+    lo = float(chi2.min())
+    return {f"{n}sigma": float(np.mean(chi2 < lo + delta_chi2_threshold(n))) for n in (3, 4, 6)}
+
+
 def store_info(path: Path | str) -> dict[str, Any]:
     """Summary of a store: attributes, record counts, chains, acceptance, chi2 range, checkpoint."""
     path = Path(path)
@@ -278,6 +288,7 @@ def store_info(path: Path | str) -> dict[str, Any]:
             "chi2_min": float(chi2[finite].min()) if finite.any() else None,
             "chi2_median": float(np.median(chi2[finite])) if finite.any() else None,
             "n_nonfinite_chi2": int((~finite).sum()), "checkpoint": checkpoint,
+            "share_within_sigma_of_min": _sigma_shares(chi2[finite]),
         }
         for key in ("design", "dataset", "temperature", "solver_mode", "backend", "cross_sections", "seed",
                     "crnet_version", "grid", "merged_from"):

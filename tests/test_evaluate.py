@@ -50,6 +50,9 @@ def test_figures_and_report(tmp_path):
     c = 300 + 200 * rng.random(200)
     tau = rng.normal(0, 0.05, (50, 10))
     assert tau_histograms({"A": tau}, tmp_path / "f5.png").stat().st_size > 0
+    # a machine that predicts one point for every input (tau constant up to rounding) still gets its panel
+    flat = np.full((50, 10), 0.02) + 1e-17 * rng.random((50, 10))
+    assert tau_histograms({"A": tau, "flat": flat}, tmp_path / "f5b.png").stat().st_size > 0
     assert profile_1d(p, c, 300.0, {"A": (p[:20], c[:20])}, tmp_path / "f6.png").stat().st_size > 0
     assert allowed_2d(p, c, 300.0, {"A": p[:20]}, tmp_path / "f7.png").stat().st_size > 0
     rep = {"n_mocks": 200, "chi2_min": 300.0, "table3_percent": {"Machine A (paper)": tau_summary(tau)},

@@ -407,3 +407,24 @@ def test_partial_data_sets_and_isotope_blocks() -> None:
     s_be = res_iso.q_c * res_iso.ratios["xi_Be"]
     direct = np.sum(((s_be[:, None] * preds[0] - be.flux) / be.sigma) ** 2, axis=1)
     np.testing.assert_allclose(res_iso.chi2_by_block[:, 0], direct, rtol=1e-12)
+
+
+def test_residuals_square_sum_to_chi2() -> None:
+    """residuals=True returns (s_k M - F) / sigma per data point: their squares add up to chi2_tot, for LIS
+    data (profiled normalisations) and for a top-of-atmosphere set with a profiled nuisance phi."""
+    ds = get_dataset("paper")
+    spectra = make_spectra(np.random.default_rng(11), 3, ds)
+    res = chi2(spectra, ds, residuals=True)
+    assert res.residuals.shape == (3, ds.n_points)
+    np.testing.assert_allclose((res.residuals**2).sum(axis=1), res.chi2_tot, rtol=1e-12)
+    # the first block's residuals are the model at the profiled scale minus the data
+    blk = ds.blocks[0]
+    name = RATIO_PARAMETERS.get(blk.species)
+    m = predictions(spectra, ds)[0]
+    s = res.q_c * (res.ratios[name] if name else 1.0)
+    np.testing.assert_allclose(res.residuals[:, :blk.flux.size], (s[:, None] * m - blk.flux) / blk.sigma,
+                               rtol=1e-12)
+    assert chi2(spectra, ds).residuals is None
+    toa = _toa_dataset(nuisance=True)
+    res_toa = chi2(make_spectra(np.random.default_rng(12), 2, ds, spread=0.1), toa, residuals=True)
+    np.testing.assert_allclose((res_toa.residuals**2).sum(axis=1), res_toa.chi2_tot, rtol=1e-10)

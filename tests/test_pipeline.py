@@ -17,7 +17,7 @@ CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
 
 
 def test_configs_load():
-    for name in ("ci", "demo", "paper"):
+    for name in ("ci", "demo", "paper", "gpu_16k", "gpu_fit"):
         cfg = load_config(CI.with_name(f"pipeline_{name}.toml"))
         assert cfg.feedback.settings.sim.grid == cfg.scan.grid
 
@@ -53,3 +53,24 @@ def test_cli_pipeline_ci(tmp_path):
     # a re-run finds every stage done and only re-reads the markers
     res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
     assert res.exit_code == 0, res.output
+
+
+def test_fit_stage_sets_the_scan_start(tmp_path):
+    """[fit] enabled: the fit's best point and T C become the scan's start / start_cov (tiny grid)."""
+    from crnet.pipeline import _run_fit, _scan_from_fit
+    from crnet.scan.fit import FitResult
+
+    toml = tmp_path / "fit.toml"
+    toml.write_text(f'[run]\nout = "{tmp_path / "run"}"\nprogress = false\n[fit]\nenabled = true\nmax_evaluations = 2\n'
+                    '[scan]\nn_chains = 3\nn_steps = 1\nbackend = "numpy"\n'
+                    'grid = { dr_kpc = 4.0, dz_kpc = 1.3, ekin_factor = 3.0 }\n')
+    cfg = load_config(toml)
+    cfg.out.mkdir(parents=True)
+    stage = _run_fit(cfg)
+    scan = _scan_from_fit(cfg, stage)
+    fit = FitResult.load(stage["path"])
+    assert scan.start == pytest.approx(list(fit.param_array()), rel=1e-12)
+    assert len(scan.start_cov) == 10 and stage["chi2"] == fit.chi2
+    toml.write_text(toml.read_text() + "start_cov = [[1.0]]\n")
+    with pytest.raises(ValueError, match="do not give"):
+        load_config(toml)

@@ -170,7 +170,14 @@ def test_cli_scan_store_info_and_merge(tmp_path):
     res = runner.invoke(app, ["store", "info", str(out)])
     assert res.exit_code == 0 and "n_complete" in res.output and "3" in res.output, res.output
     res = runner.invoke(app, ["store", "info", str(out), "--json"])
-    assert json.loads(res.output)["n_complete"] == 3
+    info = json.loads(res.output)
+    assert info["n_complete"] == 3
+    chi2 = np.sort(data.chi2)
+    from crnet.likelihood import delta_chi2_threshold
+
+    assert info["share_within_sigma_of_min"]["4sigma"] == pytest.approx(
+        np.mean(chi2 < chi2[0] + delta_chi2_threshold(4)))
+    assert info["share_within_sigma_of_min"]["3sigma"] >= 1 / 3  # the minimum itself counts
     res = runner.invoke(app, ["store", "merge", str(tmp_path / "m.h5"), str(out)])
     assert res.exit_code == 0, res.output
     assert len(read_store(tmp_path / "m.h5")) == 3

@@ -39,6 +39,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Base random seed."),
         start: str | None = typer.Option(None, "--start", help="Start / Gaussian centre: 10 comma-separated "
                                          "values in PARAM_NAMES order (D0 [1e28 cm^2/s], ..., breaks in MV)."),
+        from_fit: Path | None = typer.Option(None, "--from-fit", help="Start the MCMC chains from a `crnet fit` "
+                                             "result: chain 0 at its best fit, the others from N(best, T C)."),
         spread: float = typer.Option(0.05, "--spread", help="Start spread / Gaussian sigma, fraction of box width."),
         proposal_scale: float = typer.Option(0.02, "--proposal-scale", help="Initial proposal std, fraction of box."),
         freeze_after: int | None = typer.Option(None, "--freeze-after", help="Freeze the adaptive proposal after "
@@ -65,10 +67,17 @@ def register(app: typer.Typer) -> None:
             typer.echo("error: give --workers or --scheduler, not both", err=True)
             raise typer.Exit(code=2)
         try:
+            start_values, start_cov = _parse_start(start), None
+            if from_fit is not None:
+                from crnet.scan.fit import FitResult
+
+                if start is not None:
+                    raise ValueError("give --start or --from-fit, not both")
+                start_values, start_cov = FitResult.load(from_fit).scan_start(temperature)
             cfg = ScanConfig(design=design, n_chains=chains, n_steps=steps, n_points=points, batch_size=batch,
                              seed=seed, temperature=temperature, dataset=dataset, mode=mode, backend=backend, tol=tol,
                              max_steps=max_steps,
-                             warm_start=warm_start, start=_parse_start(start), start_spread=spread,
+                             warm_start=warm_start, start=start_values, start_spread=spread, start_cov=start_cov,
                              proposal_scale=proposal_scale, grid=GridConfig(dr, dz, ekin_factor),
                              sampler=SamplerConfig(freeze_after=freeze_after))
             if workers is None and scheduler is None:

@@ -13,7 +13,7 @@ INFO_ORDER: tuple[str, ...] = (
     "path", "format", "format_version", "n_complete", "capacity", "file_bytes", "design", "dataset", "temperature",
     "solver_mode", "backend", "cross_sections", "seed", "crnet_version", "n_species", "n_energies",
     "ekin_range_gev_per_n", "n_chains", "max_step", "acceptance_rate", "converged_fraction", "chi2_min",
-    "chi2_median", "n_nonfinite_chi2", "checkpoint", "grid",
+    "chi2_median", "share_within_sigma_of_min", "n_nonfinite_chi2", "checkpoint", "grid",
 )
 
 

@@ -33,6 +33,9 @@ PROFILE_BINS = 30
 """Bins of the shown parameter in the 1D profile."""
 
 TAU_HIST_BINS = 40
+TAU_MIN_SPAN_PERCENT = 1e-3
+"""Narrowest histogram range of tau, percent: a (near-)constant tau (an untrained machine predicting one point)
+is drawn in a +-1e-3 % window instead of failing."""
 LOG_AXES = ("r_break1_mv", "r_break2_mv")
 DPI = 110
 
@@ -51,7 +54,10 @@ def tau_histograms(taus: dict[str, np.ndarray], out: Path | str) -> Path:
             v = 100.0 * v[np.isfinite(v)]
             if v.size:
                 lo, hi = np.percentile(v, [1, 99])
-                ax.hist(np.clip(v, lo, hi), bins=TAU_HIST_BINS, histtype="step", label=name, density=True)
+                if hi - lo < TAU_MIN_SPAN_PERCENT:  # (near-)constant tau: numpy cannot make 40 finite bins
+                    lo, hi = lo - TAU_MIN_SPAN_PERCENT, hi + TAU_MIN_SPAN_PERCENT
+                ax.hist(np.clip(v, lo, hi), bins=TAU_HIST_BINS, range=(lo, hi), histtype="step", label=name,
+                        density=True)
         ax.set_xlabel(f"tau({LOG_PARAM_NAMES[j]}) [%]")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()

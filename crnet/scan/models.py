@@ -27,6 +27,8 @@ class Evaluation:
     chi2 : (B,) chi^2_tot with the profiled normalisations; norms : (B, 4) in NORM_NAMES order.
     converged : (B,) solver flag; residual : (B,) largest relative residual.
     solver_steps : total solver iterations of the call (warm-start accounting; 0 if unknown).
+    residuals : (B, n_points) normalised data residuals at the profiled normalisations (sum of squares =
+        chi2), only when asked for (``evaluate(..., residuals=True)``; least-squares fits), else None.
     """
 
     flux: np.ndarray
@@ -35,6 +37,7 @@ class Evaluation:
     converged: np.ndarray
     residual: np.ndarray
     solver_steps: int = 0
+    residuals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.flux = np.asarray(self.flux)
@@ -181,7 +184,10 @@ class PropagateModel:
             raise RuntimeError("warm start: the batch grid's z nodes are not a centred subset of the full grid")
         return off
 
-    def evaluate(self, params: np.ndarray, slots: np.ndarray | None = None) -> Evaluation:
+    def evaluate(self, params: np.ndarray, slots: np.ndarray | None = None,
+                 residuals: bool = False) -> Evaluation:
+        """Propagate (B, 10) PARAM_NAMES rows (breaks in MV) and score them; ``residuals`` also returns the
+        normalised data residuals (crnet.scan.fit)."""
         from crnet.likelihood import RATIO_PARAMETERS, chi2
         from crprop.params import PropagationParams
         from crprop.propagate import batch_grid, propagate
@@ -205,10 +211,11 @@ class PropagateModel:
         if use_warm:
             self._pending = (np.asarray(slots), psi, self._z_offset(grid))
         names, table = spectra.species_table(self.species)
-        res = chi2(spectra, self.dataset)
+        res = chi2(spectra, self.dataset, residuals=residuals)
         norms = np.column_stack([res.q_c] + [res.ratios[k] for k in RATIO_PARAMETERS.values()])
         steps = int(sum(spectra.meta.get("steps_per_species", {}).values()))
-        return Evaluation(table.astype(np.float32), res.chi2_tot, norms, spectra.converged, spectra.residual, steps)
+        return Evaluation(table.astype(np.float32), res.chi2_tot, norms, spectra.converged, spectra.residual, steps,
+                          res.residuals)
 
     def commit(self, slots: np.ndarray, accepted: np.ndarray) -> None:
         if not self.warm_start or self._pending is None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from crnet.scan.designs import DESIGNS, design_points, design_slice, prior_box, to_log, to_physical
 from crnet.scan.models import Evaluation, GridConfig, PropagateModel, ScanModel
-from crnet.scan.sampler import AdaptiveMetropolis, SamplerConfig
+from crnet.scan.sampler import OPTIMAL_SCALE, AdaptiveMetropolis, SamplerConfig
 from crnet.store import MockStore, RecordBatch, StoreError, StoreMeta
 
 SCAN_DESIGNS: tuple[str, ...] = ("mcmc",) + DESIGNS
@@ -48,6 +48,10 @@ class ScanConfig:
     start : (10,) PARAM_NAMES values (breaks in MV) around which the chains start / the Gaussian design
         is centred; None = chains start uniformly over the box.
     start_spread : std of the start dispersion / Gaussian design, as a fraction of each box width.
+    start_cov : (10, 10) covariance in log-break coordinates (breaks as log10 R/MV) of the start dispersion,
+        e.g. T C from ``crnet.scan.fit`` (the Laplace approximation of the tempered posterior); replaces
+        start_spread and proposal_scale: chain 0 starts at ``start`` itself, the others from N(start,
+        start_cov) redrawn until inside the box, and the initial proposal covariance is (2.38^2/d) start_cov.
     proposal_scale : std of the initial proposal, fraction of each box width.
     reject_nonconverged : give non-converged models log p = -inf.
     chain_offset, shard, n_shards : set by crnet.scan.distributed (chain ids chain_offset + 0 .. K-1).
@@ -69,6 +73,7 @@ class ScanConfig:
     warm_start_max_gb: float = 8.0
     start: list[float] | None = None
     start_spread: float = 0.05
+    start_cov: list[list[float]] | None = None
     proposal_scale: float = 0.02
     reject_nonconverged: bool = True
     grid: GridConfig = field(default_factory=GridConfig)
@@ -94,6 +99,15 @@ class ScanConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.start is not None and len(self.start) != 10:
             raise ValueError(f"start must hold the 10 PARAM_NAMES values, got {len(self.start)}")
+        if self.start_cov is not None:
+            cov = np.asarray(self.start_cov, dtype=np.float64)
+            if self.start is None or self.design != "mcmc":
+                raise ValueError("start_cov needs design 'mcmc' and a start")
+            if cov.shape != (10, 10) or not np.all(np.isfinite(cov)) or not np.allclose(cov, cov.T, rtol=1e-10,
+                                                                                           atol=0.0):
+                raise ValueError(f"start_cov must be a finite symmetric 10x10 matrix, got shape {cov.shape}")
+            if np.linalg.eigvalsh(cov).min() <= 0:
+                raise ValueError("start_cov must be positive definite (log-break coordinates)")
         if not 0 <= self.shard < self.n_shards:
             raise ValueError(f"shard {self.shard} outside 0 .. {self.n_shards - 1}")
 
@@ -257,7 +271,29 @@ def _initial_points(config: ScanConfig, rng: np.random.Generator) -> np.ndarray:
     centre = to_log(np.asarray(config.start, dtype=np.float64)[None])[0]
     if np.any(centre < lo) or np.any(centre > hi):
         raise ValueError(f"start {config.start} lies outside the prior box")
+    if config.start_cov is not None:
+        return _mvn_in_box(centre, np.asarray(config.start_cov, dtype=np.float64), k, rng, lo, hi)
     return np.clip(centre + config.start_spread * (hi - lo) * rng.standard_normal((k, lo.size)), lo, hi)
+
+
+START_MAX_REDRAWS = 1000
+"""Rounds of redrawing the start points that fell outside the box before giving up."""
+
+
+def _mvn_in_box(centre: np.ndarray, cov: np.ndarray, k: int, rng: np.random.Generator, lo: np.ndarray,
+                hi: np.ndarray) -> np.ndarray:
+    """(k, d): row 0 = centre, rows 1.. drawn from N(centre, cov) truncated to [lo, hi] by redrawing."""
+    chol = np.linalg.cholesky(cov)
+    out = np.empty((k, centre.size))
+    out[0] = centre
+    draw = lambda n: centre + rng.standard_normal((n, centre.size)) @ chol.T  # noqa: E731
+    out[1:] = draw(k - 1)
+    for _ in range(START_MAX_REDRAWS):
+        bad = np.nonzero(np.any((out < lo) | (out > hi), axis=1))[0]
+        if bad.size == 0:
+            return out
+        out[bad] = draw(bad.size)
+    raise ValueError("start_cov: too many start points outside the prior box; the covariance is too wide")
 
 
 def _chain_states(store: MockStore, config: ScanConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -306,7 +342,9 @@ def _run_mcmc(store: MockStore, config: ScanConfig, model: ScanModel, progress: 
             ev = evaluate(x0, np.arange(k))
             model.commit(np.arange(k), np.ones(k, dtype=bool))
             lp0 = log_density(ev, config.temperature, config.reject_nonconverged)
-            sampler = AdaptiveMetropolis(x0, lp0, config.proposal_scale * (hi - lo), config.sampler, rng, lo, hi)
+            prop = (OPTIMAL_SCALE**2 / lo.size * np.asarray(config.start_cov) if config.start_cov is not None
+                    else config.proposal_scale * (hi - lo))
+            sampler = AdaptiveMetropolis(x0, lp0, prop, config.sampler, rng, lo, hi)
             bar = _Progress(config.planned_records(), 0, progress, f"mcmc x{k}")
             store.append_batch(_batch(x0, ev, chain_ids, np.zeros(k, np.int64), np.ones(k, bool)),
                                {"kind": "mcmc", "sampler": sampler.state_dict(include_chains=False)})

@@ -1,0 +1,50 @@
+"""`crnet fit --out fit.json`: best fit of chi2_tot (profile-likelihood minimum) and its Laplace covariance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from crnet.commands.scan import _parse_start
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fit")
+    def fit_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="Fit result to write (JSON)."),
+        start: str | None = typer.Option(None, "--start", help="Start: 10 comma-separated values in PARAM_NAMES "
+                                         "order (D0 [1e28 cm^2/s], ..., breaks in MV); default crml_base."),
+        max_evaluations: int = typer.Option(60, "--max-evaluations", help="Cap on residual evaluations (each "
+                                            "Jacobian costs 10 more models)."),
+        backend: str = typer.Option("auto", "--backend", help="Solver backend: auto, numpy, numba, cupy."),
+        tol: float | None = typer.Option(None, "--tol", help="Solver relative residual (default crprop's)."),
+        dataset: str = typer.Option("paper", "--dataset", "-d", help="Likelihood data set."),
+        temperature: float = typer.Option(10.0, "--temperature", help="T of the tempered posterior the scan starts "
+                                          "from (paper: 10)."),
+        dr: float | None = typer.Option(None, "--dr", help="Radial grid step, kpc (default: the paper galdef)."),
+        dz: float | None = typer.Option(None, "--dz", help="Vertical grid step, kpc."),
+        ekin_factor: float | None = typer.Option(None, "--ekin-factor", help="Energy grid factor."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Print every evaluation."),
+    ) -> None:
+        """Minimise chi2_tot over the Table 1 box (least squares, profiled normalisations); the result starts
+        a scan with `crnet scan --from-fit`."""
+        from crnet.scan.fit import FitConfig, fit_best
+        from crnet.scan.models import GridConfig, PropagateModel
+
+        try:
+            cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations, temperature=temperature)
+            model = PropagateModel(GridConfig(dr, dz, ekin_factor), backend=backend, tol=tol, dataset=dataset,
+                                   warm_start=False)
+            res = fit_best(model, cfg, progress=progress)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        res.save(out)
+        state = "converged" if res.success else f"NOT converged ({res.message})"
+        typer.echo(f"chi2_tot {res.chi2:.2f} after {res.n_evaluations} evaluations ({res.n_models} models, "
+                   f"{res.wall_s:.1f} s), {state}; written to {out}")
+        for name, value in res.params.items():
+            typer.echo(f"  {name:20s} {value:.6g}")
+        if not res.success:
+            raise typer.Exit(code=1)

@@ -1,0 +1,242 @@
+"""Best fit of chi^2_tot over the 10 Table-1 parameters and its Laplace covariance (a start for the scan).
+
+Why: the paper's scan (CosRayMC + GALPROP) walks Metropolis chains in from the prior box; their early
+states (the burn-in) are not samples of chi2_tot / 10 and it takes thousands of steps per chain before
+they are. On one GPU session crnet can afford tens of steps per chain, so it finds the minimum first and
+starts the chains from the Laplace approximation of the tempered posterior around it — the usual
+"small ball around the maximum a posteriori" initialisation of ensemble samplers (emcee's documentation).
+The samples the machines learn from are still the Metropolis chains' own; the fit only shortens the
+burn-in. Chain 0 starts exactly at the best fit, so the store holds the minimum.
+
+Method: least squares on the normalised data residuals r(theta) (chi2_tot = |r|^2 with the four
+normalisations profiled at every theta, ``crnet.likelihood``), trust-region reflective inside the prior
+box (``scipy.optimize.least_squares``, method 'trf'), in the sampler's coordinates (breaks as
+log10(R/MV), ``crprop.params.LOG_PRIOR_BOX``) scaled by the box widths. The Jacobian is by forward
+differences with all d perturbed models propagated in ONE batched solver call per iteration (backward
+at the upper box edge).
+
+Covariance: C = (J^T J)^-1 at the minimum (Gauss-Newton Hessian; the Delta chi2 = 1 ellipsoid). The
+start dispersion of the chains is N(x_best, T C) truncated to the box (T = the scan temperature, 10) and
+the initial proposal covariance (2.38^2 / d) T C (Gelman, Roberts & Gilks 1996). Directions the data do
+not constrain (tiny eigenvalues of J^T J, e.g. along the D0 - z_h degeneracy) are capped at a standard
+deviation of MAX_START_STD_FRACTION of the box width.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+
+from crnet.scan.designs import prior_box, to_log, to_physical
+from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES
+
+CRML_BASE_PARAMS: tuple[float, ...] = (3.25, 0.478, -1.55, 34.9, 3.9, 0.28, 2.42, 2.12, 880.0, 4.67e5)
+"""PARAM_NAMES values (breaks in MV) of the CR-ML galdef run crml_base (../shared/reference/galprop/README.md):
+the default start of the fit. Not a best fit: chi2_tot = 11,797 on the 'paper' data set (crnet fast mode)."""
+
+FD_STEP_FRACTION = 1.0e-3
+"""Forward-difference step, fraction of each box width. The fast solver converges to a relative residual
+1e-6 (flux error ~5e-7), so the derivative's noise is ~5e-7 / (1e-3 x dflux/dx) - below 1e-3 relative
+for every parameter that moves the fluxes by more than 0.1 % across its box."""
+
+MAX_START_STD_FRACTION = 0.2
+"""Largest standard deviation of the start dispersion (after the temperature), fraction of the box width:
+caps the unconstrained directions of J^T J."""
+
+FIT_FORMAT = "crnet-fit"
+FIT_VERSION = 1
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`fit_best`.
+
+    start : (10,) PARAM_NAMES values (breaks in MV) where the fit starts; None = crml_base.
+    max_evaluations : cap on least_squares' residual evaluations (each Jacobian costs 10 more models).
+    ftol, xtol : least_squares' relative tolerances on chi^2 and on the step (1e-4: Delta chi2 ~0.04 at
+        chi2 ~ 400, far below the 1 sigma threshold of 15.9).
+    temperature : T of the tempered posterior whose Laplace covariance T C the scan starts from.
+    """
+
+    start: list[float] | None = None
+    max_evaluations: int = 60
+    ftol: float = 1.0e-4
+    xtol: float = 1.0e-4
+    temperature: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.start is not None and len(self.start) != len(PARAM_NAMES):
+            raise ValueError(f"FitConfig.start must hold the {len(PARAM_NAMES)} PARAM_NAMES values, "
+                             f"got {len(self.start)}")
+        if self.max_evaluations < 1:
+            raise ValueError(f"FitConfig.max_evaluations must be >= 1, got {self.max_evaluations}")
+        if not (self.ftol > 0 and self.xtol > 0):
+            raise ValueError("FitConfig.ftol and xtol must be > 0")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"FitConfig.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit_best`.
+
+    params : {PARAM_NAMES name: value} at the minimum (breaks in MV); x_log : the same in log-break
+        coordinates. chi2 : chi2_tot there; norms : profiled normalisations (q_C, xi_Li, xi_Be, qO/qC).
+    covariance_log : (10, 10) C = (J^T J)^-1 in log-break coordinates (Delta chi2 = 1), capped.
+    success : least_squares reached ftol/xtol (not only the evaluation cap) and the final model converged.
+    n_evaluations : residual evaluations; n_models : models propagated (with the Jacobians).
+    history : chi2_tot of every residual evaluation, in order.
+    """
+
+    params: dict[str, float]
+    x_log: list[float]
+    chi2: float
+    norms: list[float]
+    covariance_log: list[list[float]]
+    success: bool
+    status: int
+    message: str
+    n_evaluations: int
+    n_models: int
+    wall_s: float
+    history: list[float] = field(default_factory=list)
+    start: list[float] = field(default_factory=list)
+    solver_converged: bool = True
+
+    @property
+    def start_cov(self) -> np.ndarray:
+        """Not tempered: C in log-break coordinates."""
+        return np.asarray(self.covariance_log, dtype=np.float64)
+
+    def param_array(self) -> np.ndarray:
+        """(10,) PARAM_NAMES values (breaks in MV)."""
+        return np.array([self.params[n] for n in PARAM_NAMES], dtype=np.float64)
+
+    def scan_start(self, temperature: float) -> tuple[list[float], list[list[float]]]:
+        """(start, start_cov) for :class:`crnet.scan.runner.ScanConfig`: the best fit and T C (capped)."""
+        return [float(v) for v in self.param_array()], tempered_covariance(self.start_cov, temperature).tolist()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FIT_FORMAT, "version": FIT_VERSION, **asdict(self)}
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> FitResult:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable crnet fit file ({exc})") from None
+        if raw.get("format") != FIT_FORMAT:
+            raise ValueError(f"{path}: format {raw.get('format')!r}, expected {FIT_FORMAT!r}")
+        raw.pop("format"), raw.pop("version", None)
+        missing = [n for n in PARAM_NAMES if n not in raw.get("params", {})]
+        if missing:
+            raise ValueError(f"{path}: params lacks {missing}")
+        cov = np.asarray(raw.get("covariance_log"), dtype=np.float64)
+        if cov.shape != (len(PARAM_NAMES),) * 2 or not np.all(np.isfinite(cov)):
+            raise ValueError(f"{path}: covariance_log must be a finite {len(PARAM_NAMES)}x{len(PARAM_NAMES)} matrix")
+        return cls(**raw)
+
+
+def tempered_covariance(cov_log: np.ndarray, temperature: float) -> np.ndarray:
+    """T C with every eigen-direction's standard deviation capped at MAX_START_STD_FRACTION of the box
+    (widths measured along the direction in box-scaled coordinates)."""
+    lo, hi = prior_box()
+    w = hi - lo
+    cu = temperature * np.asarray(cov_log, dtype=np.float64) / np.outer(w, w)
+    cu = 0.5 * (cu + cu.T)
+    lam, vec = np.linalg.eigh(cu)
+    lam = np.clip(lam, 0.0, MAX_START_STD_FRACTION**2)
+    return (vec * lam) @ vec.T * np.outer(w, w)
+
+
+def laplace_covariance(jac_scaled: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """(J^T J)^-1 in log-break coordinates from the Jacobian in box-scaled coordinates (pseudo-inverse with
+    the unconstrained directions capped at the box scale, see :func:`tempered_covariance`)."""
+    jtj = jac_scaled.T @ jac_scaled
+    lam, vec = np.linalg.eigh(0.5 * (jtj + jtj.T))
+    inv = 1.0 / np.maximum(lam, 1.0 / MAX_START_STD_FRACTION**2)
+    cu = (vec * inv) @ vec.T
+    return cu * np.outer(widths, widths)
+
+
+def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True) -> FitResult:
+    """Minimise chi2_tot of ``model`` (a :class:`crnet.scan.models.PropagateModel`, whose ``evaluate``
+    returns residuals) over the prior box; see the module docstring."""
+    cfg = config or FitConfig()
+    lo, hi = prior_box()
+    w = hi - lo
+    start = np.asarray(cfg.start if cfg.start is not None else CRML_BASE_PARAMS, dtype=np.float64)
+    x0 = to_log(start[None])[0]
+    if np.any(x0 <= lo) or np.any(x0 >= hi):
+        bad = [n for n, v, a, b in zip(LOG_PARAM_NAMES, x0, lo, hi, strict=True) if not a < v < b]
+        raise ValueError(f"fit start must lie strictly inside the prior box; outside or on the edge: {bad}")
+    u0 = (x0 - lo) / w
+    history: list[float] = []
+    cache: dict[bytes, Any] = {}
+    counts = {"models": 0}
+    t0 = time.perf_counter()
+
+    def run(u_rows: np.ndarray):
+        ev = model.evaluate(to_physical(lo + w * np.clip(u_rows, 0.0, 1.0)), None, residuals=True)
+        counts["models"] += u_rows.shape[0]
+        if ev.residuals is None:
+            raise TypeError("fit_best: model.evaluate(..., residuals=True) returned no residuals")
+        return ev
+
+    def point(u: np.ndarray):
+        key = np.asarray(u, dtype=np.float64).tobytes()
+        if key not in cache:
+            ev = run(u[None])
+            r = ev.residuals[0]
+            if not ev.converged[0] or not np.all(np.isfinite(r)):
+                warnings.warn(f"fit: model at {to_physical(lo + w * u)[0].tolist()} did not converge or gave "
+                              "non-finite chi2; the step is rejected", stacklevel=2)
+                r = np.full_like(r, 1e6)
+            cache.clear()
+            cache[key] = (r, ev)
+            history.append(float(ev.chi2[0]))
+            if progress:
+                print(f"fit: evaluation {len(history):3d}  chi2_tot {history[-1]:.2f}  "
+                      f"best {min(history):.2f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        return cache[key]
+
+    def fun(u: np.ndarray) -> np.ndarray:
+        return point(u)[0]
+
+    def jac(u: np.ndarray) -> np.ndarray:
+        r0 = point(u)[0]
+        h = FD_STEP_FRACTION
+        steps = np.where(u + h <= 1.0, h, -h)
+        rows = u[None, :] + np.diag(steps)
+        ev = run(rows)
+        return ((ev.residuals - r0[None, :]) / steps[:, None]).T
+
+    res = optimize.least_squares(fun, u0, jac=jac, bounds=(0.0, 1.0), method="trf", x_scale=1.0,
+                                 ftol=cfg.ftol, xtol=cfg.xtol, gtol=1e-10, max_nfev=cfg.max_evaluations)
+    u_best = np.clip(res.x, 0.0, 1.0)
+    r_best, ev_best = point(u_best)
+    cov = laplace_covariance(jac(u_best), w)
+    x_best = lo + w * u_best
+    phys = to_physical(x_best[None])[0]
+    return FitResult(
+        params={n: float(v) for n, v in zip(PARAM_NAMES, phys, strict=True)}, x_log=x_best.tolist(),
+        chi2=float(ev_best.chi2[0]), norms=[float(v) for v in ev_best.norms[0]], covariance_log=cov.tolist(),
+        success=bool(res.status > 0 and ev_best.converged[0]), status=int(res.status), message=str(res.message),
+        n_evaluations=len(history), n_models=counts["models"], wall_s=time.perf_counter() - t0,
+        history=history, start=[float(v) for v in start], solver_converged=bool(ev_best.converged[0]))
