@@ -10,7 +10,10 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
 * ``[scan]``: :class:`crnet.scan.runner.ScanConfig` fields (``[scan.grid]`` = dr_kpc, dz_kpc, ekin_factor);
   its grid, solver mode, backend, tol, max_steps and data set are also used for every re-simulation;
 * ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
-  epochs, batch_size, patience, n_pseudo (Machine B's pseudo-data), device;
+  epochs, batch_size, patience, n_pseudo (Machine B's pseudo-data), device, holdout_fraction (> 0: the
+  records of a hold-out hash are reserved as central values of the test pseudo-data; Machines A and B
+  never train on them, see crnet.pseudodata.holdout_mask; 0 = the paper's protocol, train and test
+  pseudo-data drawn from the same central spectra);
 * ``[test]``: n_test (pseudo-data spectra of the test set), seed;
 * ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields;
 * ``[measured]``: enabled (bool), dataset.
@@ -69,8 +72,11 @@ class TrainSection:
     patience: int = 20
     n_pseudo: int = 10000
     device: str = "auto"
+    holdout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"[train] holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
         bad = [m for m in self.machines if m not in MACHINE_NAMES]
         if bad:
             raise ValueError(f"[train] machines: unknown {bad}; known {list(MACHINE_NAMES)}")
@@ -220,7 +226,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         return TrainConfig(machine=machine, arch=arch, epochs=t.epochs, batch_size=t.batch_size, patience=t.patience,
                            seed=cfg.run.seed, device=t.device, threads=cfg.run.threads or None,
                            progress=cfg.run.progress,
-                           pseudo=PseudoDataConfig(n_pseudo=t.n_pseudo, dataset=cfg.scan.dataset, seed=cfg.run.seed))
+                           pseudo=PseudoDataConfig(n_pseudo=t.n_pseudo, dataset=cfg.scan.dataset, seed=cfg.run.seed,
+                                                   centres="train" if t.holdout_fraction > 0 else "all",
+                                                   holdout_fraction=t.holdout_fraction))
 
     def train_one(machine: str, arch: str, path: Path) -> str:
         from crnet.machines.training import checkpoint_path
@@ -238,8 +246,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     test_path = out / "test_pseudo.h5"
     seed = cfg.test.seed if cfg.test.seed is not None else cfg.run.seed + TEST_SEED_OFFSET
+    held = cfg.train.holdout_fraction
     st.run("test_pseudodata", lambda: str(make_pseudodata(
-        scan_path, test_path, PseudoDataConfig(n_pseudo=cfg.test.n_test, dataset=cfg.scan.dataset, seed=seed)).path))
+        scan_path, test_path, PseudoDataConfig(n_pseudo=cfg.test.n_test, dataset=cfg.scan.dataset, seed=seed,
+                                               centres="test" if held > 0 else "all",
+                                               holdout_fraction=held)).path))
 
     stores = [str(scan_path)]
     for name in cfg.feedback.machines:

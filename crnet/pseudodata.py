@@ -61,9 +61,32 @@ ENVELOPE_MAX_REDRAWS = 1000
 DEFAULT_PSEUDO_SIGMA = 3.0
 """Confidence level of the central values (Sec. 4.6: Delta chi2 < 33.2, the 3 sigma region)."""
 
+CENTRE_SETS: tuple[str, ...] = ("all", "train", "test")
+"""Which selected records may be central values: all of them, or the training / held-out test part."""
+
+_GOLDEN_64 = np.uint64(0x9E3779B97F4A7C15)
+"""2^64 / golden ratio: Fibonacci hashing spreads consecutive record indices evenly over [0, 2^64)."""
+
+
+def holdout_mask(record_index: np.ndarray, fraction: float) -> np.ndarray:
+    """True for the records held out as test centres: a deterministic hash of the record index below
+    ``fraction`` (stable when the store grows, the same in every process, independent of any seed)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout fraction must lie in [0, 1), got {fraction}")
+    idx = np.asarray(record_index, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = (idx + np.uint64(1)) * _GOLDEN_64
+    return (h >> np.uint64(11)).astype(np.float64) / 2.0**53 < fraction
+
+
 @dataclass
 class PseudoDataConfig:
-    """Settings of :func:`make_pseudodata` (see the module docstring)."""
+    """Settings of :func:`make_pseudodata` (see the module docstring).
+
+    centres : 'all' selected records are central values, or only the 'train' part or the held-out 'test'
+        part (:func:`holdout_mask` with ``holdout_fraction``): Machine B's training pseudo-data and the test
+        pseudo-data then never share a central spectrum.
+    """
 
     n_pseudo: int = 1000
     n_sigma: float = DEFAULT_PSEUDO_SIGMA
@@ -74,8 +97,16 @@ class PseudoDataConfig:
     update_chi2: bool = False
     seed: int = 0
     chunk_size: int = 256
+    centres: str = "all"
+    holdout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.centres not in CENTRE_SETS:
+            raise ValueError(f"centres must be one of {CENTRE_SETS}, got {self.centres!r}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
+        if self.centres != "all" and self.holdout_fraction == 0.0:
+            raise ValueError(f"centres={self.centres!r} needs holdout_fraction > 0")
         if self.noise not in NOISE_MODELS:
             raise ValueError(f"noise must be one of {NOISE_MODELS}, got {self.noise!r}")
         if self.n_pseudo < 1 or self.chunk_size < 1:
@@ -215,10 +246,17 @@ def make_pseudodata(store: Path | str, out: Path | str, config: PseudoDataConfig
         chi2_all = updated_chi2(reader, cfg.dataset) if cfg.update_chi2 else reader.chi2()
         selected, c_min, delta = select_within_confidence(np.where(reader.converged(), chi2_all, np.nan),
                                                           cfg.n_sigma)
+        if cfg.centres != "all":
+            held = holdout_mask(selected, cfg.holdout_fraction)
+            selected = selected[held] if cfg.centres == "test" else selected[~held]
+            if selected.size == 0:
+                raise ValueError(f"{store}: no {cfg.centres} centres among the records within {cfg.n_sigma} sigma "
+                                 f"(hold-out fraction {cfg.holdout_fraction}); scan more or change the fraction")
         sources = rng.choice(selected, size=cfg.n_pseudo, replace=cfg.n_pseudo > selected.size)
         envelope = _selection_envelope(reader, selected, c_idx, cfg.chunk_size) if cfg.noise == "envelope" else None
         el_rows = _element_rows(info.species)
         extra = {"source_chi2_min": c_min, "source_delta_chi2": delta, "n_selected": int(selected.size),
+                 "centres": cfg.centres, "holdout_fraction": cfg.holdout_fraction,
                  "source_chi2": "updated" if cfg.update_chi2 else "stored"}
         rel_dev: list[np.ndarray] = []
         chi2_new = np.empty(cfg.n_pseudo)

@@ -233,3 +233,43 @@ def test_pseudodata_selects_on_the_updated_chi2(small_store, tmp_path) -> None:
         src = pseudo.store.read("step")
         assert np.all(updated[src] < updated.min() + CONFIDENCE_THRESHOLDS[3])
         assert pseudo.info.attrs["source_chi2"] == "updated"
+
+
+def test_holdout_mask_is_deterministic_and_near_its_fraction() -> None:
+    from crnet.pseudodata import holdout_mask
+
+    idx = np.arange(100_000)
+    held = holdout_mask(idx, 0.2)
+    assert held.mean() == pytest.approx(0.2, abs=0.005)  # binomial sd 0.0013; Fibonacci hashing is even
+    # stable when the store grows and for any subset of indices
+    np.testing.assert_array_equal(holdout_mask(idx[:500], 0.2), held[:500])
+    np.testing.assert_array_equal(holdout_mask(idx[37::91], 0.2), held[37::91])
+    # nested in the fraction: what is held out at 0.1 is also held out at 0.2
+    assert np.all(held[holdout_mask(idx, 0.1)])
+    assert not holdout_mask(idx, 0.0).any()
+    with pytest.raises(ValueError, match="holdout fraction"):
+        holdout_mask(idx, 1.0)
+
+
+def test_train_and_test_pseudodata_never_share_a_centre(small_store, tmp_path) -> None:
+    """centres='train' / 'test' split the selected records by the hold-out hash; Machine A's record filter
+    drops the same hash."""
+    from crnet.features import TargetTransform
+    from crnet.machines.data import record_filter
+    from crnet.pseudodata import holdout_mask
+
+    path, _ = small_store
+    kw = dict(n_pseudo=60, n_sigma=6, seed=2, holdout_fraction=0.3)
+    make_pseudodata(path, tmp_path / "train.h5", PseudoDataConfig(centres="train", **kw))
+    make_pseudodata(path, tmp_path / "test.h5", PseudoDataConfig(centres="test", **kw))
+    with StoreReader(tmp_path / "train.h5") as tr, StoreReader(tmp_path / "test.h5") as te:
+        src_train, src_test = np.unique(tr.store.read("step")), np.unique(te.store.read("step"))
+    assert src_train.size > 1 and src_test.size > 0
+    assert np.intersect1d(src_train, src_test).size == 0
+    assert holdout_mask(src_test, 0.3).all() and not holdout_mask(src_train, 0.3).any()
+    with StoreReader(path) as reader:
+        mask, dropped = record_filter(reader, TargetTransform(), None, holdout_fraction=0.3)
+        base, _ = record_filter(reader, TargetTransform(), None)
+    assert not mask[src_test].any() and dropped["held_out_for_tests"] == int((base & ~mask).sum()) > 0
+    with pytest.raises(ValueError, match="needs holdout_fraction"):
+        PseudoDataConfig(centres="test")

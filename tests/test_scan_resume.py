@@ -185,3 +185,29 @@ def test_cli_scan_store_info_and_merge(tmp_path):
     bad.write_text("x")
     res = runner.invoke(app, ["store", "info", str(bad)])
     assert res.exit_code == 2 and "bad.h5" in res.output
+
+
+def test_resume_with_fewer_steps_stops_early(tmp_path):
+    """n_steps may be lowered on resume (a GPU session running out of time) but not below what is stored."""
+    import dataclasses
+
+    model = AnalyticSimulator().model()
+    cfg = ScanConfig(n_chains=4, n_steps=6, seed=1)
+    path = tmp_path / "s.h5"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_step_3(batch: int, n: int) -> None:
+        if batch == 4:  # batches: the start (step 0), then steps 1, 2, 3
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_scan(path, cfg, model=model, progress=False, on_batch=stop_after_step_3)
+    with pytest.raises(StoreError, match="below the 3 steps already stored"):
+        run_scan(path, dataclasses.replace(cfg, n_steps=2), model=model, resume=True, progress=False)
+    before = read_store(path, load_flux=False)
+    s = run_scan(path, dataclasses.replace(cfg, n_steps=4), model=model, resume=True, progress=False)
+    after = read_store(path, load_flux=False)
+    assert before.step.max() == 3 and after.step.max() == 4  # one more lockstep step, then it stops
+    assert s.resumed_from == len(before) and s.records == len(after) > len(before)

@@ -130,8 +130,15 @@ def read_store_info(path: Path | str) -> StoreInfo:
         return reader.info
 
 
-def record_filter(reader: StoreReader, transform: TargetTransform, max_sigma: float | None) -> tuple[np.ndarray, dict]:
-    """Candidate records (bool mask) and the number dropped by each criterion (before features)."""
+def record_filter(reader: StoreReader, transform: TargetTransform, max_sigma: float | None,
+                  holdout_fraction: float = 0.0) -> tuple[np.ndarray, dict]:
+    """Candidate records (bool mask) and the number dropped by each criterion (before features).
+
+    holdout_fraction : drop every record of the hold-out hash (:func:`crnet.pseudodata.holdout_mask`), the
+        records test pseudo-data may be made from, so that a closure test never sees a spectrum the machine
+        trained on. All of them, not only those inside today's n-sigma selection: merging re-simulations
+        into the store (feedback) lowers chi2_min and would move that selection.
+    """
     params = reader.params()
     conv = reader.converged()
     finite = np.all(np.isfinite(params), axis=1)
@@ -150,6 +157,12 @@ def record_filter(reader: StoreReader, transform: TargetTransform, max_sigma: fl
         within = ok & (chi2 < chi2[ok].min() + delta_chi2_threshold(max_sigma))
         dropped["outside_max_sigma"] = int((mask & ~within).sum())
         mask &= within
+    if holdout_fraction > 0:
+        from crnet.pseudodata import holdout_mask
+
+        held = holdout_mask(np.arange(params.shape[0]), holdout_fraction)
+        dropped["held_out_for_tests"] = int((mask & held).sum())
+        mask &= ~held
     return mask, dropped
 
 
@@ -243,13 +256,14 @@ class RegressionData:
 
 def prepare_regression_data(path: Path | str, transform: TargetTransform, *, val_fraction: float = 0.1,
                             seed: int = 0, max_sigma: float | None = None,
+                            holdout_fraction: float = 0.0,
                             memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
                             block_size: int = DEFAULT_BLOCK_SIZE) -> RegressionData:
     """Filter, split, compute features block by block and fit the standardisation on the training part."""
     path = Path(path)
     with StoreReader(path) as reader:
         info = reader.info
-        mask, dropped = record_filter(reader, transform, max_sigma)
+        mask, dropped = record_filter(reader, transform, max_sigma, holdout_fraction)
         cand = np.flatnonzero(mask)
         n_e = info.energies.size
         in_memory = cand.size * 8 * n_e * 4 <= memory_limit_bytes

@@ -73,6 +73,9 @@ class TrainConfig:
     init_from : a model file whose weights start the training (same network; its architecture unless
     ``architecture`` is given, which must then match); optimiser, schedule and epochs start fresh. The feedback
     loop retrains each round this way from the previous round's model.
+    pseudo : Machine B's pseudo-data settings. With ``pseudo.centres = 'train'`` Machine B's central spectra
+    and Machine A's training records both leave out the hold-out hash (``pseudo.holdout_fraction``), whose
+    records are reserved for the test pseudo-data (``centres = 'test'``): a clean closure test.
     """
 
     machine: str = "A"
@@ -239,9 +242,12 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
         loss_fn = nn.functional.binary_cross_entropy_with_logits
         n_bins = 0
     else:
+        holdout = 0.0
+        if cfg.pseudo.centres == "train" and not read_store_info(data_path).is_pseudo:
+            holdout = cfg.pseudo.holdout_fraction  # Machine A: skip the records test pseudo-data come from
         data = prepare_regression_data(data_path, transform, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                                       max_sigma=cfg.max_sigma, memory_limit_bytes=cfg.memory_limit_bytes,
-                                       block_size=cfg.block_size)
+                                       max_sigma=cfg.max_sigma, holdout_fraction=holdout,
+                                       memory_limit_bytes=cfg.memory_limit_bytes, block_size=cfg.block_size)
         loss_fn = log_cosh_loss
         n_bins = data.info.energies.size
     init = _initial_model(cfg, network) if cfg.init_from else None

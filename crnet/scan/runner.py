@@ -172,8 +172,9 @@ def _check_resume_config(store: MockStore, config: ScanConfig) -> None:
     if diff:
         detail = ", ".join(f"{k}: store {old.get(k)!r} vs now {new[k]!r}" for k in diff)
         raise StoreError(f"{store.path}: cannot resume with a different configuration ({detail})")
-    if config.design == "mcmc" and config.n_steps < old.get("n_steps", 0):
-        raise StoreError(f"{store.path}: n_steps {config.n_steps} is below the stored run's {old.get('n_steps')}")
+    done = int(store.read("step").max()) if config.design == "mcmc" and store.n_complete else 0
+    if config.design == "mcmc" and config.n_steps < done:
+        raise StoreError(f"{store.path}: n_steps {config.n_steps} is below the {done} steps already stored")
 
 
 def open_store(out: Path, config: ScanConfig, model: ScanModel, resume: bool, overwrite: bool) -> MockStore:
