@@ -215,7 +215,9 @@ HALO_GROUP_MIN_MODELS = {"cupy": 256, "numba": 8, "numpy": 1}
 the device (H100, full network: 49 models/s at B = 64, 77 at 512). numba's threads run over models: its cost per
 model-species was 169 ms at B = 1 and 79.6 ms at B = 16 (12C, 2 cores, benchmarks/results/solver_speed_cpu.md);
 8 is a middle value, not tuned (64 models spread over 2-12 kpc: 1.20x faster grouped, halo_groups_speed).
-numpy's cost does not depend on B."""
+numpy's cost does not depend on B. Measured on the H100 with 512 posterior chain states (z_h 1.3-18.1 kpc,
+benchmarks/results/pipeline_gpu_fit_h100.md): 256 (one group) 11.3 models/s, 64 (7 groups) 7.6, 32 (10 groups)
+6.0; smaller GPU groups lose more to under-filled launches than they save in cells."""
 
 
 def halo_groups(setup: GalaxySetup, z_halo_kpc: np.ndarray, min_models: int = 1) -> list[np.ndarray]:
