@@ -14,16 +14,17 @@ import argparse
 import json
 import time
 import warnings
+from dataclasses import asdict
 
 import numpy as np
 from common import RESULTS, machine
 
 from crprop.galaxy import GalaxySetup
+from crprop.params import CRML_BASE as CRML_BASE_PARAMS
 from crprop.params import PropagationParams
 from crprop.propagate import HALO_GROUP_MIN_MODELS, batch_grid, halo_groups, propagate
 
-CRML_BASE = dict(d0_1e28_cm2_s=3.25, delta=0.478, eta=-1.55, v_alfven_km_s=34.9, z_halo_kpc=3.9, nu1=0.28,
-                 nu2=2.42, nu3=2.12, r_break1_mv=880.0, r_break2_mv=4.67e5)
+CRML_BASE = asdict(CRML_BASE_PARAMS)
 GRIDS = {"paper": {}, "small": {"dr_kpc": 2.0, "dz_kpc": 0.39, "ekin_factor": 1.6},
          "tiny": {"dr_kpc": 4.0, "dz_kpc": 1.3, "ekin_factor": 3.0}}
 

@@ -17,16 +17,17 @@ import json
 import resource
 import time
 import warnings
+from dataclasses import asdict
 
 import numpy as np
 from common import RESULTS, copy_bandwidth_gb_s, galprop_seconds_per_model, machine, nominal_bytes
 
 from crprop.galaxy import GalaxySetup
+from crprop.params import CRML_BASE as CRML_BASE_PARAMS
 from crprop.params import PropagationParams
 from crprop.propagate import propagate
 
-CRML_BASE = dict(d0_1e28_cm2_s=3.25, delta=0.478, eta=-1.55, v_alfven_km_s=34.9, z_halo_kpc=3.9, nu1=0.28,
-                 nu2=2.42, nu3=2.12, r_break1_mv=880.0, r_break2_mv=4.67e5)
+CRML_BASE = asdict(CRML_BASE_PARAMS)
 
 
 def models(n: int, seed: int) -> list[PropagationParams]:

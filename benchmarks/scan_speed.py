@@ -28,8 +28,9 @@ from common import RESULTS, galprop_seconds_per_model, machine
 from crnet.scan.analytic import AnalyticSimulator
 from crnet.scan.models import FunctionModel, GridConfig
 from crnet.scan.runner import ScanConfig, build_model, run_scan
+from crprop.params import CRML_BASE as CRML_BASE_PARAMS
 
-CRML_BASE = [3.25, 0.478, -1.55, 34.9, 3.9, 0.28, 2.42, 2.12, 880.0, 4.67e5]
+CRML_BASE = CRML_BASE_PARAMS.as_vector().tolist()
 """crml_base (../shared/reference/galprop/crml_base): the chains start around it (PARAM_NAMES order)."""
 
 GOAL_MODELS = 200_000

@@ -322,10 +322,9 @@ class _Problem:
             spectra.ekin_gev_per_n, spectra.flux(block.species), block.ekin_gev_per_n, self.interp
         )
 
-    def solve(self, models: np.ndarray, phi_mv: float | None,
-              residuals: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(chi2 per block (n, n_blocks), q (n,), ratios (n, K)) for the given models at one phi; with
-        ``residuals`` the first entry is instead the (n, n_points) normalised residuals."""
+    def solve(self, models: np.ndarray, phi_mv: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(normalised residuals (n, n_points), q (n,), ratios (n, K)) for the given models at one phi;
+        :meth:`per_block` turns the residuals into chi2 per block."""
         sub = self.spectra.select(models)
         modulated = sub.modulate(phi_mv) if phi_mv is not None and self.dataset.needs_modulation else None
         preds = []
@@ -359,9 +358,12 @@ class _Problem:
         scale.update({el: q * r[:, j] for j, el in enumerate(self.ratio_species)})
         res = [(scale[self.element[blk.species]][:, None] * m - blk.flux) / blk.sigma
                for blk, m in zip(self.dataset.blocks, preds, strict=True)]
-        if residuals:
-            return np.concatenate(res, axis=1), q, r
-        return np.stack([(x * x).sum(axis=1) for x in res], axis=1), q, r
+        return np.concatenate(res, axis=1), q, r
+
+    def per_block(self, residuals: np.ndarray) -> np.ndarray:
+        """(n, n_blocks) chi2 of each data block from (n, n_points) residuals."""
+        starts = np.cumsum([0] + [b.flux.size for b in self.dataset.blocks[:-1]])
+        return np.add.reduceat(residuals * residuals, starts, axis=1)
 
 
 def chi2(
@@ -404,17 +406,14 @@ def chi2(
     models = np.arange(spectra.n_models)
     phi_out = None
     if not ds.needs_modulation:
-        per_block, q, r = prob.solve(models, None)
+        resid, q, r = prob.solve(models, None)
     elif phi_mv is not None or not ds.modulation.nuisance:
         phi = float(phi_mv if phi_mv is not None else ds.modulation.phi_mv)
-        per_block, q, r = prob.solve(models, phi)
+        resid, q, r = prob.solve(models, phi)
         phi_out = np.full(models.size, phi)
     else:
-        per_block, q, r, phi_out = _profile_phi(prob, models, ds.modulation.bounds_mv)
-    resid = None
-    if residuals:
-        resid = np.stack([prob.solve(np.array([m]), None if phi_out is None else float(phi_out[m]), True)[0][0]
-                          for m in models]) if phi_out is not None else prob.solve(models, None, True)[0]
+        resid, q, r, phi_out = _profile_phi(prob, models, ds.modulation.bounds_mv)
+    per_block = prob.per_block(resid)
     ratios = {name: np.full(models.size, np.nan) for name in RATIO_PARAMETERS.values()}
     for j, sp in enumerate(prob.ratio_species):
         ratios[RATIO_PARAMETERS[sp]] = r[:, j]
@@ -428,7 +427,7 @@ def chi2(
         block_labels=[b.label for b in ds.blocks],
         phi_mv=phi_out,
         bounds=dict(bounds),
-        residuals=resid,
+        residuals=resid if residuals else None,
     )
 
 
@@ -436,24 +435,24 @@ def _profile_phi(
     prob: _Problem, models: np.ndarray, bounds_mv: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nuisance phi (MV): grid over the bounds for all models, then bounded Brent per model near the best
-    node. Returns (chi2 per block, q_C, ratios, phi)."""
+    node. Returns (normalised residuals, q_C, ratios, phi)."""
     grid = np.linspace(bounds_mv[0], bounds_mv[1], PHI_GRID_POINTS)
-    totals = np.stack([prob.solve(models, float(p))[0].sum(axis=1) for p in grid], axis=1)
+    totals = np.stack([np.square(prob.solve(models, float(p))[0]).sum(axis=1) for p in grid], axis=1)
     best = np.argmin(totals, axis=1)
     phi = np.empty(models.size)
     for i, m in enumerate(models):
         lo_i, hi_i = grid[max(best[i] - 1, 0)], grid[min(best[i] + 1, grid.size - 1)]
         res = optimize.minimize_scalar(
-            lambda p, m=m: prob.solve(np.array([m]), float(p))[0].sum(),
+            lambda p, m=m: np.square(prob.solve(np.array([m]), float(p))[0]).sum(),
             bounds=(lo_i, hi_i),
             method="bounded",
             options={"xatol": PHI_XATOL_MV},
         )
         phi[i] = res.x if res.fun <= totals[i, best[i]] else grid[best[i]]
-    per_block = np.empty((models.size, len(prob.dataset.blocks)))
+    resid = np.empty((models.size, prob.dataset.n_points))
     q = np.empty(models.size)
     r = np.empty((models.size, len(prob.ratio_species)))
     for i, m in enumerate(models):
-        pb, qi, ri = prob.solve(np.array([m]), float(phi[i]))
-        per_block[i], q[i], r[i] = pb[0], qi[0], ri[0]
-    return per_block, q, r, phi
+        res_i, qi, ri = prob.solve(np.array([m]), float(phi[i]))
+        resid[i], q[i], r[i] = res_i[0], qi[0], ri[0]
+    return resid, q, r, phi

@@ -256,6 +256,11 @@ class PropagationParams:
         }
 
 
+CRML_BASE = PropagationParams(3.25, 0.478, -1.55, 34.9, 3.9, 0.28, 2.42, 2.12, 880.0, 4.67e5)
+"""The CR-ML galdef's own point, GALPROP reference run ``crml_base`` (../shared/reference/galprop/README.md):
+the default start of fits and the centre of the benchmarks. Not a best fit of the paper's data."""
+
+
 def params_from_galdef(galdef: Galdef, check_prior: bool = False) -> PropagationParams:
     """The Table 1 point a galdef describes.
 

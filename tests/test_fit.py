@@ -59,7 +59,7 @@ def test_fit_recovers_minimum_and_covariance_of_a_linear_problem():
     w = hi - lo
     cov_true = np.linalg.inv(model.a.T @ model.a) * np.outer(w, w)
     # every direction of this A is constrained far better than the cap, so C = (J^T J)^-1 exactly
-    np.testing.assert_allclose(res.start_cov, cov_true, rtol=1e-5, atol=1e-12 * np.abs(cov_true).max())
+    np.testing.assert_allclose(res.covariance, cov_true, rtol=1e-5, atol=1e-12 * np.abs(cov_true).max())
     # each Jacobian is one batched call of the 10 forward-difference models
     assert res.n_models == model.calls + 10 * (model.calls - res.n_evaluations) - (model.calls - res.n_evaluations)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -50,6 +51,18 @@ def test_cli_pipeline_ci(tmp_path):
     assert "torch" in resolved["versions"] and resolved["seeds"]["run"] == 0
     measured = json.loads((out / "measured/measured.json").read_text())
     assert set(measured["machines"]) == {"A-paper", "B-paper"}
+    # every prediction re-simulated in one call; each machine gets its own row's chi2 back (row order)
+    from crnet.feedback import clip_to_box
+    from crnet.store import MockStore
+
+    with MockStore.open(out / "measured/resim.h5", "r") as st:
+        params, chi2, rows = st.read("params"), st.read("chi2"), st.read("step")
+    for name, entry in measured["machines"].items():
+        if entry["chi2_tot"] is not None:
+            i = int(np.flatnonzero(rows == list(measured["machines"]).index(name))[0])
+            assert entry["chi2_tot"] == chi2[i]
+            pred = np.array([entry["params"][k] for k in entry["params"]])[None]
+            np.testing.assert_allclose(params[i], clip_to_box(pred)[0][0], rtol=1e-12)
     # a re-run finds every stage done and only re-reads the markers
     res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
     assert res.exit_code == 0, res.output

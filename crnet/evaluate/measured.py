@@ -30,7 +30,7 @@ import numpy as np
 
 from crnet.data import get_dataset
 from crnet.features import FEATURE_SPECIES, features_from_raw, species_rows
-from crnet.feedback import SimConfig, clip_to_box, resimulate
+from crnet.feedback import SimConfig, clip_to_box, read_in_row_order, resimulate
 from crnet.likelihood import RATIO_PARAMETERS, chi2, interpolate_spectra
 from crnet.store import MockStore
 from crnet.store_read import spectra_from_flux
@@ -93,18 +93,22 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
         raise ValueError("measured spectra give non-positive features (check the data set's coverage)")
     result: dict[str, Any] = {k: v for k, v in inp.items() if k not in ("raw_flux", "energies")}
     result["dataset"], result["machines"] = dataset, {}
+    to_simulate: dict[str, np.ndarray] = {}
     for name, path in models.items():
         theta = Predictor.load(path).predict(feats, inp["energies"])
         p, good = clip_to_box(theta)
-        entry: dict[str, Any] = {"params": dict(zip(PARAM_NAMES, map(float, theta[0]), strict=True)),
-                                 "chi2_tot": None}
+        result["machines"][name] = {"params": dict(zip(PARAM_NAMES, map(float, theta[0]), strict=True)),
+                                    "chi2_tot": None}
         if good[0]:
-            resim = out / f"{Path(path).stem}_resim.h5"
-            resimulate(p, resim, SimConfig(**{**sim.__dict__, "dataset": dataset}), progress)
-            with MockStore.open(resim, "r") as st:
-                entry["chi2_tot"] = float(st.read("chi2")[0])
-                entry["converged"] = bool(st.read("converged")[0])
-        result["machines"][name] = entry
+            to_simulate[name] = p[0]
+    if to_simulate:  # every machine's prediction in one solver call
+        resim = out / "resim.h5"
+        resimulate(np.stack(list(to_simulate.values())), resim, SimConfig(**{**sim.__dict__, "dataset": dataset}),
+                   progress)
+        with MockStore.open(resim, "r") as st:
+            chi2, converged = read_in_row_order(st, "chi2"), read_in_row_order(st, "converged")
+        for i, name in enumerate(to_simulate):
+            result["machines"][name].update(chi2_tot=float(chi2[i]), converged=bool(converged[i]))
     tmp = out / "measured.json.tmp"
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, out / "measured.json")

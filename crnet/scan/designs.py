@@ -71,22 +71,41 @@ def unit_design(kind: str, n: int, dim: int, seed: int) -> np.ndarray:
     raise ValueError(f"unit_design: kind must be 'uniform', 'lhs' or 'sobol', got {kind!r}")
 
 
-def gaussian_design(n: int, centre: np.ndarray, sigma: np.ndarray, seed: int,
+def gaussian_design(n: int, centre: np.ndarray, sigma: np.ndarray, seed: int | np.random.Generator,
                     lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """(n, d) draws of N(centre, diag(sigma^2)) truncated to [lower, upper] (redrawing the outliers)."""
+    """(n, d) draws of N(centre, S) truncated to [lower, upper] (redrawing the outliers).
+
+    sigma : (d,) standard deviations (S = diag(sigma^2)) or a (d, d) covariance S (positive definite).
+    seed : int seed, or a numpy Generator that is used and advanced.
+    """
     centre = np.asarray(centre, dtype=np.float64)
-    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), centre.shape)
-    if np.any(sigma <= 0) or not np.all(np.isfinite(sigma)):
-        raise ValueError(f"gaussian design: sigma must be finite and > 0, got {sigma}")
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if sigma.ndim == 2:
+        if sigma.shape != (centre.size, centre.size) or not np.all(np.isfinite(sigma)):
+            raise ValueError(f"gaussian design: covariance must be a finite {centre.size}x{centre.size} matrix")
+        try:
+            chol = np.linalg.cholesky(sigma)
+        except np.linalg.LinAlgError:
+            raise ValueError("gaussian design: the covariance is not positive definite") from None
+    else:
+        sigma = np.broadcast_to(sigma, centre.shape)
+        if np.any(sigma <= 0) or not np.all(np.isfinite(sigma)):
+            raise ValueError(f"gaussian design: sigma must be finite and > 0, got {sigma}")
+        chol = None
     if np.any(centre < lower) or np.any(centre > upper):
         raise ValueError("gaussian design: the centre lies outside the prior box")
     rng = np.random.default_rng(seed)
-    out = centre + sigma * rng.standard_normal((n, centre.size))
+
+    def draw(m: int) -> np.ndarray:
+        z = rng.standard_normal((m, centre.size))
+        return centre + (sigma * z if chol is None else z @ chol.T)
+
+    out = draw(n)
     for _ in range(GAUSSIAN_MAX_REDRAWS):
         bad = np.any((out < lower) | (out > upper), axis=1)
         if not bad.any():
             return out
-        out[bad] = centre + sigma * rng.standard_normal((int(bad.sum()), centre.size))
+        out[bad] = draw(int(bad.sum()))
     raise ValueError("gaussian design: too many draws outside the prior box; reduce sigma")
 
 

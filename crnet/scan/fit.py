@@ -36,20 +36,21 @@ import numpy as np
 from scipy import optimize
 
 from crnet.scan.designs import prior_box, to_log, to_physical
-from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES
-
-CRML_BASE_PARAMS: tuple[float, ...] = (3.25, 0.478, -1.55, 34.9, 3.9, 0.28, 2.42, 2.12, 880.0, 4.67e5)
-"""PARAM_NAMES values (breaks in MV) of the CR-ML galdef run crml_base (../shared/reference/galprop/README.md):
-the default start of the fit. Not a best fit: chi2_tot = 11,797 on the 'paper' data set (crnet fast mode)."""
+from crprop.params import CRML_BASE, LOG_PARAM_NAMES, PARAM_NAMES
 
 FD_STEP_FRACTION = 1.0e-3
-"""Forward-difference step, fraction of each box width. The fast solver converges to a relative residual
-1e-6 (flux error ~5e-7), so the derivative's noise is ~5e-7 / (1e-3 x dflux/dx) - below 1e-3 relative
-for every parameter that moves the fluxes by more than 0.1 % across its box."""
+"""Forward-difference step, fraction of each box width. The fast solver's relative residual 1e-6 leaves a flux
+error ~5e-7 (benchmarks/results/gpu_solver_gap.md), so a derivative of ln(flux) per box width carries an absolute
+noise ~5e-7 / 1e-3 = 5e-4: 1e-3 relative for a parameter that moves the fluxes by 50 % across its box, more for
+weaker ones. The noise only affects the trust-region steps; the minimum is set by the residuals themselves."""
 
 MAX_START_STD_FRACTION = 0.2
 """Largest standard deviation of the start dispersion (after the temperature), fraction of the box width:
-caps the unconstrained directions of J^T J."""
+caps the directions the data constrain weakly (tempered_covariance)."""
+
+MAX_LAPLACE_STD_FRACTION = 1.0
+"""Largest Delta chi2 = 1 standard deviation stored in C, fraction of the box width: a direction the data do not
+constrain at all (zero eigenvalue of J^T J) gets the prior box's scale instead of an infinite variance."""
 
 FIT_FORMAT = "crnet-fit"
 FIT_VERSION = 1
@@ -59,7 +60,8 @@ FIT_VERSION = 1
 class FitConfig:
     """Settings of :func:`fit_best`.
 
-    start : (10,) PARAM_NAMES values (breaks in MV) where the fit starts; None = crml_base.
+    start : (10,) PARAM_NAMES values (breaks in MV) where the fit starts; None = crprop.params.CRML_BASE
+        (chi2_tot = 11,797 on the 'paper' data set, crnet fast mode, paper grid).
     max_evaluations : cap on least_squares' residual evaluations (each Jacobian costs 10 more models).
     ftol, xtol : least_squares' relative tolerances on chi^2 and on the step (1e-4: Delta chi2 ~0.04 at
         chi2 ~ 400, far below the 1 sigma threshold of 15.9).
@@ -90,7 +92,8 @@ class FitResult:
 
     params : {PARAM_NAMES name: value} at the minimum (breaks in MV); x_log : the same in log-break
         coordinates. chi2 : chi2_tot there; norms : profiled normalisations (q_C, xi_Li, xi_Be, qO/qC).
-    covariance_log : (10, 10) C = (J^T J)^-1 in log-break coordinates (Delta chi2 = 1), capped.
+    covariance_log : (10, 10) C = (J^T J)^-1 in log-break coordinates (Delta chi2 = 1); no direction wider
+        than MAX_LAPLACE_STD_FRACTION of the box.
     success : least_squares reached ftol/xtol (not only the evaluation cap) and the final model converged.
     n_evaluations : residual evaluations; n_models : models propagated (with the Jacobians).
     history : chi2_tot of every residual evaluation, in order.
@@ -112,8 +115,8 @@ class FitResult:
     solver_converged: bool = True
 
     @property
-    def start_cov(self) -> np.ndarray:
-        """Not tempered: C in log-break coordinates."""
+    def covariance(self) -> np.ndarray:
+        """C (Delta chi2 = 1, not tempered) as a (10, 10) array, log-break coordinates."""
         return np.asarray(self.covariance_log, dtype=np.float64)
 
     def param_array(self) -> np.ndarray:
@@ -122,7 +125,7 @@ class FitResult:
 
     def scan_start(self, temperature: float) -> tuple[list[float], list[list[float]]]:
         """(start, start_cov) for :class:`crnet.scan.runner.ScanConfig`: the best fit and T C (capped)."""
-        return [float(v) for v in self.param_array()], tempered_covariance(self.start_cov, temperature).tolist()
+        return [float(v) for v in self.param_array()], tempered_covariance(self.covariance, temperature).tolist()
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FIT_FORMAT, "version": FIT_VERSION, **asdict(self)}
@@ -166,11 +169,11 @@ def tempered_covariance(cov_log: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def laplace_covariance(jac_scaled: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """(J^T J)^-1 in log-break coordinates from the Jacobian in box-scaled coordinates (pseudo-inverse with
-    the unconstrained directions capped at the box scale, see :func:`tempered_covariance`)."""
+    """(J^T J)^-1 in log-break coordinates from the Jacobian in box-scaled coordinates; eigen-directions wider
+    than MAX_LAPLACE_STD_FRACTION of the box are set to that width."""
     jtj = jac_scaled.T @ jac_scaled
     lam, vec = np.linalg.eigh(0.5 * (jtj + jtj.T))
-    inv = 1.0 / np.maximum(lam, 1.0 / MAX_START_STD_FRACTION**2)
+    inv = 1.0 / np.maximum(lam, 1.0 / MAX_LAPLACE_STD_FRACTION**2)
     cu = (vec * inv) @ vec.T
     return cu * np.outer(widths, widths)
 
@@ -181,14 +184,14 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
     cfg = config or FitConfig()
     lo, hi = prior_box()
     w = hi - lo
-    start = np.asarray(cfg.start if cfg.start is not None else CRML_BASE_PARAMS, dtype=np.float64)
+    start = np.asarray(cfg.start if cfg.start is not None else CRML_BASE.as_vector(), dtype=np.float64)
     x0 = to_log(start[None])[0]
     if np.any(x0 <= lo) or np.any(x0 >= hi):
         bad = [n for n, v, a, b in zip(LOG_PARAM_NAMES, x0, lo, hi, strict=True) if not a < v < b]
         raise ValueError(f"fit start must lie strictly inside the prior box; outside or on the edge: {bad}")
     u0 = (x0 - lo) / w
     history: list[float] = []
-    cache: dict[bytes, Any] = {}
+    last: dict[str, Any] = {"key": None}  # the last residual evaluation (least_squares asks jac at that point)
     counts = {"models": 0}
     t0 = time.perf_counter()
 
@@ -201,20 +204,19 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
 
     def point(u: np.ndarray):
         key = np.asarray(u, dtype=np.float64).tobytes()
-        if key not in cache:
+        if key != last["key"]:
             ev = run(u[None])
             r = ev.residuals[0]
             if not ev.converged[0] or not np.all(np.isfinite(r)):
                 warnings.warn(f"fit: model at {to_physical(lo + w * u)[0].tolist()} did not converge or gave "
                               "non-finite chi2; the step is rejected", stacklevel=2)
                 r = np.full_like(r, 1e6)
-            cache.clear()
-            cache[key] = (r, ev)
+            last.update(key=key, value=(r, ev))
             history.append(float(ev.chi2[0]))
             if progress:
                 print(f"fit: evaluation {len(history):3d}  chi2_tot {history[-1]:.2f}  "
                       f"best {min(history):.2f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
-        return cache[key]
+        return last["value"]
 
     def fun(u: np.ndarray) -> np.ndarray:
         return point(u)[0]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from crnet.scan.designs import DESIGNS, design_points, design_slice, prior_box, to_log, to_physical
+from crnet.scan.designs import DESIGNS, design_points, design_slice, gaussian_design, prior_box, to_log, to_physical
 from crnet.scan.models import Evaluation, GridConfig, PropagateModel, ScanModel
 from crnet.scan.sampler import OPTIMAL_SCALE, AdaptiveMetropolis, SamplerConfig
 from crnet.store import MockStore, RecordBatch, StoreError, StoreMeta
@@ -272,29 +272,9 @@ def _initial_points(config: ScanConfig, rng: np.random.Generator) -> np.ndarray:
     centre = to_log(np.asarray(config.start, dtype=np.float64)[None])[0]
     if np.any(centre < lo) or np.any(centre > hi):
         raise ValueError(f"start {config.start} lies outside the prior box")
-    if config.start_cov is not None:
-        return _mvn_in_box(centre, np.asarray(config.start_cov, dtype=np.float64), k, rng, lo, hi)
+    if config.start_cov is not None:  # chain 0 at the centre, the others from the truncated Gaussian
+        return np.vstack([centre, gaussian_design(k - 1, centre, np.asarray(config.start_cov), rng, lo, hi)])
     return np.clip(centre + config.start_spread * (hi - lo) * rng.standard_normal((k, lo.size)), lo, hi)
-
-
-START_MAX_REDRAWS = 1000
-"""Rounds of redrawing the start points that fell outside the box before giving up."""
-
-
-def _mvn_in_box(centre: np.ndarray, cov: np.ndarray, k: int, rng: np.random.Generator, lo: np.ndarray,
-                hi: np.ndarray) -> np.ndarray:
-    """(k, d): row 0 = centre, rows 1.. drawn from N(centre, cov) truncated to [lo, hi] by redrawing."""
-    chol = np.linalg.cholesky(cov)
-    out = np.empty((k, centre.size))
-    out[0] = centre
-    draw = lambda n: centre + rng.standard_normal((n, centre.size)) @ chol.T  # noqa: E731
-    out[1:] = draw(k - 1)
-    for _ in range(START_MAX_REDRAWS):
-        bad = np.nonzero(np.any((out < lo) | (out > hi), axis=1))[0]
-        if bad.size == 0:
-            return out
-        out[bad] = draw(bad.size)
-    raise ValueError("start_cov: too many start points outside the prior box; the covariance is too wide")
 
 
 def _chain_states(store: MockStore, config: ScanConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -318,29 +298,45 @@ def _chain_states(store: MockStore, config: ScanConfig) -> tuple[np.ndarray, np.
     return np.clip(to_log(params), lo, hi), log_density(ev_like, config.temperature, config.reject_nonconverged)
 
 
+class _Tally:
+    """What both scan loops count: model calls (time, solver steps, non-converged models), committed batches
+    and the best chi2; after every commit it advances the progress bar and calls ``on_batch``."""
+
+    def __init__(self, store: MockStore, on_batch: Callable[[int, int], None] | None) -> None:
+        self.stats: dict[str, Any] = {"batches": 0, "model_s": 0.0, "solver_steps": 0, "nonconverged": 0}
+        self.best = float(np.nanmin(store.read("chi2"), initial=np.inf)) if store.n_complete else np.inf
+        self.store, self.on_batch = store, on_batch
+
+    def evaluate(self, model: ScanModel, x_log: np.ndarray, slots: np.ndarray | None) -> Evaluation:
+        t0 = time.perf_counter()
+        ev = model.evaluate(to_physical(x_log), slots)
+        self.stats["model_s"] += time.perf_counter() - t0
+        self.stats["solver_steps"] += ev.solver_steps
+        self.stats["nonconverged"] += int((~ev.converged).sum())
+        return ev
+
+    def committed(self, bar: _Progress, n: int, acceptance: float | None, chi2: np.ndarray) -> None:
+        self.stats["batches"] += 1
+        self.best = min(self.best, float(np.nanmin(chi2, initial=np.inf)))
+        bar.update(n, acceptance, self.best)
+        if self.on_batch:
+            self.on_batch(self.stats["batches"], self.store.n_complete)
+
+
 def _run_mcmc(store: MockStore, config: ScanConfig, model: ScanModel, progress: bool,
               on_batch: Callable[[int, int], None] | None) -> dict[str, Any]:
     lo, hi = prior_box()
     k = config.n_chains
     chain_ids = config.chain_offset + np.arange(k, dtype=np.int32)
-    stats: dict[str, Any] = {"batches": 0, "model_s": 0.0, "solver_steps": 0, "nonconverged": 0}
+    tally = _Tally(store, on_batch)
     state = store.checkpoint()
     bar = _Progress(0, 0, False, "")
-    best = float(np.nanmin(store.read("chi2"), initial=np.inf)) if store.n_complete else np.inf
-
-    def evaluate(x_log: np.ndarray, slots: np.ndarray) -> Evaluation:
-        t0 = time.perf_counter()
-        ev = model.evaluate(to_physical(x_log), slots)
-        stats["model_s"] += time.perf_counter() - t0
-        stats["solver_steps"] += ev.solver_steps
-        stats["nonconverged"] += int((~ev.converged).sum())
-        return ev
 
     try:
         if state is None:
             rng = np.random.default_rng(config.rng_seed)
             x0 = _initial_points(config, rng)
-            ev = evaluate(x0, np.arange(k))
+            ev = tally.evaluate(model, x0, np.arange(k))
             model.commit(np.arange(k), np.ones(k, dtype=bool))
             lp0 = log_density(ev, config.temperature, config.reject_nonconverged)
             prop = (OPTIMAL_SCALE**2 / lo.size * np.asarray(config.start_cov) if config.start_cov is not None
@@ -349,11 +345,7 @@ def _run_mcmc(store: MockStore, config: ScanConfig, model: ScanModel, progress: 
             bar = _Progress(config.planned_records(), 0, progress, f"mcmc x{k}")
             store.append_batch(_batch(x0, ev, chain_ids, np.zeros(k, np.int64), np.ones(k, bool)),
                                {"kind": "mcmc", "sampler": sampler.state_dict(include_chains=False)})
-            stats["batches"] += 1
-            best = min(best, float(np.nanmin(ev.chi2, initial=np.inf)))
-            bar.update(k, None, best)
-            if on_batch:
-                on_batch(stats["batches"], store.n_complete)
+            tally.committed(bar, k, None, ev.chi2)
         else:
             if state.get("kind") != "mcmc":
                 raise StoreError(f"{store.path}: checkpoint of kind {state.get('kind')!r}, expected 'mcmc'")
@@ -366,24 +358,20 @@ def _run_mcmc(store: MockStore, config: ScanConfig, model: ScanModel, progress: 
             lp_prop = np.full(k, -np.inf)
             ev = None
             if idx.size:
-                ev = evaluate(x_prop[idx], idx)
+                ev = tally.evaluate(model, x_prop[idx], idx)
                 lp_prop[idx] = log_density(ev, config.temperature, config.reject_nonconverged)
             acc = sampler.update(x_prop, lp_prop)
             if ev is not None:
                 model.commit(idx, acc[idx])
                 batch = _batch(x_prop[idx], ev, chain_ids[idx], np.full(idx.size, sampler.step, np.int64), acc[idx])
-                best = min(best, float(np.nanmin(ev.chi2, initial=np.inf)))
             else:
                 batch = _empty_batch(store)
             store.append_batch(batch, {"kind": "mcmc", "sampler": sampler.state_dict(include_chains=False)})
-            stats["batches"] += 1
-            bar.update(k, sampler.acceptance_rate, best)
-            if on_batch:
-                on_batch(stats["batches"], store.n_complete)
-        stats["acceptance"] = sampler.acceptance_rate
+            tally.committed(bar, k, sampler.acceptance_rate, batch.chi2)
+        tally.stats["acceptance"] = sampler.acceptance_rate
     finally:
         bar.close()
-    return stats
+    return tally.stats
 
 
 def _empty_batch(store: MockStore) -> RecordBatch:
@@ -406,27 +394,18 @@ def _run_design(store: MockStore, config: ScanConfig, model: ScanModel, progress
     if state is not None and (state.get("kind") != "design" or cursor != store.n_complete):
         raise StoreError(f"{store.path}: checkpoint {state} does not match {store.n_complete} design records")
     size = config.batch_size or config.n_chains
-    stats: dict[str, Any] = {"batches": 0, "model_s": 0.0, "solver_steps": 0, "nonconverged": 0}
-    best = float(np.nanmin(store.read("chi2"), initial=np.inf)) if store.n_complete else np.inf
+    tally = _Tally(store, on_batch)
     bar = _Progress(points.shape[0], cursor, progress, config.design)
     try:
         while cursor < points.shape[0]:
             x = points[cursor:cursor + size]
-            t0 = time.perf_counter()
-            ev = model.evaluate(to_physical(x), None)
-            stats["model_s"] += time.perf_counter() - t0
-            stats["solver_steps"] += ev.solver_steps
-            stats["nonconverged"] += int((~ev.converged).sum())
+            ev = tally.evaluate(model, x, None)
             n = x.shape[0]
             steps = np.arange(start + cursor, start + cursor + n, dtype=np.int64)
             store.append_batch(_batch(x, ev, np.full(n, -1, np.int32), steps, np.ones(n, bool)),
                                {"kind": "design", "cursor": cursor + n})
             cursor += n
-            stats["batches"] += 1
-            best = min(best, float(np.nanmin(ev.chi2, initial=np.inf)))
-            bar.update(n, None, best)
-            if on_batch:
-                on_batch(stats["batches"], store.n_complete)
+            tally.committed(bar, n, None, ev.chi2)
     finally:
         bar.close()
-    return stats
+    return tally.stats
