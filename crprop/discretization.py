@@ -66,6 +66,8 @@ def vertical_coefficients(
         raise ValueError(f"z_half_kpc must be a scalar or have one value per model ({n_b}), got {zh.shape}")
     if not np.all(np.isfinite(zh)) or np.any(zh <= 0):
         raise ValueError("z_half_kpc must be finite and > 0 kpc")
+    if not grid.z_uniform:
+        return _vertical_coefficients_stretched(grid, dxx_cm2_s, zh)
     dz = grid.dz_kpc
     z = grid.z_kpc
     if np.any(zh > grid.z_half_kpc + (0.5 - _ON_BOUNDARY_FRACTION) * dz):
@@ -92,6 +94,47 @@ def vertical_coefficients(
         g2[jj, cc] = 2.0 / hp
     k = dxx_cm2_s[None] / grid.dz_cm**2  # (1, n_E, B)
     return g1[:, None, :] * k, g2[:, None, :] * k, g3[:, None, :] * k, interior
+
+
+def _vertical_coefficients_stretched(
+    grid: Grid, dxx_cm2_s: np.ndarray, zh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """vertical_coefficients on a non-uniform (stretched-halo) z grid.
+
+    Row j with steps h- = z_j - z_{j-1}, h+ = z_{j+1} - z_j is the conservative three-point form on the cell
+    [z_j - h-/2, z_j + h+/2]: a1 = 2D/(h-(h- + h+)), a3 = 2D/(h+(h- + h+)), a2 = a1 + a3 (GALPROP's row when
+    h- = h+). A node is interior when its distance to |z| = z_h exceeds half its outward step; the outermost
+    interior node replaces its outward step by that distance h' (Shortley-Weller, as on a uniform grid), so
+    h' lies in [h_out/2, h_out + h_next/2) and the row is never stiffer than 4D/h_out^2.
+    """
+    z = grid.z_kpc
+    n_z, n_b = z.size, zh.size
+    steps = np.diff(z)
+    h_lo = np.concatenate([[steps[0]], steps])  # step to the node below (the first node: its own step)
+    h_hi = np.concatenate([steps, [steps[-1]]])
+    h_out = np.where(z >= 0.0, h_hi, h_lo)  # step away from the plane
+    if np.any(zh > grid.z_half_kpc + (0.5 - _ON_BOUNDARY_FRACTION) * h_out[-1]):
+        raise ValueError(f"z_half_kpc up to {zh.max()} exceeds the grid's halo {grid.z_half_kpc} kpc")
+    dist = zh[None, :] - np.abs(z)[:, None]  # (n_z, B), kpc
+    interior = dist > (0.5 - _ON_BOUNDARY_FRACTION) * h_out[:, None]
+    if not interior.any(axis=0).all():
+        bad = int(np.nonzero(~interior.any(axis=0))[0][0])
+        raise ValueError(f"model {bad}: z_half_kpc = {zh[bad]} leaves no interior z node")
+    lo = np.broadcast_to(h_lo[:, None], (n_z, n_b)).copy()
+    hi = np.broadcast_to(h_hi[:, None], (n_z, n_b)).copy()
+    cols = np.arange(n_b)
+    top = n_z - 1 - np.argmax(interior[::-1], axis=0)
+    bottom = np.argmax(interior, axis=0)
+    hi[top, cols] = dist[top, cols]
+    lo[bottom, cols] = dist[bottom, cols]
+    kpc2 = (grid.dz_cm / grid.dz_kpc) ** 2  # kpc^2 -> cm^2
+    g1 = 2.0 / (lo * (lo + hi) * kpc2)  # cm^-2, (n_z, B)
+    g3 = 2.0 / (hi * (lo + hi) * kpc2)
+    g2 = g1 + g3
+    g3[top, cols] = 0.0  # the neighbour across the boundary is psi = 0
+    g1[bottom, cols] = 0.0
+    d = dxx_cm2_s[None]
+    return g1[:, None, :] * d, g2[:, None, :] * d, g3[:, None, :] * d, interior
 
 
 def momentum_coefficients(

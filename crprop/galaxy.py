@@ -17,7 +17,7 @@ import numpy as np
 
 from crprop.constants import C_CM_S, MB_CM2, YEAR_S
 from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef
-from crprop.grid import Grid
+from crprop.grid import Z_MAX_STEP_RATIO, Grid
 from crprop.nuclear.inelastic import loss_cross_sections
 from crprop.nuclear.production import production_table
 from crprop.nuclear.species import Network, build_network
@@ -64,6 +64,9 @@ class GalaxySetup:
     momentum_losses: bool = True
     radioactive_decay: bool = True
     k_capture: bool = True
+    z_uniform_half_kpc: float | None = None
+    z_stretch_factor: float = 1.15
+    dz_max_kpc: float = 1.0
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     # ------------------------------------------------------------------ construction
@@ -119,6 +122,13 @@ class GalaxySetup:
         With ``None`` this is the galdef grid itself. Otherwise the galdef's z lattice is extended or
         cut at the first node at or beyond ``z_halo_max_kpc``; models with a smaller halo get their
         boundary inside the grid (crprop.discretization.vertical_coefficients).
+
+        Stretched halo (crnet's option, off by default): with ``z_uniform_half_kpc`` set, the lattice keeps the
+        galdef's step dz up to |z| = z_uniform_half_kpc and then widens each step by ``z_stretch_factor`` up to
+        ``dz_max_kpc`` (kpc). The disc, where the gas, the sources and the Sun are, is then gridded exactly as
+        GALPROP grids it, while the source-free outer halo, where psi falls smoothly to zero, costs far fewer
+        nodes (z_h = 18 kpc: 67 nodes instead of 181 with 1.5 kpc / 1.15 / 1 kpc). Every lattice is fixed per
+        setup, so a smaller halo's grid stays a centred subset of a larger one (halo groups, warm starts).
         """
         dz = self.dz_kpc
         top = self.z_halo_kpc if z_halo_max_kpc is None else float(z_halo_max_kpc)
@@ -128,12 +138,34 @@ class GalaxySetup:
         # grid (-z_h .. z_h in steps of dz) is on; if it is on neither, nodes at +-dz/2 (halo between nodes).
         frac = (self.z_halo_kpc / dz) % 1.0
         offset = 0.0 if min(frac, 1.0 - frac) < 0.25 else 0.5 * dz
-        n_top = max(int(np.ceil((top - offset) / dz - 1e-6)), 1)
-        z_pos = offset + dz * np.arange(n_top + 1)
+        z_pos = self._z_lattice(offset, top)
         z = np.concatenate([-z_pos[::-1], z_pos[1:] if offset == 0.0 else z_pos])
         e_grid = Grid.regular(self.r_max_kpc, self.dr_kpc, 1.0, 1.0, self.ekin_min_mev_per_n,
                               self.ekin_max_mev_per_n, self.ekin_factor)
         return Grid(e_grid.r_kpc, np.round(z, 12), e_grid.ekin_mev_per_n)
+
+    def _z_lattice(self, offset: float, top: float) -> np.ndarray:
+        """Non-negative z nodes (kpc) from ``offset`` up to the first node at or beyond ``top``."""
+        dz = self.dz_kpc
+        if self.z_uniform_half_kpc is None:
+            n_top = max(int(np.ceil((top - offset) / dz - 1e-6)), 1)
+            return offset + dz * np.arange(n_top + 1)
+        z_u, fac, dz_max = float(self.z_uniform_half_kpc), float(self.z_stretch_factor), float(self.dz_max_kpc)
+        if not (np.isfinite(z_u) and z_u >= dz):
+            raise ValueError(f"z_uniform_half_kpc must be >= dz ({dz} kpc) or None, got {self.z_uniform_half_kpc}")
+        if not (np.isfinite(fac) and 1.0 < fac <= Z_MAX_STEP_RATIO):
+            raise ValueError(f"z_stretch_factor must be in (1, {Z_MAX_STEP_RATIO}], got {self.z_stretch_factor}")
+        if not (np.isfinite(dz_max) and dz_max >= dz):
+            raise ValueError(f"dz_max_kpc must be >= dz ({dz} kpc), got {self.dz_max_kpc}")
+        nodes = [offset]
+        step = dz
+        while nodes[-1] < top - 1e-6 * dz:
+            if nodes[-1] + 1e-6 * dz >= z_u:
+                step = min(step * fac, dz_max)
+            nodes.append(nodes[-1] + step)
+        if len(nodes) < 2:
+            nodes.append(offset + dz)
+        return np.array(nodes)
 
     def tables(self, grid: Grid) -> SpeciesTables:
         """Parameter-independent tables on ``grid``, cached on this setup: the energy-grid part once
@@ -239,7 +271,8 @@ class SpeciesTables:
     def __init__(self, setup: GalaxySetup, grid: Grid, etables: EnergyTables) -> None:
         self.setup = setup
         self.grid = grid
-        self.gas: GasMaps = gas_maps(grid.r_kpc, grid.z_kpc, grid.dz_kpc, setup.x_co, he_h_ratio=setup.he_h_ratio)
+        self.gas: GasMaps = gas_maps(grid.r_kpc, grid.z_kpc, grid.dz_kpc, setup.x_co, he_h_ratio=setup.he_h_ratio,
+                                     cell_bounds_kpc=None if grid.z_uniform else grid.z_cell_bounds_kpc)
         self.source_spatial = source_distribution_from_parameters(grid.r_kpc, grid.z_kpc, setup.source_parameters)
         n_h = self.gas.n_H_target[..., None]
         self.species: list[SpeciesTable] = []

@@ -3,6 +3,9 @@
 Conventions (GALPROP v54):
 * r nodes ``r_min .. r_max`` step ``dr`` (kpc); psi = 0 on the last node (r = R_h), axis row at r = 0.
 * z nodes ``z_min .. z_max`` step ``dz`` (kpc); psi = 0 on the first and last node (|z| = z_h).
+  crnet's optional stretched halo (crprop.galaxy.GalaxySetup.z_uniform_half_kpc) keeps the uniform step near
+  the disc and widens it geometrically in the outer halo; such a grid is symmetric about z = 0 and its
+  neighbouring z steps differ by at most Z_MAX_STEP_RATIO.
 * kinetic energy per nucleon ``Ekin[i] = Ekin_min * Ekin_factor**i`` (MeV/n),
   ``n_E = int(ln(Ekin_max/Ekin_min)/ln(Ekin_factor) + 1.9)``.
 """
@@ -15,6 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crprop.constants import KPC_CM
+
+Z_MAX_STEP_RATIO = 2.0
+"""Largest ratio of neighbouring z steps a non-uniform grid may have: the three-point stencil on a non-uniform
+grid is first-order where the steps jump, so steps must change gradually (the stretched halo uses 1.1-1.3)."""
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -29,7 +36,8 @@ class Grid:
     Attributes
     ----------
     r_kpc : (n_r,) radial nodes, kpc, strictly increasing, r_kpc[0] == 0 (axis).
-    z_kpc : (n_z,) vertical nodes, kpc, strictly increasing and uniform (step dz_kpc).
+    z_kpc : (n_z,) vertical nodes, kpc, strictly increasing; uniform (step dz_kpc, GALPROP) or symmetric about
+        z = 0 with steps that grow away from the plane by at most Z_MAX_STEP_RATIO per node (stretched halo).
     ekin_mev_per_n : (n_E,) kinetic energy per nucleon, MeV/n, strictly increasing, log-uniform.
     """
 
@@ -53,8 +61,14 @@ class Grid:
             raise ValueError(f"Grid.r_kpc must start on the axis r = 0, got r_kpc[0] = {self.r_kpc[0]}")
         if not np.allclose(np.diff(self.r_kpc), self.dr_kpc, rtol=1e-9, atol=1e-12):
             raise ValueError("Grid.r_kpc must be uniformly spaced")
-        if not np.allclose(np.diff(self.z_kpc), self.dz_kpc, rtol=1e-9, atol=1e-12):
-            raise ValueError("Grid.z_kpc must be uniformly spaced")
+        if not self.z_uniform:
+            steps = np.diff(self.z_kpc)
+            if not np.allclose(self.z_kpc, -self.z_kpc[::-1], rtol=0.0, atol=1e-9):
+                raise ValueError("Grid.z_kpc: a non-uniform z grid must be symmetric about z = 0")
+            ratio = np.maximum(steps[1:] / steps[:-1], steps[:-1] / steps[1:])
+            if ratio.max() > Z_MAX_STEP_RATIO * (1.0 + 1e-9):
+                raise ValueError(f"Grid.z_kpc: neighbouring z steps differ by a factor {ratio.max():.3g} "
+                                 f"(allowed <= {Z_MAX_STEP_RATIO}); use a gentler stretch")
         if self.ekin_mev_per_n[0] <= 0:
             raise ValueError("Grid.ekin_mev_per_n must be positive (MeV/n)")
         object.__setattr__(
@@ -124,8 +138,31 @@ class Grid:
         return float(self.r_kpc[1] - self.r_kpc[0])
 
     @property
+    def z_uniform(self) -> bool:
+        """True when the z nodes are equally spaced (GALPROP's grids)."""
+        steps = np.diff(self.z_kpc)
+        return bool(np.allclose(steps, steps[0], rtol=1e-9, atol=1e-12))
+
+    @property
     def dz_kpc(self) -> float:
-        return float(self.z_kpc[1] - self.z_kpc[0])
+        """z step, kpc: the step of a uniform grid; on a stretched grid the smallest (central) step."""
+        steps = np.diff(self.z_kpc)
+        return float(steps[0]) if self.z_uniform else float(steps.min())
+
+    @property
+    def z_steps_kpc(self) -> np.ndarray:
+        """(n_z - 1,) distances between neighbouring z nodes, kpc."""
+        return np.diff(self.z_kpc)
+
+    @property
+    def z_cell_bounds_kpc(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) edges of each node's z cell, kpc: half-way to the neighbouring nodes; the end cells
+        are symmetric about their node (their width is the adjacent step). A uniform grid gives z -+ dz/2."""
+        z = self.z_kpc
+        steps = np.diff(z)
+        lo = np.concatenate([[z[0] - 0.5 * steps[0]], z[1:] - 0.5 * steps])
+        hi = np.concatenate([z[:-1] + 0.5 * steps, [z[-1] + 0.5 * steps[-1]]])
+        return lo, hi
 
     @property
     def dr_cm(self) -> float:

@@ -42,9 +42,13 @@ def _as_param_list(params: PropagationParams | Sequence[PropagationParams]) -> l
 
 
 def normalisation_point(grid: Grid, ekin_mev: float) -> tuple[list[tuple[int, float]], int, int, float]:
-    """GALPROP's proton normalisation point: r weights at 8.5 kpc, z node int(-z_min/dz + 1e-6),
-    and the log-log energy interpolation (lower index, upper index, weight of the upper)."""
-    iz = int(-grid.z_kpc[0] / grid.dz_kpc + 1e-6)
+    """GALPROP's proton normalisation point: r weights at 8.5 kpc, z node int(-z_min/dz + 1e-6) (on any
+    symmetric grid: the last node at or below z = 0), and the log-log energy interpolation (lower index,
+    upper index, weight of the upper)."""
+    if grid.z_uniform:
+        iz = int(-grid.z_kpc[0] / grid.dz_kpc + 1e-6)
+    else:
+        iz = int(np.searchsorted(grid.z_kpc, 1e-6 * grid.dz_kpc, side="right") - 1)
     r_w = {}
     for ir, _, w in grid.sun_weights(R_SUN_KPC, grid.z_kpc[iz]):
         r_w[ir] = r_w.get(ir, 0.0) + w

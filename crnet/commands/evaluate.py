@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         dr: float | None = typer.Option(None, "--dr", help="Grid dr (kpc) of the re-simulation (= the scan's)."),
         dz: float | None = typer.Option(None, "--dz", help="Grid dz (kpc)."),
         ekin_factor: float | None = typer.Option(None, "--ekin-factor", help="Energy grid factor."),
+        z_uniform_half: float | None = typer.Option(
+            None, "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider"
+            " beyond (crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid. Use the scan's."),
         dataset: str = typer.Option("paper", "--dataset", help="Likelihood data set."),
         no_progress: bool = typer.Option(False, "--no-progress"),
     ) -> None:
@@ -28,10 +31,11 @@ def register(app: typer.Typer) -> None:
         from crnet.feedback import FeedbackConfig, SimConfig
         from crnet.scan.models import GridConfig
         from crnet.store import StoreError
+        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half)
 
         try:
             machines = dict(_pair(m) for m in machine)
-            fb = FeedbackConfig(sim=SimConfig(grid=GridConfig(dr, dz, ekin_factor), backend=backend, dataset=dataset),
+            fb = FeedbackConfig(sim=SimConfig(grid=grid, backend=backend, dataset=dataset),
                                 n_test=n_test, progress=not no_progress)
             evaluate(EvalConfig(machines, str(test_store), [str(p) for p in mocks], str(out),
                                 None if check is None else str(check), fb))

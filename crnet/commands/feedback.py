@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
         dr: float | None = typer.Option(None, "--dr"),
         dz: float | None = typer.Option(None, "--dz"),
         ekin_factor: float | None = typer.Option(None, "--ekin-factor"),
+        z_uniform_half: float | None = typer.Option(
+            None, "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider"
+            " beyond (crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid. Use the scan's."),
         dataset: str = typer.Option("paper", "--dataset"),
         no_progress: bool = typer.Option(False, "--no-progress"),
     ) -> None:
@@ -34,9 +37,10 @@ def register(app: typer.Typer) -> None:
         from crnet.machines.training import TrainConfig
         from crnet.scan.models import GridConfig
         from crnet.store import StoreError
+        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half)
 
         try:
-            cfg = FeedbackConfig(sim=SimConfig(grid=GridConfig(dr, dz, ekin_factor), backend=backend, dataset=dataset),
+            cfg = FeedbackConfig(sim=SimConfig(grid=grid, backend=backend, dataset=dataset),
                                  tau_threshold=tau_threshold, target_share=target_share, max_rounds=max_rounds,
                                  n_test=n_test, retrain_epochs=epochs, progress=not no_progress)
             tcfg = TrainConfig(machine=load_model(model).machine, arch=arch, progress=not no_progress)

@@ -25,16 +25,20 @@ def register(app: typer.Typer) -> None:
         dr: float | None = typer.Option(None, "--dr", help="Radial grid step, kpc (default: the paper galdef)."),
         dz: float | None = typer.Option(None, "--dz", help="Vertical grid step, kpc."),
         ekin_factor: float | None = typer.Option(None, "--ekin-factor", help="Energy grid factor."),
+        z_uniform_half: float | None = typer.Option(
+            None, "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider"
+            " beyond (crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid. Use the scan's."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Print every evaluation."),
     ) -> None:
         """Minimise chi2_tot over the Table 1 box (least squares, profiled normalisations); the result starts
         a scan with `crnet scan --from-fit`."""
         from crnet.scan.fit import FitConfig, fit_best
         from crnet.scan.models import GridConfig, PropagateModel
+        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half)
 
         try:
             cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations, temperature=temperature)
-            model = PropagateModel(GridConfig(dr, dz, ekin_factor), backend=backend, tol=tol, dataset=dataset,
+            model = PropagateModel(grid, backend=backend, tol=tol, dataset=dataset,
                                    warm_start=False)
             res = fit_best(model, cfg, progress=progress)
         except ValueError as exc:

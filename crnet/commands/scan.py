@@ -50,6 +50,9 @@ def register(app: typer.Typer) -> None:
         dr: float | None = typer.Option(None, "--dr", help="Radial grid step, kpc (default: the paper galdef)."),
         dz: float | None = typer.Option(None, "--dz", help="Vertical grid step, kpc."),
         ekin_factor: float | None = typer.Option(None, "--ekin-factor", help="Energy grid factor."),
+        z_uniform_half: float | None = typer.Option(
+            None, "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider"
+            " beyond (crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid. Use the scan's."),
         workers: int | None = typer.Option(None, "--workers", help="Run shards on an embedded Dask LocalCluster."),
         scheduler: str | None = typer.Option(None, "--scheduler", help="Run shards on this Dask scheduler."),
         shards: int | None = typer.Option(None, "--shards", help="Number of shards (default: workers)."),
@@ -62,6 +65,7 @@ def register(app: typer.Typer) -> None:
         from crnet.scan.runner import ScanConfig, run_scan
         from crnet.scan.sampler import SamplerConfig
         from crnet.store import StoreError
+        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half)
 
         if workers is not None and scheduler is not None:
             typer.echo("error: give --workers or --scheduler, not both", err=True)
@@ -78,7 +82,7 @@ def register(app: typer.Typer) -> None:
                              seed=seed, temperature=temperature, dataset=dataset, mode=mode, backend=backend, tol=tol,
                              max_steps=max_steps,
                              warm_start=warm_start, start=start_values, start_spread=spread, start_cov=start_cov,
-                             proposal_scale=proposal_scale, grid=GridConfig(dr, dz, ekin_factor),
+                             proposal_scale=proposal_scale, grid=grid,
                              sampler=SamplerConfig(freeze_after=freeze_after))
             if workers is None and scheduler is None:
                 s = run_scan(out, cfg, resume=resume, overwrite=overwrite, progress=progress)

@@ -239,6 +239,7 @@ def gas_maps(
     *,
     he_h_ratio: float = HE_H_RATIO_DEFAULT,
     dzz_kpc: float = GAS_AVERAGING_STEP_KPC,
+    cell_bounds_kpc: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> GasMaps:
     """GALPROP's 2D gas maps: point models at R = r_i, averaged over each z cell [z_j - dz/2, z_j + dz/2].
 
@@ -250,6 +251,9 @@ def gas_maps(
     x_co : CO-to-H2 conversion factor X_CO, molecules cm^-2 (K km/s)^-1, > 0 (constant, n_X_CO = 0).
     he_h_ratio : He/H number ratio, in [0, 1] (stored on the result).
     dzz_kpc : averaging sub-step, kpc, in (0, dz_kpc] (GALPROP: 0.01).
+    cell_bounds_kpc : (lower, upper) cell edges per node, kpc (crprop.grid.Grid.z_cell_bounds_kpc), for a
+        non-uniform z grid; each cell is then averaged over ceil(width/dzz) equal sub-steps (midpoints), which
+        keeps the column density of the thin gas disc whatever the cell width. None: GALPROP's cells of ``dz_kpc``.
 
     Returns
     -------
@@ -265,8 +269,17 @@ def gas_maps(
     n_r, n_z = r.size, z.size
     out = {name: np.empty((n_r, n_z)) for name in ("n_HI", "n_H2", "n_HII")}
     rr = r[:, None]
+    if cell_bounds_kpc is not None:
+        lo = as_array("cell_bounds_kpc[0]", cell_bounds_kpc[0], ndim=1)
+        hi = as_array("cell_bounds_kpc[1]", cell_bounds_kpc[1], ndim=1)
+        if lo.shape != z.shape or hi.shape != z.shape or not np.all((lo < z) & (z < hi)):
+            raise ValueError(f"cell_bounds_kpc must be two ({z.size},) arrays with lower < z_kpc < upper")
     for j, z_node in enumerate(z):
-        zs = cell_sample_heights(z_node, dz, dzz)[None, :]
+        if cell_bounds_kpc is None:
+            zs = cell_sample_heights(z_node, dz, dzz)[None, :]
+        else:
+            n_sub = max(int(np.ceil((hi[j] - lo[j]) / dzz - 1e-9)), 1)
+            zs = (lo[j] + (np.arange(n_sub) + 0.5) * (hi[j] - lo[j]) / n_sub)[None, :]
         # GALPROP sums the samples sequentially; np.add.reduce on a contiguous row is pairwise, which
         # differs only at the 1e-16 level, so the sequential sum is kept to stay bit-faithful.
         for name, values in (

@@ -34,7 +34,7 @@ def pseudo_time_cycle(op: TransportOperator, cycle: int = DEFAULT_CYCLE) -> np.n
     if cycle < 2:
         raise ValueError(f"cycle must be >= 2 pseudo-time steps, got {cycle}")
     n_r = op.shape[0]
-    n_zi = op.z_interior.sum(axis=0)  # (B,)
+    n_zi = _interior_length_in_central_steps(op)  # (B,)
     k_z = 0.5 * op.z_a2.max(axis=0)  # D/dz^2, (n_E, B)
     k_r = 0.5 * op.r_a2.max(axis=0)  # D/dr^2
     lam_lo = (k_z * 4.0 * np.sin(np.pi / (2.0 * (n_zi + 1.0))) ** 2
@@ -46,6 +46,24 @@ def pseudo_time_cycle(op: TransportOperator, cycle: int = DEFAULT_CYCLE) -> np.n
     lam_hi = np.maximum(lam_hi, lam_lo * 1.0001)
     frac = np.linspace(0.0, 1.0, cycle)[:, None, None]
     return 1.0 / (lam_lo[None] * (lam_hi / lam_lo)[None] ** frac)
+
+
+def _interior_length_in_central_steps(op: TransportOperator) -> np.ndarray:
+    """(B,) length of each model's interior z line in units of the central z step.
+
+    On a uniform grid this is the number of interior rows (GALPROP's grids; the stencil rows fix it exactly).
+    On a stretched-halo grid the wider outer cells count for more: a row's step is sqrt(2D/a2), so a row counts
+    sqrt(a2_centre / a2_row). Shortley-Weller rows at the halo boundary are counted as one row either way.
+    """
+    interior = op.z_interior
+    a2 = op.z_a2[:, 0, :]  # (n_z, B); the geometric factor is the same at every energy
+    centre = a2[a2.shape[0] // 2]
+    weight = np.sqrt(centre[None, :] / np.maximum(a2, 1e-300))
+    uniform_rows = np.abs(weight - 1.0) < 1e-6
+    if uniform_rows[interior].all() or op.z_a1.shape[0] < 3:
+        return interior.sum(axis=0)
+    edge = interior & ~np.roll(interior, 1, axis=0) | interior & ~np.roll(interior, -1, axis=0)
+    return np.where(interior & ~edge, weight, 0.0).sum(axis=0) + (interior & edge).sum(axis=0)
 
 
 def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps: int,
