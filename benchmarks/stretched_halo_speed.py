@@ -25,7 +25,7 @@ import numpy as np
 from common import RESULTS, galprop_seconds_per_model, machine
 
 from crprop.galaxy import GalaxySetup
-from crprop.params import PropagationParams
+from crprop.params import PRIOR_BOX, PropagationParams
 from crprop.propagate import batch_grid, propagate
 
 BEST_FIT = PropagationParams(7.38, 0.426, -1.16, 24.7, 8.97, 0.826, 2.379, 2.238, 1390.0, 2.5e5)
@@ -43,7 +43,8 @@ def posterior_like(n: int, seed: int = 0) -> list[PropagationParams]:
     for z in zh:
         vals = {k: v * rng.uniform(0.95, 1.05) for k, v in best.items()}
         vals["z_halo_kpc"] = float(z)
-        vals["d0_1e28_cm2_s"] = best["d0_1e28_cm2_s"] * z / best["z_halo_kpc"] * rng.uniform(0.95, 1.05)
+        d0 = best["d0_1e28_cm2_s"] * z / best["z_halo_kpc"] * rng.uniform(0.95, 1.05)
+        vals["d0_1e28_cm2_s"] = float(np.clip(d0, *PRIOR_BOX["d0_1e28_cm2_s"][:2]))  # stay inside Table 1
         out.append(PropagationParams(**vals))
     return out
 

@@ -119,9 +119,10 @@ class GalaxySetup:
     def grid(self, z_halo_max_kpc: float | None = None) -> Grid:
         """Grid whose z nodes (on the galdef's lattice, spacing dz) reach the largest halo asked for.
 
-        With ``None`` this is the galdef grid itself. Otherwise the galdef's z lattice is extended or
-        cut at the first node at or beyond ``z_halo_max_kpc``; models with a smaller halo get their
-        boundary inside the grid (crprop.discretization.vertical_coefficients).
+        With ``None`` this is the galdef grid itself (on a stretched lattice: the lattice up to the first node
+        at or beyond the galdef's z_h, whose boundary then falls between nodes). Otherwise the galdef's z
+        lattice is extended or cut at the first node at or beyond ``z_halo_max_kpc``; models with a smaller
+        halo get their boundary inside the grid (crprop.discretization.vertical_coefficients).
 
         Stretched halo (crnet's option, off by default): with ``z_uniform_half_kpc`` set, the lattice keeps the
         galdef's step dz up to |z| = z_uniform_half_kpc and then widens each step by ``z_stretch_factor`` up to

@@ -18,7 +18,7 @@ CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
 
 
 def test_configs_load():
-    for name in ("ci", "demo", "paper", "gpu_16k", "gpu_fit"):
+    for name in ("ci", "demo", "paper", "gpu_16k", "gpu_fit", "gpu_scale"):
         cfg = load_config(CI.with_name(f"pipeline_{name}.toml"))
         assert cfg.feedback.settings.sim.grid == cfg.scan.grid
 
