@@ -157,6 +157,27 @@ def ratio_spectra(n_flux: np.ndarray, energies_gev_per_n: np.ndarray) -> np.ndar
     return out
 
 
+_CHANNEL_FROM_ELEMENTS = np.array([  # log10 channel = sum_X M[ch, X] log10 N_X (+ the N_C^110 column below)
+    [1, 0, 0, -1, 0], [0, 1, 0, -1, 0], [0, 0, 1, -1, 0],
+    [1, 0, 0, 0, -1], [0, 1, 0, 0, -1], [0, 0, 1, 0, -1],
+    [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]], dtype=np.float64)
+_CHANNEL_FROM_C110 = np.array([1, 1, 1, 0, 0, 0, -1, -1], dtype=np.float64)
+
+
+def channel_log_shift(element_log_shift: np.ndarray, energies_gev_per_n: np.ndarray) -> np.ndarray:
+    """Shift (n, 8, n_E) of the log10 Table 2 channels when log10 N_X of Li, Be, B, C, O shifts by
+    ``element_log_shift`` (n, 5, n_E) (e.g. log10(1 + eps) of a pseudo-experiment's relative fluctuations).
+
+    Exact: every channel is a ratio of element fluxes (and of N_C^110, the carbon bin at 110 GeV/n), so its
+    log10 is the same linear combination of the elements' log10 shifts.
+    """
+    d = np.asarray(element_log_shift, dtype=np.float64)
+    if d.ndim != 3 or d.shape[1] != len(FEATURE_SPECIES):
+        raise ValueError(f"element_log_shift must have shape (n, {len(FEATURE_SPECIES)}, n_E), got {d.shape}")
+    c110 = d[:, 3, c_norm_index(energies_gev_per_n)]
+    return np.einsum("ce,nek->nck", _CHANNEL_FROM_ELEMENTS, d) + _CHANNEL_FROM_C110[None, :, None] * c110[:, None, None]
+
+
 def log_features(ratios: np.ndarray) -> np.ndarray:
     """log10 of the ratio spectra; raises ValueError naming the first model with a non-positive or
     non-finite entry (the fluxes of every feature species must be > 0 on the whole grid)."""

@@ -11,7 +11,9 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   stretched halo z_uniform_half_kpc, z_stretch_factor, dz_max_kpc, see crnet.scan.models.GridConfig);
   its grid, solver mode, backend, tol, max_steps and data set are also used for every re-simulation;
 * ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
-  epochs, batch_size, patience, n_pseudo (Machine B's pseudo-data), device, holdout_fraction (> 0: the
+  epochs, batch_size, patience, n_pseudo (Machine B's pseudo-data), device, input_noise and
+  input_noise_machines (train those machines on fresh pseudo-experiment fluctuations of at most this relative
+  size, :mod:`crnet.machines.augment`; default off, machines ["A-crnet"]), holdout_fraction (> 0: the
   records of a hold-out hash are reserved as central values of the test pseudo-data; Machines A and B
   never train on them, see crnet.pseudodata.holdout_mask; 0 = the paper's protocol, train and test
   pseudo-data drawn from the same central spectra);
@@ -74,13 +76,19 @@ class TrainSection:
     n_pseudo: int = 10000
     device: str = "auto"
     holdout_fraction: float = 0.0
+    input_noise: float = 0.0
+    input_noise_machines: list[str] = field(default_factory=lambda: ["A-crnet"])
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"[train] holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
-        bad = [m for m in self.machines if m not in MACHINE_NAMES]
-        if bad:
-            raise ValueError(f"[train] machines: unknown {bad}; known {list(MACHINE_NAMES)}")
+        if not 0.0 <= self.input_noise < 1.0:
+            raise ValueError(f"[train] input_noise must lie in [0, 1) (max relative fluctuation), "
+                             f"got {self.input_noise}")
+        for key in ("machines", "input_noise_machines"):
+            bad = [m for m in getattr(self, key) if m not in MACHINE_NAMES]
+            if bad:
+                raise ValueError(f"[train] {key}: unknown {bad}; known {list(MACHINE_NAMES)}")
 
 
 @dataclass
@@ -227,6 +235,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         return TrainConfig(machine=machine, arch=arch, epochs=t.epochs, batch_size=t.batch_size, patience=t.patience,
                            seed=cfg.run.seed, device=t.device, threads=cfg.run.threads or None,
                            progress=cfg.run.progress,
+                           input_noise=t.input_noise if f"{machine}-{arch}" in t.input_noise_machines else 0.0,
                            pseudo=PseudoDataConfig(n_pseudo=t.n_pseudo, dataset=cfg.scan.dataset, seed=cfg.run.seed,
                                                    centres="train" if t.holdout_fraction > 0 else "all",
                                                    holdout_fraction=t.holdout_fraction))

@@ -18,7 +18,7 @@ CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
 
 
 def test_configs_load():
-    for name in ("ci", "demo", "paper", "gpu_16k", "gpu_fit", "gpu_scale"):
+    for name in ("ci", "demo", "paper", "gpu_16k", "gpu_fit", "gpu_scale", "gpu_noise"):
         cfg = load_config(CI.with_name(f"pipeline_{name}.toml"))
         assert cfg.feedback.settings.sim.grid == cfg.scan.grid
 
@@ -49,6 +49,10 @@ def test_cli_pipeline_ci(tmp_path):
     assert report["check_machine"] is not None
     resolved = json.loads((out / "resolved_config.json").read_text())
     assert "torch" in resolved["versions"] and resolved["seeds"]["run"] == 0
+    from crnet.machines.modelfile import load_model
+
+    assert load_model(out / "A-paper.pt").metadata["train_config"]["input_noise"] == 0.05  # [train] input_noise
+    assert load_model(out / "B-paper.pt").metadata["train_config"]["input_noise"] == 0.0
     measured = json.loads((out / "measured/measured.json").read_text())
     assert set(measured["machines"]) == {"A-paper", "B-paper"}
     # every prediction re-simulated in one call; each machine gets its own row's chi2 back (row order)

@@ -68,6 +68,9 @@ def register(app: typer.Typer) -> None:
         max_relative: float = typer.Option(PAPER_MAX_RELATIVE, "--max-relative", help="'paper' noise amplitude."),
         delta_low: float = typer.Option(ENVELOPE_DELTA[0], "--delta-low", help="'envelope' noise: Delta low."),
         delta_high: float = typer.Option(ENVELOPE_DELTA[1], "--delta-high", help="'envelope' noise: Delta high."),
+        input_noise: float = typer.Option(0.0, "--input-noise", help="Machines A/B: train on fresh pseudo-experiment "
+                                          "fluctuations of at most this relative size per element and bin (e.g. "
+                                          "0.05); 0 = off (the paper's Machine A)."),
         dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", help="Data set for re-profiling pseudo-data."),
         update_chi2: bool = typer.Option(False, "--update-chi2", help="Recompute the store's chi2 on --dataset."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
@@ -84,7 +87,8 @@ def register(app: typer.Typer) -> None:
                               weight_decay=weight_decay, lr_schedule=lr_schedule, patience=patience, seed=seed,
                               val_fraction=val_fraction, max_sigma=max_sigma, device=device, amp=amp,
                               threads=threads, memory_limit_bytes=int(memory_gb * GIB), progress=not no_progress,
-                              pseudo=pseudo, init_from=str(init_from) if init_from else None)
+                              pseudo=pseudo, init_from=str(init_from) if init_from else None,
+                              input_noise=input_noise)
             result = train(store, out, cfg, resume=resume)
         except (ValueError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from crnet.features import TargetTransform, regression_metrics
 from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_architecture, network_name
+from crnet.machines.augment import VALIDATION_NOISE_SEED_OFFSET, InputNoise
 from crnet.machines.check import CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, confusion_matrix
 from crnet.machines.crnet_variant import CRNET_BATCH_SIZE, CRNET_LEARNING_RATE, CRNET_WEIGHT_DECAY
 from crnet.machines.data import (
@@ -73,6 +74,9 @@ class TrainConfig:
     init_from : a model file whose weights start the training (same network; its architecture unless
     ``architecture`` is given, which must then match); optimiser, schedule and epochs start fresh. The feedback
     loop retrains each round this way from the previous round's model.
+    input_noise : > 0: train on inputs with the paper's pseudo-experiment fluctuations (at most this relative
+    size per element and bin), drawn afresh for every batch (:mod:`crnet.machines.augment`); 0: noise-free
+    mocks (the paper's Machine A). Machines A and B only.
     pseudo : Machine B's pseudo-data settings. With ``pseudo.centres = 'train'`` Machine B's central spectra
     and Machine A's training records both leave out the hold-out hash (``pseudo.holdout_fraction``), whose
     records are reserved for the test pseudo-data (``centres = 'test'``): a clean closure test.
@@ -103,6 +107,7 @@ class TrainConfig:
     architecture: dict | None = None
     init_from: str | None = None
     pseudo: PseudoDataConfig = field(default_factory=PseudoDataConfig)
+    input_noise: float = 0.0
 
     def resolved(self) -> TrainConfig:
         """Copy with every ``None`` hyper-parameter replaced by the network's default."""
@@ -117,6 +122,10 @@ class TrainConfig:
         epochs, batch, lr, wd = (d[i] if v is None else v for i, v in enumerate(vals))
         if epochs < 1 or batch < 1 or lr <= 0 or wd < 0:
             raise ValueError("epochs and batch_size must be >= 1, learning_rate > 0, weight_decay >= 0")
+        if not 0.0 <= self.input_noise < 1.0:
+            raise ValueError(f"input_noise must lie in [0, 1) (max relative fluctuation), got {self.input_noise}")
+        if self.input_noise > 0 and net == "check":
+            raise ValueError("input_noise applies to Machines A and B (spectral inputs), not the Check Machine")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         return replace(self, epochs=int(epochs), batch_size=int(batch), learning_rate=float(lr),
@@ -173,14 +182,18 @@ def _deterministic(enabled: bool):
 
 def _run_epoch(net: nn.Module, data: RegressionData | CheckData, split: str, batch_size: int, loss_fn,
                device: torch.device, amp: bool, optimizer: torch.optim.Optimizer | None = None,
-               generator: np.random.Generator | None = None) -> float:
-    """Mean loss over a split (weighted by batch size); trains when ``optimizer`` is given."""
+               generator: np.random.Generator | None = None, noise: InputNoise | None = None,
+               noise_rng: np.random.Generator | None = None) -> float:
+    """Mean loss over a split (weighted by batch size); trains when ``optimizer`` is given. ``noise`` adds
+    pseudo-experiment fluctuations to every batch, drawn from ``noise_rng``."""
     training = optimizer is not None
     net.train(training)
     total, count = 0.0, 0
     grad = torch.enable_grad() if training else torch.no_grad()
     with grad:
         for xb, yb in data.batches(split, batch_size, generator if training else None):
+            if noise is not None:
+                xb = noise.apply(xb, noise_rng)
             x = torch.as_tensor(xb, device=device)
             y = torch.as_tensor(yb, device=device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
@@ -207,7 +220,8 @@ def _initial_model(cfg: TrainConfig, network: str):
 
 def _identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str) -> dict:
     """What a checkpoint must share with the run that resumes it."""
-    keys = ("machine", "arch", "val_fraction", "seed", "max_sigma", "check_sigma", "batch_size", "lr_schedule")
+    keys = ("machine", "arch", "val_fraction", "seed", "max_sigma", "check_sigma", "batch_size", "lr_schedule",
+            "input_noise")
     return {"network": network, "architecture": arch, "store_sha256": store_sha, **{k: getattr(cfg, k) for k in keys}}
 
 
@@ -270,6 +284,9 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor,
                                                                    patience=cfg.lr_patience, min_lr=cfg.min_lr)
         shuffle = np.random.default_rng(cfg.seed)
+        noise = None
+        if cfg.input_noise > 0:
+            noise = InputNoise(cfg.input_noise, data.scaler, data.info.energies)
         state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "stopped_early": False,
                  "history": []}
         best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -280,8 +297,10 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
         for epoch in range(state["epoch"], cfg.epochs):
             if state["stopped_early"]:
                 break
-            train_loss = _run_epoch(net, data, "train", cfg.batch_size, loss_fn, device, amp, optimizer, shuffle)
-            val_loss = _run_epoch(net, data, "val", cfg.batch_size, loss_fn, device, amp)
+            train_loss = _run_epoch(net, data, "train", cfg.batch_size, loss_fn, device, amp, optimizer, shuffle,
+                                    noise, shuffle)
+            val_loss = _run_epoch(net, data, "val", cfg.batch_size, loss_fn, device, amp, noise=noise,
+                                  noise_rng=np.random.default_rng(cfg.seed + VALIDATION_NOISE_SEED_OFFSET))
             lr = optimizer.param_groups[0]["lr"]
             if cfg.lr_schedule == "plateau":
                 scheduler.step(val_loss)
