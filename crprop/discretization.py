@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from crprop.constants import KPC_CM
 from crprop.grid import Grid
 from crprop.operator import TransportOperator
 
@@ -127,9 +128,8 @@ def _vertical_coefficients_stretched(
     bottom = np.argmax(interior, axis=0)
     hi[top, cols] = dist[top, cols]
     lo[bottom, cols] = dist[bottom, cols]
-    kpc2 = (grid.dz_cm / grid.dz_kpc) ** 2  # kpc^2 -> cm^2
-    g1 = 2.0 / (lo * (lo + hi) * kpc2)  # cm^-2, (n_z, B)
-    g3 = 2.0 / (hi * (lo + hi) * kpc2)
+    g1 = 2.0 / (lo * (lo + hi) * KPC_CM**2)  # cm^-2, (n_z, B)
+    g3 = 2.0 / (hi * (lo + hi) * KPC_CM**2)
     g2 = g1 + g3
     g3[top, cols] = 0.0  # the neighbour across the boundary is psi = 0
     g1[bottom, cols] = 0.0

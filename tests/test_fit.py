@@ -134,7 +134,8 @@ def test_cli_fit_then_scan_from_fit(tmp_path):
     """The real model (tiny grid): a few least-squares evaluations lower chi2 from crml_base's, and a scan
     started from the result begins at the best fit."""
     runner = CliRunner()
-    grid = ["--dr", "4", "--dz", "1.3", "--ekin-factor", "3", "--backend", "numpy"]
+    grid = ["--dr", "4", "--dz", "1.3", "--ekin-factor", "3", "--backend", "numpy", "--z-uniform-half", "2.6",
+            "--dz-max", "2.0"]
     res = runner.invoke(app, ["fit", "--out", str(tmp_path / "fit.json"), "--max-evaluations", "3",
                               "--no-progress"] + grid)
     assert res.exit_code in (0, 1), res.output  # 1 = evaluation cap reached (reported, file still written)
@@ -148,4 +149,6 @@ def test_cli_fit_then_scan_from_fit(tmp_path):
 
     with MockStore.open(tmp_path / "s.h5", "r") as st:
         first = st.read("chi2")[st.read("chain") == 0][0]
-    assert first == pytest.approx(fit.chi2, rel=1e-6)
+        grid_meta = st.attrs()["grid"]
+    assert first == pytest.approx(fit.chi2, rel=1e-6)  # same stretched grid in fit and scan
+    assert (grid_meta["z_uniform_half_kpc"], grid_meta["dz_max_kpc"]) == (2.6, 2.0)

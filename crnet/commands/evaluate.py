@@ -6,6 +6,15 @@ from pathlib import Path
 
 import typer
 
+from crnet.commands.grid_options import (
+    DrOption,
+    DzMaxOption,
+    DzOption,
+    EkinFactorOption,
+    ZStretchFactorOption,
+    ZUniformHalfOption,
+)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
@@ -17,12 +26,12 @@ def register(app: typer.Typer) -> None:
         check: Path | None = typer.Option(None, "--check", help="Check Machine model file."),
         n_test: int | None = typer.Option(None, "--n-test", help="Use only the first N test spectra."),
         backend: str = typer.Option("auto", "--backend", help="crprop backend of the re-simulation."),
-        dr: float | None = typer.Option(None, "--dr", help="Grid dr (kpc) of the re-simulation (= the scan's)."),
-        dz: float | None = typer.Option(None, "--dz", help="Grid dz (kpc)."),
-        ekin_factor: float | None = typer.Option(None, "--ekin-factor", help="Energy grid factor."),
-        z_uniform_half: float | None = typer.Option(
-            None, "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider"
-            " beyond (crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid. Use the scan's."),
+        dr: DrOption = None,
+        dz: DzOption = None,
+        ekin_factor: EkinFactorOption = None,
+        z_uniform_half: ZUniformHalfOption = None,
+        z_stretch_factor: ZStretchFactorOption = None,
+        dz_max: DzMaxOption = None,
         dataset: str = typer.Option("paper", "--dataset", help="Likelihood data set."),
         no_progress: bool = typer.Option(False, "--no-progress"),
     ) -> None:
@@ -31,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from crnet.feedback import FeedbackConfig, SimConfig
         from crnet.scan.models import GridConfig
         from crnet.store import StoreError
-        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half)
+        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half, z_stretch_factor, dz_max)
 
         try:
             machines = dict(_pair(m) for m in machine)

@@ -7,6 +7,15 @@ from pathlib import Path
 
 import typer
 
+from crnet.commands.grid_options import (
+    DrOption,
+    DzMaxOption,
+    DzOption,
+    EkinFactorOption,
+    ZStretchFactorOption,
+    ZUniformHalfOption,
+)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("feedback")
@@ -22,12 +31,12 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(20, "--epochs", help="Epochs of each warm-started retraining."),
         arch: str = typer.Option("paper", "--arch", help="Network of the machine: paper or crnet."),
         backend: str = typer.Option("auto", "--backend"),
-        dr: float | None = typer.Option(None, "--dr"),
-        dz: float | None = typer.Option(None, "--dz"),
-        ekin_factor: float | None = typer.Option(None, "--ekin-factor"),
-        z_uniform_half: float | None = typer.Option(
-            None, "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider"
-            " beyond (crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid. Use the scan's."),
+        dr: DrOption = None,
+        dz: DzOption = None,
+        ekin_factor: EkinFactorOption = None,
+        z_uniform_half: ZUniformHalfOption = None,
+        z_stretch_factor: ZStretchFactorOption = None,
+        dz_max: DzMaxOption = None,
         dataset: str = typer.Option("paper", "--dataset"),
         no_progress: bool = typer.Option(False, "--no-progress"),
     ) -> None:
@@ -37,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from crnet.machines.training import TrainConfig
         from crnet.scan.models import GridConfig
         from crnet.store import StoreError
-        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half)
+        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half, z_stretch_factor, dz_max)
 
         try:
             cfg = FeedbackConfig(sim=SimConfig(grid=grid, backend=backend, dataset=dataset),

@@ -6,6 +6,14 @@ from pathlib import Path
 
 import typer
 
+from crnet.commands.grid_options import (
+    DrOption,
+    DzMaxOption,
+    DzOption,
+    EkinFactorOption,
+    ZStretchFactorOption,
+    ZUniformHalfOption,
+)
 from crnet.commands.scan import _parse_start
 
 
@@ -22,19 +30,19 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("paper", "--dataset", "-d", help="Likelihood data set."),
         temperature: float = typer.Option(10.0, "--temperature", help="T of the tempered posterior the scan starts "
                                           "from (paper: 10)."),
-        dr: float | None = typer.Option(None, "--dr", help="Radial grid step, kpc (default: the paper galdef)."),
-        dz: float | None = typer.Option(None, "--dz", help="Vertical grid step, kpc."),
-        ekin_factor: float | None = typer.Option(None, "--ekin-factor", help="Energy grid factor."),
-        z_uniform_half: float | None = typer.Option(
-            None, "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider"
-            " beyond (crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid. Use the scan's."),
+        dr: DrOption = None,
+        dz: DzOption = None,
+        ekin_factor: EkinFactorOption = None,
+        z_uniform_half: ZUniformHalfOption = None,
+        z_stretch_factor: ZStretchFactorOption = None,
+        dz_max: DzMaxOption = None,
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Print every evaluation."),
     ) -> None:
         """Minimise chi2_tot over the Table 1 box (least squares, profiled normalisations); the result starts
         a scan with `crnet scan --from-fit`."""
         from crnet.scan.fit import FitConfig, fit_best
         from crnet.scan.models import GridConfig, PropagateModel
-        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half)
+        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half, z_stretch_factor, dz_max)
 
         try:
             cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations, temperature=temperature)

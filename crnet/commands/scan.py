@@ -6,6 +6,14 @@ from pathlib import Path
 
 import typer
 
+from crnet.commands.grid_options import (
+    DrOption,
+    DzMaxOption,
+    DzOption,
+    EkinFactorOption,
+    ZStretchFactorOption,
+    ZUniformHalfOption,
+)
 from crnet.scan.runner import SCAN_DESIGNS
 
 
@@ -47,12 +55,12 @@ def register(app: typer.Typer) -> None:
                                                 "this many steps (default: diminishing adaptation)."),
         warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start", help="Warm-start the solver from "
                                         "each chain's current state (mode fast)."),
-        dr: float | None = typer.Option(None, "--dr", help="Radial grid step, kpc (default: the paper galdef)."),
-        dz: float | None = typer.Option(None, "--dz", help="Vertical grid step, kpc."),
-        ekin_factor: float | None = typer.Option(None, "--ekin-factor", help="Energy grid factor."),
-        z_uniform_half: float | None = typer.Option(
-            None, "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider"
-            " beyond (crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid. Use the scan's."),
+        dr: DrOption = None,
+        dz: DzOption = None,
+        ekin_factor: EkinFactorOption = None,
+        z_uniform_half: ZUniformHalfOption = None,
+        z_stretch_factor: ZStretchFactorOption = None,
+        dz_max: DzMaxOption = None,
         workers: int | None = typer.Option(None, "--workers", help="Run shards on an embedded Dask LocalCluster."),
         scheduler: str | None = typer.Option(None, "--scheduler", help="Run shards on this Dask scheduler."),
         shards: int | None = typer.Option(None, "--shards", help="Number of shards (default: workers)."),
@@ -65,7 +73,7 @@ def register(app: typer.Typer) -> None:
         from crnet.scan.runner import ScanConfig, run_scan
         from crnet.scan.sampler import SamplerConfig
         from crnet.store import StoreError
-        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half)
+        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half, z_stretch_factor, dz_max)
 
         if workers is not None and scheduler is not None:
             typer.echo("error: give --workers or --scheduler, not both", err=True)
