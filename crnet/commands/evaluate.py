@@ -6,14 +6,7 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.grid_options import (
-    DrOption,
-    DzMaxOption,
-    DzOption,
-    EkinFactorOption,
-    ZStretchFactorOption,
-    ZUniformHalfOption,
-)
+from crnet.commands import grid_options as go
 
 
 def register(app: typer.Typer) -> None:
@@ -26,12 +19,12 @@ def register(app: typer.Typer) -> None:
         check: Path | None = typer.Option(None, "--check", help="Check Machine model file."),
         n_test: int | None = typer.Option(None, "--n-test", help="Use only the first N test spectra."),
         backend: str = typer.Option("auto", "--backend", help="crprop backend of the re-simulation."),
-        dr: DrOption = None,
-        dz: DzOption = None,
-        ekin_factor: EkinFactorOption = None,
-        z_uniform_half: ZUniformHalfOption = None,
-        z_stretch_factor: ZStretchFactorOption = None,
-        dz_max: DzMaxOption = None,
+        dr: go.DrOption = None,
+        dz: go.DzOption = None,
+        ekin_factor: go.EkinFactorOption = None,
+        z_uniform_half: go.ZUniformHalfOption = None,
+        z_stretch_factor: go.ZStretchFactorOption = None,
+        dz_max: go.DzMaxOption = None,
         dataset: str = typer.Option("paper", "--dataset", help="Likelihood data set."),
         no_progress: bool = typer.Option(False, "--no-progress"),
     ) -> None:

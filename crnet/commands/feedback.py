@@ -7,14 +7,7 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.grid_options import (
-    DrOption,
-    DzMaxOption,
-    DzOption,
-    EkinFactorOption,
-    ZStretchFactorOption,
-    ZUniformHalfOption,
-)
+from crnet.commands import grid_options as go
 
 
 def register(app: typer.Typer) -> None:
@@ -31,12 +24,12 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(20, "--epochs", help="Epochs of each warm-started retraining."),
         arch: str = typer.Option("paper", "--arch", help="Network of the machine: paper or crnet."),
         backend: str = typer.Option("auto", "--backend"),
-        dr: DrOption = None,
-        dz: DzOption = None,
-        ekin_factor: EkinFactorOption = None,
-        z_uniform_half: ZUniformHalfOption = None,
-        z_stretch_factor: ZStretchFactorOption = None,
-        dz_max: DzMaxOption = None,
+        dr: go.DrOption = None,
+        dz: go.DzOption = None,
+        ekin_factor: go.EkinFactorOption = None,
+        z_uniform_half: go.ZUniformHalfOption = None,
+        z_stretch_factor: go.ZStretchFactorOption = None,
+        dz_max: go.DzMaxOption = None,
         dataset: str = typer.Option("paper", "--dataset"),
         no_progress: bool = typer.Option(False, "--no-progress"),
     ) -> None:

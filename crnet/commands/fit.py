@@ -6,14 +6,7 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.grid_options import (
-    DrOption,
-    DzMaxOption,
-    DzOption,
-    EkinFactorOption,
-    ZStretchFactorOption,
-    ZUniformHalfOption,
-)
+from crnet.commands import grid_options as go
 from crnet.commands.scan import _parse_start
 
 
@@ -30,12 +23,12 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("paper", "--dataset", "-d", help="Likelihood data set."),
         temperature: float = typer.Option(10.0, "--temperature", help="T of the tempered posterior the scan starts "
                                           "from (paper: 10)."),
-        dr: DrOption = None,
-        dz: DzOption = None,
-        ekin_factor: EkinFactorOption = None,
-        z_uniform_half: ZUniformHalfOption = None,
-        z_stretch_factor: ZStretchFactorOption = None,
-        dz_max: DzMaxOption = None,
+        dr: go.DrOption = None,
+        dz: go.DzOption = None,
+        ekin_factor: go.EkinFactorOption = None,
+        z_uniform_half: go.ZUniformHalfOption = None,
+        z_stretch_factor: go.ZStretchFactorOption = None,
+        dz_max: go.DzMaxOption = None,
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Print every evaluation."),
     ) -> None:
         """Minimise chi2_tot over the Table 1 box (least squares, profiled normalisations); the result starts

@@ -6,14 +6,7 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.grid_options import (
-    DrOption,
-    DzMaxOption,
-    DzOption,
-    EkinFactorOption,
-    ZStretchFactorOption,
-    ZUniformHalfOption,
-)
+from crnet.commands import grid_options as go
 from crnet.scan.runner import SCAN_DESIGNS
 
 
@@ -55,12 +48,12 @@ def register(app: typer.Typer) -> None:
                                                 "this many steps (default: diminishing adaptation)."),
         warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start", help="Warm-start the solver from "
                                         "each chain's current state (mode fast)."),
-        dr: DrOption = None,
-        dz: DzOption = None,
-        ekin_factor: EkinFactorOption = None,
-        z_uniform_half: ZUniformHalfOption = None,
-        z_stretch_factor: ZStretchFactorOption = None,
-        dz_max: DzMaxOption = None,
+        dr: go.DrOption = None,
+        dz: go.DzOption = None,
+        ekin_factor: go.EkinFactorOption = None,
+        z_uniform_half: go.ZUniformHalfOption = None,
+        z_stretch_factor: go.ZStretchFactorOption = None,
+        dz_max: go.DzMaxOption = None,
         workers: int | None = typer.Option(None, "--workers", help="Run shards on an embedded Dask LocalCluster."),
         scheduler: str | None = typer.Option(None, "--scheduler", help="Run shards on this Dask scheduler."),
         shards: int | None = typer.Option(None, "--shards", help="Number of shards (default: workers)."),
