@@ -49,6 +49,25 @@ def posterior_like(n: int, seed: int = 0) -> list[PropagationParams]:
     return out
 
 
+def _reset_device_pool(backend: str) -> None:
+    if backend == "cupy":
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+def _memory_gb(backend: str) -> float:
+    """GPU: bytes CuPy's pool holds after the run (its high-water mark since the reset); CPU: the process's
+    peak resident set so far (the larger of the two rows for the second one)."""
+    if backend == "cupy":
+        import cupy
+
+        return cupy.get_default_memory_pool().total_bytes() / 1e9
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="numba")
@@ -72,9 +91,11 @@ def main() -> None:
         propagate(s, plist[:2], backend=args.backend, backend_options=opts, z_extent_kpc=zmax, group_halos=False)
     rows, fluxes = [], {}
     for name, s in (("uniform (GALPROP)", base), ("stretched", stretched)):
+        _reset_device_pool(args.backend)
         t0 = time.perf_counter()
         sp = propagate(s, plist, backend=args.backend, backend_options=opts)
         wall = time.perf_counter() - t0
+        memory_gb = _memory_gb(args.backend)
         e = sp.ekin_gev_per_n
         m = (e > 0.05) & (e < 3e3)
         fluxes[name] = {el: sp.flux(el)[:, m] for el in ELEMENTS}
@@ -82,7 +103,8 @@ def main() -> None:
         rows.append({"grid": name, "z_nodes": batch_grid(s, zmax).shape[1], "wall_s": wall,
                      "models_per_s": len(plist) / wall, "ms_per_model": 1e3 * wall / len(plist),
                      "max_steps_per_species": int(max(steps.values())) if steps else None,
-                     "all_converged": bool(sp.converged.all()), "max_residual": float(sp.residual.max())})
+                     "all_converged": bool(sp.converged.all()), "max_residual": float(sp.residual.max()),
+                     "memory_gb": memory_gb})
         print(json.dumps(rows[-1]), flush=True)
     u, st = fluxes["uniform (GALPROP)"], fluxes["stretched"]
     diff = {el: float(np.abs(st[el] / u[el] - 1.0).max()) for el in ELEMENTS}
@@ -109,9 +131,11 @@ def main() -> None:
              f"{' --ekin-factor ' + str(args.ekin_factor) if args.ekin_factor else ''}`. Stretch: uniform "
              f"to {args.z_uniform_half} kpc, factor {args.stretch}, steps up to {args.dz_max} kpc.", "",
              "| z grid | z nodes | wall s | models/s | ms/model | GALPROP s/model (1 core, crml_base) | max steps | "
-             "all converged |", "|---|---|---|---|---|---|---|---|"]
+             f"all converged | {'GPU pool' if args.backend == 'cupy' else 'peak RSS'} GB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['grid']} | {r['z_nodes']} | {r['wall_s']:.1f} | {r['models_per_s']:.2f} | "
-              f"{r['ms_per_model']:.0f} | {galprop_s:.1f} | {r['max_steps_per_species']} | {r['all_converged']} |"
+              f"{r['ms_per_model']:.0f} | {galprop_s:.1f} | {r['max_steps_per_species']} | {r['all_converged']} | "
+              f"{r['memory_gb']:.2f} |"
               for r in rows]
     lines += ["", f"Speed-up {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x. Largest relative flux difference "
               "stretched vs uniform, 0.05-3000 GeV/n, over all models: "

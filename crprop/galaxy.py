@@ -128,7 +128,7 @@ class GalaxySetup:
         galdef's step dz up to |z| = z_uniform_half_kpc and then widens each step by ``z_stretch_factor`` up to
         ``dz_max_kpc`` (kpc). The disc, where the gas, the sources and the Sun are, is then gridded exactly as
         GALPROP grids it, while the source-free outer halo, where psi falls smoothly to zero, costs far fewer
-        nodes (z_h = 18 kpc: 67 nodes instead of 181 with 1.5 kpc / 1.15 / 1 kpc). Every lattice is fixed per
+        nodes (z_h = 18 kpc: 60 nodes instead of 182 with 1.5 kpc / 1.15 / 1 kpc). Every lattice is fixed per
         setup, so a smaller halo's grid stays a centred subset of a larger one (halo groups, warm starts).
         """
         dz = self.dz_kpc
