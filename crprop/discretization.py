@@ -67,7 +67,7 @@ def vertical_coefficients(
         raise ValueError(f"z_half_kpc must be a scalar or have one value per model ({n_b}), got {zh.shape}")
     if not np.all(np.isfinite(zh)) or np.any(zh <= 0):
         raise ValueError("z_half_kpc must be finite and > 0 kpc")
-    if not grid.z_uniform:
+    if not grid.z_uniform:  # the general form equals GALPROP's rows only to round-off: uniform grids keep them
         return _vertical_coefficients_stretched(grid, dxx_cm2_s, zh)
     dz = grid.dz_kpc
     z = grid.z_kpc

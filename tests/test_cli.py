@@ -87,3 +87,23 @@ def test_demo_runs_on_the_paper_grid(tmp_path):
     # crml_base is not a fit (see benchmarks/chi2_crml_base.py): chi2 ~1e4 for 397 points, like GALPROP's own
     # converged spectra of this point (10987); a broken normalisation or unit gives >> 1e5.
     assert 5e3 < chi2 < 2e4
+
+
+def test_grid_options_decorator_needs_a_grid_parameter():
+    import pytest
+
+    from crnet.commands.grid_options import with_grid_options
+
+    def no_grid(out: str = "x") -> None:
+        return None
+
+    with pytest.raises(TypeError, match="'grid'"):
+        with_grid_options(no_grid)
+
+    @with_grid_options
+    def takes_grid(out: str = "x", grid=None):
+        return grid
+
+    got = takes_grid(out="y", dr_kpc=2.0, dz_kpc=None, ekin_factor=None, z_uniform_half_kpc=1.5,
+                     z_stretch_factor=None, dz_max_kpc=None)
+    assert (got.dr_kpc, got.z_uniform_half_kpc, got.dz_kpc) == (2.0, 1.5, None)

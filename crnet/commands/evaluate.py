@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from crnet.commands import grid_options as go
+from crnet.commands.grid_options import with_grid_options
+
+if TYPE_CHECKING:
+    from crnet.scan.models import GridConfig
 
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
+    @with_grid_options
     def evaluate_cmd(
         machine: list[str] = typer.Option(..., "--machine", help="NAME=MODEL.pt (repeat), e.g. 'Machine A=a.pt'."),
         test_store: Path = typer.Option(..., "--test", help="Pseudo-data store to predict from."),
@@ -19,21 +24,14 @@ def register(app: typer.Typer) -> None:
         check: Path | None = typer.Option(None, "--check", help="Check Machine model file."),
         n_test: int | None = typer.Option(None, "--n-test", help="Use only the first N test spectra."),
         backend: str = typer.Option("auto", "--backend", help="crprop backend of the re-simulation."),
-        dr: go.DrOption = None,
-        dz: go.DzOption = None,
-        ekin_factor: go.EkinFactorOption = None,
-        z_uniform_half: go.ZUniformHalfOption = None,
-        z_stretch_factor: go.ZStretchFactorOption = None,
-        dz_max: go.DzMaxOption = None,
         dataset: str = typer.Option("paper", "--dataset", help="Likelihood data set."),
         no_progress: bool = typer.Option(False, "--no-progress"),
+        grid: GridConfig | None = None,
     ) -> None:
         """Closure tests of every machine, Tables 3 and 4 beside the paper's, Figs. 5-7."""
         from crnet.evaluate import EvalConfig, evaluate
         from crnet.feedback import FeedbackConfig, SimConfig
-        from crnet.scan.models import GridConfig
         from crnet.store import StoreError
-        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half, z_stretch_factor, dz_max)
 
         try:
             machines = dict(_pair(m) for m in machine)

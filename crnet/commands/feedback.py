@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from crnet.commands import grid_options as go
+from crnet.commands.grid_options import with_grid_options
+
+if TYPE_CHECKING:
+    from crnet.scan.models import GridConfig
 
 
 def register(app: typer.Typer) -> None:
     @app.command("feedback")
+    @with_grid_options
     def feedback_cmd(
         model: Path = typer.Option(..., "--model", help="Trained machine (model file)."),
         store: Path = typer.Option(..., "--store", help="The store the machine was trained on."),
@@ -24,22 +29,15 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(20, "--epochs", help="Epochs of each warm-started retraining."),
         arch: str = typer.Option("paper", "--arch", help="Network of the machine: paper or crnet."),
         backend: str = typer.Option("auto", "--backend"),
-        dr: go.DrOption = None,
-        dz: go.DzOption = None,
-        ekin_factor: go.EkinFactorOption = None,
-        z_uniform_half: go.ZUniformHalfOption = None,
-        z_stretch_factor: go.ZStretchFactorOption = None,
-        dz_max: go.DzMaxOption = None,
         dataset: str = typer.Option("paper", "--dataset"),
         no_progress: bool = typer.Option(False, "--no-progress"),
+        grid: GridConfig | None = None,
     ) -> None:
         """Run (or resume) the feedback loop and print every round's metrics."""
         from crnet.feedback import FeedbackConfig, SimConfig, run_feedback
         from crnet.machines.modelfile import load_model
         from crnet.machines.training import TrainConfig
-        from crnet.scan.models import GridConfig
         from crnet.store import StoreError
-        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half, z_stretch_factor, dz_max)
 
         try:
             cfg = FeedbackConfig(sim=SimConfig(grid=grid, backend=backend, dataset=dataset),

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from crnet.commands import grid_options as go
+from crnet.commands.grid_options import with_grid_options
 from crnet.commands.scan import _parse_start
+
+if TYPE_CHECKING:
+    from crnet.scan.models import GridConfig
 
 
 def register(app: typer.Typer) -> None:
     @app.command("fit")
+    @with_grid_options
     def fit_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="Fit result to write (JSON)."),
         start: str | None = typer.Option(None, "--start", help="Start: 10 comma-separated values in PARAM_NAMES "
@@ -23,19 +28,13 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("paper", "--dataset", "-d", help="Likelihood data set."),
         temperature: float = typer.Option(10.0, "--temperature", help="T of the tempered posterior the scan starts "
                                           "from (paper: 10)."),
-        dr: go.DrOption = None,
-        dz: go.DzOption = None,
-        ekin_factor: go.EkinFactorOption = None,
-        z_uniform_half: go.ZUniformHalfOption = None,
-        z_stretch_factor: go.ZStretchFactorOption = None,
-        dz_max: go.DzMaxOption = None,
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Print every evaluation."),
+        grid: GridConfig | None = None,
     ) -> None:
         """Minimise chi2_tot over the Table 1 box (least squares, profiled normalisations); the result starts
         a scan with `crnet scan --from-fit`."""
         from crnet.scan.fit import FitConfig, fit_best
-        from crnet.scan.models import GridConfig, PropagateModel
-        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half, z_stretch_factor, dz_max)
+        from crnet.scan.models import PropagateModel
 
         try:
             cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations, temperature=temperature)

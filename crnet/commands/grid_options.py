@@ -1,24 +1,60 @@
-"""The grid options shared by every command that propagates (fit, scan, feedback, evaluate): one definition each.
+"""The grid options shared by every command that propagates (fit, scan, feedback, evaluate), defined once.
 
-A re-simulation (feedback, evaluate) must use the scan's grid, so these take the same values as the scan's call.
+``@with_grid_options`` adds --dr, --dz, --ekin-factor, --z-uniform-half, --z-stretch-factor and --dz-max to a
+command and hands it one ``grid`` argument, a :class:`crnet.scan.models.GridConfig` (None for every option not
+given: the CR-ML galdef's value). A re-simulation (feedback, evaluate) must use the scan's grid, so these take
+the same values as the scan's call.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
-DrOption = Annotated[float | None, typer.Option(
-    "--dr", help="Radial grid step, kpc (default: the paper galdef; re-simulations: the scan's).")]
-DzOption = Annotated[float | None, typer.Option(
-    "--dz", help="Vertical grid step (near the disc with --z-uniform-half), kpc (default: the paper galdef).")]
-EkinFactorOption = Annotated[float | None, typer.Option(
-    "--ekin-factor", help="Energy grid factor: ratio of neighbouring kinetic energies per nucleon.")]
-ZUniformHalfOption = Annotated[float | None, typer.Option(
-    "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider beyond "
-    "(crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid.")]
-ZStretchFactorOption = Annotated[float | None, typer.Option(
-    "--z-stretch-factor", help="Stretched halo: ratio of neighbouring z steps beyond --z-uniform-half (default 1.15).")]
-DzMaxOption = Annotated[float | None, typer.Option(
-    "--dz-max", help="Stretched halo: largest z step, kpc, >= --dz (default 1.0).")]
+GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("dr_kpc", Annotated[float | None, typer.Option(
+        "--dr", help="Radial grid step, kpc (default: the paper galdef; re-simulations: the scan's).")]),
+    ("dz_kpc", Annotated[float | None, typer.Option(
+        "--dz", help="Vertical grid step (near the disc with --z-uniform-half), kpc (default: the paper galdef).")]),
+    ("ekin_factor", Annotated[float | None, typer.Option(
+        "--ekin-factor", help="Energy grid factor: ratio of neighbouring kinetic energies per nucleon.")]),
+    ("z_uniform_half_kpc", Annotated[float | None, typer.Option(
+        "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider beyond "
+        "(crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid.")]),
+    ("z_stretch_factor", Annotated[float | None, typer.Option(
+        "--z-stretch-factor", help="Stretched halo: ratio of neighbouring z steps beyond --z-uniform-half "
+        "(default 1.15).")]),
+    ("dz_max_kpc", Annotated[float | None, typer.Option(
+        "--dz-max", help="Stretched halo: largest z step, kpc, >= --dz (default 1.0).")]),
+)
+"""(GridConfig field, Typer option) pairs; the command-line parameter has the field's name."""
+
+
+def with_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a Typer command whose last parameter is ``grid``: Typer sees the GRID_OPTIONS instead, and the
+    command gets ``grid=GridConfig(**their values)``. Apply below ``@app.command``."""
+    sig = inspect.signature(command)
+    if list(sig.parameters)[-1:] != ["grid"]:
+        raise TypeError(f"{command.__name__}: with_grid_options needs a last parameter named 'grid'")
+
+    def resolved(annotation: Any) -> Any:  # the command module's string annotations (PEP 563), as Typer needs them
+        return eval(annotation, command.__globals__) if isinstance(annotation, str) else annotation  # noqa: S307
+
+    params = [p.replace(annotation=resolved(p.annotation)) for name, p in sig.parameters.items() if name != "grid"]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
+               for name, option in GRID_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        from crnet.scan.models import GridConfig
+
+        grid = GridConfig(**{name: kwargs.pop(name) for name, _ in GRID_OPTIONS})
+        return command(**kwargs, grid=grid)
+
+    wrapper.__signature__ = sig.replace(parameters=params, return_annotation=resolved(sig.return_annotation))
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from crnet.commands import grid_options as go
+from crnet.commands.grid_options import with_grid_options
 from crnet.scan.runner import SCAN_DESIGNS
+
+if TYPE_CHECKING:
+    from crnet.scan.models import GridConfig
 
 
 def _parse_start(text: str | None) -> list[float] | None:
@@ -24,6 +28,7 @@ def _parse_start(text: str | None) -> list[float] | None:
 
 def register(app: typer.Typer) -> None:
     @app.command("scan")
+    @with_grid_options
     def scan_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="Mock store to write (HDF5)."),
         chains: int = typer.Option(64, "--chains", "-k", help="MCMC chains K (lockstep; one solver call per step)."),
@@ -48,25 +53,18 @@ def register(app: typer.Typer) -> None:
                                                 "this many steps (default: diminishing adaptation)."),
         warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start", help="Warm-start the solver from "
                                         "each chain's current state (mode fast)."),
-        dr: go.DrOption = None,
-        dz: go.DzOption = None,
-        ekin_factor: go.EkinFactorOption = None,
-        z_uniform_half: go.ZUniformHalfOption = None,
-        z_stretch_factor: go.ZStretchFactorOption = None,
-        dz_max: go.DzMaxOption = None,
         workers: int | None = typer.Option(None, "--workers", help="Run shards on an embedded Dask LocalCluster."),
         scheduler: str | None = typer.Option(None, "--scheduler", help="Run shards on this Dask scheduler."),
         shards: int | None = typer.Option(None, "--shards", help="Number of shards (default: workers)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the last complete batch of --out."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+        grid: GridConfig | None = None,
     ) -> None:
         """Scan the Table 1 prior box (paper Sec. 4.1) and store every evaluated model with its spectra."""
-        from crnet.scan.models import GridConfig
         from crnet.scan.runner import ScanConfig, run_scan
         from crnet.scan.sampler import SamplerConfig
         from crnet.store import StoreError
-        grid = GridConfig(dr, dz, ekin_factor, z_uniform_half, z_stretch_factor, dz_max)
 
         if workers is not None and scheduler is not None:
             typer.echo("error: give --workers or --scheduler, not both", err=True)

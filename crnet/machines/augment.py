@@ -16,7 +16,7 @@ its re-simulated predictions within 4 sigma and 96.0 % within 6 sigma. Trained n
 The fluctuation is applied to the standardised log10 features directly. This is exact, because each channel
 is a ratio of element fluxes (:func:`crnet.features.channel_log_shift`). The one thing the augmentation does
 not repeat is the pseudo-data's re-profiling of q_C. That re-profiling shifts channels 0-2 by a common
-log10(q_C'/q_C), which is averaged over ~300 data points and is far smaller than the per-bin noise.
+log10(q_C'/q_C); its size was not measured separately.
 """
 
 from __future__ import annotations
