@@ -13,7 +13,9 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
 * ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
   epochs, batch_size, patience, n_pseudo (Machine B's pseudo-data), device, input_noise and
   input_noise_machines (train those machines on fresh pseudo-experiment fluctuations of at most this relative
-  size, :mod:`crnet.machines.augment`; default off, machines ["A-crnet"]), holdout_fraction (> 0: the
+  size, :mod:`crnet.machines.augment`; default off, machines ["A-crnet"]), ensemble and ensemble_machines
+  (train those machines as ensembles of this many members whose mean is the prediction; default 1, machines
+  ["A-crnet"]), holdout_fraction (> 0: the
   records of a hold-out hash are reserved as central values of the test pseudo-data; Machines A and B
   never train on them, see crnet.pseudodata.holdout_mask; 0 = the paper's protocol, train and test
   pseudo-data drawn from the same central spectra);
@@ -78,14 +80,18 @@ class TrainSection:
     holdout_fraction: float = 0.0
     input_noise: float = 0.0
     input_noise_machines: list[str] = field(default_factory=lambda: ["A-crnet"])
+    ensemble: int = 1
+    ensemble_machines: list[str] = field(default_factory=lambda: ["A-crnet"])
 
     def __post_init__(self) -> None:
+        if self.ensemble < 1:
+            raise ValueError(f"[train] ensemble must be >= 1 (members), got {self.ensemble}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"[train] holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
         if not 0.0 <= self.input_noise < 1.0:
             raise ValueError(f"[train] input_noise must lie in [0, 1) (max relative fluctuation), "
                              f"got {self.input_noise}")
-        for key in ("machines", "input_noise_machines"):
+        for key in ("machines", "input_noise_machines", "ensemble_machines"):
             bad = [m for m in getattr(self, key) if m not in MACHINE_NAMES]
             if bad:
                 raise ValueError(f"[train] {key}: unknown {bad}; known {list(MACHINE_NAMES)}")
@@ -236,6 +242,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                            seed=cfg.run.seed, device=t.device, threads=cfg.run.threads or None,
                            progress=cfg.run.progress,
                            input_noise=t.input_noise if f"{machine}-{arch}" in t.input_noise_machines else 0.0,
+                           ensemble=t.ensemble if f"{machine}-{arch}" in t.ensemble_machines else 1,
                            pseudo=PseudoDataConfig(n_pseudo=t.n_pseudo, dataset=cfg.scan.dataset, seed=cfg.run.seed,
                                                    centres="train" if t.holdout_fraction > 0 else "all",
                                                    holdout_fraction=t.holdout_fraction))

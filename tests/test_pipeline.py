@@ -18,7 +18,7 @@ CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
 
 
 def test_configs_load():
-    for name in ("ci", "demo", "paper", "gpu_16k", "gpu_fit", "gpu_scale", "gpu_noise"):
+    for name in ("ci", "demo", "paper", "gpu_16k", "gpu_fit", "gpu_scale", "gpu_noise", "gpu_ensemble"):
         cfg = load_config(CI.with_name(f"pipeline_{name}.toml"))
         assert cfg.feedback.settings.sim.grid == cfg.scan.grid
 
@@ -47,12 +47,20 @@ def test_cli_pipeline_ci(tmp_path):
     for row in report["table4_fractions"].values():
         assert sum(row[k] for k in ("le_4sigma", "4_to_6sigma", "gt_6sigma")) == pytest.approx(1.0)
     assert report["check_machine"] is not None
+    # the unbiased tau floor at the best mock and each machine's error against the test truths
+    floor = report["tau_floor"]["tau_percent"]
+    assert all(np.isfinite(floor[k]) and floor[k] > 0 for k in floor if k != "v_alfven_km_s")
+    assert set(report["accuracy_vs_truth_percent"]) == {"Machine A (paper)", "Machine B (paper)"}
+    assert report["accuracy_vs_truth_percent"]["Machine A (paper)"]["delta"]["n_distinct_truths"] >= 1
+    md = (out / "evaluation/report.md").read_text()
+    assert "unbiased floor" in md and "Prediction against the truth" in md
     resolved = json.loads((out / "resolved_config.json").read_text())
     assert "torch" in resolved["versions"] and resolved["seeds"]["run"] == 0
     from crnet.machines.modelfile import load_model
 
     assert load_model(out / "A-paper.pt").metadata["train_config"]["input_noise"] == 0.05  # [train] input_noise
     assert load_model(out / "B-paper.pt").metadata["train_config"]["input_noise"] == 0.0
+    assert load_model(out / "A-paper.pt").n_members == 2 and load_model(out / "B-paper.pt").n_members == 1
     measured = json.loads((out / "measured/measured.json").read_text())
     assert set(measured["machines"]) == {"A-paper", "B-paper"}
     # every prediction re-simulated in one call; each machine gets its own row's chi2 back (row order)

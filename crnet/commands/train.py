@@ -71,6 +71,8 @@ def register(app: typer.Typer) -> None:
         input_noise: float = typer.Option(0.0, "--input-noise", help="Machines A/B: train on fresh pseudo-experiment "
                                           "fluctuations of at most this relative size per element and bin (e.g. "
                                           "0.05); 0 = off (the paper's Machine A)."),
+        ensemble: int = typer.Option(1, "--ensemble", help="Machines A/B: train this many members (seeds seed + "
+                                     "1000 k) and predict their mean; members are kept as OUT.member<k>."),
         dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", help="Data set for re-profiling pseudo-data."),
         update_chi2: bool = typer.Option(False, "--update-chi2", help="Recompute the store's chi2 on --dataset."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
@@ -88,7 +90,7 @@ def register(app: typer.Typer) -> None:
                               val_fraction=val_fraction, max_sigma=max_sigma, device=device, amp=amp,
                               threads=threads, memory_limit_bytes=int(memory_gb * GIB), progress=not no_progress,
                               pseudo=pseudo, init_from=str(init_from) if init_from else None,
-                              input_noise=input_noise)
+                              input_noise=input_noise, ensemble=ensemble)
             result = train(store, out, cfg, resume=resume)
         except (ValueError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)

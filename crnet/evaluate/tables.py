@@ -87,15 +87,32 @@ def check_machine_row(prob_inside: np.ndarray, chi2_tot: np.ndarray, chi2_min: f
             "n_outside": int((~inside).sum())}
 
 
-def table3_markdown(rows: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown Table 3: one column per machine (ours) plus the paper's A and B."""
+def table3_markdown(rows: dict[str, dict[str, dict[str, float]]], floor_percent: dict[str, float] | None = None) -> str:
+    """Markdown Table 3: one column per machine (ours), the unbiased floor (``floor_percent``: parameter ->
+    68 % half-width in percent, :mod:`crnet.evaluate.floor`) when given, then the paper's A and B."""
     names = list(rows)
-    head = "| parameter | " + " | ".join(names) + " | paper A | paper B |"
-    lines = [head, "|" + "---|" * (len(names) + 3)]
+    extra = ["unbiased floor"] if floor_percent else []
+    head = "| parameter | " + " | ".join(names + extra) + " | paper A | paper B |"
+    lines = [head, "|" + "---|" * (len(names) + len(extra) + 3)]
     for p in LOG_PARAM_NAMES:
         cells = [_pm(rows[m][p]["median"], rows[m][p]["plus"], rows[m][p]["minus"]) for m in names]
+        if floor_percent:
+            v = floor_percent[p]
+            cells.append(f"± {v:.2f}" if v is not None and np.isfinite(v) else "n/a")
         pa, pb = PAPER_TABLE3[p]["A"], PAPER_TABLE3[p]["B"]
         lines.append(f"| {p} | " + " | ".join(cells) + f" | {_pm(*pa)} | {_pm(*pb)} |")
+    return "\n".join(lines)
+
+
+def accuracy_markdown(rows: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown table of :func:`crnet.evaluate.floor.truth_accuracy` per machine: median and 68 % interval of
+    (prediction - truth) / truth in percent, and the slope of prediction on truth in brackets."""
+    names = list(rows)
+    lines = ["| parameter | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for p in LOG_PARAM_NAMES:
+        cells = [f"{_pm(rows[m][p]['median'], rows[m][p]['plus'], rows[m][p]['minus'])} "
+                 f"(slope {_num(rows[m][p]['slope'])})" for m in names]
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -116,6 +133,10 @@ def _paper_key(name: str) -> str:
         if name.startswith(key) or key.startswith(name.split(" (")[0]):
             return key
     return name
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "n/a"
 
 
 def _pm(med: float, plus: float, minus: float) -> str:

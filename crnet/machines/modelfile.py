@@ -11,8 +11,13 @@ Layout (a dict; loaded with ``torch.load(..., weights_only=True)``, so no pickle
                       target transform (names, log columns), prior box in physical units, training
                       configuration, training-store path / sha256 / record count, code version (crnet
                       version and git commit), validation metrics and the loss history.
+``members``           optional (ensembles, :func:`crnet.machines.training.train` with ``ensemble > 1``): a list
+                      of {"state_dict", "feature_mean", "feature_std"} of the members after the first (same
+                      network, architecture, energies and target transform; each member keeps the feature
+                      standardisation of its own training split). Files without it are single machines.
 
-A :class:`Predictor` refuses inputs on another energy grid or containing NaN / inf.
+A :class:`Predictor` refuses inputs on another energy grid or containing NaN / inf. An ensemble's prediction
+is the mean of its members' outputs in the scaled target space (box-scaled, breaks as log10 R).
 """
 
 from __future__ import annotations
@@ -83,10 +88,28 @@ class ModelFile:
     scaler: FeatureScaler | None = None
     energies: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
+    members: list[tuple[dict[str, torch.Tensor], FeatureScaler]] = field(default_factory=list)
+    """Ensemble members after the first: (state_dict, feature scaler) each (module docstring)."""
 
     @property
     def is_check(self) -> bool:
         return self.network == "check"
+
+    @property
+    def n_members(self) -> int:
+        """Machines averaged at prediction time (1 for a single machine)."""
+        return 1 + len(self.members)
+
+    def member(self, k: int) -> ModelFile:
+        """Member ``k`` as a single-machine ModelFile (same metadata, no further members)."""
+        if not 0 <= k < self.n_members:
+            raise ValueError(f"member {k}: this model has {self.n_members} member(s)")
+        if k == 0:
+            return ModelFile(self.network, self.architecture, self.machine, self.state_dict, self.transform,
+                             self.scaler, self.energies, dict(self.metadata))
+        sd, scaler = self.members[k - 1]
+        return ModelFile(self.network, self.architecture, self.machine, sd, self.transform, scaler, self.energies,
+                         dict(self.metadata))
 
 
 def save_model(path: Path | str, model: ModelFile) -> None:
@@ -94,6 +117,8 @@ def save_model(path: Path | str, model: ModelFile) -> None:
     path = Path(path)
     if not model.is_check and (model.scaler is None or model.energies is None):
         raise ValueError("a regression model needs its feature scaler and energy grid")
+    if model.is_check and model.members:
+        raise ValueError("Check Machine ensembles are not supported (its classifier is not averaged)")
     lo_phys, hi_phys = model.transform.physical_box()
     meta = {"network": model.network, "architecture": model.architecture, "machine": model.machine,
             "species": list(FEATURE_SPECIES), "channels": list(CHANNEL_NAMES),
@@ -110,6 +135,10 @@ def save_model(path: Path | str, model: ModelFile) -> None:
     payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict.items()},
                "tensors": tensors, "metadata_json": json.dumps(meta, default=_json_default)}
+    if model.members:
+        payload["members"] = [{"state_dict": {k: v.detach().cpu().clone() for k, v in sd.items()},
+                               "feature_mean": torch.as_tensor(sc.mean), "feature_std": torch.as_tensor(sc.std)}
+                              for sd, sc in model.members]
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -147,7 +176,12 @@ def load_model(path: Path | str) -> ModelFile:
     if network != "check":
         scaler = FeatureScaler(tensors["feature_mean"].numpy(), tensors["feature_std"].numpy())
         energies = tensors["energies"].numpy()
-    return ModelFile(network, arch, machine, payload["state_dict"], transform, scaler, energies, meta)
+    members = []
+    for k, m in enumerate(payload.get("members", [])):
+        if not isinstance(m, dict) or not {"state_dict", "feature_mean", "feature_std"} <= set(m):
+            raise ValueError(f"{path}: ensemble member {k + 1} lacks state_dict / feature_mean / feature_std")
+        members.append((m["state_dict"], FeatureScaler(m["feature_mean"].numpy(), m["feature_std"].numpy())))
+    return ModelFile(network, arch, machine, payload["state_dict"], transform, scaler, energies, meta, members)
 
 
 class Predictor:
@@ -156,9 +190,13 @@ class Predictor:
     def __init__(self, model: ModelFile, device: str | torch.device = "cpu") -> None:
         self.model = model
         self.device = torch.device(device)
-        self.net: nn.Module = build_network(model.network, model.architecture)
-        self.net.load_state_dict(model.state_dict)
-        self.net.to(self.device).eval()
+        self.nets: list[nn.Module] = []
+        for k in range(model.n_members):
+            net = build_network(model.network, model.architecture)
+            net.load_state_dict(model.member(k).state_dict)
+            self.nets.append(net.to(self.device).eval())
+        self.net: nn.Module = self.nets[0]
+        self.scalers = [model.member(k).scaler for k in range(model.n_members)]
 
     @classmethod
     def load(cls, path: Path | str, device: str | torch.device = "cpu") -> Predictor:
@@ -168,25 +206,27 @@ class Predictor:
     def bounded(self) -> bool:
         return bool(getattr(self.net, "bounded_outputs", False))
 
-    def network_outputs(self, x: np.ndarray) -> np.ndarray:
-        """Raw network outputs (float64) for already standardised inputs: scaled targets (n, 10) of a
-        regressor (no clipping, no inverse transform), logits (n,) of a Check Machine."""
+    def network_outputs(self, x: np.ndarray, member: int = 0) -> np.ndarray:
+        """Raw outputs (float64) of one member for inputs standardised with that member's scaler: scaled
+        targets (n, 10) of a regressor (no clipping, no inverse transform), logits (n,) of a Check Machine."""
         out = []
         with torch.no_grad():
             for lo in range(0, x.shape[0], PREDICT_BATCH):
                 xb = torch.as_tensor(x[lo: lo + PREDICT_BATCH], dtype=torch.float32, device=self.device)
-                out.append(self.net(xb).double().cpu().numpy())
+                out.append(self.nets[member](xb).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,) + ((self.model.transform.n_outputs,)
                                                                  if not self.model.is_check else ()))
 
     def scaled_outputs(self, log_features: np.ndarray, energies_gev_per_n: np.ndarray) -> np.ndarray:
-        """Network outputs in the scaled target space for log10 features (n, 8, n_E) on ``energies``."""
+        """Network outputs in the scaled target space for log10 features (n, 8, n_E) on ``energies`` (the
+        members' mean for an ensemble)."""
         if self.model.is_check:
             raise ValueError("this is a Check Machine: use classify(params)")
         check_same_grid(self.model.energies, energies_gev_per_n)
         x = np.asarray(log_features, dtype=np.float64)
         _refuse_nonfinite(x, "features")
-        return self.network_outputs(self.model.scaler.transform(x))
+        outs = [self.network_outputs(sc.transform(x), k) for k, sc in enumerate(self.scalers)]
+        return outs[0] if len(outs) == 1 else np.mean(outs, axis=0)
 
     def predict(self, log_features: np.ndarray, energies_gev_per_n: np.ndarray) -> np.ndarray:
         """Physical parameters (n, 10) in :data:`crprop.params.PARAM_NAMES` units (D0 in 1e28 cm^2/s,

@@ -80,6 +80,10 @@ class TrainConfig:
     pseudo : Machine B's pseudo-data settings. With ``pseudo.centres = 'train'`` Machine B's central spectra
     and Machine A's training records both leave out the hold-out hash (``pseudo.holdout_fraction``), whose
     records are reserved for the test pseudo-data (``centres = 'test'``): a clean closure test.
+    ensemble : > 1: train this many members (seeds ``seed + ENSEMBLE_SEED_STRIDE * k``, so each has its own
+    weight initialisation, validation split and noise stream) and write one model file that predicts their
+    mean (:mod:`crnet.machines.modelfile`); members are kept as ``<out>.member<k>`` (each resumable). An
+    ``init_from`` ensemble with the same number of members starts member k from its member k. Machines A and B.
     """
 
     machine: str = "A"
@@ -108,6 +112,7 @@ class TrainConfig:
     init_from: str | None = None
     pseudo: PseudoDataConfig = field(default_factory=PseudoDataConfig)
     input_noise: float = 0.0
+    ensemble: int = 1
 
     def resolved(self) -> TrainConfig:
         """Copy with every ``None`` hyper-parameter replaced by the network's default."""
@@ -126,6 +131,10 @@ class TrainConfig:
             raise ValueError(f"input_noise must lie in [0, 1) (max relative fluctuation), got {self.input_noise}")
         if self.input_noise > 0 and net == "check":
             raise ValueError("input_noise applies to Machines A and B (spectral inputs), not the Check Machine")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 (members), got {self.ensemble}")
+        if self.ensemble > 1 and net == "check":
+            raise ValueError("ensemble applies to Machines A and B, not the Check Machine")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         return replace(self, epochs=int(epochs), batch_size=int(batch), learning_rate=float(lr),
@@ -145,6 +154,16 @@ class TrainResult:
     stopped_early: bool
     history: list[dict]
     metrics: dict
+
+
+ENSEMBLE_SEED_STRIDE = 1000
+"""Seed distance between ensemble members (well apart from the validation-noise offset of one member)."""
+
+
+def member_path(out: Path | str, k: int) -> Path:
+    """Model file of ensemble member ``k`` beside the ensemble's file: ``<out>.member<k>``."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.member{k}")
 
 
 def checkpoint_path(out: Path | str) -> Path:
@@ -240,6 +259,8 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
     """Train the machine of ``config`` on ``store`` and write the best model to ``out`` (see module docstring)."""
     cfg = (config or TrainConfig()).resolved()
     store, out = Path(store), Path(out)
+    if cfg.ensemble > 1:
+        return _train_ensemble(store, out, cfg, resume)
     network = network_name(cfg.machine, cfg.arch)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -337,6 +358,62 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
     save_model(out, model)
     return TrainResult(out, ckpt_path, data_path, state["epoch"], state["best_epoch"], state["best_val"],
                        state["stopped_early"], state["history"], metrics)
+
+
+def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> TrainResult:
+    """``cfg.ensemble`` members trained one after the other (each resumes from its own checkpoint), then one
+    model file holding all of them. Machine B's pseudo-data are made once and shared by the members."""
+    from crnet.machines.modelfile import load_model
+
+    data_path = _prepare_store(store, out, cfg, resume or checkpoint_path(member_path(out, 0)).is_file())
+    init = load_model(cfg.init_from) if cfg.init_from else None
+    if init is not None and init.n_members not in (1, cfg.ensemble):
+        raise ValueError(f"init_from {cfg.init_from}: an ensemble of {init.n_members} members cannot start one of "
+                         f"{cfg.ensemble} (use a single machine or the same number of members)")
+    results = []
+    for k in range(cfg.ensemble):
+        path = member_path(out, k)
+        start = cfg.init_from
+        if init is not None and init.n_members > 1:
+            start_path = path.with_name(path.name + ".init")
+            save_model(start_path, init.member(k))
+            start = str(start_path)
+        mcfg = replace(cfg, ensemble=1, seed=cfg.seed + ENSEMBLE_SEED_STRIDE * k, init_from=start)
+        if path.is_file() and not checkpoint_path(path).is_file():
+            raise ValueError(f"{path}: a member model without its checkpoint; delete it to retrain")
+        ckpt = checkpoint_path(path)
+        if path.is_file() and _checkpoint_finished(ckpt, mcfg):
+            results.append(load_model(path))
+            continue
+        train(data_path, path, mcfg, resume=ckpt.is_file())
+        results.append(load_model(path))
+    first = results[0]
+    model = ModelFile(first.network, first.architecture, first.machine, first.state_dict, first.transform,
+                      first.scaler, first.energies, dict(first.metadata),
+                      [(m.state_dict, m.scaler) for m in results[1:]])
+    model.metadata.update(train_config=asdict(cfg), ensemble={
+        "n_members": cfg.ensemble, "member_files": [str(member_path(out, k)) for k in range(cfg.ensemble)],
+        "member_seeds": [cfg.seed + ENSEMBLE_SEED_STRIDE * k for k in range(cfg.ensemble)],
+        "member_best_val_loss": [m.metadata["best_val_loss"] for m in results],
+        "member_metrics": [m.metadata["metrics"] for m in results]})
+    save_model(out, model)
+    losses = [m.metadata["best_val_loss"] for m in results]
+    return TrainResult(out, checkpoint_path(member_path(out, cfg.ensemble - 1)), data_path,
+                       sum(len(m.metadata["history"]) for m in results), results[-1].metadata["best_epoch"],
+                       float(np.mean(losses)), all(m.metadata["stopped_early"] for m in results),
+                       results[-1].metadata["history"],
+                       {"ensemble_members": cfg.ensemble,
+                        "member_min_r2": [m.metadata["metrics"].get("min_r2") for m in results],
+                        "member_best_val_loss": losses})
+
+
+def _checkpoint_finished(ckpt: Path, cfg: TrainConfig) -> bool:
+    """Whether a member's checkpoint says its training ended (epochs done or stopped early)."""
+    if not ckpt.is_file():
+        return False
+    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = json.loads(payload["state_json"])
+    return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= cfg.resolved().epochs
 
 
 def evaluate(model: ModelFile, data: RegressionData | CheckData) -> dict:

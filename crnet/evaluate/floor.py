@@ -1,0 +1,178 @@
+"""The smallest tau spread an unbiased machine can reach, and how far predictions are from the truth.
+
+Eq. 4.4's tau = (theta' - theta) / theta compares two predictions: theta from a test pseudo-spectrum and
+theta' from a pseudo-spectrum of theta's re-simulation. For a machine that is unbiased near theta (its mean
+prediction from spectra simulated at theta is theta), theta' - theta is its estimation error at theta, so the
+spread of tau_i is at least sigma_i / |theta_i|, where sigma_i is the Cramer-Rao / Gauss-Markov bound of
+parameter i for the pseudo-experiment noise:
+
+    C = (J_perp^T J_perp / s^2)^-1,   sigma_i = sqrt(C_ii).
+
+J (5 n_E x 10) is the derivative of the log fluxes of Li, Be, B, C, O in every energy bin (the information
+the eight input channels carry) with respect to the ten parameters in LOG_PARAM_NAMES coordinates (breaks
+as log10(R/MV), the coordinates of Eq. 4.4 here); J_perp is J with its mean over all rows removed (the global
+scale q_C is re-profiled on every pseudo-spectrum, so a common factor carries no information); s^2 is the
+variance of log(1 + eps), eps ~ U(-a, a), the paper's pseudo-experiment noise (a = 0.05), independent per
+element and bin.
+
+Gauss-Markov makes the bound hold for every linear unbiased estimator whatever the noise's shape; a non-linear
+estimator can beat it only by using the noise's hard edges, which a network fed with noisy features does
+not. A machine whose tau interval is *narrower* than this floor is therefore biased: it predicts from the
+distribution of its training set (the prior) rather than from the spectrum, and its tau no longer
+measures how well it inverts the propagation. :func:`truth_accuracy` measures that directly on the test
+pseudo-data, whose true parameters are known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crnet.features import FEATURE_SPECIES, species_rows
+from crnet.pseudodata import PAPER_MAX_RELATIVE
+from crnet.scan.designs import to_log
+from crprop.params import LOG_PARAM_NAMES, LOG_PRIOR_BOX
+
+FLOOR_STEP_FRACTION = 0.01
+"""Central-difference step of the Jacobian, as a fraction of each LOG_PRIOR_BOX width. Measured at the
+session-4 best fit (paper grid, stretched halo, numba): the floor from central and from forward differences
+with this step agree within 4 % for every parameter, so the step's truncation error is well below the
+statistical meaning of a 68 % interval."""
+
+LOG_FLUX_FLOOR = 1e-300
+"""Fluxes are clipped here before the logarithm (a flux of 0 has no log; it carries no information)."""
+
+
+def log_noise_variance(max_relative: float = PAPER_MAX_RELATIVE) -> float:
+    """Variance of log(1 + eps) for eps ~ U(-a, a), a = ``max_relative`` (dimensionless), in closed form."""
+    a = float(max_relative)
+    if not 0.0 < a < 1.0:
+        raise ValueError(f"max_relative must lie in (0, 1), got {max_relative}")
+
+    def primitive(p: int, x: float) -> float:  # antiderivative of log(x)^p, p = 1, 2
+        lx = np.log(x)
+        return x * (lx - 1.0) if p == 1 else x * (lx * lx - 2.0 * lx + 2.0)
+
+    lo, hi = 1.0 - a, 1.0 + a
+    m1 = (primitive(1, hi) - primitive(1, lo)) / (2.0 * a)
+    m2 = (primitive(2, hi) - primitive(2, lo)) / (2.0 * a)
+    return float(m2 - m1 * m1)
+
+
+@dataclass(frozen=True)
+class TauFloor:
+    """The floor at one parameter point: ``x_log`` (10,) LOG_PARAM_NAMES coordinates, ``sigma_log`` (10,)
+    bound on the standard deviation of an unbiased estimate in those coordinates, ``covariance_log`` (10, 10),
+    ``max_relative`` the noise half-width, ``n_data`` the number of noisy numbers (5 x n_E), ``jacobian``
+    (n_data, 10) d log(flux) / d x_log when computed here (not kept in caches)."""
+
+    x_log: np.ndarray
+    sigma_log: np.ndarray
+    covariance_log: np.ndarray
+    max_relative: float
+    n_data: int
+    jacobian: np.ndarray | None = None
+
+    @property
+    def tau_percent(self) -> np.ndarray:
+        """(10,) half-width of the 68 % tau interval of an efficient unbiased machine, percent (NaN where the
+        parameter is 0 and tau is undefined)."""
+        scale = np.abs(self.x_log)
+        return np.divide(100.0 * self.sigma_log, scale, out=np.full_like(scale, np.nan), where=scale > 0)
+
+    def as_dict(self) -> dict:
+        return {"x_log": dict(zip(LOG_PARAM_NAMES, map(float, self.x_log), strict=True)),
+                "sigma_log": dict(zip(LOG_PARAM_NAMES, map(float, self.sigma_log), strict=True)),
+                "tau_percent": dict(zip(LOG_PARAM_NAMES, map(float, self.tau_percent), strict=True)),
+                "max_relative": self.max_relative, "n_data": self.n_data}
+
+
+def floor_from_jacobian(jacobian: np.ndarray, x_log: np.ndarray,
+                        max_relative: float = PAPER_MAX_RELATIVE) -> TauFloor:
+    """The bound (module docstring) from a Jacobian (n_data, 10) of log fluxes at ``x_log`` (10,)."""
+    j = np.asarray(jacobian, dtype=np.float64)
+    x = np.asarray(x_log, dtype=np.float64)
+    if j.ndim != 2 or j.shape[1] != len(LOG_PARAM_NAMES) or x.shape != (len(LOG_PARAM_NAMES),):
+        raise ValueError(f"jacobian must be (n_data, 10) and x_log (10,), got {j.shape} and {x.shape}")
+    if not np.all(np.isfinite(j)):
+        raise ValueError("jacobian: non-finite derivatives (a flux vanished or a solve failed)")
+    j_perp = j - j.mean(axis=0)
+    fisher = j_perp.T @ j_perp / log_noise_variance(max_relative)
+    cov = np.linalg.pinv(fisher, rcond=1e-12, hermitian=True)
+    return TauFloor(x, np.sqrt(np.clip(np.diag(cov), 0.0, None)), cov, float(max_relative), int(j.shape[0]), j)
+
+
+def stencil(x_log: np.ndarray, step_fraction: float = FLOOR_STEP_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """(21, 10) LOG_PARAM_NAMES points: ``x_log``, then for each parameter its upper and lower neighbour
+    (``step_fraction`` of the box width, one-sided where the box ends), and (10,) the distances between them."""
+    x = np.asarray(x_log, dtype=np.float64)
+    lo = np.array([LOG_PRIOR_BOX[n][0] for n in LOG_PARAM_NAMES])
+    hi = np.array([LOG_PRIOR_BOX[n][1] for n in LOG_PARAM_NAMES])
+    if x.shape != lo.shape or np.any(x < lo) or np.any(x > hi):
+        raise ValueError("x_log must be 10 LOG_PARAM_NAMES values inside LOG_PRIOR_BOX")
+    if not 0.0 < step_fraction < 0.5:
+        raise ValueError(f"step_fraction must lie in (0, 0.5), got {step_fraction}")
+    h = step_fraction * (hi - lo)
+    points, dist = [x], np.empty(x.size)
+    for i in range(x.size):
+        up, down = x.copy(), x.copy()
+        up[i], down[i] = min(x[i] + h[i], hi[i]), max(x[i] - h[i], lo[i])
+        points += [up, down]
+        dist[i] = up[i] - down[i]
+    return np.array(points), dist
+
+
+def jacobian_from_fluxes(feature_flux: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """(5 n_E, 10) d log(flux) / d x_log from the (21, 5, n_E) feature-element fluxes of :func:`stencil`'s points."""
+    f = np.log(np.clip(np.asarray(feature_flux, dtype=np.float64), LOG_FLUX_FLOOR, None))
+    cols = [(f[1 + 2 * i] - f[2 + 2 * i]).ravel() / dist[i] for i in range(dist.size)]
+    return np.stack(cols, axis=1)
+
+
+def tau_floor(model, params: np.ndarray, max_relative: float = PAPER_MAX_RELATIVE,
+              step_fraction: float = FLOOR_STEP_FRACTION) -> TauFloor:
+    """The floor at ``params`` (10,) PARAM_NAMES units (breaks in MV): propagates the 21 points of
+    :func:`stencil` with ``model`` (a :class:`crnet.scan.models.PropagateModel`) in one batch.
+
+    Raises RuntimeError when a solve did not converge (a Jacobian from unconverged fluxes would be noise).
+    """
+    x_log = to_log(np.asarray(params, dtype=np.float64).reshape(1, -1))[0]
+    points, dist = stencil(x_log, step_fraction)
+    phys = points.copy()
+    phys[:, 8:] = 10.0 ** phys[:, 8:]
+    ev = model.evaluate(phys)
+    if not np.all(ev.converged):
+        raise RuntimeError(f"tau floor: {int((~ev.converged).sum())} of {len(phys)} stencil solves did not converge")
+    rows = species_rows(model.species, FEATURE_SPECIES)
+    return floor_from_jacobian(jacobian_from_fluxes(ev.flux[:, rows, :], dist), x_log, max_relative)
+
+
+def truth_accuracy(theta: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per parameter (LOG_PARAM_NAMES coordinates): the median and 68 % interval (percent) of
+    (prediction - truth) / truth, and the slope of prediction against truth over the test set
+    (cov / var: 1 = follows the truth, 0 = ignores the spectrum), over rows with finite values.
+
+    Also gives ``n`` and ``n_distinct_truths`` (the test pseudo-spectra share their central spectra).
+    """
+    from crnet.evaluate.tables import INTERVAL_PERCENTILES
+
+    p, t = to_log(np.asarray(theta, dtype=np.float64)), to_log(np.asarray(truth, dtype=np.float64))
+    if p.shape != t.shape:
+        raise ValueError(f"theta and truth must have the same shape, got {p.shape} and {t.shape}")
+    ok = np.all(np.isfinite(p), axis=1) & np.all(np.isfinite(t), axis=1)
+    p, t = p[ok], t[ok]
+    n_distinct = int(np.unique(t, axis=0).shape[0]) if t.size else 0
+    out = {}
+    for j, name in enumerate(LOG_PARAM_NAMES):
+        if p.shape[0] < 2:
+            out[name] = {"median": float("nan"), "plus": float("nan"), "minus": float("nan"),
+                         "slope": float("nan"), "n": int(p.shape[0]), "n_distinct_truths": n_distinct}
+            continue
+        err = 100.0 * (p[:, j] - t[:, j]) / t[:, j]
+        lo, med, hi = np.percentile(err, [INTERVAL_PERCENTILES[0], 50.0, INTERVAL_PERCENTILES[1]])
+        var = float(np.var(t[:, j]))
+        slope = float(np.cov(p[:, j], t[:, j], bias=True)[0, 1] / var) if var > 0 else float("nan")
+        out[name] = {"median": float(med), "plus": float(hi - med), "minus": float(med - lo), "slope": slope,
+                     "n": int(p.shape[0]), "n_distinct_truths": n_distinct}
+    return out

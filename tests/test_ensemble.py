@@ -1,0 +1,95 @@
+"""Ensembles of Machines A/B (TrainConfig.ensemble): the file holds every member, predicts their mean, resumes
+member by member, and refuses what it cannot do."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from helpers_store import write_synthetic_store
+
+from crnet.machines.modelfile import Predictor, load_model
+from crnet.machines.training import ENSEMBLE_SEED_STRIDE, TrainConfig, checkpoint_path, member_path, train
+from crnet.pipeline import TrainSection
+
+torch.set_num_threads(1)
+
+SMALL = {"n_bins": 84, "n_channels": 8, "n_outputs": 10, "conv_channels": [4], "kernel_size": 3,
+         "dense_units": [8], "dropout": 0.0}
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(machine="A", arch="crnet", epochs=2, batch_size=32, progress=False, architecture=SMALL,
+                input_noise=0.05, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ens")
+    store = root / "mocks.h5"
+    write_synthetic_store(store, 300, seed=5)
+    result = train(store, root / "ens.pt", _cfg(ensemble=3))
+    return store, root, result
+
+
+def test_ensemble_predicts_the_mean_of_its_members(trained):
+    store, root, result = trained
+    ens = load_model(root / "ens.pt")
+    assert ens.n_members == 3 and result.model_path == root / "ens.pt"
+    meta = ens.metadata["ensemble"]
+    assert meta["member_seeds"] == [3, 3 + ENSEMBLE_SEED_STRIDE, 3 + 2 * ENSEMBLE_SEED_STRIDE]
+    members = [load_model(member_path(root / "ens.pt", k)) for k in range(3)]
+    assert [m.metadata["train_config"]["seed"] for m in members] == meta["member_seeds"]
+    # different seeds: different weights and different validation splits (hence scalers)
+    assert any(not torch.equal(w, members[1].state_dict[n]) for n, w in members[0].state_dict.items())
+    assert not np.array_equal(members[0].scaler.mean, members[1].scaler.mean)
+    rng = np.random.default_rng(0)
+    e = ens.energies
+    feats = ens.scaler.mean[None] + 0.3 * rng.normal(size=(7, 8, e.size))
+    want = np.mean([Predictor(m).scaled_outputs(feats, e) for m in members], axis=0)
+    got = Predictor(ens).scaled_outputs(feats, e)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(Predictor(ens).predict(feats, e), ens.transform.inverse(want), rtol=1e-12)
+    # member(k) of the combined file is member k's own model
+    for k in range(3):
+        np.testing.assert_allclose(Predictor(ens.member(k)).scaled_outputs(feats, e),
+                                   Predictor(members[k]).scaled_outputs(feats, e), rtol=0, atol=0)
+
+
+def test_ensemble_resumes_member_by_member(trained):
+    store, root, _ = trained
+    before = load_model(root / "ens.pt")
+    # a kill during member 2's second epoch: no ensemble file, member 2 has only its epoch-1 checkpoint
+    m2 = member_path(root / "ens.pt", 2)
+    m2.unlink()
+    checkpoint_path(m2).unlink()
+    (root / "ens.pt").unlink()
+    train(store, m2, replace(_cfg(seed=3 + 2 * ENSEMBLE_SEED_STRIDE), epochs=1))
+    m2.unlink()
+    mtime0 = member_path(root / "ens.pt", 0).stat().st_mtime_ns
+    train(store, root / "ens.pt", _cfg(ensemble=3))
+    after = load_model(root / "ens.pt")
+    assert member_path(root / "ens.pt", 0).stat().st_mtime_ns == mtime0  # finished members are not retrained
+    for k in range(3):
+        for name, w in before.member(k).state_dict.items():
+            assert torch.equal(w, after.member(k).state_dict[name]), (k, name)
+    assert checkpoint_path(member_path(root / "ens.pt", 2)).is_file()
+
+
+def test_ensemble_warm_start_and_errors(trained, tmp_path):
+    store, root, _ = trained
+    train(store, tmp_path / "warm.pt", _cfg(ensemble=3, init_from=str(root / "ens.pt"), epochs=1))
+    assert load_model(tmp_path / "warm.pt").n_members == 3
+    with pytest.raises(ValueError, match="3 members cannot start one of 2"):
+        train(store, tmp_path / "bad.pt", _cfg(ensemble=2, init_from=str(root / "ens.pt")))
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        train(store, tmp_path / "bad.pt", _cfg(ensemble=0))
+    with pytest.raises(ValueError, match="not the Check Machine"):
+        train(store, tmp_path / "bad.pt", TrainConfig(machine="check", ensemble=2, progress=False))
+    with pytest.raises(ValueError, match="ensemble_machines"):
+        TrainSection(ensemble_machines=["C-paper"])
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        TrainSection(ensemble=0)
