@@ -4,7 +4,8 @@
 Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml):
 
 * ``[run]``: out (directory), seed, threads (torch CPU threads; 0 = torch's default), progress;
-* ``[fit]``: enabled (bool), start, max_evaluations — find the chi2_tot minimum first
+* ``[fit]``: enabled (bool), start, max_evaluations, tol (solver; default crprop's 1e-6 whatever the scan's) —
+  find the chi2_tot minimum first
   (:mod:`crnet.scan.fit`, on the scan's grid/backend/data set) and start the MCMC chains from its Laplace
   approximation (``start`` = best fit, ``start_cov`` = T C); this replaces a long burn-in;
 * ``[scan]``: :class:`crnet.scan.runner.ScanConfig` fields (``[scan.grid]`` = dr_kpc, dz_kpc, ekin_factor and the
@@ -15,7 +16,7 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   input_noise_machines (train those machines on fresh pseudo-experiment fluctuations of at most this relative
   size, :mod:`crnet.machines.augment`; default off, machines ["A-crnet"]), ensemble and ensemble_machines
   (train those machines as ensembles of this many members whose mean is the prediction; default 1, machines
-  ["A-crnet"]), holdout_fraction (> 0: the
+  ["A-crnet"]), amp (bfloat16 autocast on CUDA; ignored on the CPU), holdout_fraction (> 0: the
   records of a hold-out hash are reserved as central values of the test pseudo-data; Machines A and B
   never train on them, see crnet.pseudodata.holdout_mask; 0 = the paper's protocol, train and test
   pseudo-data drawn from the same central spectra);
@@ -66,6 +67,13 @@ class FitSection:
     enabled: bool = False
     start: list[float] | None = None
     max_evaluations: int = 60
+    tol: float | None = None
+    """Solver tolerance of the fit; None = crprop's default (1e-6), whatever [scan] tol is: the fit's
+    forward differences (crnet.scan.fit.FD_STEP_FRACTION) need fluxes accurate to ~1e-6."""
+
+    def __post_init__(self) -> None:
+        if self.tol is not None and not (0 < self.tol < 1):
+            raise ValueError(f"[fit] tol must lie in (0, 1) (relative residual), got {self.tol}")
 
 
 @dataclass
@@ -82,6 +90,7 @@ class TrainSection:
     input_noise_machines: list[str] = field(default_factory=lambda: ["A-crnet"])
     ensemble: int = 1
     ensemble_machines: list[str] = field(default_factory=lambda: ["A-crnet"])
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
@@ -239,7 +248,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     def tcfg(machine: str, arch: str) -> TrainConfig:
         t = cfg.train
         return TrainConfig(machine=machine, arch=arch, epochs=t.epochs, batch_size=t.batch_size, patience=t.patience,
-                           seed=cfg.run.seed, device=t.device, threads=cfg.run.threads or None,
+                           seed=cfg.run.seed, device=t.device, amp=t.amp, threads=cfg.run.threads or None,
                            progress=cfg.run.progress,
                            input_noise=t.input_noise if f"{machine}-{arch}" in t.input_noise_machines else 0.0,
                            ensemble=t.ensemble if f"{machine}-{arch}" in t.ensemble_machines else 1,
@@ -301,9 +310,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 def _run_fit(cfg: PipelineConfig) -> dict[str, Any]:
     from crnet.scan.fit import FitConfig, fit_best
     from crnet.scan.models import PropagateModel
+    from crprop.solvers import DEFAULT_TOL
 
     s = cfg.scan
-    model = PropagateModel(s.grid, s.mode, s.backend, s.tol, s.dataset, warm_start=False, max_steps=s.max_steps)
+    tol = DEFAULT_TOL if cfg.fit.tol is None else cfg.fit.tol
+    model = PropagateModel(s.grid, s.mode, s.backend, tol, s.dataset, warm_start=False, max_steps=s.max_steps)
     res = fit_best(model, FitConfig(start=cfg.fit.start or s.start, max_evaluations=cfg.fit.max_evaluations,
                                     temperature=s.temperature), progress=cfg.run.progress)
     path = res.save(cfg.out / "fit.json")

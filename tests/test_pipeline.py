@@ -80,18 +80,30 @@ def test_cli_pipeline_ci(tmp_path):
     assert res.exit_code == 0, res.output
 
 
-def test_fit_stage_sets_the_scan_start(tmp_path):
-    """[fit] enabled: the fit's best point and T C become the scan's start / start_cov (tiny grid)."""
+def test_fit_stage_sets_the_scan_start(tmp_path, monkeypatch):
+    """[fit] enabled: the fit's best point and T C become the scan's start / start_cov (tiny grid); the fit solves
+    at crprop's default tolerance whatever [scan] tol is (its forward differences need it)."""
     from crnet.pipeline import _run_fit, _scan_from_fit
     from crnet.scan.fit import FitResult
+    from crnet.scan.models import PropagateModel
+    from crprop.solvers import DEFAULT_TOL
 
     toml = tmp_path / "fit.toml"
     toml.write_text(f'[run]\nout = "{tmp_path / "run"}"\nprogress = false\n[fit]\nenabled = true\nmax_evaluations = 2\n'
-                    '[scan]\nn_chains = 3\nn_steps = 1\nbackend = "numpy"\n'
+                    '[scan]\nn_chains = 3\nn_steps = 1\nbackend = "numpy"\ntol = 1e-4\n'
                     'grid = { dr_kpc = 4.0, dz_kpc = 1.3, ekin_factor = 3.0 }\n')
     cfg = load_config(toml)
     cfg.out.mkdir(parents=True)
+    tols = []
+    init = PropagateModel.__init__
+
+    def spy(self, *args, **kw):
+        init(self, *args, **kw)
+        tols.append(self.tol)
+
+    monkeypatch.setattr(PropagateModel, "__init__", spy)
     stage = _run_fit(cfg)
+    assert tols == [DEFAULT_TOL] and cfg.scan.tol == 1e-4
     scan = _scan_from_fit(cfg, stage)
     fit = FitResult.load(stage["path"])
     assert scan.start == pytest.approx(list(fit.param_array()), rel=1e-12)
@@ -99,3 +111,7 @@ def test_fit_stage_sets_the_scan_start(tmp_path):
     toml.write_text(toml.read_text() + "start_cov = [[1.0]]\n")
     with pytest.raises(ValueError, match="do not give"):
         load_config(toml)
+    bad = tmp_path / "badtol.toml"
+    bad.write_text("[fit]\nenabled = true\ntol = 2.0\n")
+    with pytest.raises(ValueError, match=r"\[fit\] tol"):
+        load_config(bad)
