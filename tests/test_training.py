@@ -222,3 +222,24 @@ def test_init_from_starts_at_the_given_weights(small_store, tmp_path) -> None:
     with pytest.raises(ValueError, match="cannot start"):
         train(small_store, tmp_path / "x.pt", TrainConfig(machine="A", arch="paper", epochs=1, progress=False,
                                                           init_from=str(tmp_path / "first.pt")))
+
+
+def test_device_resident_batches_match_the_host_path(small_store) -> None:
+    """The CUDA path (_DeviceSplits: splits uploaded once, batches gathered on the device, noise added there) gives
+    the host path's batches and epoch loss. Run here on the CPU device; on a GPU the same code runs on CUDA."""
+    from crnet.machines import build_network, default_architecture
+    from crnet.machines.augment import InputNoise
+    from crnet.machines.training import _DeviceSplits, _run_epoch, log_cosh_loss
+
+    data = prepare_regression_data(small_store, TargetTransform(), val_fraction=0.2, seed=4)
+    cpu = torch.device("cpu")
+    host = list(data.batches("train", 16, np.random.default_rng(9)))
+    dev = list(_DeviceSplits(data, cpu).batches("train", 16, np.random.default_rng(9)))
+    assert len(host) == len(dev) and all(np.array_equal(h[0], d[0].numpy()) for h, d in zip(host, dev, strict=True))
+    torch.manual_seed(0)
+    net = build_network("crnet", default_architecture("crnet", data.info.energies.size))
+    noise = InputNoise(0.05, data.scaler, data.info.energies)
+    losses = [_run_epoch(net, data, "val", 16, log_cosh_loss, cpu, False, noise=noise,
+                         noise_rng=np.random.default_rng(3), on_device=split)
+              for split in (None, _DeviceSplits(data, cpu))]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)  # float32 rounding of the added noise only

@@ -47,9 +47,15 @@ class InputNoise:
         if not (np.isfinite(self.max_relative) and 0.0 < self.max_relative < 1.0):
             raise ValueError(f"input_noise (max relative fluctuation) must lie in (0, 1), got {self.max_relative}")
 
+    def shift(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, 8, n_E) float64 change of the standardised features for ``n`` fresh fluctuations."""
+        eps = rng.uniform(-self.max_relative, self.max_relative,
+                          size=(n, len(FEATURE_SPECIES), self.energies_gev_per_n.size))
+        return channel_log_shift(np.log10(1.0 + eps), self.energies_gev_per_n) / self.scaler.std[None]
+
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``x`` (n, 8, n_E) standardised features plus one fresh fluctuation per row (float32)."""
         x = np.asarray(x)
-        eps = rng.uniform(-self.max_relative, self.max_relative, size=(x.shape[0], len(FEATURE_SPECIES), x.shape[2]))
-        shift = channel_log_shift(np.log10(1.0 + eps), self.energies_gev_per_n)
-        return (x + shift / self.scaler.std[None]).astype(np.float32)
+        if x.shape[2] != self.energies_gev_per_n.size:
+            raise ValueError(f"features have {x.shape[2]} energy bins, the noise model {self.energies_gev_per_n.size}")
+        return (x + self.shift(x.shape[0], rng)).astype(np.float32)
