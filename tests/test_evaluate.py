@@ -61,3 +61,27 @@ def test_figures_and_report(tmp_path):
     md = render_markdown(rep)
     assert "41.63 %" in md and "Table 3" in md
     assert "Machine A (paper)" in table4_markdown(rep["table4_fractions"])
+
+
+def test_cluster_intervals_count_centres_not_predictions():
+    from crnet.evaluate.tables import cluster_intervals
+
+    t4 = delta_chi2_threshold(4)
+    # two centres of equal size, one inside and one outside: the share is 0, 1/2 or 1 with odds 1:2:1
+    c = np.array([100.0] * 5 + [100.0 + 2 * t4] * 5)
+    r = cluster_intervals(c, 100.0, np.array([0] * 5 + [1] * 5))
+    assert (r["le_4sigma_lo"], r["le_4sigma_hi"], r["n_clusters"]) == (0.0, 1.0, 2)
+    # independent predictions: the binomial interval sqrt(p (1 - p) / n)
+    rng = np.random.default_rng(5)
+    inside = rng.random(2000) < 0.3
+    c = np.where(inside, 100.0, 100.0 + 2 * t4)
+    r = cluster_intervals(c, 100.0, np.arange(2000))
+    half = 0.5 * (r["le_4sigma_hi"] - r["le_4sigma_lo"])
+    assert half == pytest.approx(np.sqrt(inside.mean() * (1 - inside.mean()) / 2000), rel=0.1)
+    # the same 2000 predictions from 20 centres that are wholly in or out: ten times wider
+    labels = np.repeat(np.arange(20), 100)
+    c = np.where(np.repeat(np.arange(20) < 6, 100), 100.0, 100.0 + 2 * t4)
+    r = cluster_intervals(c, 100.0, labels)
+    assert 0.5 * (r["le_4sigma_hi"] - r["le_4sigma_lo"]) == pytest.approx(np.sqrt(0.3 * 0.7 / 20), rel=0.15)
+    md = table4_markdown({"Machine A (crnet)": {**sigma_bands(c, 100.0), **r}})
+    assert "(20)" in md

@@ -51,7 +51,8 @@ def test_cli_pipeline_ci(tmp_path):
     floor = report["tau_floor"]["tau_percent"]
     assert all(np.isfinite(floor[k]) and floor[k] > 0 for k in floor if k != "v_alfven_km_s")
     assert set(report["accuracy_vs_truth_percent"]) == {"Machine A (paper)", "Machine B (paper)"}
-    assert report["accuracy_vs_truth_percent"]["Machine A (paper)"]["delta"]["n_distinct_truths"] >= 1
+    n_centres = report["accuracy_vs_truth_percent"]["Machine A (paper)"]["delta"]["n_distinct_truths"]
+    assert n_centres >= 1 and report["table4_fractions"]["Machine A (paper)"]["n_clusters"] == n_centres
     md = (out / "evaluation/report.md").read_text()
     assert "unbiased floor" in md and "Prediction against the truth" in md
     resolved = json.loads((out / "resolved_config.json").read_text())

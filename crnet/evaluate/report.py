@@ -35,6 +35,7 @@ from crnet.evaluate.tables import (
     PAPER_TABLE4,
     accuracy_markdown,
     check_machine_row,
+    cluster_intervals,
     sigma_bands,
     table3_markdown,
     table4_markdown,
@@ -124,6 +125,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         table4["MCMC (re-weighted)"] = sigma_bands(mocks.chi2, chi2_min, mocks.weights)
     for name, c in closures.items():
         table4[name] = sigma_bands(c.chi2_resim, chi2_min)
+        if c.truth is not None:  # predictions of one central spectrum are not independent
+            table4[name].update(cluster_intervals(c.chi2_resim, chi2_min, _centre_labels(c.truth)))
     check = None
     if cfg.check_model:
         from crnet.machines.modelfile import Predictor
@@ -180,6 +183,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"- {n}: {100 * v:.1f} %" for n, v in report["feedback_passing_share"].items()]
     lines += ["", "## Figures", ""] + [f"- {k}: `{Path(v).name}`" for k, v in report["figures"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _centre_labels(truth: np.ndarray) -> np.ndarray:
+    """(n,) label of each prediction's central spectrum (identical true parameters = same centre)."""
+    return np.unique(np.asarray(truth, dtype=np.float64), axis=0, return_inverse=True)[1].reshape(-1)
 
 
 def _floor(cfg: EvalConfig, mocks: Mocks, out: Path) -> TauFloor:
