@@ -157,11 +157,12 @@ def ratio_spectra(n_flux: np.ndarray, energies_gev_per_n: np.ndarray) -> np.ndar
     return out
 
 
-_CHANNEL_FROM_ELEMENTS = np.array([  # log10 channel = sum_X M[ch, X] log10 N_X (+ the N_C^110 column below)
+CHANNEL_FROM_ELEMENTS = np.array([  # log10 channel = sum_X M[ch, X] log10 N_X (+ the N_C^110 column below)
     [1, 0, 0, -1, 0], [0, 1, 0, -1, 0], [0, 0, 1, -1, 0],
     [1, 0, 0, 0, -1], [0, 1, 0, 0, -1], [0, 0, 1, 0, -1],
     [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]], dtype=np.float64)
-_CHANNEL_FROM_C110 = np.array([1, 1, 1, 0, 0, 0, -1, -1], dtype=np.float64)
+CHANNEL_FROM_C110 = np.array([1, 1, 1, 0, 0, 0, -1, -1], dtype=np.float64)
+"""log10 channel = CHANNEL_FROM_ELEMENTS @ log10 N_X (Li, Be, B, C, O) + CHANNEL_FROM_C110 * log10 N_C^110."""
 
 
 def channel_log_shift(element_log_shift: np.ndarray, energies_gev_per_n: np.ndarray) -> np.ndarray:
@@ -175,7 +176,7 @@ def channel_log_shift(element_log_shift: np.ndarray, energies_gev_per_n: np.ndar
     if d.ndim != 3 or d.shape[1] != len(FEATURE_SPECIES):
         raise ValueError(f"element_log_shift must have shape (n, {len(FEATURE_SPECIES)}, n_E), got {d.shape}")
     c110 = d[:, 3, c_norm_index(energies_gev_per_n)]
-    return np.einsum("ce,nek->nck", _CHANNEL_FROM_ELEMENTS, d) + _CHANNEL_FROM_C110[None, :, None] * c110[:, None, None]
+    return np.einsum("ce,nek->nck", CHANNEL_FROM_ELEMENTS, d) + CHANNEL_FROM_C110[None, :, None] * c110[:, None, None]
 
 
 def log_features(ratios: np.ndarray) -> np.ndarray:

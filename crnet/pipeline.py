@@ -257,9 +257,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                                                    holdout_fraction=t.holdout_fraction))
 
     def train_one(machine: str, arch: str, path: Path) -> str:
-        from crnet.machines.training import checkpoint_path
+        from crnet.machines.training import has_checkpoint
 
-        train(scan_path, path, tcfg(machine, arch), resume=checkpoint_path(path).is_file())
+        train(scan_path, path, tcfg(machine, arch), resume=has_checkpoint(path))
         return str(path)
 
     models: dict[str, str] = {}

@@ -39,6 +39,8 @@ def test_ensemble_predicts_the_mean_of_its_members(trained):
     store, root, result = trained
     ens = load_model(root / "ens.pt")
     assert ens.n_members == 3 and result.model_path == root / "ens.pt"
+    version = lambda p: torch.load(p, weights_only=True)["format_version"]  # noqa: E731
+    assert version(root / "ens.pt") == 2 and version(member_path(root / "ens.pt", 0)) == 1
     meta = ens.metadata["ensemble"]
     assert meta["member_seeds"] == [3, 3 + ENSEMBLE_SEED_STRIDE, 3 + 2 * ENSEMBLE_SEED_STRIDE]
     members = [load_model(member_path(root / "ens.pt", k)) for k in range(3)]
@@ -70,13 +72,33 @@ def test_ensemble_resumes_member_by_member(trained):
     train(store, m2, replace(_cfg(seed=3 + 2 * ENSEMBLE_SEED_STRIDE), epochs=1))
     m2.unlink()
     mtime0 = member_path(root / "ens.pt", 0).stat().st_mtime_ns
-    train(store, root / "ens.pt", _cfg(ensemble=3))
+    train(store, root / "ens.pt", _cfg(ensemble=3), resume=True)
     after = load_model(root / "ens.pt")
     assert member_path(root / "ens.pt", 0).stat().st_mtime_ns == mtime0  # finished members are not retrained
     for k in range(3):
         for name, w in before.member(k).state_dict.items():
             assert torch.equal(w, after.member(k).state_dict[name]), (k, name)
     assert checkpoint_path(member_path(root / "ens.pt", 2)).is_file()
+
+
+def test_ensemble_members_of_another_run_are_not_reused(trained, tmp_path):
+    store, root, _ = trained
+    other = tmp_path / "other.h5"
+    write_synthetic_store(other, 300, seed=6)
+    out = tmp_path / "e.pt"
+    train(store, out, _cfg(ensemble=2, epochs=1))
+    first = load_model(member_path(out, 0)).metadata["training_store"]["sha256"]
+    with pytest.raises(ValueError, match=r"different run \(differs in \['training file'\]\)"):
+        train(other, out, _cfg(ensemble=2, epochs=1), resume=True)
+    with pytest.raises(ValueError, match=r"differs in \['input_noise'\]"):
+        train(store, out, _cfg(ensemble=2, epochs=1, input_noise=0.1), resume=True)
+    train(other, out, _cfg(ensemble=2, epochs=1))  # no resume: every member trained afresh on the new store
+    ens = load_model(out)
+    shas = {load_model(member_path(out, k)).metadata["training_store"]["sha256"] for k in range(2)}
+    assert first not in shas and len(shas) == 1 and ens.metadata["training_store"]["sha256"] in shas
+    assert "metrics" not in ens.metadata and len(ens.metadata["ensemble"]["member_metrics"]) == 2
+    with pytest.raises(ValueError, match="no checkpoint of ensemble member 0"):
+        train(store, tmp_path / "never.pt", _cfg(ensemble=2), resume=True)
 
 
 def test_ensemble_warm_start_and_errors(trained, tmp_path):

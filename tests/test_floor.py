@@ -130,3 +130,23 @@ def test_accuracy_markdown_lists_every_parameter():
     assert acc["nu1"]["median"] == pytest.approx(1.0, abs=1e-9) and acc["nu1"]["slope"] == pytest.approx(1.01)
     md = accuracy_markdown({"Machine A (crnet)": acc})
     assert all(n in md for n in LOG_PARAM_NAMES) and "slope 1.01" in md
+
+
+def test_unconstrained_parameters_get_an_infinite_floor():
+    _, jac, x0 = _linear_problem(2)
+    jac[:, 3] = 0.0  # v_A leaves no imprint
+    jac[:, 5] = 2.0 * jac[:, 6]  # nu1 and nu2 exactly degenerate
+    fl = floor_from_jacobian(jac, x0)
+    assert np.isinf(fl.sigma_log[[3, 5, 6]]).all() and np.isfinite(np.delete(fl.sigma_log, [3, 5, 6])).all()
+
+
+def test_jacobian_leaves_out_fluxes_without_a_logarithm():
+    from crnet.evaluate.floor import jacobian_from_fluxes
+
+    rng = np.random.default_rng(0)
+    flux = np.exp(rng.normal(size=(21, 5, 6)))
+    flux[7, 2, 4] = 0.0  # one element-bin vanishes at one stencil point
+    jac = jacobian_from_fluxes(flux, np.full(10, 0.1))
+    assert jac.shape == (29, 10) and np.all(np.isfinite(jac))
+    full = jacobian_from_fluxes(np.where(flux > 0, flux, 1.0), np.full(10, 0.1))
+    np.testing.assert_array_equal(jac, np.delete(full, 2 * 6 + 4, axis=0))

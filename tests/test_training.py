@@ -200,11 +200,16 @@ def test_predict_from_a_spectra_file_profiles_q_c(small_store, tmp_path) -> None
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_training_on_gpu_with_mixed_precision(small_store, tmp_path) -> None:
-    cfg = TrainConfig(machine="A", arch="crnet", epochs=2, device="cuda", amp=True, progress=False)
+def test_training_on_gpu_with_mixed_precision(small_store, synthetic_store, tmp_path) -> None:
+    """bf16 autocast, device-resident batches with input noise drawn on the GPU, and the Check Machine's
+    (parameter) batches through the same device path."""
+    cfg = TrainConfig(machine="A", arch="crnet", epochs=2, device="cuda", amp=True, progress=False, input_noise=0.05)
     result = train(small_store, tmp_path / "gpu.pt", cfg)
     assert load_model(tmp_path / "gpu.pt").metadata["device"].startswith("cuda")
     assert np.isfinite(result.best_val_loss)
+    check = train(synthetic_store, tmp_path / "check.pt", TrainConfig(machine="check", epochs=2, device="cuda",
+                                                                  progress=False))
+    assert np.isfinite(check.best_val_loss)
 
 
 def test_init_from_starts_at_the_given_weights(small_store, tmp_path) -> None:
@@ -225,8 +230,9 @@ def test_init_from_starts_at_the_given_weights(small_store, tmp_path) -> None:
 
 
 def test_device_resident_batches_match_the_host_path(small_store) -> None:
-    """The CUDA path (_DeviceSplits: splits uploaded once, batches gathered on the device, noise added there) gives
-    the host path's batches and epoch loss. Run here on the CPU device; on a GPU the same code runs on CUDA."""
+    """The CUDA path (_DeviceSplits: splits uploaded once, batches gathered on the device, input noise drawn
+    there) gives the host path's batches, and its noise is the same linear map of the same kind of draws. Run here
+    on the CPU device; on a GPU the same code runs on CUDA."""
     from crnet.machines import build_network, default_architecture
     from crnet.machines.augment import InputNoise
     from crnet.machines.training import _DeviceSplits, _run_epoch, log_cosh_loss
@@ -235,11 +241,27 @@ def test_device_resident_batches_match_the_host_path(small_store) -> None:
     cpu = torch.device("cpu")
     host = list(data.batches("train", 16, np.random.default_rng(9)))
     dev = list(_DeviceSplits(data, cpu).batches("train", 16, np.random.default_rng(9)))
-    assert len(host) == len(dev) and all(np.array_equal(h[0], d[0].numpy()) for h, d in zip(host, dev, strict=True))
+    assert len(host) == len(dev)
+    for h, d in zip(host, dev, strict=True):
+        assert np.array_equal(h[0], d[0].numpy()) and np.array_equal(h[1], d[1].numpy())
+    noise = InputNoise(0.05, data.scaler, data.info.energies)
+    eps = np.random.default_rng(1).uniform(-0.05, 0.05, (6, 5, data.info.energies.size))
+    from crnet.features import channel_log_shift
+
+    want = channel_log_shift(np.log10(1.0 + eps), data.info.energies) / data.scaler.std[None]
+    got = noise.shift_torch(torch.as_tensor(eps), torch.as_tensor(data.scaler.std)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # float32 result
+    g = torch.Generator(device="cpu")
+    g.manual_seed(0)
+    draws = noise.draw_torch(4000, g, torch.as_tensor(data.scaler.std)).numpy()
+    ref = noise.shift(4000, np.random.default_rng(0))
+    np.testing.assert_allclose(draws.std(axis=0), ref.std(axis=0), rtol=0.1)  # same distribution, 4000 draws
     torch.manual_seed(0)
     net = build_network("crnet", default_architecture("crnet", data.info.energies.size))
-    noise = InputNoise(0.05, data.scaler, data.info.energies)
-    losses = [_run_epoch(net, data, "val", 16, log_cosh_loss, cpu, False, noise=noise,
-                         noise_rng=np.random.default_rng(3), on_device=split)
-              for split in (None, _DeviceSplits(data, cpu))]
-    assert losses[1] == pytest.approx(losses[0], rel=1e-6)  # float32 rounding of the added noise only
+    def val_loss(on_device, noise_seed=None):
+        kw = {} if noise_seed is None else {"noise": noise, "noise_rng": np.random.default_rng(noise_seed)}
+        return _run_epoch(net, data, "val", 16, log_cosh_loss, cpu, False, on_device=on_device, **kw)
+
+    assert val_loss(_DeviceSplits(data, cpu)) == pytest.approx(val_loss(None), rel=1e-12)  # same batches, no noise
+    noisy = [val_loss(_DeviceSplits(data, cpu), seed) for seed in (3, 3, 4)]
+    assert noisy[0] == noisy[1] != noisy[2] and noisy[0] != val_loss(None)  # seeded device noise, applied

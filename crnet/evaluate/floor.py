@@ -1,10 +1,10 @@
-"""The smallest tau spread an unbiased machine can reach, and how far predictions are from the truth.
+"""The smallest tau spread a machine that follows the spectra can reach, and how far predictions are from the truth.
 
 Eq. 4.4's tau = (theta' - theta) / theta compares two predictions: theta from a test pseudo-spectrum and
 theta' from a pseudo-spectrum of theta's re-simulation. For a machine that is unbiased near theta (its mean
 prediction from spectra simulated at theta is theta), theta' - theta is its estimation error at theta, so the
-spread of tau_i is at least sigma_i / |theta_i|, where sigma_i is the Cramer-Rao / Gauss-Markov bound of
-parameter i for the pseudo-experiment noise:
+spread of tau_i is bounded below by sigma_i / |theta_i|, with sigma_i from the linearised Gauss-Markov bound
+(the best linear unbiased estimator) for the pseudo-experiment noise:
 
     C = (J_perp^T J_perp / s^2)^-1,   sigma_i = sqrt(C_ii).
 
@@ -15,12 +15,14 @@ scale q_C is re-profiled on every pseudo-spectrum, so a common factor carries no
 variance of log(1 + eps), eps ~ U(-a, a), the paper's pseudo-experiment noise (a = 0.05), independent per
 element and bin.
 
-Gauss-Markov makes the bound hold for every linear unbiased estimator whatever the noise's shape; a non-linear
-estimator can beat it only by using the noise's hard edges, which a network fed with noisy features does
-not. A machine whose tau interval is *narrower* than this floor is therefore biased: it predicts from the
-distribution of its training set (the prior) rather than from the spectrum, and its tau no longer
-measures how well it inverts the propagation. :func:`truth_accuracy` measures that directly on the test
-pseudo-data, whose true parameters are known.
+Caveats. The bound is local (one parameter point; tau is pooled over the test set) and linear: Gauss-Markov
+binds every *linear* unbiased estimator whatever the noise's shape, and for Gaussian noise of the same variance
+it is the Cramer-Rao bound of every unbiased one. Uniform noise has hard edges, which a non-linear estimator
+could in principle exploit; a network fed with noisy features is not expected to, but that is not measured.
+So a tau interval much *narrower* than this floor suggests a biased machine: one that predicts from the
+distribution of its training set (the prior) rather than from the spectrum, where tau no longer measures how
+well it inverts the propagation. :func:`truth_accuracy` checks that directly on the test pseudo-data, whose
+true parameters are known (slope of prediction on truth well below 1).
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ from crnet.scan.designs import to_log
 from crprop.params import LOG_PARAM_NAMES, LOG_PRIOR_BOX
 
 FLOOR_STEP_FRACTION = 0.01
-"""Central-difference step of the Jacobian, as a fraction of each LOG_PRIOR_BOX width. Measured at the
-session-4 best fit (paper grid, stretched halo, numba): the floor from central and from forward differences
-with this step agree within 4 % for every parameter, so the step's truncation error is well below the
-statistical meaning of a 68 % interval."""
+"""Central-difference step of the Jacobian, as a fraction of each LOG_PRIOR_BOX width. Checked once at the
+session-4 best fit (paper grid, stretched halo, numba; an exploration in session 5, not kept as a benchmark):
+the floor from central and from forward differences with this step differed by at most 3.7 %."""
 
-LOG_FLUX_FLOOR = 1e-300
-"""Fluxes are clipped here before the logarithm (a flux of 0 has no log; it carries no information)."""
+NULL_EIGENVALUE_RTOL = 1e-12
+"""Eigenvalues of the Fisher matrix below this fraction of the largest are directions the spectra do not
+constrain: a parameter that loads on one of them gets an infinite floor."""
+
+NULL_LOADING = 1e-6
+"""Smallest |eigenvector component| that counts as a parameter loading on an unconstrained direction."""
+
 
 
 def log_noise_variance(max_relative: float = PAPER_MAX_RELATIVE) -> float:
@@ -99,8 +105,13 @@ def floor_from_jacobian(jacobian: np.ndarray, x_log: np.ndarray,
         raise ValueError("jacobian: non-finite derivatives (a flux vanished or a solve failed)")
     j_perp = j - j.mean(axis=0)
     fisher = j_perp.T @ j_perp / log_noise_variance(max_relative)
-    cov = np.linalg.pinv(fisher, rcond=1e-12, hermitian=True)
-    return TauFloor(x, np.sqrt(np.clip(np.diag(cov), 0.0, None)), cov, float(max_relative), int(j.shape[0]), j)
+    w, v = np.linalg.eigh(fisher)
+    good = w > NULL_EIGENVALUE_RTOL * max(float(w.max()), 0.0)
+    cov = (v[:, good] / w[good]) @ v[:, good].T
+    sigma = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    unconstrained = np.any(np.abs(v[:, ~good]) > NULL_LOADING, axis=1) if (~good).any() else np.zeros(x.size, bool)
+    sigma = np.where(unconstrained, np.inf, sigma)
+    return TauFloor(x, sigma, cov, float(max_relative), int(j.shape[0]), j)
 
 
 def stencil(x_log: np.ndarray, step_fraction: float = FLOOR_STEP_FRACTION) -> tuple[np.ndarray, np.ndarray]:
@@ -124,9 +135,14 @@ def stencil(x_log: np.ndarray, step_fraction: float = FLOOR_STEP_FRACTION) -> tu
 
 
 def jacobian_from_fluxes(feature_flux: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """(5 n_E, 10) d log(flux) / d x_log from the (21, 5, n_E) feature-element fluxes of :func:`stencil`'s points."""
-    f = np.log(np.clip(np.asarray(feature_flux, dtype=np.float64), LOG_FLUX_FLOOR, None))
-    cols = [(f[1 + 2 * i] - f[2 + 2 * i]).ravel() / dist[i] for i in range(dist.size)]
+    """(m, 10) d log(flux) / d x_log from the (21, 5, n_E) feature-element fluxes of :func:`stencil`'s points.
+
+    Rows (element, energy bin) whose flux is not positive and finite at every stencil point are left out: they
+    have no logarithm and carry no information; m = 5 n_E when every flux is positive."""
+    f = np.asarray(feature_flux, dtype=np.float64)
+    keep = np.all(np.isfinite(f) & (f > 0), axis=0).ravel()
+    logs = np.log(np.where(f > 0, f, 1.0))
+    cols = [(logs[1 + 2 * i] - logs[2 + 2 * i]).ravel()[keep] / dist[i] for i in range(dist.size)]
     return np.stack(cols, axis=1)
 
 
@@ -149,9 +165,10 @@ def tau_floor(model, params: np.ndarray, max_relative: float = PAPER_MAX_RELATIV
 
 
 def truth_accuracy(theta: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per parameter (LOG_PARAM_NAMES coordinates): the median and 68 % interval (percent) of
-    (prediction - truth) / truth, and the slope of prediction against truth over the test set
-    (cov / var: 1 = follows the truth, 0 = ignores the spectrum), over rows with finite values.
+    """Per parameter: the median and 68 % interval (percent) of (prediction - truth) / truth, and the slope of
+    prediction against truth over the test set (cov / var: 1 = follows the truth, 0 = ignores the spectrum),
+    over rows with finite values. ``theta`` and ``truth`` (n, 10) are in PARAM_NAMES units (breaks in MV); the
+    comparison is made in LOG_PARAM_NAMES coordinates (breaks as log10(R/MV)), as Eq. 4.4's tau.
 
     Also gives ``n`` and ``n_distinct_truths`` (the test pseudo-spectra share their central spectra).
     """

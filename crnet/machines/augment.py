@@ -25,7 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crnet.features import FEATURE_SPECIES, FeatureScaler, channel_log_shift
+from crnet.features import (
+    CHANNEL_FROM_C110,
+    CHANNEL_FROM_ELEMENTS,
+    FEATURE_SPECIES,
+    FeatureScaler,
+    c_norm_index,
+    channel_log_shift,
+)
 
 VALIDATION_NOISE_SEED_OFFSET = 7919
 """Added to the training seed for the validation split's single noise draw (a different stream from the batches')."""
@@ -52,6 +59,26 @@ class InputNoise:
         eps = rng.uniform(-self.max_relative, self.max_relative,
                           size=(n, len(FEATURE_SPECIES), self.energies_gev_per_n.size))
         return channel_log_shift(np.log10(1.0 + eps), self.energies_gev_per_n) / self.scaler.std[None]
+
+    def shift_torch(self, eps, std):
+        """Torch version of :meth:`shift` for given fluctuations ``eps`` (n, 5, n_E) (a tensor on the training
+        device) and ``std`` (8, n_E) the scaler's standard deviations as a tensor there; float32 result."""
+        import torch
+
+        d = torch.log10(1.0 + eps)
+        m = torch.as_tensor(CHANNEL_FROM_ELEMENTS, dtype=d.dtype, device=d.device)
+        b = torch.as_tensor(CHANNEL_FROM_C110, dtype=d.dtype, device=d.device)
+        c110 = d[:, 3, c_norm_index(self.energies_gev_per_n)]
+        out = torch.einsum("ce,nek->nck", m, d) + b[None, :, None] * c110[:, None, None]
+        return (out / std[None]).to(torch.float32)
+
+    def draw_torch(self, n: int, generator, std):
+        """:meth:`shift_torch` of ``n`` fresh fluctuations drawn on ``generator``'s device (float64 draws)."""
+        import torch
+
+        eps = torch.rand((n, len(FEATURE_SPECIES), self.energies_gev_per_n.size), generator=generator,
+                         dtype=torch.float64, device=generator.device)
+        return self.shift_torch((2.0 * eps - 1.0) * self.max_relative, std)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``x`` (n, 8, n_E) standardised features plus one fresh fluctuation per row (float32)."""

@@ -2,7 +2,7 @@
 
 Layout (a dict; loaded with ``torch.load(..., weights_only=True)``, so no pickled objects are executed):
 
-``format``            "crnet-model";  ``format_version``: 1
+``format``            "crnet-model";  ``format_version``: 1 (single machine) or 2 (ensemble, below)
 ``state_dict``        {name: tensor} network weights (CPU)
 ``tensors``           {"energies": (n_E,) float64 GeV/n, "feature_mean" / "feature_std": (8, n_E) float64
                       (standardisation of the log10 features), "target_low" / "target_high": (10,) float64
@@ -44,7 +44,11 @@ from crnet.features import (
 from crnet.machines import build_network
 
 MODEL_FORMAT = "crnet-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+"""Version written for ensembles (the ``members`` key); single machines are still written as version 1, so
+older crnet versions keep reading them, and refuse an ensemble instead of silently using its first member."""
+SINGLE_MODEL_FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (SINGLE_MODEL_FORMAT_VERSION, MODEL_FORMAT_VERSION)
 HASH_CHUNK_BYTES = 8 * 1024 * 1024
 """Read size when hashing a training store."""
 
@@ -132,7 +136,8 @@ def save_model(path: Path | str, model: ModelFile) -> None:
         tensors.update({"energies": torch.as_tensor(np.asarray(model.energies, dtype=np.float64)),
                         "feature_mean": torch.as_tensor(model.scaler.mean),
                         "feature_std": torch.as_tensor(model.scaler.std)})
-    payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+    version = MODEL_FORMAT_VERSION if model.members else SINGLE_MODEL_FORMAT_VERSION
+    payload = {"format": MODEL_FORMAT, "format_version": version,
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict.items()},
                "tensors": tensors, "metadata_json": json.dumps(meta, default=_json_default)}
     if model.members:
@@ -165,9 +170,9 @@ def load_model(path: Path | str) -> ModelFile:
         raise ValueError(f"{path}: not a crnet model file ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path}: not a crnet model file (format tag missing)")
-    if payload.get("format_version") != MODEL_FORMAT_VERSION:
+    if payload.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
         raise ValueError(f"{path}: model format version {payload.get('format_version')} is not supported "
-                         f"(this crnet reads version {MODEL_FORMAT_VERSION})")
+                         f"(this crnet reads versions {list(SUPPORTED_FORMAT_VERSIONS)})")
     meta = json.loads(payload["metadata_json"])
     tensors = payload["tensors"]
     transform = TargetTransform.from_dict(meta.pop("target_transform"))

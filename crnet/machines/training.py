@@ -16,10 +16,10 @@ predictions outside the prior box) and provenance go into the model file.
 Schedule: ReduceLROnPlateau on the validation loss (factor ``lr_factor`` after ``lr_patience`` epochs
 without improvement, not below ``min_lr``) or a cosine decay to ``min_lr`` over ``epochs``; training
 stops after ``patience`` epochs without an improvement by more than ``min_delta`` (relative).
-Deterministic on CPU for a given seed and thread count. On CUDA, in-memory splits are uploaded once and
-mini-batches are gathered on the device, and the epoch loss is summed there: no host copy and no
-synchronisation per batch (the paper's batch of 32 would otherwise leave the GPU waiting). The shuffling and
-noise streams are the CPU's.
+Deterministic on CPU for a given seed and thread count. On CUDA, in-memory splits are uploaded once,
+mini-batches are gathered and input noise is drawn on the device, and the epoch loss is summed there: no host
+copy and no synchronisation per batch (the paper's batch of 32 would otherwise leave the GPU waiting). Not yet
+timed on a GPU (benchmarks/train_speed.py).
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class TrainConfig:
     ensemble : > 1: train this many members (seeds ``seed + ENSEMBLE_SEED_STRIDE * k``, so each has its own
     weight initialisation, validation split and noise stream) and write one model file that predicts their
     mean (:mod:`crnet.machines.modelfile`); members are kept as ``<out>.member<k>`` (each resumable). An
-    ``init_from`` ensemble with the same number of members starts member k from its member k. Machines A and B.
+    ``init_from`` ensemble with the same number of members starts member k from its member k; a single
+    ``init_from`` machine starts every member from the same weights (then only the splits and the noise
+    differ). Machines A and B.
     """
 
     machine: str = "A"
@@ -204,11 +206,20 @@ def _deterministic(enabled: bool):
 
 class _DeviceSplits:
     """In-memory splits copied once to a CUDA device; mini-batches are gathered there, so a batch costs no host
-    copy. The shuffling and noise draws come from the same numpy generators, in the same order, as on the CPU."""
+    copy. The shuffling comes from the same numpy generator as on the CPU; input noise is drawn on the device
+    from a torch generator seeded once per epoch from the numpy noise stream (other numbers than the CPU's, the
+    same distribution; the validation noise is still one fixed draw)."""
 
     def __init__(self, data: RegressionData | CheckData, device: torch.device) -> None:
         self.data, self.device = data, device
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._std: torch.Tensor | None = None
+
+    def noise_std(self, noise: InputNoise) -> torch.Tensor:
+        """The feature scaler's standard deviations (8, n_E) on the device (float64), for the noise draws."""
+        if self._std is None:
+            self._std = torch.as_tensor(noise.scaler.std, dtype=torch.float64, device=self.device)
+        return self._std
 
     def batches(self, split: str, batch_size: int, generator: np.random.Generator | None):
         if split not in self._tensors:
@@ -242,15 +253,17 @@ def _run_epoch(net: nn.Module, data: RegressionData | CheckData, split: str, bat
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     source = on_device if on_device is not None else data
+    device_noise = None
+    if noise is not None and on_device is not None:
+        device_noise = torch.Generator(device=device)
+        device_noise.manual_seed(int(noise_rng.integers(2**62)))
     grad = torch.enable_grad() if training else torch.no_grad()
     with grad:
         for xb, yb in source.batches(split, batch_size, generator if training else None):
-            if noise is not None:
-                if torch.is_tensor(xb):
-                    shift = noise.shift(xb.shape[0], noise_rng).astype(np.float32)
-                    xb = xb + torch.as_tensor(shift, device=device)
-                else:
-                    xb = noise.apply(xb, noise_rng)
+            if device_noise is not None:
+                xb = xb + noise.draw_torch(xb.shape[0], device_noise, on_device.noise_std(noise))
+            elif noise is not None:
+                xb = noise.apply(xb, noise_rng)
             x = torch.as_tensor(xb, device=device)
             y = torch.as_tensor(yb, device=device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
@@ -275,11 +288,16 @@ def _initial_model(cfg: TrainConfig, network: str):
     return init
 
 
+IDENTITY_KEYS: tuple[str, ...] = ("machine", "arch", "val_fraction", "seed", "max_sigma", "check_sigma", "batch_size",
+                                  "lr_schedule", "input_noise")
+"""TrainConfig fields a checkpoint must share with the run that resumes it (with the network, architecture and
+training file)."""
+
+
 def _identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str) -> dict:
     """What a checkpoint must share with the run that resumes it."""
-    keys = ("machine", "arch", "val_fraction", "seed", "max_sigma", "check_sigma", "batch_size", "lr_schedule",
-            "input_noise")
-    return {"network": network, "architecture": arch, "store_sha256": store_sha, **{k: getattr(cfg, k) for k in keys}}
+    return {"network": network, "architecture": arch, "store_sha256": store_sha,
+            **{k: getattr(cfg, k) for k in IDENTITY_KEYS}}
 
 
 def _prepare_store(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> Path:
@@ -400,12 +418,30 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                        state["stopped_early"], state["history"], metrics)
 
 
+def has_checkpoint(out: Path | str) -> bool:
+    """Whether training to ``out`` left something to resume: its checkpoint, or (ensembles) member 0's."""
+    return checkpoint_path(out).is_file() or checkpoint_path(member_path(out, 0)).is_file()
+
+
 def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> TrainResult:
-    """``cfg.ensemble`` members trained one after the other (each resumes from its own checkpoint), then one
-    model file holding all of them. Machine B's pseudo-data are made once and shared by the members."""
+    """``cfg.ensemble`` members trained one after the other, then one model file holding all of them. Machine B's
+    pseudo-data are made once and shared by the members.
+
+    Without ``resume`` every member is trained afresh (old member files are removed). With ``resume`` a
+    finished member is reused only when its checkpoint says it was trained on the same data with the same
+    settings (else ValueError, as for a single machine), and an unfinished one resumes from its checkpoint."""
     from crnet.machines.modelfile import load_model
 
-    data_path = _prepare_store(store, out, cfg, resume or checkpoint_path(member_path(out, 0)).is_file())
+    if resume and not has_checkpoint(out):
+        raise ValueError(f"--resume: no checkpoint of ensemble member 0 ({checkpoint_path(member_path(out, 0))}); "
+                         "train without --resume first")
+    if not resume:
+        for k in range(cfg.ensemble):
+            path = member_path(out, k)
+            for f in (path, checkpoint_path(path), path.with_name(path.name + ".init")):
+                f.unlink(missing_ok=True)
+    data_path = _prepare_store(store, out, cfg, resume)
+    store_sha = file_sha256(data_path) if resume else ""
     init = load_model(cfg.init_from) if cfg.init_from else None
     if init is not None and init.n_members not in (1, cfg.ensemble):
         raise ValueError(f"init_from {cfg.init_from}: an ensemble of {init.n_members} members cannot start one of "
@@ -419,18 +455,19 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
             save_model(start_path, init.member(k))
             start = str(start_path)
         mcfg = replace(cfg, ensemble=1, seed=cfg.seed + ENSEMBLE_SEED_STRIDE * k, init_from=start)
-        if path.is_file() and not checkpoint_path(path).is_file():
-            raise ValueError(f"{path}: a member model without its checkpoint; delete it to retrain")
         ckpt = checkpoint_path(path)
-        if path.is_file() and _checkpoint_finished(ckpt, mcfg):
-            results.append(load_model(path))
-            continue
-        train(data_path, path, mcfg, resume=ckpt.is_file())
+        if resume and path.is_file():
+            _check_member(ckpt, mcfg, store_sha, k)
+            if _checkpoint_finished(ckpt, mcfg):
+                results.append(load_model(path))
+                continue
+        train(data_path, path, mcfg, resume=resume and ckpt.is_file())
         results.append(load_model(path))
     first = results[0]
+    meta = {key: v for key, v in first.metadata.items() if key not in ("metrics", "best_val_loss", "history",
+                                                                        "best_epoch", "stopped_early")}
     model = ModelFile(first.network, first.architecture, first.machine, first.state_dict, first.transform,
-                      first.scaler, first.energies, dict(first.metadata),
-                      [(m.state_dict, m.scaler) for m in results[1:]])
+                      first.scaler, first.energies, meta, [(m.state_dict, m.scaler) for m in results[1:]])
     model.metadata.update(train_config=asdict(cfg), ensemble={
         "n_members": cfg.ensemble, "member_files": [str(member_path(out, k)) for k in range(cfg.ensemble)],
         "member_seeds": [cfg.seed + ENSEMBLE_SEED_STRIDE * k for k in range(cfg.ensemble)],
@@ -438,6 +475,8 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
         "member_metrics": [m.metadata["metrics"] for m in results]})
     save_model(out, model)
     losses = [m.metadata["best_val_loss"] for m in results]
+    # TrainResult fields of a single run: epochs summed over the members, loss the members' mean, history and best
+    # epoch the last member's (the members' own are in the file's metadata["ensemble"])
     return TrainResult(out, checkpoint_path(member_path(out, cfg.ensemble - 1)), data_path,
                        sum(len(m.metadata["history"]) for m in results), results[-1].metadata["best_epoch"],
                        float(np.mean(losses)), all(m.metadata["stopped_early"] for m in results),
@@ -445,6 +484,22 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
                        {"ensemble_members": cfg.ensemble,
                         "member_min_r2": [m.metadata["metrics"].get("min_r2") for m in results],
                         "member_best_val_loss": losses})
+
+
+def _check_member(ckpt: Path, cfg: TrainConfig, store_sha: str, k: int) -> None:
+    """ValueError unless member ``k``'s checkpoint was written for this training file and these settings."""
+    if not ckpt.is_file():
+        raise ValueError(f"{ckpt.with_suffix('')}: ensemble member {k} without its checkpoint; train without "
+                         "--resume to start over")
+    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
+    saved = json.loads(payload["identity_json"])
+    want = {k2: getattr(cfg.resolved(), k2) for k2 in IDENTITY_KEYS}
+    diff = sorted(k2 for k2, v in want.items() if saved.get(k2) != v)
+    if saved.get("store_sha256") != store_sha:
+        diff.append("training file")
+    if diff:
+        raise ValueError(f"ensemble member {k} ({ckpt}) belongs to a different run (differs in {diff}); train "
+                         "without --resume to start over")
 
 
 def _checkpoint_finished(ckpt: Path, cfg: TrainConfig) -> bool:
