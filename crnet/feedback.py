@@ -339,7 +339,7 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
             next_model = rdir / "model.pt"
             if not next_model.is_file():  # warm start from this round's model; resumes its own checkpoint
                 train(next_store, next_model, replace(tcfg, init_from=str(current)),
-                      resume=has_checkpoint(next_model))
+                      resume=has_checkpoint(next_model, tcfg.ensemble))
             metrics.update(next_store=str(next_store), next_model=str(next_model))
         rounds.append(metrics)
         _write_log(log_path, log)

@@ -259,7 +259,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     def train_one(machine: str, arch: str, path: Path) -> str:
         from crnet.machines.training import has_checkpoint
 
-        train(scan_path, path, tcfg(machine, arch), resume=has_checkpoint(path))
+        config = tcfg(machine, arch)
+        train(scan_path, path, config, resume=has_checkpoint(path, config.ensemble))
         return str(path)
 
     models: dict[str, str] = {}

@@ -418,9 +418,9 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                        state["stopped_early"], state["history"], metrics)
 
 
-def has_checkpoint(out: Path | str) -> bool:
-    """Whether training to ``out`` left something to resume: its checkpoint, or (ensembles) member 0's."""
-    return checkpoint_path(out).is_file() or checkpoint_path(member_path(out, 0)).is_file()
+def has_checkpoint(out: Path | str, ensemble: int = 1) -> bool:
+    """Whether training to ``out`` left something to resume: its checkpoint, or for an ensemble member 0's."""
+    return checkpoint_path(member_path(out, 0) if ensemble > 1 else out).is_file()
 
 
 def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> TrainResult:
@@ -432,7 +432,7 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
     settings (else ValueError, as for a single machine), and an unfinished one resumes from its checkpoint."""
     from crnet.machines.modelfile import load_model
 
-    if resume and not has_checkpoint(out):
+    if resume and not has_checkpoint(out, cfg.ensemble):
         raise ValueError(f"--resume: no checkpoint of ensemble member 0 ({checkpoint_path(member_path(out, 0))}); "
                          "train without --resume first")
     if not resume:
