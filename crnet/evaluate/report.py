@@ -9,11 +9,12 @@ Table 3). chi^2_min is the smallest chi^2_tot over the collected mocks and every
 designs); the Check Machine row its true-positive rate on the collected mocks (paper Appendix B).
 Closure results are cached per machine in ``<out>/closure/<slug>/`` so a killed evaluation resumes.
 
-Beside the paper's tables the report gives (:mod:`crnet.evaluate.floor`) the smallest tau interval an
-unbiased machine can have at the best collected mock (21 extra solves, cached in ``<out>/tau_floor.json``)
+Beside the paper's tables the report gives (:mod:`crnet.evaluate.floor`) the smallest tau interval a linear
+unbiased machine can have at the best collected mock (21 extra solves, cached in ``<out>/tau_floor.json``),
 and, where the test pseudo-data carry their true parameters, each machine's error against that truth with
-the slope of prediction on truth. A tau interval narrower than the floor together with a slope well below 1
-means the machine predicts from its training distribution rather than from the spectrum: Eq. 4.4 measures
+the slope of prediction on truth, and 68 % cluster-bootstrap intervals of Table 4's shares (the test
+pseudo-spectra share central spectra). A tau interval well under the floor together with a slope well below 1
+suggests the machine predicts from its training distribution rather than from the spectrum: Eq. 4.4 measures
 self-consistency, not accuracy.
 """
 
