@@ -37,9 +37,9 @@ from crnet.scan.designs import to_log
 from crprop.params import LOG_PARAM_NAMES, LOG_PRIOR_BOX
 
 FLOOR_STEP_FRACTION = 0.01
-"""Central-difference step of the Jacobian, as a fraction of each LOG_PRIOR_BOX width. Checked once at the
-session-4 best fit (paper grid, stretched halo, numba; an exploration in session 5, not kept as a benchmark):
-the floor from central and from forward differences with this step differed by at most 3.7 %."""
+"""Central-difference step of the Jacobian, as a fraction of each LOG_PRIOR_BOX width. At the session-4 best fit
+(paper grid, stretched halo, numba) halving it changes every parameter's floor by at most 0.25 %
+(benchmarks/tau_floor.py, benchmarks/results/tau_floor_numba_stretched.md)."""
 
 NULL_EIGENVALUE_RTOL = 1e-12
 """Eigenvalues of the Fisher matrix below this fraction of the largest are directions the spectra do not
