@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from crnet.evaluate.figures import allowed_2d, profile_1d, tau_histograms
-from crnet.evaluate.floor import TauFloor, tau_floor, truth_accuracy
+from crnet.evaluate.floor import TauFloor, centre_labels, tau_floor, truth_accuracy
 from crnet.evaluate.tables import (
     PAPER_TABLE3,
     PAPER_TABLE4,
@@ -132,7 +132,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     for name, c in closures.items():
         table4[name] = sigma_bands(c.chi2_resim, chi2_min)
         if c.truth is not None:  # predictions of one central spectrum are not independent
-            table4[name].update(cluster_intervals(c.chi2_resim, chi2_min, _centre_labels(c.truth)))
+            table4[name].update(cluster_intervals(c.chi2_resim, chi2_min, centre_labels(c.truth)))
     check = None
     if cfg.check_model:
         from crnet.machines.modelfile import Predictor
@@ -194,11 +194,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _centre_labels(truth: np.ndarray) -> np.ndarray:
-    """(n,) label of each prediction's central spectrum (identical true parameters = same centre)."""
-    return np.unique(np.asarray(truth, dtype=np.float64), axis=0, return_inverse=True)[1].reshape(-1)
-
-
 def _floor(cfg: EvalConfig, mocks: Mocks, out: Path) -> TauFloor:
     """The unbiased tau floor at the collected mock of smallest chi^2_tot; cached in ``out/tau_floor.json``."""
     from crnet.scan.models import PropagateModel
@@ -206,7 +201,8 @@ def _floor(cfg: EvalConfig, mocks: Mocks, out: Path) -> TauFloor:
     best = mocks.params[int(np.argmin(np.where(np.isfinite(mocks.chi2), mocks.chi2, np.inf)))]
     cache = out / "tau_floor.json"
     sim = cfg.feedback.sim
-    key = {"params": [float(v) for v in best], "max_relative": cfg.feedback.max_relative, "grid": asdict(sim.grid)}
+    key = {"params": [float(v) for v in best], "max_relative": cfg.feedback.max_relative, "grid": asdict(sim.grid),
+           "solver": [sim.mode, sim.tol, sim.dataset]}
     if cache.is_file():
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:

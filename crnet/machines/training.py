@@ -457,8 +457,7 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
         mcfg = replace(cfg, ensemble=1, seed=cfg.seed + ENSEMBLE_SEED_STRIDE * k, init_from=start)
         ckpt = checkpoint_path(path)
         if resume and path.is_file():
-            _check_member(ckpt, mcfg, store_sha, k)
-            if _checkpoint_finished(ckpt, mcfg):
+            if _finished_member(ckpt, mcfg, store_sha, k):
                 results.append(load_model(path))
                 continue
         train(data_path, path, mcfg, resume=resume and ckpt.is_file())
@@ -486,29 +485,23 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
                         "member_best_val_loss": losses})
 
 
-def _check_member(ckpt: Path, cfg: TrainConfig, store_sha: str, k: int) -> None:
-    """ValueError unless member ``k``'s checkpoint was written for this training file and these settings."""
+def _finished_member(ckpt: Path, cfg: TrainConfig, store_sha: str, k: int) -> bool:
+    """Whether member ``k``'s training ended (epochs done or stopped early), from one read of its checkpoint;
+    ValueError unless that checkpoint was written for this training file and these settings."""
     if not ckpt.is_file():
         raise ValueError(f"{ckpt.with_suffix('')}: ensemble member {k} without its checkpoint; train without "
                          "--resume to start over")
     payload = torch.load(ckpt, map_location="cpu", weights_only=True)
     saved = json.loads(payload["identity_json"])
-    want = {k2: getattr(cfg.resolved(), k2) for k2 in IDENTITY_KEYS}
-    diff = sorted(k2 for k2, v in want.items() if saved.get(k2) != v)
+    resolved = cfg.resolved()
+    diff = sorted(key for key in IDENTITY_KEYS if saved.get(key) != getattr(resolved, key))
     if saved.get("store_sha256") != store_sha:
         diff.append("training file")
     if diff:
         raise ValueError(f"ensemble member {k} ({ckpt}) belongs to a different run (differs in {diff}); train "
                          "without --resume to start over")
-
-
-def _checkpoint_finished(ckpt: Path, cfg: TrainConfig) -> bool:
-    """Whether a member's checkpoint says its training ended (epochs done or stopped early)."""
-    if not ckpt.is_file():
-        return False
-    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
     state = json.loads(payload["state_json"])
-    return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= cfg.resolved().epochs
+    return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= resolved.epochs
 
 
 def evaluate(model: ModelFile, data: RegressionData | CheckData) -> dict:
