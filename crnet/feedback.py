@@ -43,6 +43,7 @@ from crnet.scan.models import GridConfig, PropagateModel
 from crnet.spectra_io import parse_species
 from crnet.store import MockStore, RecordBatch, StoreMeta
 from crnet.store_read import merge_stores, spectra_from_flux
+from crprop.backends import release_cached_device_memory
 from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES
 from crprop.spectra import SYMBOL_TO_Z
 
@@ -338,6 +339,7 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
                 merge_stores([store, rdir / "resim.h5"], next_store)
             next_model = rdir / "model.pt"
             if not next_model.is_file():  # warm start from this round's model; resumes its own checkpoint
+                release_cached_device_memory()  # the re-simulations' CuPy cache would starve PyTorch on the GPU
                 train(next_store, next_model, replace(tcfg, init_from=str(current)),
                       resume=has_checkpoint(next_model, tcfg.ensemble))
             metrics.update(next_store=str(next_store), next_model=str(next_model))

@@ -44,6 +44,7 @@ from typing import Any
 
 from crnet.feedback import FeedbackConfig, SimConfig
 from crnet.scan.runner import ScanConfig
+from crprop.backends import release_cached_device_memory
 
 MACHINE_NAMES: dict[str, tuple[str, str, str]] = {
     # config name -> (machine, arch, report label)
@@ -216,6 +217,7 @@ class _Stages:
             return info.get("result")
         t0 = time.perf_counter()
         result = fn()
+        release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
         wall = time.perf_counter() - t0
         _atomic_json(marker, {"stage": name, "wall_s": wall, "result": result})
         self.timings[name] = wall

@@ -252,3 +252,44 @@ def test_emulated_float32_full_ladder_on_galprop_inputs(internals_dir):
     got = cupy_backend.solve_species(op, q, "galprop", emulate=True, precision="float32", on_nonconverged="ignore")
     assert got.steps == ref.steps == 240
     assert slice_rel(got.psi, ref.psi) <= FULL_LADDER_FP32
+
+
+def test_release_cached_device_memory_empties_cupy_pools(monkeypatch):
+    """Between pipeline stages CuPy's cached blocks go back to the driver (PyTorch training OOM'd without it on
+    the H100 after a scan). A stand-in CuPy module: the pool's cache is emptied and the freed bytes returned."""
+    import sys
+    import types
+
+    from crprop.backends import release_cached_device_memory
+
+    class Pool:
+        def __init__(self, held: int) -> None:
+            self.held = held
+
+        def total_bytes(self) -> int:
+            return self.held
+
+        def free_all_blocks(self) -> None:
+            self.held = 0
+
+    pool, pinned = Pool(3 << 30), Pool(1 << 20)
+    fake = types.SimpleNamespace(get_default_memory_pool=lambda: pool, get_default_pinned_memory_pool=lambda: pinned)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    assert release_cached_device_memory() == 3 << 30 and pool.held == 0 and pinned.held == 0
+    monkeypatch.delitem(sys.modules, "cupy")
+    assert release_cached_device_memory() == 0  # never imported: nothing to do, and no import on a CPU machine
+    assert "cupy" not in sys.modules
+
+
+@gpu
+@needs_gpu
+def test_release_cached_device_memory_on_the_gpu():
+    import cupy
+
+    from crprop.backends import release_cached_device_memory
+
+    a = cupy.ones((64, 1 << 20), dtype=cupy.float32)  # 256 MiB
+    del a
+    assert cupy.get_default_memory_pool().total_bytes() >= 256 << 20  # cached, not released
+    assert release_cached_device_memory() >= 256 << 20
+    assert cupy.get_default_memory_pool().total_bytes() == 0

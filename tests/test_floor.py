@@ -121,6 +121,15 @@ def test_solver_jacobian_gives_the_source_index_derivative():
     assert np.isnan(fl.tau_percent[3]) and np.all(np.isfinite(np.delete(fl.tau_percent, 3)))  # tau of v_A = 0
     md = table3_markdown({"A": tau_summary(np.zeros((3, 10)))}, fl.as_dict()["tau_percent"])
     assert "unbiased floor" in md and f"± {fl.tau_percent[6]:.2f}" in md
+    # several points in one batch give each point's own floor (the oracle's per-centre covariances)
+    from crnet.evaluate.floor import tau_floors
+
+    other = PropagationParams.to_array([replace(CRML_BASE, v_alfven_km_s=0.0, z_halo_kpc=6.0)])[0]
+    both = tau_floors(model, np.stack([PropagationParams.to_array([replace(CRML_BASE, v_alfven_km_s=0.0)])[0],
+                                       other]))
+    np.testing.assert_allclose(both[0].covariance_log, fl.covariance_log, rtol=1e-9)
+    np.testing.assert_allclose(both[1].covariance_log, tau_floor(model, other).covariance_log, rtol=1e-9)
+    assert not np.allclose(both[1].sigma_log, fl.sigma_log, rtol=1e-3)  # a taller halo: another floor
 
 
 def test_accuracy_markdown_lists_every_parameter():
@@ -150,3 +159,32 @@ def test_jacobian_leaves_out_fluxes_without_a_logarithm():
     assert jac.shape == (29, 10) and np.all(np.isfinite(jac))
     full = jacobian_from_fluxes(np.where(flux > 0, flux, 1.0), np.full(10, 0.1))
     np.testing.assert_array_equal(jac, np.delete(full, 2 * 6 + 4, axis=0))
+
+
+def test_oracle_draws_have_the_floor_covariance_and_none_along_unconstrained_directions():
+    """The Table 4 oracle: truth + N(0, C_floor) in log coordinates, returned in physical units (breaks in MV)."""
+    from crnet.evaluate.floor import oracle_predictions
+    from crnet.scan.designs import to_log
+
+    rng, jac, x0 = _linear_problem(4)
+    jac[:, 5] = 2.0 * jac[:, 6]  # nu1 and nu2 degenerate: the floor is infinite there, the draws do not move
+    fl = floor_from_jacobian(jac, x0)
+    truth = np.repeat(x0[None], 20_000, axis=0)
+    truth[:, 8:] = 10.0 ** truth[:, 8:]
+    draws = oracle_predictions(truth, fl.covariance_log, rng)
+    assert np.all(draws[:, 8:] > 0)  # breaks back in MV
+    d = to_log(draws) - x0
+    np.testing.assert_allclose(np.mean(d, axis=0), 0.0, atol=5 * MC_RTOL * np.sqrt(np.diag(fl.covariance_log)).max())
+    np.testing.assert_allclose(np.cov(d.T), fl.covariance_log, atol=MC_RTOL * np.abs(fl.covariance_log).max())
+    null = np.zeros(10)
+    null[5], null[6] = 1.0, -2.0  # J @ null = j5 - 2 j6 = 0: the spectra cannot see this move
+    assert np.std(d @ null) < 1e-6 * np.std(d[:, 5])  # round-off only (10** and log10 round trip, eigh)
+    with pytest.raises(ValueError, match="truth"):
+        oracle_predictions(truth[:, :9], fl.covariance_log, rng)
+    with pytest.raises(ValueError, match="covariance_log"):
+        oracle_predictions(truth, np.stack([fl.covariance_log] * 3), rng)
+    # one covariance per row: rows with a zero covariance stay at their truth
+    per_row = np.stack([fl.covariance_log, np.zeros((10, 10))])
+    two = oracle_predictions(truth[:2], per_row, rng)
+    np.testing.assert_allclose(two[1], truth[1], rtol=1e-12)
+    assert np.abs(to_log(two[:1]) - x0).max() > 0
