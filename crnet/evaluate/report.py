@@ -23,6 +23,7 @@ prediction, cached in ``<out>/oracle.npz``) - the shares a machine at the floor 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -53,6 +54,7 @@ ORACLE_ROW = "Unbiased-floor oracle"
 
 ORACLE_SEED_OFFSET = 7919
 """Added to the feedback seed for the oracle's draws, so they are independent of the pseudo-data noise."""
+
 
 @dataclass
 class EvalConfig:
@@ -279,8 +281,6 @@ def _model(sim):
 
 
 def _sha(a: np.ndarray) -> str:
-    import hashlib
-
     return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()
 
 
