@@ -186,14 +186,12 @@ def render_markdown(report: dict[str, Any]) -> str:
              "## Table 3 - tau = (theta' - theta) / theta, median and 68 % interval, in %", "",
              table3_markdown(report["table3_percent"], (report.get("tau_floor") or {}).get("tau_percent")), ""]
     floor = report.get("tau_floor")
-    if floor:
-        lines += [f"Unbiased floor: the smallest 68 % half-width of tau a linear unbiased machine can reach at the "
-                  f"best collected mock under the {100 * floor['max_relative']:.0f} % pseudo-experiment noise "
-                  f"(linearised Gauss-Markov bound from the Jacobian of the {floor['n_data']} log fluxes; "
-                  "crnet.evaluate.floor). A much narrower interval suggests the machine leans on its training "
-                  "distribution; see the accuracy table.", ""]
-    elif report.get("tau_floor_error"):
-        lines += [f"Unbiased floor not computed: {report['tau_floor_error']}", ""]
+    lines += _explained("Unbiased floor", floor and (
+        "Unbiased floor: the smallest 68 % half-width of tau a linear unbiased machine can reach at the best "
+        f"collected mock under the {100 * floor['max_relative']:.0f} % pseudo-experiment noise (linearised "
+        f"Gauss-Markov bound from the Jacobian of the {floor['n_data']} log fluxes; crnet.evaluate.floor). A much "
+        "narrower interval suggests the machine leans on its training distribution; see the accuracy table."),
+        report.get("tau_floor_error"))
     acc = report.get("accuracy_vs_truth_percent")
     if acc:
         first = next(iter(next(iter(acc.values())).values()))
@@ -203,12 +201,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                   accuracy_markdown(acc), ""]
     lines += ["## Table 4 - share of re-simulated predictions after chi2_scan -> chi2_tot", "",
               table4_markdown(report["table4_fractions"]), ""]
-    if ORACLE_ROW in report["table4_fractions"]:
-        lines += [f"{ORACLE_ROW}: the test truths moved by draws from the unbiased floor's covariance at their "
-                  "centre and re-simulated - what a machine at the floor would score on these centres (no spread "
-                  "along unconstrained directions). A machine well above it leans on its training distribution.", ""]
-    elif report.get("oracle_error"):
-        lines += [f"{ORACLE_ROW} not computed: {report['oracle_error']}", ""]
+    lines += _explained(ORACLE_ROW, ORACLE_ROW in report["table4_fractions"] and (
+        f"{ORACLE_ROW}: the test truths moved by draws from the unbiased floor's covariance at their centre and "
+        "re-simulated - what a machine at the floor would score on these centres (no spread along unconstrained "
+        "directions). A machine well above it leans on its training distribution."), report.get("oracle_error"))
     chk = report.get("check_machine")
     if chk:
         lines += [f"Check Machine: true-positive rate {100 * chk['true_positive_rate']:.1f} % "
@@ -218,6 +214,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"- {n}: {100 * v:.1f} %" for n, v in report["feedback_passing_share"].items()]
     lines += ["", "## Figures", ""] + [f"- {k}: `{Path(v).name}`" for k, v in report["figures"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _explained(what: str, text: str | None, error: str | None) -> list[str]:
+    """Report lines: ``text`` when the item was computed, else why it was not (``error``), else nothing."""
+    if text:
+        return [text, ""]
+    return [f"{what} not computed: {error}", ""] if error else []
 
 
 def _floor(cfg: EvalConfig, mocks: Mocks, out: Path) -> TauFloor:
