@@ -75,7 +75,7 @@ def main() -> None:
     be = get_backend("numba")
     shape = q.shape
     t0 = time.perf_counter()
-    psi_ref, res_ref, steps = douglas.iterate(be, op, q, TOL, 600)
+    psi_ref, res_ref, steps, _ = douglas.iterate(be, op, q, TOL, 600)
     t_ref = time.perf_counter() - t0
     cycle = douglas.pseudo_time_cycle(op)
     den = np.sqrt(np.einsum("rzkb,rzkb->kb", q, q))

@@ -177,8 +177,9 @@ def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, 
                      f"{r['first_batch_s']:.1f} | {acc:.2f} |")
     lines += ["", "samples/s = stored mock spectra per wall second over the timed steps (proposals outside the "
               "prior box are not evaluated); models/s = evaluated models per second inside propagate + chi2; "
-              "ADI steps/species/batch = solver iterations per species per batch (a batch iterates until its "
-              "slowest model converges, capped by max_steps); overhead = sampler, store commits (3 flushes per "
+              "ADI steps/species/batch = solver iterations per species per batch (its slowest model's, capped "
+              "by max_steps; before session 7 every model of the batch paid for them); overhead = sampler, "
+              "store commits (3 flushes per "
               f"batch) and warm-start bookkeeping. max_steps = {max_steps or 'crprop default'}."]
     text = "\n".join(lines) + "\n"
     (RESULTS / f"scan_speed_{tag}.md").write_text(text)

@@ -72,8 +72,8 @@ def main() -> None:
     lines = [f"# Scan solver tolerance: steps against accuracy ({args.models} + {args.models} models, stretched halo, "
              f"backend {args.backend})", "",
              f"Machine: {machine()}. Command: `python benchmarks/scan_tolerance.py --backend {args.backend}`. "
-             "steps = Douglas iterations summed over the 25 species (a batch iterates until its slowest model "
-             f"converges); errors against tol = {REFERENCE_TOL:g}, fluxes of every species at "
+             "steps = Douglas iterations summed over the 25 species (each batch's slowest model's); errors "
+             f"against tol = {REFERENCE_TOL:g}, fluxes of every species at "
              f"{ENERGY_RANGE_GEV_PER_N[0]}-{ENERGY_RANGE_GEV_PER_N[1]} GeV/n.", "",
              "| tol | batch | chi2_tot range | steps | steps / steps(1e-6) | wall s | max flux rel. error "
              "| max abs. dchi2 |",

@@ -93,7 +93,7 @@ def propagate(
     on the z grid of its largest z_h, and an MCMC batch whose chains span z_h = 3-15 kpc pays for 15 kpc in every
     model. psi0 and the returned psi stay on the whole batch's grid (a group's grid is a centred subset; the rows
     outside a group's grid are zero, as the Dirichlet boundary makes them). Results equal the ungrouped solve up
-    to the solver tolerance (a batch iterates until its slowest model converges).
+    to the solver tolerance (every model stops at its own converged step, crprop.solvers.douglas.iterate).
     """
     plist = [p.validate(check_prior=check_prior) for p in _as_param_list(params)]
     arr = {name: np.array([getattr(p, name) for p in plist]) for name in plist[0].to_dict()}

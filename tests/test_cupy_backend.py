@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -68,12 +71,58 @@ def _check_modes(op, q, emulate: bool, precision: str, tol: float, **extra) -> N
         ref = solve_species(op, q, backend="numba", **kw)
         got = cupy_backend.solve_species(op, q, emulate=emulate, precision=precision, **kw, **extra)
         assert got.steps == ref.steps, mode
+        if mode == "fast":
+            assert np.array_equal(got.model_steps, ref.model_steps)
         assert slice_rel(got.psi, ref.psi) <= tol, mode
         np.testing.assert_allclose(got.residual, ref.residual, rtol=1e-6 if precision == "float64" else 1e-3)
         assert np.array_equal(got.converged, got.residual <= got.tol)
 
 
 # ------------------------------------------------------------------------------- emulation (no GPU)
+NVCC = shutil.which("nvcc")
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not on PATH")
+@pytest.mark.parametrize("real", ["float", "double"])
+def test_cuda_source_compiles(real, tmp_path):
+    """sweeps.cu compiles (to PTX, sm_90: the H100) with the options CudaKernels gives NVRTC, and defines every
+    kernel the driver launches: a syntax or signature slip is caught without a GPU."""
+    opts = ["-std=c++17", f"-DREAL={real}", "-DNR=5", "-DNZ=7", "-DNE=9", "-DUNROLL_Z=1", "-DUNROLL_R=1",
+            "-DUNROLL_P=0"]
+    out = tmp_path / "sweeps.ptx"
+    run = subprocess.run([NVCC, "-ptx", "-arch=compute_90", *opts, "-x", "cu", str(cupy_backend.SOURCE),
+                          "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    ptx = out.read_text()
+    params = {m.group(1): m.group(2).count(".param") for m in re.finditer(r"\.entry (\w+)\(([^)]*)\)", ptx)}
+    launched = _arguments_the_launchers_pass()
+    assert set(launched) <= set(params), set(launched) - set(params)
+    for kernel, n_args in launched.items():  # a kernel signature and its launcher must change together
+        assert params[kernel] == n_args, (kernel, params[kernel], n_args)
+
+
+def _arguments_the_launchers_pass() -> dict[str, int]:
+    """Number of arguments CudaKernels passes to each kernel (recorded with a stand-in for the CuPy functions)."""
+    calls: dict[str, int] = {}
+
+    class Recorder(dict):
+        def __missing__(self, name):
+            return lambda grid, block, args: calls.__setitem__(name, len(args))
+
+    k = object.__new__(cupy_backend.CudaKernels)
+    k.shape, k._fn = (5, 7, 9, 2), Recorder()
+    targs = (None,) * len(cupy_backend.Tables.__dataclass_fields__)
+    k.residual(targs, np.zeros(1), None, None)
+    for d in ("r", "z", "p"):
+        for cn in (0, 1):
+            k.sweep(d, targs, None, 0.0, 0, None, None, None, cn, 0.0, 0, 0, None, None)
+    k.douglas_z(targs, *(None,) * 8)
+    k.douglas_res(targs, *(None,) * 8)
+    k.douglas_r(targs, *(None,) * 6)
+    k.check(None, None, 1e-6, np.zeros(2), None, None, None)
+    return calls
+
+
 def test_imports_without_cupy():
     mod = importlib.reload(cupy_backend)
     assert mod.name == "cupy"
@@ -125,6 +174,55 @@ def test_convergence_flag_freezes_at_first_converged_step(problem, check_every):
     ref = solve_species(op, q, mode="fast", backend="numba", tol=1e-7)
     got = cupy_backend.solve_species(op, q, "fast", 1e-7, emulate=True, check_every=check_every, precision="float64")
     assert got.steps == ref.steps and got.converged.all()
+    assert max_rel(got.psi, ref.psi) <= FP64_EQUALITY
+
+
+@pytest.fixture(scope="module")
+def spread_problem():
+    """Six models that converge at different steps (46-51 at tol 1e-8), so the device batch gets re-packed."""
+    return random_problem(seed=5, n_models=6)
+
+
+@pytest.fixture
+def packs(monkeypatch):
+    """Sizes of the batches Workspace.packed makes, one entry per re-pack."""
+    sizes = []
+    original = cupy_backend.Workspace.packed
+
+    def packed(ws, keep):
+        sizes.append(keep.size)
+        return original(ws, keep)
+
+    monkeypatch.setattr(cupy_backend.Workspace, "packed", packed)
+    return sizes
+
+
+@pytest.mark.parametrize("check_every", [1, 3, 8])
+def test_per_model_stop_and_repacking_equal_the_cpu_loop(spread_problem, check_every, packs):
+    """Every model freezes on the device at its own step, and re-packing the batch without the frozen models
+    (Workspace.packed) changes no number: psi, residuals, per-model steps equal douglas.iterate's."""
+    _, op, q = spread_problem
+    ref = solve_species(op, q, mode="fast", backend="numba", tol=1e-8)
+    got = cupy_backend.solve_species(op, q, "fast", 1e-8, emulate=True, check_every=check_every, precision="float64")
+    assert packs, "the batch was never re-packed: the test would not exercise Workspace.packed"
+    assert got.steps == ref.steps and np.array_equal(got.model_steps, ref.model_steps)
+    np.testing.assert_allclose(got.residual, ref.residual, rtol=1e-6)
+    assert max_rel(got.psi, ref.psi) <= FP64_EQUALITY
+
+
+def test_repacked_batch_with_a_model_that_never_converges(spread_problem):
+    """max_steps reached after a re-pack: the slow model is flagged with the residual of its last psi, the
+    frozen ones keep theirs, as on the CPU."""
+    _, op, q = spread_problem
+    first = solve_species(op, q, mode="fast", backend="numba", tol=1e-8)
+    cap = int(np.sort(first.model_steps)[-2]) + 1
+    kw = dict(mode="fast", tol=1e-8, max_steps=cap, on_nonconverged="ignore")
+    ref = solve_species(op, q, backend="numba", **kw)
+    got = cupy_backend.solve_species(op, q, emulate=True, check_every=1, precision="float64", **kw)
+    assert got.steps == ref.steps == cap
+    assert np.array_equal(got.converged, ref.converged) and (~got.converged).sum() == 1
+    assert np.array_equal(got.model_steps, ref.model_steps)
+    np.testing.assert_allclose(got.residual, ref.residual, rtol=1e-6)
     assert max_rel(got.psi, ref.psi) <= FP64_EQUALITY
 
 
@@ -192,6 +290,19 @@ def test_gpu_primitives_equal_numba(problem, precision, tol):
 def test_gpu_modes_equal_numba(problem, precision, tol, use_graph):
     _, op, q = problem
     _check_modes(op, q, emulate=False, precision=precision, tol=tol, use_graph=use_graph)
+    assert cupy_backend.GRAPH_ERROR == ""
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("use_graph", [True, False])
+def test_gpu_per_model_stop_and_repacking(spread_problem, use_graph, packs):
+    """On the device: per-model freeze flags, re-packing (with the CUDA graph captured again) equal the CPU."""
+    _, op, q = spread_problem
+    ref = solve_species(op, q, mode="fast", backend="numba", tol=1e-8)
+    got = cupy_backend.solve_species(op, q, "fast", 1e-8, precision="float64", use_graph=use_graph)
+    assert packs and got.steps == ref.steps and np.array_equal(got.model_steps, ref.model_steps)
+    assert max_rel(got.psi, ref.psi) <= FP64_EQUALITY
     assert cupy_backend.GRAPH_ERROR == ""
 
 

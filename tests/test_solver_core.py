@@ -108,6 +108,37 @@ def test_warm_start_needs_fewer_steps(problem, exact_solution):
     assert warm.converged.all() and warm.steps < cold.steps
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_each_model_stops_at_its_own_step(backend):
+    """Per-model stop: in a batch whose models converge at different steps, every model's psi, residual and step
+    equal those of that model solved alone (models are independent), and the batch's step count is its slowest
+    model's. The old all-models stop would give the early models extra steps (and different psi)."""
+    _, op, q = random_problem(seed=5, n_models=6)
+    batch = solve_species(op, q, mode="fast", backend=backend, tol=1e-8)
+    assert batch.converged.all()
+    assert len(set(batch.model_steps.tolist())) > 1, batch.model_steps  # the test needs a spread
+    assert batch.steps == batch.model_steps.max()
+    for b in range(op.n_models):
+        alone = solve_species(op.select([b]), q[..., b:b + 1], mode="fast", backend=backend, tol=1e-8)
+        assert alone.steps == batch.model_steps[b]
+        assert alone.residual[0] == pytest.approx(batch.residual[b], rel=BACKEND_EQUALITY)
+        assert np.abs(alone.psi[..., 0] - batch.psi[..., b]).max() <= BACKEND_EQUALITY * np.abs(alone.psi).max()
+
+
+def test_nonconverged_models_keep_iterating_to_max_steps():
+    """A model that never meets tol is iterated to max_steps and flagged, while the others stop early."""
+    _, op, q = random_problem(seed=5, n_models=6)
+    first = solve_species(op, q, mode="fast", backend="numpy", tol=1e-8)
+    cap = int(np.sort(first.model_steps)[-2]) + 1  # model_steps = updates before the stop: all but the slowest
+    assert np.sum(first.model_steps >= cap) == 1  # exactly one model is cut off
+    with pytest.warns(NonConvergenceWarning, match="1 of 6 models not converged"):
+        res = solve_species(op, q, mode="fast", backend="numpy", tol=1e-8, max_steps=cap)
+    slow = int(np.argmax(first.model_steps))
+    assert res.steps == cap and res.model_steps[slow] == cap
+    assert not res.converged[slow] and res.residual[slow] > 1e-8
+    assert np.array_equal(np.delete(res.model_steps, slow), np.delete(first.model_steps, slow))
+
+
 # ---------------------------------------------------------------------------------------- bad input
 def _pieces():
     grid = small_grid()

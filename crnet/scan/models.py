@@ -133,7 +133,7 @@ class PropagateModel:
     lives where propagate returns psi (host memory, or GPU memory with the cupy backend). Memory:
     4 bytes x n_species x n_r x n_z(z_h = 20 kpc) x n_E per chain; warm starts are switched off (with a
     warning) beyond ``warm_start_max_bytes``. max_steps caps the solver iterations per species (a batch
-    iterates until its slowest model converges; see crprop.solvers).
+    stops each model at its own converged step; see crprop.solvers.douglas).
     """
 
     def __init__(self, grid: GridConfig | None = None, mode: str = "fast", backend: str = "auto",

@@ -43,7 +43,7 @@ class ScanConfig:
         (0 = n_chains).
     seed : base seed (shards derive theirs from (seed, shard)); temperature : T of log p = -chi2 / (2 T).
     dataset : likelihood data set; mode, backend, tol, max_steps : solver (crprop.propagate; None = its
-        defaults; a batch iterates until its slowest model converges or max_steps); warm_start : warm
+        defaults; every model stops at its own converged step or max_steps); warm_start : warm
         start each chain's proposal from its current state (mode 'fast'); warm_start_max_gb : memory cap.
     start : (10,) PARAM_NAMES values (breaks in MV) around which the chains start / the Gaussian design
         is centred; None = chains start uniformly over the box.

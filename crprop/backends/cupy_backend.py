@@ -178,18 +178,19 @@ class CudaKernels:
                         np.float64(qfac), np.int32(raw), np.int32(post), state, out)
         self._launch_lines(f"{'cn' if cn else 'sweep'}_{d}", d, args)
 
-    def douglas_z(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
-        self._launch_lines("douglas_z", "z", targs + (tau, sc, psi, q, d, norm2, state))
+    def douglas_z(self, targs: tuple, tau, sc, psi, q, d, norm2, state, done) -> None:
+        self._launch_lines("douglas_z", "z", targs + (tau, sc, psi, q, d, norm2, state, done))
 
-    def douglas_res(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
-        self._launch_lines("douglas_res", "z", targs + (tau, sc, psi, q, d, norm2, state))
+    def douglas_res(self, targs: tuple, tau, sc, psi, q, d, norm2, state, done) -> None:
+        self._launch_lines("douglas_res", "z", targs + (tau, sc, psi, q, d, norm2, state, done))
 
-    def douglas_r(self, targs: tuple, tau, sc, d, psi, state) -> None:
-        self._launch_lines("douglas_r", "r", targs + (tau, sc, d, psi, state))
+    def douglas_r(self, targs: tuple, tau, sc, d, psi, state, done) -> None:
+        self._launch_lines("douglas_r", "r", targs + (tau, sc, d, psi, state, done))
 
-    def check(self, norm2, qnorm, tol: float, relres, state) -> None:
+    def check(self, norm2, qnorm, tol: float, relres, state, done, model_step) -> None:
         nb = relres.size
-        self._launch("douglas_check", nb, (norm2, qnorm, np.float64(tol), relres, state, np.int32(nb)))
+        self._launch("douglas_check", nb,
+                     (norm2, qnorm, np.float64(tol), relres, state, np.int32(nb), done, model_step))
 
     def stream(self):
         """A non-blocking stream the whole solve runs on (graph capture needs one)."""
@@ -249,12 +250,48 @@ class Workspace:
         self.srat = xp.empty((2, n_e, nb), f64)
         self.taus = xp.empty((cycle, n_e, nb), f64)
         self.relres = xp.empty(nb, f64)
-        self.state = xp.zeros(8, np.int32)  # [done, n_bad, done step, blocks, step counter]
+        self.done = xp.zeros(nb, np.int32)  # per model: 1 once its residual met tol (then frozen)
+        self.model_step = xp.zeros(nb, np.int32)  # per model: the step it stopped at
+        self.state = xp.zeros(8, np.int32)  # [all done, n_bad, done step, blocks, step counter, models left]
         self.no_state = xp.zeros(8, np.int32)  # never set: kernels run unconditionally
 
     def load(self, op: TransportOperator) -> tuple:
         """Upload op's tables into the preallocated buffers; returns the kernels' argument tuple."""
         return _fill_tables(self.xp, self.tables, op)
+
+    def packed(self, keep: np.ndarray) -> Workspace:
+        """The models ``keep`` (host indices into this batch) as a smaller batch in the same memory.
+
+        Every per-model buffer is gathered into a prefix view of itself (the kernels take the batch size as an
+        argument, so a prefix of a C-ordered [..., model] buffer is a valid smaller batch); the shared tables and
+        the state flags are the same arrays. norm2 and done start at zero, as after a convergence check.
+        """
+        xp, nb = self.xp, int(keep.size)
+        idx = xp.asarray(keep)
+
+        def view(a):
+            lead = a.shape[:-1]
+            return a.reshape(-1)[: int(np.prod(lead, dtype=np.int64)) * nb].reshape(lead + (nb,))
+
+        def take(a):
+            gathered = a[..., idx]  # advanced indexing: a copy, so the overlapping prefix can be written
+            out = view(a)
+            out[...] = gathered
+            return out
+
+        new = object.__new__(Workspace)
+        new.xp, new.shape = xp, self.shape[:3] + (nb,)
+        t = self.tables
+        new.tables = Tables(*(take(a) for a in (t.r1, t.r2, t.r3, t.z1, t.z2, t.z3, t.p1, t.p2, t.p3)),
+                            t.l2, t.l3, t.gam, t.rmask, take(t.zmask), nb=nb)
+        for name in ("psi", "q", "qnorm", "sc", "srat", "taus", "relres"):
+            setattr(new, name, take(getattr(self, name)))
+        for name in ("res", "d", "qs", "norm2", "done", "model_step"):
+            setattr(new, name, view(getattr(self, name)))
+        new.norm2[...] = 0.0
+        new.done[...] = 0
+        new.state, new.no_state = self.state, self.no_state
+        return new
 
 
 _WS: dict[tuple, Workspace] = {}
@@ -296,50 +333,97 @@ def _set_scale(ws: Workspace, precision: str, psi0) -> None:
 
 
 # ------------------------------------------------------------------------------------------- drivers
-def _douglas_z(k, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
+def _douglas_z(k, targs: tuple, tau, sc, psi, q, d, norm2, state, done) -> None:
     """d = solve_z(tau (Q - A psi) / s), norms into norm2: fused kernel or residual kernel + z sweep."""
     if OPTIONS.fused_residual:
-        k.douglas_z(targs, tau, sc, psi, q, d, norm2, state)
+        k.douglas_z(targs, tau, sc, psi, q, d, norm2, state, done)
     else:
-        k.douglas_res(targs, tau, sc, psi, q, d, norm2, state)
+        k.douglas_res(targs, tau, sc, psi, q, d, norm2, state, done)
         k.sweep("z", targs, tau, 0.0, 0, sc, d, d, 0, 0.0, 0, 0, state, d)  # (a z sweep ignores srat)
 
 
-def _douglas_steps(k, ws: Workspace, targs: tuple, tol: float, taus: list, first: int, n: int) -> None:
+def _douglas_steps(k, ws: Workspace, tol: float, first: int, n: int) -> None:
     """Enqueue Douglas steps first .. first+n-1 (no synchronisation)."""
+    targs = ws.tables.args()
     for step in range(first, first + n):
-        tau = taus[step % len(taus)]
-        _douglas_z(k, targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, ws.state)
-        k.check(ws.norm2, ws.qnorm, tol, ws.relres, ws.state)
+        tau = ws.taus[step % ws.taus.shape[0]]
+        _douglas_z(k, targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, ws.state, ws.done)
+        k.check(ws.norm2, ws.qnorm, tol, ws.relres, ws.state, ws.done, ws.model_step)
         k.sweep("p", targs, tau, 0.0, 0, ws.srat, ws.d, ws.d, 0, 0.0, 0, 0, ws.state, ws.d)
-        k.douglas_r(targs, tau, ws.sc, ws.d, ws.psi, ws.state)
+        k.douglas_r(targs, tau, ws.sc, ws.d, ws.psi, ws.state, ws.done)
 
 
-def _run_fast(k, ws: Workspace, targs: tuple, tol: float, max_steps: int, check_every: int,
-              use_graph: bool) -> tuple[np.ndarray, int]:
-    """Douglas iteration on the device; returns ((B,) relative residual, steps) as douglas.iterate does."""
+@dataclass
+class _FastRun:
+    """What _run_fast hands back: (B,) residuals and per-model steps on the host, the batch's steps, and the
+    whole batch's psi when the batch was re-packed (None: psi is the workspace's own ws.psi)."""
+
+    residual: np.ndarray
+    steps: int
+    model_steps: np.ndarray
+    psi: Any
+
+
+def _run_fast(k, ws: Workspace, tol: float, max_steps: int, check_every: int, use_graph: bool) -> _FastRun:
+    """Douglas iteration on the device with a per-model stop, as douglas.iterate does.
+
+    Each model freezes on the device at its own converged step (douglas_check's done flags). At every host
+    check, once the frozen models are douglas.COMPACT_FRACTION of the batch, their psi is copied out and the
+    rest is re-packed into a smaller batch (Workspace.packed), so later steps cost only the models still
+    iterating; a CUDA graph of the cycle is captured again for the new batch.
+    """
+    xp, n_models = ws.xp, ws.shape[3]
     ws.state[...] = 0
     ws.norm2[...] = 0.0
-    taus = [ws.taus[i] for i in range(ws.taus.shape[0])]
-    graph = None
-    if use_graph and check_every % len(taus) == 0 and max_steps >= check_every:
-        graph = k.capture(lambda: _douglas_steps(k, ws, targs, tol, taus, 0, len(taus)))
+    ws.done[...] = 0
+    ws.model_step[...] = max_steps
+    cycle = ws.taus.shape[0]
+    graph_ok = use_graph and check_every % cycle == 0 and max_steps >= check_every
+
+    def capture(w: Workspace):
+        return k.capture(lambda: _douglas_steps(k, w, tol, 0, cycle)) if graph_ok else None
+
+    residual = np.full(n_models, np.inf)
+    model_steps = np.full(n_models, max_steps)
+    live = np.arange(n_models)  # host indices of the packed batch's models
+    psi_out = None
+    graph = capture(ws)
     step = 0
+    state = _to_host(ws.state)
     while step < max_steps:
         n = min(check_every, max_steps - step)
         if graph is not None and n == check_every:
-            for _ in range(n // len(taus)):
+            for _ in range(n // cycle):
                 graph.launch(k.stream())
         else:
-            _douglas_steps(k, ws, targs, tol, taus, step, n)
+            _douglas_steps(k, ws, tol, step, n)
         step += n
-        if int(ws.state[0]):
+        state = _to_host(ws.state).copy()
+        if state[0] or step >= max_steps:
             break
-    state = _to_host(ws.state)
-    if state[0]:
-        return _to_host(ws.relres).copy(), int(state[2])
-    k.residual(targs, ws.psi, ws.q, ws.res)
-    return _relres(ws.xp, ws.res, ws.qnorm), max_steps
+        n_live = ws.shape[3]
+        if n_live - int(state[5]) >= douglas.COMPACT_FRACTION * n_live:
+            done = _to_host(ws.done).astype(bool)
+            frozen = np.nonzero(done)[0]
+            if psi_out is None:
+                psi_out = xp.empty(ws.psi.shape[:3] + (n_models,), np.float64)
+            psi_out[..., xp.asarray(live[frozen])] = ws.psi[..., xp.asarray(frozen)]
+            residual[live[frozen]] = _to_host(ws.relres)[frozen]
+            model_steps[live[frozen]] = _to_host(ws.model_step)[frozen]
+            keep = np.nonzero(~done)[0]
+            live = live[keep]
+            ws = ws.packed(keep)
+            graph = capture(ws)
+    done = _to_host(ws.done).astype(bool)
+    res_live = _to_host(ws.relres).copy()
+    if not state[0]:  # max_steps: models that never met tol get the residual of their last psi
+        k.residual(ws.tables.args(), ws.psi, ws.q, ws.res)
+        res_live = np.where(done, res_live, _relres(xp, ws.res, ws.qnorm))
+    residual[live] = res_live
+    model_steps[live] = np.where(done, _to_host(ws.model_step), max_steps)
+    if psi_out is not None:
+        psi_out[..., xp.asarray(live)] = ws.psi
+    return _FastRun(residual, int(state[2]) if state[0] else max_steps, model_steps, psi_out)
 
 
 def _run_galprop(k, ws: Workspace, targs: tuple, ladder: TimeLadder, psi0) -> tuple[np.ndarray, int]:
@@ -403,15 +487,21 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
             _put(xp, ws.psi, psi0)
             reset_dirichlet(op, ws.psi)
         _set_scale(ws, precision, psi0)
+        model_steps = None
         if mode == "fast":
-            res, steps = _run_fast(k, ws, targs, tol, max_steps, check_every, use_graph and not emulate)
+            run = _run_fast(k, ws, tol, max_steps, check_every, use_graph and not emulate)
+            res, steps, model_steps = run.residual, run.steps, run.model_steps
+            if run.psi is not None:  # re-packed: the whole batch's psi is a separate array already
+                psi = run.psi if (keep or emulate) else run.psi.get()
+            else:
+                psi = ws.psi.copy() if (keep or emulate) else ws.psi.get()
         else:
             res, steps = _run_galprop(k, ws, targs, ladder or TimeLadder(), psi0)
-        psi = ws.psi.copy() if (keep or emulate) else ws.psi.get()
+            psi = ws.psi.copy() if (keep or emulate) else ws.psi.get()
         if not emulate:
             k.stream().synchronize()
     label = "cupy-emulated" if emulate else name
-    result = SolveResult(psi, res <= tol, res, steps, mode, f"{label}-{precision}", tol)
+    result = SolveResult(psi, res <= tol, res, steps, mode, f"{label}-{precision}", tol, model_steps)
     if on_nonconverged == "raise" and not result.converged.all():
         raise RuntimeError(f"{mode}/{result.backend}: models {np.nonzero(~result.converged)[0].tolist()} "
                            f"not converged (residuals {result.residual[~result.converged]})")
@@ -476,10 +566,10 @@ def douglas_step(op: TransportOperator, tau_s, psi, q, *, precision: str = "floa
     res = xp.empty(shape)
     k.residual(targs, new, qq, res)
     ones, d = xp.ones((2,) + shape[2:]), xp.empty(shape, k.real)
-    state, norm2 = xp.zeros(8, np.int32), xp.zeros(shape[2:])
-    _douglas_z(k, targs, tau, ones[0], new, qq, d, norm2, state)
+    state, norm2, done = xp.zeros(8, np.int32), xp.zeros(shape[2:]), xp.zeros(shape[3], np.int32)
+    _douglas_z(k, targs, tau, ones[0], new, qq, d, norm2, state, done)
     k.sweep("p", targs, tau, 0.0, 0, ones, d, d, 0, 0.0, 0, 0, state, d)
-    k.douglas_r(targs, tau, ones[0], d, new, state)
+    k.douglas_r(targs, tau, ones[0], d, new, state, done)
     return back(new), back(res)
 
 

@@ -145,44 +145,64 @@ def emulate_sweep(d: str, targs: tuple, theta, theta_s: float, theta_const: int,
     emulate_thomas(line, raw, real, rhs, store)
 
 
-def emulate_douglas_z(targs: tuple, tau, sc, psi, q, d, norm2, real: type) -> None:
+def _live(done) -> np.ndarray:
+    """(B,) bool: the threads of models not yet frozen (the kernels return at once for done[b] = 1)."""
+    return np.asarray(done) == 0
+
+
+def emulate_douglas_z(targs: tuple, tau, sc, psi, q, d, norm2, real: type, done) -> None:
     """Kernel douglas_z: residual (double) -> tau res / s -> z solve into d; sum res^2 into norm2 (n_E, B)."""
+    live = _live(done)
     res = (q - emulate_residual(targs, psi)) * _mask(targs)
-    norm2 += (res * res).sum(axis=(0, 1))
+    norm2[:, live] += (res * res).sum(axis=(0, 1))[:, live]
     line = _Line("z", targs, tau, 0.0, 0, None)
-    r_v, o_v = line.view(res), line.view(d)
+    out = np.empty_like(d)
+    r_v, o_v = line.view(res), line.view(out)
     inv_s = 1.0 / sc
     emulate_thomas(line, 0, real, lambda t, m, a1, a2, a3: (r_v[t] * tau * inv_s).astype(real),
                    lambda t, v: o_v.__setitem__(t, v))
+    d[..., live] = out[..., live]
 
 
-def emulate_douglas_res(targs: tuple, tau, sc, psi, q, d, norm2, real: type) -> None:
+def emulate_douglas_res(targs: tuple, tau, sc, psi, q, d, norm2, real: type, done) -> None:
     """Kernel douglas_res: d = tau res / s (rounded to REAL) and the norms, no solve."""
+    live = _live(done)
     res = (q - emulate_residual(targs, psi)) * _mask(targs)
-    norm2 += (res * res).sum(axis=(0, 1))
-    d[...] = (res * tau * (1.0 / sc)).astype(real)
+    norm2[:, live] += (res * res).sum(axis=(0, 1))[:, live]
+    d[..., live] = (res * tau * (1.0 / sc)).astype(real)[..., live]
 
 
-def emulate_douglas_r(targs: tuple, tau, sc, d, psi, real: type) -> None:
+def emulate_douglas_r(targs: tuple, tau, sc, d, psi, real: type, done) -> None:
     """Kernel douglas_r: r solve of d, then psi += s * x (double)."""
+    live = _live(done)
     line = _Line("r", targs, tau, 0.0, 0, None)
-    d_v, p_v = line.view(d), line.view(psi)
+    new = psi.copy()
+    d_v, p_v = line.view(d), line.view(new)
 
     def store(t, v):
         p_v[t] += sc * v.astype(F64)
 
     emulate_thomas(line, 0, real, lambda t, m, a1, a2, a3: (d_v[t].astype(F64) * m).astype(real), store)
+    psi[..., live] = new[..., live]
 
 
-def emulate_douglas_check(norm2, qnorm, tol: float, relres, state) -> None:
-    """Kernel douglas_check: relres per model, norm2 reset, the device flag and step counter updated."""
+def emulate_douglas_check(norm2, qnorm, tol: float, relres, state, done, model_step) -> None:
+    """Kernel douglas_check: relres of the models not yet done, norm2 reset, newly converged models marked
+    done at this step, the device flags and step counter updated (state[5]: models left)."""
     if state[0]:
         return
+    live = _live(done)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(qnorm > 0, np.sqrt(norm2) / np.where(qnorm > 0, qnorm, 1.0), 0.0)
-    relres[...] = ratio.max(axis=0)
-    norm2[...] = 0.0
-    if np.all(relres <= tol):
+    worst = ratio.max(axis=0)
+    relres[live] = worst[live]
+    norm2[:, live] = 0.0
+    met = live & (worst <= tol)
+    done[met] = 1
+    model_step[met] = state[4]
+    left = int(np.sum(live & ~met))
+    state[5] = left
+    if left == 0:
         state[2] = state[4]
         state[0] = 1
     else:
@@ -207,17 +227,17 @@ class EmulatedKernels:
         if not state[0]:
             emulate_sweep(d, targs, theta, theta_s, theta_const, srat, src, qs, cn, qfac, raw, post, out, self._r)
 
-    def douglas_z(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
+    def douglas_z(self, targs: tuple, tau, sc, psi, q, d, norm2, state, done) -> None:
         if not state[0]:
-            emulate_douglas_z(targs, tau, sc, psi, q, d, norm2, self._r)
+            emulate_douglas_z(targs, tau, sc, psi, q, d, norm2, self._r, done)
 
-    def douglas_res(self, targs: tuple, tau, sc, psi, q, d, norm2, state) -> None:
+    def douglas_res(self, targs: tuple, tau, sc, psi, q, d, norm2, state, done) -> None:
         if not state[0]:
-            emulate_douglas_res(targs, tau, sc, psi, q, d, norm2, self._r)
+            emulate_douglas_res(targs, tau, sc, psi, q, d, norm2, self._r, done)
 
-    def douglas_r(self, targs: tuple, tau, sc, d, psi, state) -> None:
+    def douglas_r(self, targs: tuple, tau, sc, d, psi, state, done) -> None:
         if not state[0]:
-            emulate_douglas_r(targs, tau, sc, d, psi, self._r)
+            emulate_douglas_r(targs, tau, sc, d, psi, self._r, done)
 
-    def check(self, norm2, qnorm, tol: float, relres, state) -> None:
-        emulate_douglas_check(norm2, qnorm, tol, relres, state)
+    def check(self, norm2, qnorm, tol: float, relres, state, done, model_step) -> None:
+        emulate_douglas_check(norm2, qnorm, tol, relres, state, done, model_step)

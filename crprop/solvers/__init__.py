@@ -81,8 +81,9 @@ def solve_species(
             psi, steps = galprop_cn.march(be, op, q, ladder or TimeLadder(), psi0)
             res = relative_residual(be.residual(op, psi, q), q)
         else:
-            psi, res, steps = douglas.iterate(be, op, q, tol, max_steps, psi0)
-        result = SolveResult(psi, res <= tol, res, steps, mode, be.name, tol)
+            psi, res, steps, model_steps = douglas.iterate(be, op, q, tol, max_steps, psi0)
+        result = SolveResult(psi, res <= tol, res, steps, mode, be.name, tol,
+                             model_steps if mode == "fast" else None)
     if on_nonconverged == "raise" and not result.converged.all():
         raise RuntimeError(f"{mode}/{result.backend}: models {np.nonzero(~result.converged)[0].tolist()} "
                            f"not converged (residuals {result.residual[~result.converged]})")

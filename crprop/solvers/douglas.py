@@ -5,7 +5,8 @@ psi += d'. Any fixed point satisfies A psi = Q exactly, whatever tau, so tau can
 geometrically between ~1/lambda_min (relaxes the slow halo-diffusion modes) and ~1/lambda_max
 (damps the stiff grid-scale modes). tau is chosen per energy and per model from the operator
 itself (local pseudo-time stepping), which evens out the 4+ decades that D spans across the grid.
-Iteration stops when every model's relative residual (see solvers.result) is below ``tol``.
+Each model stops at the first step whose relative residual (see solvers.result) is below ``tol``, and the
+batch stops when every model has (see :func:`iterate`).
 """
 
 from __future__ import annotations
@@ -66,20 +67,56 @@ def _interior_length_in_central_steps(op: TransportOperator) -> np.ndarray:
     return np.where(interior & ~edge, weight, 0.0).sum(axis=0) + (interior & edge).sum(axis=0)
 
 
+COMPACT_FRACTION = 0.125
+"""A batch is re-packed without its converged models once they are at least this share of the models still
+iterating (a gather of the operator tables, Q and psi: about two field copies, against the dozen field passes
+of one Douglas step). Until then a converged model is still computed but its update is discarded, so the
+result does not depend on when (or whether) the batch is re-packed."""
+
+
 def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps: int,
             psi0: np.ndarray | None = None, cycle: int = DEFAULT_CYCLE
-            ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Douglas iteration until every model's residual <= tol; returns (psi, residual (B,), steps)."""
+            ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Douglas iteration with a per-model stop; returns (psi, residual (B,), steps, model_steps (B,)).
+
+    Every model stops at the first step whose residual (of the psi before that step's update) is <= tol: its
+    psi and residual are frozen there, ``model_steps`` holds that step, and the models still iterating are
+    re-packed into a smaller batch (COMPACT_FRACTION), so a batch no longer pays for its slowest model in every
+    model. ``steps`` is the batch's count (its slowest model; max_steps when some model never converged).
+    Models are independent in every kernel, so a model's result equals the one it gets when solved alone.
+    """
     taus = pseudo_time_cycle(op, cycle)
     psi = np.zeros_like(q) if psi0 is None else np.array(psi0, dtype=np.float64, copy=True)
     backend.reset_dirichlet(op, psi, None)
-    res_norm = np.full(op.n_models, np.inf)
-    step = 0
+    n_models = op.n_models
+    res_norm = np.full(n_models, np.inf)
+    model_steps = np.full(n_models, max_steps)
+    live = np.arange(n_models)  # models of the packed batch, as indices into the whole batch
+    done = np.zeros(n_models, dtype=bool)  # per packed model: converged, update discarded
+    op_l, q_l, psi_l, taus_l = op, q, psi, taus
     for step in range(max_steps):
-        psi_new, res = backend.douglas_step(op, taus[step % cycle], psi, q)
-        res_norm = relative_residual(res, q)
-        if np.all(res_norm <= tol):
-            return psi, res_norm, step
-        psi = psi_new
-    res_norm = relative_residual(backend.residual(op, psi, q), q)
-    return psi, res_norm, max_steps
+        psi_new, res = backend.douglas_step(op_l, taus_l[step % cycle], psi_l, q_l)
+        rel = relative_residual(res, q_l)
+        hit = ~done & (rel <= tol)
+        if hit.any():
+            idx = live[hit]
+            res_norm[idx] = rel[hit]
+            model_steps[idx] = step
+            psi[..., idx] = psi_l[..., hit]
+            done |= hit
+        if done.all():
+            return psi, res_norm, step, model_steps
+        psi_new[..., done] = psi_l[..., done]  # frozen until the batch is re-packed
+        psi_l = psi_new
+        if done.sum() >= COMPACT_FRACTION * done.size:
+            keep = np.nonzero(~done)[0]
+            live = live[keep]
+            op_l = op.select(live)
+            q_l = np.ascontiguousarray(q[..., live])
+            psi_l = np.ascontiguousarray(psi_l[..., keep])
+            taus_l = np.ascontiguousarray(taus[..., live])
+            done = np.zeros(live.size, dtype=bool)
+    left = live[~done]
+    psi[..., left] = psi_l[..., ~done]
+    res_norm[left] = relative_residual(backend.residual(op_l, psi_l, q_l), q_l)[~done]
+    return psi, res_norm, max_steps, model_steps

@@ -19,8 +19,10 @@ class SolveResult:
     psi : (n_r, n_z, n_E, B) density per unit total momentum, in units of [Q] * s.
     converged : (B,) True where ``residual <= tol``.
     residual : (B,) relative residual, max over energies of ||Q_k - (A psi)_k||_2 / ||Q_k||_2.
-    steps : number of time or pseudo-time steps taken.
+    steps : number of time or pseudo-time steps taken (the batch's: its slowest model's).
     mode, backend : how it was obtained.
+    model_steps : (B,) `fast` mode: the step at which each model stopped (max_steps if it never converged);
+    None for the other modes. Their sum over models is the work a per-model stop does.
     """
 
     psi: np.ndarray
@@ -30,6 +32,7 @@ class SolveResult:
     mode: str
     backend: str
     tol: float
+    model_steps: np.ndarray | None = None
 
     def warn_if_not_converged(self, species: str = "") -> None:
         """Emit a NonConvergenceWarning naming the models that missed the tolerance."""

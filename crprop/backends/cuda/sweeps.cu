@@ -259,9 +259,9 @@ LINE_KERNELS(cn, 1)
 extern "C" __global__ void douglas_z(OP_PARAMS, const double *__restrict__ tau, const double *__restrict__ sc,
                                      const double *__restrict__ psi, const double *__restrict__ q,
                                      real *__restrict__ d, double *__restrict__ norm2,
-                                     const int *__restrict__ state) {
+                                     const int *__restrict__ state, const int *__restrict__ done) {
     int line, b;
-    if (state[0] || !line_and_model(NR * NE, nb, line, b)) return;
+    if (state[0] || !line_and_model(NR * NE, nb, line, b) || done[b]) return;
     const Op o = OP_INIT;
     const int i = line % NR, k = line / NR;
     const double tk = tau[(long long)k * nb + b], inv_s = 1.0 / sc[(long long)k * nb + b];
@@ -283,9 +283,9 @@ extern "C" __global__ void douglas_z(OP_PARAMS, const double *__restrict__ tau, 
 extern "C" __global__ void douglas_res(OP_PARAMS, const double *__restrict__ tau, const double *__restrict__ sc,
                                        const double *__restrict__ psi, const double *__restrict__ q,
                                        real *__restrict__ d, double *__restrict__ norm2,
-                                       const int *__restrict__ state) {
+                                       const int *__restrict__ state, const int *__restrict__ done) {
     int line, b;
-    if (state[0] || !line_and_model(NR * NE, nb, line, b)) return;
+    if (state[0] || !line_and_model(NR * NE, nb, line, b) || done[b]) return;
     const Op o = OP_INIT;
     const int i = line % NR, k = line / NR;
     const double tk = tau[(long long)k * nb + b], inv_s = 1.0 / sc[(long long)k * nb + b];
@@ -301,9 +301,9 @@ extern "C" __global__ void douglas_res(OP_PARAMS, const double *__restrict__ tau
 
 extern "C" __global__ void douglas_r(OP_PARAMS, const double *__restrict__ tau, const double *__restrict__ sc,
                                      const real *__restrict__ d, double *__restrict__ psi,
-                                     const int *__restrict__ state) {
+                                     const int *__restrict__ state, const int *__restrict__ done) {
     int line, b;
-    if (state[0] || !line_and_model(NZ * NE, nb, line, b)) return;
+    if (state[0] || !line_and_model(NZ * NE, nb, line, b) || done[b]) return;
     const Op o = OP_INIT;
     const int j = line % NZ, k = line / NZ;
     const double s = sc[(long long)k * nb + b];
@@ -315,15 +315,19 @@ extern "C" __global__ void douglas_r(OP_PARAMS, const double *__restrict__ tau, 
 
 // Convergence check after douglas_z: relres[b] = max_k sqrt(norm2[k,b]) / qnorm[k,b] (energies with
 // qnorm = 0 skipped), norm2 reset to 0. state[4] counts the steps on the device (so that a captured graph
-// of several steps can be replayed). The last block to finish sets state[2] = step and state[0] = 1 when
-// every model has relres <= tol, else advances the step counter; later kernels then return at once, so the
-// host only has to look at state[0] now and then. state[1]: models not converged, state[3]: finished blocks.
+// of several steps can be replayed). Per-model stop: a model whose relres <= tol gets done[b] = 1 and
+// model_step[b] = this step; from then on douglas_z / douglas_res / douglas_r skip it (its psi stays the one
+// whose residual met tol) and this kernel keeps its relres. The last block to finish sets state[2] = step
+// and state[0] = 1 when every model is done, else advances the step counter; later kernels then return at
+// once, so the host only has to look at state[0] now and then. state[1]: models not done (reset each step),
+// state[5]: models not done after the last check (for the host's re-packing), state[3]: finished blocks.
 extern "C" __global__ void douglas_check(double *__restrict__ norm2, const double *__restrict__ qnorm,
-                                         const double tol, double *__restrict__ relres, int *state, const int nb) {
+                                         const double tol, double *__restrict__ relres, int *state, const int nb,
+                                         int *__restrict__ done, int *__restrict__ model_step) {
     if (((volatile int *)state)[0]) return;
     const int b = blockIdx.x * blockDim.x + threadIdx.x;
     int bad = 0;
-    if (b < nb) {
+    if (b < nb && !done[b]) {
         double worst = 0.0;
         for (int k = 0; k < NE; ++k) {
             const long long c = (long long)k * nb + b;
@@ -334,6 +338,10 @@ extern "C" __global__ void douglas_check(double *__restrict__ norm2, const doubl
         }
         relres[b] = worst;
         bad = !(worst <= tol);
+        if (!bad) {
+            done[b] = 1;
+            model_step[b] = ((volatile int *)state)[4];
+        }
     }
     const int n_bad = __syncthreads_count(bad);
     if (threadIdx.x == 0) {
@@ -341,7 +349,9 @@ extern "C" __global__ void douglas_check(double *__restrict__ norm2, const doubl
         __threadfence();
         const int ticket = atomicAdd(state + 3, 1);
         if (ticket == (int)gridDim.x - 1) {
-            if (atomicAdd(state + 1, 0) == 0) {
+            const int left = atomicAdd(state + 1, 0);
+            state[5] = left;
+            if (left == 0) {
                 state[2] = state[4];
                 __threadfence();
                 state[0] = 1;
