@@ -18,7 +18,9 @@ from crprop.solvers.result import relative_residual
 
 DEFAULT_CYCLE = 8
 """Pseudo-time steps per geometric cycle. Measured on crml_base 12C (paper grid, tol 1e-6): 6, 8, 10
-steps per cycle need 64, 61, 67 iterations with TAU_MAX_STRETCH = 3."""
+steps per cycle need 64, 61, 67 iterations with TAU_MAX_STRETCH = 3. Re-measured for the scan's case (warm-started
+posterior-like batch, full network, tol 1e-4, per-model stop): 8 and 3 still give the fewest steps per model (46.2;
+6 cycles 46.7, 10 63.1, stretch 1 / 10 50.2 / 51.1; benchmarks/results/cycle_sweep_16.md)."""
 
 TAU_MAX_STRETCH = 3.0
 """The largest pseudo-time step is this factor above 1/lambda_lo. Measured on crml_base 12C: 1, 3, 10,
