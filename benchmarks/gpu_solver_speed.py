@@ -150,27 +150,30 @@ def kernel_profile(n_models: int, precision: str, reps: int = 20) -> dict:
     ws.qs[...] = (ws.q / ws.sc[None, None]).astype(ws.qs.dtype)
     ws.norm2[...] = 0.0
     check_state = cupy.zeros(8, np.int32)
+    # per-model stop flags: the profiled kernels get `never` (no model frozen, so every thread works); the check
+    # writes its own flags (tol 0 freezes no model either)
+    never, check_done, check_step = (cupy.zeros(n_models, np.int32) for _ in range(3))
     k = cb.CudaKernels(op.shape, precision, cb.OPTIONS.unroll)
     tau, free = ws.taus[3], ws.no_state
     r = 4 if precision == "float32" else 8
     cells = int(np.prod(grid.shape)) * n_models
 
     def step() -> None:
-        cb._douglas_z(k, targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, free)
-        k.check(ws.norm2, ws.qnorm, 0.0, ws.relres, check_state)
+        cb._douglas_z(k, targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, free, never)
+        k.check(ws.norm2, ws.qnorm, 0.0, ws.relres, check_state, check_done, check_step)
         k.sweep("p", targs, tau, 0.0, 0, ws.srat, ws.d, ws.d, 0, 0.0, 0, 0, free, ws.d)
-        k.douglas_r(targs, tau, ws.sc, ws.d, ws.psi, free)
+        k.douglas_r(targs, tau, ws.sc, ws.d, ws.psi, free, never)
 
     def cn(d: str, post: int):
         return lambda: k.sweep(d, targs, tau, 1e12, 1, ws.srat, ws.d, ws.qs, 1, 1e12, 1, post, free, ws.d)
 
     calls = {
-        "douglas_z": (lambda: k.douglas_z(targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, free), 16 + r),
-        "douglas_res": (lambda: k.douglas_res(targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, free), 16 + r),
+        "douglas_z": (lambda: k.douglas_z(targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, free, never), 16 + r),
+        "douglas_res": (lambda: k.douglas_res(targs, tau, ws.sc, ws.psi, ws.q, ws.d, ws.norm2, free, never), 16 + r),
         "sweep_z": (lambda: k.sweep("z", targs, tau, 0.0, 0, ws.srat, ws.d, ws.d, 0, 0.0, 0, 0, free, ws.d), 2 * r),
-        "douglas_check": (lambda: k.check(ws.norm2, ws.qnorm, 0.0, ws.relres, check_state), 0),
+        "douglas_check": (lambda: k.check(ws.norm2, ws.qnorm, 0.0, ws.relres, check_state, check_done, check_step), 0),
         "sweep_p": (lambda: k.sweep("p", targs, tau, 0.0, 0, ws.srat, ws.d, ws.d, 0, 0.0, 0, 0, free, ws.d), 2 * r),
-        "douglas_r": (lambda: k.douglas_r(targs, tau, ws.sc, ws.d, ws.psi, free), 16 + r),
+        "douglas_r": (lambda: k.douglas_r(targs, tau, ws.sc, ws.d, ws.psi, free, never), 16 + r),
         "douglas_step": (step, 32 + 4 * r),
         "cn_sweep_z": (cn("z", 1), 3 * r),
         "cn_sweep_p": (cn("p", 0), 3 * r),
