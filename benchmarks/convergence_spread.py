@@ -73,6 +73,18 @@ def jittered(plist: list[PropagationParams], sigma: float, seed: int) -> list[Pr
     return out
 
 
+def scan_like_batch(n_models: int, jitter: float, ekin_factor: float | None = None):
+    """(setup, points, moved points, z extent kpc): the stretched-halo setup (optionally a coarser energy grid),
+    n_models posterior-like points and the same points moved by a log-normal jitter (a scan's next proposals),
+    with the z extent that holds both, so the first batch's psi warm-starts the second."""
+    setup = GalaxySetup.paper().with_changes(z_uniform_half_kpc=1.5, z_stretch_factor=1.15, dz_max_kpc=1.0)
+    if ekin_factor:
+        setup = setup.with_changes(ekin_factor=ekin_factor)
+    plist = posterior_like(n_models)
+    moved = jittered(plist, jitter, seed=1)
+    return setup, plist, moved, float(max(p.z_halo_kpc for p in plist + moved))
+
+
 def run(setup: GalaxySetup, plist, backend: str, tol: float, max_steps: int, psi0=None, z_extent=None):
     steps: dict[int, np.ndarray] = {}
     original, wrapped = record(backend, tol, max_steps, steps)
@@ -106,12 +118,7 @@ def main() -> None:
     ap.add_argument("--ekin-factor", type=float, default=None, help="coarser energy grid (CPU runs)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    setup = GalaxySetup.paper().with_changes(z_uniform_half_kpc=1.5, z_stretch_factor=1.15, dz_max_kpc=1.0)
-    if args.ekin_factor:
-        setup = setup.with_changes(ekin_factor=args.ekin_factor)
-    plist = posterior_like(args.models)
-    moved = jittered(plist, args.jitter, seed=1)
-    z_extent = float(max(p.z_halo_kpc for p in plist + moved))
+    setup, plist, moved, z_extent = scan_like_batch(args.models, args.jitter, args.ekin_factor)
     t0 = time.perf_counter()
     cold, psi = run(setup, plist, args.backend, args.tol, args.max_steps, z_extent=z_extent)
     warm, _ = run(setup, moved, args.backend, args.tol, args.max_steps, psi0=psi, z_extent=z_extent)

@@ -17,12 +17,10 @@ import warnings
 
 import numpy as np
 from common import RESULTS, machine
-from convergence_spread import jittered
-from stretched_halo_speed import posterior_like
+from convergence_spread import scan_like_batch
 
 import crprop.propagate as propagate_module
 from crprop.backends import get_backend
-from crprop.galaxy import GalaxySetup
 from crprop.solvers import douglas
 from crprop.solvers.result import relative_residual
 
@@ -57,13 +55,8 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=300)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    setup = GalaxySetup.paper().with_changes(z_uniform_half_kpc=1.5, z_stretch_factor=1.15, dz_max_kpc=1.0)
-    if args.ekin_factor:
-        setup = setup.with_changes(ekin_factor=args.ekin_factor)
-    plist = posterior_like(args.models)
-    moved = jittered(plist, args.jitter, seed=1)
-    kw = dict(backend="numba", tol=args.tol, group_halos=False,
-              z_extent_kpc=float(max(p.z_halo_kpc for p in plist + moved)))
+    setup, plist, moved, z_extent = scan_like_batch(args.models, args.jitter, args.ekin_factor)
+    kw = dict(backend="numba", tol=args.tol, group_halos=False, z_extent_kpc=z_extent)
     _, psi = propagate_module.propagate(setup, plist, return_psi=True, **kw)
     captured = []
     original = propagate_module.solve_species

@@ -26,17 +26,10 @@ CHILD = r"""
 import json, sys, time, warnings
 sys.path.insert(0, {bench!r})
 import numpy as np
-from stretched_halo_speed import posterior_like
-from convergence_spread import jittered
-from crprop.galaxy import GalaxySetup
+from convergence_spread import scan_like_batch
 from crprop.propagate import propagate
 warnings.simplefilter("ignore")
-setup = GalaxySetup.paper().with_changes(z_uniform_half_kpc=1.5, z_stretch_factor=1.15, dz_max_kpc=1.0)
-if {ekin!r}:
-    setup = setup.with_changes(ekin_factor={ekin!r})
-plist = posterior_like({models})
-moved = jittered(plist, {jitter}, seed=1)
-zmax = float(max(p.z_halo_kpc for p in plist + moved))
+setup, plist, moved, zmax = scan_like_batch({models}, {jitter}, {ekin!r})
 kw = dict(backend={backend!r}, tol={tol}, z_extent_kpc=zmax)
 propagate(setup, plist[:2], **kw)  # JIT compilation and table caches outside the timings
 out = {{}}
