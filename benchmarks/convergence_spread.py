@@ -2,11 +2,12 @@
 
 Until session 7 a `fast` solve of B models iterated until its slowest model's residual was below tol, so every
 model paid for the slowest one (now each model stops at its own step; this probe measured what that could save).
-This probe runs the full network for a posterior-like batch (stretched_halo_speed.posterior_like:
-the session-3 best fit with z_h spread over 1.3-18 kpc along the D0 - z_h degeneracy), and for every species
-iterates the same operator and source with the residual of every model recorded at every step. It reports, per
-species, the steps the batch needs (its slowest model) and the mean of the models' own steps; the ratio
-sum(own steps) / (B x batch steps) is the work a per-model stop would leave, the rest is what it could save.
+This probe runs the full network for a posterior-like batch (stretched_halo_speed.posterior_like: the session-3
+best fit with z_h spread over 1.3-18 kpc along the D0 - z_h degeneracy) and records every species' per-model steps
+(``SolveResult.model_steps``; the first version re-iterated each species with a per-step residual record, which
+tests/test_solver_core.py shows gives the same steps). It reports, per species, the steps the batch needs (its
+slowest model) and the mean of the models' own steps; the ratio sum(own steps) / (B x batch steps) is the work
+a per-model stop leaves, the rest is what it saves.
 
 Two starts: cold (psi0 = 0, as a fresh batch) and warm (the scan's case: every model starts from the solution
 of a neighbouring parameter point, the previous chain state, moved by a log-normal jitter of ``--jitter``).
@@ -28,37 +29,19 @@ from common import RESULTS, machine
 from stretched_halo_speed import posterior_like
 
 import crprop.propagate as propagate_module
-from crprop.backends import get_backend
 from crprop.galaxy import GalaxySetup
 from crprop.params import PRIOR_BOX, PropagationParams
-from crprop.solvers import douglas
-from crprop.solvers.result import relative_residual
 
 
-def own_steps(backend: str, op, q, psi0, tol: float, max_steps: int) -> np.ndarray:
-    """(B,) the first Douglas step at which each model's relative residual is <= tol (max_steps if never)."""
-    be = get_backend(backend)
-    taus = douglas.pseudo_time_cycle(op)
-    psi = np.zeros_like(q) if psi0 is None else np.array(psi0, dtype=np.float64, copy=True)
-    be.reset_dirichlet(op, psi, None)
-    first = np.full(op.n_models, max_steps)
-    for step in range(max_steps):
-        psi_new, res = be.douglas_step(op, taus[step % len(taus)], psi, q)
-        hit = (relative_residual(res, q) <= tol) & (first == max_steps)
-        first[hit] = step
-        if np.all(first < max_steps):
-            break
-        psi = psi_new
-    return first
-
-
-def record(backend: str, tol: float, max_steps: int, out: dict[int, np.ndarray]):
-    """A solve_species stand-in for crprop.propagate that also records every species' per-model steps."""
+def record(out: dict[int, np.ndarray]):
+    """A solve_species stand-in for crprop.propagate that also records every species' per-model steps
+    (SolveResult.model_steps: the step at which each model met tol, max_steps if never)."""
     original = propagate_module.solve_species
 
-    def wrapped(op, q, mode="fast", backend=backend, tol=tol, max_steps=max_steps, psi0=None, **kw):
-        out[len(out)] = own_steps(backend, op, q, psi0, tol, max_steps)
-        return original(op, q, mode=mode, backend=backend, tol=tol, max_steps=max_steps, psi0=psi0, **kw)
+    def wrapped(*args, **kw):
+        result = original(*args, **kw)
+        out[len(out)] = np.asarray(result.model_steps)
+        return result
 
     return original, wrapped
 
@@ -87,7 +70,7 @@ def scan_like_batch(n_models: int, jitter: float, ekin_factor: float | None = No
 
 def run(setup: GalaxySetup, plist, backend: str, tol: float, max_steps: int, psi0=None, z_extent=None):
     steps: dict[int, np.ndarray] = {}
-    original, wrapped = record(backend, tol, max_steps, steps)
+    original, wrapped = record(steps)
     propagate_module.solve_species = wrapped
     try:
         _, psi = propagate_module.propagate(setup, plist, backend=backend, tol=tol, max_steps=max_steps,

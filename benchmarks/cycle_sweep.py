@@ -22,28 +22,19 @@ from convergence_spread import scan_like_batch
 import crprop.propagate as propagate_module
 from crprop.backends import get_backend
 from crprop.solvers import douglas
-from crprop.solvers.result import relative_residual
 
 SETTINGS = [(8, 3.0), (6, 3.0), (10, 3.0), (12, 3.0), (8, 1.0), (8, 10.0), (8, 30.0)]
 """(steps per cycle, TAU_MAX_STRETCH); the first is the default."""
 
 
 def own_steps(be, op, q, psi0, cycle: int, stretch: float, tol: float, cap: int) -> np.ndarray:
+    """(B,) Douglas steps each model needs (douglas.iterate's model_steps, counted from 1) with this cycle."""
     before = douglas.TAU_MAX_STRETCH
     douglas.TAU_MAX_STRETCH = stretch
     try:
-        taus = douglas.pseudo_time_cycle(op, cycle)
+        return douglas.iterate(be, op, q, tol, cap, psi0, cycle=cycle)[3] + 1
     finally:
         douglas.TAU_MAX_STRETCH = before
-    psi = np.zeros_like(q) if psi0 is None else psi0.copy()
-    first = np.full(op.n_models, cap)
-    for step in range(cap):
-        new, res = be.douglas_step(op, taus[step % cycle], psi, q)
-        first[(relative_residual(res, q) <= tol) & (first == cap)] = step
-        if (first < cap).all():
-            break
-        psi = new
-    return first + 1
 
 
 def main() -> None:

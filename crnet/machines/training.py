@@ -18,8 +18,8 @@ without improvement, not below ``min_lr``) or a cosine decay to ``min_lr`` over 
 stops after ``patience`` epochs without an improvement by more than ``min_delta`` (relative).
 Deterministic on CPU for a given seed and thread count. On CUDA, in-memory splits are uploaded once,
 mini-batches are gathered and input noise is drawn on the device, and the epoch loss is summed there: no host
-copy and no synchronisation per batch (the paper's batch of 32 would otherwise leave the GPU waiting). Not yet
-timed on a GPU (benchmarks/train_speed.py).
+copy and no synchronisation per batch (the paper's batch of 32 would otherwise leave the GPU waiting). Timed on
+an H100 in session 6 (benchmarks/train_speed.py, benchmarks/results/train_speed_cuda.md).
 """
 
 from __future__ import annotations

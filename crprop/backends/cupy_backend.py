@@ -6,8 +6,9 @@ Semantics equal crprop.backends.numpy_backend: the primitives ``residual, solve,
 reset_dirichlet`` take and return numpy arrays (or CuPy arrays, which stay on the device), and
 :func:`solve_species` runs the `fast` (Douglas ADI) and `galprop` (split Crank-Nicolson ladder) modes
 entirely on the device: no Python work per step beyond kernel launches, every buffer preallocated per
-batch shape, and one host synchronisation every ``check_every`` steps (a device flag freezes the
-iteration at the first step whose residual meets ``tol``, so the result equals the CPU backends').
+batch shape, and one host synchronisation every ``check_every`` steps. Per-model device flags freeze each
+model at the first step whose residual meets ``tol`` (the batch stops when all are frozen), and the host
+re-packs the models still iterating at its checks, so the result equals the CPU backends'.
 
 Precision (``precision=``): ``"float64"``, or ``"float32"``: the swept field is float32 and scaled by
 psi_ref(E, model) = max_{r,z}|Q| / lambda_lo (the steady-state scale, so values are O(1)). In `fast`
@@ -284,9 +285,9 @@ class Workspace:
         t = self.tables
         new.tables = Tables(*(take(a) for a in (t.r1, t.r2, t.r3, t.z1, t.z2, t.z3, t.p1, t.p2, t.p3)),
                             t.l2, t.l3, t.gam, t.rmask, take(t.zmask), nb=nb)
-        for name in ("psi", "q", "qnorm", "sc", "srat", "taus", "relres"):
+        for name in ("psi", "q", "qnorm", "sc", "srat", "taus"):
             setattr(new, name, take(getattr(self, name)))
-        for name in ("res", "d", "qs", "norm2", "done", "model_step"):
+        for name in ("res", "d", "qs", "norm2", "relres", "done", "model_step"):  # rewritten before they are read
             setattr(new, name, view(getattr(self, name)))
         new.norm2[...] = 0.0
         new.done[...] = 0
@@ -389,8 +390,7 @@ def _run_fast(k, ws: Workspace, tol: float, max_steps: int, check_every: int, us
     psi_out = None
     graph = capture(ws)
     step = 0
-    state = _to_host(ws.state)
-    while step < max_steps:
+    while step < max_steps:  # runs at least once: solve_species checks max_steps >= 1
         n = min(check_every, max_steps - step)
         if graph is not None and n == check_every:
             for _ in range(n // cycle):

@@ -77,13 +77,13 @@ def solve_species(
         res = relative_residual(be.residual(op, psi, q), q)
         result = SolveResult(psi, res <= max(tol, EXACT_TOL), res, 1, mode, "scipy", max(tol, EXACT_TOL))
     else:
+        model_steps = None
         if mode == "galprop":
             psi, steps = galprop_cn.march(be, op, q, ladder or TimeLadder(), psi0)
             res = relative_residual(be.residual(op, psi, q), q)
         else:
             psi, res, steps, model_steps = douglas.iterate(be, op, q, tol, max_steps, psi0)
-        result = SolveResult(psi, res <= tol, res, steps, mode, be.name, tol,
-                             model_steps if mode == "fast" else None)
+        result = SolveResult(psi, res <= tol, res, steps, mode, be.name, tol, model_steps)
     if on_nonconverged == "raise" and not result.converged.all():
         raise RuntimeError(f"{mode}/{result.backend}: models {np.nonzero(~result.converged)[0].tolist()} "
                            f"not converged (residuals {result.residual[~result.converged]})")
