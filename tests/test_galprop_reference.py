@@ -28,11 +28,13 @@ TCONV200_TOL, TCONV200_TOL_CO = 0.04, 0.03
 """fast mode vs the 200-repeat runs, which are still up to 2.4 % from the 1000-repeat one (issue)."""
 STEPPING_TOL = 1e-6
 """galprop mode fed GALPROP's own inputs reproduces its psi: limited by the float32 loss map (6e-8)."""
-REFINED_GRID_TOL = 1e-6
-"""galprop mode vs GALPROP on the refined-grid runs, every element and B/C over 0.1-1000 GeV/n. Measured: <= 4.9e-8
-on both grids (6.1e-8 on the standard one: both codes take the same steps from the same tables), while the
-refinement itself moves the fluxes by up to 5.6 % (Ekin_factor 1.1) and 2.1 % (dr 0.5, dz 0.1), so a table or
-stencil that ignored the grid would miss by ~1e-2."""
+GALPROP_MODE_TOL = 1e-6
+"""galprop mode vs GALPROP's standard-time-step runs, every element and B/C over 0.1-1000 GeV/n, on any grid.
+Measured: <= 8.0e-8 at the five parameter points (p6 worst), <= 4.9e-8 on the refined grids: both codes take the
+same steps from the same tables. The issue's bounds above (3 %, 2 %) are what it asks for; this one guards the
+reproduction itself: any change that moves a flux by more than 1e-6 fails. The refinements below move the fluxes
+by up to 5.6 % (Ekin_factor 1.1) and 2.1 % (dr 0.5, dz 0.1), so a table or stencil that ignored the grid would miss
+by ~1e-2."""
 REFINEMENT_RESPONSE_MIN = {"crml_base_efine": 0.04, "crml_base_xfine": 0.015}
 """GALPROP's own largest response to the refinement (max over elements of |fine / standard - 1|, 0.1-1000 GeV/n;
 measured 5.6 % and 2.1 %): the test is only a test of grid handling if the grid change matters this much."""
@@ -69,7 +71,9 @@ def test_galprop_mode_reproduces_standard_runs(runs, name):
     run = runs(name)
     model = _model(run, "galprop")
     assert not model.converged.any()  # GALPROP's ladder is not at steady state, and crprop says so
-    _check(deviation_table(model, run.spectra()), STANDARD_TOL, STANDARD_TOL_CO)
+    rows = deviation_table(model, run.spectra())
+    _check(rows, STANDARD_TOL, STANDARD_TOL_CO)
+    assert max(r["max_abs_dev"] for r in rows) < GALPROP_MODE_TOL, rows
 
 
 @pytest.mark.slow
@@ -113,7 +117,7 @@ def test_galprop_mode_reproduces_refined_grid_runs(runs, name):
     assert model.ekin_gev_per_n.size == run.ekin_gev_per_n.size
     rows = deviation_table(model, run.spectra())
     worst = {r["species"]: r["max_abs_dev"] for r in rows}
-    assert max(worst.values()) < REFINED_GRID_TOL, rows
+    assert max(worst.values()) < GALPROP_MODE_TOL, rows
     e_std = base.ekin_gev_per_n
     sel = (e_std >= 0.1) & (e_std <= 1000)
     response = 0.0
