@@ -66,6 +66,14 @@ def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
     return op, np.ascontiguousarray(q)
 
 
+def save_results(stem: str, text: str, payload: dict) -> None:
+    """Print a result table and write it to benchmarks/results/<stem>.md, with ``payload`` as <stem>.json."""
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+
+
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version()}

@@ -26,12 +26,11 @@ Writes benchmarks/results/energy_sweep_probe.{json,md}.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 import scipy.sparse.linalg as spla
-from common import RESULTS, carbon_problem, machine
+from common import carbon_problem, machine, save_results
 
 from crprop.backends import get_backend
 from crprop.galaxy import GalaxySetup
@@ -110,12 +109,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['grid']} (z_h {r['z_halo_kpc']:g} kpc) | {tuple(r['shape'])} | {r['douglas_steps']} | "
                      f"{cell(r['downward'])} | {cell(r['symmetric'])} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "energy_sweep_probe.md").write_text(text)
-    (RESULTS / "energy_sweep_probe.json").write_text(json.dumps({"machine": machine(), "tol": TOL, "rows": rows},
-                                                                indent=1))
+    save_results("energy_sweep_probe", "\n".join(lines) + "\n", {"machine": machine(), "tol": TOL, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ Writes benchmarks/results/grid_sensitivity.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 import warnings
 
 import numpy as np
-from common import RESULTS, machine, shared_dir
+from common import machine, save_results, shared_dir
 
 from crprop.galprop.compare import load_run
 from crprop.propagate import propagate
@@ -144,14 +143,9 @@ def main() -> None:
         lines.append(f"| {el} | {r['at_gev_per_n']:.3g} | {100 * r['coarse_response']:+.2f} % | {r['order']:.2f} | "
                      f"{100 * r['standard_grid_error']:+.2f} % |")
     lines += ["", "Wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in walls.items()) + "."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "grid_sensitivity.md").write_text(text)
-    (RESULTS / "grid_sensitivity.json").write_text(json.dumps(
-        {"machine": machine(), "backend": args.backend, "window_gev_per_n": [EMIN_GEV, EMAX_GEV],
-         "refinement": table, "energy_order": order, "wall_s": walls}, indent=1))
-
+    save_results("grid_sensitivity", "\n".join(lines) + "\n",
+                 {"machine": machine(), "backend": args.backend, "window_gev_per_n": [EMIN_GEV, EMAX_GEV],
+                  "refinement": table, "energy_order": order, "wall_s": walls})
 
 if __name__ == "__main__":
     main()

@@ -18,11 +18,10 @@ Writes benchmarks/results/krylov_probe.{json,md}.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
-from common import RESULTS, carbon_problem, machine
+from common import carbon_problem, machine, save_results
 
 from crprop.backends import get_backend
 from crprop.galaxy import GalaxySetup
@@ -112,10 +111,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['method']} | {r['restart'] or '-'} | {r['iterations']} | {r['residual']:.1e} | "
                      f"{r['max_rel_diff_to_douglas']:.1e} | {r['wall_s']:.1f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (RESULTS / "krylov_probe.md").write_text(text)
-    (RESULTS / "krylov_probe.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    save_results("krylov_probe", "\n".join(lines) + "\n", {"machine": machine(), "rows": rows})
 
 
 if __name__ == "__main__":
