@@ -109,9 +109,9 @@ def test_network_iterations_feed_10be_decay_into_boron(runs):
 def test_galprop_mode_reproduces_refined_grid_runs(runs, name):
     """GALPROP's numerical-sensitivity runs on other grids (README of ../shared/reference/galprop):
     Ekin_factor 1.1 (195 energies instead of 84) and dr 0.5 / dz 0.1 kpc (halo 3.95 kpc, so that z nodes sit at
-    +-0.05; the response below includes that). crprop builds every
-    table (cross sections, losses, gas maps, the Sun's weights) on the galdef's grid, so it must follow GALPROP's
-    response to the refinement as closely as it follows the standard run."""
+    +-0.05; the response below includes that). crprop builds every table (cross sections, losses, gas maps, the
+    Sun's weights) on the galdef's grid, so it must follow GALPROP's response to the refinement as closely as it
+    follows the standard run. The response check guards the reference: it makes sure the refinement matters."""
     run, base = runs(name), runs("crml_base")
     model = _model(run, "galprop")
     assert model.ekin_gev_per_n.size == run.ekin_gev_per_n.size
