@@ -5,12 +5,13 @@ GALPROP's numerical-sensitivity runs (../shared/reference/galprop, README) refin
 its halo is 3.95 kpc instead of 3.9, so that the z nodes sit at +-0.05, and the response includes that).
 This script compares GALPROP's response to each refinement with crprop's, in `galprop` mode (GALPROP's
 time stepping, which is what those runs used) and in `fast` mode (the true steady state, which is what the scan
-uses). It then adds a coarser energy grid (Ekin_factor 1.25^2) to measure the order of the energy
-discretisation and to estimate the standard grid's own error against the continuum limit.
+uses). It then solves on nested energy grids, Ekin_factor 1.05, 1.05^2 and 1.05^4 (h, 2h, 4h with h = ln 1.05), to
+measure the order of the energy discretisation, p = log2((f(4h) - f(2h)) / (f(2h) - f(h))), and to estimate the
+continuum limit by Richardson extrapolation, f0 = (2^p f(h) - f(2h)) / (2^p - 1) with p = 1. The standard grid's
+own error is then f(1.25) / f0 - 1 on its energies.
 
 Response = fine / standard - 1 per element, on the standard grid's energies (the fine spectra interpolated
-log-log), 0.01-1000 GeV/n. The three energy grids give the order p and the error of the standard grid from
-f(h) = f0 + c h^p with h = ln(Ekin_factor), at the energy where the refinement moves the element most.
+log-log), 0.01-1000 GeV/n.
 
     python benchmarks/grid_sensitivity.py [--backend numba]
 Writes benchmarks/results/grid_sensitivity.{json,md}.
@@ -32,8 +33,15 @@ from crprop.propagate import propagate
 ELEMENTS = ("H", "Li", "Be", "B", "C", "N", "O", "Ne", "Mg", "Si")
 EMIN_GEV, EMAX_GEV = 0.01, 1000.0
 """Window of the comparison, GeV/n: the measured data reach down to ~10 MeV/n (Voyager 1)."""
-COARSE_FACTOR = 1.25**2
-"""Third energy grid for the order of convergence: h doubled (43 energies)."""
+NESTED_FACTORS = (1.05, 1.05**2, 1.05**4)
+"""Energy grids h, 2h, 4h (h = ln 1.05: 379, 190 and 96 energies) for the order and the continuum estimate."""
+ORDER_ENERGIES_GEV = (0.01, 0.1, 1.0, 10.0, 100.0)
+"""Standard-grid energies (nearest node) at which the continuum error is listed, GeV/n."""
+ACE_CRIS_GEV = (0.072, 0.1, 0.2)
+"""ACE-CRIS's energies (../shared/data/ace_cris: 0.072-0.2 GeV/n; its quoted errors are ~3 %)."""
+ACE_PHI_MV = (425.0, 700.0)
+"""Force-field potentials spanning ACE-CRIS's periods (CRDB's 425 MV for 1997/98, and the paper's ~700 MV)."""
+ACE_ELEMENTS = ("B", "C", "N", "O")
 
 
 def on_grid(spectra, element: str, energies: np.ndarray) -> np.ndarray:
@@ -43,24 +51,6 @@ def on_grid(spectra, element: str, energies: np.ndarray) -> np.ndarray:
 
 def responses(fine, standard, energies: np.ndarray) -> dict[str, np.ndarray]:
     return {el: on_grid(fine, el, energies) / on_grid(standard, el, energies) - 1 for el in ELEMENTS}
-
-
-def order_and_error(f1: float, f2: float, f3: float, h1: float, h2: float, h3: float) -> tuple[float, float]:
-    """(p, f2 - f0) of f(h) = f0 + c h^p through three points (bisection on p in [0.2, 4]); nan if not monotone."""
-    target = (f3 - f2) / (f2 - f1) if f2 != f1 else math.nan
-
-    def g(p: float) -> float:
-        return (h3**p - h2**p) / (h2**p - h1**p) - target
-
-    lo, hi = 0.2, 4.0
-    if not np.isfinite(target) or g(lo) * g(hi) > 0:
-        return math.nan, math.nan
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if g(lo) * g(mid) > 0 else (lo, mid)
-    p = 0.5 * (lo + hi)
-    c = (f2 - f1) / (h2**p - h1**p)
-    return p, c * h2**p
 
 
 def main() -> None:
@@ -91,8 +81,9 @@ def main() -> None:
         crprop[mode, "standard"] = solve(f"{mode} standard", base, mode)
         crprop[mode, "efine"] = solve(f"{mode} Ekin_factor 1.1", efine, mode)
         crprop[mode, "xfine"] = solve(f"{mode} dr 0.5 dz 0.1", xfine, mode)
-    crprop["fast", "ecoarse"] = solve(f"fast Ekin_factor {COARSE_FACTOR:g}", base, "fast",
-                                      base.setup().with_changes(ekin_factor=COARSE_FACTOR))
+    for factor in NESTED_FACTORS:
+        crprop["fast", factor] = solve(f"fast Ekin_factor {factor:.6g}", base, "fast",
+                                       base.setup().with_changes(ekin_factor=factor))
 
     table = {}
     for fine_name, fine_run in (("efine", efine), ("xfine", xfine)):
@@ -106,16 +97,28 @@ def main() -> None:
                                  "crprop_fast_at_gev_per_n": float(energies[np.argmax(np.abs(mine["fast"][el]))])}
                             for el in ELEMENTS}
 
-    h1, h2, h3 = math.log(1.1), math.log(1.25), math.log(COARSE_FACTOR)
     order = {}
     for el in ELEMENTS:
-        f1 = on_grid(crprop["fast", "efine"], el, energies)
-        f2 = on_grid(crprop["fast", "standard"], el, energies)
-        f3 = on_grid(crprop["fast", "ecoarse"], el, energies)
-        k = int(np.argmax(np.abs(f1 / f2 - 1)))
-        p, err = order_and_error(f1[k], f2[k], f3[k], h1, h2, h3)
-        order[el] = {"at_gev_per_n": float(energies[k]), "order": p, "standard_grid_error": err / f2[k],
-                     "coarse_response": float(f3[k] / f2[k] - 1)}
+        f_h, f_2h, f_4h = (on_grid(crprop["fast", f], el, energies) for f in NESTED_FACTORS)
+        continuum = 2.0 * f_h - f_2h  # Richardson, first order
+        error = on_grid(crprop["fast", "standard"], el, energies) / continuum - 1
+        k = int(np.argmax(np.abs(f_h / f_2h - 1)))
+        nodes = [int(np.argmin(np.abs(np.log(energies / e)))) for e in ORDER_ENERGIES_GEV]
+        order[el] = {"at_gev_per_n": float(energies[k]),
+                     "order": float(math.log2(abs((f_4h[k] - f_2h[k]) / (f_2h[k] - f_h[k])))),
+                     "richardson_correction": float(continuum[k] / f_h[k] - 1),
+                     "standard_grid_error_max": float(error[np.argmax(np.abs(error))]),
+                     "standard_grid_error_at_gev_per_n": float(energies[np.argmax(np.abs(error))]),
+                     "standard_grid_error_at": {f"{energies[i]:.3g}": float(error[i]) for i in nodes}}
+
+    ace = {}
+    for phi in ACE_PHI_MV:
+        std_mod = crprop["fast", "standard"].modulate(phi)
+        fine_mod = [crprop["fast", f].modulate(phi) for f in NESTED_FACTORS[:2]]
+        x = np.asarray(ACE_CRIS_GEV)
+        for el in ACE_ELEMENTS:
+            continuum = 2.0 * on_grid(fine_mod[0], el, x) - on_grid(fine_mod[1], el, x)
+            ace[f"{el} phi {phi:g} MV"] = (on_grid(std_mod, el, x) / continuum - 1).tolist()
 
     lines = ["# Grid sensitivity: crprop and GALPROP under refinement of the paper's grid (crml_base)", "",
              f"Machine: {machine()}. Command: `python benchmarks/grid_sensitivity.py --backend {args.backend}`. "
@@ -135,17 +138,28 @@ def main() -> None:
                          f"{r['crprop_fast_at_gev_per_n']:.3g} |")
         lines.append("")
     lines += ["## Order of the energy discretisation and the standard grid's error (fast mode)", "",
-              f"Ekin_factor 1.1, 1.25 and {COARSE_FACTOR:g}, at the energy where 1.1 moves the element most. "
-              "p from f(h) = f0 + c h^p, h = ln(Ekin_factor); the error is the standard grid's f(h2) / f0 - 1.", "",
-              f"| element | at GeV/n | response to Ekin_factor {COARSE_FACTOR:g} | order p | "
-              "standard grid (1.25) vs continuum |", "|---|---|---|---|---|"]
+              "Nested grids Ekin_factor 1.05, 1.05^2, 1.05^4 (h, 2h, 4h). Order p at the energy where h and 2h "
+              "differ most; continuum f0 = 2 f(h) - f(2h); the Richardson step is f0 / f(h) - 1 there. The standard "
+              "grid's error is f(1.25) / f0 - 1 (largest |value| and at the listed energies).", "",
+              "| element | at GeV/n | order p | Richardson step | standard grid vs continuum, largest | at GeV/n | "
+              + " | ".join(f"at {e:g}" for e in ORDER_ENERGIES_GEV) + " |",
+              "|---|---|---|---|---|---|" + "---|" * len(ORDER_ENERGIES_GEV)]
     for el, r in order.items():
-        lines.append(f"| {el} | {r['at_gev_per_n']:.3g} | {100 * r['coarse_response']:+.2f} % | {r['order']:.2f} | "
-                     f"{100 * r['standard_grid_error']:+.2f} % |")
+        at = " | ".join(f"{100 * v:+.2f} %" for v in r["standard_grid_error_at"].values())
+        lines.append(f"| {el} | {r['at_gev_per_n']:.3g} | {r['order']:.2f} | "
+                     f"{100 * r['richardson_correction']:+.2f} % | {100 * r['standard_grid_error_max']:+.2f} % | "
+                     f"{r['standard_grid_error_at_gev_per_n']:.3g} | {at} |")
+    lines += ["", "### After modulation, at ACE-CRIS's energies", "",
+              "Force-field modulated fluxes of the standard grid against the continuum estimate (same Richardson step, "
+              "applied after modulation).", "",
+              "| element, φ | " + " | ".join(f"{e:g} GeV/n" for e in ACE_CRIS_GEV) + " |",
+              "|---|" + "---|" * len(ACE_CRIS_GEV)]
+    for key, errs in ace.items():
+        lines.append(f"| {key} | " + " | ".join(f"{100 * v:+.2f} %" for v in errs) + " |")
     lines += ["", "Wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in walls.items()) + "."]
     save_results("grid_sensitivity", "\n".join(lines) + "\n",
                  {"machine": machine(), "backend": args.backend, "window_gev_per_n": [EMIN_GEV, EMAX_GEV],
-                  "refinement": table, "energy_order": order, "wall_s": walls})
+                  "refinement": table, "energy_order": order, "ace_cris_modulated": ace, "wall_s": walls})
 
 if __name__ == "__main__":
     main()
