@@ -24,8 +24,7 @@ import numpy as np
 from common import RESULTS, machine
 
 from crnet.evaluate.floor import centre_labels
-from crnet.evaluate.report import ORACLE_ROW, EvalConfig, oracle_chi2
-from crnet.evaluate.tables import cluster_intervals, sigma_bands
+from crnet.evaluate.report import ORACLE_ROW, EvalConfig, oracle_chi2, table4_row
 from crnet.feedback import read_in_row_order, resimulate
 from crnet.likelihood import delta_chi2_threshold
 from crnet.pipeline import load_config
@@ -52,8 +51,7 @@ def main() -> None:
     chi2 = oracle_chi2(ecfg, truth, work)
     wall_oracle = time.perf_counter() - t0
     labels = centre_labels(truth)
-    row = sigma_bands(chi2, chi2_min)
-    row.update(cluster_intervals(chi2, chi2_min, labels))
+    row = table4_row(chi2, chi2_min, truth)
     centres = np.unique(np.asarray(truth, dtype=np.float64), axis=0)
     t0 = time.perf_counter()
     tpath = resimulate(centres, work / "truth_resim.h5", fb.sim, False)

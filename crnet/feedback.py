@@ -78,6 +78,11 @@ class SimConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
+    def model(self) -> PropagateModel:
+        """The solver model these settings describe (cold starts: re-simulated points are not a chain)."""
+        return PropagateModel(self.grid, self.mode, self.backend, self.tol, self.dataset, warm_start=False,
+                              max_steps=self.max_steps)
+
 
 @dataclass
 class FeedbackConfig:
@@ -180,8 +185,7 @@ def resimulate(params: np.ndarray, out: Path | str, sim: SimConfig, progress: bo
     params = np.asarray(params, dtype=np.float64)
     order = np.argsort(params[:, PARAM_NAMES.index("z_halo_kpc")], kind="stable")
     params = params[order]
-    model = PropagateModel(sim.grid, sim.mode, sim.backend, sim.tol, sim.dataset, warm_start=False,
-                           max_steps=sim.max_steps)
+    model = sim.model()
     if out.exists():
         store = MockStore.open(out, "r+")
         done = store.n_complete
@@ -239,6 +243,17 @@ def pseudo_features(flux: np.ndarray, species: list[str], energies: np.ndarray, 
     return features_from_raw(raw, q_c, energies, strict=False)
 
 
+def resimulated_chi2(store: MockStore, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """chi^2_tot of a :func:`resimulate` store of the rows ``ok`` (n,) selects: (n,) with inf where a row was not
+    simulated (outside the prior box), did not converge or has no finite chi^2; and the (n_ok,) mask of the
+    store's good rows, in row order."""
+    chi2 = read_in_row_order(store, "chi2")
+    good = read_in_row_order(store, "converged") & np.isfinite(chi2)
+    out = np.full(ok.shape[0], np.inf)
+    out[np.flatnonzero(ok)] = np.where(good, chi2, np.inf)
+    return out, good
+
+
 def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path | str, cfg: FeedbackConfig,
                  device: str = "cpu") -> ClosureResult:
     """Steps 1-4 of the module docstring for one machine; cached in ``workdir/closure.npz``."""
@@ -260,12 +275,9 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     clipped, ok = clip_to_box(theta)
     resim = resimulate(clipped[ok], workdir / "resim.h5", cfg.sim, cfg.progress)
     theta_prime = np.full((n, len(PARAM_NAMES)), np.nan)
-    chi2_resim = np.full(n, np.inf)
     with MockStore.open(resim, "r") as st:
         flux = read_in_row_order(st, "flux").astype(np.float64)
-        chi2 = read_in_row_order(st, "chi2")
-        good = read_in_row_order(st, "converged") & np.isfinite(chi2)
-        chi2_resim[np.flatnonzero(ok)] = np.where(good, chi2, np.inf)
+        chi2_resim, good = resimulated_chi2(st, ok)
         feats, valid = pseudo_features(flux, st.species, st.ekin_gev_per_n, np.random.default_rng(cfg.seed),
                                        cfg.max_relative, cfg.sim.dataset)
         use = valid & good

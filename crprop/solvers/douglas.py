@@ -70,8 +70,8 @@ def _interior_length_in_central_steps(op: TransportOperator) -> np.ndarray:
 
 
 COMPACT_FRACTION = 0.125
-"""A batch is re-packed without its converged models once they are at least this share of the models still
-iterating. A re-pack gathers Q and psi (two field copies plus the small operator tables); one Douglas step of
+"""A batch is re-packed without its converged models once they are at least this share of the (packed) batch
+being iterated. A re-pack gathers Q and psi (two field copies plus the small operator tables); one Douglas step of
 the numba backend makes about a dozen passes over fields (residual, three line solves, the update and the
 residual norm, each reading and writing whole fields; a count, not a timing). Until then a converged model is
 still computed but its update is discarded, so the result does not depend on when (or whether) the batch is
