@@ -9,7 +9,8 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   (:mod:`crnet.scan.fit`, on the scan's grid/backend/data set) and start the MCMC chains from its Laplace
   approximation (``start`` = best fit, ``start_cov`` = T C); this replaces a long burn-in;
 * ``[scan]``: :class:`crnet.scan.runner.ScanConfig` fields (``[scan.grid]`` = dr_kpc, dz_kpc, ekin_factor and the
-  stretched halo z_uniform_half_kpc, z_stretch_factor, dz_max_kpc, see crnet.scan.models.GridConfig);
+  stretched halo z_uniform_half_kpc, z_stretch_factor, dz_max_kpc, and the loss stencil loss_scheme, see
+  crnet.scan.models.GridConfig);
   its grid, solver mode, backend, tol, max_steps and data set are also used for every re-simulation;
 * ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
   epochs, batch_size, patience, n_pseudo (Machine B's pseudo-data), device, input_noise and

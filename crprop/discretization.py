@@ -137,16 +137,34 @@ def _vertical_coefficients_stretched(
     return g1[:, None, :] * d, g2[:, None, :] * d, g3[:, None, :] * d, interior
 
 
+LOSS_SCHEMES = ("upwind1", "upwind2")
+"""Momentum-loss stencils. ``upwind1``: GALPROP's first-order upwind difference (the default: crprop reproduces
+GALPROP). ``upwind2``: crnet's second-order one-sided three-point difference on the non-uniform momentum grid
+(rows k, k+1, k+2), an option for the low-energy spectra, where the first-order scheme on the paper grid is
+7-11 % high near 0.1 GeV/n (benchmarks/results/grid_sensitivity*.md). Its k+2 coupling is not tridiagonal,
+and its tridiagonal part alone is no usable preconditioner (its upper bidiagonal amplifies by 4/3 per row), so
+the Douglas iteration solves with the first-order stencil and evaluates the residual with the second-order one
+(defect correction: the fixed point is still A psi = Q with the second-order A). The exact mode assembles it;
+GALPROP's time marching (mode 'galprop') and the CUDA kernels refuse it."""
+
+
 def momentum_coefficients(
-    p_mev: np.ndarray, dpp_mev2_s: np.ndarray, dpdt_mev_s: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """GALPROP's reacceleration ("alternative scheme #2") and upwind loss stencil in momentum.
+    p_mev: np.ndarray, dpp_mev2_s: np.ndarray, dpdt_mev_s: np.ndarray, loss_scheme: str = "upwind1"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...] | None]:
+    """GALPROP's reacceleration ("alternative scheme #2") and an upwind loss stencil in momentum.
 
     p_mev (n_E,) total momentum in MeV/c; dpp_mev2_s (n_E, B) D_pp in (MeV/c)^2/s; dpdt_mev_s
-    (n_r, n_z, n_E) momentum-loss rate |dp/dt| >= 0 in MeV/c per s. Returns the reacceleration rows
-    (p_a1, p_a2, p_a3) of shape (n_E, B) and the loss rows (loss_a2, loss_a3) of shape (n_r, n_z, n_E),
-    all in s^-1. Rows k = 0 and k = n-1 copy their neighbours (GALPROP).
+    (n_r, n_z, n_E) momentum-loss rate b = |dp/dt| >= 0 in MeV/c per s; loss_scheme one of LOSS_SCHEMES.
+    Returns the reacceleration rows (p_a1, p_a2, p_a3) of shape (n_E, B), GALPROP's first-order loss rows
+    (loss_a2, loss_a3) of shape (n_r, n_z, n_E): loss_a2 = b_k/h1, loss_a3 = b_k+1/h1 with h1 = p_k+1 - p_k,
+    and, for upwind2, the second-order rows (a2, a3, a4), each (n_r, n_z, n_E), else None; all in s^-1.
+    The loss term -d(b psi)/dp of A psi at row k is ``a2 psi_k - a3 psi_k+1 + a4 psi_k+2``; upwind2 (rows
+    k <= n-3; row n-2 keeps the first-order row): a2 = b_k (2 h1 + h2)/(h1 (h1 + h2)),
+    a3 = b_k+1 (h1 + h2)/(h1 h2), a4 = b_k+2 h1/(h2 (h1 + h2)) with h2 = p_k+2 - p_k+1.
+    Rows k = 0 and k = n-1 copy their neighbours (GALPROP).
     """
+    if loss_scheme not in LOSS_SCHEMES:
+        raise ValueError(f"loss_scheme must be one of {LOSS_SCHEMES}, got {loss_scheme!r}")
     p = np.asarray(p_mev, dtype=np.float64)
     n = p.size
     if n < 4 or not np.all(np.diff(p) > 0):
@@ -178,7 +196,18 @@ def momentum_coefficients(
     for arr in (l2, l3):
         arr[..., 0] = arr[..., 1]
         arr[..., n - 1] = arr[..., n - 2]
-    return a1, a2, a3, l2, l3
+    if loss_scheme == "upwind1":
+        return a1, a2, a3, l2, l3, None
+    h2_, h3_, h4_ = l2.copy(), l3.copy(), np.zeros_like(dpdt)
+    j = np.arange(1, n - 2)
+    h1, h2 = p[j + 1] - p[j], p[j + 2] - p[j + 1]
+    h2_[..., j] = dpdt[..., j] * (2 * h1 + h2) / (h1 * (h1 + h2))
+    h3_[..., j] = dpdt[..., j + 1] * (h1 + h2) / (h1 * h2)
+    h4_[..., j] = dpdt[..., j + 2] * h1 / (h2 * (h1 + h2))
+    for arr in (h2_, h3_, h4_):
+        arr[..., 0] = arr[..., 1]
+        arr[..., n - 1] = arr[..., n - 2]
+    return a1, a2, a3, l2, l3, (h2_, h3_, h4_)
 
 
 def build_operator(
@@ -189,6 +218,7 @@ def build_operator(
     dpdt_mev_s: np.ndarray | None = None,
     gamma_s: np.ndarray | None = None,
     z_half_kpc: np.ndarray | float | None = None,
+    loss_scheme: str = "upwind1",
 ) -> TransportOperator:
     """Assemble the operator of one species for B models on ``grid``.
 
@@ -196,7 +226,8 @@ def build_operator(
     dpp_mev2_s (n_E, B) momentum diffusion ((MeV/c)^2/s, None = no reacceleration);
     dpdt_mev_s (n_r, n_z, n_E) momentum-loss rate (MeV/c per s, None = no losses);
     gamma_s (n_r, n_z, n_E) catastrophic loss rate, fragmentation + decay (s^-1, None = none);
-    z_half_kpc halo half-height per model (kpc, default: the grid's).
+    z_half_kpc halo half-height per model (kpc, default: the grid's);
+    loss_scheme the momentum-loss stencil (LOSS_SCHEMES: 'upwind1' = GALPROP's, 'upwind2' = second order).
     """
     n_r, n_z, n_e = grid.shape
     dxx = _as_model_table("dxx_cm2_s", dxx_cm2_s, n_e)
@@ -218,8 +249,9 @@ def build_operator(
     r_a1, r_a2, r_a3 = radial_coefficients(grid, dxx)
     zh = grid.z_half_kpc if z_half_kpc is None else z_half_kpc
     z_a1, z_a2, z_a3, z_int = vertical_coefficients(grid, dxx, np.broadcast_to(zh, (n_b,)))
-    p_a1, p_a2, p_a3, l2, l3 = momentum_coefficients(p, dpp, dpdt)
+    p_a1, p_a2, p_a3, l2, l3, high = momentum_coefficients(p, dpp, dpdt, loss_scheme)
     r_int = np.ones(n_r, dtype=bool)
     r_int[-1] = False
+    res_loss = {} if high is None else dict(zip(("res_loss_a2", "res_loss_a3", "res_loss_a4"), high, strict=True))
     return TransportOperator(r_a1, r_a2, r_a3, z_a1, z_a2, z_a3, p_a1, p_a2, p_a3, l2, l3, gamma,
-                             r_interior=r_int, z_interior=z_int)
+                             r_interior=r_int, z_interior=z_int, **res_loss)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from crprop.constants import C_CM_S, MB_CM2, YEAR_S
+from crprop.discretization import LOSS_SCHEMES
 from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef
 from crprop.grid import Z_MAX_STEP_RATIO, Grid
 from crprop.nuclear.inelastic import loss_cross_sections
@@ -39,7 +40,10 @@ PAPER_GALDEF = "galdef_54_crml"
 
 @dataclass(frozen=True, eq=False)
 class GalaxySetup:
-    """Non-parameter inputs of a propagation run (see module docstring). Units in field names."""
+    """Non-parameter inputs of a propagation run (see module docstring). Units in field names.
+
+    loss_scheme: the momentum-loss stencil, 'upwind1' (GALPROP's, the default) or crnet's second-order
+    'upwind2' (crprop.discretization.LOSS_SCHEMES; CPU backends, modes 'fast' and 'exact')."""
 
     r_max_kpc: float
     dr_kpc: float
@@ -67,7 +71,13 @@ class GalaxySetup:
     z_uniform_half_kpc: float | None = None
     z_stretch_factor: float = 1.15
     dz_max_kpc: float = 1.0
+    loss_scheme: str = "upwind1"
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.loss_scheme not in LOSS_SCHEMES:
+            raise ValueError(f"GalaxySetup.loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; "
+                             f"'upwind1' = GALPROP's), got {self.loss_scheme!r}")
 
     # ------------------------------------------------------------------ construction
     @classmethod

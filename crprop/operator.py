@@ -11,6 +11,10 @@ row i of direction d contributes ``-a1_i psi_{i-1} + a2_i psi_i - a3_i psi_{i+1}
 * z: ``z_a1, z_a2, z_a3`` shape (n_z, n_E, B) — room for z-dependent convection.
 * p: ``p_a1, p_a2, p_a3`` shape (n_E, B) — reacceleration (model-dependent, uniform in space)
   plus ``loss_a2, loss_a3`` (n_r, n_z, n_E) — momentum losses upwinded to lower momentum —
+  plus ``res_loss_a2, res_loss_a3, res_loss_a4`` (n_r, n_z, n_E), the loss rows of the residual: the same as
+  loss_a2, loss_a3 (and 0) for GALPROP's first-order stencil; for crnet's second-order one
+  (crprop.discretization.LOSS_SCHEMES) its row ``res_loss_a2 psi_k - res_loss_a3 psi_k+1 + res_loss_a4 psi_k+2``,
+  while the line solves keep the first-order loss_a2, loss_a3 (defect correction: A is the residual's operator) —
   plus ``gamma`` (n_r, n_z, n_E), the catastrophic rate (fragmentation + decay, s^-1), added to
   a2 of the p direction only (GALPROP v54 r2504, see galprop-internals README §6).
   Losses and gamma depend on the gas maps and the species only, so they are shared by the batch.
@@ -27,7 +31,7 @@ import numpy as np
 _FIELDS_R = ("r_a1", "r_a2", "r_a3")
 _FIELDS_Z = ("z_a1", "z_a2", "z_a3")
 _FIELDS_P = ("p_a1", "p_a2", "p_a3")
-_FIELDS_SHARED = ("loss_a2", "loss_a3", "gamma")
+_FIELDS_SHARED = ("loss_a2", "loss_a3", "gamma", "res_loss_a2", "res_loss_a3", "res_loss_a4")
 
 
 @dataclass
@@ -48,8 +52,17 @@ class TransportOperator:
     gamma: np.ndarray
     r_interior: np.ndarray
     z_interior: np.ndarray
+    res_loss_a2: np.ndarray | None = None
+    res_loss_a3: np.ndarray | None = None
+    res_loss_a4: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        given = [x is not None for x in (self.res_loss_a2, self.res_loss_a3, self.res_loss_a4)]
+        if any(given) and not all(given):
+            raise ValueError("TransportOperator: res_loss_a2, res_loss_a3 and res_loss_a4 go together (all or none)")
+        if not any(given):  # first-order stencil: the residual's loss rows are the solves' ones
+            self.res_loss_a2, self.res_loss_a3 = self.loss_a2, self.loss_a3
+            self.res_loss_a4 = np.zeros_like(np.asarray(self.loss_a2, dtype=np.float64))
         for name in _FIELDS_R + _FIELDS_Z + _FIELDS_P + _FIELDS_SHARED:
             setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
         self.r_interior = np.ascontiguousarray(self.r_interior, dtype=bool)
@@ -109,11 +122,18 @@ class TransportOperator:
         """(n_r, n_z, 1, B) bool: True where psi is an unknown (not a Dirichlet node)."""
         return self.r_interior[:, None, None, None] & self.z_interior[None, :, None, :]
 
-    def p_coefficients(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Full p-direction coefficients (a1, a2, a3), each (n_r, n_z, n_E, B). For reference code."""
+    @property
+    def high_order_losses(self) -> bool:
+        """True when the residual's loss stencil differs from the solves' (second order, psi_k+2 coupling)."""
+        return bool(np.any(self.res_loss_a4))
+
+    def p_coefficients(self, residual: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """p-direction tridiagonal coefficients (a1, a2, a3), each (n_r, n_z, n_E, B): the line solves' rows,
+        or with ``residual`` the residual's rows without their psi_k+2 weight (res_loss_a4). For reference code."""
+        l2, l3 = (self.res_loss_a2, self.res_loss_a3) if residual else (self.loss_a2, self.loss_a3)
         a1 = np.broadcast_to(self.p_a1[None, None], self.shape)
-        a2 = self.p_a2[None, None] + (self.loss_a2 + self.gamma)[..., None]
-        a3 = self.p_a3[None, None] + self.loss_a3[..., None]
+        a2 = self.p_a2[None, None] + (l2 + self.gamma)[..., None]
+        a3 = self.p_a3[None, None] + l3[..., None]
         return a1, a2, a3
 
     def select(self, models: np.ndarray | list[int]) -> TransportOperator:

@@ -156,7 +156,8 @@ def propagate(
             dxx = diffusion_coefficient_xx(sp.kin.rigidity_mv, sp.kin.beta, arr["d0_1e28_cm2_s"] * 1e28,
                                            arr["delta"], arr["eta"], rigidity_break_mv=D_REFERENCE_RIGIDITY_MV)
             dpp = diffusion_coefficient_pp(sp.kin.p_mev, dxx, arr["v_alfven_km_s"], arr["delta"])
-            op = build_operator(grid, sp.kin.p_mev, dxx, dpp, sp.dpdt_mev_s, sp.gamma_s, z_half_kpc=z_halo)
+            op = build_operator(grid, sp.kin.p_mev, dxx, dpp, sp.dpdt_mev_s, sp.gamma_s, z_half_kpc=z_halo,
+                                loss_scheme=setup.loss_scheme)
             q = xp.zeros(grid.shape + (n_models,))
             if sp.abundance > 0:
                 q_e = q_primary(sp.kin.rigidity_mv, sp.a, sp.z, sp.abundance, arr["nu1"], arr["nu2"], arr["nu3"],
@@ -219,9 +220,13 @@ HALO_GROUP_MIN_MODELS = {"cupy": 256, "numba": 8, "numpy": 1}
 the device (H100, full network: 49 models/s at B = 64, 77 at 512). numba's threads run over models: its cost per
 model-species was 169 ms at B = 1 and 79.6 ms at B = 16 (12C, 2 cores, benchmarks/results/solver_speed_cpu.md);
 8 is a middle value, not tuned (64 models spread over 2-12 kpc: 1.20x faster grouped, halo_groups_speed).
-numpy's cost does not depend on B. Measured on the H100 with 512 posterior chain states (z_h 1.3-18.1 kpc,
-benchmarks/results/pipeline_gpu_fit_h100.md): 256 (one group) 11.3 models/s, 64 (7 groups) 7.6, 32 (10 groups)
-6.0; smaller GPU groups lose more to under-filled launches than they save in cells."""
+numpy pays a per-call overhead (one array operation per grid row in its line solves), so grouping wins only on
+grids larger than the tests': 16 Sobol mocks, full network, 2 cores, groups of 1 vs one batch: 34.5 vs 16.4 s on
+the CI grid (6, 33, 18), 180 vs 289 s on a dr 2 / dz 0.5 kpc / factor 1.5 grid (11, 81, 47); kept at 1 (the
+reference backend is not tuned; numba is the CPU backend). Measured on the H100 with 512 posterior chain
+states (z_h 1.3-18.1 kpc, benchmarks/results/pipeline_gpu_fit_h100.md): 256 (one group) 11.3 models/s,
+64 (7 groups) 7.6, 32 (10 groups) 6.0; smaller GPU groups lose more to under-filled launches than they save
+in cells."""
 
 
 def halo_groups(setup: GalaxySetup, z_halo_kpc: np.ndarray, min_models: int = 1) -> list[np.ndarray]:

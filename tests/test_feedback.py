@@ -35,14 +35,14 @@ def test_clip_to_box_flags_nonfinite():
 
 def test_feedback_loop_retrains_and_resumes(tmp_path):
     scan = tmp_path / "scan.h5"
-    run_scan(scan, ScanConfig(design="sobol", n_points=8, batch_size=8, backend="numpy", grid=GRID), progress=False)
+    run_scan(scan, ScanConfig(design="sobol", n_points=8, batch_size=8, backend="numba", grid=GRID), progress=False)
     pseudo_cfg = dict(n_pseudo=3, seed=5)
     from crnet.pseudodata import PseudoDataConfig, make_pseudodata
 
     make_pseudodata(scan, tmp_path / "test.h5", PseudoDataConfig(**pseudo_cfg))
     tcfg = TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1)
     train(scan, tmp_path / "a.pt", tcfg)
-    cfg = FeedbackConfig(sim=SimConfig(grid=GRID, backend="numpy"), target_share=1.0, max_rounds=2, n_test=2,
+    cfg = FeedbackConfig(sim=SimConfig(grid=GRID, backend="numba"), target_share=1.0, max_rounds=2, n_test=2,
                          retrain_epochs=1, progress=False)
     res = run_feedback(tmp_path / "a.pt", scan, tmp_path / "test.h5", tmp_path / "fb", cfg, tcfg)
     assert len(res.rounds) == 2 and not res.converged
@@ -77,7 +77,7 @@ def test_resimulate_batches_by_halo_and_reads_back_in_row_order(tmp_path):
     iz = PARAM_NAMES.index("z_halo_kpc")
     params[:, iz] = [9.0, 3.0, 6.0]
     params[:, 0] = [3.0, 3.5, 4.0]
-    sim = SimConfig(grid=GRID, backend="numpy", batch_size=2)
+    sim = SimConfig(grid=GRID, backend="numba", batch_size=2)
     with MockStore.open(resimulate(params, tmp_path / "r.h5", sim, progress=False), "r") as st:
         assert st.read("step").tolist() == [1, 2, 0]  # z_h 3, 6, 9
         assert np.allclose(read_in_row_order(st, "params"), params)

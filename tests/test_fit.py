@@ -134,7 +134,7 @@ def test_cli_fit_then_scan_from_fit(tmp_path):
     """The real model (tiny grid): a few least-squares evaluations lower chi2 from crml_base's, and a scan
     started from the result begins at the best fit."""
     runner = CliRunner()
-    grid = ["--dr", "4", "--dz", "1.3", "--ekin-factor", "3", "--backend", "numpy", "--z-uniform-half", "2.6",
+    grid = ["--dr", "4", "--dz", "1.3", "--ekin-factor", "3", "--backend", "numba", "--z-uniform-half", "2.6",
             "--dz-max", "2.0"]
     res = runner.invoke(app, ["fit", "--out", str(tmp_path / "fit.json"), "--max-evaluations", "3",
                               "--no-progress"] + grid)

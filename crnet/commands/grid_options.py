@@ -1,6 +1,7 @@
 """The grid options shared by every command that propagates (fit, scan, feedback, evaluate), defined once.
 
-``@with_grid_options`` adds --dr, --dz, --ekin-factor, --z-uniform-half, --z-stretch-factor and --dz-max to a
+``@with_grid_options`` adds --dr, --dz, --ekin-factor, --z-uniform-half, --z-stretch-factor, --dz-max and
+--loss-scheme to a
 command and hands it one ``grid`` argument, a :class:`crnet.scan.models.GridConfig` (None for every option not
 given: the CR-ML galdef's value). A re-simulation (feedback, evaluate) must use the scan's grid, so these take
 the same values as the scan's call.
@@ -30,6 +31,9 @@ GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
         "(default 1.15).")]),
     ("dz_max_kpc", Annotated[float | None, typer.Option(
         "--dz-max", help="Stretched halo: largest z step, kpc, >= --dz (default 1.0).")]),
+    ("loss_scheme", Annotated[str | None, typer.Option(
+        "--loss-scheme", help="Momentum-loss stencil: upwind1 (GALPROP's, default) or upwind2 (second order; "
+        "numpy/numba backends).")]),
 )
 """(GridConfig field, Typer option) pairs; the command-line parameter has the field's name."""
 

@@ -102,7 +102,8 @@ class GridConfig:
     """Overrides of the paper setup's grid (None = the CR-ML galdef's value): r and z steps in kpc,
     energy factor (ratio of consecutive kinetic energies per nucleon), and crprop's stretched halo
     (crprop.galaxy.GalaxySetup.grid): the galdef's z step up to |z| = z_uniform_half_kpc (kpc), then each step
-    z_stretch_factor times the previous one, up to dz_max_kpc (kpc). None/None/None: GALPROP's uniform z grid."""
+    z_stretch_factor times the previous one, up to dz_max_kpc (kpc). None/None/None: GALPROP's uniform z grid.
+    loss_scheme: the momentum-loss stencil (crprop.discretization.LOSS_SCHEMES; None = GALPROP's 'upwind1')."""
 
     dr_kpc: float | None = None
     dz_kpc: float | None = None
@@ -110,6 +111,7 @@ class GridConfig:
     z_uniform_half_kpc: float | None = None
     z_stretch_factor: float | None = None
     dz_max_kpc: float | None = None
+    loss_scheme: str | None = None
 
     def setup(self):
         from crprop.galaxy import GalaxySetup
@@ -180,7 +182,7 @@ class PropagateModel:
                 "shape_at_zh_max": list(g.shape), "network_iterations": s.network_iterations,
                 "injection_form": s.injection_form, "tol": self.tol, "max_steps": self.max_steps,
                 "z_uniform_half_kpc": s.z_uniform_half_kpc,
-                "z_stretch_factor": s.z_stretch_factor, "dz_max_kpc": s.dz_max_kpc}
+                "z_stretch_factor": s.z_stretch_factor, "dz_max_kpc": s.dz_max_kpc, "loss_scheme": s.loss_scheme}
         return {"grid": grid, "cross_sections": f"inelastic={s.inelastic_model}; production={s.production_model}",
                 "solver_mode": self.mode, "backend": self.backend_name, "dataset": self.dataset}
 

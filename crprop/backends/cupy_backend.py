@@ -124,6 +124,9 @@ def _alloc_tables(xp, shape: tuple[int, int, int, int]) -> Tables:
 
 def _fill_tables(xp, t: Tables, op: TransportOperator) -> tuple:
     """Copy op's coefficients and masks into t; returns t.args()."""
+    if op.high_order_losses:
+        raise ValueError("loss_scheme 'upwind2' (TransportOperator.res_loss_a4) is implemented in the numpy and numba "
+                         "backends only; the CUDA kernels use GALPROP's first-order loss stencil ('upwind1')")
     for field_name, dst in zip(_FIELDS, (t.r1, t.r2, t.r3, t.z1, t.z2, t.z3, t.p1, t.p2, t.p3, t.l2, t.l3, t.gam),
                                strict=True):
         _put(xp, dst, getattr(op, field_name))

@@ -25,8 +25,9 @@ _JIT_SERIAL = dict(cache=True, fastmath=False, error_model="numpy")  # helpers c
 
 
 @njit(**_JIT)
-def _residual(r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, rmask, zmask, psi, q, out):
-    """out = (Q - A psi) * mask; fields viewed as (n_r, n_z, n_E * B) so inner loops are contiguous."""
+def _residual(r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, l4, rmask, zmask, psi, q, out):
+    """out = (Q - A psi) * mask; fields viewed as (n_r, n_z, n_E * B) so inner loops are contiguous.
+    l2, l3, l4: the residual's loss rows (TransportOperator.res_loss_a*; l4 = 0 for GALPROP's first-order stencil)."""
     nr, nz, ne, nb = psi.shape
     nkb = ne * nb
     ps = psi.reshape((nr, nz, nkb))
@@ -60,11 +61,14 @@ def _residual(r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, rmask, zmask, psi
             for k in range(ne):
                 d = l2[i, j, k] + gam[i, j, k]
                 up = l3[i, j, k] if k < ne - 1 else 0.0
+                up2 = l4[i, j, k] if k < ne - 2 else 0.0
                 for b in range(nb):
                     kb = k * nb + b
                     a = row[kb] - d * v[kb]
                     if k < ne - 1:
                         a += up * v[kb + nb]
+                    if k < ne - 2:
+                        a -= up2 * v[kb + 2 * nb]
                     row[kb] = a * rmask[i] * zmask[j, b]
 
 
@@ -241,7 +245,7 @@ def residual(op: TransportOperator, psi: np.ndarray, q: np.ndarray) -> np.ndarra
     """Q - A psi on interior nodes, 0 on Dirichlet nodes."""
     out = np.empty_like(psi)
     _residual(op.r_a1, op.r_a2, op.r_a3, op.z_a1, op.z_a2, op.z_a3, op.p_a1, op.p_a2, op.p_a3,
-              op.loss_a2, op.loss_a3, op.gamma, op.r_interior.astype(np.float64),
+              op.res_loss_a2, op.res_loss_a3, op.gamma, op.res_loss_a4, op.r_interior.astype(np.float64),
               op.z_interior.astype(np.float64), psi, q, out)
     return out
 

@@ -18,14 +18,15 @@ AXIS = {"r": 0, "z": 1, "p": 2}
 name = "numpy"
 
 
-def _coefficients(op: TransportOperator, d: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a1, a2, a3) broadcastable to the field shape (n_r, n_z, n_E, B)."""
+def _coefficients(op: TransportOperator, d: str, residual: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a1, a2, a3) broadcastable to the field shape (n_r, n_z, n_E, B); ``residual``: the residual's p rows."""
     if d == "r":
         return op.r_a1[:, None], op.r_a2[:, None], op.r_a3[:, None]
     if d == "z":
         return op.z_a1[None], op.z_a2[None], op.z_a3[None]
     if d == "p":
-        return op.p_coefficients()
+        return op.p_coefficients(residual)
     raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
 
 
@@ -43,10 +44,14 @@ def _shift(x: np.ndarray, axis: int, step: int) -> np.ndarray:
 
 
 def apply(op: TransportOperator, d: str, psi: np.ndarray, raw: bool = False) -> np.ndarray:
-    """A_d psi (s^-1 [psi]); rows of Dirichlet nodes are 0 unless ``raw``."""
-    a1, a2, a3 = _coefficients(op, d)
+    """A_d psi (s^-1 [psi]); rows of Dirichlet nodes are 0 unless ``raw``. In p this is the residual's
+    loss stencil (second order, with its psi_k+2 term, when op.high_order_losses; :func:`solve` keeps the
+    first-order rows)."""
+    a1, a2, a3 = _coefficients(op, d, residual=True)
     ax = AXIS[d]
     out = -a1 * _shift(psi, ax, 1) + a2 * psi - a3 * _shift(psi, ax, -1)
+    if d == "p" and op.high_order_losses:
+        out += op.res_loss_a4[..., None] * _shift(psi, ax, -2)
     if not raw:
         out = np.where(op.interior_mask(), out, 0.0)
     return out
@@ -60,7 +65,7 @@ def residual(op: TransportOperator, psi: np.ndarray, q: np.ndarray) -> np.ndarra
 
 def solve(op: TransportOperator, d: str, theta: np.ndarray | float, rhs: np.ndarray,
           raw: bool = False) -> np.ndarray:
-    """Solve (I + theta A_d) x = rhs along direction d.
+    """Solve (I + theta A_d) x = rhs along direction d (p: the first-order loss rows loss_a2, loss_a3).
 
     theta: scalar or (n_E, B) pseudo-time step (s). Dirichlet rows are the identity with x = 0
     unless ``raw`` (GALPROP's time stepping).

@@ -19,7 +19,7 @@ def assemble_matrix(op: TransportOperator, model: int) -> sp.csr_matrix:
     interior = op.interior_mask()[..., model][:, :, 0]
     interior3 = np.broadcast_to(interior[:, :, None], (n_r, n_z, n_e))
     rows, cols, vals = [], [], []
-    a1p, a2p, a3p = op.p_coefficients()
+    a1p, a2p, a3p = op.p_coefficients(residual=True)
     coeffs = {
         "r": (op.r_a1[:, None, :, model], op.r_a2[:, None, :, model], op.r_a3[:, None, :, model], 0),
         "z": (op.z_a1[None, :, :, model], op.z_a2[None, :, :, model], op.z_a3[None, :, :, model], 1),
@@ -41,6 +41,12 @@ def assemble_matrix(op: TransportOperator, model: int) -> sp.csr_matrix:
             rows.append(idx[tuple(src)][mask])
             cols.append(idx[tuple(dst)][mask])
             vals.append(-coef[tuple(src)][mask])
+    if op.high_order_losses:  # second-order loss stencil: +res_loss_a4 psi_k+2 (discretization.LOSS_SCHEMES)
+        src, dst = (slice(None), slice(None), slice(None, -2)), (slice(None), slice(None), slice(2, None))
+        mask = interior3[src] & interior3[dst]
+        rows.append(idx[src][mask])
+        cols.append(idx[dst][mask])
+        vals.append(op.res_loss_a4[src][mask])
     diag = np.where(interior3, diag, 1.0)
     rows.append(idx.ravel())
     cols.append(idx.ravel())
