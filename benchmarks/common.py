@@ -33,6 +33,14 @@ def shared_dir() -> Path | None:
     return None
 
 
+def galprop_reference_dir() -> Path:
+    """../shared/reference/galprop (or $CRNET_SHARED's); exits with a message when it is not there."""
+    root = shared_dir()
+    if root is None:
+        raise SystemExit("../shared (or $CRNET_SHARED) with reference/galprop is needed")
+    return root / "reference" / "galprop"
+
+
 def galprop_seconds_per_model() -> tuple[float, str]:
     """(wall seconds per crml_base model, where the number came from)."""
     root = shared_dir()

@@ -20,7 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import RESULTS, machine, shared_dir  # noqa: E402
+from common import RESULTS, galprop_reference_dir, machine  # noqa: E402
 
 from crprop.galprop.compare import deviation_table, format_table, load_run  # noqa: E402
 from crprop.propagate import propagate  # noqa: E402
@@ -58,13 +58,11 @@ def main() -> None:
     ap.add_argument("--backend", default="numba")
     ap.add_argument("--tag", default="cpu", help="suffix of the result files (e.g. the device)")
     args = ap.parse_args()
-    root = shared_dir()
-    if root is None:
-        raise SystemExit("../shared (or $CRNET_SHARED) with reference/galprop is needed")
+    ref = galprop_reference_dir()
     out = {"machine": machine(), "backend": args.backend, "runs": {}}
     md = []
     for name in args.runs:
-        run = load_run(root / "reference" / "galprop" / name)
+        run = load_run(ref / name)
         mode = "fast" if "tconv" in name else "galprop"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -72,7 +70,7 @@ def main() -> None:
             model = propagate(run.setup(), run.params, mode=mode, backend=args.backend, check_prior=False)
             wall = time.perf_counter() - t0
         rows = deviation_table(model, run.spectra())
-        galprop_wall = json.loads((root / "reference" / "galprop" / name / f"{name}.json").read_text()).get(
+        galprop_wall = json.loads((ref / name / f"{name}.json").read_text()).get(
             "wall_time_s")
         title = (f"{name}: crprop {mode}/{args.backend} {wall:.1f} s vs GALPROP {galprop_wall} s "
                  f"(max residual {model.residual.max():.2e})")

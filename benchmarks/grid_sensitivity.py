@@ -25,7 +25,7 @@ import time
 import warnings
 
 import numpy as np
-from common import machine, save_results, shared_dir
+from common import galprop_reference_dir, machine, save_results
 
 from crprop.galprop.compare import load_run
 from crprop.propagate import propagate
@@ -57,10 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="numba")
     args = ap.parse_args()
-    root = shared_dir()
-    if root is None:
-        raise SystemExit("../shared (or $CRNET_SHARED) with reference/galprop is needed")
-    ref = root / "reference" / "galprop"
+    ref = galprop_reference_dir()
     base, efine, xfine = (load_run(ref / n) for n in ("crml_base", "crml_base_efine", "crml_base_xfine"))
     energies = base.ekin_gev_per_n[(base.ekin_gev_per_n >= EMIN_GEV) & (base.ekin_gev_per_n <= EMAX_GEV)]
     walls: dict[str, float] = {}

@@ -20,7 +20,7 @@ import time
 import warnings
 
 import numpy as np
-from common import machine, save_results, shared_dir
+from common import galprop_reference_dir, machine, save_results
 from grid_sensitivity import ACE_CRIS_GEV, ACE_ELEMENTS, ACE_PHI_MV, ELEMENTS, NESTED_FACTORS, on_grid
 
 from crprop.galprop.compare import load_run
@@ -39,10 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="numba")
     args = ap.parse_args()
-    root = shared_dir()
-    if root is None:
-        raise SystemExit("../shared (or $CRNET_SHARED) with reference/galprop is needed")
-    base = load_run(root / "reference" / "galprop" / "crml_base")
+    base = load_run(galprop_reference_dir() / "crml_base")
     walls: dict[str, float] = {}
     steps: dict[str, int] = {}
     spectra = {}

@@ -141,7 +141,8 @@ LOSS_SCHEMES = ("upwind1", "upwind2")
 """Momentum-loss stencils. ``upwind1``: GALPROP's first-order upwind difference (the default: crprop reproduces
 GALPROP). ``upwind2``: crnet's second-order one-sided three-point difference on the non-uniform momentum grid
 (rows k, k+1, k+2), an option for the low-energy spectra, where the first-order scheme on the paper grid is
-7-11 % high near 0.1 GeV/n (benchmarks/results/grid_sensitivity*.md). Its k+2 coupling is not tridiagonal,
+7-11 % high near 0.1 GeV/n (benchmarks/results/grid_sensitivity.md; with upwind2 0.9-2.3 %, loss_scheme.md).
+Its k+2 coupling is not tridiagonal,
 and its tridiagonal part alone is no usable preconditioner (its upper bidiagonal amplifies by 4/3 per row), so
 the Douglas iteration solves with the first-order stencil and evaluates the residual with the second-order one
 (defect correction: the fixed point is still A psi = Q with the second-order A). The exact mode assembles it;
