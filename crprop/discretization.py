@@ -145,8 +145,8 @@ GALPROP). ``upwind2``: crnet's second-order one-sided three-point difference on 
 Its k+2 coupling is not tridiagonal,
 and its tridiagonal part alone is no usable preconditioner (its upper bidiagonal amplifies by 4/3 per row), so
 the Douglas iteration solves with the first-order stencil and evaluates the residual with the second-order one
-(defect correction: the fixed point is still A psi = Q with the second-order A). The exact mode assembles it;
-GALPROP's time marching (mode 'galprop') and the CUDA kernels refuse it."""
+(defect correction: the fixed point is still A psi = Q with the second-order A). The exact mode assembles it, the
+CUDA kernels take its rows as separate residual tables; GALPROP's time marching (mode 'galprop') refuses it."""
 
 
 def momentum_coefficients(

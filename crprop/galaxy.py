@@ -43,7 +43,7 @@ class GalaxySetup:
     """Non-parameter inputs of a propagation run (see module docstring). Units in field names.
 
     loss_scheme: the momentum-loss stencil, 'upwind1' (GALPROP's, the default) or crnet's second-order
-    'upwind2' (crprop.discretization.LOSS_SCHEMES; CPU backends, modes 'fast' and 'exact')."""
+    'upwind2' (crprop.discretization.LOSS_SCHEMES; modes 'fast' and 'exact')."""
 
     r_max_kpc: float
     dr_kpc: float

@@ -127,6 +127,13 @@ class TransportOperator:
         """True when the residual's loss stencil differs from the solves' (second order, psi_k+2 coupling)."""
         return bool(np.any(self.res_loss_a4))
 
+    def require_first_order_losses(self, what: str) -> None:
+        """Raise ValueError for a second-order loss stencil where ``what`` (GALPROP's Crank-Nicolson sweeps)
+        can only take the tridiagonal first-order one."""
+        if self.high_order_losses:
+            raise ValueError(f"{what} marches GALPROP's tridiagonal Crank-Nicolson sweeps and cannot take the "
+                             "second-order loss stencil (loss_scheme 'upwind2'); use mode 'fast' or 'exact'")
+
     def p_coefficients(self, residual: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """p-direction tridiagonal coefficients (a1, a2, a3), each (n_r, n_z, n_E, B): the line solves' rows,
         or with ``residual`` the residual's rows without their psi_k+2 weight (res_loss_a4). For reference code."""

@@ -20,11 +20,12 @@ def proton_momentum(grid: Grid) -> np.ndarray:
     return np.sqrt(e * (e + 2 * NUCLEON_MASS_KINEMATICS_MEV))
 
 
-def random_problem(seed: int = 0, n_models: int = 3, grid: Grid | None = None):
+def random_problem(seed: int = 0, n_models: int = 3, grid: Grid | None = None, loss_scheme: str = "upwind1"):
     """Random positive coefficients with diffusion, reacceleration, losses, fragmentation and decay.
 
     Rates are of the Galactic orders (D ~ 1e28 cm^2/s, gamma ~ 1e-15..1e-14 s^-1) so that every
-    process matters. Returns (grid, operator, source).
+    process matters. loss_scheme: the momentum-loss stencil (crprop.discretization.LOSS_SCHEMES).
+    Returns (grid, operator, source).
     """
     rng = np.random.default_rng(seed)
     grid = grid or small_grid()
@@ -36,7 +37,7 @@ def random_problem(seed: int = 0, n_models: int = 3, grid: Grid | None = None):
     gas = rng.uniform(0.2, 1.5, (n_r, n_z)) * np.exp(-np.abs(grid.z_kpc)[None] / 0.5)
     dpdt = gas[..., None] * 3e-13 * (p / 1e3)[None, None] ** -0.5
     gamma = gas[..., None] * rng.uniform(3e-15, 1e-14) + 2e-15 * (1e3 / p)[None, None]  # frag + decay-like
-    op = build_operator(grid, p, dxx, dpp, dpdt, gamma)
+    op = build_operator(grid, p, dxx, dpp, dpdt, gamma, loss_scheme=loss_scheme)
     q = rng.uniform(0.5, 1.0, (n_r, n_z, n_e, n_models)) * np.exp(-np.abs(grid.z_kpc))[None, :, None, None]
     q *= (p / 1e3)[None, None, :, None] ** -2.3
     return grid, op, q

@@ -153,7 +153,7 @@ def test_second_order_losses_converge_at_order_two():
         np.testing.assert_allclose(fast.psi, exact.psi, rtol=DEFECT_CORRECTION_TOL, atol=0)
 
 
-def test_second_order_losses_refused_where_not_implemented():
+def test_second_order_losses_refused_by_galprop_time_marching():
     grid = _local_grid(1.2)
     n_r, n_z, n_e = grid.shape
     p = np.sqrt(grid.ekin_mev_per_n * (grid.ekin_mev_per_n + 2 * 938.0))
@@ -162,12 +162,16 @@ def test_second_order_losses_refused_where_not_implemented():
     assert op.high_order_losses and not build_operator(grid, p, np.full((n_e, 1), 1e28), dpdt_mev_s=dpdt
                                                        ).high_order_losses
     q = np.ones(op.shape)
-    with pytest.raises(ValueError, match="mode 'galprop'"):
-        solve_species(op, q, mode="galprop", backend="numpy")
-    from crprop.backends import cupy_backend
+    for backend in ("numpy", "numba"):
+        with pytest.raises(ValueError, match="mode 'galprop'.*upwind2"):
+            solve_species(op, q, mode="galprop", backend=backend)
+    from crprop.backends import cupy_backend, numba_backend, numpy_backend
 
-    with pytest.raises(ValueError, match="upwind2"):
-        cupy_backend.residual(op, q, q, emulate=True)
+    for sweep in (numpy_backend.cn_sweep, numba_backend.cn_sweep, cupy_backend.cn_sweep):
+        with pytest.raises(ValueError, match="cn_sweep.*upwind2"):
+            sweep(op, "p", 1e12, q, q)
+    with pytest.raises(ValueError, match="mode 'galprop'.*upwind2"):
+        cupy_backend.solve_species(op, q, mode="galprop", emulate=True)
     with pytest.raises(ValueError, match="loss_scheme must be one of"):
         build_operator(grid, p, np.full((n_e, 1), 1e28), dpdt_mev_s=dpdt, loss_scheme="upwind3")
 

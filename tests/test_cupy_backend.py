@@ -137,6 +137,34 @@ def test_emulated_primitives_equal_numba(problem):
     _check_primitives(op, q, emulate=True, precision="float64", tol=FP64_EQUALITY)
 
 
+@pytest.fixture(scope="module")
+def upwind2_problem():
+    return random_problem(seed=1, n_models=3, loss_scheme="upwind2")
+
+
+def _check_upwind2(op, q, emulate: bool, precision: str, tol: float) -> None:
+    """The second-order loss stencil's residual (kernel apply_a, with its psi_k+2 term), one Douglas step and
+    the fast mode (line solves with the first-order rows: defect correction) against numba."""
+    assert op.high_order_losses
+    ref = numba_backend.residual(op, q, q * 0.3)
+    assert max_rel(cupy_backend.residual(op, q, q * 0.3, emulate=emulate), ref) <= FP64_EQUALITY
+    tau = _tau(op)
+    new, res = cupy_backend.douglas_step(op, tau, q * 1e13, q, emulate=emulate, precision=precision)
+    ref_new, ref_res = numba_backend.douglas_step(op, tau, q * 1e13, q)
+    assert max_rel(res, ref_res) <= FP64_EQUALITY and slice_rel(new, ref_new) <= tol
+    kw = dict(mode="fast", tol=1e-8, on_nonconverged="ignore")
+    ref = solve_species(op, q, backend="numba", **kw)
+    got = cupy_backend.solve_species(op, q, emulate=emulate, precision=precision, **kw)
+    assert ref.converged.all() and got.converged.all() and got.steps == ref.steps
+    assert slice_rel(got.psi, ref.psi) <= tol
+
+
+@pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
+def test_emulated_upwind2_equals_numba(upwind2_problem, precision, tol):
+    _, op, q = upwind2_problem
+    _check_upwind2(op, q, emulate=True, precision=precision, tol=tol)
+
+
 def test_emulated_primitives_float32(problem):
     _, op, q = problem
     _check_primitives(op, q, emulate=True, precision="float32", tol=FP32_AGREEMENT)
@@ -291,6 +319,14 @@ def test_gpu_modes_equal_numba(problem, precision, tol, use_graph):
     _, op, q = problem
     _check_modes(op, q, emulate=False, precision=precision, tol=tol, use_graph=use_graph)
     assert cupy_backend.GRAPH_ERROR == ""
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
+def test_gpu_upwind2_equals_numba(upwind2_problem, precision, tol):
+    _, op, q = upwind2_problem
+    _check_upwind2(op, q, emulate=False, precision=precision, tol=tol)
 
 
 @gpu

@@ -33,7 +33,7 @@ GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
         "--dz-max", help="Stretched halo: largest z step, kpc, >= --dz (default 1.0).")]),
     ("loss_scheme", Annotated[str | None, typer.Option(
         "--loss-scheme", help="Momentum-loss stencil: upwind1 (GALPROP's, default) or upwind2 (second order; "
-        "numpy/numba backends).")]),
+        "not with --mode galprop).")]),
 )
 """(GridConfig field, Typer option) pairs; the command-line parameter has the field's name."""
 

@@ -46,6 +46,7 @@ BLOCK = 128
 """Threads per block of the line kernels (consecutive threads = consecutive models of one line)."""
 
 _FIELDS = ("r_a1", "r_a2", "r_a3", "z_a1", "z_a2", "z_a3", "p_a1", "p_a2", "p_a3", "loss_a2", "loss_a3", "gamma")
+_RES_LOSS_FIELDS = ("res_loss_a2", "res_loss_a3", "res_loss_a4")  # the residual's loss rows (after the masks)
 
 
 @dataclass
@@ -109,29 +110,32 @@ class Tables:
     gam: Any
     rmask: Any
     zmask: Any
+    rl2: Any
+    rl3: Any
+    rl4: Any
     nb: int
 
     def args(self) -> tuple:
-        """(r1, ..., zmask, nb) as the kernels take them (OP_PARAMS in sweeps.cu)."""
+        """(r1, ..., zmask, rl2, rl3, rl4, nb) as the kernels take them (OP_PARAMS in sweeps.cu)."""
         return tuple(getattr(self, k) for k in self.__dataclass_fields__ if k != "nb") + (np.int32(self.nb),)
 
 
 def _alloc_tables(xp, shape: tuple[int, int, int, int]) -> Tables:
     n_r, n_z, n_e, nb = shape
     shapes = [(n_r, n_e, nb)] * 3 + [(n_z, n_e, nb)] * 3 + [(n_e, nb)] * 3 + [(n_r, n_z, n_e)] * 3
-    return Tables(*(xp.empty(s, np.float64) for s in shapes + [(n_r,), (n_z, nb)]), nb=nb)
+    shapes += [(n_r,), (n_z, nb)] + [(n_r, n_z, n_e)] * len(_RES_LOSS_FIELDS)
+    return Tables(*(xp.empty(s, np.float64) for s in shapes), nb=nb)
 
 
 def _fill_tables(xp, t: Tables, op: TransportOperator) -> tuple:
     """Copy op's coefficients and masks into t; returns t.args()."""
-    if op.high_order_losses:
-        raise ValueError("loss_scheme 'upwind2' (TransportOperator.res_loss_a4) is implemented in the numpy and numba "
-                         "backends only; the CUDA kernels use GALPROP's first-order loss stencil ('upwind1')")
     for field_name, dst in zip(_FIELDS, (t.r1, t.r2, t.r3, t.z1, t.z2, t.z3, t.p1, t.p2, t.p3, t.l2, t.l3, t.gam),
                                strict=True):
         _put(xp, dst, getattr(op, field_name))
     _put(xp, t.rmask, op.r_interior.astype(np.float64))
     _put(xp, t.zmask, op.z_interior.astype(np.float64))
+    for field_name, dst in zip(_RES_LOSS_FIELDS, (t.rl2, t.rl3, t.rl4), strict=True):
+        _put(xp, dst, getattr(op, field_name))
     return t.args()
 
 
@@ -287,7 +291,7 @@ class Workspace:
         new.xp, new.shape = xp, self.shape[:3] + (nb,)
         t = self.tables
         new.tables = Tables(*(take(a) for a in (t.r1, t.r2, t.r3, t.z1, t.z2, t.z3, t.p1, t.p2, t.p3)),
-                            t.l2, t.l3, t.gam, t.rmask, take(t.zmask), nb=nb)
+                            t.l2, t.l3, t.gam, t.rmask, take(t.zmask), t.rl2, t.rl3, t.rl4, nb=nb)
         for name in ("psi", "q", "qnorm", "sc", "srat", "taus"):
             setattr(new, name, take(getattr(self, name)))
         for name in ("res", "d", "qs", "norm2", "relres", "done", "model_step"):  # rewritten before they are read
@@ -468,6 +472,8 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
     keep = OPTIONS.keep_on_device if keep_on_device is None else keep_on_device
     if mode not in ("fast", "galprop"):
         raise ValueError(f"the cupy backend solves mode 'fast' or 'galprop', got {mode!r}")
+    if mode == "galprop":
+        op.require_first_order_losses("mode 'galprop'")
     if check_every < 1 or max_steps < 1:
         raise ValueError(f"check_every and max_steps must be >= 1, got {check_every}, {max_steps}")
     if on_nonconverged not in ("warn", "raise", "ignore"):
@@ -548,6 +554,7 @@ def solve(op: TransportOperator, d: str, theta, rhs, raw: bool = False, *, preci
 def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi, q, *, precision: str = "float64",
              emulate: bool = False):
     """One GALPROP Crank-Nicolson sweep with time step dt_s (s), negatives clipped (numpy_backend.cn_sweep)."""
+    op.require_first_order_losses("cn_sweep")
     if d not in ("r", "z", "p"):
         raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
     k, xp, targs, back = _prim(op, psi, precision, emulate)

@@ -8,7 +8,8 @@ and where it stays in double, so the emulation is a faithful model of what each 
 whole device driver (solve_species with its on-device convergence flag) can be run on the CPU.
 
 Arguments mirror the kernels: ``targs`` = (r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, rmask, zmask,
-nb) with the operator's table shapes (crprop/operator.py), fields of shape (n_r, n_z, n_E, B).
+rl2, rl3, rl4, nb) with the operator's table shapes (crprop/operator.py; rl2..rl4 are its res_loss_a2..a4, the
+residual's loss rows), fields of shape (n_r, n_z, n_E, B).
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ def _unpack(targs: tuple) -> tuple:
 
 def emulate_residual(targs: tuple, psi: np.ndarray) -> np.ndarray:
     """A psi per node (kernel apply_a), in double, summed in the kernel's order."""
-    r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, _, _ = _unpack(targs)
-    a = (r2[:, None] + z2[None] + p2[None, None] + l2[..., None] + gam[..., None]) * psi
+    r1, r2, r3, z1, z2, z3, p1, p2, p3, _, _, gam, _, _, rl2, rl3, rl4 = _unpack(targs)
+    a = (r2[:, None] + z2[None] + p2[None, None] + rl2[..., None] + gam[..., None]) * psi
     a[1:] -= r1[1:, None] * psi[:-1]
     a[:-1] -= r3[:-1, None] * psi[1:]
     a[:, 1:] -= z1[None, 1:] * psi[:, :-1]
     a[:, :-1] -= z3[None, :-1] * psi[:, 1:]
     a[:, :, 1:] -= p1[None, None, 1:] * psi[:, :, :-1]
-    a[:, :, :-1] -= (p3[None, None, :-1] + l3[..., :-1, None]) * psi[:, :, 1:]
+    a[:, :, :-1] -= (p3[None, None, :-1] + rl3[..., :-1, None]) * psi[:, :, 1:]
+    a[:, :, :-2] += rl4[..., :-2, None] * psi[:, :, 2:]
     return a
 
 

@@ -257,6 +257,7 @@ def solve(op: TransportOperator, d: str, theta, rhs: np.ndarray, raw: bool = Fal
 
 def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.ndarray) -> np.ndarray:
     """One GALPROP Crank-Nicolson sweep (see numpy_backend.cn_sweep)."""
+    op.require_first_order_losses("cn_sweep")
     return _run(op, d, 0.5 * dt_s, psi, q, True, dt_s / 3.0, True)
 
 

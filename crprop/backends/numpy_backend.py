@@ -115,6 +115,7 @@ def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.
     (1 + dt/2 A_d) psi' = (1 - dt/2 A_d) psi + dt Q/3, then negatives -> 0 (GALPROP's clip).
     Boundary resets are done by the caller, in GALPROP's order.
     """
+    op.require_first_order_losses("cn_sweep")
     rhs = psi - 0.5 * dt_s * apply(op, d, psi, raw=True) + (dt_s / 3.0) * q
     x = solve(op, d, 0.5 * dt_s, rhs, raw=True)
     np.maximum(x, 0.0, out=x)

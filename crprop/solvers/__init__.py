@@ -61,9 +61,8 @@ def solve_species(
         raise ValueError(f"tol must be a positive relative residual, got {tol!r}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if mode == "galprop" and op.high_order_losses:
-        raise ValueError("mode 'galprop' marches GALPROP's tridiagonal Crank-Nicolson sweeps and cannot take the "
-                         "second-order loss stencil (loss_scheme 'upwind2'); use mode 'fast' or 'exact'")
+    if mode == "galprop":
+        op.require_first_order_losses("mode 'galprop'")
     be = get_backend("numpy" if mode == "exact" else backend)
     if hasattr(be, "solve_species"):  # device backends keep the whole loop (and validation) on the device
         if mode == "exact":

@@ -35,11 +35,16 @@ typedef REAL real;
         const double *__restrict__ z1, const double *__restrict__ z2, const double *__restrict__ z3,      \
         const double *__restrict__ p1, const double *__restrict__ p2, const double *__restrict__ p3,      \
         const double *__restrict__ l2, const double *__restrict__ l3, const double *__restrict__ gam,     \
-        const double *__restrict__ rmask, const double *__restrict__ zmask, const int nb
-#define OP_INIT {r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, rmask, zmask, nb}
+        const double *__restrict__ rmask, const double *__restrict__ zmask,                               \
+        const double *__restrict__ rl2, const double *__restrict__ rl3, const double *__restrict__ rl4,   \
+        const int nb
+#define OP_INIT {r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, rmask, zmask, rl2, rl3, rl4, nb}
 
+// l2, l3: the loss rows of the line solves (GALPROP's first-order stencil); rl2, rl3, rl4: the loss rows of the
+// residual (the same values for that stencil; crnet's second-order one adds rl4 * psi_k+2, see
+// crprop.discretization.LOSS_SCHEMES: defect correction, the solves keep l2, l3).
 struct Op {
-    const double *r1, *r2, *r3, *z1, *z2, *z3, *p1, *p2, *p3, *l2, *l3, *gam, *rmask, *zmask;
+    const double *r1, *r2, *r3, *z1, *z2, *z3, *p1, *p2, *p3, *l2, *l3, *gam, *rmask, *zmask, *rl2, *rl3, *rl4;
     int nb;
 };
 
@@ -63,13 +68,14 @@ __device__ __forceinline__ double apply_a(const Op &o, const double *__restrict_
     const long long rt = ((long long)i * NE + k) * o.nb + b, zt = ((long long)j * NE + k) * o.nb + b;
     const long long pt = (long long)k * o.nb + b, st = ((long long)i * NZ + j) * NE + k;
     const long long sr = (long long)NZ * NE * o.nb, sz = (long long)NE * o.nb;
-    double a = (o.r2[rt] + o.z2[zt] + o.p2[pt] + o.l2[st] + o.gam[st]) * psi[c];
+    double a = (o.r2[rt] + o.z2[zt] + o.p2[pt] + o.rl2[st] + o.gam[st]) * psi[c];
     if (i > 0) a -= o.r1[rt] * psi[c - sr];
     if (i < NR - 1) a -= o.r3[rt] * psi[c + sr];
     if (j > 0) a -= o.z1[zt] * psi[c - sz];
     if (j < NZ - 1) a -= o.z3[zt] * psi[c + sz];
     if (k > 0) a -= o.p1[pt] * psi[c - o.nb];
-    if (k < NE - 1) a -= (o.p3[pt] + o.l3[st]) * psi[c + o.nb];
+    if (k < NE - 1) a -= (o.p3[pt] + o.rl3[st]) * psi[c + o.nb];
+    if (k < NE - 2) a += o.rl4[st] * psi[c + 2 * o.nb];
     return a;
 }
 
