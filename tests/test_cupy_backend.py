@@ -159,10 +159,12 @@ def _check_upwind2(op, q, emulate: bool, precision: str, tol: float) -> None:
     assert slice_rel(got.psi, ref.psi) <= tol
 
 
+@pytest.mark.parametrize("emulate", [True, pytest.param(False, marks=[gpu, needs_gpu], id="gpu")])
 @pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
-def test_emulated_upwind2_equals_numba(upwind2_problem, precision, tol):
+def test_upwind2_equals_numba(upwind2_problem, precision, tol, emulate):
+    """The emulation in CI, the kernels themselves on a GPU."""
     _, op, q = upwind2_problem
-    _check_upwind2(op, q, emulate=True, precision=precision, tol=tol)
+    _check_upwind2(op, q, emulate=emulate, precision=precision, tol=tol)
 
 
 def test_emulated_primitives_float32(problem):
@@ -319,14 +321,6 @@ def test_gpu_modes_equal_numba(problem, precision, tol, use_graph):
     _, op, q = problem
     _check_modes(op, q, emulate=False, precision=precision, tol=tol, use_graph=use_graph)
     assert cupy_backend.GRAPH_ERROR == ""
-
-
-@gpu
-@needs_gpu
-@pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
-def test_gpu_upwind2_equals_numba(upwind2_problem, precision, tol):
-    _, op, q = upwind2_problem
-    _check_upwind2(op, q, emulate=False, precision=precision, tol=tol)
 
 
 @gpu
