@@ -6,8 +6,9 @@ The first-order upwind loss term makes the paper grid's spectra 7-11 % high near
 observed order p = log2((f(4h) - f(2h)) / (f(2h) - f(h))) per element and energy, and a continuum estimate by
 Richardson extrapolation, f0 = (2^q f(h) - f(2h)) / (2^q - 1), from each stencil with its own q (1 and 2). Two
 independent estimates of the same limit: their difference says how far either can be trusted. Listed: each
-stencil's paper-grid error against the continuum, after force-field modulation at ACE-CRIS's energies, and the
-solver's cost (Douglas steps, wall time) for each.
+stencil's paper-grid error against the continuum, after force-field modulation at ACE-CRIS's energies, the same
+for upwind2 without reacceleration (v_A = 0: what remains of the error then is not the reacceleration stencil's),
+and the solver's cost (Douglas steps, wall time) for each.
 
     python benchmarks/loss_scheme.py [--backend numba]
 Writes benchmarks/results/loss_scheme.{json,md}.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from common import galprop_reference_dir, machine, save_results
@@ -33,6 +35,9 @@ LISTED_GEV = (0.01, 0.03, 0.1, 0.3, 1.0, 10.0, 100.0)
 PAPER_FACTOR = 1.25
 SCHEMES = {"upwind1": 1, "upwind2": 2}
 """Stencil -> the order q its Richardson step assumes."""
+NO_REACC = "upwind2, v_A = 0"
+"""A third run set: upwind2 without reacceleration, to tell the reacceleration stencil's share of what remains."""
+NO_REACC_ELEMENTS = ("H", "Li", "B", "C", "O")
 
 
 def main() -> None:
@@ -43,28 +48,30 @@ def main() -> None:
     walls: dict[str, float] = {}
     steps: dict[str, int] = {}
     spectra = {}
-    for scheme in SCHEMES:
+    runs = {scheme: (scheme, base.params) for scheme in SCHEMES}
+    runs[NO_REACC] = ("upwind2", replace(base.params, v_alfven_km_s=0.0))
+    for name, (scheme, params) in runs.items():
         for factor in (PAPER_FACTOR, *NESTED_FACTORS):
             setup = base.setup().with_changes(ekin_factor=factor, loss_scheme=scheme)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
-                out = propagate(setup, base.params, mode="fast", backend=args.backend, check_prior=False)
-            key = f"{scheme} Ekin_factor {factor:.6g}"
+                out = propagate(setup, params, mode="fast", backend=args.backend, check_prior=False)
+            key = f"{name} Ekin_factor {factor:.6g}"
             walls[key] = time.perf_counter() - t0
             steps[key] = int(max(out.meta["steps_per_species"].values()))
             if not np.all(out.converged):
                 raise SystemExit(f"{key}: not converged")
-            spectra[scheme, factor] = out
+            spectra[name, factor] = out
             print(f"{key}: {out.ekin_gev_per_n.size} energies, {walls[key]:.1f} s", flush=True)
 
     e_std = spectra["upwind1", PAPER_FACTOR].ekin_gev_per_n
     energies = e_std[(e_std >= WINDOW_GEV[0]) & (e_std <= WINDOW_GEV[1])]
     nodes = [int(np.argmin(np.abs(np.log(energies / e)))) for e in LISTED_GEV]
 
-    def continuum(scheme: str, el: str, x: np.ndarray, modulate: float | None = None) -> np.ndarray:
-        q = SCHEMES[scheme]
-        f_h, f_2h = (on_grid(spectra[scheme, f] if modulate is None else spectra[scheme, f].modulate(modulate),
+    def continuum(name: str, el: str, x: np.ndarray, modulate: float | None = None) -> np.ndarray:
+        q = SCHEMES[runs[name][0]]
+        f_h, f_2h = (on_grid(spectra[name, f] if modulate is None else spectra[name, f].modulate(modulate),
                              el, x) for f in NESTED_FACTORS[:2])
         return (2.0**q * f_h - f_2h) / (2.0**q - 1.0)
 
@@ -116,12 +123,20 @@ def main() -> None:
     for key, by_scheme in ace.items():
         for scheme, errs in by_scheme.items():
             lines.append(f"| {key} | {scheme} | " + " | ".join(f"{100 * v:+.2f} %" for v in errs) + " |")
+    no_reacc = {el: (on_grid(spectra[NO_REACC, PAPER_FACTOR], el, energies) / continuum(NO_REACC, el, energies) - 1)
+                for el in NO_REACC_ELEMENTS}
+    lines += ["", f"## {NO_REACC}: paper grid vs its own continuum (same Richardson step)", "",
+              "| element | " + " | ".join(f"at {e:g}" for e in LISTED_GEV) + " |", "|---|" + "---|" * len(LISTED_GEV)]
+    for el, err in no_reacc.items():
+        lines.append(f"| {el} | " + " | ".join(f"{100 * err[j]:+.2f} %" for j in nodes) + " |")
     lines += ["", "## Cost", "", "| run | wall (s) | Douglas steps (largest species) |", "|---|---|---|"]
     for key in walls:
         lines.append(f"| {key} | {walls[key]:.1f} | {steps[key]} |")
     save_results("loss_scheme", "\n".join(lines) + "\n",
                  {"machine": machine(), "backend": args.backend, "window_gev_per_n": list(WINDOW_GEV),
-                  "elements": result, "ace_cris_modulated": ace, "wall_s": walls, "steps": steps})
+                  "elements": result, "ace_cris_modulated": ace, "wall_s": walls, "steps": steps,
+                  "upwind2_without_reacceleration": {el: {f"{energies[j]:.3g}": float(err[j]) for j in nodes}
+                                                     for el, err in no_reacc.items()}})
 
 
 if __name__ == "__main__":

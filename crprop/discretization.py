@@ -199,16 +199,16 @@ def momentum_coefficients(
         arr[..., n - 1] = arr[..., n - 2]
     if loss_scheme == "upwind1":
         return a1, a2, a3, l2, l3, None
-    h2_, h3_, h4_ = l2.copy(), l3.copy(), np.zeros_like(dpdt)
+    # rows n-2 and n-1 keep the first-order values of l2, l3 (and a4 = 0); row 0 copies the new row 1
+    res_a2, res_a3, res_a4 = l2.copy(), l3.copy(), np.zeros_like(dpdt)
     j = np.arange(1, n - 2)
     h1, h2 = p[j + 1] - p[j], p[j + 2] - p[j + 1]
-    h2_[..., j] = dpdt[..., j] * (2 * h1 + h2) / (h1 * (h1 + h2))
-    h3_[..., j] = dpdt[..., j + 1] * (h1 + h2) / (h1 * h2)
-    h4_[..., j] = dpdt[..., j + 2] * h1 / (h2 * (h1 + h2))
-    for arr in (h2_, h3_, h4_):
+    res_a2[..., j] = dpdt[..., j] * (2 * h1 + h2) / (h1 * (h1 + h2))
+    res_a3[..., j] = dpdt[..., j + 1] * (h1 + h2) / (h1 * h2)
+    res_a4[..., j] = dpdt[..., j + 2] * h1 / (h2 * (h1 + h2))
+    for arr in (res_a2, res_a3, res_a4):
         arr[..., 0] = arr[..., 1]
-        arr[..., n - 1] = arr[..., n - 2]
-    return a1, a2, a3, l2, l3, (h2_, h3_, h4_)
+    return a1, a2, a3, l2, l3, (res_a2, res_a3, res_a4)
 
 
 def build_operator(

@@ -24,7 +24,7 @@ row i of direction d contributes ``-a1_i psi_{i-1} + a2_i psi_i - a3_i psi_{i+1}
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +55,9 @@ class TransportOperator:
     res_loss_a2: np.ndarray | None = None
     res_loss_a3: np.ndarray | None = None
     res_loss_a4: np.ndarray | None = None
+    high_order_losses: bool = field(init=False, default=False)
+    """True when the residual's loss stencil differs from the solves' (second order, psi_k+2 coupling); set once
+    here, as the arrays are not changed after construction."""
 
     def __post_init__(self) -> None:
         given = [x is not None for x in (self.res_loss_a2, self.res_loss_a3, self.res_loss_a4)]
@@ -68,6 +71,7 @@ class TransportOperator:
         self.r_interior = np.ascontiguousarray(self.r_interior, dtype=bool)
         self.z_interior = np.ascontiguousarray(self.z_interior, dtype=bool)
         self.validate()
+        self.high_order_losses = bool(np.any(self.res_loss_a4))
 
     # ------------------------------------------------------------------ shape
     @property
@@ -121,11 +125,6 @@ class TransportOperator:
     def interior_mask(self) -> np.ndarray:
         """(n_r, n_z, 1, B) bool: True where psi is an unknown (not a Dirichlet node)."""
         return self.r_interior[:, None, None, None] & self.z_interior[None, :, None, :]
-
-    @property
-    def high_order_losses(self) -> bool:
-        """True when the residual's loss stencil differs from the solves' (second order, psi_k+2 coupling)."""
-        return bool(np.any(self.res_loss_a4))
 
     def require_first_order_losses(self, what: str) -> None:
         """Raise ValueError for a second-order loss stencil where ``what`` (GALPROP's Crank-Nicolson sweeps)

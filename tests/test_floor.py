@@ -28,12 +28,6 @@ NU2_DERIVATIVE_RTOL = 5e-3
 losses (they move a 20 GeV/n nucleus by ~1e-3 of its energy during its confinement). Measured on the test
 grid: 3e-4. With v_A = 24.7 km/s reacceleration mixes source rigidities and the difference is 3.4 %."""
 
-BATCHED_FLOOR_RTOL = 1e-4
-"""Two points solved in one numba batch share the larger halo's z grid, whose extra (Dirichlet) rows change the
-pseudo-time cycle (its slowest rate takes the smallest catastrophic rate over all nodes), so each point's fluxes
-equal its solo solve only to the solver tolerance (1e-6 relative residual); the finite-difference Jacobian
-(steps of 1-2 % of the prior width) amplifies that ~100x. Measured: 2.5e-6. Another point's floor differs by O(1)."""
-
 
 def _linear_problem(seed: int = 0, n_data: int = 60):
     rng = np.random.default_rng(seed)
@@ -133,7 +127,7 @@ def test_solver_jacobian_gives_the_source_index_derivative():
     other = PropagationParams.to_array([replace(CRML_BASE, v_alfven_km_s=0.0, z_halo_kpc=6.0)])[0]
     both = tau_floors(model, np.stack([PropagationParams.to_array([replace(CRML_BASE, v_alfven_km_s=0.0)])[0],
                                        other]))
-    np.testing.assert_allclose(both[0].covariance_log, fl.covariance_log, rtol=BATCHED_FLOOR_RTOL)
+    np.testing.assert_allclose(both[0].covariance_log, fl.covariance_log, rtol=1e-9)
     np.testing.assert_allclose(both[1].covariance_log, tau_floor(model, other).covariance_log, rtol=1e-9)
     assert not np.allclose(both[1].sigma_log, fl.sigma_log, rtol=1e-3)  # a taller halo: another floor
 

@@ -32,7 +32,8 @@ def pseudo_time_cycle(op: TransportOperator, cycle: int = DEFAULT_CYCLE) -> np.n
     """(cycle, n_E, B) pseudo-time steps in s, geometric from 1/lambda_lo to 1/lambda_hi.
 
     lambda_lo: lowest diffusion mode of the interior box (Dirichlet sine mode in z, the J0 zero
-    2.405 in r) plus the smallest catastrophic rate; lambda_hi: the largest diagonal entry of A.
+    2.405 in r) plus the smallest catastrophic rate on the model's own interior nodes (so that a model solved on a
+    taller halo's grid, in a halo group, gets the same steps as alone); lambda_hi: the largest diagonal entry of A.
     """
     if cycle < 2:
         raise ValueError(f"cycle must be >= 2 pseudo-time steps, got {cycle}")
@@ -40,9 +41,11 @@ def pseudo_time_cycle(op: TransportOperator, cycle: int = DEFAULT_CYCLE) -> np.n
     n_zi = _interior_length_in_central_steps(op)  # (B,)
     k_z = 0.5 * op.z_a2.max(axis=0)  # D/dz^2, (n_E, B)
     k_r = 0.5 * op.r_a2.max(axis=0)  # D/dr^2
+    interior = op.interior_mask()[:, :, 0, :]  # (n_r, n_z, B)
+    gamma_min = np.where(interior[:, :, None, :], op.gamma[..., None], np.inf).min(axis=(0, 1))  # (n_E, B)
     lam_lo = (k_z * 4.0 * np.sin(np.pi / (2.0 * (n_zi + 1.0))) ** 2
               + k_r * (2.405 / (n_r - 1.0)) ** 2
-              + op.gamma.min(axis=(0, 1))[:, None])
+              + gamma_min)
     lam_hi = (op.r_a2.max(axis=0) + op.z_a2.max(axis=0) + np.abs(op.p_a2)
               + (op.loss_a2 + op.gamma).max(axis=(0, 1))[:, None])
     lam_lo = lam_lo / TAU_MAX_STRETCH
