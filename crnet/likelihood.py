@@ -351,14 +351,25 @@ class _Problem:
                 if self.ratio_species
                 else np.zeros((n, 0))
             )
-            q, r = profile_normalisations(a_free, b_free, a_r, b_r, self.lo, self.hi)
+            # A model with no flux where a bounded species has data (a_k = 0), or a non-finite flux, cannot be
+            # normalised: its chi^2 is +inf (below), without failing the other models of the batch.
+            ok = np.all(a_r > 0, axis=1) & np.isfinite(a_free) & np.isfinite(b_free)
+            ok &= np.all(np.isfinite(a_r) & np.isfinite(b_r), axis=1)
+            q, r = np.zeros(n), np.ones((n, len(self.ratio_species)))
+            if ok.any():
+                q[ok], r[ok] = profile_normalisations(a_free[ok], b_free[ok], a_r[ok], b_r[ok], self.lo, self.hi)
         else:
             q, r = np.ones(n), np.ones((n, len(self.ratio_species)))
         scale = {el: q for el in self.groups}
         scale.update({el: q * r[:, j] for j, el in enumerate(self.ratio_species)})
         res = [(scale[self.element[blk.species]][:, None] * m - blk.flux) / blk.sigma
                for blk, m in zip(self.dataset.blocks, preds, strict=True)]
-        return np.concatenate(res, axis=1), q, r
+        res = np.concatenate(res, axis=1)
+        bad = ~np.all(np.isfinite(res), axis=1)
+        if self.profile:
+            bad |= ~ok
+        res[bad] = np.inf  # chi^2 = inf for a model that cannot be compared (see above), never NaN
+        return res, q, r
 
     def per_block(self, residuals: np.ndarray) -> np.ndarray:
         """(n, n_blocks) chi2 of each data block from (n, n_points) residuals."""
@@ -382,7 +393,8 @@ def chi2(
     ----------
     spectra : unmodulated fluxes, m^-2 s^-1 sr^-1 (GeV/n)^-1 on GeV/n; must contain every measured species.
     dataset : a Dataset or the name of a shipped one (default 'paper').
-    bounds : (lo, hi) for all three ratios, or {'xi_Li': (lo, hi), 'xi_Be': ..., 'qO_over_qC': ...}.
+    bounds : (lo, hi) for all three ratios, or {'xi_Li': (lo, hi), 'xi_Be': ..., 'qO_over_qC': ...} (the ones
+        not given keep DEFAULT_NORM_BOUNDS; an unknown name is an error).
     profile : profile q_C and the ratios (default); False evaluates the spectra as given (all scales 1).
     phi_mv : fix the force-field potential (MV) of top-of-atmosphere blocks; default: the data set's
         Modulation (fixed value, or profiled within its bounds when it is a nuisance).
@@ -391,8 +403,14 @@ def chi2(
         least-squares fits, crnet.scan.fit).
     """
     ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
-    if isinstance(bounds, tuple):
-        bounds = {name: bounds for name in RATIO_PARAMETERS.values()}
+    if not isinstance(bounds, Mapping):
+        bounds = {name: tuple(bounds) for name in RATIO_PARAMETERS.values()}
+    unknown = sorted(set(bounds) - set(RATIO_PARAMETERS.values()))
+    if unknown:
+        raise ValueError(f"bounds: unknown normalisation(s) {unknown}; allowed: {sorted(RATIO_PARAMETERS.values())}")
+    for name, pair in bounds.items():
+        if len(pair) != 2:
+            raise ValueError(f"bounds of {name} must be (lo, hi), got {pair!r}")
     bounds = {
         name: tuple(map(float, bounds.get(name, DEFAULT_NORM_BOUNDS))) for name in RATIO_PARAMETERS.values()
     }

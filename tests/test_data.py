@@ -222,6 +222,45 @@ def test_dataset_validation() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("note", "lis"),
+    [
+        ("local interstellar medium: NO solar modulation (phi = 0)", True),
+        ("unmodulated (phi = 0.0)", True),
+        ("AMS-02 fluxes corrected to LIS by the authors", True),
+        ("force-field phi = 0.55 GV", False),  # 'phi = 0' is only the start of 0.55
+        ("modulated; phi=0.7 GV", False),
+        ("top of atmosphere, NOT corrected to LIS", False),
+        ("not unmodulated", False),
+        ("2011/05/19 - 2018/05/26", False),
+    ],
+)
+def test_lis_markers_are_phrases_not_substrings(tmp_path: Path, note: str, lis: bool) -> None:
+    path = tmp_path / "T_B_R.csv"
+    path.write_text("\n".join(["# x: rigidity R [GV]", f"# data_taking_period: {note}", HEADER, *GOOD_ROWS]) + "\n")
+    assert block_from_table(read_table(path)).lis is lis
+
+
+def test_explicit_lis_metadata_overrides_markers(tmp_path: Path) -> None:
+    rows = "\n".join([HEADER, *GOOD_ROWS]) + "\n"
+    path = tmp_path / "T_B_R.csv"
+    path.write_text("# x: rigidity R [GV]\n# lis: false\n# note: phi = 0 at the heliopause\n" + rows)
+    assert block_from_table(read_table(path)).lis is False
+    path.write_text("# x: rigidity R [GV]\n# lis: maybe\n" + rows)
+    with pytest.raises(ValueError, match="metadata 'lis' must be 'true' or 'false'"):
+        block_from_table(read_table(path))
+
+
+def test_dataset_refuses_blocks_from_different_modulation_periods(shared_dir: Path) -> None:
+    ace = sorted((shared_dir / "data" / "ace_cris").glob("ACECRIS_C_*_Ekn.csv"))
+    phis = [block_from_table(read_table(p)).phi_mv for p in ace]
+    assert phis[:2] == [425.0, 508.0]  # CRDB's phi of the 1997-98 and 1998-99 periods
+    with pytest.raises(ValueError, match="different force-field potentials"):
+        dataset_from_files(ace[:2], modulation=Modulation(500.0))
+    one_period = dataset_from_files(ace[:1], modulation=Modulation(425.0))
+    assert one_period.needs_modulation and one_period.blocks[0].phi_mv == 425.0
+
+
 def test_ams02_2021_dataset() -> None:
     ds = get_dataset("ams02-2021")
     assert ds.modulation is not None and ds.modulation.nuisance

@@ -64,6 +64,36 @@ def test_fit_recovers_minimum_and_covariance_of_a_linear_problem():
     assert res.n_models == model.calls + 10 * (model.calls - res.n_evaluations) - (model.calls - res.n_evaluations)
 
 
+class FailsAboveBestDelta(LinearResiduals):
+    """The linear problem, but every model with delta above its best value fails to converge (NaN residuals):
+    the forward-difference step of delta at the minimum lands there."""
+
+    def evaluate(self, params: np.ndarray, slots=None, residuals: bool = False) -> Evaluation:
+        ev = super().evaluate(params, slots, residuals)
+        fail = (to_log(params)[:, 1] - self.lo[1]) / self.w[1] > self.u_best[1] + 1e-12
+        ev.converged[fail] = False
+        self.failed = getattr(self, "failed", 0) + int(fail.sum())
+        if ev.residuals is not None:
+            ev.residuals[fail] = np.nan
+        return ev
+
+
+def test_fit_jacobian_steps_around_failed_models():
+    """A failed finite-difference model is retried on the other side: the minimum and the covariance are the
+    linear problem's; a start that fails is refused with a clear error, not differenced against a penalty."""
+    model = FailsAboveBestDelta(np.random.default_rng(0))
+    lo, hi = prior_box()
+    w = hi - lo
+    res = fit_best(model, FitConfig(start=list(to_physical(BEST_LOG[None] - 0.03 * w)[0])), progress=False)
+    assert model.failed >= 1  # the forward step of delta at the minimum failed and was taken backwards
+    u = (np.asarray(res.x_log) - lo) / w
+    assert np.max(np.abs(u - model.u_best)) < FIT_X_TOL
+    cov_true = np.linalg.inv(model.a.T @ model.a) * np.outer(w, w)
+    np.testing.assert_allclose(res.covariance, cov_true, rtol=1e-5, atol=1e-12 * np.abs(cov_true).max())
+    with pytest.raises(RuntimeError, match="no Jacobian can be taken there"), pytest.warns(UserWarning):
+        fit_best(model, FitConfig(start=list(to_physical(BEST_LOG[None] + 0.03 * w)[0])), progress=False)
+
+
 def test_tempered_covariance_caps_unconstrained_directions():
     lo, hi = prior_box()
     w = hi - lo

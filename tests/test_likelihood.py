@@ -300,6 +300,25 @@ def test_spectra_refused_clearly() -> None:
         chi2(spectra, "nonexistent")
     with pytest.raises(ValueError, match="bounds"):
         chi2(spectra, ds, bounds=(1.2, 0.8))
+    with pytest.raises(ValueError, match=r"unknown normalisation\(s\) \['xi_li'\]"):
+        chi2(spectra, ds, bounds={"xi_li": (0.5, 1.5)})  # misspelt: must not fall back to the defaults
+    assert chi2(spectra, ds, bounds=[0.5, 1.5]).chi2_tot == pytest.approx(chi2(spectra, ds, bounds=(0.5, 1.5)).chi2_tot)
+
+
+def test_degenerate_model_gets_infinite_chi2_without_failing_the_batch() -> None:
+    """A model with no Li flux (a bounded ratio cannot be profiled) or a NaN flux scores chi^2 = +inf; the
+    other models of the batch keep exactly their own chi^2."""
+    ds = get_dataset("paper")
+    spectra = make_spectra(np.random.default_rng(11), 3, ds)
+    alone = chi2(spectra, ds).chi2_tot
+    flux = spectra.iso_flux.copy()
+    li = [i for i, z in enumerate(spectra.iso_z) if z == 3]
+    flux[1, li] = 0.0
+    flux[2, 0, :] = np.nan
+    broken = Spectra(GRID, spectra.iso_z, spectra.iso_a, flux, spectra.converged, spectra.residual)
+    res = chi2(broken, ds)
+    assert res.chi2_tot[0] == alone[0]
+    assert np.isposinf(res.chi2_tot[1]) and np.isposinf(res.chi2_tot[2])
 
 
 def _toa_dataset(nuisance: bool) -> Dataset:

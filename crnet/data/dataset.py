@@ -14,6 +14,7 @@ model must be force-field modulated to; a data set then says how the potential p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,17 @@ from crnet.data.kinematics import convert_x_to_ekn, effective_mass_number
 from crnet.data.table import MeasurementTable, read_table
 from crprop.spectra import SYMBOL_TO_Z
 
-LIS_MARKERS: tuple[str, ...] = ("phi = 0", "no solar modulation", "unmodulated", "corrected to lis")
-"""Phrases in a table's metadata that mark it as an interstellar (unmodulated) spectrum."""
+LIS_MARKERS: tuple[str, ...] = (r"phi\s*=\s*0(?:\.0*)?(?![\d.])", r"no solar modulation", r"\bunmodulated",
+                                 r"corrected to lis\b")
+"""Patterns (regular expressions, matched in the lower-cased metadata) that mark a table as an interstellar
+(unmodulated) spectrum. ``phi = 0`` must be a zero, not the start of 'phi = 0.55'; a marker preceded by a
+negation ('NOT corrected to LIS', 'not unmodulated') does not count (:data:`LIS_NEGATION`). An explicit
+``# lis: true|false`` metadata line overrides the markers."""
+PHI_SAME_PERIOD_MV = 1.0
+"""Top-of-atmosphere blocks whose attached phi (``DataBlock.phi_mv``, MV) differ by more than this come from
+different modulation periods; one Dataset (one :class:`Modulation`) must not mix them."""
+LIS_NEGATION = re.compile(r"\b(?:not|never|nor)\s+(?:\w+\s+)?$")
+"""A marker whose preceding text ends with this (e.g. 'not', 'not yet') is negated."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,9 +125,20 @@ def _is_isotope(label: str) -> bool:
 
 
 def table_is_lis(table: MeasurementTable) -> bool:
-    """Whether a table's metadata marks it as an unmodulated interstellar spectrum."""
+    """Whether a table's metadata marks it as an unmodulated interstellar spectrum: an explicit ``lis: true`` /
+    ``lis: false`` line, else a non-negated :data:`LIS_MARKERS` phrase anywhere in the metadata values."""
+    explicit = table.meta.get("lis")
+    if explicit is not None:
+        value = explicit.strip().lower()
+        if value not in ("true", "false"):
+            raise ValueError(f"{table.path}: metadata 'lis' must be 'true' or 'false', got {explicit!r}")
+        return value == "true"
     text = " ".join(table.meta.values()).lower()
-    return any(marker in text for marker in LIS_MARKERS)
+    for pattern in LIS_MARKERS:
+        for match in re.finditer(pattern, text):
+            if not LIS_NEGATION.search(text[: match.start()]):
+                return True
+    return False
 
 
 def block_from_table(
@@ -214,6 +235,15 @@ class Dataset:
         if self.needs_modulation and self.modulation is None:
             toa = [b.label for b in self.blocks if not b.lis]
             raise ValueError(f"data set {self.name!r}: top-of-atmosphere blocks {toa} need a Modulation")
+        periods = {b.label: b.phi_mv for b in self.blocks if not b.lis and b.phi_mv is not None}
+        if periods and max(periods.values()) - min(periods.values()) > PHI_SAME_PERIOD_MV:
+            raise ValueError(
+                f"data set {self.name!r}: its top-of-atmosphere blocks carry different force-field potentials "
+                f"{ {k: round(v) for k, v in periods.items()} } (MV, from their files): they come from different "
+                "solar-modulation periods, but a data set applies one Modulation to all of them. Build one data "
+                "set per period and add their chi^2, or give the blocks you mean to modulate together one phi_mv "
+                "(block_from_table(..., phi_mv=...))"
+            )
 
     @property
     def n_points(self) -> int:

@@ -38,6 +38,9 @@ from scipy import optimize
 from crnet.scan.designs import prior_box, to_log, to_physical
 from crprop.params import CRML_BASE, LOG_PARAM_NAMES, PARAM_NAMES
 
+FAILED_RESIDUAL = 1.0e6
+"""Every normalised residual of a model that did not converge or gave a non-finite chi^2: a cost no real model
+reaches (chi^2 ~ 4e14 over the paper's 397 points), so least_squares rejects the step that led there."""
 FD_STEP_FRACTION = 1.0e-3
 """Forward-difference step, fraction of each box width. The fast solver's relative residual 1e-6 leaves a flux
 error ~5e-7 (benchmarks/results/gpu_solver_gap.md), so a derivative of ln(flux) per box width carries an absolute
@@ -207,11 +210,12 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
         if key != last["key"]:
             ev = run(u[None])
             r = ev.residuals[0]
-            if not ev.converged[0] or not np.all(np.isfinite(r)):
+            failed = not ev.converged[0] or not np.all(np.isfinite(r))
+            if failed:
                 warnings.warn(f"fit: model at {to_physical(lo + w * u)[0].tolist()} did not converge or gave "
                               "non-finite chi2; the step is rejected", stacklevel=2)
-                r = np.full_like(r, 1e6)
-            last.update(key=key, value=(r, ev))
+                r = np.full_like(r, FAILED_RESIDUAL)
+            last.update(key=key, value=(r, ev), failed=failed)
             history.append(float(ev.chi2[0]))
             if progress:
                 print(f"fit: evaluation {len(history):3d}  chi2_tot {history[-1]:.2f}  "
@@ -223,11 +227,29 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
 
     def jac(u: np.ndarray) -> np.ndarray:
         r0 = point(u)[0]
+        if last["failed"]:
+            raise RuntimeError(f"fit: the model at {to_physical(lo + w * u)[0].tolist()} did not converge or gave "
+                               "non-finite chi2, so no Jacobian can be taken there; start the fit elsewhere or "
+                               "raise the solver's max_steps")
         h = FD_STEP_FRACTION
         steps = np.where(u + h <= 1.0, h, -h)
-        rows = u[None, :] + np.diag(steps)
-        ev = run(rows)
-        return ((ev.residuals - r0[None, :]) / steps[:, None]).T
+        ev = run(u[None, :] + np.diag(steps))
+        diff = ev.residuals - r0[None, :]
+        bad = ~ev.converged | ~np.all(np.isfinite(diff), axis=1)
+        if bad.any():  # retry those parameters with the opposite step, where it stays inside the box
+            flip = np.flatnonzero(bad & (u - steps >= 0.0) & (u - steps <= 1.0))
+            if flip.size:
+                steps[flip] = -steps[flip]
+                ev2 = run(u[None, :] + np.diag(steps)[flip])
+                diff[flip] = ev2.residuals - r0[None, :]
+                bad[flip] = ~ev2.converged | ~np.all(np.isfinite(diff[flip]), axis=1)
+            if bad.any():
+                names = [LOG_PARAM_NAMES[i] for i in np.flatnonzero(bad)]
+                warnings.warn(f"fit: finite-difference models for {names} did not converge on either side; their "
+                              "Jacobian columns are set to zero (those parameters do not move in this step)",
+                              stacklevel=2)
+                diff[bad] = 0.0
+        return (diff / steps[:, None]).T
 
     res = optimize.least_squares(fun, u0, jac=jac, bounds=(0.0, 1.0), method="trf", x_scale=1.0,
                                  ftol=cfg.ftol, xtol=cfg.xtol, gtol=1e-10, max_nfev=cfg.max_evaluations)
