@@ -130,11 +130,12 @@ class ClosureResult:
     def passing_share(self, tau_threshold: float = TAU_THRESHOLD) -> float:
         return float(np.mean(self.mean_abs_tau < tau_threshold)) if self.tau.shape[0] else 0.0
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, key: str = "") -> None:
+        """Write to ``path`` (npz); ``key`` records what it was computed from (:func:`closure_key`)."""
         tmp = path.with_name(path.name + ".tmp.npz")
         truth = np.full_like(self.theta, np.nan) if self.truth is None else self.truth
         np.savez(tmp, theta=self.theta, theta_prime=self.theta_prime, tau=self.tau, chi2_resim=self.chi2_resim,
-                 simulated=self.simulated, truth=truth, has_truth=self.truth is not None)
+                 simulated=self.simulated, truth=truth, has_truth=self.truth is not None, key=np.array(key))
         os.replace(tmp, path)
 
     @classmethod
@@ -254,26 +255,56 @@ def resimulated_chi2(store: MockStore, ok: np.ndarray) -> tuple[np.ndarray, np.n
     return out, good
 
 
+def closure_key(model_path: Path | str, test_store: Path | str, cfg: FeedbackConfig) -> str:
+    """What a closure test's result depends on: the model and test-store bytes (sha256), n_test, the noise
+    seed and size, and the re-simulation's grid, solver and data set (not its backend or batch size)."""
+    from crnet.machines.modelfile import file_sha256
+
+    sim = cfg.sim
+    return json.dumps({"model_sha256": file_sha256(model_path), "test_sha256": file_sha256(test_store),
+                       "n_test": cfg.n_test, "seed": cfg.seed, "max_relative": cfg.max_relative,
+                       "sim": [asdict(sim.grid), sim.mode, sim.tol, sim.max_steps, sim.dataset]}, sort_keys=True)
+
+
+def _saved_key(path: Path) -> str | None:
+    with np.load(path, allow_pickle=False) as z:
+        return str(z["key"]) if "key" in z.files else None
+
+
 def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path | str, cfg: FeedbackConfig,
                  device: str = "cpu") -> ClosureResult:
-    """Steps 1-4 of the module docstring for one machine; cached in ``workdir/closure.npz``."""
+    """Steps 1-4 of the module docstring for one machine; cached in ``workdir/closure.npz`` under
+    :func:`closure_key`. The predictions theta are saved (``workdir/prediction.npz``) before the re-simulation
+    starts, so a killed run resumes ``resim.h5`` from the same theta on any device; files left by another
+    model, test store or setting are removed and recomputed, never reused."""
     from crnet.machines.inference import predict_file
     from crnet.machines.modelfile import Predictor
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cache = workdir / "closure.npz"
-    if cache.is_file():
+    cache, pred_file, resim_path = workdir / "closure.npz", workdir / "prediction.npz", workdir / "resim.h5"
+    key = closure_key(model_path, test_store, cfg)
+    if cache.is_file() and _saved_key(cache) == key:
         return ClosureResult.load(cache)
     predictor = Predictor.load(model_path, device)
-    pred = predict_file(predictor, test_store, dataset=cfg.sim.dataset, skip_invalid=True)
-    theta, truth = pred.params, pred.truth
-    if cfg.n_test is not None:
-        theta = theta[: cfg.n_test]
-        truth = None if truth is None else truth[: cfg.n_test]
+    if pred_file.is_file() and _saved_key(pred_file) == key:
+        with np.load(pred_file, allow_pickle=False) as z:
+            theta, truth = np.array(z["theta"]), (np.array(z["truth"]) if bool(z["has_truth"]) else None)
+    else:
+        for stale in (cache, pred_file, resim_path):  # from another model / test store / setting
+            stale.unlink(missing_ok=True)
+        pred = predict_file(predictor, test_store, dataset=cfg.sim.dataset, skip_invalid=True)
+        theta, truth = pred.params, pred.truth
+        if cfg.n_test is not None:
+            theta = theta[: cfg.n_test]
+            truth = None if truth is None else truth[: cfg.n_test]
+        tmp = workdir / "prediction.tmp.npz"
+        np.savez(tmp, theta=theta, truth=np.full_like(theta, np.nan) if truth is None else truth,
+                 has_truth=truth is not None, key=np.array(key))
+        os.replace(tmp, pred_file)
     n = theta.shape[0]
     clipped, ok = clip_to_box(theta)
-    resim = resimulate(clipped[ok], workdir / "resim.h5", cfg.sim, cfg.progress)
+    resim = resimulate(clipped[ok], resim_path, cfg.sim, cfg.progress)
     theta_prime = np.full((n, len(PARAM_NAMES)), np.nan)
     with MockStore.open(resim, "r") as st:
         flux = read_in_row_order(st, "flux").astype(np.float64)
@@ -284,7 +315,7 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
         if use.any():
             theta_prime[np.flatnonzero(ok)[use]] = predictor.predict(feats[use], st.ekin_gev_per_n)
     result = ClosureResult(theta, theta_prime, tau(clipped, theta_prime), chi2_resim, ok, truth)
-    result.save(cache)
+    result.save(cache, key)
     return result
 
 

@@ -18,7 +18,7 @@ def test_sigma_bands_and_check_row():
     assert b["le_4sigma"] == pytest.approx(0.4) and b["4_to_6sigma"] == pytest.approx(0.2)
     assert b["gt_6sigma"] == pytest.approx(0.4)
     w = sigma_bands(c, 100.0, weights=np.array([3, 0, 0, 1, 0]))
-    assert w["le_4sigma"] == pytest.approx(0.75)
+    assert w["le_4sigma"] == pytest.approx(0.75) and w["n"] == 2 and b["n"] == 5  # n: records that carry weight
     row = check_machine_row(np.array([0.9, 0.1, 0.2, 0.8]), np.array([0.0, 1.0, 100.0, 100.0]), 0.0)
     assert row["true_positive_rate"] == pytest.approx(0.5) and row["true_negative_rate"] == pytest.approx(0.5)
     assert delta_chi2_threshold(4) == pytest.approx(43.82, abs=0.01)
@@ -85,3 +85,31 @@ def test_cluster_intervals_count_centres_not_predictions():
     assert 0.5 * (r["le_4sigma_hi"] - r["le_4sigma_lo"]) == pytest.approx(np.sqrt(0.3 * 0.7 / 20), rel=0.15)
     md = table4_markdown({"Machine A (crnet)": {**sigma_bands(c, 100.0), **r}})
     assert "(20)" in md
+
+
+def test_machine_names_must_not_share_a_cache_directory():
+    from crnet.evaluate.report import EvalConfig
+
+    with pytest.raises(ValueError, match="share a cache directory"):
+        EvalConfig(machines={"Machine A": "a.pt", "machine-a": "b.pt"}, test_store="t.h5", mock_stores=["m.h5"],
+                   out="out")
+
+
+def test_mock_chi2_is_recomputed_against_the_evaluation_data_set(tmp_path):
+    """A store scored against another data set than the re-simulations gets its chi^2 recomputed from its
+    fluxes (Sec. 4.6's updated data), so chi2_min and Table 4 compare like with like."""
+    from helpers_store import write_synthetic_store
+
+    from crnet.evaluate.report import load_mocks
+    from crnet.store import MockStore
+    from crnet.store_read import recompute_chi2
+
+    path = tmp_path / "s.h5"
+    write_synthetic_store(path, 4, n_unconverged=1)
+    same = load_mocks([str(path)], "paper")
+    with MockStore.open(path, "r") as st:
+        assert np.array_equal(same.chi2, st.read("chi2")[:3]) and same.first_rows.tolist() == [0, 1, 2]
+        expected = recompute_chi2(st, "ams02-2021", np.arange(3))[0]
+    other = load_mocks([str(path)], "ams02-2021")
+    np.testing.assert_array_equal(other.chi2, expected)
+    assert not np.allclose(other.chi2, same.chi2)

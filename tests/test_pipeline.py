@@ -51,7 +51,9 @@ def test_cli_pipeline_ci(tmp_path):
     assert oracle["n"] == report["table4_fractions"]["Machine A (paper)"]["n"] and report["oracle_error"] is None
     for row in report["table4_fractions"].values():
         assert sum(row[k] for k in ("le_4sigma", "4_to_6sigma", "gt_6sigma")) == pytest.approx(1.0)
-    assert report["check_machine"] is not None
+    chk = report["check_machine"]  # scored on the mocks outside its training split only
+    assert chk["sample"] == "collected mocks outside its training split"
+    assert 0 < chk["n_inside"] + chk["n_outside"] < report["n_mocks"]
     # the unbiased tau floor at the best mock and each machine's error against the test truths
     floor = report["tau_floor"]["tau_percent"]
     assert all(np.isfinite(floor[k]) and floor[k] > 0 for k in floor if k != "v_alfven_km_s")

@@ -2,10 +2,10 @@
 
 * Fig. 5 :func:`tau_histograms`: histograms of tau (Eq. 4.4) per parameter, one colour per machine;
 * Fig. 6 :func:`profile_1d`: 1D profile likelihood, Delta chi^2_tot = min over the other parameters (per bin
-  of the shown one) of the collected mocks, with the 3/4/6 sigma lines (14 dof) and the machines'
+  of the shown one) of the collected mocks, with the paper's 3/4/5 sigma lines (14 dof) and the machines'
   re-simulated predictions as points;
-* Fig. 7 :func:`allowed_2d`: the 4 sigma and 6 sigma allowed regions of the collected mocks in a parameter
-  plane, with the predictions overlaid.
+* Fig. 7 :func:`allowed_2d`: the paper's 3 sigma and 6 sigma allowed regions (Delta chi^2_tot 33.20 and 69.91)
+  of the collected mocks in a parameter plane, with up to 100 predictions per machine overlaid, as in the paper.
 
 Parameters are in PARAM_NAMES units (D0 in 1e28 cm^2/s, z_h in kpc, breaks in MV - shown on log axes).
 """
@@ -38,6 +38,12 @@ TAU_MIN_SPAN_PERCENT = 1e-3
 is drawn in a +-1e-3 % window instead of failing."""
 LOG_AXES = ("r_break1_mv", "r_break2_mv")
 DPI = 110
+FIG6_SIGMA_LINES: tuple[int, int, int] = (3, 4, 5)
+"""Confidence levels drawn as horizontal lines in Fig. 6 (the paper's "CI for 3 sigma, 4 sigma and 5 sigma")."""
+FIG7_SIGMA_REGIONS: tuple[int, int] = (3, 6)
+"""Inner and outer allowed regions of Fig. 7 (the paper's 3 sigma, Delta chi^2_tot 33.20, and 6 sigma, 69.91)."""
+FIG7_PREDICTIONS = 100
+"""Predictions per machine overlaid in Fig. 7 (the paper shows 100 of each)."""
 
 
 def _label(name: str) -> str:
@@ -93,7 +99,7 @@ def profile_1d(params: np.ndarray, chi2: np.ndarray, chi2_min: float, prediction
             dc = _delta(c, chi2_min)
             ok = np.isfinite(dc)
             ax.plot(p[ok, j], dc[ok], ".", ms=3, alpha=0.6, label=mname)
-        for s, style in ((3, ":"), (4, "--"), (6, "-.")):
+        for s, style in zip(FIG6_SIGMA_LINES, (":", "--", "-."), strict=True):
             ax.axhline(delta_chi2_threshold(s), ls=style, color="grey", lw=0.8)
         ax.set_xscale("log" if log else "linear")
         ax.set_yscale("symlog", linthresh=10.0)
@@ -106,19 +112,21 @@ def profile_1d(params: np.ndarray, chi2: np.ndarray, chi2_min: float, prediction
 
 def allowed_2d(params: np.ndarray, chi2: np.ndarray, chi2_min: float,
                predictions: dict[str, np.ndarray], out: Path | str) -> Path:
-    """Fig. 7: mocks within 4 sigma and 4-6 sigma in PLANES, predictions {machine: params (n, 10)} overlaid."""
+    """Fig. 7: mocks within the inner and outer FIG7_SIGMA_REGIONS in PLANES, the first FIG7_PREDICTIONS
+    predictions {machine: params (n, 10)} of each machine overlaid."""
     fig, axes = plt.subplots(1, len(PLANES), figsize=(6 * len(PLANES), 5))
     d = _delta(chi2, chi2_min)
-    t4, t6 = delta_chi2_threshold(4), delta_chi2_threshold(6)
+    s_in, s_out = FIG7_SIGMA_REGIONS
+    t_in, t_out = delta_chi2_threshold(s_in), delta_chi2_threshold(s_out)
     for ax, (a, b) in zip(np.atleast_1d(axes), PLANES, strict=True):
         i, j = PARAM_NAMES.index(a), PARAM_NAMES.index(b)
         ax.plot(params[:, i], params[:, j], ".", color="0.85", ms=2, label="all mocks")
-        m6 = (d > t4) & (d <= t6)
-        ax.plot(params[m6, i], params[m6, j], ".", color="tab:orange", ms=3, label="4-6 sigma")
-        m4 = d <= t4
-        ax.plot(params[m4, i], params[m4, j], ".", color="tab:red", ms=3, label="<= 4 sigma")
+        outer = (d > t_in) & (d <= t_out)
+        ax.plot(params[outer, i], params[outer, j], ".", color="tab:blue", ms=3, label=f"{s_in}-{s_out} sigma")
+        inner = d <= t_in
+        ax.plot(params[inner, i], params[inner, j], ".", color="tab:green", ms=3, label=f"<= {s_in} sigma")
         for mname, p in predictions.items():
-            ax.plot(p[:, i], p[:, j], "x", ms=3, alpha=0.6, label=mname)
+            ax.plot(p[:FIG7_PREDICTIONS, i], p[:FIG7_PREDICTIONS, j], "x", ms=3, alpha=0.6, label=mname)
         ax.set_xscale("log" if a in LOG_AXES else "linear")
         ax.set_yscale("log" if b in LOG_AXES else "linear")
         ax.set_xlabel(_label(a))

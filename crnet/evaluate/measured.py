@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +103,15 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
         if good[0]:
             to_simulate[name] = p[0]
     if to_simulate:  # every machine's prediction in one solver call
-        resim = out / "resim.h5"
-        resimulate(np.stack(list(to_simulate.values())), resim, SimConfig(**{**sim.__dict__, "dataset": dataset}),
-                   progress)
+        resim, key_file = out / "resim.h5", out / "resim_key.json"
+        params = np.stack(list(to_simulate.values()))
+        sim_here = SimConfig(**{**sim.__dict__, "dataset": dataset})
+        key = json.dumps({"params": params.tolist(), "sim": [asdict(sim_here.grid), sim_here.mode, sim_here.tol,
+                                                               sim_here.max_steps, dataset]}, sort_keys=True)
+        if not key_file.is_file() or key_file.read_text() != key:  # a store of other predictions or settings
+            resim.unlink(missing_ok=True)
+            key_file.write_text(key)
+        resimulate(params, resim, sim_here, progress)
         with MockStore.open(resim, "r") as st:
             chi2, converged = read_in_row_order(st, "chi2"), read_in_row_order(st, "converged")
         for i, name in enumerate(to_simulate):

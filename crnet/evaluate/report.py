@@ -18,7 +18,7 @@ suggests the machine predicts from its training distribution rather than from th
 self-consistency, not accuracy. With the floor and the truths in hand, Table 4 gets one more row, the
 "unbiased-floor oracle": the truths moved by draws from the floor's covariance at each centre and
 re-simulated (:func:`crnet.evaluate.floor.oracle_predictions`, 21 solves per centre plus one per test
-prediction, cached in ``<out>/oracle.npz``) - the shares a machine at the floor reaches on the same centres.
+prediction, resumable, cached in ``<out>/oracle.npz``) - the shares a machine at the floor reaches on the same centres.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ from crnet.store import MockStore
 ORACLE_ROW = "Unbiased-floor oracle"
 """Table 4 row of :func:`crnet.evaluate.floor.oracle_predictions` (no paper counterpart)."""
 
+ORACLE_FLOOR_CENTRES = 4
+"""Test centres whose floors (21 stencil solves each) are solved in one batch and then saved: a killed
+evaluation loses at most one such batch."""
+
 ORACLE_SEED_OFFSET = 7919
 """Added to the feedback seed for the oracle's draws, so they are independent of the pseudo-data noise."""
 
@@ -75,6 +79,10 @@ class EvalConfig:
             raise ValueError("EvalConfig.machines: give at least one machine (name -> model file)")
         if not self.mock_stores:
             raise ValueError("EvalConfig.mock_stores: give the store(s) of the collected mocks")
+        slugs = [slug(n) for n in self.machines]
+        if len(set(slugs)) != len(slugs):
+            raise ValueError(f"EvalConfig.machines: names {list(self.machines)} share a cache directory "
+                             f"({slugs}); give names that differ in letters or digits")
 
 
 @dataclass
@@ -85,6 +93,8 @@ class Mocks:
     params: np.ndarray
     chi2: np.ndarray
     weights: np.ndarray
+    first_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Store row of each of the first store's records (they come first in params / chi2 / weights)."""
 
 
 def slug(name: str) -> str:
@@ -104,16 +114,46 @@ def chain_weights(chain: np.ndarray, step: np.ndarray, accepted: np.ndarray) -> 
     return w
 
 
-def load_mocks(paths: list[str]) -> Mocks:
+def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
+    """The converged records of the stores ``paths`` (the first one's MCMC weights). ``dataset``: the data set
+    the re-simulations are scored against; a store whose chi^2 was computed against another one has it
+    recomputed from its fluxes, so that chi^2_min, the MCMC row and Figs. 6-7 compare like with like (the
+    paper's updated-data case, Sec. 4.6)."""
+    from crnet.store_read import recompute_chi2
+
     ps, cs, ws = [], [], []
+    first_rows = np.zeros(0, dtype=np.int64)
     for k, p in enumerate(paths):
         with MockStore.open(p, "r") as st:
             ok = st.read("converged")
+            if k == 0:
+                first_rows = np.flatnonzero(ok)
             ps.append(st.read("params")[ok])
-            cs.append(st.read("chi2")[ok])
+            if dataset is not None and st.attrs().get("dataset") != dataset:
+                cs.append(recompute_chi2(st, dataset, np.flatnonzero(ok))[0])
+            else:
+                cs.append(st.read("chi2")[ok])
             w = chain_weights(st.read("chain"), st.read("step"), st.read("accepted"))[ok] if k == 0 else None
             ws.append(w if w is not None else np.zeros(int(ok.sum())))
-    return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws))
+    return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws), first_rows)
+
+
+def check_training_rows(model: Any, store_path: str) -> np.ndarray | None:
+    """Rows of ``store_path`` the Check Machine ``model`` (a ModelFile) was trained on (its balanced sample's
+    training split, rebuilt from the seed and settings in its metadata), or None when it was not trained on
+    that store (path or sha256 differ), so that its rates can be scored on records it has not seen."""
+    from crnet.machines.data import prepare_check_data
+    from crnet.machines.modelfile import file_sha256
+
+    meta = model.metadata or {}
+    store, tc = meta.get("training_store") or {}, meta.get("train_config") or {}
+    if not store or Path(store.get("path", "")).resolve() != Path(store_path).resolve():
+        return None
+    if store.get("sha256") != file_sha256(store_path):
+        return None
+    data = prepare_check_data(store_path, model.transform, val_fraction=tc["val_fraction"], seed=tc["seed"],
+                              n_sigma=tc["check_sigma"])
+    return np.asarray(data.train_idx)
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -125,7 +165,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     closures: dict[str, ClosureResult] = {}
     for name, model in cfg.machines.items():
         closures[name] = closure_test(model, cfg.test_store, out / "closure" / slug(name), cfg.feedback, device)
-    mocks = load_mocks(cfg.mock_stores)
+    mocks = load_mocks(cfg.mock_stores, cfg.feedback.sim.dataset)
     finite = np.concatenate([mocks.chi2] + [c.chi2_resim for c in closures.values()])
     chi2_min = float(np.min(finite[np.isfinite(finite)]))
     table3 = {name: tau_summary(c.tau) for name, c in closures.items()}
@@ -152,8 +192,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.check_model:
         from crnet.machines.modelfile import Predictor
 
-        prob = Predictor.load(cfg.check_model, device).classify(mocks.params)
-        check = check_machine_row(prob, mocks.chi2, chi2_min)
+        predictor = Predictor.load(cfg.check_model, device)
+        trained = check_training_rows(predictor.model, cfg.mock_stores[0])
+        unseen = np.ones(mocks.chi2.size, dtype=bool)
+        if trained is not None:
+            unseen[: mocks.first_rows.size] = ~np.isin(mocks.first_rows, trained)
+        check = check_machine_row(predictor.classify(mocks.params[unseen]), mocks.chi2[unseen], chi2_min)
+        check["sample"] = ("collected mocks outside its training split" if trained is not None else
+                           "all collected mocks (its training store is not the first mock store: in-sample rates)")
     figs = {
         "fig5_tau_histograms": str(tau_histograms({n: c.tau for n, c in closures.items()}, out / "fig5_tau.png")),
         "fig6_profile_1d": str(profile_1d(mocks.params, mocks.chi2, chi2_min,
@@ -205,8 +251,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if chk:
         lines += [f"Check Machine: true-positive rate {100 * chk['true_positive_rate']:.1f} % "
                   f"(paper 29 %), true-negative rate {100 * chk['true_negative_rate']:.1f} % (paper 93 %) on "
-                  f"{chk['n_inside']} / {chk['n_outside']} mocks inside / outside 4 sigma.", ""]
-    lines += ["## Feedback stop rule (share with mean |tau| < 0.1)", ""]
+                  f"{chk['n_inside']} / {chk['n_outside']} mocks inside / outside 4 sigma "
+                  f"({chk.get('sample', 'all collected mocks')}).", ""]
+    threshold = ((report.get("config") or {}).get("feedback") or {}).get("tau_threshold", 0.1)
+    lines += [f"## Feedback stop rule (share with mean |tau| < {threshold:g})", ""]
     lines += [f"- {n}: {100 * v:.1f} %" for n, v in report["feedback_passing_share"].items()]
     lines += ["", "## Figures", ""] + [f"- {k}: `{Path(v).name}`" for k, v in report["figures"].items()]
     return "\n".join(lines) + "\n"
@@ -250,33 +298,62 @@ def _floor(cfg: EvalConfig, mocks: Mocks, out: Path) -> TauFloor:
 def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
     """(n,) chi^2_tot of the re-simulated :func:`oracle_predictions` around the test truths (inf where a draw
     left the prior box or did not converge), each drawn with the floor at its own centre (21 solves per distinct
-    truth, one batch); cached in ``out/oracle.npz`` keyed on the truths, seed, noise and solver settings.
-    Not part of the chi^2_tot minimum: the oracle is a reference, not a prediction."""
-    cache = out / "oracle.npz"
+    truth). Resumable: the floors are computed ORACLE_FLOOR_CENTRES centres per batch and saved
+    (``out/oracle_floors.npz``), the draws are saved before their re-simulation (``out/oracle_draws.npz``), which
+    resumes ``out/oracle_resim.h5``; the result is cached in ``out/oracle.npz``. All are keyed on the truths,
+    seed, noise and solver settings; files of another key are recomputed. Not part of the chi^2_tot minimum:
+    the oracle is a reference, not a prediction."""
+    cache, draws, floors_file = out / "oracle.npz", out / "oracle_draws.npz", out / "oracle_floors.npz"
+    resim_path = out / "oracle_resim.h5"
     seed = cfg.feedback.seed + ORACLE_SEED_OFFSET
     sim = cfg.feedback.sim
     key = json.dumps({"truth_sha": _sha(truth), "seed": seed, "max_relative": cfg.feedback.max_relative,
                       "sim": [asdict(sim.grid), sim.mode, sim.tol, sim.dataset]}, sort_keys=True)
-    if cache.is_file():
+    if _keyed(cache, key):
         with np.load(cache) as z:
-            if str(z["key"]) == key:
-                return np.array(z["chi2"])
-    centres, labels = np.unique(np.asarray(truth, dtype=np.float64), axis=0, return_inverse=True)
-    floors = tau_floors(sim.model(), centres, cfg.feedback.max_relative)
-    covariance = np.stack([f.covariance_log for f in floors])[labels.reshape(-1)]
-    theta = oracle_predictions(truth, covariance, np.random.default_rng(seed))
+            return np.array(z["chi2"])
+    if _keyed(draws, key):
+        with np.load(draws) as z:
+            theta = np.array(z["theta"])
+    else:
+        resim_path.unlink(missing_ok=True)  # re-simulations of other draws
+        centres, labels = np.unique(np.asarray(truth, dtype=np.float64), axis=0, return_inverse=True)
+        cov = np.zeros((centres.shape[0], 10, 10))
+        done = 0
+        if _keyed(floors_file, key):
+            with np.load(floors_file) as z:
+                done = int(z["done"])
+                cov[:done] = z["covariance_log"][:done]
+        model = sim.model()
+        for start in range(done, centres.shape[0], ORACLE_FLOOR_CENTRES):
+            stop = min(start + ORACLE_FLOOR_CENTRES, centres.shape[0])
+            cov[start:stop] = [f.covariance_log for f in tau_floors(model, centres[start:stop],
+                                                                    cfg.feedback.max_relative)]
+            _savez(floors_file, key=np.array(key), covariance_log=cov, done=np.array(stop))
+        theta = oracle_predictions(truth, cov[labels.reshape(-1)], np.random.default_rng(seed))
+        _savez(draws, key=np.array(key), theta=theta)
     clipped, ok = clip_to_box(theta)
-    resim_path = out / "oracle_resim.h5"
-    resim_path.unlink(missing_ok=True)  # a store of other draws cannot be resumed
     chi2 = np.full(theta.shape[0], np.inf)
     if ok.any():
         resimulate(clipped[ok], resim_path, sim, cfg.feedback.progress)
         with MockStore.open(resim_path, "r") as st:
             chi2 = resimulated_chi2(st, ok)[0]
-    tmp = out / "oracle.tmp.npz"
-    np.savez(tmp, key=np.array(key), chi2=chi2, theta=theta)
-    os.replace(tmp, cache)
+    _savez(cache, key=np.array(key), chi2=chi2, theta=theta)
     return chi2
+
+
+def _keyed(path: Path, key: str) -> bool:
+    """Whether the npz ``path`` exists and was written under ``key``."""
+    if not path.is_file():
+        return False
+    with np.load(path, allow_pickle=False) as z:
+        return "key" in z.files and str(z["key"]) == key
+
+
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
 
 
 def _sha(a: np.ndarray) -> str:

@@ -63,7 +63,7 @@ def tau_summary(tau: np.ndarray) -> dict[str, dict[str, float]]:
 
 def sigma_bands(chi2_tot: np.ndarray, chi2_min: float, weights: np.ndarray | None = None) -> dict[str, float]:
     """Shares (fractions) of points with Delta chi^2_tot in (<= 4 sigma, 4-6 sigma, > 6 sigma); non-finite
-    chi^2 counts as > 6 sigma."""
+    chi^2 counts as > 6 sigma. ``n``: the points that carry weight (all of them without ``weights``)."""
     c = np.asarray(chi2_tot, dtype=np.float64)
     w = np.ones_like(c) if weights is None else np.asarray(weights, dtype=np.float64)
     d = np.where(np.isfinite(c), c - chi2_min, np.inf)
@@ -72,7 +72,7 @@ def sigma_bands(chi2_tot: np.ndarray, chi2_min: float, weights: np.ndarray | Non
     if total <= 0:
         return {"le_4sigma": float("nan"), "4_to_6sigma": float("nan"), "gt_6sigma": float("nan"), "n": 0}
     return {"le_4sigma": float(w[d <= t4].sum() / total), "4_to_6sigma": float(w[(d > t4) & (d <= t6)].sum() / total),
-            "gt_6sigma": float(w[d > t6].sum() / total), "n": int(c.size)}
+            "gt_6sigma": float(w[d > t6].sum() / total), "n": int(np.count_nonzero(w > 0))}
 
 
 BOOTSTRAP_RESAMPLES = 2000
