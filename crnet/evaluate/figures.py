@@ -44,6 +44,10 @@ FIG7_SIGMA_REGIONS: tuple[int, int] = (3, 6)
 """Inner and outer allowed regions of Fig. 7 (the paper's 3 sigma, Delta chi^2_tot 33.20, and 6 sigma, 69.91)."""
 FIG7_PREDICTIONS = 100
 """Predictions per machine overlaid in Fig. 7 (the paper shows 100 of each)."""
+FIG7_PREDICTION_STYLES: tuple[tuple[str, str], ...] = (("tab:red", "o"), ("k", "x"), ("tab:purple", "^"),
+                                                       ("tab:brown", "s"))
+"""(colour, marker) of each machine's predictions in Fig. 7, in order: the paper's red circles (Machine A) and
+black crosses (Machine B) first, never the colours of the allowed regions."""
 
 
 def _label(name: str) -> str:
@@ -125,8 +129,10 @@ def allowed_2d(params: np.ndarray, chi2: np.ndarray, chi2_min: float,
         ax.plot(params[outer, i], params[outer, j], ".", color="tab:blue", ms=3, label=f"{s_in}-{s_out} sigma")
         inner = d <= t_in
         ax.plot(params[inner, i], params[inner, j], ".", color="tab:green", ms=3, label=f"<= {s_in} sigma")
-        for mname, p in predictions.items():
-            ax.plot(p[:FIG7_PREDICTIONS, i], p[:FIG7_PREDICTIONS, j], "x", ms=3, alpha=0.6, label=mname)
+        for k, (mname, p) in enumerate(predictions.items()):
+            colour, marker = FIG7_PREDICTION_STYLES[k % len(FIG7_PREDICTION_STYLES)]
+            ax.plot(p[:FIG7_PREDICTIONS, i], p[:FIG7_PREDICTIONS, j], marker, ms=4, mfc="none", mec=colour,
+                    alpha=0.7, label=mname)
         ax.set_xscale("log" if a in LOG_AXES else "linear")
         ax.set_yscale("log" if b in LOG_AXES else "linear")
         ax.set_xlabel(_label(a))
