@@ -459,6 +459,9 @@ def _profile_phi(
     best = np.argmin(totals, axis=1)
     phi = np.empty(models.size)
     for i, m in enumerate(models):
+        if not np.isfinite(totals[i, best[i]]):  # a model that cannot be normalised: chi^2 = inf at every phi
+            phi[i] = grid[best[i]]
+            continue
         lo_i, hi_i = grid[max(best[i] - 1, 0)], grid[min(best[i] + 1, grid.size - 1)]
         res = optimize.minimize_scalar(
             lambda p, m=m: np.square(prob.solve(np.array([m]), float(p))[0]).sum(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -319,6 +320,16 @@ def test_degenerate_model_gets_infinite_chi2_without_failing_the_batch() -> None
     res = chi2(broken, ds)
     assert res.chi2_tot[0] == alone[0]
     assert np.isposinf(res.chi2_tot[1]) and np.isposinf(res.chi2_tot[2])
+    # the same with a profiled (nuisance) phi: no Brent search on an infinite chi^2, no warnings
+    toa = _toa_dataset(nuisance=True)
+    spectra = make_spectra(np.random.default_rng(12), 3, toa)
+    alone = chi2(spectra, toa).chi2_tot
+    flux = spectra.iso_flux.copy()
+    flux[1] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = chi2(Spectra(GRID, spectra.iso_z, spectra.iso_a, flux, spectra.converged, spectra.residual), toa)
+    assert res.chi2_tot[0] == alone[0] and res.chi2_tot[2] == alone[2] and np.isposinf(res.chi2_tot[1])
 
 
 def _toa_dataset(nuisance: bool) -> Dataset:
