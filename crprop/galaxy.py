@@ -20,6 +20,7 @@ from crprop.discretization import LOSS_SCHEMES
 from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef
 from crprop.grid import Z_MAX_STEP_RATIO, Grid
 from crprop.nuclear.inelastic import loss_cross_sections
+from crprop.nuclear.pp_fusion import pp_fusion_kernel
 from crprop.nuclear.production import production_table
 from crprop.nuclear.species import Network, build_network
 from crprop.physics.gas import GasMaps, gas_maps
@@ -217,17 +218,21 @@ class Production:
     """Secondary production into one daughter, separable in space and energy.
 
     Spallation: Q_d += n_H_target(r, z) * Sum_p gas_rates[p](E) psi_p  (gas_rates in cm^3 s^-1);
-    decay:      Q_d += Sum_p decay_rates[p](E) psi_p                   (s^-1, uniform in space).
+    decay:      Q_d += Sum_p decay_rates[p](E) psi_p                   (s^-1, uniform in space);
+    fusion:     Q_d += n_H_target(r, z) * Sum_j fusion_kernel[E, j] psi_p(E_j)  (2H from p + p -> d pi+,
+                the only term that couples energies; crprop.nuclear.pp_fusion).
     """
 
     gas_parents: list[int] = field(default_factory=list)
     gas_rates: list[np.ndarray] = field(default_factory=list)
     decay_parents: list[int] = field(default_factory=list)
     decay_rates: list[np.ndarray] = field(default_factory=list)
+    fusion_parent: int | None = None
+    fusion_kernel: np.ndarray | None = None  # (n_E, n_E) cm^3 s^-1
 
     @property
     def parents(self) -> list[int]:
-        return self.gas_parents + self.decay_parents
+        return self.gas_parents + self.decay_parents + ([] if self.fusion_parent is None else [self.fusion_parent])
 
 
 @dataclass
@@ -268,6 +273,10 @@ def energy_tables(setup: GalaxySetup, ekin_mev_per_n: np.ndarray) -> EnergyTable
         for p, d, sig in zip(table.parent, table.daughter, table.sigma_eff_mb, strict=True):
             production[d].gas_parents.append(int(p))
             production[d].gas_rates.append(sig * MB_CM2 * kins[p].beta * C_CM_S)
+        index = {(sp.z, sp.a): i for i, sp in enumerate(net.species) if sp.k_electron == 0}
+        if (1, 1) in index and (1, 2) in index:  # GALPROP's deuterium fusion source
+            production[index[(1, 2)]].fusion_parent = index[(1, 1)]
+            production[index[(1, 2)]].fusion_kernel = pp_fusion_kernel(e)
     if setup.radioactive_decay:
         for dec in net.decays:
             production[dec.daughter].decay_parents.append(dec.parent)
@@ -306,18 +315,22 @@ class SpeciesTables:
                 xp.asarray(self.gas.n_H_target[:, :, None, None]),
                 [[xp.asarray(r[:, None]) for r in p.gas_rates] for p in self.production],
                 [[xp.asarray(r[:, None]) for r in p.decay_rates] for p in self.production],
+                [None if p.fusion_kernel is None else xp.asarray(p.fusion_kernel) for p in self.production],
             )
         return self._device[key]
 
     def secondary_source(self, s_idx: int, psi: dict, xp) -> object | None:
         """Q of species s_idx from the parents already in ``psi`` (None when there is none)."""
-        n_h, gas_rates, decay_rates = self.device_arrays(xp)
+        n_h, gas_rates, decay_rates, fusion_kernels = self.device_arrays(xp)
         prod = self.production[s_idx]
         gas = None
         for parent, rate in zip(prod.gas_parents, gas_rates[s_idx], strict=True):
             if parent in psi:
                 term = rate * psi[parent]  # (n_E, 1) * (n_r, n_z, n_E, B)
                 gas = term if gas is None else gas + term
+        if prod.fusion_parent is not None and prod.fusion_parent in psi:
+            term = xp.einsum("kj,rzjb->rzkb", fusion_kernels[s_idx], psi[prod.fusion_parent])
+            gas = term if gas is None else gas + term
         q = None if gas is None else n_h * gas
         for parent, rate in zip(prod.decay_parents, decay_rates[s_idx], strict=True):
             if parent in psi:
