@@ -132,11 +132,10 @@ class ClosureResult:
 
     def save(self, path: Path, key: str = "") -> None:
         """Write to ``path`` (npz); ``key`` records what it was computed from (:func:`closure_key`)."""
-        tmp = path.with_name(path.name + ".tmp.npz")
         truth = np.full_like(self.theta, np.nan) if self.truth is None else self.truth
-        np.savez(tmp, theta=self.theta, theta_prime=self.theta_prime, tau=self.tau, chi2_resim=self.chi2_resim,
-                 simulated=self.simulated, truth=truth, has_truth=self.truth is not None, key=np.array(key))
-        os.replace(tmp, path)
+        savez_keyed(path, key, theta=self.theta, theta_prime=self.theta_prime, tau=self.tau,
+                    chi2_resim=self.chi2_resim, simulated=self.simulated, truth=truth,
+                    has_truth=np.array(self.truth is not None))
 
     @classmethod
     def load(cls, path: Path) -> ClosureResult:
@@ -266,9 +265,19 @@ def closure_key(model_path: Path | str, test_store: Path | str, cfg: FeedbackCon
                        "sim": [asdict(sim.grid), sim.mode, sim.tol, sim.max_steps, sim.dataset]}, sort_keys=True)
 
 
-def _saved_key(path: Path) -> str | None:
+def has_key(path: Path, key: str) -> bool:
+    """Whether the npz ``path`` exists and was written by :func:`savez_keyed` under ``key``."""
+    if not path.is_file():
+        return False
     with np.load(path, allow_pickle=False) as z:
-        return str(z["key"]) if "key" in z.files else None
+        return "key" in z.files and str(z["key"]) == key
+
+
+def savez_keyed(path: Path, key: str, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` and ``key`` (what they were computed from) to the npz ``path`` atomically."""
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, key=np.array(key), **arrays)
+    os.replace(tmp, path)
 
 
 def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path | str, cfg: FeedbackConfig,
@@ -284,10 +293,10 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     workdir.mkdir(parents=True, exist_ok=True)
     cache, pred_file, resim_path = workdir / "closure.npz", workdir / "prediction.npz", workdir / "resim.h5"
     key = closure_key(model_path, test_store, cfg)
-    if cache.is_file() and _saved_key(cache) == key:
+    if has_key(cache, key):
         return ClosureResult.load(cache)
     predictor = Predictor.load(model_path, device)
-    if pred_file.is_file() and _saved_key(pred_file) == key:
+    if has_key(pred_file, key):
         with np.load(pred_file, allow_pickle=False) as z:
             theta, truth = np.array(z["theta"]), (np.array(z["truth"]) if bool(z["has_truth"]) else None)
     else:
@@ -298,10 +307,8 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
         if cfg.n_test is not None:
             theta = theta[: cfg.n_test]
             truth = None if truth is None else truth[: cfg.n_test]
-        tmp = workdir / "prediction.tmp.npz"
-        np.savez(tmp, theta=theta, truth=np.full_like(theta, np.nan) if truth is None else truth,
-                 has_truth=truth is not None, key=np.array(key))
-        os.replace(tmp, pred_file)
+        savez_keyed(pred_file, key, theta=theta, truth=np.full_like(theta, np.nan) if truth is None else truth,
+                    has_truth=np.array(truth is not None))
     n = theta.shape[0]
     clipped, ok = clip_to_box(theta)
     resim = resimulate(clipped[ok], resim_path, cfg.sim, cfg.progress)

@@ -68,11 +68,15 @@ class FailsAboveBestDelta(LinearResiduals):
     """The linear problem, but every model with delta above its best value fails to converge (NaN residuals):
     the forward-difference step of delta at the minimum lands there."""
 
+    def __init__(self, rng: np.random.Generator) -> None:
+        super().__init__(rng)
+        self.failed = 0  # models that failed so far
+
     def evaluate(self, params: np.ndarray, slots=None, residuals: bool = False) -> Evaluation:
         ev = super().evaluate(params, slots, residuals)
         fail = (to_log(params)[:, 1] - self.lo[1]) / self.w[1] > self.u_best[1] + 1e-12
         ev.converged[fail] = False
-        self.failed = getattr(self, "failed", 0) + int(fail.sum())
+        self.failed += int(fail.sum())
         if ev.residuals is not None:
             ev.residuals[fail] = np.nan
         return ev

@@ -343,10 +343,16 @@ def test_isotope_cs_methods():
     assert info == 11 and not li.any()
 
 
+FUSION_INTEGRAL_RTOL = 1e-3
+"""Trapezoid over 6e5 points of a distribution with square-root edges (cos -> +-1): measured <= 6.3e-5; 1e-3 catches
+any missing factor (the 2 of E_3 = 2 E_n, beta, the angular normalisation 0.22 + 1/3)."""
+
+
 def test_pp_fusion_cross_section_integrates_to_the_total_and_has_a_threshold():
     """p + p -> d + pi+ (crprop.nuclear.pp_fusion): dsigma/dp_d integrated over the kinematically allowed
     deuteron energies gives sigma_tot back (dp = dE / beta); nothing below the table or the threshold."""
     from crprop.nuclear.pp_fusion import (
+        DEUTERON_MASS_GEV,
         PP_FUSION_TOTAL_MB,
         pp_fusion_dsigma_dp_barn_per_gev,
         pp_fusion_total_barn,
@@ -354,7 +360,8 @@ def test_pp_fusion_cross_section_integrates_to_the_total_and_has_a_threshold():
 
     for t_p in (0.35, 0.6, 1.5, 3.0):
         e3 = np.linspace(1e-6, 3.0, 600_001)  # deuteron kinetic energy, GeV (both nucleons)
-        beta = np.sqrt((e3 + 1.8756) ** 2 - 1.8756**2) / (e3 + 1.8756)
+        et3 = e3 + DEUTERON_MASS_GEV
+        beta = np.sqrt(et3**2 - DEUTERON_MASS_GEV**2) / et3
         dsdp = pp_fusion_dsigma_dp_barn_per_gev(e3 / 2.0, t_p)
         total = np.trapezoid(dsdp / beta, e3)
         assert total == pytest.approx(pp_fusion_total_barn(t_p), rel=FUSION_INTEGRAL_RTOL), t_p
@@ -362,7 +369,3 @@ def test_pp_fusion_cross_section_integrates_to_the_total_and_has_a_threshold():
     # the table's peak, 3.18 mb near 0.6 GeV (Coste et al. 2012), through GALPROP's shifted interpolation
     assert 2.5e-3 < pp_fusion_total_barn(0.6) < 3.3e-3 and PP_FUSION_TOTAL_MB[:, 1].max() == 3.18231
 
-
-FUSION_INTEGRAL_RTOL = 1e-3
-"""Trapezoid over 6e5 points of a distribution with square-root edges (cos -> +-1): ~1e-4 error; 1e-3 catches
-any missing factor (the 2 of E_3 = 2 E_n, beta, the angular normalisation 0.22 + 1/3)."""

@@ -46,7 +46,16 @@ from crnet.evaluate.tables import (
     table4_markdown,
     tau_summary,
 )
-from crnet.feedback import ClosureResult, FeedbackConfig, clip_to_box, closure_test, resimulate, resimulated_chi2
+from crnet.feedback import (
+    ClosureResult,
+    FeedbackConfig,
+    clip_to_box,
+    closure_test,
+    has_key,
+    resimulate,
+    resimulated_chi2,
+    savez_keyed,
+)
 from crnet.store import MockStore
 
 ORACLE_ROW = "Unbiased-floor oracle"
@@ -309,10 +318,10 @@ def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
     sim = cfg.feedback.sim
     key = json.dumps({"truth_sha": _sha(truth), "seed": seed, "max_relative": cfg.feedback.max_relative,
                       "sim": [asdict(sim.grid), sim.mode, sim.tol, sim.dataset]}, sort_keys=True)
-    if _keyed(cache, key):
+    if has_key(cache, key):
         with np.load(cache) as z:
             return np.array(z["chi2"])
-    if _keyed(draws, key):
+    if has_key(draws, key):
         with np.load(draws) as z:
             theta = np.array(z["theta"])
     else:
@@ -320,7 +329,7 @@ def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
         centres, labels = np.unique(np.asarray(truth, dtype=np.float64), axis=0, return_inverse=True)
         cov = np.zeros((centres.shape[0], 10, 10))
         done = 0
-        if _keyed(floors_file, key):
+        if has_key(floors_file, key):
             with np.load(floors_file) as z:
                 done = int(z["done"])
                 cov[:done] = z["covariance_log"][:done]
@@ -329,31 +338,17 @@ def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
             stop = min(start + ORACLE_FLOOR_CENTRES, centres.shape[0])
             cov[start:stop] = [f.covariance_log for f in tau_floors(model, centres[start:stop],
                                                                     cfg.feedback.max_relative)]
-            _savez(floors_file, key=np.array(key), covariance_log=cov, done=np.array(stop))
+            savez_keyed(floors_file, key, covariance_log=cov, done=np.array(stop))
         theta = oracle_predictions(truth, cov[labels.reshape(-1)], np.random.default_rng(seed))
-        _savez(draws, key=np.array(key), theta=theta)
+        savez_keyed(draws, key, theta=theta)
     clipped, ok = clip_to_box(theta)
     chi2 = np.full(theta.shape[0], np.inf)
     if ok.any():
         resimulate(clipped[ok], resim_path, sim, cfg.feedback.progress)
         with MockStore.open(resim_path, "r") as st:
             chi2 = resimulated_chi2(st, ok)[0]
-    _savez(cache, key=np.array(key), chi2=chi2, theta=theta)
+    savez_keyed(cache, key, chi2=chi2, theta=theta)
     return chi2
-
-
-def _keyed(path: Path, key: str) -> bool:
-    """Whether the npz ``path`` exists and was written under ``key``."""
-    if not path.is_file():
-        return False
-    with np.load(path, allow_pickle=False) as z:
-        return "key" in z.files and str(z["key"]) == key
-
-
-def _savez(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def _sha(a: np.ndarray) -> str:
