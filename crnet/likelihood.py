@@ -51,13 +51,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import interpolate, optimize, special, stats
 
-from crnet.data import DataBlock, Dataset, get_dataset
+from crnet.data import DataBlock, Dataset, Modulation, get_dataset
 from crprop.spectra import SYMBOL_TO_Z, Spectra
 
 RATIO_PARAMETERS: dict[str, str] = {"Li": "xi_Li", "Be": "xi_Be", "O": "qO_over_qC"}
@@ -80,6 +81,18 @@ PHI_GRID_POINTS: int = 25
 
 PHI_XATOL_MV: float = 1e-3
 """Absolute tolerance (MV) of the bounded Brent refinement of a nuisance phi."""
+
+PHI_POWELL_XTOL: float = 1e-6
+"""Relative tolerance on the phi vector of the joint (Powell) refinement when a data set has several nuisance
+periods: 1e-6 of ~500 MV is ~5e-4 MV, the same scale as PHI_XATOL_MV for one period."""
+
+PHI_POWELL_FTOL: float = 1e-10
+"""Relative tolerance on chi^2 of that refinement (chi^2 ~ 1e2-1e3, so ~1e-8-1e-7 absolute; far below any
+Delta chi^2 that matters, 1 sigma = 15.9)."""
+
+PHI_POWELL_MAXFEV_PER_PERIOD: int = 400
+"""Evaluation budget of the Powell refinement per nuisance phi; a model that exhausts it is flagged in
+``Chi2Result.phi_converged`` and reported by a warning."""
 
 LOG_FLUX_FLOOR: float = 1e-300
 """Fluxes are floored here before taking logs for the log-log interpolation (zero flux stays ~0)."""
@@ -256,7 +269,12 @@ class Chi2Result:
     chi2_tot : Eq. 4.3 at the profiled normalisations (and phi).
     q_c : overall scale applied to every species (dimensionless).
     ratios : {'xi_Li', 'xi_Be', 'qO_over_qC'} -> (n_models,) ratio (NaN where the species is not measured).
-    phi_mv : force-field potential used for top-of-atmosphere blocks, MV (None for LIS-only data sets).
+    phi_mv : force-field potential used for top-of-atmosphere blocks, MV, when the data set has exactly one
+        modulation period (None for LIS-only data sets and for several periods: see ``phi_by_period``).
+    phi_by_period : {period: (n_models,) phi in MV} for every modulation period of the data set (``Dataset.periods``;
+        the single-Modulation period is ''); {} for LIS-only data sets.
+    phi_converged : (n_models,) whether the profiling of the nuisance phi(s) met its tolerance (True where no phi
+        is profiled); a model with False has the chi^2 at the best phi found, not a verified minimum.
     chi2_by_block : (n_models, n_blocks), columns in the order of ``block_labels``.
     residuals : (n_models, n_points) normalised residuals (s_k M_k(E_j) - F_j) / sigma_j at the profiled
         normalisations, blocks in data-set order (sum of squares = chi2_tot); only with
@@ -273,6 +291,8 @@ class Chi2Result:
     phi_mv: np.ndarray | None = None
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     residuals: np.ndarray | None = None
+    phi_by_period: dict[str, np.ndarray] = field(default_factory=dict)
+    phi_converged: np.ndarray | None = None
 
     @property
     def chi2_scan(self) -> np.ndarray:
@@ -292,6 +312,10 @@ class Chi2Result:
             rec.update({name: float(v[i]) for name, v in self.ratios.items()})
             if self.phi_mv is not None:
                 rec["phi_MV"] = float(self.phi_mv[i])
+            else:
+                rec.update({f"phi_MV[{key}]": float(v[i]) for key, v in self.phi_by_period.items()})
+            if self.phi_converged is not None and not self.phi_converged[i]:
+                rec["phi_converged"] = False
             out.append(rec)
         return out
 
@@ -316,20 +340,33 @@ class _Problem:
         self.lo = np.array([bounds[RATIO_PARAMETERS[sp]][0] for sp in self.ratio_species])
         self.hi = np.array([bounds[RATIO_PARAMETERS[sp]][1] for sp in self.ratio_species])
         self.lis_model = {i: self._model(self.spectra, b) for i, b in enumerate(dataset.blocks) if b.lis}
+        self.period = [dataset.period_of(b) for b in dataset.blocks]
+        # each period modulates only the species it measures (ACE-CRIS C, O need not drag Li-Be-B along)
+        self.period_spectra = {
+            key: _subset(self.spectra, list(dict.fromkeys(b.species for b, k in zip(dataset.blocks, self.period,
+                                                                                     strict=True) if k == key)))
+            for key in dataset.periods
+        }
+        # the last modulated spectra per period: a search over one phi reuses the other periods' (Powell)
+        self._last: dict[str, tuple[bytes, float, Spectra]] = {}
 
     def _model(self, spectra: Spectra, block: DataBlock) -> np.ndarray:
         return interpolate_spectra(
             spectra.ekin_gev_per_n, spectra.flux(block.species), block.ekin_gev_per_n, self.interp
         )
 
-    def solve(self, models: np.ndarray, phi_mv: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(normalised residuals (n, n_points), q (n,), ratios (n, K)) for the given models at one phi;
-        :meth:`per_block` turns the residuals into chi2 per block."""
-        sub = self.spectra.select(models)
-        modulated = sub.modulate(phi_mv) if phi_mv is not None and self.dataset.needs_modulation else None
+    def solve(
+        self, models: np.ndarray, phi_mv: Mapping[str, float] | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(normalised residuals (n, n_points), q (n,), ratios (n, K)) for the given models at one phi per
+        modulation period ({period: MV}, None for LIS-only data sets); :meth:`per_block` turns the residuals
+        into chi2 per block."""
+        modulated = {}
+        if self.dataset.needs_modulation:
+            modulated = {key: self._modulated(key, models, float(phi)) for key, phi in (phi_mv or {}).items()}
         preds = []
         for i, block in enumerate(self.dataset.blocks):
-            preds.append(self.lis_model[i][models] if block.lis else self._model(modulated, block))
+            preds.append(self.lis_model[i][models] if block.lis else self._model(modulated[self.period[i]], block))
         n = models.size
         a = {el: np.zeros(n) for el in self.groups}
         b = {el: np.zeros(n) for el in self.groups}
@@ -371,6 +408,18 @@ class _Problem:
         res[bad] = np.inf  # chi^2 = inf for a model that cannot be compared (see above), never NaN
         return res, q, r
 
+    def _modulated(self, key: str, models: np.ndarray, phi_mv: float) -> Spectra:
+        tag = models.tobytes()
+        last = self._last.get(key)
+        if last is None or last[0] != tag or last[1] != phi_mv:
+            last = (tag, phi_mv, self.period_spectra[key].select(models).modulate(phi_mv))
+            self._last[key] = last
+        return last[2]
+
+    def total(self, models: np.ndarray, phi_mv: Mapping[str, float]) -> np.ndarray:
+        """(n,) chi2_tot of the given models at one phi per period (profiled normalisations)."""
+        return np.square(self.solve(models, phi_mv)[0]).sum(axis=1)
+
     def per_block(self, residuals: np.ndarray) -> np.ndarray:
         """(n, n_blocks) chi2 of each data block from (n, n_points) residuals."""
         starts = np.cumsum([0] + [b.flux.size for b in self.dataset.blocks[:-1]])
@@ -383,7 +432,7 @@ def chi2(
     *,
     bounds: Mapping[str, tuple[float, float]] | tuple[float, float] = DEFAULT_NORM_BOUNDS,
     profile: bool = True,
-    phi_mv: float | None = None,
+    phi_mv: float | Mapping[str, float] | None = None,
     interpolation: str = "loglog",
     residuals: bool = False,
 ) -> Chi2Result:
@@ -396,8 +445,11 @@ def chi2(
     bounds : (lo, hi) for all three ratios, or {'xi_Li': (lo, hi), 'xi_Be': ..., 'qO_over_qC': ...} (the ones
         not given keep DEFAULT_NORM_BOUNDS; an unknown name is an error).
     profile : profile q_C and the ratios (default); False evaluates the spectra as given (all scales 1).
-    phi_mv : fix the force-field potential (MV) of top-of-atmosphere blocks; default: the data set's
-        Modulation (fixed value, or profiled within its bounds when it is a nuisance).
+    phi_mv : fix the force-field potential (MV) of top-of-atmosphere blocks: a number for a data set with one
+        modulation period, {period: MV} (keys of ``Dataset.periods``) for some or all periods of a data set with
+        several. Default: each period's Modulation (fixed value, or profiled within its bounds when it is a
+        nuisance). One nuisance phi is profiled by a grid and bounded Brent; several jointly, by a grid per phi
+        and a bounded Powell refinement per model.
     interpolation : 'loglog' (default) or 'cubic' (CR-ML's linear-space cubic spline).
     residuals : also return the (n_models, n_points) normalised residuals (``Chi2Result.residuals``; used by
         least-squares fits, crnet.scan.fit).
@@ -418,19 +470,22 @@ def chi2(
         if not (0 < lo <= hi and math.isfinite(hi)):
             raise ValueError(f"bounds of {name} must satisfy 0 < lo <= hi < inf, got ({lo}, {hi})")
     check_spectra(spectra, ds)
-    if phi_mv is not None and (not math.isfinite(phi_mv) or phi_mv < 0):
-        raise ValueError(f"phi_mv must be finite and >= 0 MV, got {phi_mv}")
+    periods = ds.periods
+    given = _phi_override(phi_mv, periods)
+    fixed = {key: given.get(key, mod.phi_mv) for key, mod in periods.items() if key in given or not mod.nuisance}
+    nuisance = [key for key in periods if key not in fixed]
     prob = _Problem(spectra, ds, bounds, profile, interpolation)
     models = np.arange(spectra.n_models)
-    phi_out = None
-    if not ds.needs_modulation:
-        resid, q, r = prob.solve(models, None)
-    elif phi_mv is not None or not ds.modulation.nuisance:
-        phi = float(phi_mv if phi_mv is not None else ds.modulation.phi_mv)
-        resid, q, r = prob.solve(models, phi)
-        phi_out = np.full(models.size, phi)
+    converged = np.ones(models.size, dtype=bool)
+    if not nuisance:
+        resid, q, r = prob.solve(models, fixed if periods else None)
+        phis = {key: np.full(models.size, float(v)) for key, v in fixed.items()}
+    elif len(nuisance) == 1:
+        resid, q, r, phi, converged = _profile_phi(prob, models, fixed, nuisance[0])
+        phis = {key: np.full(models.size, float(v)) for key, v in fixed.items()} | {nuisance[0]: phi}
     else:
-        resid, q, r, phi_out = _profile_phi(prob, models, ds.modulation.bounds_mv)
+        resid, q, r, phis, converged = _profile_phis(prob, models, fixed, nuisance)
+    phis = {key: phis[key] for key in periods}
     per_block = prob.per_block(resid)
     ratios = {name: np.full(models.size, np.nan) for name in RATIO_PARAMETERS.values()}
     for j, sp in enumerate(prob.ratio_species):
@@ -443,37 +498,123 @@ def chi2(
         ratios=ratios,
         chi2_by_block=per_block,
         block_labels=[b.label for b in ds.blocks],
-        phi_mv=phi_out,
+        phi_mv=next(iter(phis.values())) if len(phis) == 1 else None,
         bounds=dict(bounds),
         residuals=resid if residuals else None,
+        phi_by_period=phis,
+        phi_converged=converged,
     )
 
 
+def _phi_override(phi_mv: float | Mapping[str, float] | None, periods: Mapping[str, Modulation]) -> dict[str, float]:
+    """``chi2``'s ``phi_mv`` argument as {period: MV} (empty when nothing is fixed or nothing is modulated)."""
+    if phi_mv is None or not periods:
+        return {}
+    if isinstance(phi_mv, Mapping):
+        unknown = sorted(set(phi_mv) - set(periods))
+        if unknown:
+            raise ValueError(f"phi_mv: unknown modulation period(s) {unknown}; the data set's periods: {list(periods)}")
+        given = {key: float(v) for key, v in phi_mv.items()}
+    elif len(periods) == 1:
+        given = {next(iter(periods)): float(phi_mv)}
+    else:
+        raise ValueError(f"phi_mv: the data set has {len(periods)} modulation periods {list(periods)}; "
+                         "fix them with {period: MV}, not one number")
+    for key, v in given.items():
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"phi_mv must be finite and >= 0 MV, got {v} for period {key!r}")
+    return given
+
+
+def _solve_each(
+    prob: _Problem, models: np.ndarray, phis: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Residuals, q_C and ratios of every model at its own phi per period ({period: (n,) MV})."""
+    resid = np.empty((models.size, prob.dataset.n_points))
+    q = np.empty(models.size)
+    r = np.empty((models.size, len(prob.ratio_species)))
+    for i, m in enumerate(models):
+        res_i, qi, ri = prob.solve(np.array([m]), {key: float(v[i]) for key, v in phis.items()})
+        resid[i], q[i], r[i] = res_i[0], qi[0], ri[0]
+    return resid, q, r
+
+
 def _profile_phi(
-    prob: _Problem, models: np.ndarray, bounds_mv: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nuisance phi (MV): grid over the bounds for all models, then bounded Brent per model near the best
-    node. Returns (normalised residuals, q_C, ratios, phi)."""
+    prob: _Problem, models: np.ndarray, fixed: Mapping[str, float], key: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One nuisance phi (MV, period ``key``; the other periods at ``fixed``): grid over its bounds for all models,
+    then bounded Brent per model near the best node. Returns (normalised residuals, q_C, ratios, phi, converged)."""
+    bounds_mv = prob.dataset.periods[key].bounds_mv
     grid = np.linspace(bounds_mv[0], bounds_mv[1], PHI_GRID_POINTS)
-    totals = np.stack([np.square(prob.solve(models, float(p))[0]).sum(axis=1) for p in grid], axis=1)
+    totals = np.stack([prob.total(models, {**fixed, key: float(p)}) for p in grid], axis=1)
     best = np.argmin(totals, axis=1)
     phi = np.empty(models.size)
+    converged = np.ones(models.size, dtype=bool)
     for i, m in enumerate(models):
         if not np.isfinite(totals[i, best[i]]):  # a model that cannot be normalised: chi^2 = inf at every phi
             phi[i] = grid[best[i]]
             continue
         lo_i, hi_i = grid[max(best[i] - 1, 0)], grid[min(best[i] + 1, grid.size - 1)]
         res = optimize.minimize_scalar(
-            lambda p, m=m: np.square(prob.solve(np.array([m]), float(p))[0]).sum(),
+            lambda p, m=m: prob.total(np.array([m]), {**fixed, key: float(p)})[0],
             bounds=(lo_i, hi_i),
             method="bounded",
             options={"xatol": PHI_XATOL_MV},
         )
+        converged[i] = bool(res.success)
         phi[i] = res.x if res.fun <= totals[i, best[i]] else grid[best[i]]
-    resid = np.empty((models.size, prob.dataset.n_points))
-    q = np.empty(models.size)
-    r = np.empty((models.size, len(prob.ratio_species)))
+    each = {k: np.full(models.size, float(v)) for k, v in fixed.items()} | {key: phi}
+    resid, q, r = _solve_each(prob, models, each)
+    _warn_unconverged(converged, [key])
+    return resid, q, r, phi, converged
+
+
+def _profile_phis(
+    prob: _Problem, models: np.ndarray, fixed: Mapping[str, float], keys: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Several nuisance phi (MV), one per period in ``keys``, profiled jointly (they couple through the common
+    normalisations). Start: each phi on its own PHI_GRID_POINTS grid with the other nuisance phi at their
+    reference values (clipped into their bounds), vectorised over models. Then per model a bounded Powell
+    search (derivative-free, coordinate line searches by Brent) from that start; its result is kept only if it
+    is not worse. Returns (normalised residuals, q_C, ratios, {period: phi}, converged)."""
+    mods = prob.dataset.periods
+    box = [mods[k].bounds_mv for k in keys]
+    ref = {k: float(np.clip(mods[k].phi_mv, *mods[k].bounds_mv)) for k in keys}
+    start = np.empty((models.size, len(keys)))
+    for j, k in enumerate(keys):
+        grid = np.linspace(box[j][0], box[j][1], PHI_GRID_POINTS)
+        totals = np.stack([prob.total(models, {**fixed, **ref, k: float(p)}) for p in grid], axis=1)
+        start[:, j] = grid[np.argmin(totals, axis=1)]
+    phi = start.copy()
+    converged = np.ones(models.size, dtype=bool)
     for i, m in enumerate(models):
-        res_i, qi, ri = prob.solve(np.array([m]), float(phi[i]))
-        resid[i], q[i], r[i] = res_i[0], qi[0], ri[0]
-    return resid, q, r, phi
+        def total(x: np.ndarray, m: int = m) -> float:
+            return float(prob.total(np.array([m]), {**fixed, **dict(zip(keys, map(float, x), strict=True))})[0])
+
+        f0 = total(start[i])
+        if not np.isfinite(f0):  # cannot be normalised at any phi (chi^2 = inf): nothing to refine
+            continue
+        res = optimize.minimize(
+            total, start[i], method="Powell", bounds=box,
+            options={"xtol": PHI_POWELL_XTOL, "ftol": PHI_POWELL_FTOL,
+                     "maxfev": PHI_POWELL_MAXFEV_PER_PERIOD * len(keys)},
+        )
+        converged[i] = bool(res.success)
+        if res.fun <= f0:
+            phi[i] = np.clip(res.x, [b[0] for b in box], [b[1] for b in box])
+    each = {k: np.full(models.size, float(v)) for k, v in fixed.items()}
+    each |= {k: phi[:, j] for j, k in enumerate(keys)}
+    resid, q, r = _solve_each(prob, models, each)
+    _warn_unconverged(converged, keys)
+    return resid, q, r, each, converged
+
+
+def _warn_unconverged(converged: np.ndarray, keys: list[str]) -> None:
+    if not converged.all():
+        warnings.warn(
+            f"chi2: the profiling of the nuisance phi of period(s) {keys} did not meet its tolerance for "
+            f"{int((~converged).sum())} of {converged.size} models (Chi2Result.phi_converged); their chi^2 is the "
+            "value at the best phi found",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -282,9 +283,37 @@ def test_cli_data_list_and_show(tmp_path: Path) -> None:
     res = runner.invoke(app, ["data", "show", "ams02-2021", "--json", "--points"])
     assert res.exit_code == 0
     info = json.loads(res.output)
-    assert info["modulation"]["nuisance"] and info["n_points"] == sum(b["n_points"] for b in info["blocks"])
+    assert info["modulation"][0]["nuisance"] and info["n_points"] == sum(b["n_points"] for b in info["blocks"])
     assert len(info["blocks"][0]["points"]["sigma"]) == info["blocks"][0]["n_points"]
     res = runner.invoke(app, ["data", "show", "nonexistent"])
     assert res.exit_code == 2 and "unknown data set" in res.output
     res = runner.invoke(app, ["data", "show", str(write_csv(tmp_path, GOOD_ROWS))])
     assert res.exit_code == 0 and "3 rows" in res.output
+
+
+def test_dataset_with_one_modulation_per_period(shared_dir: Path) -> None:
+    ace = sorted((shared_dir / "data" / "ace_cris").glob("ACECRIS_C_*_Ekn.csv"))[:2]
+    blocks = [block_from_table(read_table(p)) for p in ace]
+    periods = [b.period for b in blocks]
+    mods = {periods[0]: Modulation(425.0, nuisance=True), periods[1]: Modulation(508.0)}
+    ds = Dataset("two", "", tuple(blocks), modulation=mods)
+    assert list(ds.periods) == periods and ds.period_of(blocks[1]) == periods[1]
+    with pytest.raises(ValueError, match="not a key of the modulation mapping"):
+        Dataset("two", "", tuple(blocks), modulation={periods[0]: Modulation(425.0)})
+    with pytest.raises(ValueError, match="has no top-of-atmosphere block"):
+        Dataset("two", "", tuple(blocks), modulation={**mods, "2030": Modulation(400.0)})
+    with pytest.raises(ValueError, match="must be str -> Modulation"):
+        Dataset("two", "", tuple(blocks), modulation={periods[0]: 425.0, periods[1]: Modulation(508.0)})
+    # blocks of one period must still agree on their attached phi
+    moved = dataclasses.replace(blocks[1], period=periods[0])
+    with pytest.raises(ValueError, match=f"of period '{periods[0]}' carry different"):
+        Dataset("two", "", (blocks[0], moved), modulation={periods[0]: Modulation(425.0)})
+
+
+def test_ams02_with_ace2009_has_two_periods() -> None:
+    ds = get_dataset("ams02-2021-ace2009")
+    ace = [b for b in ds.blocks if b.experiment == "ACE-CRIS"]
+    assert [b.species for b in ace] == ["C", "O"] and all(not b.lis and b.phi_mv == 266.0 for b in ace)
+    assert {ds.period_of(b) for b in ace} == {ace[0].period} and ace[0].period.startswith("2009/03/23")
+    assert ds.n_points == get_dataset("ams02-2021").n_points + sum(b.n_points for b in ace)
+    assert [m.bounds_mv for m in ds.periods.values()] == [(200.0, 1200.0), (100.0, 800.0)]

@@ -113,3 +113,34 @@ def test_mock_chi2_is_recomputed_against_the_evaluation_data_set(tmp_path):
     other = load_mocks([str(path)], "ams02-2021")
     np.testing.assert_array_equal(other.chi2, expected)
     assert not np.allclose(other.chi2, same.chi2)
+
+
+def test_measured_inputs_modulate_each_period_with_its_own_phi(tmp_path):
+    """Measured top-of-atmosphere data of two periods: each block is compared with the reference LIS modulated at
+    its own period's profiled phi, and the report carries one phi per period."""
+    from helpers_store import write_synthetic_store
+
+    from crnet.data import get_dataset
+    from crnet.evaluate.measured import measured_inputs
+    from crnet.features import FEATURE_SPECIES
+    from crnet.likelihood import chi2
+    from crnet.store import MockStore
+    from crnet.store_read import spectra_from_flux
+
+    path = tmp_path / "s.h5"
+    write_synthetic_store(path, 3)
+    single = measured_inputs(path, "ams02-2021")
+    assert isinstance(single["phi_mv"], float) and 200.0 <= single["phi_mv"] <= 1200.0
+    two = measured_inputs(path, "ams02-2021-ace2009")
+    ds = get_dataset("ams02-2021-ace2009")
+    assert list(two["phi_mv"]) == list(ds.periods)
+    with MockStore.open(path, "r") as st:
+        flux = st.read("flux", np.array([two["reference_record"]])).astype(np.float64)
+        spectra = spectra_from_flux(flux, st.species, st.ekin_gev_per_n)
+    res = chi2(spectra, ds)
+    assert two["reference_chi2"] == pytest.approx(float(res.chi2_tot[0]), rel=1e-12)
+    assert two["phi_mv"] == {k: pytest.approx(float(v[0]), rel=1e-12) for k, v in res.phi_by_period.items()}
+    assert np.all(np.isfinite(two["raw_flux"]))
+    k_c = FEATURE_SPECIES.index("C")
+    # ACE-CRIS C (0.07-0.2 GeV/n, between Voyager and AMS-02) enters the measured C input
+    assert not np.allclose(two["raw_flux"][0, k_c], single["raw_flux"][0, k_c], rtol=1e-3)

@@ -458,3 +458,72 @@ def test_residuals_square_sum_to_chi2() -> None:
     toa = _toa_dataset(nuisance=True)
     res_toa = chi2(make_spectra(np.random.default_rng(12), 2, ds, spread=0.1), toa, residuals=True)
     np.testing.assert_allclose((res_toa.residuals**2).sum(axis=1), res_toa.chi2_tot, rtol=1e-10)
+
+
+PHI_RECOVERY_MV = 0.5
+"""Noise-free two-period data made at known phi must give them back to this (Brent/Powell tolerances are
+~1e-3 MV; 0.5 MV leaves room for the flat chi^2 valley without admitting a wrong period assignment)."""
+
+
+def _two_period_dataset(spectra: Spectra, phi_a: float, phi_b: float) -> Dataset:
+    """Noise-free top-of-atmosphere data of model 0: B and C of period 'A' at phi_a, C and O of period 'B'
+    (ACE-like energies) at phi_b, 2 % errors; normalisations all 1."""
+    blocks = []
+    for period, phi, species, energies in (
+        ("A", phi_a, ("B", "C"), np.geomspace(0.5, 50.0, 12)),
+        ("B", phi_b, ("C", "O"), np.geomspace(0.08, 0.4, 7)),
+    ):
+        toa = spectra.select([0]).modulate(phi)
+        for sp in species:
+            flux = interpolate_spectra(GRID, toa.flux(sp), energies)[0]
+            zeros = np.zeros_like(flux)
+            blocks.append(DataBlock(label=f"{sp} {period}", species=sp, experiment=period, ekin_gev_per_n=energies,
+                                    flux=flux, stat_lo=zeros, stat_hi=zeros, sys_lo=0.02 * flux,
+                                    sys_hi=0.02 * flux, lis=False, period=period))
+    mods = {key: Modulation(phi_mv=500.0, nuisance=True, bounds_mv=(100.0, 900.0)) for key in ("A", "B")}
+    return Dataset("two-periods", "", tuple(blocks), modulation=mods)
+
+
+def test_two_modulation_periods_recover_their_own_phi() -> None:
+    spectra = make_spectra(np.random.default_rng(21), 2, get_dataset("paper"), spread=0.1)
+    ds = _two_period_dataset(spectra, phi_a=650.0, phi_b=280.0)
+    assert list(ds.periods) == ["A", "B"]
+    res = chi2(spectra, ds)
+    assert res.phi_mv is None and res.phi_converged.all()
+    assert res.chi2_tot[0] < 1e-6 and res.q_c[0] == pytest.approx(1.0, rel=1e-6)
+    assert res.phi_by_period["A"][0] == pytest.approx(650.0, abs=PHI_RECOVERY_MV)
+    assert res.phi_by_period["B"][0] == pytest.approx(280.0, abs=PHI_RECOVERY_MV)
+    # one phi for both periods cannot describe these data: the single-period fit of the same blocks is far worse
+    one = Dataset("one-phi", "", ds.blocks, modulation=Modulation(500.0, nuisance=True, bounds_mv=(100.0, 900.0)))
+    assert chi2(spectra.select([0]), one).chi2_tot[0] > 100.0
+    rec = res.to_records()[0]
+    assert rec["phi_MV[A]"] == res.phi_by_period["A"][0] and "phi_MV" not in rec
+
+
+def test_joint_phi_profile_is_a_minimum_over_both_periods() -> None:
+    ds = get_dataset("ams02-2021-ace2009")
+    keys = list(ds.periods)
+    assert len(keys) == 2 and all(ds.periods[k].nuisance for k in keys)
+    spectra = make_spectra(np.random.default_rng(22), 2, ds, spread=0.1)
+    res = chi2(spectra, ds)
+    for model in range(2):
+        one = spectra.select([model])
+        grid = [chi2(one, ds, phi_mv={keys[0]: a, keys[1]: b}).chi2_tot[0]
+                for a in np.linspace(200.0, 1200.0, 9) for b in np.linspace(100.0, 800.0, 8)]
+        assert res.chi2_tot[model] <= min(grid) * (1 + 1e-9)
+        at = {k: float(res.phi_by_period[k][model]) for k in keys}
+        assert chi2(one, ds, phi_mv=at).chi2_tot[0] == pytest.approx(res.chi2_tot[model], rel=1e-12)
+        # fixing one period and profiling the other is never better than profiling both
+        half = chi2(one, ds, phi_mv={keys[1]: 500.0})
+        assert half.phi_by_period[keys[1]][0] == 500.0 and half.chi2_tot[0] >= res.chi2_tot[model] * (1 - 1e-9)
+
+
+def test_phi_override_must_name_the_periods() -> None:
+    ds = get_dataset("ams02-2021-ace2009")
+    spectra = make_spectra(np.random.default_rng(23), 1, ds)
+    with pytest.raises(ValueError, match="2 modulation periods"):
+        chi2(spectra, ds, phi_mv=500.0)
+    with pytest.raises(ValueError, match="unknown modulation period"):
+        chi2(spectra, ds, phi_mv={"1999": 500.0})
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        chi2(spectra, ds, phi_mv={next(iter(ds.periods)): -5.0})

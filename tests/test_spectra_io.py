@@ -157,6 +157,14 @@ def test_cli_chi2_table_and_json(tmp_path: Path) -> None:
     res = runner.invoke(app, ["chi2", str(path), "-d", "ams02-2021", "--phi", "600", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["models"][0]["phi_MV"] == 600.0
+    res = runner.invoke(app, ["chi2", str(path), "-d", "ams02-2021-ace2009", "--phi", "1=600", "--phi", "2=300"])
+    assert res.exit_code == 0, res.output
+    assert "# phi2: modulation period '2009/03/23" in res.output
+    row = [ln.split() for ln in res.output.splitlines() if ln and not ln.startswith("#")][1]
+    assert [float(v) for v in row[-2:]] == [600.0, 300.0]
+    for bad, message in ((["600"], "2 modulation periods"), (["3=600"], "N in 1..2"), (["1=x"], "N=MV")):
+        res = runner.invoke(app, ["chi2", str(path), "-d", "ams02-2021-ace2009", *sum((["--phi", b] for b in bad), [])])
+        assert res.exit_code == 2 and message in res.output, res.output
 
 
 def test_cli_chi2_refuses_wrong_species_or_grid(tmp_path: Path) -> None:

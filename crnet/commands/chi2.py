@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from crnet.data import DATASETS, DEFAULT_DATASET
+from crnet.data import DATASETS, DEFAULT_DATASET, get_dataset
 from crnet.likelihood import (
     CONFIDENCE_THRESHOLDS,
     DEFAULT_NORM_BOUNDS,
@@ -22,6 +22,30 @@ from crnet.spectra_io import read_spectra_h5
 
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def parse_phi_option(values: list[str] | None, periods: list[str]) -> float | dict[str, float] | None:
+    """``--phi`` values as ``chi2``'s ``phi_mv``: one plain number (MV), or N=MV entries naming periods by their
+    1-based number in ``periods``. Raises ValueError naming the bad entry and the allowed forms."""
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        try:
+            return float(values[0])
+        except ValueError:
+            raise ValueError(f"--phi: {values[0]!r} is not a number (MV)") from None
+    out: dict[str, float] = {}
+    for item in values:
+        index, sep, value = item.partition("=")
+        try:
+            j, mv = int(index), float(value)
+        except ValueError:
+            j, mv = 0, math.nan
+        if not sep or not 1 <= j <= len(periods) or not math.isfinite(mv):
+            raise ValueError(f"--phi: {item!r} is not N=MV with N in 1..{len(periods)} (the data set's "
+                             f"modulation periods {periods}) and MV a number")
+        out[periods[j - 1]] = mv
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -39,8 +63,13 @@ def register(app: typer.Typer) -> None:
             float, typer.Option(help="Upper bound of xi_Li, xi_Be, q_O/q_C.")
         ] = DEFAULT_NORM_BOUNDS[1],
         phi: Annotated[
-            float | None,
-            typer.Option("--phi", help="Fix the force-field phi [MV] of top-of-atmosphere data."),
+            list[str] | None,
+            typer.Option(
+                "--phi",
+                help="Fix the force-field phi [MV] of top-of-atmosphere data: MV for a data set with one "
+                "modulation period; N=MV (N = the period's number in `crnet data show`, from 1) for one of "
+                "several periods, repeatable.",
+            ),
         ] = None,
         interpolation: Annotated[
             str, typer.Option(help=f"Model interpolation: {', '.join(INTERPOLATIONS)}.")
@@ -57,7 +86,7 @@ def register(app: typer.Typer) -> None:
                 dataset,
                 bounds=(norm_lo, norm_hi),
                 profile=not no_profile,
-                phi_mv=phi,
+                phi_mv=parse_phi_option(phi, list(get_dataset(dataset).periods)),
                 interpolation=interpolation,
             )
         except (ValueError, KeyError) as exc:
@@ -83,9 +112,15 @@ def register(app: typer.Typer) -> None:
         header = f"{'model':>6}{'chi2_tot':>14}{'n_points':>10}{'q_C':>10}" + "".join(
             f"{n:>12}" for n in ratio_names
         )
+        multi = res.phi_mv is None and bool(res.phi_by_period)
         if res.phi_mv is not None:
             header += f"{'phi_MV':>10}"
+        elif multi:
+            header += "".join(f"{f'phi{j}_MV':>10}" for j in range(1, len(res.phi_by_period) + 1))
         typer.echo(f"# data set {res.dataset!r}, {res.n_points} points; {spectra_file}")
+        if multi:
+            for j, key in enumerate(res.phi_by_period, start=1):
+                typer.echo(f"# phi{j}: modulation period {key!r}")
         typer.echo(header)
         for rec in records:
             line = (
@@ -94,4 +129,6 @@ def register(app: typer.Typer) -> None:
             )
             if res.phi_mv is not None:
                 line += f"{rec['phi_MV']:>10.1f}"
+            elif multi:
+                line += "".join(f"{rec[f'phi_MV[{key}]']:>10.1f}" for key in res.phi_by_period)
             typer.echo(line)

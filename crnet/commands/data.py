@@ -18,13 +18,11 @@ def _dataset_dict(ds: Dataset, points: bool) -> dict:
         "n_points": ds.n_points,
         "species": ds.species,
         "provenance": ds.provenance,
-        "modulation": None
-        if ds.modulation is None
-        else {
-            "phi_MV": ds.modulation.phi_mv,
-            "nuisance": ds.modulation.nuisance,
-            "bounds_MV": list(ds.modulation.bounds_mv),
-        },
+        "modulation": [
+            {"period": key, "phi_MV": mod.phi_mv, "nuisance": mod.nuisance, "bounds_MV": list(mod.bounds_mv)}
+            for key, mod in ds.periods.items()
+        ]
+        or None,
         "blocks": [],
     }
     for b in ds.blocks:
@@ -60,12 +58,12 @@ def _dataset_dict(ds: Dataset, points: bool) -> dict:
 def _print_dataset(ds: Dataset, points: bool) -> None:
     typer.echo(f"{ds.name}: {ds.description}")
     typer.echo(f"  {ds.n_points} points, species {', '.join(ds.species)}; provenance: {ds.provenance}")
-    if ds.modulation is None:
+    if not ds.periods:
         typer.echo("  modulation: none (all blocks are interstellar spectra)")
-    else:
-        mod = ds.modulation
+    for j, (key, mod) in enumerate(ds.periods.items(), start=1):
         how = f"nuisance in [{mod.bounds_mv[0]:g}, {mod.bounds_mv[1]:g}] MV" if mod.nuisance else "fixed"
-        typer.echo(f"  modulation: force field, phi = {mod.phi_mv:g} MV ({how})")
+        which = f" period {j} ({key})" if key else ""
+        typer.echo(f"  modulation{which}: force field, phi = {mod.phi_mv:g} MV ({how})")
     typer.echo(f"  {'block':<16}{'n':>4}  {'E range [GeV/n]':<22}{'kind':<6}{'x':<5}period")
     for b in ds.blocks:
         rng = f"{b.ekin_gev_per_n.min():.4g} - {b.ekin_gev_per_n.max():.4g}"

@@ -216,13 +216,18 @@ class Modulation:
 class Dataset:
     """A named collection of DataBlocks plus the treatment of solar modulation.
 
-    ``modulation`` is required when any block is top-of-atmosphere (``lis=False``).
+    ``modulation`` is required when any block is top-of-atmosphere (``lis=False``). It is either one
+    :class:`Modulation` applied to every top-of-atmosphere block (one data-taking period), or a mapping
+    ``{period: Modulation}`` with one force-field potential per solar-modulation period: a block belongs to
+    the entry whose key equals its ``DataBlock.period`` (e.g. AMS-02 2011-2018 and ACE-CRIS 2009-2010 with
+    their own phi). Every top-of-atmosphere block must find its period, and every period must have a block.
+    The normalisations (q_C and the ratios) stay common to all periods.
     """
 
     name: str
     description: str
     blocks: tuple[DataBlock, ...]
-    modulation: Modulation | None = None
+    modulation: Modulation | Mapping[str, Modulation] | None = None
     provenance: str = ""
 
     def __post_init__(self) -> None:
@@ -235,15 +240,62 @@ class Dataset:
         if self.needs_modulation and self.modulation is None:
             toa = [b.label for b in self.blocks if not b.lis]
             raise ValueError(f"data set {self.name!r}: top-of-atmosphere blocks {toa} need a Modulation")
-        periods = {b.label: b.phi_mv for b in self.blocks if not b.lis and b.phi_mv is not None}
+        if isinstance(self.modulation, Mapping):
+            self._check_periods()
+            return
+        if self.modulation is not None and not isinstance(self.modulation, Modulation):
+            raise ValueError(f"data set {self.name!r}: modulation must be a Modulation or a mapping "
+                             f"{{period: Modulation}}, got {type(self.modulation).__name__}")
+        self._check_same_phi([b for b in self.blocks if not b.lis], "")
+
+    def _check_periods(self) -> None:
+        mods = dict(self.modulation)
+        if not mods:
+            raise ValueError(f"data set {self.name!r}: the modulation mapping {{period: Modulation}} is empty")
+        for key, mod in mods.items():
+            if not isinstance(key, str) or not isinstance(mod, Modulation):
+                raise ValueError(f"data set {self.name!r}: modulation entries must be str -> Modulation, got "
+                                 f"{key!r} -> {type(mod).__name__}")
+        object.__setattr__(self, "modulation", mods)
+        toa = [b for b in self.blocks if not b.lis]
+        for b in toa:
+            if b.period not in mods:
+                raise ValueError(f"data set {self.name!r}: block {b.label!r} has period {b.period!r}, which is not "
+                                 f"a key of the modulation mapping (keys: {list(mods)})")
+        for key in mods:
+            members = [b for b in toa if b.period == key]
+            if not members:
+                raise ValueError(f"data set {self.name!r}: modulation period {key!r} has no top-of-atmosphere "
+                                 "block (a block belongs to the period equal to its DataBlock.period)")
+            self._check_same_phi(members, key)
+
+    def _check_same_phi(self, blocks: Sequence[DataBlock], period: str) -> None:
+        periods = {b.label: b.phi_mv for b in blocks if b.phi_mv is not None}
         if periods and max(periods.values()) - min(periods.values()) > PHI_SAME_PERIOD_MV:
+            where = f" of period {period!r}" if period else ""
             raise ValueError(
-                f"data set {self.name!r}: its top-of-atmosphere blocks carry different force-field potentials "
+                f"data set {self.name!r}: its top-of-atmosphere blocks{where} carry different force-field potentials "
                 f"{ {k: round(v) for k, v in periods.items()} } (MV, from their files): they come from different "
-                "solar-modulation periods, but a data set applies one Modulation to all of them. Build one data "
-                "set per period and add their chi^2, or give the blocks you mean to modulate together one phi_mv "
-                "(block_from_table(..., phi_mv=...))"
+                "solar-modulation periods, but one Modulation applies to all of them. Give the data set one "
+                "Modulation per period (modulation={period: Modulation}, keys = DataBlock.period), or give the "
+                "blocks you mean to modulate together one phi_mv (block_from_table(..., phi_mv=...))"
             )
+
+    @property
+    def periods(self) -> dict[str, Modulation]:
+        """The modulation periods in order: {period: Modulation}. A single Modulation is the one period ''
+        (every top-of-atmosphere block); {} when no block needs modulation."""
+        if not self.needs_modulation or self.modulation is None:
+            return {}
+        if isinstance(self.modulation, Modulation):
+            return {"": self.modulation}
+        return dict(self.modulation)
+
+    def period_of(self, block: DataBlock) -> str | None:
+        """Key in :attr:`periods` of a top-of-atmosphere block (None for an interstellar one)."""
+        if block.lis:
+            return None
+        return "" if isinstance(self.modulation, Modulation) else block.period
 
     @property
     def n_points(self) -> int:
@@ -270,12 +322,13 @@ def dataset_from_files(
     *,
     name: str = "custom",
     description: str = "",
-    modulation: Modulation | None = None,
+    modulation: Modulation | Mapping[str, Modulation] | None = None,
     isotope_mix: Mapping[str, Mapping[int, float]] | None = None,
 ) -> Dataset:
     """Build a Dataset from commented-CSV flux files (see ``crnet.data.table``).
 
-    Top-of-atmosphere files need ``modulation``; ``isotope_mix`` maps element -> {A: fraction}.
+    Top-of-atmosphere files need ``modulation`` (one Modulation, or {data_taking_period: Modulation} for files
+    from several solar-modulation periods; see :class:`Dataset`); ``isotope_mix`` maps element -> {A: fraction}.
     """
     blocks = []
     for p in paths:

@@ -9,6 +9,9 @@
   syst separate, converted to GeV/n with ``DEFAULT_ISOTOPE_MIX``), top of atmosphere, with a
   force-field phi profiled as a nuisance in [200, 1200] MV, plus Voyager 1 (Cummings et al. 2016)
   Li, Be, B, C, O interstellar spectra.
+* ``ams02-2021-ace2009``: ``ams02-2021`` plus ACE-CRIS C and O of 2009/03-2010/01 (Lave et al. 2013),
+  top of atmosphere in another solar-modulation period: two force-field potentials, each profiled as
+  a nuisance (AMS-02 in [200, 1200] MV, ACE-CRIS in [100, 800] MV), with common normalisations.
 
 Provenance and checksums of every shipped file: ``crnet/data/PROVENANCE.md``.
 """
@@ -146,6 +149,17 @@ AMS2021_FILES: dict[str, str] = {
 """Shipped CSV copies of ../shared/data (byte-identical; AMS02_* in ams02_physrep2021/, the rest in
 voyager1/) with their SHA-256."""
 
+ACE2009_FILES: dict[str, str] = {
+    "ACECRIS_C_200903_201001_Ekn.csv": "05bd0046e3998a591f3ec461271b924551ce02c64e27bb37997dd9cfe642d1ed",
+    "ACECRIS_O_200903_201001_Ekn.csv": "45a5654db514e3b4b770dcf318dca49e5a379de8bec7c7f430a49100e14f49fb",
+}
+"""Shipped copies (ace_cris/) of ../shared/data/ace_cris C and O for 2009/03/23-2010/01/13, with SHA-256. N is
+left out: its source abundance is fixed in the propagation model, and only C, O have a free normalisation."""
+
+ACE2009_MODULATION = Modulation(phi_mv=266.0, nuisance=True, bounds_mv=(100.0, 800.0))
+"""Force-field phi for ACE-CRIS 2009/03-2010/01 (the deep 2009 solar minimum): profiled in [100, 800] MV;
+266 MV is the value CRDB attaches to this period (the files' crdb_phi_MV column)."""
+
 AMS2021_MODULATION = Modulation(phi_mv=650.0, nuisance=True, bounds_mv=(200.0, 1200.0))
 """Force-field phi for AMS-02 2011-2018: profiled in [200, 1200] MV (neutron-monitor based estimates
 for the period are ~0.5-0.7 GV); 650 MV is the reference value reported with the data set."""
@@ -234,7 +248,29 @@ def ams02_2021_dataset() -> Dataset:
     )
 
 
-DATASETS: dict[str, Callable[[], Dataset]] = {"paper": paper_dataset, "ams02-2021": ams02_2021_dataset}
+def ams02_2021_ace2009_dataset() -> Dataset:
+    """``ams02-2021`` plus ACE-CRIS C and O of 2009/03-2010/01: two modulation periods, one nuisance phi each."""
+    base = ams02_2021_dataset()
+    ace = []
+    for name, sha in ACE2009_FILES.items():
+        table = read_table(_verified_path(f"ace_cris/{name}", sha))
+        ace.append(block_from_table(table, label=f"{table.species} ACE-CRIS", experiment="ACE-CRIS"))
+    ams_period = next(b.period for b in base.blocks if not b.lis)
+    return Dataset(
+        name="ams02-2021-ace2009",
+        description=base.description + " + ACE-CRIS 2009/03-2010/01 C/O (Lave et al. 2013, top of atmosphere, "
+        "its own force-field phi profiled in [100, 800] MV)",
+        blocks=base.blocks + tuple(ace),
+        modulation={ams_period: AMS2021_MODULATION, ace[0].period: ACE2009_MODULATION},
+        provenance=base.provenance + "; ACE-CRIS: copies of ../shared/data/ace_cris/ACECRIS_{C,O}_200903_201001",
+    )
+
+
+DATASETS: dict[str, Callable[[], Dataset]] = {
+    "paper": paper_dataset,
+    "ams02-2021": ams02_2021_dataset,
+    "ams02-2021-ace2009": ams02_2021_ace2009_dataset,
+}
 """Registry of named data sets: name -> builder."""
 
 

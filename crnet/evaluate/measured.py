@@ -52,8 +52,8 @@ def measured_inputs(store: Path | str, dataset: str = "paper") -> dict[str, Any]
     q_c = float(res.q_c[0])
     scale = {sp: q_c * (float(res.ratios[RATIO_PARAMETERS[sp]][0]) if sp in RATIO_PARAMETERS else 1.0)
              for sp in FEATURE_SPECIES}
-    phi = None if res.phi_mv is None else float(res.phi_mv[0])
-    toa = spectra.modulate(phi) if phi is not None else None
+    phi = {key: float(v[0]) for key, v in res.phi_by_period.items()}
+    toa = {key: spectra.modulate(v) for key, v in phi.items()}
     raw = flux[:, species_rows(species, FEATURE_SPECIES), :]
     ratio = np.ones((1, len(FEATURE_SPECIES), energies.size))
     coverage = {}
@@ -62,7 +62,7 @@ def measured_inputs(store: Path | str, dataset: str = "paper") -> dict[str, Any]
         for b in ds.blocks:
             if b.species != sp:
                 continue
-            model = (spectra if b.lis else toa).flux(sp)
+            model = (spectra if b.lis else toa[ds.period_of(b)]).flux(sp)
             m = scale[sp] * interpolate_spectra(energies, model, b.ekin_gev_per_n)[0]
             e_pts.append(b.ekin_gev_per_n)
             r_pts.append(b.flux / m)
@@ -76,7 +76,8 @@ def measured_inputs(store: Path | str, dataset: str = "paper") -> dict[str, Any]
         coverage[sp] = float(np.mean((energies >= np.exp(e[0])) & (energies <= np.exp(e[-1]))))
     n_flux = raw * ratio
     return {"raw_flux": n_flux, "q_c": q_c, "energies": energies, "reference_record": ref,
-            "reference_chi2": float(res.chi2_tot[0]), "phi_mv": phi, "coverage": coverage}
+            "reference_chi2": float(res.chi2_tot[0]),
+            "phi_mv": phi.get("") if list(phi) == [""] else (phi or None), "coverage": coverage}
 
 
 def predict_measured(models: dict[str, str], out: Path | str, store: Path | str, dataset: str = "paper",
