@@ -183,10 +183,12 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def encode_state(n_complete: int, state: Mapping[str, Any] | None) -> bytes:
-    """Checkpoint slot content: JSON {"crc32", "body": {"n_complete", "state"}} padded to the slot size."""
-    body = json.dumps({"n_complete": int(n_complete), "state": state}, sort_keys=True, separators=(",", ":"),
-                      allow_nan=True)
+def encode_state(n_complete: int, state: Mapping[str, Any] | None, commit: int = 0) -> bytes:
+    """Checkpoint slot content: JSON {"crc32", "body": {"n_complete", "state", "commit"}} padded to the slot
+    size. ``commit`` counts checkpoints: a batch with no records (every MCMC proposal outside the prior box)
+    leaves both slots at the same ``n_complete``, and the higher count tells which one is current."""
+    body = json.dumps({"n_complete": int(n_complete), "state": state, "commit": int(commit)}, sort_keys=True,
+                      separators=(",", ":"), allow_nan=True)
     text = json.dumps({"crc32": zlib.crc32(body.encode()), "body": json.loads(body)}, sort_keys=True,
                       separators=(",", ":"))
     raw = text.encode()
@@ -196,7 +198,8 @@ def encode_state(n_complete: int, state: Mapping[str, Any] | None) -> bytes:
 
 
 def decode_state(raw: Any) -> tuple[int, Any] | None:
-    """(n_complete, state) of a slot, or None if it is empty, torn or fails its CRC."""
+    """(n_complete, state) of a slot, or None if it is empty, torn or fails its CRC (:func:`slot_commit` gives
+    its checkpoint count)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | np.bytes_) else str(raw)
         obj = json.loads(text)
@@ -206,6 +209,12 @@ def decode_state(raw: Any) -> tuple[int, Any] | None:
         return int(obj["body"]["n_complete"]), obj["body"]["state"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
+
+
+def slot_commit(raw: Any) -> int:
+    """Checkpoint count of a valid slot (0 for slots written before the count existed)."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes | np.bytes_) else str(raw)
+    return int(json.loads(text)["body"].get("commit", 0))
 
 
 def _open_h5(path: Path, mode: str) -> h5py.File:
@@ -346,11 +355,14 @@ class MockStore:
         return read_attrs(self._f)
 
     def _current_slot(self) -> int | None:
+        """The slot matching ``n_complete``; of two (an empty batch was committed), the later checkpoint."""
+        best, best_commit = None, -1
         for i, name in enumerate(STATE_SLOTS):
-            decoded = decode_state(self._f.attrs.get(name, b""))
-            if decoded is not None and decoded[0] == self.n_complete:
-                return i
-        return None
+            raw = self._f.attrs.get(name, b"")
+            decoded = decode_state(raw)
+            if decoded is not None and decoded[0] == self.n_complete and slot_commit(raw) > best_commit:
+                best, best_commit = i, slot_commit(raw)
+        return best
 
     def checkpoint(self) -> Any:
         """The checkpoint committed with the current ``n_complete`` (None for an empty or merged store).
@@ -404,7 +416,8 @@ class MockStore:
                              f"(B, {len(self.species)} species, {self.ekin_gev_per_n.size} energies)")
         start, stop = self.n_complete, self.n_complete + b
         slot = 0 if self._slot is None else 1 - self._slot
-        payload = encode_state(stop, state)  # fails before anything is written if too large
+        commit = 1 if self._slot is None else slot_commit(self._f.attrs[STATE_SLOTS[self._slot]]) + 1
+        payload = encode_state(stop, state, commit)  # fails before anything is written if too large
         if stop > self.capacity:
             self.reserve(max(stop, int(self.capacity * GROWTH_FACTOR)))
         if b:

@@ -273,17 +273,23 @@ def store_info(path: Path | str) -> dict[str, Any]:
             state = st.checkpoint()
             checkpoint = "none" if state is None else f"valid (at {n} records)"
         except StoreError as exc:
-            checkpoint = f"damaged: {exc}"
+            state, checkpoint = None, f"damaged: {exc}"
         finite = np.isfinite(chi2)
         mcmc = chain >= 0
         moves = mcmc & (step > 0)
+        n_chains = int(np.unique(chain[mcmc]).size)
+        # proposals outside the prior box are rejected without a record: the acceptance rate divides by every
+        # proposal (chains x completed steps, from the checkpoint; else the largest stored step)
+        done = state["sampler"]["step"] if isinstance(state, dict) and "sampler" in state else None
+        n_proposals = n_chains * (int(step[mcmc].max()) if done is None and mcmc.any() else int(done or 0))
         info: dict[str, Any] = {
             "path": str(path), "file_bytes": path.stat().st_size, "format": attrs.get("format"),
             "format_version": attrs.get("format_version"), "n_complete": n, "capacity": st.capacity,
             "n_species": len(st.species), "n_energies": int(st.ekin_gev_per_n.size),
             "ekin_range_gev_per_n": [float(st.ekin_gev_per_n[0]), float(st.ekin_gev_per_n[-1])],
-            "n_chains": int(np.unique(chain[mcmc]).size), "max_step": int(step.max()) if n else 0,
-            "acceptance_rate": float(accepted[moves].mean()) if moves.any() else None,
+            "n_chains": n_chains, "max_step": int(step.max()) if n else 0,
+            "acceptance_rate": float(accepted[moves].sum() / n_proposals) if n_proposals else None,
+            "acceptance_rate_in_box": float(accepted[moves].mean()) if moves.any() else None,
             "converged_fraction": float(converged.mean()) if n else None,
             "chi2_min": float(chi2[finite].min()) if finite.any() else None,
             "chi2_median": float(np.median(chi2[finite])) if finite.any() else None,

@@ -108,9 +108,22 @@ def test_state_round_trip_is_exact_and_json():
     np.testing.assert_array_equal(ta.x, tb.x)
     np.testing.assert_array_equal(ta.accepted, tb.accepted)
     slim = a.state_dict(include_chains=False)
-    assert "x" not in slim
-    c = AdaptiveMetropolis.from_state(json.loads(json.dumps(slim)), a.x, a.log_p)
+    assert "x" not in slim and "n_accepted" not in slim  # nothing of size K: the store slot is fixed
+    with pytest.raises(ValueError, match="pass n_accepted"):
+        AdaptiveMetropolis.from_state(json.loads(json.dumps(slim)), a.x, a.log_p)
+    c = AdaptiveMetropolis.from_state(json.loads(json.dumps(slim)), a.x, a.log_p, a.n_accepted)
+    assert c.acceptance_rate == a.acceptance_rate
     np.testing.assert_array_equal(c.run(log_p, 5).x, a.run(log_p, 5).x)
+
+
+def test_slim_state_size_does_not_grow_with_the_number_of_chains():
+    from crnet.store import STATE_CAPACITY_BYTES, encode_state
+
+    dim, k = 10, 20_000
+    x0 = np.random.default_rng(0).uniform(-1, 1, size=(k, dim))
+    a = AdaptiveMetropolis(x0, np.zeros(k), np.full(dim, 0.1), seed=1)
+    a.n_accepted[:] = 10**6  # long chains: per-chain counts would need ~160 kB
+    assert len(encode_state(1, {"kind": "mcmc", "sampler": a.state_dict(include_chains=False)})) <= STATE_CAPACITY_BYTES
 
 
 def test_bad_inputs_are_refused():

@@ -211,3 +211,35 @@ def test_resume_with_fewer_steps_stops_early(tmp_path):
     after = read_store(path, load_flux=False)
     assert before.step.max() == 3 and after.step.max() == 4  # one more lockstep step, then it stops
     assert s.resumed_from == len(before) and s.records == len(after) > len(before)
+
+
+def test_weights_and_acceptance_count_out_of_box_proposals(tmp_path):
+    """Chains near a box corner propose outside the prior box often; those proposals are rejected without a
+    record. Every chain must still carry n_steps + 1 steps of weight (its state holds to the end of the run),
+    and `store info`'s acceptance rate must divide by every proposal, as the sampler does."""
+    from crnet.evaluate.report import load_mocks
+    from crnet.store_read import store_info
+
+    sim = AnalyticSimulator(centre=(0.01,) * 10, width=0.05)
+    cfg = ScanConfig(n_chains=8, n_steps=40, seed=1, temperature=1.0, proposal_scale=0.05)
+    path = tmp_path / "corner.h5"
+    summary = run_scan(path, cfg, model=sim.model(), progress=False)
+    with MockStore.open(path) as st:
+        chain, step = st.read("chain"), st.read("step")
+        assert len(chain) < 8 * 41  # out-of-box proposals left no record
+        last = np.array([step[chain == c].max() for c in range(8)])
+        assert st.checkpoint()["sampler"]["step"] == 40  # the later of two slots at the same n_complete
+    assert last.min() < 40  # some chain's final proposals fell outside the box
+    mocks = load_mocks([str(path)])
+    per_chain = np.bincount(chain[mocks.first_rows], weights=mocks.weights, minlength=8)
+    np.testing.assert_array_equal(per_chain, np.full(8, 41.0))
+    info = store_info(path)
+    assert info["acceptance_rate"] == pytest.approx(summary.acceptance_rate, rel=1e-12)
+    assert info["acceptance_rate_in_box"] > info["acceptance_rate"]
+
+
+def test_galprop_mode_cannot_drive_an_mcmc_scan():
+    with pytest.raises(ValueError, match="mode 'galprop' cannot drive an MCMC scan"):
+        ScanConfig(mode="galprop")
+    assert ScanConfig(mode="galprop", reject_nonconverged=False).mode == "galprop"
+    assert ScanConfig(mode="galprop", design="sobol", n_points=8).design == "sobol"

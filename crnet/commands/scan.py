@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         points: int = typer.Option(0, "--points", help="Design points (uniform/lhs/sobol/gaussian)."),
         batch: int = typer.Option(0, "--batch", help="Design points per solver call (default: --chains)."),
         backend: str = typer.Option("auto", "--backend", help="Solver backend: auto, numpy, numba, cupy."),
-        mode: str = typer.Option("fast", "--mode", help="Solver mode: fast, galprop, exact."),
+        mode: str = typer.Option("fast", "--mode", help="Solver mode: fast, galprop, exact (galprop: not for mcmc, "
+                                  "its fixed ladder never converges)."),
         tol: float | None = typer.Option(None, "--tol", help="Solver relative residual (default crprop's)."),
         max_steps: int | None = typer.Option(None, "--max-steps", help="Solver iteration cap per species."),
         dataset: str = typer.Option("paper", "--dataset", "-d", help="Likelihood data set."),

@@ -12,8 +12,8 @@ store_app = typer.Typer(help="Inspect and combine mock stores written by `crnet 
 INFO_ORDER: tuple[str, ...] = (
     "path", "format", "format_version", "n_complete", "capacity", "file_bytes", "design", "dataset", "temperature",
     "solver_mode", "backend", "cross_sections", "seed", "crnet_version", "n_species", "n_energies",
-    "ekin_range_gev_per_n", "n_chains", "max_step", "acceptance_rate", "converged_fraction", "chi2_min",
-    "chi2_median", "share_within_sigma_of_min", "n_nonfinite_chi2", "checkpoint", "grid",
+    "ekin_range_gev_per_n", "n_chains", "max_step", "acceptance_rate", "acceptance_rate_in_box", "converged_fraction",
+    "chi2_min", "chi2_median", "share_within_sigma_of_min", "n_nonfinite_chi2", "checkpoint", "grid",
 )
 
 

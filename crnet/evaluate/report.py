@@ -56,7 +56,7 @@ from crnet.feedback import (
     resimulated_chi2,
     savez_keyed,
 )
-from crnet.store import MockStore
+from crnet.store import MockStore, StoreError
 
 ORACLE_ROW = "Unbiased-floor oracle"
 """Table 4 row of :func:`crnet.evaluate.floor.oracle_predictions` (no paper counterpart)."""
@@ -110,14 +110,20 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
 
 
-def chain_weights(chain: np.ndarray, step: np.ndarray, accepted: np.ndarray) -> np.ndarray:
-    """MCMC weight of every record: steps until its chain's next accepted record (0 for rejected proposals,
-    1 for design records with chain -1). See crnet.store's 'Chain states'."""
+def chain_weights(chain: np.ndarray, step: np.ndarray, accepted: np.ndarray,
+                  last_step: int | None = None) -> np.ndarray:
+    """MCMC weight of every record: steps until its chain's next accepted record, through ``last_step`` (the
+    run's completed steps; default the largest stored step of any chain), 0 for rejected proposals, 1 for
+    design records with chain -1. See crnet.store's 'Chain states'. All chains of a run step in lockstep, so a
+    chain whose last proposals fell outside the prior box (never stored) still holds its state to the end."""
     w = np.where(chain < 0, 1.0, 0.0)
-    for c in np.unique(chain[chain >= 0]):
+    mcmc = chain >= 0
+    if not mcmc.any():
+        return w
+    last = (int(step[mcmc].max()) if last_step is None else int(last_step)) + 1
+    for c in np.unique(chain[mcmc]):
         rows = np.flatnonzero((chain == c) & accepted)
         rows = rows[np.argsort(step[rows], kind="stable")]
-        last = int(step[chain == c].max()) + 1
         nxt = np.append(step[rows][1:], last)
         w[rows] = nxt - step[rows]
     return w
@@ -142,7 +148,14 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
                 cs.append(recompute_chi2(st, dataset, np.flatnonzero(ok))[0])
             else:
                 cs.append(st.read("chi2")[ok])
-            w = chain_weights(st.read("chain"), st.read("step"), st.read("accepted"))[ok] if k == 0 else None
+            w = None
+            if k == 0:
+                try:
+                    state = st.checkpoint()
+                except StoreError:  # no checkpoint to read the completed steps from: largest stored step
+                    state = None
+                done = state["sampler"]["step"] if isinstance(state, dict) and "sampler" in state else None
+                w = chain_weights(st.read("chain"), st.read("step"), st.read("accepted"), done)[ok]
             ws.append(w if w is not None else np.zeros(int(ok.sum())))
     return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws), first_rows)
 

@@ -110,6 +110,15 @@ class ScanConfig:
                 raise ValueError("start_cov must be positive definite (log-break coordinates)")
         if not 0 <= self.shard < self.n_shards:
             raise ValueError(f"shard {self.shard} outside 0 .. {self.n_shards - 1}")
+        if self.design == "mcmc" and self.mode == "galprop" and self.reject_nonconverged:
+            # GALPROP's fixed dt ladder stops short of the steady state (crml_base: residual ~3.7 against tol 1e-6),
+            # so every model is flagged non-converged, gets log p = -inf, and no chain would ever move.
+            raise ValueError(
+                "mode 'galprop' cannot drive an MCMC scan: GALPROP's fixed time-step ladder does not reach the "
+                "steady state (residual O(1) against the tolerance), so every model is non-converged and rejected "
+                "and the chains never move. Use mode 'fast' (converged steady state) or 'exact'; galprop mode "
+                "is for reproducing GALPROP's own numbers (crnet simulate, benchmarks)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -277,8 +286,9 @@ def _initial_points(config: ScanConfig, rng: np.random.Generator) -> np.ndarray:
     return np.clip(centre + config.start_spread * (hi - lo) * rng.standard_normal((k, lo.size)), lo, hi)
 
 
-def _chain_states(store: MockStore, config: ScanConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Current (x (K, 10) log-break coordinates, log p (K,)) of every chain, from the committed records."""
+def _chain_states(store: MockStore, config: ScanConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Current (x (K, 10) log-break coordinates, log p (K,), accepted proposals (K,)) of every chain, from the
+    committed records (a chain's starting point is its step-0 record, not an accepted proposal)."""
     chain = store.read("chain").astype(np.int64)
     accepted = store.read("accepted")
     step = store.read("step")
@@ -295,7 +305,9 @@ def _chain_states(store: MockStore, config: ScanConfig) -> tuple[np.ndarray, np.
     ev_like = Evaluation(np.zeros((k, 1, 1)), store.read("chi2")[rows], np.zeros((k, 4)),
                          store.read("converged")[rows], np.zeros(k))
     lo, hi = prior_box()  # MV -> log10 may round one ulp across a box edge
-    return np.clip(to_log(params), lo, hi), log_density(ev_like, config.temperature, config.reject_nonconverged)
+    n_accepted = np.bincount(local[mask & (step > 0)], minlength=k)[:k]
+    return (np.clip(to_log(params), lo, hi), log_density(ev_like, config.temperature, config.reject_nonconverged),
+            n_accepted)
 
 
 class _Tally:
@@ -349,8 +361,8 @@ def _run_mcmc(store: MockStore, config: ScanConfig, model: ScanModel, progress: 
         else:
             if state.get("kind") != "mcmc":
                 raise StoreError(f"{store.path}: checkpoint of kind {state.get('kind')!r}, expected 'mcmc'")
-            x, lp = _chain_states(store, config)
-            sampler = AdaptiveMetropolis.from_state(state["sampler"], x, lp)
+            x, lp, n_acc = _chain_states(store, config)
+            sampler = AdaptiveMetropolis.from_state(state["sampler"], x, lp, n_acc)
             bar = _Progress(config.planned_records(), k * (sampler.step + 1), progress, f"mcmc x{k}")
         while sampler.step < config.n_steps:
             x_prop, inside = sampler.propose()
