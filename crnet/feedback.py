@@ -77,6 +77,12 @@ class SimConfig:
             self.grid = GridConfig(**self.grid)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.mode == "galprop":
+            # every galprop-mode model is non-converged (fixed dt ladder), and a non-converged re-simulation
+            # counts as chi^2 = inf: every prediction would land outside 6 sigma
+            raise ValueError("SimConfig.mode 'galprop' cannot re-simulate predictions: GALPROP's fixed time-step "
+                             "ladder never meets the convergence tolerance, so every re-simulation would count as "
+                             "failed (chi^2 = inf). Use mode 'fast' or 'exact'")
 
     def model(self) -> PropagateModel:
         """The solver model these settings describe (cold starts: re-simulated points are not a chain)."""

@@ -33,6 +33,12 @@ def test_clip_to_box_flags_nonfinite():
     assert c[0, 0] <= 15.0 and ok.tolist() == [True, False]
 
 
+def test_galprop_mode_cannot_resimulate():
+    with pytest.raises(ValueError, match="mode 'galprop' cannot re-simulate"):
+        SimConfig(mode="galprop")
+    assert SimConfig(mode="exact").mode == "exact"
+
+
 def test_feedback_loop_retrains_and_resumes(tmp_path):
     scan = tmp_path / "scan.h5"
     run_scan(scan, ScanConfig(design="sobol", n_points=8, batch_size=8, backend="numba", grid=GRID), progress=False)
