@@ -20,13 +20,16 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   ["A-crnet"]), amp (bfloat16 autocast on CUDA; ignored on the CPU), holdout_fraction (> 0: the
   records of a hold-out hash are reserved as central values of the test pseudo-data; Machines A and B
   never train on them, see crnet.pseudodata.holdout_mask; 0 = the paper's protocol, train and test
-  pseudo-data drawn from the same central spectra);
+  pseudo-data drawn from the same central spectra). The feedback loop predicts from its own pseudo-data
+  (``feedback_pseudo.h5``: training centres, other noise draws), never from the test set, because it
+  retrains on the re-simulations of what it predicts;
 * ``[test]``: n_test (pseudo-data spectra of the test set), seed;
 * ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields;
 * ``[measured]``: enabled (bool), dataset.
 
-Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds) when done; a re-run skips
-finished stages and resumes the running one from its checkpoints (scan store, training checkpoints,
+Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, and the settings their result
+depends on, :func:`stage_settings`) when done; a re-run skips finished stages, refuses a finished stage whose
+settings changed (naming them), and resumes the running one from its checkpoints (scan store, training checkpoints,
 feedback rounds, cached closure tests). ``resolved_config.json`` next to the outputs holds the resolved
 config, the seeds and the versions of crnet, torch, numpy and the device.
 """
@@ -54,6 +57,8 @@ MACHINE_NAMES: dict[str, tuple[str, str, str]] = {
 }
 TEST_SEED_OFFSET = 1_000_003
 """Added to the run seed for the test pseudo-data so that it never repeats Machine B's training draws."""
+FEEDBACK_SEED_OFFSET = 2_000_029
+"""Added to the run seed for the feedback loop's own pseudo-data (neither Machine B's draws nor the test set's)."""
 
 
 @dataclass
@@ -204,23 +209,67 @@ def _atomic_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+SECTION_ORDER: tuple[str, ...] = ("run", "fit", "scan", "train", "test", "feedback", "measured")
+"""Config sections in the order of the stages that read them: a stage's result depends on its own section and
+every one before it (:data:`STAGE_SECTIONS`)."""
+
+STAGE_SECTIONS: dict[str, str] = {"fit": "scan", "scan": "scan", "train": "train", "test_pseudodata": "test",
+                                  "feedback_pseudodata": "test", "feedback": "feedback", "evaluate": "feedback",
+                                  "measured": "measured"}
+"""Stage (name prefix) -> the last config section its result depends on."""
+
+NOT_RESULT_SETTINGS: tuple[str, ...] = (
+    "run.out", "run.threads", "run.progress", "scan.backend", "scan.warm_start", "scan.warm_start_max_gb",
+    "train.device", "feedback.settings.progress", "feedback.settings.sim.backend")
+"""Settings that say how or where a stage runs, not what it computes: changing them does not outdate a stage."""
+
+
+def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
+    """The flattened settings ({'scan.n_steps': 64, ...}) a finished stage's result depends on."""
+    last = next(v for k, v in STAGE_SECTIONS.items() if stage == k or stage.startswith(k + "_"))
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif prefix not in NOT_RESULT_SETTINGS:
+            flat[prefix] = value
+
+    full = json.loads(json.dumps(asdict(cfg), default=str))
+    for section in SECTION_ORDER[: SECTION_ORDER.index(last) + 1]:
+        walk(section, full[section])
+    return flat
+
+
 class _Stages:
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, cfg: PipelineConfig) -> None:
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
+        self.cfg = cfg
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run stage ``name`` unless its marker says it is done with the same settings; a marker written under
+        other settings is an error (its outputs would be mixed with this config's)."""
         marker = self.dir / f"{name}.json"
+        settings = stage_settings(self.cfg, name)
         if marker.is_file():
             info = json.loads(marker.read_text())
+            done_with = info.get("settings")  # None: a marker from before settings were recorded
+            if done_with is not None and done_with != settings:
+                diff = sorted(k for k in set(done_with) | set(settings) if done_with.get(k) != settings.get(k))
+                raise ValueError(
+                    f"{marker}: stage {name!r} was finished under other settings ({', '.join(diff[:8])}"
+                    f"{' ...' if len(diff) > 8 else ''} differ). Use another [run] out, or delete this marker and "
+                    "those of the later stages to redo them (a scan then resumes and extends its store)")
             self.timings[name] = info["wall_s"]
             return info.get("result")
         t0 = time.perf_counter()
         result = fn()
         release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
         wall = time.perf_counter() - t0
-        _atomic_json(marker, {"stage": name, "wall_s": wall, "result": result})
+        _atomic_json(marker, {"stage": name, "wall_s": wall, "result": result, "settings": settings})
         self.timings[name] = wall
         return result
 
@@ -240,7 +289,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     _atomic_json(out / "resolved_config.json", {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": versions()})
-    st = _Stages(out)
+    st = _Stages(out, cfg)
     if cfg.fit.enabled:
         cfg.scan = _scan_from_fit(cfg, st.run("fit", lambda: _run_fit(cfg)))
         _atomic_json(out / "resolved_config.json",
@@ -283,11 +332,21 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                                                holdout_fraction=held)).path))
 
     stores = [str(scan_path)]
+    feedback_path = out / "feedback_pseudo.h5"
+    if cfg.feedback.machines:
+        # The loop retrains on re-simulations of its own predictions, so it must not predict from the test set:
+        # its pseudo-data come from the training centres (all records when nothing is held out) with their own
+        # noise draws, and Tables 3/4 stay a measurement on spectra no machine, retrained or not, has learnt from.
+        st.run("feedback_pseudodata", lambda: str(make_pseudodata(
+            scan_path, feedback_path, PseudoDataConfig(
+                n_pseudo=cfg.test.n_test, dataset=cfg.scan.dataset, seed=cfg.run.seed + FEEDBACK_SEED_OFFSET,
+                centres="train" if held > 0 else "all", holdout_fraction=held)).path))
     for name in cfg.feedback.machines:
         machine, arch, _ = MACHINE_NAMES[name]
 
         def fb(n=name, m=machine, a=arch) -> dict:
-            r = run_feedback(models[n], scan_path, test_path, out / f"feedback_{n}", cfg.feedback.settings, tcfg(m, a))
+            r = run_feedback(models[n], scan_path, feedback_path, out / f"feedback_{n}", cfg.feedback.settings,
+                             tcfg(m, a))
             return {"model": str(r.model_path), "converged": r.converged, "rounds": r.rounds}
 
         res = st.run(f"feedback_{name}", fb)

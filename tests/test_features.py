@@ -273,3 +273,17 @@ def test_train_and_test_pseudodata_never_share_a_centre(small_store, tmp_path) -
     assert not mask[src_test].any() and dropped["held_out_for_tests"] == int((base & ~mask).sum()) > 0
     with pytest.raises(ValueError, match="needs holdout_fraction"):
         PseudoDataConfig(centres="test")
+
+
+def test_relative_errors_take_the_breaks_in_log10_like_tau():
+    from crnet.features import TargetTransform, regression_metrics
+    from crnet.feedback import tau
+
+    truth = np.array([[4.0, 0.5, -1.0, 20.0, 5.0, 1.0, 2.3, 2.4, 1000.0, 1e5]] * 3)
+    pred = truth.copy()
+    pred[:, 8] *= 1.01  # R_br1 1 % high in MV
+    pred[:, 0] *= 1.02
+    m = regression_metrics(TargetTransform(), truth, pred)
+    assert m["r_break1_mv"]["rel_err_median"] == pytest.approx(np.log10(1.01) / 3.0, rel=1e-9)  # 0.14 %, not 1 %
+    assert m["d0_1e28_cm2_s"]["rel_err_median"] == pytest.approx(0.02, rel=1e-9)
+    np.testing.assert_allclose(np.abs(tau(truth, pred))[0, [0, 8]], [0.02, np.log10(1.01) / 3.0], rtol=1e-9)

@@ -91,3 +91,25 @@ def test_load_refuses_pickles_and_foreign_files(tmp_path) -> None:
         load_model(other)
     with pytest.raises(ValueError, match="no such model file"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_load_refuses_another_parameter_order_or_feature_layout(tmp_path) -> None:
+    import json
+
+    path = tmp_path / "m.pt"
+    save_model(path, make_model("crnet"))
+    payload = torch.load(path, weights_only=True)
+    edits = {
+        "target_transform.names": lambda m: m["target_transform"].update(
+            names=[m["target_transform"]["names"][i] for i in (0, 1, 4, 3, 2, 5, 6, 7, 8, 9)]),  # CR-ML's order
+        "species": lambda m: m.update(species=["Li", "Be", "B", "O", "C"]),
+        "channels": lambda m: m.update(channels=m["channels"][::-1]),
+    }
+    for key, edit in edits.items():
+        meta = json.loads(payload["metadata_json"])
+        edit(meta)
+        bad = tmp_path / f"bad_{key}.pt"
+        torch.save({**payload, "metadata_json": json.dumps(meta)}, bad)
+        with pytest.raises(ValueError, match=f"{key} is"):
+            load_model(bad)
+    assert load_model(path).transform == TargetTransform()

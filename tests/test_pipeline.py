@@ -83,9 +83,20 @@ def test_cli_pipeline_ci(tmp_path):
             assert entry["chi2_tot"] == chi2[i]
             pred = np.array([entry["params"][k] for k in entry["params"]])[None]
             np.testing.assert_allclose(params[i], clip_to_box(pred)[0][0], rtol=1e-12)
+    # the feedback loop predicted from its own pseudo-data, not from the test set the evaluation scores
+    with MockStore.open(out / "feedback_pseudo.h5", "r") as fb, MockStore.open(out / "test_pseudo.h5", "r") as te:
+        assert fb.attrs()["seed"] != te.attrs()["seed"] and fb.n_complete == te.n_complete == 4
+    closure = json.loads((out / "feedback_A-paper/feedback_log.json").read_text())["rounds"][0]
+    assert closure["n_predictions"] == 3
     # a re-run finds every stage done and only re-reads the markers
     res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    # ... but a finished stage whose settings changed is refused, naming them; how it runs (threads) is not a change
+    changed = tmp_path / "changed.toml"
+    changed.write_text(CI.read_text().replace("epochs = 2", "epochs = 3").replace("threads = 1", "threads = 2"))
+    res = runner.invoke(app, ["pipeline", str(changed), "--out", str(out)])
+    assert res.exit_code == 2 and "stage 'train_A-paper' was finished under other settings" in res.output
+    assert "train.epochs" in res.output and "run.threads" not in res.output
 
 
 def test_fit_stage_sets_the_scan_start(tmp_path, monkeypatch):

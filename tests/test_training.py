@@ -265,3 +265,41 @@ def test_device_resident_batches_match_the_host_path(small_store) -> None:
     assert val_loss(_DeviceSplits(data, cpu)) == pytest.approx(val_loss(None), rel=1e-12)  # same batches, no noise
     noisy = [val_loss(_DeviceSplits(data, cpu), seed) for seed in (3, 3, 4)]
     assert noisy[0] == noisy[1] != noisy[2] and noisy[0] != val_loss(None)  # seeded device noise, applied
+
+
+def test_a_diverging_run_raises_instead_of_saving_untrained_weights(small_store, tmp_path) -> None:
+    cfg = TrainConfig(machine="A", arch="crnet", epochs=3, batch_size=32, seed=2, progress=False,
+                      architecture=SMALL_CRNET, learning_rate=1e12)
+    with pytest.raises(ValueError, match="non-finite loss"):
+        train(small_store, tmp_path / "nan.pt", cfg)
+    assert not (tmp_path / "nan.pt").exists()
+
+
+def test_resume_uses_this_runs_schedule_and_split_settings(small_store, tmp_path) -> None:
+    def cfg(epochs: int, holdout: float = 0.3) -> TrainConfig:
+        from crnet.pseudodata import PseudoDataConfig
+
+        return TrainConfig(machine="A", arch="crnet", epochs=epochs, batch_size=64, seed=2, progress=False,
+                           architecture=SMALL_CRNET, lr_schedule="cosine", patience=100,
+                           pseudo=PseudoDataConfig(centres="train", holdout_fraction=holdout))
+
+    train(small_store, tmp_path / "cos.pt", cfg(2))
+    res = train(small_store, tmp_path / "cos.pt", cfg(6), resume=True)
+    lrs = [h["lr"] for h in res.history]
+    assert len(lrs) == 6 and all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))  # no climb back after T_max
+    # a different hold-out would train Machine A on records reserved for the test centres: refused
+    with pytest.raises(ValueError, match="pseudo"):
+        train(small_store, tmp_path / "cos.pt", cfg(8, holdout=0.1), resume=True)
+
+
+def test_machine_b_validates_on_centres_it_does_not_train_on(small_store, tmp_path) -> None:
+    from crnet.pseudodata import PseudoDataConfig, make_pseudodata
+
+    pseudo = tmp_path / "pseudo.h5"
+    make_pseudodata(small_store, pseudo, PseudoDataConfig(n_pseudo=400, n_sigma=1e6, seed=1))
+    data = prepare_regression_data(pseudo, TargetTransform(), seed=0)
+    with StoreReader(pseudo) as reader:
+        train_src = set(reader.take("step", data.train_idx).tolist())
+        val_src = set(reader.take("step", data.val_idx).tolist())
+    assert train_src and val_src and not train_src & val_src
+    assert 0.05 < data.val_idx.size / (data.train_idx.size + data.val_idx.size) < 0.2

@@ -14,6 +14,7 @@ consecutive records in a random order and shuffles inside each block.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,12 +167,33 @@ def record_filter(reader: StoreReader, transform: TargetTransform, max_sigma: fl
     return mask, dropped
 
 
-def split_indices(candidates: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random split of record indices into (train, validation), each sorted ascending."""
+def split_indices(candidates: np.ndarray, val_fraction: float, seed: int,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of record indices into (train, validation), each sorted ascending.
+
+    ``groups`` (one id per candidate) keeps every group on one side: pseudo-data are split by their central
+    record (the ``step`` field), so that validation measures spectra of centres the network has not seen,
+    not fresh noise on the ones it trains on. A share ``val_fraction`` of the groups (at least one, and at
+    least one left for training) goes to validation. With a single group the split falls back to records,
+    with a warning (validation then shares its central spectrum with training).
+    """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
     cand = np.asarray(candidates, dtype=np.int64)
-    perm = np.random.default_rng(seed).permutation(cand.size)
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != cand.shape:
+            raise ValueError(f"groups has shape {groups.shape}, candidates {cand.shape}")
+        ids = np.unique(groups)
+        if ids.size >= 2:
+            n_val = min(max(1, int(round(val_fraction * ids.size))), ids.size - 1)
+            is_val = np.isin(groups, ids[rng.permutation(ids.size)[:n_val]])
+            return np.sort(cand[~is_val]), np.sort(cand[is_val])
+        warnings.warn(f"the {cand.size} pseudo-spectra come from {ids.size} central spectrum: validation cannot hold "
+                      "out a centre and shares it with training (early stopping then measures noise, not new "
+                      "spectra)", RuntimeWarning, stacklevel=2)
+    perm = rng.permutation(cand.size)
     n_val = max(1, int(round(val_fraction * cand.size)))
     if cand.size - n_val < 1:
         raise ValueError(f"only {cand.size} usable records: too few to split")
@@ -272,7 +294,8 @@ def prepare_regression_data(path: Path | str, transform: TargetTransform, *, val
         y_all = np.empty((cand.size, transform.n_outputs)) if in_memory else None
         # provisional split on the candidates: records whose features turn out unusable are dropped from
         # both parts afterwards, so the split does not depend on the feature pass.
-        train_c, val_c = split_indices(cand, val_fraction, seed)
+        groups = reader.take("step", cand) if info.is_pseudo else None  # pseudo-data: split by central record
+        train_c, val_c = split_indices(cand, val_fraction, seed, groups)
         is_train = np.zeros(info.n_records, dtype=bool)
         is_train[train_c] = True
         acc = MomentAccumulator()

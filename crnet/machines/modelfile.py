@@ -42,6 +42,7 @@ from crnet.features import (
     check_same_grid,
 )
 from crnet.machines import build_network
+from crprop.params import PARAM_NAMES
 
 MODEL_FORMAT = "crnet-model"
 MODEL_FORMAT_VERSION = 2
@@ -176,6 +177,16 @@ def load_model(path: Path | str) -> ModelFile:
     meta = json.loads(payload["metadata_json"])
     tensors = payload["tensors"]
     transform = TargetTransform.from_dict(meta.pop("target_transform"))
+    # the rest of crnet reads predictions in PARAM_NAMES order (columns, clip_to_box, tau) and builds features
+    # in FEATURE_SPECIES / CHANNEL_NAMES order: a file that says otherwise would be read wrongly, not just differently
+    expected = {"target_transform.names": (list(transform.names), list(PARAM_NAMES)),
+                "target_transform.log_columns": (list(transform.log_columns), [8, 9]),
+                "species": (meta.get("species"), list(FEATURE_SPECIES)),
+                "channels": (meta.get("channels"), list(CHANNEL_NAMES))}
+    for key, (found, wanted) in expected.items():
+        if found != wanted:
+            raise ValueError(f"{path}: {key} is {found}, but this crnet needs {wanted} (a model file from another "
+                             "parameterisation or feature layout)")
     network, arch, machine = meta.pop("network"), meta.pop("architecture"), meta.pop("machine")
     scaler = energies = None
     if network != "check":

@@ -294,9 +294,13 @@ IDENTITY_KEYS: tuple[str, ...] = ("machine", "arch", "val_fraction", "seed", "ma
 training file)."""
 
 
-def _identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str) -> dict:
-    """What a checkpoint must share with the run that resumes it."""
-    return {"network": network, "architecture": arch, "store_sha256": store_sha,
+def _identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str, pseudo_store: bool) -> dict:
+    """What a checkpoint must share with the run that resumes it. The pseudo-data settings count too: they pick
+    Machine A's training records (hold-out of the test centres) and make Machine B's pseudo-data file, which a
+    resume reuses."""
+    pseudo = asdict(cfg.pseudo) if pseudo_store else {"centres": cfg.pseudo.centres,
+                                                      "holdout_fraction": cfg.pseudo.holdout_fraction}
+    return {"network": network, "architecture": arch, "store_sha256": store_sha, "pseudo": pseudo,
             **{k: getattr(cfg, k) for k in IDENTITY_KEYS}}
 
 
@@ -344,7 +348,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
     init = _initial_model(cfg, network) if cfg.init_from else None
     arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
     store_sha = file_sha256(data_path)
-    identity = _identity(cfg, network, arch, store_sha)
+    identity = _identity(cfg, network, arch, store_sha, data_path != store)
 
     with _deterministic(device.type == "cpu"):
         torch.manual_seed(cfg.seed)
@@ -370,6 +374,13 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
         best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
         if resume:
             best_weights = _load_checkpoint(ckpt_path, identity, net, optimizer, scheduler, shuffle, state, device)
+            # the schedule settings of this run, not the checkpoint's: a resumed cosine run stretched to more
+            # epochs keeps decaying to eta_min at its new end (with the old T_max it would climb back up)
+            if cfg.lr_schedule == "cosine":
+                scheduler.T_max, scheduler.eta_min = cfg.epochs, cfg.min_lr
+            else:
+                scheduler.factor, scheduler.patience = cfg.lr_factor, cfg.lr_patience
+                scheduler.min_lrs = [cfg.min_lr] * len(optimizer.param_groups)
         bar = tqdm(total=cfg.epochs, initial=min(state["epoch"], cfg.epochs), disable=not cfg.progress,
                    desc=f"train {network}", unit="epoch")
         for epoch in range(state["epoch"], cfg.epochs):
@@ -380,6 +391,11 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
             val_loss = _run_epoch(net, data, "val", cfg.batch_size, loss_fn, device, amp, noise=noise,
                                   noise_rng=np.random.default_rng(cfg.seed + VALIDATION_NOISE_SEED_OFFSET),
                                   on_device=on_device)
+            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                raise ValueError(
+                    f"train {network}: epoch {epoch} gave a non-finite loss (train {train_loss}, validation "
+                    f"{val_loss}); the run diverged (learning rate {optimizer.param_groups[0]['lr']:.3g}). Nothing "
+                    f"was saved from this epoch; the checkpoint {ckpt_path} holds the last finite one")
             lr = optimizer.param_groups[0]["lr"]
             if cfg.lr_schedule == "plateau":
                 scheduler.step(val_loss)
