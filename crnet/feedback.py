@@ -364,7 +364,9 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
     """Run the feedback loop of ``model`` (module docstring); resumes from ``out`` after a kill.
 
     train_store : the store the machine was trained on (Machine A: mock store; Machine B: pseudo-data is
-        made from it by training); test_store : the pseudo-data to predict from; train_config : the
+        made from it by training); test_store : the pseudo-data to predict from (not the evaluation's test
+        set: later rounds retrain on re-simulations of these predictions; crnet pipeline makes
+        ``feedback_pseudo.h5`` from the training centres); train_config : the
         :class:`crnet.machines.training.TrainConfig` of retraining (its ``epochs`` is replaced by
         ``cfg.retrain_epochs``).
     """

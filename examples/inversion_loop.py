@@ -30,11 +30,13 @@ def main(out: Path) -> None:
     model = out / "machine_a.pt"
     if not model.is_file():
         train(scan, model, tcfg)
-    test = out / "test_pseudo.h5"
-    if not test.is_file():
+    test, loop_data = out / "test_pseudo.h5", out / "feedback_pseudo.h5"
+    if not test.is_file():  # scored by the evaluation only
         make_pseudodata(scan, test, PseudoDataConfig(n_pseudo=4, seed=1_000_003))
+    if not loop_data.is_file():  # the feedback loop retrains on what it predicts: its own pseudo-data
+        make_pseudodata(scan, loop_data, PseudoDataConfig(n_pseudo=4, seed=2_000_029))
     fb = FeedbackConfig(sim=SimConfig(grid=grid, backend="numpy"), max_rounds=2, n_test=3, retrain_epochs=1)
-    loop = run_feedback(model, scan, test, out / "feedback", fb, tcfg)
+    loop = run_feedback(model, scan, loop_data, out / "feedback", fb, tcfg)
     print("feedback rounds:", [(r["round"], round(r["passing_share"], 3)) for r in loop.rounds])
     stores = [str(scan)] + [str(out / "feedback" / f"round_{r['round']}" / "resim.h5") for r in loop.rounds]
     report = evaluate(EvalConfig({"Machine A (paper)": str(loop.model_path)}, str(test), stores, str(out / "eval"),
