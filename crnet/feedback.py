@@ -107,8 +107,11 @@ class FeedbackConfig:
     def __post_init__(self) -> None:
         if isinstance(self.sim, dict):
             self.sim = SimConfig(**self.sim)
-        if self.tau_threshold <= 0 or not 0 < self.target_share <= 1:
-            raise ValueError("tau_threshold must be > 0 and target_share in (0, 1]")
+        if not (self.tau_threshold > 0 and np.isfinite(self.tau_threshold)) or not 0 < self.target_share <= 1:
+            raise ValueError(f"tau_threshold must be finite and > 0 and target_share in (0, 1], got "
+                             f"{self.tau_threshold} and {self.target_share}")
+        if self.n_test is not None and self.n_test < 1:
+            raise ValueError(f"n_test must be >= 1 (pseudo-spectra) or None (all), got {self.n_test}")
         if self.max_rounds < 1 or self.retrain_epochs < 1:
             raise ValueError("max_rounds and retrain_epochs must be >= 1")
 

@@ -507,9 +507,12 @@ def chi2(
 
 
 def _phi_override(phi_mv: float | Mapping[str, float] | None, periods: Mapping[str, Modulation]) -> dict[str, float]:
-    """``chi2``'s ``phi_mv`` argument as {period: MV} (empty when nothing is fixed or nothing is modulated)."""
-    if phi_mv is None or not periods:
+    """``chi2``'s ``phi_mv`` argument as {period: MV} (empty when nothing is fixed)."""
+    if phi_mv is None:
         return {}
+    if not periods:
+        raise ValueError(f"phi_mv = {phi_mv!r} given, but the data set has no top-of-atmosphere block to modulate "
+                         "(all blocks are interstellar spectra)")
     if isinstance(phi_mv, Mapping):
         unknown = sorted(set(phi_mv) - set(periods))
         if unknown:

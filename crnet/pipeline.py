@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from crnet.config_fields import check_fields
 from crnet.feedback import FeedbackConfig, SimConfig
 from crnet.scan.runner import ScanConfig
 from crprop.backends import release_cached_device_memory
@@ -81,6 +82,8 @@ class FitSection:
     def __post_init__(self) -> None:
         if self.tol is not None and not (0 < self.tol < 1):
             raise ValueError(f"[fit] tol must lie in (0, 1) (relative residual), got {self.tol}")
+        if self.max_evaluations < 1:
+            raise ValueError(f"[fit] max_evaluations must be >= 1, got {self.max_evaluations}")
 
 
 @dataclass
@@ -102,6 +105,10 @@ class TrainSection:
     def __post_init__(self) -> None:
         if self.ensemble < 1:
             raise ValueError(f"[train] ensemble must be >= 1 (members), got {self.ensemble}")
+        for key in ("epochs", "batch_size", "patience", "n_pseudo"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"[train] {key} must be >= 1, got {value}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"[train] holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
         if not 0.0 <= self.input_noise < 1.0:
@@ -117,6 +124,10 @@ class TrainSection:
 class TestSection:
     n_test: int = 1000
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_test < 1:
+            raise ValueError(f"[test] n_test must be >= 1 (pseudo-spectra), got {self.n_test}")
 
 
 @dataclass
@@ -153,11 +164,10 @@ class PipelineConfig:
                          dataset=s.dataset, batch_size=s.batch_size or s.n_chains)
 
 
-def _section(cls, raw: dict[str, Any], name: str):
-    known = {f.name for f in fields(cls)}
-    extra = sorted(set(raw) - known)
-    if extra:
-        raise ValueError(f"[{name}]: unknown keys {extra}; allowed {sorted(known)}")
+def _section(cls, raw: Any, name: str):
+    if not isinstance(raw, dict):
+        raise ValueError(f"[{name}] must be a table of settings, got {raw!r}")
+    check_fields(cls, raw, name)
     return cls(**raw)
 
 

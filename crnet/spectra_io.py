@@ -159,20 +159,38 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
             raise ValueError(
                 f"{path}: missing dataset(s) {missing}; a spectra file needs {list(REQUIRED_DATASETS)}"
             )
-        energy = np.asarray(f["Ekin_GeV_per_n"][()], dtype=np.float64)
-        species = [_decode(s) for s in f["species"][()]]
-        flux = np.asarray(f["flux_lis"][()], dtype=np.float64)
-        converged = np.asarray(f["converged"][()]).astype(bool)
-        residual = np.asarray(f["residual"][()], dtype=np.float64)
-        if "params" in f:
-            params = np.asarray(f["params"][()], dtype=np.float64)
-            names = [str(_decode(n)) for n in f["params"].attrs.get("names", [])]
-        else:
-            params, names = np.zeros((flux.shape[0] if flux.ndim == 3 else 0, 0)), []
-        attrs = {k: _decode(v) for k, v in f.attrs.items()}
-    for key in json.loads(attrs.pop("json_attrs", "[]")):
-        if key in attrs:
-            attrs[key] = json.loads(attrs[key])
+        name = ""
+        try:  # wrong kinds (a group, a scalar, strings where numbers belong) end here with the dataset named
+            name = "Ekin_GeV_per_n"
+            energy = np.asarray(f[name][()], dtype=np.float64)
+            name = "species"
+            species = [_decode(s) for s in np.atleast_1d(f[name][()])]
+            if not all(isinstance(s, str) for s in species):
+                raise TypeError(f"labels must be strings, got {species[:3]}")
+            for name in ("flux_lis", "converged", "residual"):
+                if not isinstance(f[name], h5py.Dataset):
+                    raise TypeError("is not a dataset")
+            name = "flux_lis"
+            flux = np.asarray(f[name][()], dtype=np.float64)
+            name = "converged"
+            converged = np.asarray(f[name][()]).astype(bool)
+            name = "residual"
+            residual = np.asarray(f[name][()], dtype=np.float64)
+            name = "params"
+            if name in f:
+                if not isinstance(f[name], h5py.Dataset):
+                    raise TypeError("is not a dataset")
+                params = np.asarray(f[name][()], dtype=np.float64)
+                names = [str(_decode(n)) for n in f[name].attrs.get("names", [])]
+            else:
+                params, names = np.zeros((flux.shape[0] if flux.ndim == 3 else 0, 0)), []
+            name = "(root attributes)"
+            attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            for key in json.loads(attrs.pop("json_attrs", "[]")):
+                if key in attrs:
+                    attrs[key] = json.loads(attrs[key])
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{path}: dataset '{name}': malformed ({type(exc).__name__}: {exc})") from None
 
     def bad(dataset: str, message: str) -> ValueError:
         return ValueError(f"{path}: dataset '{dataset}': {message}")
@@ -207,6 +225,9 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
             f"shape {params.shape} with {len(names)} names; expected ({n_models}, n_params) "
             "and one name per column",
         )
+    if not np.all(np.isfinite(params)):
+        row, col = np.argwhere(~np.isfinite(params))[0]
+        raise bad("params", f"model {row}, {names[col]!r} = {params[row, col]} is not finite")
     iso_idx = [i for i, p in enumerate(parsed) if p[0] == "isotope"]
     if not iso_idx:
         raise bad("species", "no isotope entries (e.g. '12C'); crnet needs isotopes to modulate per Z/A")

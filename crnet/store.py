@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -225,7 +226,7 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
         return h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
     except (OSError, RuntimeError) as exc:
         text = str(exc)
-        if "lock" in text.lower():
+        if re.search(r"\block", text.lower()):  # 'lock' as a word start, not inside 'superblock'/'block'
             raise StoreError(f"{path}: the store is open for writing by another process ({text})") from None
         raise StoreError(f"{path}: not a readable HDF5 file ({text}); refusing it") from None
 
@@ -270,7 +271,12 @@ def read_attrs(f: h5py.File) -> dict[str, Any]:
         if key in STATE_SLOTS:
             continue
         value = _decode(value)
-        out[key] = json.loads(value) if key in JSON_ATTRS and isinstance(value, str) else value
+        if key in JSON_ATTRS and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise StoreError(f"{f.filename}: root attribute '{key}' is not valid JSON ({exc})") from None
+        out[key] = value
     return out
 
 
@@ -326,7 +332,7 @@ class MockStore:
         except StoreError:
             f.close()
             raise
-        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+        except (KeyError, OSError, RuntimeError, ValueError, IndexError, TypeError) as exc:
             f.close()
             raise StoreError(f"{path}: corrupt store ({type(exc).__name__}: {exc})") from None
 

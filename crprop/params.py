@@ -123,6 +123,8 @@ class PropagationParams:
     def __post_init__(self) -> None:
         for name in PARAM_NAMES:
             raw = getattr(self, name)
+            if isinstance(raw, bool | str | bytes):  # float(True) = 1.0 and float("0.5") = 0.5: a typo, not a value
+                raise ValueError(f"{name} must be a number, got {raw!r}; allowed range {_fmt_range(name, PRIOR_BOX)}")
             try:
                 value = float(raw)
             except (TypeError, ValueError):

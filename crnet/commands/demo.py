@@ -15,9 +15,20 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("paper", "--dataset", help="measured data set (crnet data list)"),
     ) -> None:
         """Propagate the paper's galdef, profile the normalisations against the data, plot the fit."""
+        from crnet.data import DATASETS
         from crnet.demo import run_demo
+        from crprop.backends import get_backend
 
-        res = run_demo(out, backend=backend, dataset=dataset)
+        try:  # the cheap checks first, not after the propagation
+            if dataset not in DATASETS:
+                raise ValueError(f"--dataset: unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
+            get_backend(backend)
+            if not out.parent.is_dir():
+                raise ValueError(f"--out {out}: directory {out.parent} does not exist")
+            res = run_demo(out, backend=backend, dataset=dataset)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
         rec = res.fit.to_records()[0]
         typer.echo(f"chi2_tot = {rec['chi2_tot']:.1f} for {rec['n_points']} points (chi2_scan = "
                    f"{rec['chi2_scan']:.1f}); q_C = {rec['q_C']:.3f}, xi_Li = {rec['xi_Li']:.3f}, "

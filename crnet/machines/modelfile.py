@@ -58,7 +58,9 @@ PREDICT_BATCH = 4096
 
 
 def file_sha256(path: Path | str) -> str:
-    """sha256 hex digest of a file's bytes."""
+    """sha256 hex digest of a file's bytes (ValueError naming the path when it is not a file)."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
@@ -174,7 +176,16 @@ def load_model(path: Path | str) -> ModelFile:
     if payload.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
         raise ValueError(f"{path}: model format version {payload.get('format_version')} is not supported "
                          f"(this crnet reads versions {list(SUPPORTED_FORMAT_VERSIONS)})")
+    try:
+        return _model_from_payload(path, payload)
+    except (KeyError, TypeError, AttributeError, IndexError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: malformed crnet model file ({type(exc).__name__}: {exc})") from None
+
+
+def _model_from_payload(path: Path, payload: dict) -> ModelFile:
     meta = json.loads(payload["metadata_json"])
+    if not isinstance(meta, dict):
+        raise TypeError(f"metadata_json holds a {type(meta).__name__}, not an object")
     tensors = payload["tensors"]
     transform = TargetTransform.from_dict(meta.pop("target_transform"))
     # the rest of crnet reads predictions in PARAM_NAMES order (columns, clip_to_box, tau) and builds features
@@ -197,7 +208,14 @@ def load_model(path: Path | str) -> ModelFile:
         if not isinstance(m, dict) or not {"state_dict", "feature_mean", "feature_std"} <= set(m):
             raise ValueError(f"{path}: ensemble member {k + 1} lacks state_dict / feature_mean / feature_std")
         members.append((m["state_dict"], FeatureScaler(m["feature_mean"].numpy(), m["feature_std"].numpy())))
-    return ModelFile(network, arch, machine, payload["state_dict"], transform, scaler, energies, meta, members)
+    model = ModelFile(network, arch, machine, payload["state_dict"], transform, scaler, energies, meta, members)
+    for k in range(model.n_members):  # the weights must fit the network the file names
+        try:
+            build_network(network, arch).load_state_dict(model.member(k).state_dict)
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: member {k} of network {network!r}: its weights do not fit the architecture "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    return model
 
 
 class Predictor:
@@ -205,7 +223,10 @@ class Predictor:
 
     def __init__(self, model: ModelFile, device: str | torch.device = "cpu") -> None:
         self.model = model
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device {device!r} is not a torch device (use 'cpu', 'cuda' or 'cuda:N')") from None
         self.nets: list[nn.Module] = []
         for k in range(model.n_members):
             net = build_network(model.network, model.architecture)

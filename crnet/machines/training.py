@@ -187,7 +187,10 @@ def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU; otherwise the named device (checked)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r} is not a torch device (use 'auto', 'cpu', 'cuda' or 'cuda:N')") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but no CUDA GPU is available")
     return dev
@@ -319,6 +322,8 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
     """Train the machine of ``config`` on ``store`` and write the best model to ``out`` (see module docstring)."""
     cfg = (config or TrainConfig()).resolved()
     store, out = Path(store), Path(out)
+    if not out.parent.is_dir():  # before hours of training, not at the final save
+        raise ValueError(f"--out {out}: directory {out.parent} does not exist")
     if cfg.ensemble > 1:
         return _train_ensemble(store, out, cfg, resume)
     network = network_name(cfg.machine, cfg.arch)
@@ -555,7 +560,11 @@ def _save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, sche
 def _load_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
                      state: dict, device: torch.device) -> dict:
     """Restore everything from ``path`` in place; returns the best weights so far."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign / corrupt files
+        raise ValueError(f"{path}: not a readable crnet training checkpoint ({type(exc).__name__}); delete it to "
+                         "train from the start") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a crnet training checkpoint")
     saved = json.loads(payload["identity_json"])

@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from crnet.data import DATASETS
 from crnet.scan.designs import DESIGNS, design_points, design_slice, gaussian_design, prior_box, to_log, to_physical
 from crnet.scan.models import Evaluation, GridConfig, PropagateModel, ScanModel
 from crnet.scan.sampler import OPTIMAL_SCALE, AdaptiveMetropolis, SamplerConfig
 from crnet.store import MockStore, RecordBatch, StoreError, StoreMeta
+from crprop.params import PARAM_NAMES
 
 SCAN_DESIGNS: tuple[str, ...] = ("mcmc",) + DESIGNS
 
@@ -99,6 +101,23 @@ class ScanConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.start is not None and len(self.start) != 10:
             raise ValueError(f"start must hold the 10 PARAM_NAMES values, got {len(self.start)}")
+        if self.start is not None:
+            bad = [n for n, v in zip(PARAM_NAMES, self.start, strict=True) if not np.isfinite(v)]
+            if bad:
+                raise ValueError(f"start: {bad} must be finite numbers (PARAM_NAMES units), got {self.start}")
+            lo, hi = prior_box()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                centre = to_log(np.asarray(self.start, dtype=np.float64)[None])[0]
+            out = [n for n, c, a, b in zip(PARAM_NAMES, centre, lo, hi, strict=True) if not a <= c <= b]
+            if out:  # checked here, before a store file is created
+                raise ValueError(f"start: {out} outside the prior box (crprop.params.PRIOR_BOX; breaks in MV), "
+                                 f"got {self.start}")
+        for key in ("start_spread", "proposal_scale"):
+            value = getattr(self, key)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{key} must be finite and > 0 (fraction of each box width), got {value}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset: unknown data set {self.dataset!r}; known: {', '.join(DATASETS)}")
         if self.start_cov is not None:
             cov = np.asarray(self.start_cov, dtype=np.float64)
             if self.start is None or self.design != "mcmc":

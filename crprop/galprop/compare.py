@@ -65,10 +65,18 @@ def load_run(run_dir: str | Path) -> GalpropRun:
     npz = run_dir / f"{run_dir.name}.npz"
     fits_files = sorted(run_dir.glob("nuclei_full_54_*")) + sorted(run_dir.glob("nuclei_54_*"))
     if npz.exists():
-        with np.load(npz, allow_pickle=False) as f:
-            e_gev = f["Ekin_MeV_per_n"] / 1e3
-            iso_z, iso_a = f["iso_Z"].astype(int), f["iso_A"].astype(int)
-            flux = f["iso_flux_LIS"] * FLUX_CGS_MEV_TO_SI_GEV
+        wanted = ("Ekin_MeV_per_n", "iso_Z", "iso_A", "iso_flux_LIS")
+        try:
+            with np.load(npz, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in wanted if k in f}
+        except (OSError, EOFError, ValueError) as exc:  # ValueError: an object array would need pickles
+            raise ValueError(f"{npz}: not a readable npz file without pickles ({exc})") from None
+        missing = [k for k in wanted if k not in arrays]
+        if missing:
+            raise ValueError(f"{npz}: missing arrays {missing} (a GALPROP reference npz holds {list(wanted)})")
+        e_gev = arrays["Ekin_MeV_per_n"] / 1e3
+        iso_z, iso_a = arrays["iso_Z"].astype(int), arrays["iso_A"].astype(int)
+        flux = arrays["iso_flux_LIS"] * FLUX_CGS_MEV_TO_SI_GEV
     elif fits_files:
         from crprop.galprop.fits import read_nuclei_fits
 
