@@ -144,3 +144,30 @@ def test_cli_checks_cheap_things_before_long_work(tmp_path) -> None:
     res = runner.invoke(app, ["train", "--store", str(store), "--machine", "A", "--out", str(tmp_path / "m.pt"),
                               "--epochs", "1", "--device", "bogus"])
     assert res.exit_code == 2 and "not a torch device" in res.output
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("model = 3\n", "'model' must be a list of tables"),
+    ("[galdef]\npath = 5\n", "must be a table with a string 'path'"),
+])
+def test_simulate_refuses_mis_shaped_parameter_files(tmp_path, toml, message) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(toml)
+    res = runner.invoke(app, ["simulate", "--params", str(path), "--out", str(tmp_path / "s.h5")])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_train_options_out_of_range(tmp_path) -> None:
+    store = tmp_path / "mocks.h5"
+    write_synthetic_store(store, 40)
+    for option, value, message in (("--patience", "-3", "patience must be >= 1"),
+                                   ("--memory-gb", "nan", "--memory-gb must be finite")):
+        res = runner.invoke(app, ["train", "--store", str(store), "--machine", "A", "--out", str(tmp_path / "m.pt"),
+                                  "--epochs", "1", option, value])
+        assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_galprop_compare_checks_the_energy_range(galprop_ref_dir) -> None:
+    res = runner.invoke(app, ["galprop", "compare", str(galprop_ref_dir / "crml_base"), "--emin", "1000",
+                              "--emax", "0.1"])
+    assert res.exit_code == 2 and "need 0 < emin < emax" in res.output

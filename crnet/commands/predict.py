@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         from crnet.machines.modelfile import Predictor  # torch is imported only when predicting
 
         try:
+            if out is not None and not out.parent.is_dir():
+                raise ValueError(f"--out {out}: directory {out.parent} does not exist")
             predictor = Predictor.load(model, device)
             pred = predict_file(predictor, spectra, dataset=dataset, skip_invalid=skip_invalid)
             if out is not None:

@@ -8,6 +8,7 @@ import tomllib
 import warnings
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from crnet import __version__
@@ -23,20 +24,28 @@ def _load_params_toml(path: Path):
 
     try:
         doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise typer.BadParameter(f"{path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable TOML file ({exc})") from None
+    table = doc.get("galdef", {})
+    if not isinstance(table, dict) or not isinstance(table.get("path", ""), str):
+        raise ValueError(f"{path}: [galdef] must be a table with a string 'path', got {table!r}")
     models = doc.get("model", [doc])
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise ValueError(f"{path}: 'model' must be a list of tables [[model]], got {models!r}")
     out = []
     for i, m in enumerate(models):
         keys = {k: v for k, v in m.items() if k in PARAM_NAMES}
         unknown = sorted(k for k in m if k not in PARAM_NAMES and k not in ("model", "galdef"))
         if unknown:
-            raise typer.BadParameter(f"{path}: model {i}: unknown keys {unknown}; allowed: {list(PARAM_NAMES)}")
+            raise ValueError(f"{path}: model {i}: unknown keys {unknown}; allowed: {list(PARAM_NAMES)}")
         missing = [k for k in PARAM_NAMES if k not in keys]
         if missing:
-            raise typer.BadParameter(f"{path}: model {i}: missing {missing}")
-        out.append(PropagationParams(**keys))
-    galdef = doc.get("galdef", {}).get("path")
+            raise ValueError(f"{path}: model {i}: missing {missing}")
+        try:
+            out.append(PropagationParams(**keys))
+        except ValueError as exc:
+            raise ValueError(f"{path}: model {i}: {exc}") from None
+    galdef = table.get("path")
     return out, (Path(galdef) if galdef else None)
 
 
@@ -63,6 +72,8 @@ def register(app: typer.Typer) -> None:
         if (galdef is None) == (params is None):
             raise typer.BadParameter("give exactly one of --galdef or --params")
         try:
+            if not out.parent.is_dir():  # before the propagation, not at the write
+                raise ValueError(f"--out {out}: directory {out.parent} does not exist")
             if galdef is not None:
                 g = read_galdef(galdef)
                 plist = [params_from_galdef(g, check_prior=False)]
@@ -112,6 +123,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             run = load_run(run_dir)
+            if not (0 < emin < emax and np.isfinite(emax)):
+                raise ValueError(f"--emin {emin} / --emax {emax}: need 0 < emin < emax < inf (GeV/n)")
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -120,7 +133,11 @@ def register(app: typer.Typer) -> None:
             t0 = time.perf_counter()
             spectra = propagate(run.setup(), run.params, mode=mode, backend=backend, check_prior=False)
             wall = time.perf_counter() - t0
-        rows = deviation_table(spectra, run.spectra(), emin, emax)
+        try:
+            rows = deviation_table(spectra, run.spectra(), emin, emax)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
         if as_json:
             typer.echo(json.dumps({"run": run.name, "mode": mode, "wall_s": wall, "rows": rows}, indent=1))
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -82,6 +83,8 @@ def register(app: typer.Typer) -> None:
         from crnet.machines.training import TrainConfig, train  # torch is imported only when training
 
         try:
+            if not (math.isfinite(memory_gb) and memory_gb >= 0):
+                raise ValueError(f"--memory-gb must be finite and >= 0 (GiB), got {memory_gb}")
             pseudo = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise, max_relative=max_relative,
                                       envelope_delta=(delta_low, delta_high), dataset=dataset,
                                       update_chi2=update_chi2, seed=seed)

@@ -142,6 +142,11 @@ class TrainConfig:
             raise ValueError("ensemble applies to Machines A and B, not the Check Machine")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.patience < 1 or self.lr_patience < 0:
+            raise ValueError(f"patience must be >= 1 and lr_patience >= 0 (epochs), got {self.patience} and "
+                             f"{self.lr_patience}")
+        if not (self.memory_limit_bytes >= 0):
+            raise ValueError(f"memory_limit_bytes must be >= 0, got {self.memory_limit_bytes}")
         return replace(self, epochs=int(epochs), batch_size=int(batch), learning_rate=float(lr),
                        weight_decay=float(wd))
 
