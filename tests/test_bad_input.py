@@ -171,3 +171,28 @@ def test_galprop_compare_checks_the_energy_range(galprop_ref_dir) -> None:
     res = runner.invoke(app, ["galprop", "compare", str(galprop_ref_dir / "crml_base"), "--emin", "1000",
                               "--emax", "0.1"])
     assert res.exit_code == 2 and "need 0 < emin < emax" in res.output
+
+
+def test_data_tables_refuse_non_utf8_and_non_positive_bin_edges(tmp_path) -> None:
+    from test_data import GOOD_ROWS, HEADER
+
+    from crnet.data import read_table
+
+    latin = tmp_path / "latin_B_R.csv"
+    latin.write_bytes(("# x: rigidity R [GV]\n# note: caf\xe9\n" + "\n".join([HEADER, *GOOD_ROWS]) + "\n")
+                      .encode("latin-1"))
+    with pytest.raises(ValueError, match="not a UTF-8 text file"):
+        read_table(latin)
+    first = GOOD_ROWS[0].split(",")
+    first[0] = "-1.0"
+    neg = tmp_path / "neg_B_R.csv"
+    neg.write_text("\n".join(["# x: rigidity R [GV]", HEADER, ",".join(first), *GOOD_ROWS[1:]]) + "\n")
+    with pytest.raises(ValueError, match="line 3, column 'R_low_GV': non-positive bin edge"):
+        read_table(neg)
+
+
+def test_fit_start_must_be_finite() -> None:
+    from crnet.scan.fit import FitConfig, fit_best
+
+    with pytest.raises(ValueError, match=r"not finite: \['delta'\]"):
+        fit_best(None, FitConfig(start=[START[0], math.nan, *START[2:]]), progress=False)

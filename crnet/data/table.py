@@ -180,7 +180,11 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such data file")
-    text = path.read_text(encoding="utf-8").splitlines()
+    try:
+        text = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); data files are "
+                         "commented CSV in UTF-8") from None
     meta: dict[str, str] = {}
     header: list[str] | None = None
     header_line = 0
@@ -260,6 +264,7 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
     has_edges = np.isfinite(lo) & np.isfinite(hi)
     check(x_cols["low"], np.isfinite(lo) != np.isfinite(hi), "bin edge {v!r} given without its partner edge")
     check(x_cols["high"], has_edges & (hi <= lo), "bin upper edge {v!r} is not above the lower edge")
+    check(x_cols["low"], has_edges & (lo <= 0), "non-positive bin edge {v!r} (energies and rigidities are > 0)")
     check(x_cols["rep"], has_edges & ((rep < lo) | (rep > hi)), "x value {v!r} lies outside its bin edges")
     if np.all(has_edges):
         # Binned data: rows sorted by lower edge. Bins from different instruments may overlap

@@ -188,7 +188,12 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
     lo, hi = prior_box()
     w = hi - lo
     start = np.asarray(cfg.start if cfg.start is not None else CRML_BASE.as_vector(), dtype=np.float64)
-    x0 = to_log(start[None])[0]
+    if start.shape != (len(PARAM_NAMES),) or not np.all(np.isfinite(start)):
+        bad = [n for n, v in zip(PARAM_NAMES, np.atleast_1d(start), strict=False) if not np.isfinite(v)]
+        raise ValueError(f"fit start must be {len(PARAM_NAMES)} finite values ({', '.join(PARAM_NAMES)}); "
+                         f"not finite: {bad}, got {start.tolist()}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x0 = to_log(start[None])[0]
     if np.any(x0 <= lo) or np.any(x0 >= hi):
         bad = [n for n, v, a, b in zip(LOG_PARAM_NAMES, x0, lo, hi, strict=True) if not a < v < b]
         raise ValueError(f"fit start must lie strictly inside the prior box; outside or on the edge: {bad}")
