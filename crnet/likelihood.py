@@ -33,7 +33,8 @@ species, chi^2 is a convex quadratic in (q_C, s_Li, s_Be, s_O) over the polyhedr
 {q_C >= 0, lo q_C <= s_k <= hi q_C}. Its minimum is the best feasible one among the minimisers of
 every face (each ratio free / at its lower / at its upper bound: 3^3 closed-form candidates, plus the
 apex q_C = 0), evaluated vectorised over models. A nuisance phi (top-of-atmosphere data sets) is
-profiled numerically: a grid over its bounds, then bounded Brent refinement per model.
+profiled numerically: one modulation period by a grid over its bounds, then bounded Brent per model; several
+periods jointly, by a grid per phi, then bounded Powell per model (``Chi2Result.phi_converged``).
 
 Differences from CR-ML, by design: q_C is free (CR-ML scans A_p on a grid in [0.383, 1.402]); the
 minimum is exact instead of a grid scan (200-1000 points per ratio, depending on the CR-ML version);

@@ -23,15 +23,16 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   pseudo-data drawn from the same central spectra). The feedback loop predicts from its own pseudo-data
   (``feedback_pseudo.h5``: training centres, other noise draws), never from the test set, because it
   retrains on the re-simulations of what it predicts;
-* ``[test]``: n_test (pseudo-data spectra of the test set), seed;
+* ``[test]``: n_test (pseudo-spectra of the test set, and of the feedback loop's own ``feedback_pseudo.h5``), seed;
 * ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields;
 * ``[measured]``: enabled (bool), dataset.
 
-Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, and the settings their result
-depends on, :func:`stage_settings`) when done; a re-run skips finished stages, refuses a finished stage whose
-settings changed (naming them), and resumes the running one from its checkpoints (scan store, training checkpoints,
-feedback rounds, cached closure tests). ``resolved_config.json`` next to the outputs holds the resolved
-config, the seeds and the versions of crnet, torch, numpy and the device.
+Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, and their settings,
+:func:`stage_settings`: the stage's own config section and every earlier one, except where and how it runs, and
+for the fit only the [scan] entries it reads) when done; a re-run skips finished stages, refuses a finished
+stage whose settings changed (naming them), and resumes the running one from its checkpoints (scan store,
+training checkpoints, feedback rounds, cached closure tests). ``resolved_config.json`` next to the outputs holds
+the resolved config, the seeds and the versions of crnet, torch, numpy and the device.
 """
 
 from __future__ import annotations
@@ -228,6 +229,10 @@ STAGE_SECTIONS: dict[str, str] = {"fit": "scan", "scan": "scan", "train": "train
                                   "measured": "measured"}
 """Stage (name prefix) -> the last config section its result depends on."""
 
+FIT_SCAN_SETTINGS: tuple[str, ...] = ("grid", "mode", "max_steps", "dataset", "start", "temperature")
+"""The [scan] entries the fit reads (its solver, data set, start and the temperature of its covariance): extending
+the scan (n_steps, chains) does not outdate the fit."""
+
 NOT_RESULT_SETTINGS: tuple[str, ...] = (
     "run.out", "run.threads", "run.progress", "scan.backend", "scan.warm_start", "scan.warm_start_max_gb",
     "train.device", "feedback.settings.progress", "feedback.settings.sim.backend")
@@ -247,6 +252,8 @@ def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
             flat[prefix] = value
 
     full = json.loads(json.dumps(asdict(cfg), default=str))
+    if stage == "fit":
+        full["scan"] = {k: full["scan"][k] for k in FIT_SCAN_SETTINGS}
     for section in SECTION_ORDER[: SECTION_ORDER.index(last) + 1]:
         walk(section, full[section])
     return flat

@@ -48,7 +48,8 @@ Crash safety (SIGKILL at any moment, not power loss)
 Record datasets are allocated up front (HDF5 early allocation, no fill) and uncompressed, so writing a
 batch changes raw data only, never HDF5 metadata. A batch is committed in three flushed steps: (1) its
 rows are written beyond ``n_complete`` and flushed; (2) the checkpoint, tagged with the new record
-count and a CRC32, goes into the slot *not* holding the current checkpoint, flushed; (3) the 8-byte
+count, a commit counter (which decides between two slots at the same ``n_complete``, after a batch with no
+records) and a CRC32, goes into the slot *not* holding the current checkpoint, flushed; (3) the 8-byte
 ``n_complete`` is overwritten in place and flushed. A kill before (3) leaves the old ``n_complete``
 and its intact checkpoint slot: readers see the previous batch boundary, a resume continues from it.
 A new store is created under a temporary name and renamed into place. The only metadata changes after

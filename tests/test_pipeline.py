@@ -134,3 +134,22 @@ def test_fit_stage_sets_the_scan_start(tmp_path, monkeypatch):
     bad.write_text("[fit]\nenabled = true\ntol = 2.0\n")
     with pytest.raises(ValueError, match=r"\[fit\] tol"):
         load_config(bad)
+
+
+def test_stage_settings_cover_what_each_stage_reads():
+    import dataclasses
+
+    from crnet.pipeline import stage_settings
+
+    cfg = load_config(CI)
+    longer = dataclasses.replace(cfg, scan=dataclasses.replace(cfg.scan, n_steps=cfg.scan.n_steps + 5))
+    assert stage_settings(longer, "fit") == stage_settings(cfg, "fit")  # extending the scan keeps the fit
+    assert stage_settings(longer, "scan") != stage_settings(cfg, "scan")
+    other_grid = dataclasses.replace(cfg, scan=dataclasses.replace(
+        cfg.scan, grid=dataclasses.replace(cfg.scan.grid, dr_kpc=2.0)))
+    assert stage_settings(other_grid, "fit")["scan.grid.dr_kpc"] == 2.0
+    assert stage_settings(cfg, "fit")["scan.grid.dr_kpc"] == 4.0
+    moved = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, threads=7, out="elsewhere"))
+    assert stage_settings(moved, "evaluate") == stage_settings(cfg, "evaluate")
+    assert "feedback.settings.tau_threshold" in stage_settings(cfg, "feedback_A-paper")
+    assert not any(k.startswith("feedback") for k in stage_settings(cfg, "train_A-paper"))

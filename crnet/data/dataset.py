@@ -33,7 +33,8 @@ negation ('NOT corrected to LIS', 'not unmodulated') does not count (:data:`LIS_
 ``# lis: true|false`` metadata line overrides the markers."""
 PHI_SAME_PERIOD_MV = 1.0
 """Top-of-atmosphere blocks whose attached phi (``DataBlock.phi_mv``, MV) differ by more than this come from
-different modulation periods; one Dataset (one :class:`Modulation`) must not mix them."""
+different modulation periods; the blocks under one :class:`Modulation` (one period of a Dataset) must not mix
+them."""
 LIS_NEGATION = re.compile(r"\b(?:not|never|nor)\s+(?:\w+\s+)?$")
 """A marker whose preceding text ends with this (e.g. 'not', 'not yet') is negated."""
 

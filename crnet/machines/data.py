@@ -7,7 +7,8 @@ The store is :mod:`crnet.store`'s file (opened read-only through :class:`crnet.s
 
 Records are used when converged, with finite parameters inside the prior box, q_c > 0 and positive
 fluxes of Li, Be, B, C, O on the whole grid; the others are counted in ``dropped``. The split is a
-seeded random permutation (90 % / 10 % by default). Small stores are held in memory as float32;
+seeded random permutation (90 % / 10 % by default); pseudo-data are split by central record, so that
+validation holds out whole centres (:func:`split_indices`). Small stores are held in memory as float32;
 larger ones (above ``memory_limit_bytes``) are streamed: each epoch visits blocks of ``block_size``
 consecutive records in a random order and shuffles inside each block.
 """
