@@ -405,7 +405,8 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                 raise ValueError(
                     f"train {network}: epoch {epoch} gave a non-finite loss (train {train_loss}, validation "
                     f"{val_loss}); the run diverged (learning rate {optimizer.param_groups[0]['lr']:.3g}). Nothing "
-                    f"was saved from this epoch; the checkpoint {ckpt_path} holds the last finite one")
+                    f"was saved from this epoch; the checkpoint {ckpt_path}, if any, holds the last finite one. Lower "
+                    "the learning rate")
             lr = optimizer.param_groups[0]["lr"]
             if cfg.lr_schedule == "plateau":
                 scheduler.step(val_loss)
