@@ -303,3 +303,16 @@ def test_machine_b_validates_on_centres_it_does_not_train_on(small_store, tmp_pa
         val_src = set(reader.take("step", data.val_idx).tolist())
     assert train_src and val_src and not train_src & val_src
     assert 0.05 < data.val_idx.size / (data.train_idx.size + data.val_idx.size) < 0.2
+
+
+def test_grouped_split_needs_enough_centres() -> None:
+    from crnet.machines.data import split_indices
+
+    cand = np.arange(400)
+    many = cand % 20  # 20 centres: 2 of them (10 %) held out whole
+    train_idx, val_idx = split_indices(cand, 0.1, 0, groups=many)
+    assert np.unique(many[val_idx]).size == 2 and not set(many[val_idx]) & set(many[train_idx])
+    few = cand % 4  # one centre would be 25 % > val_fraction: record split, with a warning
+    with pytest.warns(RuntimeWarning, match="4 central spectra"):
+        train_idx, val_idx = split_indices(cand, 0.1, 0, groups=few)
+    assert val_idx.size == 40 and set(few[val_idx]) & set(few[train_idx])
