@@ -1,0 +1,80 @@
+"""Model spectra at the data energies, and the checks that the spectra can be compared with a data set."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import interpolate
+
+from crnet.data import Dataset
+from crprop.spectra import SYMBOL_TO_Z, Spectra
+
+LOG_FLUX_FLOOR: float = 1e-300
+"""Fluxes are floored here before taking logs for the log-log interpolation (zero flux stays ~0)."""
+
+INTERPOLATIONS: tuple[str, ...] = ("loglog", "cubic")
+"""'loglog': linear in (log E, log flux), the crnet default; 'cubic': CR-ML's interp1d(kind='cubic')
+in linear (E, flux)."""
+
+
+def interpolate_spectra(
+    e_model: np.ndarray,
+    flux: np.ndarray,
+    e_data: np.ndarray,
+    method: str = "loglog",
+) -> np.ndarray:
+    """(n_models, n_E) fluxes on ``e_model`` (GeV/n) -> (n_models, n_data) at ``e_data`` (GeV/n)."""
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {method!r}")
+    if method == "cubic":
+        return interpolate.interp1d(e_model, flux, kind="cubic", axis=-1, assume_sorted=True)(e_data)
+    x = np.log(e_model)
+    xd = np.log(e_data)
+    idx = np.clip(np.searchsorted(x, xd, side="right") - 1, 0, x.size - 2)
+    w = (xd - x[idx]) / (x[idx + 1] - x[idx])
+    logf = np.log(np.maximum(flux, LOG_FLUX_FLOOR))
+    return np.exp(logf[:, idx] * (1 - w) + logf[:, idx + 1] * w)
+
+
+def subset_species(spectra: Spectra, species: list[str]) -> Spectra:
+    """Spectra restricted to the isotopes that make up ``species`` (cheaper to modulate)."""
+    keep = np.zeros(spectra.iso_z.size, dtype=bool)
+    labels = spectra.isotopes
+    for sp in species:
+        keep |= (
+            (spectra.iso_z == SYMBOL_TO_Z[sp])
+            if sp in SYMBOL_TO_Z
+            else np.array([lab == sp for lab in labels])
+        )
+    return Spectra(
+        spectra.ekin_gev_per_n,
+        spectra.iso_z[keep],
+        spectra.iso_a[keep],
+        spectra.iso_flux[:, keep],
+        spectra.converged,
+        spectra.residual,
+        phi_mv=spectra.phi_mv,
+        meta=dict(spectra.meta),
+    )
+
+
+def check_spectra(spectra: Spectra, dataset: Dataset) -> None:
+    """Refuse spectra that lack a measured species, are already modulated, or do not cover the data."""
+    if spectra.phi_mv != 0.0:
+        raise ValueError(
+            f"spectra are already modulated (phi = {spectra.phi_mv} MV); the chi^2 needs the LIS"
+        )
+    available = set(spectra.elements) | set(spectra.isotopes)
+    missing = [sp for sp in dataset.species if sp not in available]
+    if missing:
+        raise ValueError(
+            f"spectra lack species {missing} measured by data set {dataset.name!r} "
+            f"(spectra have elements {spectra.elements})"
+        )
+    e = spectra.ekin_gev_per_n
+    for block in dataset.blocks:
+        out = (block.ekin_gev_per_n < e[0]) | (block.ekin_gev_per_n > e[-1])
+        if np.any(out):
+            raise ValueError(
+                f"data block {block.label!r}: energy {float(block.ekin_gev_per_n[out][0])} GeV/n lies "
+                f"outside the spectra grid [{e[0]:.4g}, {e[-1]:.4g}] GeV/n"
+            )

@@ -1,0 +1,118 @@
+"""One data set's geometry, and the normalised residuals of models at given force-field potentials."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from crnet.data import DataBlock, Dataset
+from crnet.likelihood.interpolation import interpolate_spectra, subset_species
+from crnet.likelihood.normalisation import RATIO_PARAMETERS, profile_normalisations
+from crprop.spectra import Spectra
+
+
+class Problem:
+    """Data-set geometry shared by all phi values: per-block targets and the species grouping."""
+
+    def __init__(
+        self,
+        spectra: Spectra,
+        dataset: Dataset,
+        bounds: Mapping[str, tuple[float, float]],
+        profile: bool,
+        interpolation: str,
+    ) -> None:
+        self.dataset, self.profile, self.interp = dataset, profile, interpolation
+        self.spectra = subset_species(spectra, dataset.species)
+        # normalisations act per element: an isotope block ('10Be') shares its element's scale
+        self.element = {sp: sp.lstrip("0123456789") for sp in dataset.species}
+        self.groups = list(dict.fromkeys(self.element.values()))
+        self.ratio_species = [el for el in RATIO_PARAMETERS if el in self.groups]
+        self.lo = np.array([bounds[RATIO_PARAMETERS[sp]][0] for sp in self.ratio_species])
+        self.hi = np.array([bounds[RATIO_PARAMETERS[sp]][1] for sp in self.ratio_species])
+        self.lis_model = {i: self._model(self.spectra, b) for i, b in enumerate(dataset.blocks) if b.lis}
+        self.period = [dataset.period_of(b) for b in dataset.blocks]
+        # each period modulates only the species it measures (ACE-CRIS C, O need not drag Li-Be-B along)
+        self.period_spectra = {
+            key: subset_species(self.spectra, list(dict.fromkeys(b.species for b, k in zip(dataset.blocks, self.period,
+                                                                                     strict=True) if k == key)))
+            for key in dataset.periods
+        }
+        # the last modulated spectra per period: a search over one phi reuses the other periods' (Powell)
+        self._last: dict[str, tuple[bytes, float, Spectra]] = {}
+
+    def _model(self, spectra: Spectra, block: DataBlock) -> np.ndarray:
+        return interpolate_spectra(
+            spectra.ekin_gev_per_n, spectra.flux(block.species), block.ekin_gev_per_n, self.interp
+        )
+
+    def solve(
+        self, models: np.ndarray, phi_mv: Mapping[str, float] | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(normalised residuals (n, n_points), q (n,), ratios (n, K)) for the given models at one phi per
+        modulation period ({period: MV}, None for LIS-only data sets); :meth:`per_block` turns the residuals
+        into chi2 per block."""
+        modulated = {}
+        if self.dataset.needs_modulation:
+            modulated = {key: self._modulated(key, models, float(phi)) for key, phi in (phi_mv or {}).items()}
+        preds = []
+        for i, block in enumerate(self.dataset.blocks):
+            preds.append(self.lis_model[i][models] if block.lis else self._model(modulated[self.period[i]], block))
+        n = models.size
+        a = {el: np.zeros(n) for el in self.groups}
+        b = {el: np.zeros(n) for el in self.groups}
+        for block, m in zip(self.dataset.blocks, preds, strict=True):
+            w = 1.0 / block.sigma**2
+            a[self.element[block.species]] += (m * m * w).sum(axis=1)
+            b[self.element[block.species]] += (m * block.flux * w).sum(axis=1)
+        if self.profile:
+            free = [el for el in self.groups if el not in self.ratio_species]
+            a_free = sum((a[sp] for sp in free), np.zeros(n))
+            b_free = sum((b[sp] for sp in free), np.zeros(n))
+            a_r = (
+                np.stack([a[sp] for sp in self.ratio_species], axis=1)
+                if self.ratio_species
+                else np.zeros((n, 0))
+            )
+            b_r = (
+                np.stack([b[sp] for sp in self.ratio_species], axis=1)
+                if self.ratio_species
+                else np.zeros((n, 0))
+            )
+            # A model with no flux where a bounded species has data (a_k = 0), or a non-finite flux, cannot be
+            # normalised: its chi^2 is +inf (below), without failing the other models of the batch.
+            ok = np.all(a_r > 0, axis=1) & np.isfinite(a_free) & np.isfinite(b_free)
+            ok &= np.all(np.isfinite(a_r) & np.isfinite(b_r), axis=1)
+            q, r = np.zeros(n), np.ones((n, len(self.ratio_species)))
+            if ok.any():
+                q[ok], r[ok] = profile_normalisations(a_free[ok], b_free[ok], a_r[ok], b_r[ok], self.lo, self.hi)
+        else:
+            q, r = np.ones(n), np.ones((n, len(self.ratio_species)))
+        scale = {el: q for el in self.groups}
+        scale.update({el: q * r[:, j] for j, el in enumerate(self.ratio_species)})
+        res = [(scale[self.element[blk.species]][:, None] * m - blk.flux) / blk.sigma
+               for blk, m in zip(self.dataset.blocks, preds, strict=True)]
+        res = np.concatenate(res, axis=1)
+        bad = ~np.all(np.isfinite(res), axis=1)
+        if self.profile:
+            bad |= ~ok
+        res[bad] = np.inf  # chi^2 = inf for a model that cannot be compared (see above), never NaN
+        return res, q, r
+
+    def _modulated(self, key: str, models: np.ndarray, phi_mv: float) -> Spectra:
+        tag = models.tobytes()
+        last = self._last.get(key)
+        if last is None or last[0] != tag or last[1] != phi_mv:
+            last = (tag, phi_mv, self.period_spectra[key].select(models).modulate(phi_mv))
+            self._last[key] = last
+        return last[2]
+
+    def total(self, models: np.ndarray, phi_mv: Mapping[str, float]) -> np.ndarray:
+        """(n,) chi2_tot of the given models at one phi per period (profiled normalisations)."""
+        return np.square(self.solve(models, phi_mv)[0]).sum(axis=1)
+
+    def per_block(self, residuals: np.ndarray) -> np.ndarray:
+        """(n, n_blocks) chi2 of each data block from (n, n_points) residuals."""
+        starts = np.cumsum([0] + [b.flux.size for b in self.dataset.blocks[:-1]])
+        return np.add.reduceat(residuals * residuals, starts, axis=1)
