@@ -384,25 +384,31 @@ def r2_score(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
         return np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
 
 
-def abs_relative_error(transform: TargetTransform, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """(n, 10) |pred - truth| / |truth| with the breaks as log10(R/MV), as the paper's |tau| (Eq. 4.4, Table 3;
-    crnet.feedback.tau): a 1 % error of R_br in MV is only ~0.14 % of log10 R_br ~ 3.1."""
-    t, q = transform.to_log(truth), transform.to_log(pred)
+def relative_change(theta: np.ndarray, theta_prime: np.ndarray,
+                    transform: TargetTransform | None = None) -> np.ndarray:
+    """(n, 10) (theta' - theta) / theta per parameter with the breaks as log10(R/MV): the paper's tau (Eq. 4.4,
+    Table 3; crnet.feedback.tau). A 1 % change of R_br in MV is ~0.14 % of log10 R_br ~ 3.1 (log10(1.01) / 3.1).
+    Rows of theta' with a non-finite entry are NaN."""
+    transform = transform or TargetTransform()
+    finite = np.all(np.isfinite(theta_prime), axis=1)
+    a, b = transform.to_log(theta), transform.to_log(np.where(finite[:, None], theta_prime, 1.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.abs(q - t) / np.abs(t)
+        out = (b - a) / a
+    out[~finite] = np.nan
+    return out
 
 
 def regression_metrics(transform: TargetTransform, truth: np.ndarray, pred: np.ndarray) -> dict[str, dict]:
     """Per-parameter metrics of physical predictions against truth (both (n, 10), physical units).
 
     r2: R^2 in the transformed space (log10 for the breaks); rel_err_median / rel_err_mean:
-    :func:`abs_relative_error` (the paper's |tau|, Eq. 4.4); frac_outside_box: share of predictions outside the
+    abs(:func:`relative_change`) (the paper's |tau|, Eq. 4.4); frac_outside_box: share of predictions outside the
     prior box.
     """
     truth = np.asarray(truth, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
     r2 = r2_score(transform.to_log(truth), transform.to_log(pred))
-    rel = abs_relative_error(transform, truth, pred)
+    rel = np.abs(relative_change(truth, pred, transform))
     outside = transform.outside_box(pred)
     return {name: {"r2": float(r2[i]), "rel_err_median": float(np.nanmedian(rel[:, i])),
                    "rel_err_mean": float(np.nanmean(rel[:, i])), "frac_outside_box": float(outside[:, i].mean())}

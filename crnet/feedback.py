@@ -35,11 +35,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from crnet.data import DEFAULT_DATASET
-from crnet.features import FEATURE_SPECIES, TargetTransform, features_from_raw, species_rows
+from crnet.features import FEATURE_SPECIES, TargetTransform, features_from_raw, relative_change, species_rows
 from crnet.likelihood import chi2 as chi2_of
 from crnet.pseudodata import PAPER_MAX_RELATIVE, paper_noise
-from crnet.scan.designs import to_log
-from crnet.scan.models import GridConfig, PropagateModel
+from crnet.scan.models import GridConfig, PropagateModel, require_converging_mode
 from crnet.spectra_io import parse_species
 from crnet.store import MockStore, RecordBatch, StoreMeta
 from crnet.store_read import merge_stores, spectra_from_flux
@@ -77,12 +76,8 @@ class SimConfig:
             self.grid = GridConfig(**self.grid)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.mode == "galprop":
-            # every galprop-mode model is non-converged (fixed dt ladder), and a non-converged re-simulation
-            # counts as chi^2 = inf: every prediction would land outside 6 sigma
-            raise ValueError("SimConfig.mode 'galprop' cannot re-simulate predictions: GALPROP's fixed time-step "
-                             "ladder never meets the convergence tolerance, so every re-simulation would count as "
-                             "failed (chi^2 = inf). Use mode 'fast' or 'exact'")
+        require_converging_mode(self.mode, "re-simulating predictions (a non-converged re-simulation counts as "
+                                "chi^2 = inf)")
 
     def model(self) -> PropagateModel:
         """The solver model these settings describe (cold starts: re-simulated points are not a chain)."""
@@ -155,11 +150,9 @@ class ClosureResult:
 
 # ------------------------------------------------------------------------------------------ pieces
 def tau(theta: np.ndarray, theta_prime: np.ndarray) -> np.ndarray:
-    """Eq. 4.4: (theta' - theta) / theta per parameter, breaks as log10(R/MV) (LOG_PARAM_NAMES columns)."""
-    a, b = to_log(theta), to_log(np.where(np.isfinite(theta_prime), theta_prime, 1.0))
-    out = (b - a) / a
-    out[~np.all(np.isfinite(theta_prime), axis=1)] = np.nan
-    return out
+    """Eq. 4.4: (theta' - theta) / theta per parameter, breaks as log10(R/MV) (LOG_PARAM_NAMES columns); NaN rows
+    where theta' is not finite (:func:`crnet.features.relative_change`)."""
+    return relative_change(np.asarray(theta, dtype=np.float64), np.asarray(theta_prime, dtype=np.float64))
 
 
 def clip_to_box(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -159,38 +159,35 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
             raise ValueError(
                 f"{path}: missing dataset(s) {missing}; a spectra file needs {list(REQUIRED_DATASETS)}"
             )
-        name = ""
-        try:  # wrong kinds (a group, a scalar, strings where numbers belong) end here with the dataset named
-            name = "Ekin_GeV_per_n"
-            energy = np.asarray(f[name][()], dtype=np.float64)
-            name = "species"
-            species = [_decode(s) for s in np.atleast_1d(f[name][()])]
-            if not all(isinstance(s, str) for s in species):
-                raise TypeError(f"labels must be strings, got {species[:3]}")
-            for name in ("flux_lis", "converged", "residual"):
+
+        def read(name: str, dtype: type | None = np.float64) -> np.ndarray:
+            """A dataset's values; wrong kinds (a group, strings where numbers belong) name the dataset."""
+            try:
                 if not isinstance(f[name], h5py.Dataset):
-                    raise TypeError("is not a dataset")
-            name = "flux_lis"
-            flux = np.asarray(f[name][()], dtype=np.float64)
-            name = "converged"
-            converged = np.asarray(f[name][()]).astype(bool)
-            name = "residual"
-            residual = np.asarray(f[name][()], dtype=np.float64)
-            name = "params"
-            if name in f:
-                if not isinstance(f[name], h5py.Dataset):
-                    raise TypeError("is not a dataset")
-                params = np.asarray(f[name][()], dtype=np.float64)
-                names = [str(_decode(n)) for n in f[name].attrs.get("names", [])]
-            else:
-                params, names = np.zeros((flux.shape[0] if flux.ndim == 3 else 0, 0)), []
-            name = "(root attributes)"
-            attrs = {k: _decode(v) for k, v in f.attrs.items()}
-            for key in json.loads(attrs.pop("json_attrs", "[]")):
-                if key in attrs:
-                    attrs[key] = json.loads(attrs[key])
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise ValueError(f"{path}: dataset '{name}': malformed ({type(exc).__name__}: {exc})") from None
+                    raise TypeError("is a group, not a dataset")
+                return np.asarray(f[name][()], dtype=dtype)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path}: dataset '{name}': malformed ({type(exc).__name__}: {exc})") from None
+
+        energy = read("Ekin_GeV_per_n")
+        species = [_decode(s) for s in np.atleast_1d(read("species", None))]
+        if not all(isinstance(s, str) for s in species):
+            raise ValueError(f"{path}: dataset 'species': labels must be strings, got {species[:3]}")
+        flux = read("flux_lis")
+        converged = read("converged", None).astype(bool)
+        residual = read("residual")
+        if "params" in f:
+            params = read("params")
+            names = [str(_decode(n)) for n in f["params"].attrs.get("names", [])]
+        else:
+            params, names = np.zeros((flux.shape[0] if flux.ndim == 3 else 0, 0)), []
+        attrs = {k: _decode(v) for k, v in f.attrs.items()}
+    try:
+        for key in json.loads(attrs.pop("json_attrs", "[]")):
+            if key in attrs:
+                attrs[key] = json.loads(attrs[key])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: root attributes: a JSON attribute is malformed ({exc})") from None
 
     def bad(dataset: str, message: str) -> ValueError:
         return ValueError(f"{path}: dataset '{dataset}': {message}")

@@ -199,24 +199,18 @@ def encode_state(n_complete: int, state: Mapping[str, Any] | None, commit: int =
     return raw.ljust(STATE_CAPACITY_BYTES)
 
 
-def decode_state(raw: Any) -> tuple[int, Any] | None:
-    """(n_complete, state) of a slot, or None if it is empty, torn or fails its CRC (:func:`slot_commit` gives
-    its checkpoint count)."""
+def decode_state(raw: Any) -> tuple[int, Any, int] | None:
+    """(n_complete, state, commit count) of a slot, or None if it is empty, torn or fails its CRC (count 0 for
+    slots written before the count existed)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | np.bytes_) else str(raw)
         obj = json.loads(text)
         body = json.dumps(obj["body"], sort_keys=True, separators=(",", ":"), allow_nan=True)
         if zlib.crc32(body.encode()) != obj["crc32"]:
             return None
-        return int(obj["body"]["n_complete"]), obj["body"]["state"]
+        return int(obj["body"]["n_complete"]), obj["body"]["state"], int(obj["body"].get("commit", 0))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
-
-
-def slot_commit(raw: Any) -> int:
-    """Checkpoint count of a valid slot (0 for slots written before the count existed)."""
-    text = raw.decode("utf-8") if isinstance(raw, bytes | np.bytes_) else str(raw)
-    return int(json.loads(text)["body"].get("commit", 0))
 
 
 def _open_h5(path: Path, mode: str) -> h5py.File:
@@ -295,7 +289,7 @@ class MockStore:
         self.n_complete, self.capacity = validate_file(f, path)
         self.species: list[str] = [str(s) for s in _decode(f["species"][()])]
         self.ekin_gev_per_n = np.asarray(f["Ekin_GeV_per_n"][()], dtype=np.float64)
-        self._slot = self._current_slot()
+        self._slot, self._commit = self._current_slot()
 
     # ------------------------------------------------------------------------------ lifecycle
     @classmethod
@@ -361,15 +355,15 @@ class MockStore:
         """Root attributes (JSON decoded, checkpoint slots excluded)."""
         return read_attrs(self._f)
 
-    def _current_slot(self) -> int | None:
-        """The slot matching ``n_complete``; of two (an empty batch was committed), the later checkpoint."""
-        best, best_commit = None, -1
+    def _current_slot(self) -> tuple[int | None, int]:
+        """(slot, commit count) of the checkpoint matching ``n_complete``; of two (an empty batch was committed),
+        the later one. (None, 0) when no slot matches."""
+        best, best_commit = None, 0
         for i, name in enumerate(STATE_SLOTS):
-            raw = self._f.attrs.get(name, b"")
-            decoded = decode_state(raw)
-            if decoded is not None and decoded[0] == self.n_complete and slot_commit(raw) > best_commit:
-                best, best_commit = i, slot_commit(raw)
-        return best
+            decoded = decode_state(self._f.attrs.get(name, b""))
+            if decoded is not None and decoded[0] == self.n_complete and (best is None or decoded[2] > best_commit):
+                best, best_commit = i, decoded[2]
+        return best, best_commit
 
     def checkpoint(self) -> Any:
         """The checkpoint committed with the current ``n_complete`` (None for an empty or merged store).
@@ -423,7 +417,7 @@ class MockStore:
                              f"(B, {len(self.species)} species, {self.ekin_gev_per_n.size} energies)")
         start, stop = self.n_complete, self.n_complete + b
         slot = 0 if self._slot is None else 1 - self._slot
-        commit = 1 if self._slot is None else slot_commit(self._f.attrs[STATE_SLOTS[self._slot]]) + 1
+        commit = self._commit + 1
         payload = encode_state(stop, state, commit)  # fails before anything is written if too large
         if stop > self.capacity:
             self.reserve(max(stop, int(self.capacity * GROWTH_FACTOR)))
@@ -435,7 +429,7 @@ class MockStore:
         self._f.flush()
         self._f.attrs.modify("n_complete", np.int64(stop))
         self._f.flush()
-        self.n_complete, self._slot = stop, slot
+        self.n_complete, self._slot, self._commit = stop, slot, commit
         return stop
 
 

@@ -258,6 +258,17 @@ def _sigma_shares(chi2: np.ndarray) -> dict[str, float] | None:
     return {f"{n}sigma": float(np.mean(chi2 < lo + delta_chi2_threshold(n))) for n in (3, 4, 6)}
 
 
+def mcmc_steps_done(store: MockStore) -> int | None:
+    """Metropolis steps the MCMC run behind ``store`` has completed, from its checkpoint; None for a design or
+    merged store, or one whose checkpoint cannot be read. Proposals outside the prior box leave no record, so
+    the largest stored ``step`` can be smaller."""
+    try:
+        state = store.checkpoint()
+    except StoreError:
+        return None
+    return int(state["sampler"]["step"]) if isinstance(state, dict) and "sampler" in state else None
+
+
 def store_info(path: Path | str) -> dict[str, Any]:
     """Summary of a store: attributes, record counts, chains, acceptance, chi2 range, checkpoint."""
     path = Path(path)
@@ -273,14 +284,14 @@ def store_info(path: Path | str) -> dict[str, Any]:
             state = st.checkpoint()
             checkpoint = "none" if state is None else f"valid (at {n} records)"
         except StoreError as exc:
-            state, checkpoint = None, f"damaged: {exc}"
+            checkpoint = f"damaged: {exc}"
         finite = np.isfinite(chi2)
         mcmc = chain >= 0
         moves = mcmc & (step > 0)
         n_chains = int(np.unique(chain[mcmc]).size)
         # proposals outside the prior box are rejected without a record: the acceptance rate divides by every
         # proposal (chains x completed steps, from the checkpoint; else the largest stored step)
-        done = state["sampler"]["step"] if isinstance(state, dict) and "sampler" in state else None
+        done = mcmc_steps_done(st)
         n_proposals = n_chains * (int(step[mcmc].max()) if done is None and mcmc.any() else int(done or 0))
         info: dict[str, Any] = {
             "path": str(path), "file_bytes": path.stat().st_size, "format": attrs.get("format"),

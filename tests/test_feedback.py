@@ -34,7 +34,7 @@ def test_clip_to_box_flags_nonfinite():
 
 
 def test_galprop_mode_cannot_resimulate():
-    with pytest.raises(ValueError, match="mode 'galprop' cannot re-simulate"):
+    with pytest.raises(ValueError, match="mode 'galprop' cannot be used for re-simulating predictions"):
         SimConfig(mode="galprop")
     assert SimConfig(mode="exact").mode == "exact"
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from crnet.paths import require_parent_dir
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -23,8 +25,7 @@ def register(app: typer.Typer) -> None:
             if dataset not in DATASETS:
                 raise ValueError(f"--dataset: unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
             get_backend(backend)
-            if not out.parent.is_dir():
-                raise ValueError(f"--out {out}: directory {out.parent} does not exist")
+            require_parent_dir(out)
             res = run_demo(out, backend=backend, dataset=dataset)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)

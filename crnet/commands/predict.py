@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from crnet.data import DEFAULT_DATASET
+from crnet.paths import require_parent_dir
 from crnet.store import StoreError
 
 
@@ -28,8 +29,8 @@ def register(app: typer.Typer) -> None:
         from crnet.machines.modelfile import Predictor  # torch is imported only when predicting
 
         try:
-            if out is not None and not out.parent.is_dir():
-                raise ValueError(f"--out {out}: directory {out.parent} does not exist")
+            if out is not None:
+                require_parent_dir(out)
             predictor = Predictor.load(model, device)
             pred = predict_file(predictor, spectra, dataset=dataset, skip_invalid=skip_invalid)
             if out is not None:

@@ -12,6 +12,7 @@ import numpy as np
 import typer
 
 from crnet import __version__
+from crnet.paths import require_parent_dir
 
 MODE_HELP = "fast (converged steady state) | galprop (GALPROP's time ladder) | exact (sparse direct, small grids)"
 
@@ -72,8 +73,7 @@ def register(app: typer.Typer) -> None:
         if (galdef is None) == (params is None):
             raise typer.BadParameter("give exactly one of --galdef or --params")
         try:
-            if not out.parent.is_dir():  # before the propagation, not at the write
-                raise ValueError(f"--out {out}: directory {out.parent} does not exist")
+            require_parent_dir(out)  # before the propagation, not at the write
             if galdef is not None:
                 g = read_galdef(galdef)
                 plist = [params_from_galdef(g, check_prior=False)]

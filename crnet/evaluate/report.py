@@ -56,7 +56,7 @@ from crnet.feedback import (
     resimulated_chi2,
     savez_keyed,
 )
-from crnet.store import MockStore, StoreError
+from crnet.store import MockStore
 
 ORACLE_ROW = "Unbiased-floor oracle"
 """Table 4 row of :func:`crnet.evaluate.floor.oracle_predictions` (no paper counterpart)."""
@@ -134,7 +134,7 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
     the re-simulations are scored against; a store whose chi^2 was computed against another one has it
     recomputed from its fluxes, so that chi^2_min, the MCMC row and Figs. 6-7 compare like with like (the
     paper's updated-data case, Sec. 4.6)."""
-    from crnet.store_read import recompute_chi2
+    from crnet.store_read import mcmc_steps_done, recompute_chi2
 
     ps, cs, ws = [], [], []
     first_rows = np.zeros(0, dtype=np.int64)
@@ -148,15 +148,11 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
                 cs.append(recompute_chi2(st, dataset, np.flatnonzero(ok))[0])
             else:
                 cs.append(st.read("chi2")[ok])
-            w = None
             if k == 0:
-                try:
-                    state = st.checkpoint()
-                except StoreError:  # no checkpoint to read the completed steps from: largest stored step
-                    state = None
-                done = state["sampler"]["step"] if isinstance(state, dict) and "sampler" in state else None
-                w = chain_weights(st.read("chain"), st.read("step"), st.read("accepted"), done)[ok]
-            ws.append(w if w is not None else np.zeros(int(ok.sum())))
+                done = mcmc_steps_done(st)
+                ws.append(chain_weights(st.read("chain"), st.read("step"), st.read("accepted"), done)[ok])
+            else:
+                ws.append(np.zeros(int(ok.sum())))
     return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws), first_rows)
 
 

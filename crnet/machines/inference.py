@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from crnet.data import DEFAULT_DATASET
-from crnet.features import FEATURE_SPECIES, TargetTransform, abs_relative_error, features_from_raw
+from crnet.features import FEATURE_SPECIES, features_from_raw, relative_change
 from crnet.likelihood import chi2
 from crnet.machines.data import DEFAULT_BLOCK_SIZE, StoreReader
 from crnet.machines.modelfile import Predictor, file_sha256
@@ -196,7 +196,7 @@ def summary(pred: Predictions) -> dict:
     out["frac_outside_box_any"] = float(pred.outside_box.any(axis=1).mean())
     out["frac_outside_box"] = {n: float(pred.outside_box[:, i].mean()) for i, n in enumerate(PARAM_NAMES)}
     if pred.truth is not None:
-        rel = abs_relative_error(TargetTransform(), pred.truth, pred.params)  # breaks as log10 R, like tau
+        rel = np.abs(relative_change(pred.truth, pred.params))  # breaks as log10 R, like tau
         out["rel_err_median"] = {n: float(np.nanmedian(rel[:, i])) for i, n in enumerate(PARAM_NAMES)}
     return out
 

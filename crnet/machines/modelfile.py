@@ -218,15 +218,27 @@ def _model_from_payload(path: Path, payload: dict) -> ModelFile:
     return model
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; otherwise the named device (checked)."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r} is not a torch device (use 'auto', 'cpu', 'cuda' or 'cuda:N')") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available")
+    return dev
+
+
 class Predictor:
     """A loaded model ready for inference on CPU (or ``device``)."""
 
     def __init__(self, model: ModelFile, device: str | torch.device = "cpu") -> None:
         self.model = model
-        try:
-            self.device = torch.device(device)
-        except RuntimeError:
-            raise ValueError(f"device {device!r} is not a torch device (use 'cpu', 'cuda' or 'cuda:N')") from None
+        self.device = resolve_device(device)
         self.nets: list[nn.Module] = []
         for k in range(model.n_members):
             net = build_network(model.network, model.architecture)

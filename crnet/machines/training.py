@@ -50,8 +50,9 @@ from crnet.machines.data import (
     prepare_regression_data,
     read_store_info,
 )
-from crnet.machines.modelfile import ModelFile, Predictor, code_version, file_sha256, save_model
+from crnet.machines.modelfile import ModelFile, Predictor, code_version, file_sha256, resolve_device, save_model
 from crnet.machines.paper import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LEARNING_RATE
+from crnet.paths import require_parent_dir
 from crnet.pseudodata import PseudoDataConfig, make_pseudodata
 
 CHECKPOINT_FORMAT = "crnet-checkpoint"
@@ -188,19 +189,6 @@ def pseudo_path(out: Path | str) -> Path:
     return out.with_name(out.name + ".pseudo.h5")
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; otherwise the named device (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r} is not a torch device (use 'auto', 'cpu', 'cuda' or 'cuda:N')") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available")
-    return dev
-
-
 @contextlib.contextmanager
 def _deterministic(enabled: bool):
     previous = torch.are_deterministic_algorithms_enabled()
@@ -327,8 +315,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
     """Train the machine of ``config`` on ``store`` and write the best model to ``out`` (see module docstring)."""
     cfg = (config or TrainConfig()).resolved()
     store, out = Path(store), Path(out)
-    if not out.parent.is_dir():  # before hours of training, not at the final save
-        raise ValueError(f"--out {out}: directory {out.parent} does not exist")
+    require_parent_dir(out)  # before hours of training, not at the final save
     if cfg.ensemble > 1:
         return _train_ensemble(store, out, cfg, resume)
     network = network_name(cfg.machine, cfg.arch)

@@ -24,7 +24,7 @@ import numpy as np
 
 from crnet.data import DATASETS
 from crnet.scan.designs import DESIGNS, design_points, design_slice, gaussian_design, prior_box, to_log, to_physical
-from crnet.scan.models import Evaluation, GridConfig, PropagateModel, ScanModel
+from crnet.scan.models import Evaluation, GridConfig, PropagateModel, ScanModel, require_converging_mode
 from crnet.scan.sampler import OPTIMAL_SCALE, AdaptiveMetropolis, SamplerConfig
 from crnet.store import MockStore, RecordBatch, StoreError, StoreMeta
 from crprop.params import PARAM_NAMES
@@ -129,15 +129,9 @@ class ScanConfig:
                 raise ValueError("start_cov must be positive definite (log-break coordinates)")
         if not 0 <= self.shard < self.n_shards:
             raise ValueError(f"shard {self.shard} outside 0 .. {self.n_shards - 1}")
-        if self.design == "mcmc" and self.mode == "galprop" and self.reject_nonconverged:
-            # GALPROP's fixed dt ladder stops short of the steady state (crml_base: residual ~3.7 against tol 1e-6),
-            # so every model is flagged non-converged, gets log p = -inf, and no chain would ever move.
-            raise ValueError(
-                "mode 'galprop' cannot drive an MCMC scan: GALPROP's fixed time-step ladder does not reach the "
-                "steady state (residual O(1) against the tolerance), so every model is non-converged and rejected "
-                "and the chains never move. Use mode 'fast' (converged steady state) or 'exact'; galprop mode "
-                "is for reproducing GALPROP's own numbers (crnet simulate, benchmarks)"
-            )
+        if self.design == "mcmc" and self.reject_nonconverged:
+            require_converging_mode(self.mode, "an MCMC scan (non-converged models are rejected: the chains "
+                                    "would never move)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
