@@ -112,19 +112,21 @@ class Spectra:
         e_mev = self.ekin_gev_per_n * 1e3
         m = PROTON_MASS_MODULATION_MEV
         log_e = np.log(e_mev)
-        out = np.array(self.iso_flux, copy=True)
-        for i, (z, a) in enumerate(zip(self.iso_z, self.iso_a, strict=True)):
-            big_phi = abs(int(z)) * phi_mv / int(a)
-            e_lis = e_mev + big_phi
-            inside = e_lis <= e_mev[-1]
-            with np.errstate(divide="ignore"):
-                log_e2j = np.log(np.maximum(self.iso_flux[:, i, :] * e_mev**2, 1e-300))
-            interp = np.empty((self.n_models, int(inside.sum())))
-            for mdl in range(self.n_models):
-                interp[mdl] = np.interp(np.log(e_lis[inside]), log_e, log_e2j[mdl])
-            j_lis = np.exp(interp) / e_lis[inside] ** 2
-            factor = (e_mev[inside] ** 2 + 2 * e_mev[inside] * m) / (e_lis[inside] ** 2 + 2 * e_lis[inside] * m)
-            out[:, i, inside] = j_lis * factor
+        # all isotopes and models at once (one interpolation index per isotope and energy)
+        big_phi = np.abs(self.iso_z) * phi_mv / self.iso_a  # (n_iso,) MeV/n
+        e_lis = e_mev[None, :] + big_phi[:, None]  # (n_iso, n_E)
+        inside = e_lis <= e_mev[-1]
+        x = np.minimum(np.log(e_lis), log_e[-1])  # beyond the grid: kept unmodulated below, never extrapolated
+        j = np.clip(np.searchsorted(log_e, x, side="right") - 1, 0, log_e.size - 2)
+        with np.errstate(divide="ignore"):
+            log_e2j = np.log(np.maximum(self.iso_flux * e_mev**2, 1e-300))  # (n_models, n_iso, n_E)
+        iso = np.arange(self.iso_z.size)[:, None]
+        lo, hi = log_e2j[:, iso, j], log_e2j[:, iso, j + 1]
+        # np.interp's form (slope times offset plus the left node): x on a node gives that node's value exactly
+        interp = (hi - lo) / (log_e[j + 1] - log_e[j]) * (x - log_e[j]) + lo
+        j_lis = np.exp(interp) / e_lis**2
+        factor = (e_mev**2 + 2 * e_mev * m) / (e_lis**2 + 2 * e_lis * m)
+        out = np.where(inside, j_lis * factor, self.iso_flux)
         return Spectra(
             self.ekin_gev_per_n, self.iso_z, self.iso_a, out, self.converged, self.residual,
             phi_mv=float(phi_mv), meta=dict(self.meta),

@@ -113,3 +113,22 @@ def test_load_refuses_another_parameter_order_or_feature_layout(tmp_path) -> Non
         with pytest.raises(ValueError, match=f"{key} is"):
             load_model(bad)
     assert load_model(path).transform == TargetTransform()
+
+
+def test_loaded_model_built_once_and_predictors_do_not_share(tmp_path, monkeypatch) -> None:
+    """load_model builds each network once to check its weights; the first Predictor takes those, a second
+    Predictor of the same ModelFile gets its own (moving one to a device must not move the other)."""
+    import crnet.machines.modelfile as modelfile
+
+    save_model(tmp_path / "m.pt", make_model("paper-A"))
+    calls = []
+    real_build = modelfile.build_network
+    monkeypatch.setattr(modelfile, "build_network", lambda *a: calls.append(a) or real_build(*a))
+    loaded = load_model(tmp_path / "m.pt")
+    assert len(calls) == 1
+    first = Predictor(loaded)
+    assert len(calls) == 1
+    second = Predictor(loaded)
+    assert len(calls) == 2 and second.net is not first.net
+    x = np.random.default_rng(3).normal(0, 1, (5, 8, 84))
+    assert np.array_equal(first.predict(x, paper_energy_grid()), second.predict(x, paper_energy_grid()))

@@ -23,16 +23,30 @@ def interpolate_spectra(
     method: str = "loglog",
 ) -> np.ndarray:
     """(n_models, n_E) fluxes on ``e_model`` (GeV/n) -> (n_models, n_data) at ``e_data`` (GeV/n)."""
-    if method not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {method!r}")
-    if method == "cubic":
-        return interpolate.interp1d(e_model, flux, kind="cubic", axis=-1, assume_sorted=True)(e_data)
-    x = np.log(e_model)
-    xd = np.log(e_data)
-    idx = np.clip(np.searchsorted(x, xd, side="right") - 1, 0, x.size - 2)
-    w = (xd - x[idx]) / (x[idx + 1] - x[idx])
-    logf = np.log(np.maximum(flux, LOG_FLUX_FLOOR))
-    return np.exp(logf[:, idx] * (1 - w) + logf[:, idx + 1] * w)
+    return Interpolator(e_model, e_data, method)(flux)
+
+
+class Interpolator:
+    """Model fluxes on ``e_model`` (GeV/n) at the data energies ``e_data`` (GeV/n) by ``method``
+    (:data:`INTERPOLATIONS`); the bracketing nodes and weights are found once, for repeated calls (the phi
+    profiling interpolates the same block ~10^2 times per model)."""
+
+    def __init__(self, e_model: np.ndarray, e_data: np.ndarray, method: str = "loglog") -> None:
+        if method not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {method!r}")
+        self.e_model, self.e_data, self.method = np.asarray(e_model), np.asarray(e_data), method
+        if method == "loglog":
+            x, xd = np.log(self.e_model), np.log(self.e_data)
+            self.idx = np.clip(np.searchsorted(x, xd, side="right") - 1, 0, x.size - 2)
+            self.w = (xd - x[self.idx]) / (x[self.idx + 1] - x[self.idx])
+
+    def __call__(self, flux: np.ndarray) -> np.ndarray:
+        """(n_models, n_E) fluxes -> (n_models, n_data), same units."""
+        if self.method == "cubic":
+            return interpolate.interp1d(self.e_model, flux, kind="cubic", axis=-1, assume_sorted=True)(self.e_data)
+        lo = np.log(np.maximum(flux[:, self.idx], LOG_FLUX_FLOOR))
+        hi = np.log(np.maximum(flux[:, self.idx + 1], LOG_FLUX_FLOOR))
+        return np.exp(lo * (1 - self.w) + hi * self.w)
 
 
 def subset_species(spectra: Spectra, species: list[str]) -> Spectra:

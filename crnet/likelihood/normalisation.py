@@ -56,40 +56,35 @@ def profile_normalisations(
         raise ValueError(f"normalisation bounds must satisfy 0 < lo <= hi, got lo={lo}, hi={hi}")
     if np.any(a_r <= 0):
         raise ValueError("profile_normalisations: every bounded species needs data (a_k > 0)")
-    # apex q = 0: objective 0, always feasible
-    best_f = np.zeros(n)
-    best_q = np.zeros(n)
-    best_s = np.zeros((n, k))
+    # Every face of the box at once: state 0 = free, 1 = at the lower bound, 2 = at the upper bound, per ratio
+    # (3^K states, all-free first). Vectorised over states as well as models: the joint phi profiling calls this
+    # for one model at a time, where a Python loop over the 27 states cost ~1.6 ms per call.
+    states = np.array(list(itertools.product((0, 1, 2), repeat=k)), dtype=int).reshape(3**k, k)  # (S, K)
+    bound = states > 0
+    rho = np.where(states == 1, lo, hi)  # (S, K)
+    rho_b = np.where(bound, rho, 0.0)
+    big_a = a_free[:, None] + a_r @ (rho_b**2).T  # (n, S)
+    big_b = b_free[:, None] + b_r @ rho_b.T
     s_free = b_r / a_r  # unconstrained optimum of each bounded species' own scale
-    for state in itertools.product((0, 1, 2), repeat=k):  # 0 free, 1 at lower bound, 2 at upper bound
-        st = np.asarray(state, dtype=int)
-        bound = st > 0
-        rho = np.where(st == 1, lo, hi)
-        big_a = a_free + (a_r[:, bound] * rho[bound] ** 2).sum(axis=1)
-        big_b = b_free + (b_r[:, bound] * rho[bound]).sum(axis=1)
-        if bound.any():
-            q = big_b / big_a
-        else:
-            # all ratios free: q enters only through the free species; if there are none, any q with
-            # lo q <= s_k <= hi q is optimal - take the smallest such q.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                q_min = np.max(s_free / hi, axis=1) if k else np.zeros(n)
-                q = np.where(a_free > 0, big_b / np.where(a_free > 0, a_free, 1.0), q_min)
-        s = np.where(bound, rho * q[:, None], s_free)
-        ok = q >= 0
-        if (~bound).any():
-            sf, qf = s[:, ~bound], q[:, None]
-            ok &= np.all(
-                (sf >= lo[~bound] * qf * (1 - FEASIBILITY_RTOL))
-                & (sf <= hi[~bound] * qf * (1 + FEASIBILITY_RTOL)),
-                axis=1,
-            )
-        f = a_free * q * q - 2 * b_free * q
-        f = f + (a_r * s * s - 2 * b_r * s).sum(axis=1)
-        take = ok & (f < best_f)
-        best_f = np.where(take, f, best_f)
-        best_q = np.where(take, q, best_q)
-        best_s = np.where(take[:, None], s, best_s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = big_b / big_a  # a face with a bound ratio has big_a > 0 (every a_k > 0)
+        # all ratios free (state 0): q enters only through the free species; if there are none, any q with
+        # lo q <= s_k <= hi q is optimal - take the smallest such q
+        q_min = np.max(s_free / hi, axis=1) if k else np.zeros(n)
+    q[:, 0] = np.where(a_free > 0, b_free / np.where(a_free > 0, a_free, 1.0), q_min)
+    s = np.where(bound[None], rho[None] * q[:, :, None], s_free[:, None, :])  # (n, S, K)
+    qf = q[:, :, None]
+    feasible = bound[None] | ((s >= lo * qf * (1 - FEASIBILITY_RTOL)) & (s <= hi * qf * (1 + FEASIBILITY_RTOL)))
+    ok = (q >= 0) & np.all(feasible, axis=2)
+    f = a_free[:, None] * q * q - 2 * b_free[:, None] * q
+    f = f + (a_r[:, None, :] * s * s - 2 * b_r[:, None, :] * s).sum(axis=2)
+    f = np.where(ok, f, np.inf)
+    pick = np.argmin(f, axis=1)  # the first of equal minima, as a loop over the states in this order would
+    rows = np.arange(n)
+    # the apex q = 0 (objective 0, always feasible) wins unless a face is strictly lower
+    take = f[rows, pick] < 0
+    best_q = np.where(take, q[rows, pick], 0.0)
+    best_s = np.where(take[:, None], s[rows, pick], 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(best_q[:, None] > 0, best_s / best_q[:, None], 1.0)
     return best_q, np.clip(r, lo, hi)

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from crnet.data import DataBlock, Dataset
-from crnet.likelihood.interpolation import interpolate_spectra, subset_species
+from crnet.data import Dataset
+from crnet.likelihood.interpolation import Interpolator, subset_species
 from crnet.likelihood.normalisation import RATIO_PARAMETERS, profile_normalisations
 from crprop.spectra import Spectra
 
@@ -31,8 +31,11 @@ class Problem:
         self.ratio_species = [el for el in RATIO_PARAMETERS if el in self.groups]
         self.lo = np.array([bounds[RATIO_PARAMETERS[sp]][0] for sp in self.ratio_species])
         self.hi = np.array([bounds[RATIO_PARAMETERS[sp]][1] for sp in self.ratio_species])
-        self.lis_model = {i: self._model(self.spectra, b) for i, b in enumerate(dataset.blocks) if b.lis}
+        self.interpolators = [Interpolator(self.spectra.ekin_gev_per_n, b.ekin_gev_per_n, interpolation)
+                              for b in dataset.blocks]
+        self.lis_model = {i: self._model(self.spectra, i) for i, b in enumerate(dataset.blocks) if b.lis}
         self.period = [dataset.period_of(b) for b in dataset.blocks]
+        self.sigma = [b.sigma for b in dataset.blocks]  # computed once: solve() runs ~10^2 times per model (phi)
         # each period modulates only the species it measures (ACE-CRIS C, O need not drag Li-Be-B along)
         self.period_spectra = {
             key: subset_species(self.spectra, list(dict.fromkeys(b.species for b, k in zip(dataset.blocks, self.period,
@@ -42,10 +45,9 @@ class Problem:
         # the last modulated spectra per period: a search over one phi reuses the other periods' (Powell)
         self._last: dict[str, tuple[bytes, float, Spectra]] = {}
 
-    def _model(self, spectra: Spectra, block: DataBlock) -> np.ndarray:
-        return interpolate_spectra(
-            spectra.ekin_gev_per_n, spectra.flux(block.species), block.ekin_gev_per_n, self.interp
-        )
+    def _model(self, spectra: Spectra, i: int) -> np.ndarray:
+        """Block ``i``'s species of ``spectra`` (on this problem's energy grid) at the block's energies."""
+        return self.interpolators[i](spectra.flux(self.dataset.blocks[i].species))
 
     def solve(
         self, models: np.ndarray, phi_mv: Mapping[str, float] | None
@@ -58,12 +60,12 @@ class Problem:
             modulated = {key: self._modulated(key, models, float(phi)) for key, phi in (phi_mv or {}).items()}
         preds = []
         for i, block in enumerate(self.dataset.blocks):
-            preds.append(self.lis_model[i][models] if block.lis else self._model(modulated[self.period[i]], block))
+            preds.append(self.lis_model[i][models] if block.lis else self._model(modulated[self.period[i]], i))
         n = models.size
         a = {el: np.zeros(n) for el in self.groups}
         b = {el: np.zeros(n) for el in self.groups}
-        for block, m in zip(self.dataset.blocks, preds, strict=True):
-            w = 1.0 / block.sigma**2
+        for block, sigma, m in zip(self.dataset.blocks, self.sigma, preds, strict=True):
+            w = 1.0 / sigma**2
             a[self.element[block.species]] += (m * m * w).sum(axis=1)
             b[self.element[block.species]] += (m * block.flux * w).sum(axis=1)
         if self.profile:
@@ -91,8 +93,8 @@ class Problem:
             q, r = np.ones(n), np.ones((n, len(self.ratio_species)))
         scale = {el: q for el in self.groups}
         scale.update({el: q * r[:, j] for j, el in enumerate(self.ratio_species)})
-        res = [(scale[self.element[blk.species]][:, None] * m - blk.flux) / blk.sigma
-               for blk, m in zip(self.dataset.blocks, preds, strict=True)]
+        res = [(scale[self.element[blk.species]][:, None] * m - blk.flux) / sigma
+               for blk, sigma, m in zip(self.dataset.blocks, self.sigma, preds, strict=True)]
         res = np.concatenate(res, axis=1)
         bad = ~np.all(np.isfinite(res), axis=1)
         if self.profile:

@@ -97,6 +97,20 @@ class ModelFile:
     metadata: dict = field(default_factory=dict)
     members: list[tuple[dict[str, torch.Tensor], FeatureScaler]] = field(default_factory=list)
     """Ensemble members after the first: (state_dict, feature scaler) each (module docstring)."""
+    _checked: dict[int, nn.Module] = field(default_factory=dict, repr=False, compare=False)
+    """Networks :func:`load_model` built to check that the weights fit, by member, kept for the first
+    :meth:`take_network` so a loaded model is not built twice."""
+
+    def take_network(self, k: int) -> nn.Module:
+        """Member ``k``'s network (CPU) with its weights loaded, owned by the caller: the one built by
+        :func:`load_model`'s check the first time, a fresh one after that (callers move it to a device and set its
+        mode, so two callers never share one). Raises RuntimeError / KeyError from ``load_state_dict`` when the
+        weights do not fit the architecture."""
+        net = self._checked.pop(k, None)
+        if net is None:
+            net = build_network(self.network, self.architecture)
+            net.load_state_dict(self.member(k).state_dict)
+        return net
 
     @property
     def is_check(self) -> bool:
@@ -211,7 +225,7 @@ def _model_from_payload(path: Path, payload: dict) -> ModelFile:
     model = ModelFile(network, arch, machine, payload["state_dict"], transform, scaler, energies, meta, members)
     for k in range(model.n_members):  # the weights must fit the network the file names
         try:
-            build_network(network, arch).load_state_dict(model.member(k).state_dict)
+            model._checked[k] = model.take_network(k)
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: member {k} of network {network!r}: its weights do not fit the architecture "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
@@ -241,9 +255,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.nets: list[nn.Module] = []
         for k in range(model.n_members):
-            net = build_network(model.network, model.architecture)
-            net.load_state_dict(model.member(k).state_dict)
-            self.nets.append(net.to(self.device).eval())
+            self.nets.append(model.take_network(k).to(self.device).eval())
         self.net: nn.Module = self.nets[0]
         self.scalers = [model.member(k).scaler for k in range(model.n_members)]
 
