@@ -69,7 +69,8 @@ def main() -> None:
                      "sum_chi2": float(res.chi2_tot.sum()), "phi_converged": bool(res.phi_converged.all())})
     lines = [f"# chi2 time per model ({args.models} tilted copies of crml_base, seed {args.seed}, one core)", "",
              f"crnet: {crnet.__file__}. Machine: {machine()}. GALPROP: {galprop_s:.1f} s per model ({galprop_src}).",
-             "", "| data set | nuisance phi | ms / model | models / s | x GALPROP solve | sum chi2_tot | phi converged |",
+             "", "| data set | nuisance phi | ms / model | models / s | x GALPROP solve | sum chi2_tot "
+             "| phi converged |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['dataset']} | {r['n_phi']} | {r['ms_per_model']:.1f} | {r['models_per_s']:.1f} | "

@@ -317,3 +317,19 @@ def test_ams02_with_ace2009_has_two_periods() -> None:
     assert {ds.period_of(b) for b in ace} == {ace[0].period} and ace[0].period.startswith("2009/03/23")
     assert ds.n_points == get_dataset("ams02-2021").n_points + sum(b.n_points for b in ace)
     assert [m.bounds_mv for m in ds.periods.values()] == [(200.0, 1200.0), (100.0, 800.0)]
+
+
+def test_conflicting_metadata_upper_limits_and_empty_blocks_refused(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, GOOD_ROWS)
+    text = path.read_text()
+    path.write_text("# lis: true\n# lis: false\n" + text)
+    with pytest.raises(ValueError, match=r"line 2, column 'lis': metadata key given twice"):
+        read_table(path)
+    path.write_text("# lis: false\n# lis: false\n" + text)  # repeated with the same value is harmless
+    assert read_table(path).meta["lis"] == "false"
+    ul = write_csv(tmp_path, [r + ",0" for r in GOOD_ROWS], header=HEADER + ",upper_limit", name="UL_B_R.csv")
+    with pytest.raises(ValueError, match=r"line 4, column 'upper_limit': upper limits are not supported"):
+        read_table(ul)
+    be = get_dataset("paper").blocks[0]
+    with pytest.raises(ValueError, match="no data points"):
+        dataclasses.replace(be, ekin_gev_per_n=[], flux=[], stat_lo=[], stat_hi=[], sys_lo=[], sys_hi=[], lines=[])

@@ -127,8 +127,14 @@ def register(app: typer.Typer) -> None:
                 f"{rec['model']:>6}{rec['chi2_tot']:>14.3f}{rec['n_points']:>10}{_fmt(rec['q_C']):>10}"
                 + "".join(f"{_fmt(rec[n]):>12}" for n in ratio_names)
             )
+            bound = rec.get("phi_at_bound", [])
             if res.phi_mv is not None:
-                line += f"{rec['phi_MV']:>10.1f}"
+                line += f"{rec['phi_MV']:>9.1f}{'*' if bound else ' '}"
             elif multi:
-                line += "".join(f"{rec[f'phi_MV[{key}]']:>10.1f}" for key in res.phi_by_period)
+                line += "".join(f"{rec[f'phi_MV[{key}]']:>9.1f}{'*' if key in bound else ' '}"
+                                for key in res.phi_by_period)
             typer.echo(line)
+        n_bound = sum(bool(rec.get("phi_at_bound")) for rec in records)
+        if n_bound:
+            typer.echo(f"# * phi on a bound of its prior range ({n_bound} of {len(records)} models): chi2 is the "
+                       "minimum inside the range, the fit wants a phi outside it")

@@ -79,6 +79,9 @@ class DataBlock:
 
     def __post_init__(self) -> None:
         n = np.asarray(self.flux).shape
+        if n in ((), (0,)):
+            raise ValueError(f"data block {self.label!r}: no data points (an empty block, e.g. after an energy cut, "
+                             "must be left out of the data set)")
         names = ("ekin_gev_per_n", "flux", "stat_lo", "stat_hi", "sys_lo", "sys_hi")
         for name in names:
             arr = np.array(getattr(self, name), dtype=np.float64)  # private read-only copy

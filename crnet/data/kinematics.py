@@ -14,8 +14,10 @@ treated as a single nucleus (Z, A_eff) for the change of variable,
 with m = 0.938 GeV, the nucleon mass GALPROP (and crprop) use for nuclear kinematics, so that converted
 energies sit on the same footing as the model's energy grid. This is the convention of the AMS-02
 and DAMPE E_kn tables (e.g. DAMPE boron: "A = 10.7 assumed"). For Li and Be, whose isotopes differ
-most in A/Z, the conversion at 2 GV moves E_kn by a few per cent per unit of A_eff; comparing in
-rigidity would avoid the assumption but is not what the CR-ML paper or the data tables do.
+most in A/Z, the conversion at 2 GV moves E_kn by a few per cent per unit of A_eff. The chi^2 does not
+depend on A_eff: :mod:`crnet.likelihood.prediction` predicts such blocks isotope by isotope in the published
+variable and applies the same change of variable to the model, so A_eff only decides where the points are
+drawn on an E_kn axis.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ DEFAULT_ISOTOPE_MIX: dict[str, dict[int, float]] = {
 Round values of the measured/propagated composition near 1-10 GV/n: 3He/He ~ 0.15 (AMS-02, PAMELA),
 6Li/7Li ~ 1 (AMS-02 2025), 7Be:9Be:10Be ~ 0.55:0.35:0.10 (ACE/ISOMAX/AMS-02 Be isotopes),
 10B/B ~ 0.3 (A_eff = 10.7, the value AMS-02 and DAMPE use), 15N/N ~ 0.5 (secondary-rich N); C and O
-are taken as pure 12C and 16O (13C, 17O, 18O are at the per-cent level).
+are taken as pure 12C and 16O (A_eff = 12 and 16, the values of the AMS-02 E_kn tables), although 13C is ~10 % of
+propagated carbon at a few GV (GALPROP crml_base). The mix only places converted points on the E_kn axis; the
+chi^2 sums the model's own isotopes (:mod:`crnet.likelihood.prediction`).
 """
 
 

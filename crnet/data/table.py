@@ -31,6 +31,9 @@ X_COLUMN = re.compile(r"^(R|Ekn|Ek|E)_(low|high|rep)_(GV|GeVn|GeV)$")
 X_UNITS: dict[str, str] = {"R": "GV", "Ekn": "GeVn", "Ek": "GeV", "E": "GeV"}
 """Unit that each x variable must carry in its column name."""
 
+UPPER_LIMIT_COLUMN = re.compile(r"upper|limit|^ul$", re.IGNORECASE)
+"""Header names that flag upper-limit rows (refused: the chi^2 treats every row as a measurement)."""
+
 ERROR_COLUMNS: tuple[str, ...] = ("stat_err_lo", "stat_err_hi", "sys_err_lo", "sys_err_hi")
 
 NAMED_SPECIES: dict[str, str] = {
@@ -194,8 +197,12 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
         if stripped.startswith("#"):
             if header is None:
                 key, sep, val = stripped[1:].partition(":")
-                if sep:
-                    meta[key.strip()] = val.strip()
+                if sep:  # '# key: value'; other comment lines are free text
+                    key, val = key.strip(), val.strip()
+                    if key in meta and meta[key] != val:
+                        raise _err(path, lineno, key, f"metadata key given twice with different values "
+                                                      f"({meta[key]!r}, then {val!r})")
+                    meta[key] = val
                 continue
             raise _err(path, lineno, "-", "comment line after the header row")
         if not stripped:
@@ -208,6 +215,10 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
         raise ValueError(f"{path}: no header row (every line is a comment or empty)")
     if len(set(header)) != len(header):
         raise _err(path, header_line, ",".join(header), "duplicate column names")
+    for name in header:
+        if UPPER_LIMIT_COLUMN.search(name):
+            raise _err(path, header_line, name, "upper limits are not supported: every row would enter the chi^2 "
+                                                "as a measurement (remove the limit rows and the column)")
 
     x_cols: dict[str, str] = {}
     kinds = set()

@@ -32,7 +32,7 @@ import numpy as np
 from crnet.data import get_dataset
 from crnet.features import FEATURE_SPECIES, features_from_raw, species_rows
 from crnet.feedback import SimConfig, clip_to_box, read_in_row_order, resimulate
-from crnet.likelihood import RATIO_PARAMETERS, chi2, interpolate_spectra
+from crnet.likelihood import RATIO_PARAMETERS, block_predictions, chi2
 from crnet.store import MockStore
 from crnet.store_read import spectra_from_flux
 from crprop.params import PARAM_NAMES
@@ -53,17 +53,17 @@ def measured_inputs(store: Path | str, dataset: str = "paper") -> dict[str, Any]
     scale = {sp: q_c * (float(res.ratios[RATIO_PARAMETERS[sp]][0]) if sp in RATIO_PARAMETERS else 1.0)
              for sp in FEATURE_SPECIES}
     phi = {key: float(v[0]) for key, v in res.phi_by_period.items()}
-    toa = {key: spectra.modulate(v) for key, v in phi.items()}
+    # the reference model at every data point exactly as the chi^2 predicted it (isotope-resolved for rigidity)
+    reference = block_predictions(spectra, ds.blocks, [None if b.lis else phi[ds.period_of(b)] for b in ds.blocks])
     raw = flux[:, species_rows(species, FEATURE_SPECIES), :]
     ratio = np.ones((1, len(FEATURE_SPECIES), energies.size))
     coverage = {}
     for k, sp in enumerate(FEATURE_SPECIES):
         e_pts, r_pts = [], []
-        for b in ds.blocks:
+        for b, pred in zip(ds.blocks, reference, strict=True):
             if b.species != sp:
                 continue
-            model = (spectra if b.lis else toa[ds.period_of(b)]).flux(sp)
-            m = scale[sp] * interpolate_spectra(energies, model, b.ekin_gev_per_n)[0]
+            m = scale[sp] * pred[0]
             e_pts.append(b.ekin_gev_per_n)
             r_pts.append(b.flux / m)
         if not e_pts:

@@ -48,7 +48,8 @@ chi^2_14 quantile at the two-sided Gaussian n-sigma tail erfc(n/sqrt 2): 1 sigma
 tail rounded to 2e-9 (the exact tail is 1.973e-9); CR-ML's code types 70.
 
 Modules: :mod:`.thresholds` (Delta chi^2 levels, chi2_scan), :mod:`.normalisation` (the exact profile),
-:mod:`.interpolation` (model at the data energies), :mod:`.problem` (one data set's residuals),
+:mod:`.interpolation` (model at the data energies), :mod:`.prediction` (the model at each
+data point in the block's units: isotope by isotope for rigidity data), :mod:`.problem` (one data set's residuals),
 :mod:`.modulation` (fixed or profiled phi per period), :mod:`.result` and :mod:`.core` (``chi2``).
 """
 
@@ -57,6 +58,7 @@ from __future__ import annotations
 from crnet.likelihood.core import chi2
 from crnet.likelihood.interpolation import INTERPOLATIONS, LOG_FLUX_FLOOR, check_spectra, interpolate_spectra
 from crnet.likelihood.modulation import (
+    PHI_AT_BOUND_MV,
     PHI_GRID_POINTS,
     PHI_POWELL_FTOL,
     PHI_POWELL_MAXFEV_PER_PERIOD,
@@ -69,6 +71,7 @@ from crnet.likelihood.normalisation import (
     RATIO_PARAMETERS,
     profile_normalisations,
 )
+from crnet.likelihood.prediction import BlockPrediction, block_predictions
 from crnet.likelihood.result import Chi2Result
 from crnet.likelihood.thresholds import (
     CHI2_SCAN_FACTOR,
@@ -86,15 +89,18 @@ __all__ = [
     "INTERPOLATIONS",
     "LOG_FLUX_FLOOR",
     "N_FREE_PARAMETERS",
+    "PHI_AT_BOUND_MV",
     "PHI_GRID_POINTS",
     "PHI_POWELL_FTOL",
     "PHI_POWELL_MAXFEV_PER_PERIOD",
     "PHI_POWELL_XTOL",
     "PHI_XATOL_MV",
     "RATIO_PARAMETERS",
+    "BlockPrediction",
     "Chi2Result",
     "check_spectra",
     "chi2",
+    "block_predictions",
     "chi2_scan",
     "delta_chi2_threshold",
     "interpolate_spectra",

@@ -9,7 +9,7 @@ import numpy as np
 
 from crnet.data import Dataset, get_dataset
 from crnet.likelihood.interpolation import check_spectra
-from crnet.likelihood.modulation import phi_override, profile_phi, profile_phis
+from crnet.likelihood.modulation import at_bound, phi_override, profile_phi, profile_phis
 from crnet.likelihood.normalisation import DEFAULT_NORM_BOUNDS, RATIO_PARAMETERS
 from crnet.likelihood.problem import Problem
 from crnet.likelihood.result import Chi2Result
@@ -93,4 +93,5 @@ def chi2(
         residuals=resid if residuals else None,
         phi_by_period=phis,
         phi_converged=converged,
+        phi_at_bound={key: at_bound(phis[key], periods[key].bounds_mv) for key in nuisance},
     )

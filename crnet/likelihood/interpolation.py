@@ -11,6 +11,9 @@ from crprop.spectra import SYMBOL_TO_Z, Spectra
 LOG_FLUX_FLOOR: float = 1e-300
 """Fluxes are floored here before taking logs for the log-log interpolation (zero flux stays ~0)."""
 
+GRID_EDGE_RTOL: float = 1e-12
+"""Relative slack at the ends of the model grid for data energies (rounding of converted energies only)."""
+
 INTERPOLATIONS: tuple[str, ...] = ("loglog", "cubic")
 """'loglog': linear in (log E, log flux), the crnet default; 'cubic': CR-ML's interp1d(kind='cubic')
 in linear (E, flux)."""
@@ -22,7 +25,8 @@ def interpolate_spectra(
     e_data: np.ndarray,
     method: str = "loglog",
 ) -> np.ndarray:
-    """(n_models, n_E) fluxes on ``e_model`` (GeV/n) -> (n_models, n_data) at ``e_data`` (GeV/n)."""
+    """(n_models, n_E) fluxes on ``e_model`` (GeV/n) -> (n_models, n_data) at ``e_data`` (GeV/n); an energy
+    outside the model grid is an error (never extrapolated)."""
     return Interpolator(e_model, e_data, method)(flux)
 
 
@@ -35,6 +39,11 @@ class Interpolator:
         if method not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {method!r}")
         self.e_model, self.e_data, self.method = np.asarray(e_model), np.asarray(e_data), method
+        lo, hi = self.e_model[0] * (1 - GRID_EDGE_RTOL), self.e_model[-1] * (1 + GRID_EDGE_RTOL)
+        out = (self.e_data < lo) | (self.e_data > hi) | ~np.isfinite(self.e_data)
+        if np.any(out):
+            raise ValueError(f"energy {float(self.e_data[out][0]):.6g} GeV/n lies outside the model grid "
+                             f"[{self.e_model[0]:.6g}, {self.e_model[-1]:.6g}] GeV/n (no extrapolation)")
         if method == "loglog":
             x, xd = np.log(self.e_model), np.log(self.e_data)
             self.idx = np.clip(np.searchsorted(x, xd, side="right") - 1, 0, x.size - 2)

@@ -27,6 +27,10 @@ PHI_POWELL_FTOL: float = 1e-10
 """Relative tolerance on chi^2 of that refinement (chi^2 ~ 1e2-1e3, so ~1e-8-1e-7 absolute; far below any
 Delta chi^2 that matters, 1 sigma = 15.9)."""
 
+PHI_AT_BOUND_MV: float = 0.01
+"""A profiled phi closer than this to a bound of its range is reported as at the bound (Chi2Result.phi_at_bound):
+10x the refinement tolerances above, so a minimum on the bound is always caught and an interior one never is."""
+
 PHI_POWELL_MAXFEV_PER_PERIOD: int = 400
 """Evaluation budget of the Powell refinement per nuisance phi; a model that exhausts it is flagged in
 ``Chi2Result.phi_converged`` and reported by a warning."""
@@ -136,6 +140,11 @@ def profile_phis(
     resid, q, r = solve_each(prob, models, each)
     warn_unconverged(converged, keys)
     return resid, q, r, each, converged
+
+
+def at_bound(phi_mv: np.ndarray, bounds_mv: tuple[float, float]) -> np.ndarray:
+    """(n,) whether each phi (MV) lies within PHI_AT_BOUND_MV of a bound of its range."""
+    return (np.abs(phi_mv - bounds_mv[0]) < PHI_AT_BOUND_MV) | (np.abs(phi_mv - bounds_mv[1]) < PHI_AT_BOUND_MV)
 
 
 def warn_unconverged(converged: np.ndarray, keys: list[str]) -> None:

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from crnet.data import Dataset
-from crnet.likelihood.interpolation import Interpolator, subset_species
+from crnet.likelihood.interpolation import subset_species
 from crnet.likelihood.normalisation import RATIO_PARAMETERS, profile_normalisations
+from crnet.likelihood.prediction import BlockPrediction
 from crprop.spectra import Spectra
 
 
@@ -31,9 +32,6 @@ class Problem:
         self.ratio_species = [el for el in RATIO_PARAMETERS if el in self.groups]
         self.lo = np.array([bounds[RATIO_PARAMETERS[sp]][0] for sp in self.ratio_species])
         self.hi = np.array([bounds[RATIO_PARAMETERS[sp]][1] for sp in self.ratio_species])
-        self.interpolators = [Interpolator(self.spectra.ekin_gev_per_n, b.ekin_gev_per_n, interpolation)
-                              for b in dataset.blocks]
-        self.lis_model = {i: self._model(self.spectra, i) for i, b in enumerate(dataset.blocks) if b.lis}
         self.period = [dataset.period_of(b) for b in dataset.blocks]
         self.sigma = [b.sigma for b in dataset.blocks]  # computed once: solve() runs ~10^2 times per model (phi)
         # each period modulates only the species it measures (ACE-CRIS C, O need not drag Li-Be-B along)
@@ -42,12 +40,14 @@ class Problem:
                                                                                      strict=True) if k == key)))
             for key in dataset.periods
         }
+        # each block's prediction, for the isotope layout of the spectra it reads (LIS or its period's)
+        self.predictions = []
+        for i, b in enumerate(dataset.blocks):
+            sp = self.spectra if b.lis else self.period_spectra[self.period[i]]
+            self.predictions.append(BlockPrediction(b, sp.ekin_gev_per_n, sp.iso_z, sp.iso_a, interpolation))
+        self.lis_model = {i: self.predictions[i](self.spectra) for i, b in enumerate(dataset.blocks) if b.lis}
         # the last modulated spectra per period: a search over one phi reuses the other periods' (Powell)
         self._last: dict[str, tuple[bytes, float, Spectra]] = {}
-
-    def _model(self, spectra: Spectra, i: int) -> np.ndarray:
-        """Block ``i``'s species of ``spectra`` (on this problem's energy grid) at the block's energies."""
-        return self.interpolators[i](spectra.flux(self.dataset.blocks[i].species))
 
     def solve(
         self, models: np.ndarray, phi_mv: Mapping[str, float] | None
@@ -60,7 +60,7 @@ class Problem:
             modulated = {key: self._modulated(key, models, float(phi)) for key, phi in (phi_mv or {}).items()}
         preds = []
         for i, block in enumerate(self.dataset.blocks):
-            preds.append(self.lis_model[i][models] if block.lis else self._model(modulated[self.period[i]], i))
+            preds.append(self.lis_model[i][models] if block.lis else self.predictions[i](modulated[self.period[i]]))
         n = models.size
         a = {el: np.zeros(n) for el in self.groups}
         b = {el: np.zeros(n) for el in self.groups}

@@ -22,6 +22,9 @@ class Chi2Result:
         the single-Modulation period is ''); {} for LIS-only data sets.
     phi_converged : (n_models,) whether the profiling of the nuisance phi(s) met its tolerance (True where no phi
         is profiled); a model with False has the chi^2 at the best phi found, not a verified minimum.
+    phi_at_bound : {period: (n_models,) bool} for each profiled phi: True where it ended on a bound of its prior
+        range (within PHI_AT_BOUND_MV). chi^2 is then the minimum inside the range, not a free minimum: the fit
+        wants a potential outside it (often a model that does not describe the data).
     chi2_by_block : (n_models, n_blocks), columns in the order of ``block_labels``.
     residuals : (n_models, n_points) normalised residuals (s_k M_k(E_j) - F_j) / sigma_j at the profiled
         normalisations, blocks in data-set order (sum of squares = chi2_tot); only with
@@ -40,6 +43,7 @@ class Chi2Result:
     residuals: np.ndarray | None = None
     phi_by_period: dict[str, np.ndarray] = field(default_factory=dict)
     phi_converged: np.ndarray | None = None
+    phi_at_bound: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def chi2_scan(self) -> np.ndarray:
@@ -63,5 +67,8 @@ class Chi2Result:
                 rec.update({f"phi_MV[{key}]": float(v[i]) for key, v in self.phi_by_period.items()})
             if self.phi_converged is not None and not self.phi_converged[i]:
                 rec["phi_converged"] = False
+            at_bound = [key for key, v in self.phi_at_bound.items() if v[i]]
+            if at_bound:
+                rec["phi_at_bound"] = at_bound
             out.append(rec)
         return out
