@@ -73,7 +73,11 @@ class GalaxySetup:
     z_stretch_factor: float = 1.15
     dz_max_kpc: float = 1.0
     loss_scheme: str = "upwind1"
-    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+    _cache: dict = field(default_factory=dict, init=False, compare=False, repr=False, hash=False)
+    """Tables built from this setup's physics fields (:meth:`tables`). Not an init field, so a setup made by
+    :meth:`with_changes` (``dataclasses.replace``) starts with an empty cache instead of sharing this one: the
+    cache keys hold only the grids, and a changed physics field (losses, fragmentation, cross sections, gas, ...)
+    must never be served the old tables."""
 
     def __post_init__(self) -> None:
         if self.loss_scheme not in LOSS_SCHEMES:
@@ -119,6 +123,7 @@ class GalaxySetup:
         return cls.from_galdef(paper_galdef_path(), order=order)
 
     def with_changes(self, **changes) -> GalaxySetup:
+        """A copy with the given fields changed; its tables are built anew (no cache is shared)."""
         return replace(self, **changes)
 
     # ------------------------------------------------------------------ grids

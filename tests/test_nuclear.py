@@ -316,6 +316,26 @@ def test_production_models_positive_finite(model, crml_network):
         assert tab.source[tab.pair_index(9, 3, KIND_SPALLATION)] == "galprop12"
 
 
+def test_webber03_table_yields_of_protons_and_alphas_are_not_production(crml_network):
+    """The Webber 2003 file's rows to '1H' / '4He' are inclusive yields (12C -> '1H' 360 mb at 9 GeV/n exceeds
+    sigma_inel(p + 12C) ~ 251 mb): those channels keep GALPROP's cross sections, far below the inelastic one."""
+    from crprop.nuclear.tables import table_channels
+
+    assert not [key for key in table_channels("webber03") if key[1] // 100 < 3]
+    e = np.array([9.0e3])
+    webber = production_table(crml_network, e, model="webber03")
+    galprop = production_table(crml_network, e, model="galprop12")
+    light = {i for i, s in enumerate(crml_network.species) if s.z <= 2}
+
+    def into_light(tab) -> dict:
+        return {(int(p), int(d)): float(sig[0]) for p, d, sig, kind in
+                zip(tab.parent, tab.daughter, tab.sigma_h_mb, tab.kind, strict=True)
+                if d in light and kind == KIND_SPALLATION}
+
+    # the same channels into H and He as GALPROP's (no 12C -> 1H, whose 'yield' was 360 mb), same values
+    assert into_light(webber) == into_light(galprop)
+
+
 def test_k_electron_species_pairs():
     net = build_network(4, t_half_limit_yr=0.1)
     tab = production_table(net, np.array([100.0, 1.0e3]), t_half_limit_yr=0.1)

@@ -13,7 +13,9 @@ Species are indexed as GALPROP's ``gcr[]`` array: Z ascending, A ascending (K-el
 when present). Two solve orders are available:
 
 * ``"parents_first"`` (default): A descending; at equal A every decay / K-capture parent before its
-  daughter (e.g. 10Be before 10B, 7Be before 7Li); remaining ties by descending index;
+  daughter (e.g. 10Be before 10B, 7Be before 7Li); remaining ties by descending index; and 1H before 2H,
+  which p + p -> d pi+ feeds from 1H (the network's one source that goes up in A; 1H has no parent in the
+  network). One pass then has every source: ``network_iterations = 2`` changes nothing;
 * ``"galprop_v54"``: GALPROP v54's single pass in descending index order (24, 23, ..., 0 for the
   CR-ML network), in which 10B (index 7) is solved *before* 10Be (index 6) so the 10Be -> 10B decay
   source is zero in that pass.
@@ -324,4 +326,11 @@ def _solve_order(species: list[Species], decays: list[Decay], order: str, k_capt
         pick = max(ready)
         out.append(pick)
         remaining.remove(pick)
+    index = {(species[i].z, species[i].a, species[i].k_electron): i for i in range(n)}
+    proton, deuteron = index.get((1, 1, 0)), index.get((1, 2, 0))
+    if proton is not None and deuteron is not None:  # p + p -> d pi+ (crprop.galaxy): 1H must come first
+        if any(d == proton for _, d in edges):
+            raise ValueError("1H has a decay parent in the network: cannot order p + p -> d before its parents")
+        out.remove(proton)
+        out.insert(out.index(deuteron), proton)
     return np.array(out)

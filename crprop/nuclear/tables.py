@@ -3,8 +3,11 @@
 * ``"webber03"``: ``dragon2/webber_xsec.dat`` -- Webber, Soutoul, Kish & Rockstroh 2003 (ApJS 144,
   153) partial cross sections as used by DRAGON2's *Webber03* option. First column ``AAZZaazz``
   (parent A, Z, fragment A, Z), then sigma (mb) at 15 energies given in the header row
-  (10 MeV/n - 9 GeV/n). Only fragments Z >= 4 are tabulated, and no short-lived fragment appears
-  (12C -> 11B holds 11B + 11C): the values are cumulative.
+  (10 MeV/n - 9 GeV/n). Fragments Z >= 4 are isotopic and cumulative (no short-lived fragment appears:
+  12C -> 11B holds 11B + 11C). The file's rows to Z <= 2 ('1H', '4He', and Z = 0) are inclusive nucleon and
+  alpha *yields*, not isotopic production (12C -> '1H' is 360 mb at 9 GeV/n, above sigma_inel(p + 12C) =
+  251 mb; 16O -> '4He' equals sigma_inel(p + 16O) = 318 mb): they are not read (WEBBER03_MIN_FRAGMENT_Z), and
+  those channels keep GALPROP's cross sections.
 * ``"evoli19"``: ``dragon2/crxsecs_fragmentation_Evoli2019_cumulative_modified.dat`` -- DRAGON2
   default (Evoli et al. 2019, PRD 99, 103023), fits to data with ghosts summed, rows
   ``Parent(Z.AA) Daughter(Z.AA) E(MeV/n) sigma_H(mb) err ref`` on a log grid 10 MeV/n - 1 PeV/n.
@@ -24,6 +27,9 @@ from crprop.nuclear.galprop_data import DRAGON2_SUBDIR, data_path, inuc
 
 TABLE_MODELS = ("webber03", "evoli19")
 
+WEBBER03_MIN_FRAGMENT_Z: int = 3
+"""Lightest fragment charge read from the Webber 2003 table (module docstring: its H and He rows are yields)."""
+
 
 @lru_cache(maxsize=1)
 def _webber03() -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
@@ -37,6 +43,8 @@ def _webber03() -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
             continue
         code = tok[0]
         ap, zp, af, zf = int(code[0:2]), int(code[2:4]), int(code[4:6]), int(code[6:8])
+        if zf < WEBBER03_MIN_FRAGMENT_Z:
+            continue
         table[(100 * zp + ap, 100 * zf + af)] = np.array([float(v) for v in tok[1:]])
     return energy, table
 
