@@ -68,20 +68,32 @@ def run_demo(out_png: str | Path = "crnet_demo.png", backend: str = "auto", data
     for ax, sp in zip(axes.ravel(), PLOT_SPECIES, strict=False):
         model = species_scale(fit, sp) * spectra.flux(sp)[0]
         ax.loglog(e, e**ENERGY_WEIGHT * model, color="k",
-                  label=f"crprop (scale {species_scale(fit, sp):.3f})")
+                  label=f"crprop LIS (scale {species_scale(fit, sp):.3f})")
+        # top-of-atmosphere data are compared with the model modulated at their period's fitted phi
+        for key in dict.fromkeys(data.period_of(b) for b in data.blocks if b.species == sp and not b.lis):
+            phi = float(fit.phi_by_period[key][0])
+            toa = species_scale(fit, sp) * spectra.modulate(phi).flux(sp)[0]
+            ax.loglog(e, e**ENERGY_WEIGHT * toa, color="k", ls="--", lw=1, label=f"crprop, phi = {phi:.0f} MV")
         for block in (b for b in data.blocks if b.species == sp):
             err = np.sqrt(block.stat_hi**2 + block.sys_hi**2)
             x = block.ekin_gev_per_n
             ax.errorbar(x, x**ENERGY_WEIGHT * block.flux, yerr=x**ENERGY_WEIGHT * err, fmt="o", ms=3,
                         label=block.label)
         ax.set_xlim(1e-2, 5e3)
+        lows = [float(np.min(b.ekin_gev_per_n**ENERGY_WEIGHT * b.flux)) for b in data.blocks if b.species == sp]
+        if lows:  # the modulated model falls steeply below the data: keep the data in view
+            ax.set_ylim(bottom=min(lows) / 30)
         ax.set_title(sp)
         ax.set_xlabel("E_kin [GeV/n]")
         ax.set_ylabel("E^2.7 J [m^-2 s^-1 sr^-1 (GeV/n)^1.7]")
         ax.legend(fontsize=7)
     ax = axes.ravel()[-1]
     bc = species_scale(fit, "B") * spectra.flux("B")[0] / (species_scale(fit, "C") * spectra.flux("C")[0])
-    ax.semilogx(e, bc, color="k", label=f"crprop, chi2_tot = {fit.chi2_tot[0]:.1f} ({fit.n_points} points)")
+    ax.semilogx(e, bc, color="k", label=f"crprop LIS, chi2_tot = {fit.chi2_tot[0]:.1f} ({fit.n_points} points)")
+    for key in dict.fromkeys(data.period_of(b) for b in data.blocks if b.species in ("B", "C") and not b.lis):
+        toa = spectra.modulate(float(fit.phi_by_period[key][0]))
+        ax.semilogx(e, species_scale(fit, "B") * toa.flux("B")[0] / (species_scale(fit, "C") * toa.flux("C")[0]),
+                    color="k", ls="--", lw=1, label=f"crprop, phi = {float(fit.phi_by_period[key][0]):.0f} MV")
     c_blocks = {c.experiment: c for c in data.blocks if c.species == "C"}
     for b in (b for b in data.blocks if b.species == "B" and b.experiment in c_blocks):
         c = c_blocks[b.experiment]  # C interpolated (log-log) onto the B energies inside its range

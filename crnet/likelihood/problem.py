@@ -24,7 +24,7 @@ class Problem:
         profile: bool,
         interpolation: str,
     ) -> None:
-        self.dataset, self.profile, self.interp = dataset, profile, interpolation
+        self.dataset, self.profile = dataset, profile
         self.spectra = subset_species(spectra, dataset.species)
         # normalisations act per element: an isotope block ('10Be') shares its element's scale
         self.element = {sp: sp.lstrip("0123456789") for sp in dataset.species}
