@@ -114,3 +114,44 @@ def test_parents_first_order_needs_no_second_pass(tiny):
     two = propagate(tiny.with_changes(network_iterations=2), [PropagationParams(**BASE)], mode="exact",
                     backend="numpy")
     np.testing.assert_allclose(one.iso_flux, two.iso_flux, rtol=ONE_PASS_RTOL, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["galprop", "fast"])
+def test_numba_solver_is_safe_from_two_threads(tiny, mode):
+    """Two threads propagating batches of different shapes at once (run_distributed(processes=False)) get what
+    they get alone. Before the backend serialised its kernels they shared one scratch workspace: galprop-mode
+    fluxes came back wrong by factors up to 8e9, fast mode raised a shape error (review of session 12)."""
+    import threading
+    import warnings
+
+    from crprop.solvers import TimeLadder
+
+    batches = {"a": _models(2), "b": [PropagationParams(**{**BASE, "d0_1e28_cm2_s": 10.0, "v_alfven_km_s": 5.0,
+                                                           "z_halo_kpc": 4.0 + i}) for i in range(3)]}
+
+    setup = tiny.with_changes(ladder=TimeLadder(1e9, 0.25, 2, 1e5))  # a short ladder: the kernels, not steady state
+
+    def run(plist):
+        return propagate(setup, plist, mode=mode, backend="numba").iso_flux
+
+    together: dict[tuple[str, int], np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def worker(name):
+        try:
+            for rep in range(3):
+                together[(name, rep)] = run(batches[name])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in batches]
+    with warnings.catch_warnings():  # process-wide, so the threads' too
+        warnings.simplefilter("ignore")  # the short ladder does not reach steady state, and says so
+        alone = {name: run(plist) for name, plist in batches.items()}
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    for (name, _), flux in together.items():
+        assert np.array_equal(flux, alone[name]), name

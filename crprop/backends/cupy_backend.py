@@ -27,6 +27,7 @@ kernel's per-thread algorithm, through the same driver.
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from crprop.backends import array_module
 from crprop.operator import TransportOperator
 from crprop.solvers import douglas
 from crprop.solvers.galprop_cn import TimeLadder
-from crprop.solvers.result import SolveResult
+from crprop.solvers.result import SolveResult, residual_scale
 
 name = "cupy"
 PRECISIONS = ("float64", "float32")
@@ -303,6 +304,10 @@ class Workspace:
 
 
 _WS: dict[tuple, Workspace] = {}
+_SOLVE_LOCK = threading.Lock()
+"""One solve at a time per process: the device workspace ``_WS`` holds a whole solve's buffers and is replaced
+when another shape comes (the numba backend's shared scratch gave wrong fluxes from two threads; review of
+session 12). The GPU runs one batch's kernels at a time anyway."""
 
 
 def workspace(xp, shape: tuple[int, int, int, int], precision: str, cycle: int) -> Workspace:
@@ -315,7 +320,8 @@ def workspace(xp, shape: tuple[int, int, int, int], precision: str, cycle: int) 
 
 
 def _relres(xp, res, qnorm) -> np.ndarray:
-    """relative_residual (crprop.solvers.result) on the device: (B,) max_k ||res_k|| / ||Q_k||."""
+    """relative_residual (crprop.solvers.result) on the device: (B,) max_k ||res_k|| / s_k, with ``qnorm`` the
+    scales s_k (:func:`crprop.solvers.result.residual_scale`)."""
     num = xp.sqrt((res * res).sum(axis=(0, 1)))
     ratio = xp.where(qnorm > 0, num / xp.where(qnorm > 0, qnorm, 1.0), 0.0)
     return _to_host(ratio.max(axis=0))
@@ -484,12 +490,12 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
         if arr is not None and (tuple(arr.shape) != op.shape or not bool(xp.isfinite(xp.asarray(arr)).all())):
             raise ValueError(f"{what} must be finite with shape {op.shape} (n_r, n_z, n_E, B), got {arr.shape}")
     taus = douglas.pseudo_time_cycle(op)
-    with (contextlib.nullcontext() if emulate else k.stream()):
+    with _SOLVE_LOCK, (contextlib.nullcontext() if emulate else k.stream()):
         ws = workspace(xp, op.shape, precision, taus.shape[0])
         targs = ws.load(op)
         _put(xp, ws.taus, taus)
         _put(xp, ws.q, q)
-        ws.qnorm[...] = xp.sqrt((ws.q * ws.q).sum(axis=(0, 1)))
+        ws.qnorm[...] = residual_scale(xp.sqrt((ws.q * ws.q).sum(axis=(0, 1))))  # zero slices still checked
         if psi0 is None:
             ws.psi[...] = 0.0
         else:

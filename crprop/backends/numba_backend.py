@@ -13,6 +13,8 @@ Every solve kernel handles both uses:
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -209,6 +211,11 @@ class _Workspace:
 
 
 _WS = _Workspace()
+_KERNEL_LOCK = threading.Lock()
+"""One kernel call at a time per process: the Thomas scratch ``_WS`` is shared (a second thread's call of another
+shape reallocated it mid-sweep: fluxes wrong by up to 8e9, or a shape error; review of session 12), and numba's
+default threading layer does not support concurrent parallel regions. The prange loops already use every core,
+so threads calling the solver (``run_distributed(processes=False)``) lose nothing by taking turns."""
 
 
 def _masks(op: TransportOperator, raw: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -222,6 +229,11 @@ def _theta(op: TransportOperator, theta) -> np.ndarray:
 
 
 def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
+    with _KERNEL_LOCK:
+        return _run_locked(op, d, theta, src, q, cn, qfac, raw, out)
+
+
+def _run_locked(op, d, theta, src, q, cn, qfac, raw, out=None):
     ws = _WS.get(op.shape)
     out = np.empty_like(src) if out is None else out
     rm, zm = _masks(op, raw)
@@ -244,9 +256,10 @@ def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
 def residual(op: TransportOperator, psi: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Q - A psi on interior nodes, 0 on Dirichlet nodes."""
     out = np.empty_like(psi)
-    _residual(op.r_a1, op.r_a2, op.r_a3, op.z_a1, op.z_a2, op.z_a3, op.p_a1, op.p_a2, op.p_a3,
-              op.res_loss_a2, op.res_loss_a3, op.gamma, op.res_loss_a4, op.r_interior.astype(np.float64),
-              op.z_interior.astype(np.float64), psi, q, out)
+    with _KERNEL_LOCK:
+        _residual(op.r_a1, op.r_a2, op.r_a3, op.z_a1, op.z_a2, op.z_a3, op.p_a1, op.p_a2, op.p_a3,
+                  op.res_loss_a2, op.res_loss_a3, op.gamma, op.res_loss_a4, op.r_interior.astype(np.float64),
+                  op.z_interior.astype(np.float64), psi, q, out)
     return out
 
 

@@ -319,8 +319,9 @@ extern "C" __global__ void douglas_r(OP_PARAMS, const double *__restrict__ tau, 
     thomas(L, 0, rhs, store);
 }
 
-// Convergence check after douglas_z: relres[b] = max_k sqrt(norm2[k,b]) / qnorm[k,b] (energies with
-// qnorm = 0 skipped), norm2 reset to 0. state[4] counts the steps on the device (so that a captured graph
+// Convergence check after douglas_z: relres[b] = max_k sqrt(norm2[k,b]) / qnorm[k,b] (qnorm = the residual
+// scales of crprop.solvers.result.residual_scale, 0 only for a model without any source: skipped), norm2
+// reset to 0. state[4] counts the steps on the device (so that a captured graph
 // of several steps can be replayed). Per-model stop: a model whose relres <= tol gets done[b] = 1 and
 // model_step[b] = this step; from then on douglas_z / douglas_res / douglas_r skip it (its psi stays the one
 // whose residual met tol) and this kernel keeps its relres. The last block to finish sets state[2] = step
