@@ -305,9 +305,7 @@ class Workspace:
 
 _WS: dict[tuple, Workspace] = {}
 _SOLVE_LOCK = threading.Lock()
-"""One solve at a time per process: the device workspace ``_WS`` holds a whole solve's buffers and is replaced
-when another shape comes (the numba backend's shared scratch gave wrong fluxes from two threads; review of
-session 12). The GPU runs one batch's kernels at a time anyway."""
+"""One solve at a time per process: ``_WS`` holds a whole solve's buffers (as in the numba backend)."""
 
 
 def workspace(xp, shape: tuple[int, int, int, int], precision: str, cycle: int) -> Workspace:
@@ -320,8 +318,7 @@ def workspace(xp, shape: tuple[int, int, int, int], precision: str, cycle: int) 
 
 
 def _relres(xp, res, qnorm) -> np.ndarray:
-    """relative_residual (crprop.solvers.result) on the device: (B,) max_k ||res_k|| / s_k, with ``qnorm`` the
-    scales s_k (:func:`crprop.solvers.result.residual_scale`)."""
+    """relative_residual (crprop.solvers.result) on the device; ``qnorm`` holds the scales of residual_scale."""
     num = xp.sqrt((res * res).sum(axis=(0, 1)))
     ratio = xp.where(qnorm > 0, num / xp.where(qnorm > 0, qnorm, 1.0), 0.0)
     return _to_host(ratio.max(axis=0))
