@@ -19,7 +19,8 @@ sweep is solved in delta form: the right-hand side is formed in double and the f
 computes the increment, so rounding is relative to the increment (240-step ladder: 2-4e-6 from float64
 instead of 1.8e-5 with the direct form); its final residual is evaluated in float64.
 
-This module imports without CuPy (CI has no GPU): CuPy is imported inside the functions, and with
+Device buffers and kernel launchers live in crprop.backends.cupy_device; this module holds the options, the
+drivers and the primitives. It imports without CuPy (CI has no GPU): CuPy is imported inside the functions, and with
 ``emulate=True`` every entry point runs crprop.backends.cupy_emulation, a numpy emulation of each
 kernel's per-thread algorithm, through the same driver.
 """
@@ -27,27 +28,33 @@ kernel's per-thread algorithm, through the same driver.
 from __future__ import annotations
 
 import contextlib
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crprop.backends import array_module
+from crprop.backends.cupy_device import (  # noqa: F401 - BLOCK, PRECISIONS, SOURCE, Tables: this backend's API
+    BLOCK,
+    PRECISIONS,
+    SOLVE_LOCK,
+    SOURCE,
+    CudaKernels,
+    Tables,
+    Workspace,
+    alloc_tables,
+    check_precision,
+    fill_tables,
+    put,
+    to_host,
+    workspace,
+)
 from crprop.operator import TransportOperator
 from crprop.solvers import douglas
 from crprop.solvers.galprop_cn import TimeLadder
 from crprop.solvers.result import SolveResult, residual_scale
 
 name = "cupy"
-PRECISIONS = ("float64", "float32")
-SOURCE = Path(__file__).with_name("cuda") / "sweeps.cu"
-BLOCK = 128
-"""Threads per block of the line kernels (consecutive threads = consecutive models of one line)."""
-
-_FIELDS = ("r_a1", "r_a2", "r_a3", "z_a1", "z_a2", "z_a3", "p_a1", "p_a2", "p_a3", "loss_a2", "loss_a3", "gamma")
-_RES_LOSS_FIELDS = ("res_loss_a2", "res_loss_a3", "res_loss_a4")  # the residual's loss rows (after the masks)
 
 
 @dataclass
@@ -83,144 +90,7 @@ def set_defaults(**kwargs: Any) -> None:
             raise ValueError(f"unknown option {key!r}; options are {list(DeviceOptions.__dataclass_fields__)}")
         setattr(OPTIONS, key, value)
     if OPTIONS.precision is not None:
-        _check_precision(OPTIONS.precision)
-
-
-def _check_precision(precision: str) -> np.dtype:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return np.dtype(precision)
-
-
-# --------------------------------------------------------------------------------------------- kernels
-@dataclass
-class Tables:
-    """Operator tables on the device (or host, when emulating), in the kernels' argument order."""
-
-    r1: Any
-    r2: Any
-    r3: Any
-    z1: Any
-    z2: Any
-    z3: Any
-    p1: Any
-    p2: Any
-    p3: Any
-    l2: Any
-    l3: Any
-    gam: Any
-    rmask: Any
-    zmask: Any
-    rl2: Any
-    rl3: Any
-    rl4: Any
-    nb: int
-
-    def args(self) -> tuple:
-        """(r1, ..., zmask, rl2, rl3, rl4, nb) as the kernels take them (OP_PARAMS in sweeps.cu)."""
-        return tuple(getattr(self, k) for k in self.__dataclass_fields__ if k != "nb") + (np.int32(self.nb),)
-
-
-def _alloc_tables(xp, shape: tuple[int, int, int, int]) -> Tables:
-    n_r, n_z, n_e, nb = shape
-    shapes = [(n_r, n_e, nb)] * 3 + [(n_z, n_e, nb)] * 3 + [(n_e, nb)] * 3 + [(n_r, n_z, n_e)] * 3
-    shapes += [(n_r,), (n_z, nb)] + [(n_r, n_z, n_e)] * len(_RES_LOSS_FIELDS)
-    return Tables(*(xp.empty(s, np.float64) for s in shapes), nb=nb)
-
-
-def _fill_tables(xp, t: Tables, op: TransportOperator) -> tuple:
-    """Copy op's coefficients and masks into t; returns t.args()."""
-    for field_name, dst in zip(_FIELDS, (t.r1, t.r2, t.r3, t.z1, t.z2, t.z3, t.p1, t.p2, t.p3, t.l2, t.l3, t.gam),
-                               strict=True):
-        _put(xp, dst, getattr(op, field_name))
-    _put(xp, t.rmask, op.r_interior.astype(np.float64))
-    _put(xp, t.zmask, op.z_interior.astype(np.float64))
-    for field_name, dst in zip(_RES_LOSS_FIELDS, (t.rl2, t.rl3, t.rl4), strict=True):
-        _put(xp, dst, getattr(op, field_name))
-    return t.args()
-
-
-_MODULES: dict[tuple, Any] = {}
-GRAPH_ERROR = ""
-"""Why CUDA-graph capture of a pseudo-time cycle last failed ('' if it never did; the solve then runs eagerly)."""
-
-
-class CudaKernels:
-    """Launchers of the RawKernels in cuda/sweeps.cu for one grid shape and precision."""
-
-    def __init__(self, shape: tuple[int, int, int, int], precision: str, unroll: tuple[int, int, int]) -> None:
-        import cupy
-
-        self.xp = cupy
-        self.shape = shape
-        self.real = _check_precision(precision)
-        n_r, n_z, n_e, _ = shape
-        key = (n_r, n_z, n_e, precision, tuple(int(u) for u in unroll))
-        if key not in _MODULES:
-            opts = ("-std=c++17", f"-DREAL={'float' if self.real == np.float32 else 'double'}",
-                    f"-DNR={n_r}", f"-DNZ={n_z}", f"-DNE={n_e}",
-                    f"-DUNROLL_Z={key[4][0]}", f"-DUNROLL_R={key[4][1]}", f"-DUNROLL_P={key[4][2]}")
-            _MODULES[key] = cupy.RawModule(code=SOURCE.read_text(), options=opts)
-        self.module = _MODULES[key]
-        self._fn = {k: self.module.get_function(k) for k in
-                    ("sweep_z", "sweep_r", "sweep_p", "cn_z", "cn_r", "cn_p", "douglas_z", "douglas_res", "douglas_r",
-                     "douglas_check", "residual")}
-
-    def _launch(self, kernel: str, n_threads: int, args: tuple) -> None:
-        """Flat launch: one thread per element."""
-        self._fn[kernel](((n_threads + BLOCK - 1) // BLOCK,), (BLOCK,), args)
-
-    def _launch_lines(self, kernel: str, d: str, args: tuple) -> None:
-        """One thread per (line, model): blocks of up to BLOCK models, the line index fastest over blocks."""
-        n_r, n_z, n_e, nb = self.shape
-        n_lines = {"z": n_r * n_e, "r": n_z * n_e, "p": n_r * n_z}[d]
-        block = min(BLOCK, 32 * ((nb + 31) // 32))
-        self._fn[kernel]((n_lines * ((nb + block - 1) // block),), (block,), args)
-
-    # Every launcher takes the operator's argument tuple ``targs`` (Tables.args()) first.
-    def residual(self, targs: tuple, psi, q, out) -> None:
-        self._launch("residual", psi.size, targs + (psi, q, out))
-
-    def sweep(self, d: str, targs: tuple, theta, theta_s: float, theta_const: int, srat, src, qs, cn: int,
-              qfac: float, raw: int, post: int, state, out) -> None:
-        args = targs + (theta, np.float64(theta_s), np.int32(theta_const), srat, src, qs,
-                        np.float64(qfac), np.int32(raw), np.int32(post), state, out)
-        self._launch_lines(f"{'cn' if cn else 'sweep'}_{d}", d, args)
-
-    def douglas_z(self, targs: tuple, tau, sc, psi, q, d, norm2, state, done) -> None:
-        self._launch_lines("douglas_z", "z", targs + (tau, sc, psi, q, d, norm2, state, done))
-
-    def douglas_res(self, targs: tuple, tau, sc, psi, q, d, norm2, state, done) -> None:
-        self._launch_lines("douglas_res", "z", targs + (tau, sc, psi, q, d, norm2, state, done))
-
-    def douglas_r(self, targs: tuple, tau, sc, d, psi, state, done) -> None:
-        self._launch_lines("douglas_r", "r", targs + (tau, sc, d, psi, state, done))
-
-    def check(self, norm2, qnorm, tol: float, relres, state, done, model_step) -> None:
-        nb = relres.size
-        self._launch("douglas_check", nb,
-                     (norm2, qnorm, np.float64(tol), relres, state, np.int32(nb), done, model_step))
-
-    def stream(self):
-        """A non-blocking stream the whole solve runs on (graph capture needs one)."""
-        if not hasattr(self, "_stream"):
-            self._stream = self.xp.cuda.Stream(non_blocking=True)
-        return self._stream
-
-    def capture(self, launches) -> Any:
-        """A CUDA graph of the kernels that ``launches()`` enqueues on self.stream(), or None if capture fails."""
-        global GRAPH_ERROR
-        stream = self.stream()
-        try:
-            stream.begin_capture()
-            try:
-                launches()
-            finally:
-                graph = stream.end_capture()
-            return graph
-        except Exception as exc:  # CuPy/driver without graph support: run eagerly
-            GRAPH_ERROR = f"{type(exc).__name__}: {exc}"
-            return None
+        check_precision(OPTIONS.precision)
 
 
 def _kernels(shape: tuple[int, int, int, int], precision: str, emulate: bool):
@@ -231,97 +101,11 @@ def _kernels(shape: tuple[int, int, int, int], precision: str, emulate: bool):
     return CudaKernels(shape, precision, OPTIONS.unroll)
 
 
-def _put(xp, dst, src) -> None:
-    """Copy src (numpy or device array) into the preallocated dst."""
-    if xp is np or not isinstance(src, np.ndarray):
-        dst[...] = src
-    else:
-        dst.set(np.ascontiguousarray(src, dtype=dst.dtype))
-
-
-def _to_host(x) -> np.ndarray:
-    return x if isinstance(x, np.ndarray) else x.get()
-
-
-class Workspace:
-    """All device buffers of one batch shape and precision, allocated once and reused by every solve."""
-
-    def __init__(self, xp, shape: tuple[int, int, int, int], precision: str, cycle: int) -> None:
-        n_r, n_z, n_e, nb = shape
-        real = _check_precision(precision)
-        f64 = np.float64
-        self.xp, self.shape = xp, shape
-        self.tables = _alloc_tables(xp, shape)
-        self.psi, self.q, self.res = (xp.empty(shape, f64) for _ in range(3))  # psi, Q, residual: float64
-        self.d = xp.empty(shape, real)  # fast: the correction; galprop: psi / psi_ref
-        self.qs = xp.empty(shape, real)  # galprop: Q / psi_ref
-        self.norm2, self.qnorm, self.sc = (xp.empty((n_e, nb), f64) for _ in range(3))
-        self.srat = xp.empty((2, n_e, nb), f64)
-        self.taus = xp.empty((cycle, n_e, nb), f64)
-        self.relres = xp.empty(nb, f64)
-        self.done = xp.zeros(nb, np.int32)  # per model: 1 once its residual met tol (then frozen)
-        self.model_step = xp.zeros(nb, np.int32)  # per model: the step it stopped at
-        self.state = xp.zeros(8, np.int32)  # [all done, n_bad, done step, blocks, step counter, models left]
-        self.no_state = xp.zeros(8, np.int32)  # never set: kernels run unconditionally
-
-    def load(self, op: TransportOperator) -> tuple:
-        """Upload op's tables into the preallocated buffers; returns the kernels' argument tuple."""
-        return _fill_tables(self.xp, self.tables, op)
-
-    def packed(self, keep: np.ndarray) -> Workspace:
-        """The models ``keep`` (host indices into this batch) as a smaller batch in the same memory.
-
-        Every per-model buffer is gathered into a prefix view of itself (the kernels take the batch size as an
-        argument, so a prefix of a C-ordered [..., model] buffer is a valid smaller batch); the shared tables and
-        the state flags are the same arrays. norm2 and done start at zero, as after a convergence check.
-        """
-        xp, nb = self.xp, int(keep.size)
-        idx = xp.asarray(keep)
-
-        def view(a):
-            lead = a.shape[:-1]
-            return a.reshape(-1)[: int(np.prod(lead, dtype=np.int64)) * nb].reshape(lead + (nb,))
-
-        def take(a):
-            gathered = a[..., idx]  # advanced indexing: a copy, so the overlapping prefix can be written
-            out = view(a)
-            out[...] = gathered
-            return out
-
-        new = object.__new__(Workspace)
-        new.xp, new.shape = xp, self.shape[:3] + (nb,)
-        t = self.tables
-        new.tables = Tables(*(take(a) for a in (t.r1, t.r2, t.r3, t.z1, t.z2, t.z3, t.p1, t.p2, t.p3)),
-                            t.l2, t.l3, t.gam, t.rmask, take(t.zmask), t.rl2, t.rl3, t.rl4, nb=nb)
-        for name in ("psi", "q", "qnorm", "sc", "srat", "taus"):
-            setattr(new, name, take(getattr(self, name)))
-        for name in ("res", "d", "qs", "norm2", "relres", "done", "model_step"):  # rewritten before they are read
-            setattr(new, name, view(getattr(self, name)))
-        new.norm2[...] = 0.0
-        new.done[...] = 0
-        new.state, new.no_state = self.state, self.no_state
-        return new
-
-
-_WS: dict[tuple, Workspace] = {}
-_SOLVE_LOCK = threading.Lock()
-"""One solve at a time per process: ``_WS`` holds a whole solve's buffers (as in the numba backend)."""
-
-
-def workspace(xp, shape: tuple[int, int, int, int], precision: str, cycle: int) -> Workspace:
-    """The cached workspace of this shape (one at a time: a new shape frees the previous buffers)."""
-    key = (xp.__name__, shape, precision, cycle)
-    if key not in _WS:
-        _WS.clear()
-        _WS[key] = Workspace(xp, shape, precision, cycle)
-    return _WS[key]
-
-
 def _relres(xp, res, qnorm) -> np.ndarray:
     """relative_residual (crprop.solvers.result) on the device; ``qnorm`` holds the scales of residual_scale."""
     num = xp.sqrt((res * res).sum(axis=(0, 1)))
     ratio = xp.where(qnorm > 0, num / xp.where(qnorm > 0, qnorm, 1.0), 0.0)
-    return _to_host(ratio.max(axis=0))
+    return to_host(ratio.max(axis=0))
 
 
 def _set_scale(ws: Workspace, precision: str, psi0) -> None:
@@ -408,29 +192,29 @@ def _run_fast(k, ws: Workspace, tol: float, max_steps: int, check_every: int, us
         else:
             _douglas_steps(k, ws, tol, step, n)
         step += n
-        state = _to_host(ws.state).copy()
+        state = to_host(ws.state).copy()
         if state[0] or step >= max_steps:
             break
         n_live = ws.shape[3]
         if n_live - int(state[5]) >= douglas.COMPACT_FRACTION * n_live:
-            done = _to_host(ws.done).astype(bool)
+            done = to_host(ws.done).astype(bool)
             frozen = np.nonzero(done)[0]
             if psi_out is None:
                 psi_out = xp.empty(ws.psi.shape[:3] + (n_models,), np.float64)
             psi_out[..., xp.asarray(live[frozen])] = ws.psi[..., xp.asarray(frozen)]
-            residual[live[frozen]] = _to_host(ws.relres)[frozen]
-            model_steps[live[frozen]] = _to_host(ws.model_step)[frozen]
+            residual[live[frozen]] = to_host(ws.relres)[frozen]
+            model_steps[live[frozen]] = to_host(ws.model_step)[frozen]
             keep = np.nonzero(~done)[0]
             live = live[keep]
             ws = ws.packed(keep)
             graph = capture(ws)
-    done = _to_host(ws.done).astype(bool)
-    res_live = _to_host(ws.relres).copy()
+    done = to_host(ws.done).astype(bool)
+    res_live = to_host(ws.relres).copy()
     if not state[0]:  # max_steps: models that never met tol get the residual of their last psi
         k.residual(ws.tables.args(), ws.psi, ws.q, ws.res)
         res_live = np.where(done, res_live, _relres(xp, ws.res, ws.qnorm))
     residual[live] = res_live
-    model_steps[live] = np.where(done, _to_host(ws.model_step), max_steps)
+    model_steps[live] = np.where(done, to_host(ws.model_step), max_steps)
     if psi_out is not None:
         psi_out[..., xp.asarray(live)] = ws.psi
     return _FastRun(residual, int(state[2]) if state[0] else max_steps, model_steps, psi_out)
@@ -470,7 +254,7 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
     psi is in units of [Q] * s; residual, converged and steps are host numpy values.
     """
     precision = precision or OPTIONS.precision or ("float32" if mode == "fast" else "float64")
-    _check_precision(precision)
+    check_precision(precision)
     check_every = int(check_every or OPTIONS.check_every)
     keep = OPTIONS.keep_on_device if keep_on_device is None else keep_on_device
     if mode not in ("fast", "galprop"):
@@ -487,16 +271,16 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
         if arr is not None and (tuple(arr.shape) != op.shape or not bool(xp.isfinite(xp.asarray(arr)).all())):
             raise ValueError(f"{what} must be finite with shape {op.shape} (n_r, n_z, n_E, B), got {arr.shape}")
     taus = douglas.pseudo_time_cycle(op)
-    with _SOLVE_LOCK, (contextlib.nullcontext() if emulate else k.stream()):
+    with SOLVE_LOCK, (contextlib.nullcontext() if emulate else k.stream()):
         ws = workspace(xp, op.shape, precision, taus.shape[0])
         targs = ws.load(op)
-        _put(xp, ws.taus, taus)
-        _put(xp, ws.q, q)
+        put(xp, ws.taus, taus)
+        put(xp, ws.q, q)
         ws.qnorm[...] = residual_scale(xp.sqrt((ws.q * ws.q).sum(axis=(0, 1))))  # zero slices still checked
         if psi0 is None:
             ws.psi[...] = 0.0
         else:
-            _put(xp, ws.psi, psi0)
+            put(xp, ws.psi, psi0)
             reset_dirichlet(op, ws.psi)
         _set_scale(ws, precision, psi0)
         model_steps = None
@@ -527,9 +311,9 @@ def _prim(op: TransportOperator, x, precision: str, emulate: bool):
     """Kernels, array module, operator arguments and a 'back to the caller's side' function."""
     k = _kernels(op.shape, precision, emulate)
     xp = k.xp
-    targs = _fill_tables(xp, _alloc_tables(xp, op.shape), op)
+    targs = fill_tables(xp, alloc_tables(xp, op.shape), op)
     keep = xp is np or not isinstance(x, np.ndarray)
-    return k, xp, targs, ((lambda a: a) if keep else _to_host)
+    return k, xp, targs, ((lambda a: a) if keep else to_host)
 
 
 def residual(op: TransportOperator, psi, q, *, emulate: bool = False):

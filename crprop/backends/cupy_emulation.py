@@ -4,7 +4,7 @@ Each ``emulate_*`` function runs a kernel's per-thread algorithm for all threads
 loop along the line is a Python loop, and the threads (line, model) are numpy array axes. The arithmetic
 follows the kernel statement by statement, including where it rounds to ``REAL`` (float32 or float64)
 and where it stays in double, so the emulation is a faithful model of what each GPU thread computes.
-:class:`EmulatedKernels` has the launch interface of crprop.backends.cupy_backend.CudaKernels, so the
+:class:`EmulatedKernels` has the launch interface of crprop.backends.cupy_device.CudaKernels, so the
 whole device driver (solve_species with its on-device convergence flag) can be run on the CPU.
 
 Arguments mirror the kernels: ``targs`` = (r1, r2, r3, z1, z2, z3, p1, p2, p3, l2, l3, gam, rmask, zmask,
