@@ -64,16 +64,17 @@ def run_demo(out_png: str | Path = "crnet_demo.png", backend: str = "auto", data
     data = get_dataset(dataset)
     fit = chi2(spectra, data)
     e = spectra.ekin_gev_per_n
+    # top-of-atmosphere data are drawn against the model modulated at their period's fitted phi (MV)
+    toa = {key: (float(phi[0]), spectra.modulate(float(phi[0]))) for key, phi in fit.phi_by_period.items()}
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
     for ax, sp in zip(axes.ravel(), PLOT_SPECIES, strict=False):
         model = species_scale(fit, sp) * spectra.flux(sp)[0]
         ax.loglog(e, e**ENERGY_WEIGHT * model, color="k",
                   label=f"crprop LIS (scale {species_scale(fit, sp):.3f})")
-        # top-of-atmosphere data are compared with the model modulated at their period's fitted phi
         for key in dict.fromkeys(data.period_of(b) for b in data.blocks if b.species == sp and not b.lis):
-            phi = float(fit.phi_by_period[key][0])
-            toa = species_scale(fit, sp) * spectra.modulate(phi).flux(sp)[0]
-            ax.loglog(e, e**ENERGY_WEIGHT * toa, color="k", ls="--", lw=1, label=f"crprop, phi = {phi:.0f} MV")
+            phi, mod = toa[key]
+            ax.loglog(e, e**ENERGY_WEIGHT * species_scale(fit, sp) * mod.flux(sp)[0], color="k", ls="--", lw=1,
+                      label=f"crprop, phi = {phi:.0f} MV")
         for block in (b for b in data.blocks if b.species == sp):
             err = np.sqrt(block.stat_hi**2 + block.sys_hi**2)
             x = block.ekin_gev_per_n
@@ -91,9 +92,9 @@ def run_demo(out_png: str | Path = "crnet_demo.png", backend: str = "auto", data
     bc = species_scale(fit, "B") * spectra.flux("B")[0] / (species_scale(fit, "C") * spectra.flux("C")[0])
     ax.semilogx(e, bc, color="k", label=f"crprop LIS, chi2_tot = {fit.chi2_tot[0]:.1f} ({fit.n_points} points)")
     for key in dict.fromkeys(data.period_of(b) for b in data.blocks if b.species in ("B", "C") and not b.lis):
-        toa = spectra.modulate(float(fit.phi_by_period[key][0]))
-        ax.semilogx(e, species_scale(fit, "B") * toa.flux("B")[0] / (species_scale(fit, "C") * toa.flux("C")[0]),
-                    color="k", ls="--", lw=1, label=f"crprop, phi = {float(fit.phi_by_period[key][0]):.0f} MV")
+        phi, mod = toa[key]
+        ax.semilogx(e, species_scale(fit, "B") * mod.flux("B")[0] / (species_scale(fit, "C") * mod.flux("C")[0]),
+                    color="k", ls="--", lw=1, label=f"crprop, phi = {phi:.0f} MV")
     c_blocks = {c.experiment: c for c in data.blocks if c.species == "C"}
     for b in (b for b in data.blocks if b.species == "B" and b.experiment in c_blocks):
         c = c_blocks[b.experiment]  # C interpolated (log-log) onto the B energies inside its range

@@ -22,7 +22,7 @@ from crprop.grid import Z_MAX_STEP_RATIO, Grid
 from crprop.nuclear.inelastic import loss_cross_sections
 from crprop.nuclear.pp_fusion import pp_fusion_kernel
 from crprop.nuclear.production import production_table
-from crprop.nuclear.species import Network, build_network
+from crprop.nuclear.species import Network, build_network, fusion_link
 from crprop.physics.gas import GasMaps, gas_maps
 from crprop.physics.kinematics import Kinematics, nucleus_kinematics
 from crprop.physics.losses import loss_coefficients, momentum_loss_rate
@@ -278,10 +278,10 @@ def energy_tables(setup: GalaxySetup, ekin_mev_per_n: np.ndarray) -> EnergyTable
         for p, d, sig in zip(table.parent, table.daughter, table.sigma_eff_mb, strict=True):
             production[d].gas_parents.append(int(p))
             production[d].gas_rates.append(sig * MB_CM2 * kins[p].beta * C_CM_S)
-        index = {(sp.z, sp.a): i for i, sp in enumerate(net.species) if sp.k_electron == 0}
-        if (1, 1) in index and (1, 2) in index:  # GALPROP's deuterium fusion source
-            production[index[(1, 2)]].fusion_parent = index[(1, 1)]
-            production[index[(1, 2)]].fusion_kernel = pp_fusion_kernel(e)
+        fusion = fusion_link(net.species)
+        if fusion is not None:  # GALPROP's deuterium fusion source
+            production[fusion[1]].fusion_parent = fusion[0]
+            production[fusion[1]].fusion_kernel = pp_fusion_kernel(e)
     if setup.radioactive_decay:
         for dec in net.decays:
             production[dec.daughter].decay_parents.append(dec.parent)

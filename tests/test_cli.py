@@ -87,6 +87,11 @@ def test_demo_runs_on_the_paper_grid(tmp_path):
     # crml_base is not a fit (see benchmarks/chi2_crml_base.py): chi2 ~1e4 for 397 points, like GALPROP's own
     # converged spectra of this point (10987); a broken normalisation or unit gives >> 1e5.
     assert 5e3 < chi2 < 2e4
+    # top-of-atmosphere data (AMS-02 2011-18): drawn against the model modulated at the fitted phi
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "toa.png"), "--backend", "numba",
+                              "--dataset", "ams02-2021"])
+    assert res.exit_code == 0, res.output
+    assert 5e3 < float(res.output.split("chi2_tot = ")[1].split()[0]) < 2e4
 
 
 def test_grid_options_decorator_needs_a_grid_parameter():

@@ -318,7 +318,7 @@ def test_production_models_positive_finite(model, crml_network):
 
 def test_webber03_table_yields_of_protons_and_alphas_are_not_production(crml_network):
     """The Webber 2003 file's rows to '1H' / '4He' are inclusive yields (12C -> '1H' 360 mb at 9 GeV/n exceeds
-    sigma_inel(p + 12C) ~ 251 mb): those channels keep GALPROP's cross sections, far below the inelastic one."""
+    sigma_inel(p + 12C) = 251 mb): those channels keep GALPROP's cross sections, far below the inelastic one."""
     from crprop.nuclear.tables import table_channels
 
     assert not [key for key in table_channels("webber03") if key[1] // 100 < 3]
@@ -389,3 +389,14 @@ def test_pp_fusion_cross_section_integrates_to_the_total_and_has_a_threshold():
     # the table's peak, 3.18 mb near 0.6 GeV (Coste et al. 2012), through GALPROP's shifted interpolation
     assert 2.5e-3 < pp_fusion_total_barn(0.6) < 3.3e-3 and PP_FUSION_TOTAL_MB[:, 1].max() == 3.18231
 
+
+
+@pytest.mark.parametrize("model", PRODUCTION_MODELS)
+def test_no_production_model_makes_protons(model):
+    """The solve order lets 1H precede heavier species (it must, for p + p -> d into 2H) only because nothing in
+    the network produces 1H; if a model ever did, parents_first would solve 1H before its parents."""
+    net = build_network(14)
+    proton = next(i for i, s in enumerate(net.species) if (s.z, s.a, s.k_electron) == (1, 1, 0))
+    tab = production_table(net, np.geomspace(10.0, 1e6, 12), model=model)
+    assert not np.any(tab.daughter == proton)
+    assert not any(d.daughter == proton for d in net.decays)

@@ -177,7 +177,7 @@ def test_cli_chi2_refuses_wrong_species_or_grid(tmp_path: Path) -> None:
     path = tmp_path / "short.h5"
     write_spectra_h5(path, short)
     res = runner.invoke(app, ["chi2", str(path)])
-    assert res.exit_code == 2 and "outside the spectra grid" in res.output
+    assert res.exit_code == 2 and "outside the model grid" in res.output and "data block" in res.output
     res = runner.invoke(app, ["chi2", str(tmp_path / "missing.h5")])
     assert res.exit_code == 2 and "no such spectra file" in res.output
     res = runner.invoke(app, ["chi2", str(path), "--dataset", "nope"])

@@ -53,8 +53,8 @@ DEFAULT_ISOTOPE_MIX: dict[str, dict[int, float]] = {
 Round values of the measured/propagated composition near 1-10 GV/n: 3He/He ~ 0.15 (AMS-02, PAMELA),
 6Li/7Li ~ 1 (AMS-02 2025), 7Be:9Be:10Be ~ 0.55:0.35:0.10 (ACE/ISOMAX/AMS-02 Be isotopes),
 10B/B ~ 0.3 (A_eff = 10.7, the value AMS-02 and DAMPE use), 15N/N ~ 0.5 (secondary-rich N); C and O
-are taken as pure 12C and 16O (A_eff = 12 and 16, the values of the AMS-02 E_kn tables), although 13C is ~10 % of
-propagated carbon at a few GV (GALPROP crml_base). The mix only places converted points on the E_kn axis; the
+are taken as pure 12C and 16O (A_eff = 12 and 16, the values of the AMS-02 E_kn tables), although 13C is 10-12 % of
+propagated carbon at 0.6-4 GeV/n (GALPROP crml_base). The mix only places converted points on the E_kn axis; the
 chi^2 sums the model's own isotopes (:mod:`crnet.likelihood.prediction`).
 """
 

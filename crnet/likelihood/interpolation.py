@@ -81,7 +81,7 @@ def subset_species(spectra: Spectra, species: list[str]) -> Spectra:
 
 
 def check_spectra(spectra: Spectra, dataset: Dataset) -> None:
-    """Refuse spectra that lack a measured species, are already modulated, or do not cover the data."""
+    """Refuse spectra that lack a measured species or are already modulated."""
     if spectra.phi_mv != 0.0:
         raise ValueError(
             f"spectra are already modulated (phi = {spectra.phi_mv} MV); the chi^2 needs the LIS"
@@ -93,11 +93,4 @@ def check_spectra(spectra: Spectra, dataset: Dataset) -> None:
             f"spectra lack species {missing} measured by data set {dataset.name!r} "
             f"(spectra have elements {spectra.elements})"
         )
-    e = spectra.ekin_gev_per_n
-    for block in dataset.blocks:
-        out = (block.ekin_gev_per_n < e[0]) | (block.ekin_gev_per_n > e[-1])
-        if np.any(out):
-            raise ValueError(
-                f"data block {block.label!r}: energy {float(block.ekin_gev_per_n[out][0])} GeV/n lies "
-                f"outside the spectra grid [{e[0]:.4g}, {e[-1]:.4g}] GeV/n"
-            )
+    # energies outside the spectra grid: refused by each block's prediction (crnet.likelihood.prediction)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from functools import cache
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def profile_normalisations(
     # Every face of the box at once: state 0 = free, 1 = at the lower bound, 2 = at the upper bound, per ratio
     # (3^K states, all-free first). Vectorised over states as well as models: the joint phi profiling calls this
     # for one model at a time, where a Python loop over the 27 states cost ~1.6 ms per call.
-    states = np.array(list(itertools.product((0, 1, 2), repeat=k)), dtype=int).reshape(3**k, k)  # (S, K)
+    states = _faces(k)  # (S, K)
     bound = states > 0
     rho = np.where(states == 1, lo, hi)  # (S, K)
     rho_b = np.where(bound, rho, 0.0)
@@ -88,3 +89,11 @@ def profile_normalisations(
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(best_q[:, None] > 0, best_s / best_q[:, None], 1.0)
     return best_q, np.clip(r, lo, hi)
+
+
+@cache
+def _faces(k: int) -> np.ndarray:
+    """(3^k, k) face states (0 free, 1 lower bound, 2 upper bound), all-free first; read-only, built once per k."""
+    states = np.array(list(itertools.product((0, 1, 2), repeat=k)), dtype=int).reshape(3**k, k)
+    states.setflags(write=False)
+    return states

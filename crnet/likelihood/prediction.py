@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from crnet.data import DataBlock
-from crnet.data.kinematics import d_ekn_d_rigidity, rigidity_to_ekn
+from crnet.data.kinematics import convert_x_to_ekn
 from crnet.likelihood.interpolation import Interpolator
 from crprop.spectra import SYMBOL_TO_Z, Spectra
 
@@ -41,33 +41,28 @@ class BlockPrediction:
     def __init__(self, block: DataBlock, e_model: np.ndarray, iso_z: np.ndarray, iso_a: np.ndarray,
                  method: str) -> None:
         self.block = block
-        resolved = (block.x_native_kind in RESOLVED_KINDS and block.a_eff is not None
-                    and block.species in SYMBOL_TO_Z and block.x_native is not None)
-        if not resolved:
-            rows = _species_rows(block.species, iso_z, iso_a)
-            self.terms = [(rows, _interpolator(block, e_model, block.ekin_gev_per_n, method, block.species),
-                           None)]
+        self.resolved = (block.x_native_kind in RESOLVED_KINDS and block.a_eff is not None
+                         and block.species in SYMBOL_TO_Z and block.x_native is not None)
+        if not self.resolved:  # the element's (or isotope's) flux at the block energies
+            self.interp = _interpolator(block, e_model, block.ekin_gev_per_n, method, block.species)
             return
-        z = SYMBOL_TO_Z[block.species]
-        x = np.asarray(block.x_native, dtype=float)
-        f = 1.0 / _d_ekn_dx(block.x_native_kind, x, z, float(block.a_eff))  # the data's own factor
+        # per isotope: its E_kn at the published x, and f / f_i (f = 1/(dE_kn/dx), the data's factor at A_eff)
+        x, kind = block.x_native, block.x_native_kind
+        _, f_data = convert_x_to_ekn(x, kind, block.species, float(block.a_eff))
         self.terms = []
-        for row in np.flatnonzero(iso_z == z):
-            a = float(iso_a[row])
-            e_i = rigidity_to_ekn(x, z, a) if block.x_native_kind == "R" else x / a
+        for row in np.flatnonzero(iso_z == SYMBOL_TO_Z[block.species]):
+            e_i, f_i = convert_x_to_ekn(x, kind, block.species, float(iso_a[row]))
             label = f"{int(iso_a[row])}{block.species}"
-            self.terms.append((np.array([row]), _interpolator(block, e_model, e_i, method, label),
-                               f * _d_ekn_dx(block.x_native_kind, x, z, a)))
+            self.terms.append((int(row), _interpolator(block, e_model, e_i, method, label), f_data / f_i))
+        if not self.terms:
+            raise ValueError(f"data block {block.label!r}: the spectra have no isotope of {block.species}")
 
     def __call__(self, spectra: Spectra) -> np.ndarray:
         """(n_models, n_points) model flux, m^-2 s^-1 sr^-1 (GeV/n)^-1 (``spectra`` in the layout given at
         construction)."""
-        out = None
-        for rows, interp, weight in self.terms:
-            flux = spectra.iso_flux[:, rows, :].sum(axis=1)
-            term = interp(flux) if weight is None else interp(flux) * weight
-            out = term if out is None else out + term
-        return out
+        if not self.resolved:
+            return self.interp(spectra.flux(self.block.species))
+        return sum(interp(spectra.iso_flux[:, row, :]) * weight for row, interp, weight in self.terms)
 
 
 def block_predictions(spectra: Spectra, blocks: list[DataBlock], phi_by_block: list[float | None],
@@ -80,26 +75,11 @@ def block_predictions(spectra: Spectra, blocks: list[DataBlock], phi_by_block: l
         if phi is None:
             sp = spectra
         else:
-            sp = modulated.setdefault(float(phi), spectra.modulate(float(phi)))
+            if float(phi) not in modulated:
+                modulated[float(phi)] = spectra.modulate(float(phi))
+            sp = modulated[float(phi)]
         out.append(BlockPrediction(block, sp.ekin_gev_per_n, sp.iso_z, sp.iso_a, method)(sp))
     return out
-
-
-def _d_ekn_dx(kind: str, x: np.ndarray, z: int, a: float) -> np.ndarray:
-    """dE_kn/dx of a nucleus (Z, A) at x: (Z/A) beta per GV for rigidity, 1/A for E_k."""
-    return d_ekn_d_rigidity(x, z, a) if kind == "R" else np.full_like(x, 1.0 / a)
-
-
-def _species_rows(species: str, iso_z: np.ndarray, iso_a: np.ndarray) -> np.ndarray:
-    """Rows of the isotopes that make up an element ('B') or an isotope label ('10Be')."""
-    if species in SYMBOL_TO_Z:
-        rows = np.flatnonzero(iso_z == SYMBOL_TO_Z[species])
-    else:
-        a = int(species[: len(species) - len(species.lstrip("0123456789"))])
-        rows = np.flatnonzero((iso_z == SYMBOL_TO_Z[species.lstrip("0123456789")]) & (iso_a == a))
-    if rows.size == 0:
-        raise ValueError(f"spectra lack species {species!r}")
-    return rows
 
 
 def _interpolator(block: DataBlock, e_model: np.ndarray, e_points: np.ndarray, method: str,

@@ -229,27 +229,23 @@ def _theta(op: TransportOperator, theta) -> np.ndarray:
 
 
 def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
-    with _KERNEL_LOCK:
-        return _run_locked(op, d, theta, src, q, cn, qfac, raw, out)
-
-
-def _run_locked(op, d, theta, src, q, cn, qfac, raw, out=None):
-    ws = _WS.get(op.shape)
+    if d not in ("z", "p", "r"):
+        raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
     out = np.empty_like(src) if out is None else out
     rm, zm = _masks(op, raw)
     th = _theta(op, theta)
     n_e = op.shape[2]
     zm_full = np.ascontiguousarray(np.broadcast_to(zm[:, None, :], (zm.shape[0], n_e, zm.shape[1]))).reshape(
         zm.shape[0], -1)
-    if d == "z":
-        _solve_z(op.z_a1, op.z_a2, op.z_a3, rm, zm_full, th, src, q, cn, qfac, out, ws.zc, ws.zd)
-    elif d == "p":
-        _solve_p(op.p_a1, op.p_a2, op.p_a3, op.loss_a2, op.loss_a3, op.gamma, rm, zm, th, src, q, cn, qfac,
-                 out, ws.pc, ws.pd)
-    elif d == "r":
-        _solve_r(op.r_a1, op.r_a2, op.r_a3, rm, zm_full, th, src, q, cn, qfac, out, ws.rc, ws.rd)
-    else:
-        raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
+    with _KERNEL_LOCK:  # the scratch workspace is shared
+        ws = _WS.get(op.shape)
+        if d == "z":
+            _solve_z(op.z_a1, op.z_a2, op.z_a3, rm, zm_full, th, src, q, cn, qfac, out, ws.zc, ws.zd)
+        elif d == "p":
+            _solve_p(op.p_a1, op.p_a2, op.p_a3, op.loss_a2, op.loss_a3, op.gamma, rm, zm, th, src, q, cn, qfac,
+                     out, ws.pc, ws.pd)
+        else:
+            _solve_r(op.r_a1, op.r_a2, op.r_a3, rm, zm_full, th, src, q, cn, qfac, out, ws.rc, ws.rd)
     return out
 
 

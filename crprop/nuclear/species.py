@@ -307,30 +307,39 @@ def _kcapture_links(species: list[Species], t_half_limit_yr: float) -> list[tupl
     return out
 
 
+def fusion_link(species: list[Species]) -> tuple[int, int] | None:
+    """(1H, 2H) indices when both are propagated: p + p -> d pi+ feeds 2H from 1H (crprop.nuclear.pp_fusion),
+    the network's one source that goes up in A; None otherwise."""
+    index = {(s.z, s.a): i for i, s in enumerate(species) if s.k_electron == 0}
+    if (1, 1) in index and (1, 2) in index:
+        return index[(1, 1)], index[(1, 2)]
+    return None
+
+
 def _solve_order(species: list[Species], decays: list[Decay], order: str, k_capture: bool) -> np.ndarray:
     n = len(species)
     if order == "galprop_v54":
         return np.arange(n - 1, -1, -1)
+    # Explicit sources: decay, K-capture and fusion. Spallation feeds lighter species from any heavier one,
+    # so a species waits for every heavier species too, except 1H: no production model makes protons
+    # (tests/test_nuclear.py), which lets it precede 2H for the fusion source.
     edges = {(d.parent, d.daughter) for d in decays}
     if k_capture:
         edges |= set(_kcapture_links(species, np.inf))
-    remaining = list(range(n))
+    fusion = fusion_link(species)
+    if fusion is not None:
+        edges.add(fusion)
+    parents = {i: {p for p, d in edges if d == i and p != i} for i in range(n)}
+    no_spallation_parent = {fusion[0]} if fusion is not None else set()
+    remaining = set(range(n))
     out: list[int] = []
     while remaining:
         a_max = max(species[i].a for i in remaining)
-        group = [i for i in remaining if species[i].a == a_max]
-        # at equal A: species without an unsolved parent in the group first, then by descending index
-        ready = [i for i in group if not any((p, i) in edges for p in group if p != i)]
+        ready = [i for i in remaining if not parents[i] & remaining
+                 and (species[i].a == a_max or i in no_spallation_parent)]
         if not ready:
-            raise ValueError(f"circular decay dependency at A = {a_max}")
-        pick = max(ready)
+            raise ValueError(f"circular decay dependency among {sorted(species[i].name for i in remaining)}")
+        pick = max(ready, key=lambda i: (species[i].a, i))  # heaviest first, then by descending index
         out.append(pick)
         remaining.remove(pick)
-    index = {(species[i].z, species[i].a, species[i].k_electron): i for i in range(n)}
-    proton, deuteron = index.get((1, 1, 0)), index.get((1, 2, 0))
-    if proton is not None and deuteron is not None:  # p + p -> d pi+ (crprop.galaxy): 1H must come first
-        if any(d == proton for _, d in edges):
-            raise ValueError("1H has a decay parent in the network: cannot order p + p -> d before its parents")
-        out.remove(proton)
-        out.insert(out.index(deuteron), proton)
     return np.array(out)

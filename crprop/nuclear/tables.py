@@ -5,8 +5,8 @@
   (parent A, Z, fragment A, Z), then sigma (mb) at 15 energies given in the header row
   (10 MeV/n - 9 GeV/n). Fragments Z >= 4 are isotopic and cumulative (no short-lived fragment appears:
   12C -> 11B holds 11B + 11C). The file's rows to Z <= 2 ('1H', '4He', and Z = 0) are inclusive nucleon and
-  alpha *yields*, not isotopic production (12C -> '1H' is 360 mb at 9 GeV/n, above sigma_inel(p + 12C) =
-  251 mb; 16O -> '4He' equals sigma_inel(p + 16O) = 318 mb): they are not read (WEBBER03_MIN_FRAGMENT_Z), and
+  alpha *yields*, not isotopic production (at 9 GeV/n 12C -> '1H' is 360 mb and 16O -> '4He' 324 mb, above
+  sigma_inel(p + 12C) = 251 mb and sigma_inel(p + 16O) = 317 mb): they are not read (WEBBER03_MIN_FRAGMENT_Z), and
   those channels keep GALPROP's cross sections.
 * ``"evoli19"``: ``dragon2/crxsecs_fragmentation_Evoli2019_cumulative_modified.dat`` -- DRAGON2
   default (Evoli et al. 2019, PRD 99, 103023), fits to data with ghosts summed, rows

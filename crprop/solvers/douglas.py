@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from crprop.operator import TransportOperator
-from crprop.solvers.result import relative_residual, slice_norms
+from crprop.solvers.result import relative_residual, residual_scale, slice_norms
 
 DEFAULT_CYCLE = 8
 """Pseudo-time steps per geometric cycle. Measured on crml_base 12C (paper grid, tol 1e-6): 6, 8, 10
@@ -100,8 +100,8 @@ def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps
     model_steps = np.full(n_models, max_steps)
     live = np.arange(n_models)  # models of the packed batch, as indices into the whole batch
     done = np.zeros(n_models, dtype=bool)  # per packed model: converged, update discarded
-    q_norms = slice_norms(q)  # (n_E, B): the source is fixed, so its norms are computed once
-    op_l, q_l, psi_l, taus_l, qn_l = op, q, psi, taus, q_norms
+    q_scales = residual_scale(slice_norms(q))  # (n_E, B): the source is fixed, so computed once
+    op_l, q_l, psi_l, taus_l, qn_l = op, q, psi, taus, q_scales
     for step in range(max_steps):
         psi_new, res = backend.douglas_step(op_l, taus_l[step % cycle], psi_l, q_l)
         rel = relative_residual(res, q_l, qn_l)
@@ -123,7 +123,7 @@ def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps
             q_l = np.ascontiguousarray(q[..., live])
             psi_l = np.ascontiguousarray(psi_l[..., keep])
             taus_l = np.ascontiguousarray(taus[..., live])
-            qn_l = q_norms[:, live]
+            qn_l = q_scales[:, live]
             done = np.zeros(live.size, dtype=bool)
     left = live[~done]
     psi[..., left] = psi_l[..., ~done]

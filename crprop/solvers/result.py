@@ -62,15 +62,15 @@ def residual_scale(q_norms):
     return q_norms + (q_norms <= 0) * top[None, :]
 
 
-def relative_residual(res: np.ndarray, q: np.ndarray, q_norms: np.ndarray | None = None) -> np.ndarray:
+def relative_residual(res: np.ndarray, q: np.ndarray, scales: np.ndarray | None = None) -> np.ndarray:
     """(B,) max over energy slices k of ||res_k||_2 / s_k with s_k = ||Q_k||_2, or the largest ||Q_k'||_2 of the
     model where Q_k = 0 (:func:`residual_scale`).
 
     Taking the worst energy slice (rather than one norm over all cells) controls the relative
     accuracy at every energy, although psi spans ~20 decades between 1 MeV/n and 100 TeV/n.
-    ``q_norms``: :func:`slice_norms` of q when the caller already has them (an iteration's source is fixed).
+    ``scales``: ``residual_scale(slice_norms(q))`` when the caller already has it (an iteration's source is fixed).
     """
     num = slice_norms(res)
-    den = residual_scale(slice_norms(q) if q_norms is None else q_norms)
+    den = residual_scale(slice_norms(q)) if scales is None else scales
     ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     return ratio.max(axis=0)
