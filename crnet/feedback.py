@@ -264,7 +264,7 @@ def closure_key(model_path: Path | str, test_store: Path | str, cfg: FeedbackCon
     sim = cfg.sim
     return json.dumps({"model_sha256": file_sha256(model_path), "test_sha256": file_sha256(test_store),
                        "n_test": cfg.n_test, "seed": cfg.seed, "max_relative": cfg.max_relative,
-                       "sim": [asdict(sim.grid), sim.mode, sim.tol, sim.max_steps, sim.dataset]}, sort_keys=True)
+                       "sim": [sim.grid.settings(), sim.mode, sim.tol, sim.max_steps, sim.dataset]}, sort_keys=True)
 
 
 def has_key(path: Path, key: str) -> bool:

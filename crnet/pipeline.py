@@ -9,7 +9,8 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   (:mod:`crnet.scan.fit`, on the scan's grid/backend/data set) and start the MCMC chains from its Laplace
   approximation (``start`` = best fit, ``start_cov`` = T C); this replaces a long burn-in;
 * ``[scan]``: :class:`crnet.scan.runner.ScanConfig` fields (``[scan.grid]`` = dr_kpc, dz_kpc, ekin_factor and the
-  stretched halo z_uniform_half_kpc, z_stretch_factor, dz_max_kpc, and the loss stencil loss_scheme, see
+  stretched halo z_uniform_half_kpc, z_stretch_factor, dz_max_kpc, the loss stencil loss_scheme and the half-lives
+  half_lives ("galprop" or "measured"), see
   crnet.scan.models.GridConfig);
   its grid, solver mode, backend, tol, max_steps and data set are also used for every re-simulation;
 * ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
@@ -274,8 +275,10 @@ class _Stages:
         if marker.is_file():
             info = json.loads(marker.read_text())
             done_with = info.get("settings")  # None: a marker from before settings were recorded
-            if done_with is not None and done_with != settings:
-                diff = sorted(k for k in set(done_with) | set(settings) if done_with.get(k) != settings.get(k))
+            # a setting missing on one side is None (an option added after the marker was written)
+            diff = [] if done_with is None else sorted(k for k in set(done_with) | set(settings)
+                                                       if done_with.get(k) != settings.get(k))
+            if diff:
                 raise ValueError(
                     f"{marker}: stage {name!r} was finished under other settings ({', '.join(diff[:8])}"
                     f"{' ...' if len(diff) > 8 else ''} differ). Use another [run] out, or delete this marker and "

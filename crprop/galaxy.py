@@ -9,6 +9,7 @@ galdef (:meth:`GalaxySetup.from_galdef`) or the paper's galdef shipped with the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -125,6 +126,12 @@ class GalaxySetup:
     def with_changes(self, **changes) -> GalaxySetup:
         """A copy with the given fields changed; its tables are built anew (no cache is shared)."""
         return replace(self, **changes)
+
+    def with_half_lives(self, half_lives_yr: Mapping[str, float]) -> GalaxySetup:
+        """A copy whose network uses other half-lives (years) for the named beta emitters, e.g.
+        ``setup.with_half_lives(MEASURED_HALF_LIVES_YR)`` (crprop.nuclear.decay) for the laboratory 10Be
+        half-life instead of GALPROP's 1.60 Myr (crprop.nuclear.species.Network.with_half_lives)."""
+        return self.with_changes(network=self.network.with_half_lives(half_lives_yr))
 
     # ------------------------------------------------------------------ grids
     @property

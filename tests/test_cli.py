@@ -60,6 +60,20 @@ def test_simulate_params_toml_and_bad_input(coarse_galdef, tmp_path):
     with h5py.File(out, "r") as f:
         assert f["flux_lis"].shape[0] == 2
         assert f["params"][1, 0] == 6.0
+        species = [s.decode() if isinstance(s, bytes) else s for s in f["species"][()]]
+        be10 = f["flux_lis"][:, species.index("10Be")]
+        assert f.attrs["half_lives"] == "galprop"
+    measured = tmp_path / "m.h5"
+    res = runner.invoke(app, ["simulate", "--params", str(toml), "--out", str(measured), "--backend", "numba",
+                              "--half-lives", "measured"])
+    assert res.exit_code == 0, res.output
+    with h5py.File(measured, "r") as f:  # 1.387 instead of 1.60 Myr: fewer 10Be at 1 GeV/n, the same at 1 TeV/n
+        assert f.attrs["half_lives"] == "measured"
+        e = f["Ekin_GeV_per_n"][()]
+        ratio = f["flux_lis"][:, species.index("10Be")] / be10
+    assert np.all(ratio[:, np.argmin(np.abs(e - 1.0))] < 0.97) and np.all(np.abs(ratio[:, e > 1e3] - 1) < 1e-3)
+    res = runner.invoke(app, ["simulate", "--params", str(toml), "--out", str(measured), "--half-lives", "lab"])
+    assert res.exit_code == 2 and "--half-lives" in res.output
     bad = tmp_path / "bad.toml"
     bad.write_text(toml.read_text().replace("delta = 0.45", "delta = 9.0"))
     res = runner.invoke(app, ["simulate", "--params", str(bad), "--out", str(tmp_path / "x.h5"),

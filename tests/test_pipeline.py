@@ -91,6 +91,13 @@ def test_cli_pipeline_ci(tmp_path):
     # a re-run finds every stage done and only re-reads the markers
     res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    # a marker written before an option existed (the setting absent there, None now) still counts as done
+    marker = out / "stages/scan.json"
+    info = json.loads(marker.read_text())
+    assert info["settings"].pop("scan.grid.half_lives") is None
+    marker.write_text(json.dumps(info))
+    res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
+    assert res.exit_code == 0, res.output
     # ... but a finished stage whose settings changed is refused, naming them; how it runs (threads) is not a change
     changed = tmp_path / "changed.toml"
     changed.write_text(CI.read_text().replace("epochs = 2", "epochs = 3").replace("threads = 1", "threads = 2"))

@@ -140,10 +140,29 @@ def test_resume_refuses_other_configs_and_files(tmp_path):
         run_scan(path, ScanConfig(n_chains=4, n_steps=5, seed=2), model=model, resume=True, progress=False)
     with pytest.raises(StoreError, match="file exists"):
         run_scan(path, ScanConfig(n_chains=4, n_steps=3, seed=1), model=model, progress=False)
+    with pytest.raises(StoreError, match="grid"):  # other half-lives are another model
+        run_scan(path, ScanConfig(n_chains=4, n_steps=5, seed=1, grid={"half_lives": "measured"}), model=model,
+                 resume=True, progress=False)
     foreign = tmp_path / "foreign.h5"
     foreign.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     with pytest.raises(StoreError, match="foreign.h5"):
         run_scan(foreign, ScanConfig(n_chains=4, n_steps=3), model=model, resume=True, progress=False)
+
+
+def test_store_written_before_a_grid_option_existed_resumes(tmp_path):
+    """A store whose recorded grid lacks an option added later (half_lives) resumes under a config that leaves
+    it unset (None = the default it was run with)."""
+    import h5py
+
+    model = AnalyticSimulator().model()
+    path = tmp_path / "old.h5"
+    run_scan(path, ScanConfig(n_chains=4, n_steps=3, seed=1), model=model, progress=False)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["config"])
+        assert config["grid"].pop("half_lives") is None
+        f.attrs["config"] = json.dumps(config)
+    summary = run_scan(path, ScanConfig(n_chains=4, n_steps=5, seed=1), model=model, resume=True, progress=False)
+    assert summary.resumed_from > 0 and summary.new_records > 0
 
 
 def test_cli_scan_store_info_and_merge(tmp_path):

@@ -1,7 +1,7 @@
 """The grid options shared by every command that propagates (fit, scan, feedback, evaluate), defined once.
 
-``@with_grid_options`` adds --dr, --dz, --ekin-factor, --z-uniform-half, --z-stretch-factor, --dz-max and
---loss-scheme to a
+``@with_grid_options`` adds --dr, --dz, --ekin-factor, --z-uniform-half, --z-stretch-factor, --dz-max,
+--loss-scheme and --half-lives to a
 command and hands it one ``grid`` argument, a :class:`crnet.scan.models.GridConfig` (None for every option not
 given: the CR-ML galdef's value). A re-simulation (feedback, evaluate) must use the scan's grid, so these take
 the same values as the scan's call.
@@ -34,6 +34,9 @@ GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("loss_scheme", Annotated[str | None, typer.Option(
         "--loss-scheme", help="Momentum-loss stencil: upwind1 (GALPROP's, default) or upwind2 (second order; "
         "not with --mode galprop).")]),
+    ("half_lives", Annotated[str | None, typer.Option(
+        "--half-lives", help="Radioactive half-lives: galprop (GALPROP's tables, default; 10Be 1.60 Myr) or "
+        "measured (10Be 1.387 Myr, crprop.nuclear.decay.MEASURED_HALF_LIVES_YR).")]),
 )
 """(GridConfig field, Typer option) pairs; the command-line parameter has the field's name."""
 

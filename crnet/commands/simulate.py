@@ -61,17 +61,22 @@ def register(app: typer.Typer) -> None:
         tol: float = typer.Option(1e-6, "--tol", help="relative residual of mode fast"),
         check_prior: bool = typer.Option(True, "--check-prior/--no-check-prior",
                                          help="reject parameters outside the Table 1 prior box"),
+        half_lives: str = typer.Option("galprop", "--half-lives",
+                                       help="galprop (GALPROP's tables; 10Be 1.60 Myr) or measured (10Be 1.387 Myr)"),
     ) -> None:
         """Propagate the models of a galdef or a parameter file and write their spectra at the Sun."""
         from crnet.spectra_io import write_spectra_h5
         from crprop.galaxy import GalaxySetup, paper_galdef_path
         from crprop.galprop.galdef import GaldefError, read_galdef
+        from crprop.nuclear.decay import MEASURED_HALF_LIVES_YR
         from crprop.params import PARAM_NAMES, PropagationParams, params_from_galdef
         from crprop.propagate import propagate
         from crprop.solvers import NonConvergenceWarning
 
         if (galdef is None) == (params is None):
             raise typer.BadParameter("give exactly one of --galdef or --params")
+        if half_lives not in ("galprop", "measured"):
+            raise typer.BadParameter(f"--half-lives must be 'galprop' or 'measured', got {half_lives!r}")
         try:
             require_parent_dir(out)  # before the propagation, not at the write
             if galdef is not None:
@@ -82,6 +87,8 @@ def register(app: typer.Typer) -> None:
             else:
                 plist, gpath = _load_params_toml(params)
                 setup = GalaxySetup.from_galdef(gpath or paper_galdef_path(), order="parents_first")
+            if half_lives == "measured":
+                setup = setup.with_half_lives(MEASURED_HALF_LIVES_YR)
         except (GaldefError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -99,7 +106,7 @@ def register(app: typer.Typer) -> None:
         arr = PropagationParams.to_array(plist)
         attrs = {"mode": mode, "backend": spectra.meta.get("backend", backend), "crnet_version": __version__,
                  "grid": json.dumps({"shape": list(spectra.meta["grid_shape"])}), "wall_time_s": wall,
-                 "source": str(galdef or params)}
+                 "source": str(galdef or params), "half_lives": half_lives}
         write_spectra_h5(out, spectra, params=arr, param_names=list(PARAM_NAMES), attrs=attrs)
         n_bad = int((~spectra.converged).sum())
         typer.echo(f"{spectra.n_models} model(s), {len(spectra.isotopes)} isotopes, mode {mode}, "

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +106,7 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
         resim, key_file = out / "resim.h5", out / "resim_key.json"
         params = np.stack(list(to_simulate.values()))
         sim_here = SimConfig(**{**sim.__dict__, "dataset": dataset})
-        key = json.dumps({"params": params.tolist(), "sim": [asdict(sim_here.grid), sim_here.mode, sim_here.tol,
+        key = json.dumps({"params": params.tolist(), "sim": [sim_here.grid.settings(), sim_here.mode, sim_here.tol,
                                                                sim_here.max_steps, dataset]}, sort_keys=True)
         if not key_file.is_file() or key_file.read_text() != key:  # a store of other predictions or settings
             resim.unlink(missing_ok=True)

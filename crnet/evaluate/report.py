@@ -299,7 +299,7 @@ def _floor(cfg: EvalConfig, mocks: Mocks, out: Path) -> TauFloor:
     best = mocks.params[int(np.argmin(np.where(np.isfinite(mocks.chi2), mocks.chi2, np.inf)))]
     cache = out / "tau_floor.json"
     sim = cfg.feedback.sim
-    key = {"params": [float(v) for v in best], "max_relative": cfg.feedback.max_relative, "grid": asdict(sim.grid),
+    key = {"params": [float(v) for v in best], "max_relative": cfg.feedback.max_relative, "grid": sim.grid.settings(),
            "solver": [sim.mode, sim.tol, sim.dataset]}
     if cache.is_file():
         saved = json.loads(cache.read_text())
@@ -326,7 +326,7 @@ def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
     seed = cfg.feedback.seed + ORACLE_SEED_OFFSET
     sim = cfg.feedback.sim
     key = json.dumps({"truth_sha": _sha(truth), "seed": seed, "max_relative": cfg.feedback.max_relative,
-                      "sim": [asdict(sim.grid), sim.mode, sim.tol, sim.dataset]}, sort_keys=True)
+                      "sim": [sim.grid.settings(), sim.mode, sim.tol, sim.dataset]}, sort_keys=True)
     if has_key(cache, key):
         with np.load(cache) as z:
             return np.array(z["chi2"])

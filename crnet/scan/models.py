@@ -103,7 +103,9 @@ class GridConfig:
     energy factor (ratio of consecutive kinetic energies per nucleon), and crprop's stretched halo
     (crprop.galaxy.GalaxySetup.grid): the galdef's z step up to |z| = z_uniform_half_kpc (kpc), then each step
     z_stretch_factor times the previous one, up to dz_max_kpc (kpc). None/None/None: GALPROP's uniform z grid.
-    loss_scheme: the momentum-loss stencil (crprop.discretization.LOSS_SCHEMES; None = GALPROP's 'upwind1')."""
+    loss_scheme: the momentum-loss stencil (crprop.discretization.LOSS_SCHEMES; None = GALPROP's 'upwind1').
+    half_lives: 'galprop' (None: GALPROP's tables, 10Be 1.60 Myr) or 'measured' (crprop.nuclear.decay.
+    MEASURED_HALF_LIVES_YR: 10Be 1.387 Myr)."""
 
     dr_kpc: float | None = None
     dz_kpc: float | None = None
@@ -112,12 +114,27 @@ class GridConfig:
     z_stretch_factor: float | None = None
     dz_max_kpc: float | None = None
     loss_scheme: str | None = None
+    half_lives: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The options that are set (None = the default, left out): what cache keys and resume checks compare,
+        so that adding an option does not orphan results computed before it existed."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def setup(self):
         from crprop.galaxy import GalaxySetup
+        from crprop.nuclear.decay import MEASURED_HALF_LIVES_YR
 
-        changes = {k: v for k, v in asdict(self).items() if v is not None}
-        return GalaxySetup.paper().with_changes(**changes) if changes else GalaxySetup.paper()
+        if self.half_lives not in HALF_LIVES:
+            raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (or None = 'galprop'), "
+                             f"got {self.half_lives!r}")
+        changes = {k: v for k, v in self.settings().items() if k != "half_lives"}
+        setup = GalaxySetup.paper().with_changes(**changes) if changes else GalaxySetup.paper()
+        return setup.with_half_lives(MEASURED_HALF_LIVES_YR) if self.half_lives == "measured" else setup
+
+
+HALF_LIVES: tuple[str | None, ...] = (None, "galprop", "measured")
+"""Allowed GridConfig.half_lives: GALPROP's table (None, 'galprop') or the laboratory values ('measured')."""
 
 
 NON_CONVERGING_MODES: tuple[str, ...] = ("galprop",)
@@ -199,6 +216,8 @@ class PropagateModel:
                 "injection_form": s.injection_form, "tol": self.tol, "max_steps": self.max_steps,
                 "z_uniform_half_kpc": s.z_uniform_half_kpc,
                 "z_stretch_factor": s.z_stretch_factor, "dz_max_kpc": s.dz_max_kpc, "loss_scheme": s.loss_scheme}
+        if self.grid_config.half_lives == "measured":  # key absent for GALPROP's: older stores stay mergeable
+            grid["half_lives"] = "measured"
         return {"grid": grid, "cross_sections": f"inelastic={s.inelastic_model}; production={s.production_model}",
                 "solver_mode": self.mode, "backend": self.backend_name, "dataset": self.dataset}
 

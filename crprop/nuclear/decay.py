@@ -80,6 +80,13 @@ _LONG_LIVED_RAW: tuple[tuple[tuple[float, float, float], tuple[float, float, flo
     ((28.63, 1.00e2, 29.63), (28.63, 1.00e2, 29.63)),  # 63Ni(b-) 63Cu
 )
 
+MEASURED_HALF_LIVES_YR: dict[str, float] = {"10Be": 1.387e6}
+"""Laboratory half-lives (years) that differ from GALPROP's tables, for ``Network.with_half_lives`` /
+``GalaxySetup.with_half_lives``. 10Be: 1.387 +- 0.012 Myr (Chmeleff et al. 2010, NIM B 268, 192; Korschinek
+et al. 2010, NIM B 268, 187) against GALPROP's 1.60 Myr. Other beta-minus emitters of the Z <= 14 network keep
+GALPROP's values (14C 5730 yr vs 5700 yr: 0.5 %); 26Al's 9.1e5 yr is the bare nucleus' beta+ partial
+half-life, the right one for a fully stripped cosmic ray."""
+
 # Boundary nuclei Z.AA (``boundary[29][2]``): column 0 = left (proton-drip) boundary for neutron
 # number N = 0..28, column 1 = right (neutron-drip) boundary for Z = 1..28 (last entry unused).
 BOUNDARY: tuple[tuple[float, float], ...] = (

@@ -24,7 +24,7 @@ when present). Two solve orders are available:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -237,6 +237,40 @@ class Network:
     def isotopes(self) -> list[tuple[int, int]]:
         """(Z, A) of the propagated species."""
         return [(s.z, s.a) for s in self.species]
+
+    def with_half_lives(self, half_lives_yr: Mapping[str, float]) -> Network:
+        """This network with other half-lives (years) for the named beta emitters, e.g. ``{"10Be": 1.387e6}``
+        (:data:`crprop.nuclear.decay.MEASURED_HALF_LIVES_YR`): the species' decay loss and every decay source
+        it feeds change together; species, links and solve order stay.
+
+        Refused (ValueError naming the nucleus): a nucleus not propagated or stable, an electron-capture
+        nuclide (its bare and H-like half-lives differ, and one number cannot say which is meant), and a
+        half-life that is not finite, not positive, or below the network's ``t_half_limit_yr`` (the nucleus
+        would have been a ghost, folded into the cross sections, not a propagated species).
+        """
+        new_t: dict[tuple[int, int], float] = {}
+        by_symbol = {s.isotope.symbol: s for s in self.species}
+        for symbol, t_yr in half_lives_yr.items():
+            s = by_symbol.get(symbol)
+            if s is None:
+                radioactive = sorted(k for k, v in by_symbol.items() if v.t_half_yr > 0)
+                raise ValueError(f"half-life override {symbol!r}: not a propagated nucleus of this network "
+                                 f"(propagated radioactive: {radioactive})")
+            if s.t_half_yr <= 0:
+                raise ValueError(f"half-life override {symbol!r}: the nucleus is stable in GALPROP's decay network")
+            if s.isotope.kcapture:
+                raise ValueError(f"half-life override {symbol!r}: electron-capture nuclide (bare "
+                                 f"{s.isotope.t_half_yr:.4g} yr, H-like {s.isotope.t_half_k_yr:.4g} yr); not supported")
+            t = float(t_yr)
+            if not (np.isfinite(t) and t >= self.t_half_limit_yr):
+                raise ValueError(f"half-life override {symbol!r} = {t_yr!r} yr: must be finite and >= the "
+                                 f"network's t_half_limit_yr = {self.t_half_limit_yr:.4g} yr")
+            new_t[(s.z, s.a)] = t
+        species = tuple(replace(s, t_half_yr=new_t[(s.z, s.a)]) if (s.z, s.a) in new_t else s for s in self.species)
+        decays = tuple(replace(d, t_half_yr=new_t[key]) if (key := (self.species[d.parent].z,
+                                                                    self.species[d.parent].a)) in new_t else d
+                       for d in self.decays)
+        return replace(self, species=species, decays=decays)
 
 
 def _use_z_set(max_z: int, use_z: Iterable[int] | Mapping[int, bool] | None) -> set[int]:
