@@ -168,40 +168,65 @@ def record_filter(reader: StoreReader, transform: TargetTransform, max_sigma: fl
     return mask, dropped
 
 
+def split_hash(ids: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per id (non-negative integers), fixed by (id, seed): SplitMix64 of the id offset
+    by a SplitMix64 of the seed. Independent of :func:`crnet.pseudodata.holdout_mask`'s hash."""
+    def mix(z: np.ndarray) -> np.ndarray:
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+    with np.errstate(over="ignore"):
+        z = mix(np.asarray(ids, dtype=np.int64).astype(np.uint64) + mix(np.array([int(seed) % 2**64],
+                                                                                  dtype=np.uint64))[0])
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
 def split_indices(candidates: np.ndarray, val_fraction: float, seed: int,
                   groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random split of record indices into (train, validation), each sorted ascending.
+    """Seeded split of record indices into (train, validation), each sorted ascending.
+
+    A record (or group) goes to validation when its :func:`split_hash` is below ``val_fraction``: its side depends
+    only on its own id and the seed, not on the other candidates. A store that grows (the feedback loop appends
+    re-simulations and retrains with a warm start) therefore keeps every old record on the side it had, and no
+    record the previous weights trained on is used to validate the next round. (A seeded permutation of the
+    candidates, used before session 13, re-drew the whole split when the store grew: 66 % of round 1's validation
+    records had been round 0's training records, measured in review.) The validation share is ``val_fraction``
+    on average (binomial); at least one id goes to each side.
 
     ``groups`` (one id per candidate) keeps every group on one side: pseudo-data are split by their central
     record (the ``step`` field), so that validation measures spectra of centres the network has not seen,
-    not fresh noise on the ones it trains on. A share ``val_fraction`` of the groups goes to validation. When
-    even one group is more than that share (fewer than 1 / val_fraction groups, e.g. < 10 centres) the split
-    falls back to records, with a warning: measured on the CPU-scale pipeline (4 training centres), holding out
-    one of them took a quarter of Machine B's centres, early stopping ended members at epochs 5-28 on a loss
-    1000x the record split's, and the measured-data prediction's chi2_tot rose from 682 to 35,633.
+    not fresh noise on the ones it trains on. When even one group is more than the share ``val_fraction``
+    (fewer than 1 / val_fraction groups, e.g. < 10 centres) the split falls back to records, with a warning:
+    measured on the CPU-scale pipeline (4 training centres), holding out one of them took a quarter of Machine B's
+    centres, early stopping ended members at epochs 5-28 on a loss 1000x the record split's, and the
+    measured-data prediction's chi2_tot rose from 682 to 35,633.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
     cand = np.asarray(candidates, dtype=np.int64)
-    rng = np.random.default_rng(seed)
+    ids = cand
     if groups is not None:
         groups = np.asarray(groups)
         if groups.shape != cand.shape:
             raise ValueError(f"groups has shape {groups.shape}, candidates {cand.shape}")
-        ids = np.unique(groups)
-        if ids.size * val_fraction >= 1.0:
-            n_val = min(int(round(val_fraction * ids.size)), ids.size - 1)
-            is_val = np.isin(groups, ids[rng.permutation(ids.size)[:n_val]])
-            return np.sort(cand[~is_val]), np.sort(cand[is_val])
-        warnings.warn(f"the {cand.size} pseudo-spectra come from {ids.size} central spectra: one held-out centre would "
-                      f"be more than val_fraction = {val_fraction} of them, so validation shares centres with "
-                      "training (early stopping then measures noise on known spectra, not new ones)",
-                      RuntimeWarning, stacklevel=2)
-    perm = rng.permutation(cand.size)
-    n_val = max(1, int(round(val_fraction * cand.size)))
-    if cand.size - n_val < 1:
-        raise ValueError(f"only {cand.size} usable records: too few to split")
-    return np.sort(cand[perm[n_val:]]), np.sort(cand[perm[:n_val]])
+        if np.unique(groups).size * val_fraction >= 1.0:
+            ids = groups.astype(np.int64)
+        else:
+            warnings.warn(f"the {cand.size} pseudo-spectra come from {np.unique(groups).size} central spectra: one "
+                          f"held-out centre would be more than val_fraction = {val_fraction} of them, so validation "
+                          "shares centres with training (early stopping then measures noise on known spectra, not "
+                          "new ones)", RuntimeWarning, stacklevel=2)
+    if np.unique(ids).size < 2:
+        raise ValueError(f"only {cand.size} usable records ({np.unique(ids).size} distinct): too few to split")
+    u = split_hash(ids, seed)
+    is_val = u < val_fraction
+    if not is_val.any():  # tiny sets: the id with the smallest hash validates
+        is_val = ids == ids[np.argmin(u)]
+    elif is_val.all():
+        is_val = ids != ids[np.argmax(u)]
+    return np.sort(cand[~is_val]), np.sort(cand[is_val])
 
 
 @dataclass
@@ -284,8 +309,13 @@ def prepare_regression_data(path: Path | str, transform: TargetTransform, *, val
                             seed: int = 0, max_sigma: float | None = None,
                             holdout_fraction: float = 0.0,
                             memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
-                            block_size: int = DEFAULT_BLOCK_SIZE) -> RegressionData:
-    """Filter, split, compute features block by block and fit the standardisation on the training part."""
+                            block_size: int = DEFAULT_BLOCK_SIZE,
+                            scaler: FeatureScaler | None = None) -> RegressionData:
+    """Filter, split, compute features block by block and fit the standardisation on the training part.
+
+    ``scaler``: use this standardisation instead of fitting one. A warm-started retraining (feedback rounds) passes
+    its initial model's, so that the inherited weights see inputs scaled as they were trained on (refitting on the
+    grown store moved the feature means by up to 0.63 of the old standard deviations, measured in review)."""
     path = Path(path)
     with StoreReader(path) as reader:
         info = reader.info
@@ -322,7 +352,11 @@ def prepare_regression_data(path: Path | str, transform: TargetTransform, *, val
     if train_idx.size < 2 or val_idx.size < 1:
         raise ValueError(f"{path}: only {train_idx.size} training and {val_idx.size} validation records are usable "
                          f"(dropped: {dropped})")
-    scaler = acc.scaler()
+    if scaler is None:
+        scaler = acc.scaler()
+    elif scaler.mean.shape != (8, n_e):
+        raise ValueError(f"{path}: the given feature scaler has shape {scaler.mean.shape}, the store's features "
+                         f"{(8, n_e)} (another energy grid)")
     cache = None
     if in_memory:
         cache = {}

@@ -328,6 +328,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
         raise ValueError(f"--resume: no checkpoint {ckpt_path} (train without --resume first)")
     data_path = _prepare_store(store, out, cfg, resume)
     transform = TargetTransform()
+    init = _initial_model(cfg, network) if cfg.init_from else None  # its scaler too: the weights were fit to it
     if network == "check":
         data: RegressionData | CheckData = prepare_check_data(data_path, transform, val_fraction=cfg.val_fraction,
                                                               seed=cfg.seed, n_sigma=cfg.check_sigma)
@@ -339,10 +340,10 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
             holdout = cfg.pseudo.holdout_fraction  # Machine A: skip the records test pseudo-data come from
         data = prepare_regression_data(data_path, transform, val_fraction=cfg.val_fraction, seed=cfg.seed,
                                        max_sigma=cfg.max_sigma, holdout_fraction=holdout,
-                                       memory_limit_bytes=cfg.memory_limit_bytes, block_size=cfg.block_size)
+                                       memory_limit_bytes=cfg.memory_limit_bytes, block_size=cfg.block_size,
+                                       scaler=init.scaler if init is not None else None)
         loss_fn = log_cosh_loss
         n_bins = data.info.energies.size
-    init = _initial_model(cfg, network) if cfg.init_from else None
     arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
     store_sha = file_sha256(data_path)
     identity = _identity(cfg, network, arch, store_sha, data_path != store)
