@@ -108,7 +108,13 @@ class FeedbackConfig:
         if self.n_test is not None and self.n_test < 1:
             raise ValueError(f"n_test must be >= 1 (pseudo-spectra) or None (all), got {self.n_test}")
         if self.max_rounds < 1 or self.retrain_epochs < 1:
-            raise ValueError("max_rounds and retrain_epochs must be >= 1")
+            raise ValueError(f"max_rounds and retrain_epochs must be >= 1, got {self.max_rounds} and "
+                             f"{self.retrain_epochs}")
+        if not 0.0 <= self.max_relative < 1.0:
+            raise ValueError(f"max_relative must lie in [0, 1) (largest relative pseudo-data fluctuation), got "
+                             f"{self.max_relative}")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ValueError(f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}")
 
 
 @dataclass
@@ -367,35 +373,44 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
         ``cfg.retrain_epochs``).
     """
     from crnet.machines.modelfile import load_model
-    from crnet.machines.training import TrainConfig, has_checkpoint, train
+    from crnet.machines.training import TrainConfig
 
     cfg = cfg or FeedbackConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG_NAME
-    log = json.loads(log_path.read_text()) if log_path.is_file() else {"config": asdict(cfg), "rounds": []}
-    rounds: list[dict] = log["rounds"]
     current, store = Path(model), Path(train_store)
     machine = load_model(current).machine
     tcfg = replace(train_config or TrainConfig(machine=machine), epochs=cfg.retrain_epochs, progress=cfg.progress)
+    identity = loop_identity(current, store, test_store, cfg, tcfg)
+    if log_path.is_file():
+        log = json.loads(log_path.read_text())
+        _check_identity(log_path, log.get("identity"), identity)
+    else:
+        log = {"config": asdict(cfg), "identity": identity, "rounds": []}
+        _write_log(log_path, log)  # before round 0: a killed round 0 resumes only under the same identity
+    rounds: list[dict] = log["rounds"]
     for r in rounds:  # replay finished rounds
         current, store = Path(r["model"]), Path(r.get("next_store", store))
         if r.get("next_model"):
             current = Path(r["next_model"])
+    if rounds and rounds[-1]["stop"]:  # the loop had ended: nothing to redo
+        return FeedbackResult(current, True, rounds)
+    if rounds and not rounds[-1].get("next_model") and len(rounds) < cfg.max_rounds:
+        # max_rounds raised after a run that ended at its cap: the last round's retraining first, else the next
+        # round would test the same model again
+        last = rounds[-1]
+        last["next_store"], last["next_model"] = map(str, _retrain(out / f"round_{last['round']}", store, current,
+                                                                   tcfg))
+        _write_log(log_path, log)
+        current, store = Path(last["next_model"]), Path(last["next_store"])
     for k in range(len(rounds), cfg.max_rounds):
         rdir = out / f"round_{k}"
         res = closure_test(current, test_store, rdir, cfg, device=_device())
         metrics = _round_metrics(k, res, cfg, current)
         metrics["stop"] = metrics["passing_share"] >= cfg.target_share
         if not metrics["stop"] and k + 1 < cfg.max_rounds:
-            next_store = rdir / "train_store.h5"
-            if not next_store.is_file():
-                merge_stores([store, rdir / "resim.h5"], next_store)
-            next_model = rdir / "model.pt"
-            if not next_model.is_file():  # warm start from this round's model; resumes its own checkpoint
-                release_cached_device_memory()  # the re-simulations' CuPy cache would starve PyTorch on the GPU
-                train(next_store, next_model, replace(tcfg, init_from=str(current)),
-                      resume=has_checkpoint(next_model, tcfg.ensemble))
+            next_store, next_model = _retrain(rdir, store, current, tcfg)
             metrics.update(next_store=str(next_store), next_model=str(next_model))
         rounds.append(metrics)
         _write_log(log_path, log)
@@ -405,6 +420,62 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
             current, store = Path(metrics["next_model"]), Path(metrics["next_store"])
     stopped = bool(rounds and rounds[-1]["stop"])
     return FeedbackResult(current, stopped, rounds)
+
+
+def _retrain(rdir: Path, store: Path, current: Path, tcfg) -> tuple[Path, Path]:
+    """Round ``rdir``'s retraining: its re-simulations appended to ``store`` (``rdir/train_store.h5``) and the
+    machine trained on that from ``current``'s weights (``rdir/model.pt``; resumes its own checkpoint)."""
+    from crnet.machines.training import has_checkpoint, train
+
+    next_store, next_model = rdir / "train_store.h5", rdir / "model.pt"
+    if not next_store.is_file():
+        merge_stores([store, rdir / "resim.h5"], next_store)
+    if not next_model.is_file():
+        release_cached_device_memory()  # the re-simulations' CuPy cache would starve PyTorch on the GPU
+        train(next_store, next_model, replace(tcfg, init_from=str(current)),
+              resume=has_checkpoint(next_model, tcfg.ensemble))
+    return next_store, next_model
+
+
+LOOP_FREE_SETTINGS: tuple[str, ...] = ("max_rounds", "progress", "sim.backend", "sim.batch_size")
+"""FeedbackConfig entries a resumed loop may change: the round cap (raising it extends a finished loop) and how
+it runs (progress bar, solver backend, models per call)."""
+
+
+def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: FeedbackConfig, tcfg) -> dict:
+    """What a feedback directory's rounds depend on: the starting model and test pseudo-data (sha256), the
+    training store (its path and size: hashing a GB store each resume is not worth it), every FeedbackConfig
+    setting except :data:`LOOP_FREE_SETTINGS`, and the retraining's TrainConfig (except how it runs)."""
+    from crnet.machines.modelfile import file_sha256
+
+    settings = asdict(cfg)
+    for key in LOOP_FREE_SETTINGS:
+        *parents, leaf = key.split(".")
+        d = settings
+        for p in parents:
+            d = d[p]
+        d.pop(leaf, None)
+    settings["sim"]["grid"] = cfg.sim.grid.settings()
+    train = {k: v for k, v in asdict(tcfg).items() if k not in ("progress", "device", "threads", "init_from")}
+    return json.loads(json.dumps({
+        "model_sha256": file_sha256(model), "test_store_sha256": file_sha256(test_store),
+        "train_store": str(Path(train_store).resolve()), "train_store_bytes": Path(train_store).stat().st_size,
+        "feedback": settings, "retraining": train}, default=str))
+
+
+def _check_identity(log_path: Path, saved: dict | None, ours: dict) -> None:
+    if saved is None:  # a log written before identities were recorded
+        return
+    diff = []
+    for key in sorted(set(saved) | set(ours)):
+        a, b = saved.get(key), ours.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            diff.append(key)
+    if diff:
+        raise ValueError(f"{log_path}: this feedback directory belongs to another run (differs in {diff[:8]}"
+                         f"{' ...' if len(diff) > 8 else ''}); use another output directory or delete it")
 
 
 def _device() -> str:

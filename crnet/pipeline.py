@@ -25,15 +25,20 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   (``feedback_pseudo.h5``: training centres, other noise draws), never from the test set, because it
   retrains on the re-simulations of what it predicts;
 * ``[test]``: n_test (pseudo-spectra of the test set, and of the feedback loop's own ``feedback_pseudo.h5``), seed;
-* ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields;
+* ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields except
+  ``sim`` and ``progress`` (re-simulations use the [scan] solver settings, progress is [run]'s); its ``seed`` (closure
+  noise of the feedback loop and the evaluation) defaults to the [run] seed, so replicate runs draw their own;
 * ``[measured]``: enabled (bool), dataset.
 
 Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, and their settings,
 :func:`stage_settings`: the stage's own config section and every earlier one, except where and how it runs, and
-for the fit only the [scan] entries it reads) when done; a re-run skips finished stages, refuses a finished
-stage whose settings changed (naming them), and resumes the running one from its checkpoints (scan store,
-training checkpoints, feedback rounds, cached closure tests). ``resolved_config.json`` next to the outputs holds
-the resolved config, the seeds and the versions of crnet, torch, numpy and the device.
+for the fit only the [scan] entries it reads) when done, and ``stages/<stage>.started.json`` (the settings) when
+they begin; a re-run skips finished stages, refuses a finished or started stage whose settings changed (naming
+them; checked for every stage before anything runs or is written, the fit's first since it sets the scan's
+start), and resumes the running one from its checkpoints (scan store, training checkpoints, feedback rounds,
+cached closure tests). ``resolved_config.json`` next to the outputs holds the resolved config and every derived
+seed, and ``invocations``: the time and versions (crnet, torch, numpy, device) of each run that passed those
+checks, so a run resumed on another commit or machine says so.
 """
 
 from __future__ import annotations
@@ -70,6 +75,12 @@ class RunSection:
     seed: int = 0
     threads: int = 0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"[run] seed must be >= 0 (numpy seeds are non-negative), got {self.seed}")
+        if self.threads < 0:
+            raise ValueError(f"[run] threads must be >= 0 (0 = torch's default), got {self.threads}")
 
 
 @dataclass
@@ -116,6 +127,8 @@ class TrainSection:
         if not 0.0 <= self.input_noise < 1.0:
             raise ValueError(f"[train] input_noise must lie in [0, 1) (max relative fluctuation), "
                              f"got {self.input_noise}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"[train] device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         for key in ("machines", "input_noise_machines", "ensemble_machines"):
             bad = [m for m in getattr(self, key) if m not in MACHINE_NAMES]
             if bad:
@@ -130,6 +143,8 @@ class TestSection:
     def __post_init__(self) -> None:
         if self.n_test < 1:
             raise ValueError(f"[test] n_test must be >= 1 (pseudo-spectra), got {self.n_test}")
+        if self.seed is not None and self.seed < 0:
+            raise ValueError(f"[test] seed must be >= 0 or absent (run seed + offset), got {self.seed}")
 
 
 @dataclass
@@ -142,6 +157,12 @@ class FeedbackSection:
 class MeasuredSection:
     enabled: bool = True
     dataset: str = "paper"
+
+    def __post_init__(self) -> None:
+        from crnet.data.registry import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ValueError(f"[measured] dataset: unknown data set {self.dataset!r}; known: {', '.join(DATASETS)}")
 
 
 @dataclass
@@ -188,6 +209,14 @@ def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
         run.out = out
     fb_raw = dict(raw.get("feedback", {}))
     fb_machines = fb_raw.pop("machines", ["A-crnet"])
+    if not (isinstance(fb_machines, list) and all(m in MACHINE_NAMES for m in fb_machines)):
+        raise ValueError(f"{path}: [feedback] machines must be a list of {list(MACHINE_NAMES)} (may be empty), got "
+                         f"{fb_machines!r}")
+    for key, where in (("sim", "the [scan] grid, mode, backend, tol, max_steps and dataset"),
+                       ("progress", "[run] progress")):
+        if key in fb_raw:
+            raise ValueError(f"{path}: [feedback] {key} is not a setting of its own: re-simulations take {where}")
+    fb_raw.setdefault("seed", run.seed)  # replicate runs (other [run] seed) get their own closure noise
     fit = _section(FitSection, raw.get("fit", {}), "fit")
     if fit.enabled and raw.get("scan", {}).get("start_cov") is not None:
         raise ValueError(f"{path}: [fit] enabled sets the scan's start_cov; do not give [scan] start_cov too")
@@ -267,29 +296,43 @@ class _Stages:
         self.timings: dict[str, float] = {}
         self.cfg = cfg
 
-    def run(self, name: str, fn: Callable[[], Any]) -> Any:
-        """Run stage ``name`` unless its marker says it is done with the same settings; a marker written under
-        other settings is an error (its outputs would be mixed with this config's)."""
-        marker = self.dir / f"{name}.json"
+    def check(self, name: str) -> dict[str, Any] | None:
+        """The finished marker of stage ``name`` (None if not finished), after checking that neither it nor a
+        started marker was written under other settings (its outputs would be mixed with this config's)."""
         settings = stage_settings(self.cfg, name)
-        if marker.is_file():
-            info = json.loads(marker.read_text())
-            done_with = info.get("settings")  # None: a marker from before settings were recorded
+        info = None
+        for marker, state in ((self.dir / f"{name}.json", "finished"), (self.dir / f"{name}.started.json", "started")):
+            if not marker.is_file():
+                continue
+            data = json.loads(marker.read_text())
+            info = data if state == "finished" else info
+            done_with = data.get("settings")  # None: a marker from before settings were recorded
             # a setting missing on one side is None (an option added after the marker was written)
             diff = [] if done_with is None else sorted(k for k in set(done_with) | set(settings)
                                                        if done_with.get(k) != settings.get(k))
             if diff:
                 raise ValueError(
-                    f"{marker}: stage {name!r} was finished under other settings ({', '.join(diff[:8])}"
+                    f"{marker}: stage {name!r} was {state} under other settings ({', '.join(diff[:8])}"
                     f"{' ...' if len(diff) > 8 else ''} differ). Use another [run] out, or delete this marker and "
                     "those of the later stages to redo them (a scan then resumes and extends its store)")
+        return info
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run stage ``name`` unless its marker says it is done with the same settings (:meth:`check`)."""
+        info = self.check(name)
+        if info is not None:
             self.timings[name] = info["wall_s"]
             return info.get("result")
+        settings = stage_settings(self.cfg, name)
+        started = self.dir / f"{name}.started.json"
+        _atomic_json(started, {"stage": name, "settings": settings})
         t0 = time.perf_counter()
         result = fn()
         release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
         wall = time.perf_counter() - t0
-        _atomic_json(marker, {"stage": name, "wall_s": wall, "result": result, "settings": settings})
+        _atomic_json(self.dir / f"{name}.json", {"stage": name, "wall_s": wall, "result": result,
+                                                  "settings": settings})
+        started.unlink(missing_ok=True)
         self.timings[name] = wall
         return result
 
@@ -308,12 +351,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    _atomic_json(out / "resolved_config.json", {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": versions()})
     st = _Stages(out, cfg)
     if cfg.fit.enabled:
         cfg.scan = _scan_from_fit(cfg, st.run("fit", lambda: _run_fit(cfg)))
-        _atomic_json(out / "resolved_config.json",
-                     {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": versions()})
+    for name in planned_stages(cfg):  # every marker checked before anything is written
+        st.check(name)
+    _write_resolved_config(out, cfg)
     scan_path = out / "scan.h5"
     st.run("scan", lambda: run_scan(scan_path, cfg.scan, resume=True, progress=cfg.run.progress).new_records)
 
@@ -415,5 +458,31 @@ def _scan_from_fit(cfg: PipelineConfig, fit_stage: dict[str, Any]) -> ScanConfig
 
 
 def _seeds(cfg: PipelineConfig) -> dict[str, int]:
-    return {"run": cfg.run.seed, "scan": cfg.scan.seed, "test_pseudodata": cfg.test.seed if cfg.test.seed is not None
-            else cfg.run.seed + TEST_SEED_OFFSET, "feedback_noise": cfg.feedback.settings.seed}
+    """Every seed the run uses, derived ones included."""
+    from crnet.machines.training import ENSEMBLE_SEED_STRIDE
+
+    t = cfg.train
+    return {"run": cfg.run.seed, "scan": cfg.scan.seed, "train": cfg.run.seed,
+            "machine_b_pseudodata": cfg.run.seed,
+            "ensemble_members": [cfg.run.seed + ENSEMBLE_SEED_STRIDE * k for k in range(t.ensemble)],
+            "test_pseudodata": cfg.test.seed if cfg.test.seed is not None else cfg.run.seed + TEST_SEED_OFFSET,
+            "feedback_pseudodata": cfg.run.seed + FEEDBACK_SEED_OFFSET,
+            "feedback_and_evaluation_noise": cfg.feedback.settings.seed}
+
+
+def planned_stages(cfg: PipelineConfig) -> list[str]:
+    """The stages ``cfg`` runs after the fit, in order (their marker names)."""
+    names = ["scan"] + [f"train_{n}" for n in cfg.train.machines] + (["train_check"] if cfg.train.check else [])
+    names.append("test_pseudodata")
+    if cfg.feedback.machines:
+        names += ["feedback_pseudodata"] + [f"feedback_{n}" for n in cfg.feedback.machines]
+    return names + ["evaluate"] + (["measured"] if cfg.measured.enabled else [])
+
+
+def _write_resolved_config(out: Path, cfg: PipelineConfig) -> None:
+    """resolved_config.json: this config and its seeds, and one more entry in ``invocations`` (module docstring)."""
+    path = out / "resolved_config.json"
+    previous = json.loads(path.read_text()).get("invocations", []) if path.is_file() else []
+    entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()}
+    _atomic_json(path, {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": entry["versions"],
+                        "invocations": [*previous, entry]})

@@ -118,6 +118,8 @@ class PseudoDataConfig:
             raise ValueError(f"envelope_delta must satisfy 0 < low <= high, got {self.envelope_delta}")
         if self.n_sigma <= 0:
             raise ValueError(f"n_sigma must be > 0, got {self.n_sigma}")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ValueError(f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}")
 
 
 @dataclass

@@ -115,3 +115,14 @@ def test_ensemble_warm_start_and_errors(trained, tmp_path):
         TrainSection(ensemble_machines=["C-paper"])
     with pytest.raises(ValueError, match="ensemble must be >= 1"):
         TrainSection(ensemble=0)
+
+
+def test_retraining_takes_the_model_files_own_settings(trained):
+    """crnet feedback retrains a machine as it was trained (review of session 13: it used TrainConfig defaults,
+    cutting an ensemble to one member and dropping its input noise)."""
+    _, root, _ = trained
+    cfg = TrainConfig.of_model(root / "ens.pt")
+    assert (cfg.ensemble, cfg.input_noise, cfg.batch_size, cfg.seed, cfg.arch) == (3, 0.05, 32, 3, "crnet")
+    assert cfg.architecture == SMALL and cfg.init_from is None and cfg.pseudo.n_pseudo == 1000
+    member = TrainConfig.of_model(member_path(root / "ens.pt", 1))
+    assert member.ensemble == 1 and member.seed == 3 + ENSEMBLE_SEED_STRIDE

@@ -69,6 +69,20 @@ def test_feedback_loop_retrains_and_resumes(tmp_path):
     easy = FeedbackConfig(sim=cfg.sim, tau_threshold=1e9, max_rounds=2, n_test=2, progress=False)
     done = run_feedback(tmp_path / "a.pt", scan, tmp_path / "test.h5", tmp_path / "fb_easy", easy, tcfg)
     assert done.converged and len(done.rounds) == 1 and done.model_path == tmp_path / "a.pt"
+    # a loop that has stopped resumes to a no-op, even with a higher cap (review of session 13: it ran round 1)
+    more = run_feedback(tmp_path / "a.pt", scan, tmp_path / "test.h5", tmp_path / "fb_easy",
+                        FeedbackConfig(**{**easy.__dict__, "max_rounds": 3}), tcfg)
+    assert more.rounds == done.rounds and not (tmp_path / "fb_easy" / "round_1").exists()
+    # a directory of another run is refused, naming what differs, before anything is computed
+    with pytest.raises(ValueError, match=r"another run \(differs in \['feedback.n_test'\]"):
+        run_feedback(tmp_path / "a.pt", scan, tmp_path / "test.h5", tmp_path / "fb",
+                     FeedbackConfig(**{**cfg.__dict__, "n_test": 3}), tcfg)
+    # raising the cap of a loop that ended at it: the last round's retraining first, then a new model is tested
+    longer = run_feedback(tmp_path / "a.pt", scan, tmp_path / "test.h5", tmp_path / "fb",
+                          FeedbackConfig(**{**cfg.__dict__, "max_rounds": 3}), tcfg)
+    assert [r["model"] for r in longer.rounds] == [str(tmp_path / "a.pt"), str(tmp_path / "fb/round_0/model.pt"),
+                                                   str(tmp_path / "fb/round_1/model.pt")]
+    assert longer.rounds[1]["next_model"] == str(tmp_path / "fb/round_1/model.pt")
 
 
 def test_resimulate_batches_by_halo_and_reads_back_in_row_order(tmp_path):

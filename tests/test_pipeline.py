@@ -33,6 +33,27 @@ def test_config_errors(tmp_path):
     bad.write_text('[train]\nmachines = ["A-paper"]\n[feedback]\nmachines = ["B-crnet"]\n')
     with pytest.raises(ValueError, match="not trained"):
         load_config(bad)
+    # refused at load time, naming the field (review of session 13: these failed hours later or were ignored)
+    for text, message in [
+        ("[run]\nseed = -5\n", r"\[run\] seed must be >= 0"),
+        ("[run]\nthreads = -3\n", r"\[run\] threads must be >= 0"),
+        ("[feedback]\nseed = -1\n", "seed must be an integer >= 0"),
+        ("[feedback]\nmax_relative = 3.0\n", r"max_relative must lie in \[0, 1\)"),
+        ('[feedback]\nmachines = "A-paper"\n', r"\[feedback\] machines must be a list"),
+        ("[feedback]\nmachines = 3\n", r"\[feedback\] machines must be a list"),
+        ('[feedback.sim]\nmode = "exact"\n', r"\[feedback\] sim is not a setting of its own"),
+        ("[feedback]\nprogress = false\n", r"\[feedback\] progress is not a setting of its own"),
+        ('[measured]\ndataset = "nope"\n', r"\[measured\] dataset: unknown data set 'nope'"),
+        ('[train]\ndevice = "tpu"\n', r"\[train\] device must be"),
+        ("[test]\nseed = -2\n", r"\[test\] seed must be >= 0"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_config(bad)
+    bad.write_text("[run]\nseed = 7\n")  # the closure noise follows the run seed unless [feedback] seed is given
+    assert load_config(bad).feedback.settings.seed == 7
+    bad.write_text("[run]\nseed = 7\n[feedback]\nseed = 3\n")
+    assert load_config(bad).feedback.settings.seed == 3
 
 
 def test_cli_pipeline_ci(tmp_path):
@@ -101,9 +122,20 @@ def test_cli_pipeline_ci(tmp_path):
     # ... but a finished stage whose settings changed is refused, naming them; how it runs (threads) is not a change
     changed = tmp_path / "changed.toml"
     changed.write_text(CI.read_text().replace("epochs = 2", "epochs = 3").replace("threads = 1", "threads = 2"))
+    before = (out / "resolved_config.json").read_text()
     res = runner.invoke(app, ["pipeline", str(changed), "--out", str(out)])
     assert res.exit_code == 2 and "stage 'train_A-paper' was finished under other settings" in res.output
     assert "train.epochs" in res.output and "run.threads" not in res.output
+    assert (out / "resolved_config.json").read_text() == before  # refused before the record is rewritten
+    assert len(json.loads(before)["invocations"]) == 3  # the first run and the two re-runs above
+    # a stage killed while running (started marker, no finished one) is checked the same way
+    marker = out / "stages/measured.json"
+    started = json.loads(marker.read_text())
+    marker.unlink()
+    (out / "stages/measured.started.json").write_text(json.dumps(
+        {"stage": "measured", "settings": {**started["settings"], "measured.dataset": "ams02-2021"}}))
+    res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
+    assert res.exit_code == 2 and "stage 'measured' was started under other settings (measured.dataset" in res.output
 
 
 def test_fit_stage_sets_the_scan_start(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,9 @@ def register(app: typer.Typer) -> None:
         target_share: float = typer.Option(0.95, "--share", help="Stop when this share passes."),
         n_test: int | None = typer.Option(None, "--n-test"),
         epochs: int = typer.Option(20, "--epochs", help="Epochs of each warm-started retraining."),
-        arch: str = typer.Option("paper", "--arch", help="Network of the machine: paper or crnet."),
+        arch: str | None = typer.Option(None, "--arch", help="Network of the machine (paper or crnet); default: the "
+                                        "model file's. Every other training setting (ensemble size, input noise, "
+                                        "batch size, seed, Machine B's pseudo-data) is the model file's."),
         backend: str = typer.Option("auto", "--backend"),
         dataset: str = typer.Option("paper", "--dataset"),
         no_progress: bool = typer.Option(False, "--no-progress"),
@@ -35,15 +38,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run (or resume) the feedback loop and print every round's metrics."""
         from crnet.feedback import FeedbackConfig, SimConfig, run_feedback
-        from crnet.machines.modelfile import load_model
         from crnet.machines.training import TrainConfig
-        from crnet.store import StoreError
+        from crnet.store import MockStore, StoreError
 
         try:
             cfg = FeedbackConfig(sim=SimConfig(grid=grid, backend=backend, dataset=dataset),
                                  tau_threshold=tau_threshold, target_share=target_share, max_rounds=max_rounds,
                                  n_test=n_test, retrain_epochs=epochs, progress=not no_progress)
-            tcfg = TrainConfig(machine=load_model(model).machine, arch=arch, progress=not no_progress)
+            tcfg = replace(TrainConfig.of_model(model), progress=not no_progress)
+            if arch is not None and arch != tcfg.arch:
+                raise ValueError(f"--arch {arch}: the model {model} is a {tcfg.arch!r} machine")
+            for path, what in ((store, "--store"), (test_store, "--test")):  # before round 0's re-simulation
+                try:
+                    MockStore.open(path, "r").close()
+                except StoreError as exc:
+                    raise ValueError(f"{what}: {exc}") from None
             res = run_feedback(model, store, test_store, out, cfg, tcfg)
         except (ValueError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -25,6 +25,7 @@ an H100 in session 6 (benchmarks/train_speed.py, benchmarks/results/train_speed_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -120,6 +121,24 @@ class TrainConfig:
     input_noise: float = 0.0
     ensemble: int = 1
 
+    @classmethod
+    def of_model(cls, model_path: Path | str) -> TrainConfig:
+        """The settings a model file was trained with (its metadata ``train_config``; the ensemble size from its
+        members), for retraining it the same way (the feedback loop). ValueError naming the file when the metadata
+        lack them."""
+        from crnet.machines.modelfile import load_model
+
+        model = load_model(model_path)
+        saved = model.metadata.get("train_config")
+        if not isinstance(saved, dict):
+            raise ValueError(f"{model_path}: the model file records no train_config; give the training settings")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in saved.items() if k in known and k not in ("init_from",)}
+        if isinstance(values.get("pseudo"), dict):
+            values["pseudo"] = PseudoDataConfig(**{**values["pseudo"], "envelope_delta": tuple(
+                values["pseudo"].get("envelope_delta", PseudoDataConfig().envelope_delta))})
+        return cls(**{**values, "ensemble": model.n_members})
+
     def resolved(self) -> TrainConfig:
         """Copy with every ``None`` hyper-parameter replaced by the network's default."""
         net = network_name(self.machine, self.arch)
@@ -141,6 +160,8 @@ class TrainConfig:
             raise ValueError(f"ensemble must be >= 1 (members), got {self.ensemble}")
         if self.ensemble > 1 and net == "check":
             raise ValueError("ensemble applies to Machines A and B, not the Check Machine")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ValueError(f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.patience < 1 or self.lr_patience < 0:

@@ -127,6 +127,8 @@ class ScanConfig:
                 raise ValueError(f"start_cov must be a finite symmetric 10x10 matrix, got shape {cov.shape}")
             if np.linalg.eigvalsh(cov).min() <= 0:
                 raise ValueError("start_cov must be positive definite (log-break coordinates)")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ValueError(f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}")
         if not 0 <= self.shard < self.n_shards:
             raise ValueError(f"shard {self.shard} outside 0 .. {self.n_shards - 1}")
         if self.design == "mcmc" and self.reject_nonconverged:
