@@ -305,6 +305,62 @@ def test_warm_start_and_nonconvergence(problem):
         cupy_backend.solve_species(op, q, "fast", 1e-8, max_steps=2, on_nonconverged="raise", emulate=True)
 
 
+def _fortran_primitives_equal_c(op, q, emulate: bool) -> None:
+    """The standalone primitives take Fortran-ordered arrays (the kernels index C order: before session 13 a
+    Fortran psi gave a residual 197 % off on the GPU; the emulation and the launchers now refuse non-C arrays)."""
+    tau = _tau(op)
+    f = np.asfortranarray
+    assert max_rel(cupy_backend.residual(op, f(q), f(q * 0.3), emulate=emulate),
+                   cupy_backend.residual(op, q, q * 0.3, emulate=emulate)) == 0.0
+    new_f, res_f = cupy_backend.douglas_step(op, tau, f(q * 1e13), f(q), emulate=emulate)
+    new_c, res_c = cupy_backend.douglas_step(op, tau, q * 1e13, q, emulate=emulate)
+    assert np.array_equal(np.asarray(new_f), np.asarray(new_c)) and np.array_equal(np.asarray(res_f),
+                                                                                   np.asarray(res_c))
+    for d in ("r", "z", "p"):
+        assert np.array_equal(np.asarray(cupy_backend.solve(op, d, tau, f(q), emulate=emulate)),
+                              np.asarray(cupy_backend.solve(op, d, tau, q, emulate=emulate)))
+        assert np.array_equal(np.asarray(cupy_backend.cn_sweep(op, d, 3e14, f(q * 1e14), f(q), emulate=emulate)),
+                              np.asarray(cupy_backend.cn_sweep(op, d, 3e14, q * 1e14, q, emulate=emulate)))
+
+
+def test_emulated_primitives_take_fortran_arrays(problem):
+    _, op, q = problem
+    _fortran_primitives_equal_c(op, q, emulate=True)
+    from crprop.backends.cupy_emulation import EmulatedKernels
+
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        EmulatedKernels(op.shape, "float64").residual((), np.asfortranarray(q), q, np.empty_like(q))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cupy-emulated"])
+def test_warm_start_of_a_model_without_source_gives_zero(problem, backend):
+    """A model whose source is zero everywhere has the steady state 0; a warm start psi0 != 0 was returned as it
+    was and flagged converged (relative residual without a scale), on every backend (review of session 13)."""
+    _, op, q = problem
+    q0 = q.copy()
+    q0[..., 1] = 0.0
+    psi0 = np.abs(q) * 1e14 + 1.0
+    kw = dict(mode="fast", tol=1e-8, psi0=psi0, on_nonconverged="ignore")
+    if backend == "cupy-emulated":
+        got = cupy_backend.solve_species(op, q0, emulate=True, **kw)
+    else:
+        got = solve_species(op, q0, backend=backend, **kw)
+    assert np.all(np.asarray(got.psi)[..., 1] == 0.0) and got.converged[1]
+    assert np.abs(np.asarray(got.psi)[..., 0]).max() > 0  # the others are solved as usual
+
+
+def test_galprop_warm_start_equals_numba(problem):
+    """GALPROP mode from a warm start whose boundary nodes are not zero: both sides reset them first (the CuPy
+    backend did, march did not: 10.5 % apart with a 7-step ladder, review of session 13)."""
+    _, op, q = problem
+    psi0 = np.abs(q) * 1e14 + 1.0
+    ladder = TimeLadder(repeat=1)
+    ref = solve_species(op, q, backend="numba", mode="galprop", ladder=ladder, psi0=psi0, on_nonconverged="ignore")
+    got = cupy_backend.solve_species(op, q, "galprop", ladder=ladder, psi0=psi0, emulate=True,
+                                     on_nonconverged="ignore")
+    assert slice_rel(got.psi, ref.psi) <= FP64_EQUALITY
+
+
 def test_bad_arguments(problem):
     _, op, q = problem
     with pytest.raises(ValueError, match="source must be finite"):
@@ -322,6 +378,13 @@ def test_bad_arguments(problem):
 
 
 # ------------------------------------------------------------------------------------- on the GPU
+@gpu
+@needs_gpu
+def test_gpu_primitives_take_fortran_arrays(problem):
+    _, op, q = problem
+    _fortran_primitives_equal_c(op, q, emulate=False)
+
+
 @gpu
 @needs_gpu
 @pytest.mark.parametrize("precision, tol", [("float64", FP64_EQUALITY), ("float32", FP32_AGREEMENT)])
@@ -433,7 +496,9 @@ def test_release_cached_device_memory_empties_cupy_pools(monkeypatch):
     pool, pinned = Pool(3 << 30), Pool(1 << 20)
     fake = types.SimpleNamespace(get_default_memory_pool=lambda: pool, get_default_pinned_memory_pool=lambda: pinned)
     monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setitem(cupy_device._WS, ("cupy", (1, 1, 1, 1), "float32", 1, 0), object())
     assert release_cached_device_memory() == 3 << 30 and pool.held == 0 and pinned.held == 0
+    assert not cupy_device._WS  # the last solve's workspace is dropped too (it held GBs during training)
     monkeypatch.delitem(sys.modules, "cupy")
     assert release_cached_device_memory() == 0  # never imported: nothing to do, and no import on a CPU machine
     assert "cupy" not in sys.modules

@@ -62,6 +62,10 @@ def release_cached_device_memory() -> int:
     cupy = sys.modules.get("cupy")
     if cupy is None:
         return 0
+    device = sys.modules.get("crprop.backends.cupy_device")
+    if device is not None:  # the last solve's workspace (psi, Q, residual buffers: GBs for a large batch)
+        with device.SOLVE_LOCK:
+            device._WS.clear()
     gc.collect()  # drop unreachable arrays first, so their blocks are in the pool's free list
     pool = cupy.get_default_memory_pool()
     before = pool.total_bytes()

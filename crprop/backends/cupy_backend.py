@@ -271,6 +271,8 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
         if arr is not None and (tuple(arr.shape) != op.shape or not bool(xp.isfinite(xp.asarray(arr)).all())):
             raise ValueError(f"{what} must be finite with shape {op.shape} (n_r, n_z, n_E, B), got {arr.shape}")
     taus = douglas.pseudo_time_cycle(op)
+    if not emulate:  # the solve stream waits for the work that made the caller's device arrays (q, psi0)
+        k.stream().wait_event(xp.cuda.get_current_stream().record())
     with SOLVE_LOCK, (contextlib.nullcontext() if emulate else k.stream()):
         ws = workspace(xp, op.shape, precision, taus.shape[0])
         targs = ws.load(op)
@@ -282,6 +284,8 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
         else:
             put(xp, ws.psi, psi0)
             reset_dirichlet(op, ws.psi)
+            if mode == "fast":
+                ws.psi *= douglas.has_source(ws.q).astype(ws.psi.dtype)  # as douglas.iterate
         _set_scale(ws, precision, psi0)
         model_steps = None
         if mode == "fast":
@@ -320,7 +324,7 @@ def residual(op: TransportOperator, psi, q, *, emulate: bool = False):
     """Q - A psi on interior nodes, 0 on Dirichlet nodes (float64), s^-1 [psi]."""
     k, xp, targs, back = _prim(op, psi, "float64", emulate)
     out = xp.empty(op.shape)
-    k.residual(targs, xp.asarray(psi, dtype=np.float64), xp.asarray(q, dtype=np.float64), out)
+    k.residual(targs, xp.ascontiguousarray(psi, dtype=np.float64), xp.ascontiguousarray(q, dtype=np.float64), out)
     return back(out)
 
 
@@ -331,7 +335,7 @@ def solve(op: TransportOperator, d: str, theta, rhs, raw: bool = False, *, preci
         raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
     k, xp, targs, back = _prim(op, rhs, precision, emulate)
     th = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(theta, dtype=np.float64), op.shape[2:]))
-    src = xp.asarray(rhs).astype(k.real)
+    src = xp.ascontiguousarray(rhs, dtype=k.real)
     out = xp.empty(op.shape, k.real)
     k.sweep(d, targs, th, 0.0, 0, xp.ones((2,) + op.shape[2:]), src, src, 0, 0.0, int(raw), 0,
             xp.zeros(8, np.int32), out)
@@ -345,8 +349,8 @@ def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi, q, *, precision: s
     if d not in ("r", "z", "p"):
         raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
     k, xp, targs, back = _prim(op, psi, precision, emulate)
-    src = xp.asarray(psi).astype(k.real)
-    qs = xp.asarray(q).astype(k.real)
+    src = xp.ascontiguousarray(psi, dtype=k.real)
+    qs = xp.ascontiguousarray(q, dtype=k.real)
     out = xp.empty(op.shape, k.real)
     ones = xp.ones((2,) + op.shape[2:])
     k.sweep(d, targs, ones[0], 0.5 * dt_s, 1, ones, src, qs, 1, dt_s / 3.0, 1, 0, xp.zeros(8, np.int32), out)
@@ -358,8 +362,8 @@ def douglas_step(op: TransportOperator, tau_s, psi, q, *, precision: str = "floa
     k, xp, targs, back = _prim(op, psi, precision, emulate)
     shape = op.shape
     tau = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(tau_s, dtype=np.float64), shape[2:]))
-    new = xp.array(psi, dtype=np.float64, copy=True)
-    qq = xp.asarray(q, dtype=np.float64)
+    new = xp.array(psi, dtype=np.float64, copy=True, order="C")
+    qq = xp.ascontiguousarray(q, dtype=np.float64)
     res = xp.empty(shape)
     k.residual(targs, new, qq, res)
     ones, d = xp.ones((2,) + shape[2:]), xp.empty(shape, k.real)

@@ -95,7 +95,7 @@ class CudaKernels:
         self.shape = shape
         self.real = check_precision(precision)
         n_r, n_z, n_e, _ = shape
-        key = (n_r, n_z, n_e, precision, tuple(int(u) for u in unroll))
+        key = (n_r, n_z, n_e, precision, tuple(int(u) for u in unroll), cupy.cuda.Device().id)  # per device
         if key not in _MODULES:
             opts = ("-std=c++17", f"-DREAL={'float' if self.real == np.float32 else 'double'}",
                     f"-DNR={n_r}", f"-DNZ={n_z}", f"-DNE={n_e}",
@@ -108,6 +108,7 @@ class CudaKernels:
 
     def _launch(self, kernel: str, n_threads: int, args: tuple) -> None:
         """Flat launch: one thread per element."""
+        require_c_order(kernel, args)
         self._fn[kernel](((n_threads + BLOCK - 1) // BLOCK,), (BLOCK,), args)
 
     def _launch_lines(self, kernel: str, d: str, args: tuple) -> None:
@@ -115,6 +116,7 @@ class CudaKernels:
         n_r, n_z, n_e, nb = self.shape
         n_lines = {"z": n_r * n_e, "r": n_z * n_e, "p": n_r * n_z}[d]
         block = min(BLOCK, 32 * ((nb + 31) // 32))
+        require_c_order(kernel, args)
         self._fn[kernel]((n_lines * ((nb + block - 1) // block),), (block,), args)
 
     # Every launcher takes the operator's argument tuple ``targs`` (Tables.args()) first.
@@ -142,10 +144,13 @@ class CudaKernels:
                      (norm2, qnorm, np.float64(tol), relres, state, np.int32(nb), done, model_step))
 
     def stream(self):
-        """A non-blocking stream the whole solve runs on (graph capture needs one)."""
-        if not hasattr(self, "_stream"):
-            self._stream = self.xp.cuda.Stream(non_blocking=True)
-        return self._stream
+        """The non-blocking stream every solve on this device runs on (graph capture needs one). One per device for
+        the process, not one per solve: CuPy's pool caches freed blocks per stream, and memory freed under a stream
+        that is never used again comes back only when an allocation fails (cupy/cupy#8068)."""
+        dev = self.xp.cuda.Device().id
+        if dev not in _STREAMS:
+            _STREAMS[dev] = self.xp.cuda.Stream(non_blocking=True)
+        return _STREAMS[dev]
 
     def capture(self, launches) -> Any:
         """A CUDA graph of the kernels that ``launches()`` enqueues on self.stream(), or None if capture fails."""
@@ -236,6 +241,17 @@ class Workspace:
         return new
 
 
+def require_c_order(kernel: str, args: tuple) -> None:
+    """The kernels index every array as C-ordered: a Fortran-ordered or strided one would be read wrongly and
+    silently (measured in review: residual off by 197 % for a Fortran-ordered psi), so it is refused."""
+    bad = [i for i, a in enumerate(args) if hasattr(a, "flags") and not a.flags.c_contiguous]
+    if bad:
+        raise ValueError(f"CUDA kernel {kernel}: arguments {bad} are not C-contiguous arrays")
+
+
+_STREAMS: dict[int, Any] = {}
+"""Solve stream per CUDA device id (CudaKernels.stream)."""
+
 _WS: dict[tuple, Workspace] = {}
 SOLVE_LOCK = threading.Lock()
 """One solve at a time per process: ``_WS`` holds a whole solve's buffers (as in the numba backend)."""
@@ -243,7 +259,7 @@ SOLVE_LOCK = threading.Lock()
 
 def workspace(xp, shape: tuple[int, int, int, int], precision: str, cycle: int) -> Workspace:
     """The cached workspace of this shape (one at a time: a new shape frees the previous buffers)."""
-    key = (xp.__name__, shape, precision, cycle)
+    key = (xp.__name__, shape, precision, cycle, xp.cuda.Device().id if xp.__name__ == "cupy" else -1)
     if key not in _WS:
         _WS.clear()
         _WS[key] = Workspace(xp, shape, precision, cycle)

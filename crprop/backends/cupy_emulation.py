@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from crprop.backends.cupy_device import require_c_order
+
 F64 = np.float64
 
 
@@ -222,10 +224,12 @@ class EmulatedKernels:
         self._r = np.float32 if self.real == np.float32 else np.float64
 
     def residual(self, targs: tuple, psi, q, out) -> None:
+        require_c_order("residual", (psi, q, out))
         out[...] = (q - emulate_residual(targs, psi)) * _mask(targs)
 
     def sweep(self, d: str, targs: tuple, theta, theta_s: float, theta_const: int, srat, src, qs, cn: int,
               qfac: float, raw: int, post: int, state, out) -> None:
+        require_c_order(f"sweep_{d}", (theta, srat, src, qs, out))  # as the CUDA launchers do
         if not state[0]:
             emulate_sweep(d, targs, theta, theta_s, theta_const, srat, src, qs, cn, qfac, raw, post, out, self._r)
 

@@ -72,6 +72,15 @@ def _interior_length_in_central_steps(op: TransportOperator) -> np.ndarray:
     return np.where(interior & ~edge, weight, 0.0).sum(axis=0) + (interior & edge).sum(axis=0)
 
 
+def has_source(q):
+    """(B,) 1.0 for models with a non-zero source somewhere, 0.0 for the others (numpy or CuPy, as ``q``).
+
+    The relative residual of a model whose source is zero everywhere has no scale (crprop.solvers.result), so a
+    warm start psi0 != 0 would be returned unchanged and called converged (review of session 13: max psi 2.9e15
+    instead of 0); the solvers therefore start such a model from its exact answer, 0."""
+    return (q != 0).any(axis=(0, 1, 2)).astype(q.dtype)
+
+
 COMPACT_FRACTION = 0.125
 """A batch is re-packed without its converged models once they are at least this share of the (packed) batch
 being iterated. A re-pack gathers Q and psi (two field copies plus the small operator tables); one Douglas step of
@@ -95,6 +104,7 @@ def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps
     taus = pseudo_time_cycle(op, cycle)
     psi = np.zeros_like(q) if psi0 is None else np.array(psi0, dtype=np.float64, copy=True)
     backend.reset_dirichlet(op, psi, None)
+    psi *= has_source(q)  # a model without any source has the steady state 0, whatever its warm start
     n_models = op.n_models
     res_norm = np.full(n_models, np.inf)
     model_steps = np.full(n_models, max_steps)

@@ -51,6 +51,7 @@ class TimeLadder:
 def march(backend, op, q: np.ndarray, ladder: TimeLadder, psi0: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Run the ladder; returns (psi, number of steps)."""
     psi = np.zeros_like(q) if psi0 is None else np.array(psi0, dtype=np.float64, copy=True)
+    backend.reset_dirichlet(op, psi, None)  # a warm start's boundary nodes, as the CuPy backend (review, session 13)
     steps = ladder.steps_s()
     for dt in steps:
         psi = backend.cn_sweep(op, "z", float(dt), psi, q)

@@ -191,9 +191,11 @@ __device__ __forceinline__ void thomas(const L &line, int raw, Rhs rhs, Out out)
 // theta: (NE,B) table, or the constant theta_s (s) when theta_const. Skipped when state[0] != 0.
 // cn is a compile-time parameter: the plain sweeps (sweep_*, fast mode) and the Crank-Nicolson sweeps (cn_*,
 // galprop mode) are separate kernels, so the fast-mode kernels carry none of the delta form's double registers.
+// src, qs and out are not __restrict__: the drivers pass one buffer as all three (in-place sweeps). Each thread
+// reads a cell of its own line before writing it, which is correct only without the no-alias promise.
 template <int CN, class L>
-__device__ __forceinline__ void sweep_line(const L &line, const real *src, const real *__restrict__ qs,
-                                           double qfac, int raw, int post, real *__restrict__ out) {
+__device__ __forceinline__ void sweep_line(const L &line, const real *src, const real *qs,
+                                           double qfac, int raw, int post, real *out) {
     auto rhs = [&](int t, double m, double a1, double a2, double a3) -> real {
         const long long c = line.at(t);
         if (!CN) return (real)(src[c] * m);
@@ -217,7 +219,7 @@ __device__ __forceinline__ void sweep_line(const L &line, const real *src, const
 
 #define SWEEP_PARAMS                                                                                       \
     OP_PARAMS, const double *__restrict__ theta, const double theta_s, const int theta_const,             \
-        const double *__restrict__ srat, const real *src, const real *__restrict__ qs, const double qfac, \
+        const double *__restrict__ srat, const real *src, const real *qs, const double qfac,             \
         const int raw, const int post, const int *__restrict__ state, real *out
 
 #if UNROLL_P
