@@ -244,6 +244,12 @@ def make_pseudodata(store: Path | str, out: Path | str, config: PseudoDataConfig
     rng = np.random.default_rng(cfg.seed)
     with StoreReader(store) as reader:
         info = reader.info
+        scanned = info.attrs.get("dataset")
+        if scanned is not None and str(scanned) != cfg.dataset and not cfg.update_chi2:
+            raise ValueError(f"{store}: pseudo-data would re-profile q_C (features 0-2) against data set "
+                             f"{cfg.dataset!r}, but the store's chi2 (which picks the central spectra) and its "
+                             f"normalisations are against {scanned!r}: use dataset {scanned!r}, or update_chi2 to "
+                             "rescore the store against the other one")
         c_idx = c_norm_index(info.energies)
         chi2_all = updated_chi2(reader, cfg.dataset) if cfg.update_chi2 else reader.chi2()
         selected, c_min, delta = select_within_confidence(np.where(reader.converged(), chi2_all, np.nan),

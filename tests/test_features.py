@@ -235,6 +235,17 @@ def test_pseudodata_selects_on_the_updated_chi2(small_store, tmp_path) -> None:
         assert pseudo.info.attrs["source_chi2"] == "updated"
 
 
+def test_pseudodata_refuse_another_data_set_than_the_stores(small_store, tmp_path) -> None:
+    """q_C (features 0-2) re-profiled against another data set than the store's moved by up to 2.4x while the
+    central spectra were still picked by the store's chi2 (review of session 13)."""
+    path, _ = small_store
+    with StoreReader(path) as mocks:
+        assert mocks.info.attrs["dataset"] == "paper"
+    with pytest.raises(ValueError, match="against data set 'ams02-2021', but the store's chi2"):
+        make_pseudodata(path, tmp_path / "x.h5", PseudoDataConfig(n_pseudo=4, dataset="ams02-2021"))
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_holdout_mask_is_deterministic_and_near_its_fraction() -> None:
     from crnet.pseudodata import holdout_mask
 

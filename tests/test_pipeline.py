@@ -98,7 +98,10 @@ def test_cli_pipeline_ci(tmp_path):
 
     with MockStore.open(out / "measured/resim.h5", "r") as st:
         params, chi2, rows = st.read("params"), st.read("chi2"), st.read("step")
+    assert len(measured["reference_records"]) == 4 and measured["reference_records"][0] == measured["reference_record"]
     for name, entry in measured["machines"].items():
+        assert len(entry["params_by_reference"]) == 4 and entry["params_by_reference"][0] == entry["params"]
+        assert all(v >= 0 for v in entry["reference_half_range_percent"].values())
         if entry["chi2_tot"] is not None:
             i = int(np.flatnonzero(rows == list(measured["machines"]).index(name))[0])
             assert entry["chi2_tot"] == chi2[i]

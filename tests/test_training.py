@@ -223,6 +223,11 @@ def test_init_from_starts_at_the_given_weights(small_store, tmp_path) -> None:
                          learning_rate=1e-30, init_from=str(tmp_path / "first.pt"))
     second = train(small_store, tmp_path / "second.pt", frozen)
     a, b = load_model(tmp_path / "first.pt"), load_model(tmp_path / "second.pt")
+    assert a.metadata["dataset"] == "paper"  # q_C of its inputs; predicting with another data set is refused
+    from crnet.machines.inference import predict_file
+
+    with pytest.raises(ValueError, match="normalised \\(q_C\\) against 'paper'"):
+        predict_file(Predictor(a), small_store, dataset="ams02-2021")
     assert b.architecture == a.architecture
     assert all(torch.allclose(a.state_dict[k], b.state_dict[k], rtol=1e-6, atol=1e-9) for k in a.state_dict)
     assert second.history[0]["val_loss"] == pytest.approx(first.best_val_loss, rel=1e-4)

@@ -18,8 +18,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Option(..., "--model", help="Model file written by `crnet train`."),
         spectra: Path = typer.Option(..., "--spectra", help="Mock store, pseudo-data or spectra file (HDF5)."),
         out: Path | None = typer.Option(None, "--out", help="Write predictions to .h5/.hdf5 or .csv."),
-        dataset: str = typer.Option(DEFAULT_DATASET, "--dataset",
-                                    help="Data set profiling q_C of spectra files without normalisations."),
+        dataset: str | None = typer.Option(None, "--dataset", help="Data set profiling q_C of spectra files without "
+                                           "normalisations (default: the model's, else "
+                                           f"{DEFAULT_DATASET!r})."),
         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out records with unusable spectra."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

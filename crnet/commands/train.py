@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
                                           "0.05); 0 = off (the paper's Machine A)."),
         ensemble: int = typer.Option(1, "--ensemble", help="Machines A/B: train this many members (seeds seed + "
                                      "1000 k) and predict their mean; members are kept as OUT.member<k>."),
-        dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", help="Data set for re-profiling pseudo-data."),
+        dataset: str | None = typer.Option(None, "--dataset", help="Data set for re-profiling pseudo-data (default: "
+                                           f"the store's, else {DEFAULT_DATASET!r})."),
         update_chi2: bool = typer.Option(False, "--update-chi2", help="Recompute the store's chi2 on --dataset."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -85,6 +86,10 @@ def register(app: typer.Typer) -> None:
         try:
             if not (math.isfinite(memory_gb) and memory_gb >= 0):
                 raise ValueError(f"--memory-gb must be finite and >= 0 (GiB), got {memory_gb}")
+            if dataset is None:
+                from crnet.machines.data import read_store_info
+
+                dataset = str(read_store_info(store).attrs.get("dataset", DEFAULT_DATASET))
             pseudo = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise, max_relative=max_relative,
                                       envelope_delta=(delta_low, delta_high), dataset=dataset,
                                       update_chi2=update_chi2, seed=seed)

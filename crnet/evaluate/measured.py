@@ -7,16 +7,24 @@ The spectra are built explicitly as
 
     N_X(E) = q_C Phi_X^ref(E) * r_X(E),
 
-with Phi^ref the LIS of the best-fitting collected mock (minimum chi^2_tot; its q_C, xi's and phi
-profiled by :func:`crnet.likelihood.chi2`) and r_X the data-to-reference ratio: at every data point
-r = F / M^ref (M^ref: the reference model as the likelihood predicts that point - scaled by its
-normalisation, force-field modulated for top-of-atmosphere blocks). log r is interpolated linearly in
-log E between data points (this bridges the gaps, e.g. 0.3-1 GeV/n, with the reference shape) and held
-constant beyond the lowest / highest data point (there the input is the reference shape scaled to the
-nearest data). Transferring r from the top-of-atmosphere energy to the same LIS energy neglects the
-force-field energy shift of r itself: exact where r is smooth over ~phi Z/A (a few hundred MeV/n),
-i.e. everywhere above ~1 GeV/n. ``coverage`` reports, per element, the share of grid bins inside the
-measured energy range. Each machine's prediction is then re-simulated and its chi^2_tot reported.
+with Phi^ref the LIS of a reference mock (by default the collected mock of least chi^2_tot against the data set;
+its q_C, xi's and phi profiled by :func:`crnet.likelihood.chi2`) and r_X the data-to-reference ratio: at every
+data point r = F / M^ref (M^ref: the reference model as the likelihood predicts that point - scaled by its
+normalisation, force-field modulated for top-of-atmosphere blocks). A top-of-atmosphere point at E is placed at
+the interstellar energy E + (Z / A_eff) phi (GeV/n, phi in GV; A_eff of crnet.data.DEFAULT_ISOTOPE_MIX): under the
+force field r_TOA(E) = r_LIS(E + Z phi / A) exactly for one isotope (review of session 13: without the shift a 20 %
+bump at 1.5 GeV/n came back 3-8 % off below 10 GeV/n, with it 0.5-0.9 %; Be, a mix of three isotopes, 2 %).
+log r is interpolated linearly in log E between data points (this bridges the gaps, e.g. 0.3-1 GeV/n, with the
+reference shape) and held constant beyond the lowest / highest data point (there the input is the reference shape
+scaled to the nearest data).
+
+Every input bin is labelled (``input_source``): 'data' (a data point within half a grid step in log E),
+'interpolated' (between data points) or 'extrapolated' (outside the data: the reference mock's shape alone).
+``coverage`` is the share of 'data' bins per element. On the paper data set 286 of the 672 inputs are 'data', 102
+interpolated and 288 extrapolated (measured in review), so the prediction leans on the reference mock; the
+machines are therefore also run with the next-best references (``n_references``) and the spread of their
+predictions is reported with each machine's prediction. Each machine's prediction from the best reference is
+re-simulated and its chi^2_tot reported.
 """
 
 from __future__ import annotations
@@ -28,22 +36,58 @@ from typing import Any
 
 import numpy as np
 
-from crnet.data import get_dataset
+from crnet.data import effective_mass_number, get_dataset
 from crnet.features import FEATURE_SPECIES, features_from_raw, species_rows
 from crnet.feedback import SimConfig, clip_to_box, read_in_row_order, resimulate
 from crnet.likelihood import RATIO_PARAMETERS, block_predictions, chi2
 from crnet.store import MockStore
-from crnet.store_read import spectra_from_flux
+from crnet.store_read import recompute_chi2, spectra_from_flux
 from crprop.params import PARAM_NAMES
+from crprop.spectra import SYMBOL_TO_Z
+
+N_REFERENCE_CANDIDATES = 256
+"""When the store was scanned against another data set, the reference is the best of this many records of least
+stored chi^2, rescored against the requested data set (a full rescoring costs ~13 ms a record with a profiled
+phi: 40 min for a 2e5-record store)."""
+
+INPUT_SOURCES: tuple[str, ...] = ("data", "interpolated", "extrapolated")
+"""Labels of the measured inputs per (element, bin) (module docstring)."""
 
 
-def measured_inputs(store: Path | str, dataset: str = "paper") -> dict[str, Any]:
-    """Normalisation-free measured spectra N_X (1, 5, n_E) on the store's grid (module docstring), with the
-    reference record, its chi^2_tot and the per-element coverage; raw flux in m^-2 s^-1 sr^-1 (GeV/n)^-1."""
-    ds = get_dataset(dataset)
+def reference_records(store: Path | str, dataset: str, n: int = 1) -> list[int]:
+    """The ``n`` converged records of least chi^2_tot against ``dataset`` (stored chi^2 when the store was scanned
+    against it, else :data:`N_REFERENCE_CANDIDATES` of them rescored)."""
     with MockStore.open(store, "r") as st:
         c = np.where(st.read("converged"), st.read("chi2"), np.inf)
-        ref = int(np.argmin(c))
+        if not np.isfinite(c).any():
+            raise ValueError(f"{store}: no converged record with a finite chi2 to serve as the reference")
+        if str(st.attrs().get("dataset", "")) != dataset:
+            rows = np.sort(np.argsort(c, kind="stable")[: min(N_REFERENCE_CANDIDATES, int(np.isfinite(c).sum()))])
+            rescored = np.full_like(c, np.inf)
+            rescored[rows] = recompute_chi2(st, dataset, rows)[0]
+            c = rescored
+    order = np.argsort(c, kind="stable")
+    return [int(i) for i in order[:n] if np.isfinite(c[i])]
+
+
+def _grid_labels(energies: np.ndarray, e_data: np.ndarray) -> np.ndarray:
+    """0 'data', 1 'interpolated', 2 'extrapolated' for every grid energy (GeV/n), given sorted data energies."""
+    log_e, log_d = np.log(energies), np.log(e_data)
+    half_step = 0.5 * np.median(np.diff(log_e)) if energies.size > 1 else np.inf
+    nearest = np.abs(log_e[:, None] - log_d[None, :]).min(axis=1)
+    inside = (log_e >= log_d[0]) & (log_e <= log_d[-1])
+    return np.where(nearest <= half_step, 0, np.where(inside, 1, 2))
+
+
+def measured_inputs(store: Path | str, dataset: str = "paper", reference: int | None = None) -> dict[str, Any]:
+    """Normalisation-free measured spectra N_X (1, 5, n_E) on the store's grid (module docstring), with the
+    reference record (``None``: :func:`reference_records`' best), its chi^2_tot, the profiled phi, and per element
+    the coverage and the label of every bin; raw flux in m^-2 s^-1 sr^-1 (GeV/n)^-1."""
+    ds = get_dataset(dataset)
+    ref = reference_records(store, dataset)[0] if reference is None else int(reference)
+    with MockStore.open(store, "r") as st:
+        if not 0 <= ref < st.n_complete:
+            raise ValueError(f"reference record {ref} outside the store's 0 .. {st.n_complete - 1}")
         flux = st.read("flux", np.array([ref])).astype(np.float64)
         species, energies = st.species, st.ekin_gev_per_n
     spectra = spectra_from_flux(flux, species, energies)
@@ -53,53 +97,81 @@ def measured_inputs(store: Path | str, dataset: str = "paper") -> dict[str, Any]
              for sp in FEATURE_SPECIES}
     phi = {key: float(v[0]) for key, v in res.phi_by_period.items()}
     # the reference model at every data point exactly as the chi^2 predicted it (isotope-resolved for rigidity)
-    reference = block_predictions(spectra, ds.blocks, [None if b.lis else phi[ds.period_of(b)] for b in ds.blocks])
+    reference_at = block_predictions(spectra, ds.blocks,
+                                     [None if b.lis else phi[ds.period_of(b)] for b in ds.blocks])
     raw = flux[:, species_rows(species, FEATURE_SPECIES), :]
     ratio = np.ones((1, len(FEATURE_SPECIES), energies.size))
+    labels = np.full((len(FEATURE_SPECIES), energies.size), 2)
     coverage = {}
     for k, sp in enumerate(FEATURE_SPECIES):
         e_pts, r_pts = [], []
-        for b, pred in zip(ds.blocks, reference, strict=True):
+        z_over_a = SYMBOL_TO_Z[sp] / effective_mass_number(sp)
+        for b, pred in zip(ds.blocks, reference_at, strict=True):
             if b.species != sp:
                 continue
-            m = scale[sp] * pred[0]
-            e_pts.append(b.ekin_gev_per_n)
-            r_pts.append(b.flux / m)
+            shift = 0.0 if b.lis else z_over_a * phi[ds.period_of(b)] / 1e3  # GeV/n at the interstellar side
+            e_pts.append(b.ekin_gev_per_n + shift)
+            r_pts.append(b.flux / (scale[sp] * pred[0]))
         if not e_pts:
             coverage[sp] = 0.0
             continue
         e, r = np.concatenate(e_pts), np.concatenate(r_pts)
         order = np.argsort(e)
-        e, logr = np.log(e[order]), np.log(r[order])
-        ratio[0, k] = np.exp(np.interp(np.log(energies), e, logr))
-        coverage[sp] = float(np.mean((energies >= np.exp(e[0])) & (energies <= np.exp(e[-1]))))
-    n_flux = raw * ratio
-    return {"raw_flux": n_flux, "q_c": q_c, "energies": energies, "reference_record": ref,
+        e, logr = e[order], np.log(r[order])
+        ratio[0, k] = np.exp(np.interp(np.log(energies), np.log(e), logr))
+        labels[k] = _grid_labels(energies, e)
+        coverage[sp] = float(np.mean(labels[k] == 0))
+    return {"raw_flux": raw * ratio, "q_c": q_c, "energies": energies, "reference_record": ref,
             "reference_chi2": float(res.chi2_tot[0]),
-            "phi_mv": phi.get("") if list(phi) == [""] else (phi or None), "coverage": coverage}
+            "phi_mv": phi.get("") if list(phi) == [""] else (phi or None), "coverage": coverage,
+            "input_source": {sp: [INPUT_SOURCES[i] for i in labels[k]] for k, sp in enumerate(FEATURE_SPECIES)},
+            "input_shares": {name: float(np.mean(labels == i)) for i, name in enumerate(INPUT_SOURCES)}}
+
+
+N_REFERENCES = 4
+"""Reference mocks the machines are run with (the best and the next ones): their spread says how much of a
+prediction comes from the reference's shape where there are no data."""
 
 
 def predict_measured(models: dict[str, str], out: Path | str, store: Path | str, dataset: str = "paper",
-                     sim: SimConfig | None = None, progress: bool = True) -> dict[str, Any]:
+                     sim: SimConfig | None = None, progress: bool = True,
+                     n_references: int = N_REFERENCES) -> dict[str, Any]:
     """Predict the parameters of the measured spectra with every machine {name: model file}, re-simulate
-    each prediction and compute its chi^2_tot against ``dataset``; writes ``<out>/measured.json``."""
+    each prediction and compute its chi^2_tot against ``dataset``; writes ``<out>/measured.json``.
+
+    Each machine also predicts from the inputs built on the next ``n_references - 1`` references: ``params`` is
+    the best reference's prediction, ``params_by_reference`` all of them and ``reference_half_range_percent``
+    half their range per parameter, in % of |params| (the input's dependence on the reference mock)."""
     from crnet.machines.modelfile import Predictor
 
+    if n_references < 1:
+        raise ValueError(f"n_references must be >= 1, got {n_references}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sim = sim or SimConfig()
-    inp = measured_inputs(store, dataset)
-    feats, ok = features_from_raw(inp["raw_flux"], inp["q_c"], inp["energies"], strict=False)
-    if not ok.all():
-        raise ValueError("measured spectra give non-positive features (check the data set's coverage)")
+    inputs = [measured_inputs(store, dataset, ref) for ref in reference_records(store, dataset, n_references)]
+    inp = inputs[0]
+    feats = []
+    for i in inputs:
+        f, ok = features_from_raw(i["raw_flux"], i["q_c"], i["energies"], strict=False)
+        if not ok.all():
+            raise ValueError(f"measured spectra on reference record {i['reference_record']} give non-positive "
+                             "features (check the data set's coverage)")
+        feats.append(f)
     result: dict[str, Any] = {k: v for k, v in inp.items() if k not in ("raw_flux", "energies")}
     result["dataset"], result["machines"] = dataset, {}
+    result["reference_records"] = [i["reference_record"] for i in inputs]
     to_simulate: dict[str, np.ndarray] = {}
     for name, path in models.items():
-        theta = Predictor.load(path).predict(feats, inp["energies"])
+        predictor = Predictor.load(path)
+        thetas = np.concatenate([predictor.predict(f, inp["energies"]) for f in feats])
+        theta = thetas[:1]
         p, good = clip_to_box(theta)
-        result["machines"][name] = {"params": dict(zip(PARAM_NAMES, map(float, theta[0]), strict=True)),
-                                    "chi2_tot": None}
+        half = 50.0 * (thetas.max(axis=0) - thetas.min(axis=0)) / np.maximum(np.abs(theta[0]), 1e-300)
+        result["machines"][name] = {
+            "params": dict(zip(PARAM_NAMES, map(float, theta[0]), strict=True)), "chi2_tot": None,
+            "params_by_reference": [dict(zip(PARAM_NAMES, map(float, t), strict=True)) for t in thetas],
+            "reference_half_range_percent": dict(zip(PARAM_NAMES, map(float, half), strict=True))}
         if good[0]:
             to_simulate[name] = p[0]
     if to_simulate:  # every machine's prediction in one solver call

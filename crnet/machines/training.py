@@ -445,6 +445,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                            "n_train": int(data.train_idx.size), "n_val": int(data.val_idx.size),
                            "dropped": data.dropped, "pseudo_data": data.info.is_pseudo,
                            "source_store": str(store.resolve())},
+        "dataset": data.info.attrs.get("dataset"),  # q_C of the inputs was profiled against it
         "code_version": code_version(), "device": str(device), "best_epoch": state["best_epoch"],
         "best_val_loss": state["best_val"], "stopped_early": state["stopped_early"], "history": state["history"],
         "metrics": metrics,
