@@ -21,6 +21,12 @@ DIFFUSION_SUN_TOL = 0.01
 """Issue requirement: within 1 % of the Bessel-Fourier series at the solar position (paper grid)."""
 MIN_CONVERGENCE_ORDER = 1.8
 """Second-order scheme: the observed order under halving dr and dz must be close to 2."""
+MAX_CONVERGENCE_ORDER = 2.3
+"""... and not above it: an observed order well over 2 means the error no longer comes from the scheme (e.g. a
+cancellation at the coarse step), so the measured number would not say what the test claims."""
+FIRST_ORDER_BAND = (0.8, 1.3)
+"""Observed order of the first-order (upwind1) loss stencil between Ekin factors 1.04 and 1.02: 1 up to the
+next term of the error expansion at these steps."""
 
 
 def _source_r(r_kpc):
@@ -103,7 +109,7 @@ def test_losses_only_power_law():
     err_coarse = _losses_only(1.04)
     assert err_fine < LOSS_ONLY_TOL
     order = np.log(err_coarse / err_fine) / np.log(np.log(1.04) / np.log(1.02))
-    assert 0.8 < order < 1.3  # first-order upwinding
+    assert FIRST_ORDER_BAND[0] < order < FIRST_ORDER_BAND[1]  # first-order upwinding
 
 
 SECOND_ORDER_LOSS_ALPHA = 4.0
@@ -143,7 +149,7 @@ def test_second_order_losses_converge_at_order_two():
     err_coarse, _ = _losses_only_error(1.04, "upwind2", alpha)
     err_fine, exact = _losses_only_error(1.02, "upwind2", alpha)
     order = np.log(err_coarse / err_fine) / np.log(np.log(1.04) / np.log(1.02))
-    assert MIN_CONVERGENCE_ORDER < order < 2.3
+    assert MIN_CONVERGENCE_ORDER < order < MAX_CONVERGENCE_ORDER
     first, _ = _losses_only_error(1.02, "upwind1", alpha)
     assert first > UPWIND2_GAIN * err_fine
     # Douglas with the first-order rows in the line solves and the second-order residual (defect correction)

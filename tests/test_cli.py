@@ -23,6 +23,12 @@ def coarse_galdef(tmp_path_factory):
     return path
 
 
+PROTON_NORM_LOG_TOL = 1e-3
+"""ln of the 1H flux at 100 GeV against GALPROP's proton_norm_flux: the normalisation is exact at its energy, but
+the file's grid (energy factor 3) puts 100 GeV between nodes, interpolated linearly in log-log (measured 1.1e-4;
+the tolerance was 0.2, i.e. +-22 %, until session 13)."""
+
+
 def test_simulate_galdef_writes_documented_file(coarse_galdef, tmp_path):
     out = tmp_path / "s.h5"
     res = runner.invoke(app, ["simulate", "--galdef", str(coarse_galdef), "--out", str(out), "--mode", "fast",
@@ -41,7 +47,8 @@ def test_simulate_galdef_writes_documented_file(coarse_galdef, tmp_path):
         # GALPROP's normalisation: 1H at 100 GeV = 4.45e-9 cm^-2 s^-1 sr^-1 MeV^-1 = 4.45e-2 in SI / GeV
         e = f["Ekin_GeV_per_n"][()]
         h = flux[0, species.index("1H")]
-        assert np.interp(np.log(100.0), np.log(e), np.log(h)) == pytest.approx(np.log(4.45e-2), abs=0.2)
+        assert np.interp(np.log(100.0), np.log(e), np.log(h)) == pytest.approx(np.log(4.45e-2),
+                                                                               abs=PROTON_NORM_LOG_TOL)
     res = runner.invoke(app, ["chi2", str(out), "--json"])
     assert res.exit_code == 0, res.output
     assert "chi2_tot" in res.output

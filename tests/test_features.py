@@ -163,6 +163,26 @@ def test_selection_and_noise_models() -> None:
     assert np.all(noisy > 0) and np.all(np.abs(noisy - ch) <= env / 10.0 * (1 + 1e-12))
 
 
+def test_noise_models_have_the_documented_distributions() -> None:
+    """Paper noise: eps ~ U(-a, a), so mean 0 and variance a^2/3; envelope noise: per model a half-width
+    envelope / Delta with Delta ~ U(10, 30). (Review of session 13: one-sided noise and a halved envelope passed.)"""
+    rng = np.random.default_rng(11)
+    a = 0.05
+    eps = paper_noise(rng, (400, 5, 84), a).ravel() - 1.0
+    n = eps.size  # 168,000 draws: the sd of the mean is a / sqrt(3 n) = 7e-5, of the variance ~ 4e-7
+    assert abs(eps.mean()) < 5 * a / np.sqrt(3 * n)
+    assert eps.var() == pytest.approx(a**2 / 3, rel=0.01)
+    e = paper_energy_grid()
+    ch = envelope_channels(random_fluxes(rng, 300, e.size), 52)
+    env = ch.max(axis=0) - ch.min(axis=0)
+    big = ch + 10 * env  # far from zero: no redraws, the raw draws are seen
+    noisy = envelope_noise(rng, big, env, (10.0, 30.0))
+    ratio = (np.abs(noisy - big) / env).reshape(big.shape[0], -1)
+    # per model the largest of 420 uniform draws is within ~1 % of the half-width 1 / Delta
+    inv_delta = 1.0 / ratio.max(axis=1)
+    assert inv_delta.min() >= 10.0 * (1 - 1e-9) and inv_delta.min() < 11.0 and 27.0 < inv_delta.max() < 31.0
+
+
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory) -> tuple:
     path = tmp_path_factory.mktemp("pseudo") / "mocks.h5"
@@ -211,6 +231,16 @@ def test_pseudodata_fluctuations(small_store, tmp_path, noise: str) -> None:
         if noise == "paper":
             assert np.abs(rel).max() <= 0.05 + FLOAT32_RTOL
             assert summary.max_abs_relative_fluctuation <= 0.05
+            # each element's own factor on its own rows: the draws of make_pseudodata's stream, redone (the central
+            # spectra are chosen first, then one (n, 5, n_E) noise block per chunk)
+            rng = np.random.default_rng(cfg.seed)
+            rng.choice(np.arange(summary.n_selected), size=cfg.n_pseudo, replace=cfg.n_pseudo > summary.n_selected)
+            factors = np.concatenate([paper_noise(rng, (min(cfg.chunk_size, cfg.n_pseudo - lo), 5, before.shape[2]),
+                                                  cfg.max_relative) for lo in range(0, cfg.n_pseudo, cfg.chunk_size)])
+            for k, element in enumerate(("Li", "Be", "B", "C", "O")):
+                rows = [i for i, s in enumerate(SPECIES) if s.lstrip("0123456789") == element]
+                np.testing.assert_allclose(rel[:, rows] + 1.0, np.repeat(factors[:, k:k + 1], len(rows), axis=1),
+                                           rtol=FLOAT32_RTOL, err_msg=element)
         # element rows stay the sums of their isotopes, isotope ratios are kept
         li, li6, li7 = SPECIES.index("Li"), SPECIES.index("6Li"), SPECIES.index("7Li")
         assert np.allclose(after[:, li], after[:, li6] + after[:, li7], rtol=1e-6)

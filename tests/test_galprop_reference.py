@@ -125,12 +125,16 @@ def test_network_iterations_feed_10be_decay_into_boron(runs):
     base, net2 = runs("crml_base"), runs("crml_base_net2")
     m1, m2 = _model(base, "galprop"), _model(net2, "galprop")
     _check(deviation_table(m2, net2.spectra()), STANDARD_TOL, STANDARD_TOL_CO)
+    # galprop mode reproduces GALPROP's second pass isotope by isotope (measured 1.1e-7 in the session-13 review;
+    # the element bands above alone let a 3 % error of the 10Be -> 10B feed pass)
+    worst = _isotope_deviation(m2, net2.spectra(), None)
+    assert max(worst.values()) < GALPROP_MODE_TOL, worst
     e = m1.ekin_gev_per_n
     sel = (e > 0.1) & (e < 1000)
     rise = (m2.flux("B")[0] / m1.flux("B")[0])[sel] - 1
     ref_rise = (net2.spectra().flux("B")[0] / base.spectra().flux("B")[0])[sel] - 1
     assert rise.max() > 0.01 and rise.min() > -1e-6
-    assert np.abs(rise - ref_rise).max() < 0.005
+    assert np.abs(rise - ref_rise).max() < 2 * GALPROP_MODE_TOL  # a difference of two runs each within it
     # the second pass has 1H, so p + p -> d + pi+ feeds 2H (crprop.nuclear.pp_fusion): 2H as GALPROP's, which
     # without that term was up to 8.7x lower (ratio 0.115 at 87 MeV/n)
     dev_2h = np.abs(m2.flux("2H")[0] / net2.spectra().flux("2H")[0] - 1.0)

@@ -103,3 +103,29 @@ def test_electron_capture_nuclide_is_refused():
 def test_grid_config_half_lives_choice_is_checked():
     with pytest.raises(ValueError, match="half_lives must be one of"):
         GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0, half_lives="lab").setup()
+
+
+def test_radioactive_decay_and_k_capture_switches(tiny):
+    """The galdef's radioactive_decay and K_capture switches reach the tables (review of session 13: ignoring either
+    passed every test). Off: no decay loss and no decay feed; K capture off: 7Be loses only by fragmentation."""
+    from crprop.constants import C_CM_S, MB_CM2
+    from crprop.nuclear.inelastic import loss_cross_sections
+    from crprop.physics.kinematics import nucleus_kinematics
+
+    e = np.geomspace(10.0, 1e5, 7)
+    on, off = energy_tables(tiny, e), energy_tables(tiny.with_changes(radioactive_decay=False), e)
+    net = tiny.network
+    i_be, i_b = net.index(4, 10), net.index(5, 10)
+    assert np.all(on.decay_rate[i_be] > 0) and i_be in on.production[i_b].decay_parents
+    assert all(np.all(r == 0) for r in off.decay_rate) and not any(p.decay_parents for p in off.production)
+    i7 = net.index(4, 7)
+    beta = nucleus_kinematics(4, 7, e).beta
+
+    def rate(kcapture: bool) -> np.ndarray:
+        sig_h, sig_he = loss_cross_sections(4, 7, e, model=tiny.inelastic_model, kcapture=kcapture)
+        return beta * C_CM_S * (sig_h + tiny.he_h_ratio * sig_he) * MB_CM2
+
+    no_k = energy_tables(tiny.with_changes(k_capture=False), e)
+    np.testing.assert_allclose(on.frag_per_n_h[i7], rate(True), rtol=1e-12)
+    np.testing.assert_allclose(no_k.frag_per_n_h[i7], rate(False), rtol=1e-12)
+    assert np.max(on.frag_per_n_h[i7] / no_k.frag_per_n_h[i7]) > 1.001  # electron attachment adds a loss

@@ -229,6 +229,8 @@ def test_profile_normalisations_edge_cases() -> None:
         np.array([1.2]),
     )
     assert q[0] * r[0, 0] == pytest.approx(1.5)
+    # ... and the documented choice among the optima is the smallest q with lo q <= s <= hi q: q = 1.5 / 1.2
+    assert q[0] == pytest.approx(1.25, rel=1e-12) and r[0, 0] == pytest.approx(1.2, rel=1e-12)
     # anti-correlated data: q = 0 (apex) is optimal
     q, _ = profile_normalisations(
         np.array([1.0]),
@@ -279,6 +281,17 @@ def test_loglog_interpolation_exact_for_power_laws() -> None:
     for method in ("loglog", "cubic"):  # never extrapolated: 10x above the grid's top is an error
         with pytest.raises(ValueError, match="outside the model grid"):
             interpolate_spectra(GRID, flux, np.array([1.0, 10 * GRID[-1]]), method)
+
+
+def test_cubic_interpolation_exact_for_cubic_polynomials() -> None:
+    """'cubic' (CR-ML's interp1d) is a cubic spline in linear (E, flux): a cubic polynomial comes back exactly
+    (a quadratic spline would not: review of session 13); log-log does not reproduce it."""
+    e_model = np.linspace(1.0, 20.0, 12)
+    poly = lambda e: 2.0 + 0.5 * e - 0.03 * e**2 + 0.002 * e**3  # noqa: E731
+    e = np.array([1.3, 4.44, 9.9, 17.2])
+    got = interpolate_spectra(e_model, poly(e_model)[None], e, "cubic")[0]
+    np.testing.assert_allclose(got, poly(e), rtol=1e-12)
+    assert np.max(np.abs(interpolate_spectra(e_model, poly(e_model)[None], e)[0] / poly(e) - 1)) > 1e-4
 
 
 def test_confidence_thresholds_are_computed() -> None:

@@ -50,9 +50,13 @@ BETHE_CODATA_REL_TOL = 1e-4
 HI_COLUMN_REL_TOL = 0.01
 """Dickey & Lockman's column density 6.2e20 cm^-2 is quoted to 2 significant digits."""
 
-SMOOTH_SLOPE_ABS_TOL = 5e-3
+SMOOTH_SLOPE_ABS_TOL = 1e-5
 """Asymptotic slopes of the smooth broken power law at 1e3 x away from both breaks: deviations are
-O((R/R_br)^2 * (delta nu)) <= 2e-6 * 2.5, plus finite-difference error of the log-slope."""
+O((R/R_br)^2 * (delta nu)) <= 1e-6 * 2.1 (measured 2.1e-6), and the central-difference error of the log-slope is
+O(h^2) = 1e-12. (It was 5e-3 until session 13: a shape with (1 + x)^dnu instead of (1 + x^2)^(dnu/2) passed.)"""
+
+SMOOTH_LOCAL_SLOPE_ABS_TOL = 1e-8
+"""Log-slope at any rigidity against its closed form: central differences with h = 1e-5 in ln R, error O(h^2)."""
 
 
 # --------------------------------------------------------------------------- reference loaders
@@ -460,11 +464,25 @@ def test_galprop_shape_slopes_and_continuity() -> None:
     assert at[3] == pytest.approx(1.0, rel=1e-15)
 
 
+def _smooth_log_slope(rig: np.ndarray, nu: tuple[float, float, float], br: tuple[float, float]) -> np.ndarray:
+    """d ln q / d ln R of q = x1^-nu1 (1 + x1^2)^((nu1 - nu2)/2) (1 + x2^2)^((nu2 - nu3)/2), x_i = R / R_br_i."""
+    x1, x2 = rig / br[0], rig / br[1]
+    return -nu[0] + (nu[0] - nu[1]) * x1**2 / (1 + x1**2) + (nu[1] - nu[2]) * x2**2 / (1 + x2**2)
+
+
 def test_smooth_shape_asymptotes_to_galprop_slopes() -> None:
-    rig = np.array([1e-2, 1e-2 * 1.001, 3e4, 3e4 * 1.001, 1e11, 1e11 * 1.001])
-    smooth = rigidity_shape_smooth(rig, 0.3, 2.4, 2.1, 10.0, 1e8)[:, 0]
-    slopes = np.log(smooth[1::2] / smooth[0::2]) / math.log(1.001)
-    np.testing.assert_allclose(slopes, [-0.3, -2.4, -2.1], atol=SMOOTH_SLOPE_ABS_TOL)
+    nu, br = (0.3, 2.4, 2.1), (10.0, 1e8)
+    h = 1e-5
+    rig = np.array([1e-2, 3e4, 1e11, 3.0, 10.0, 31.0, 1e5, 1e8, 4e8])  # asymptotes, then near both breaks
+    up = rigidity_shape_smooth(rig * math.exp(h), *nu, *br)[:, 0]
+    down = rigidity_shape_smooth(rig * math.exp(-h), *nu, *br)[:, 0]
+    slopes = np.log(up / down) / (2 * h)
+    np.testing.assert_allclose(slopes[:3], [-0.3, -2.4, -2.1], atol=SMOOTH_SLOPE_ABS_TOL)
+    np.testing.assert_allclose(slopes, _smooth_log_slope(rig, nu, br), atol=SMOOTH_LOCAL_SLOPE_ABS_TOL)
+    assert slopes[4] == pytest.approx(-(nu[0] + nu[1]) / 2, abs=1e-6)  # halfway at the first break
+    at_break = rigidity_shape_smooth(np.array([10.0]), *nu, *br)[0, 0]
+    assert at_break == pytest.approx(2 ** ((nu[0] - nu[1]) / 2) * (1 + 1e-14) ** ((nu[1] - nu[2]) / 2), rel=1e-14)
+    smooth = rigidity_shape_smooth(rig, *nu, *br)[:, 0]
     q = q_primary(rig, 12, 6, 3600.0, 0.3, 2.4, 2.1, 10.0, 1e8, form="smooth")
     np.testing.assert_allclose(q[:, 0], smooth * species_factor(12, 6, 3600.0, 2.1)[0], rtol=IDENTITY_REL_TOL)
 

@@ -44,6 +44,12 @@ def test_fast_matches_exact(problem, exact_solution, backend):
     assert relative_error(res.psi, exact_solution) < FAST_VS_EXACT
 
 
+GALPROP_LADDER_ERROR = (0.03, 0.3)
+"""GALPROP's default 240-step ladder stops short of the steady state: on the small random problem its psi is 9.9e-2
+off the direct solution (residual 0.06-0.08), measured in session 13. The band says 'short of it, by the known
+amount', catching both a ladder that converges (a different procedure) and one that diverges."""
+
+
 def test_galprop_mode_reports_its_error(problem, exact_solution, capsys):
     _, op, q = problem
     with warnings.catch_warnings():
@@ -54,7 +60,7 @@ def test_galprop_mode_reports_its_error(problem, exact_solution, capsys):
     print(f"galprop-mode error vs exact on the small random problem: {err:.3e}, residual {res.residual}")
     # The converged flag must be the honest comparison of the residual with the tolerance.
     assert np.array_equal(res.converged, res.residual <= res.tol)
-    assert np.isfinite(err) and err > 0
+    assert GALPROP_LADDER_ERROR[0] < err < GALPROP_LADDER_ERROR[1]
 
 
 def test_galprop_more_steps_reduce_error(problem, exact_solution):
