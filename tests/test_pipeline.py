@@ -195,3 +195,13 @@ def test_stage_settings_cover_what_each_stage_reads():
     assert stage_settings(moved, "evaluate") == stage_settings(cfg, "evaluate")
     assert "feedback.settings.tau_threshold" in stage_settings(cfg, "feedback_A-paper")
     assert not any(k.startswith("feedback") for k in stage_settings(cfg, "train_A-paper"))
+    # adding a machine (or a noise / ensemble list entry for another machine) keeps the others' stages
+    wider = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, machines=[*cfg.train.machines, "B-crnet"],
+        ensemble_machines=[*cfg.train.ensemble_machines, "B-crnet"]))
+    for stage in ("train_A-paper", "test_pseudodata", "feedback_pseudodata", "feedback_A-paper"):
+        assert stage_settings(wider, stage) == stage_settings(cfg, stage), stage
+    assert stage_settings(wider, "evaluate") != stage_settings(cfg, "evaluate")
+    noisy = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, input_noise_machines=[]))
+    assert stage_settings(noisy, "train_A-paper")["train.input_noise_machines[A-paper]"] is False
+    assert stage_settings(noisy, "train_A-paper") != stage_settings(cfg, "train_A-paper")
