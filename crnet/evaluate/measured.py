@@ -20,8 +20,8 @@ scaled to the nearest data).
 
 Every input bin is labelled (``input_source``): 'data' (a data point within half a grid step in log E),
 'interpolated' (between data points) or 'extrapolated' (outside the data: the reference mock's shape alone).
-``coverage`` is the share of 'data' bins per element. On the paper data set 286 of the 672 inputs are 'data', 102
-interpolated and 288 extrapolated (measured in review), so the prediction leans on the reference mock; the
+``coverage`` is the share of 'data' bins per element. On the paper data set 312 of the 672 inputs are 'data', 91
+interpolated and 269 extrapolated (84-bin paper grid), so the prediction leans on the reference mock; the
 machines are therefore also run with the next-best references (``n_references``) and the spread of their
 predictions is reported with each machine's prediction. Each machine's prediction from the best reference is
 re-simulated and its chi^2_tot reported.
