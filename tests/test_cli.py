@@ -131,5 +131,7 @@ def test_grid_options_decorator_needs_a_grid_parameter():
         return grid
 
     got = takes_grid(out="y", dr_kpc=2.0, dz_kpc=None, ekin_factor=None, z_uniform_half_kpc=1.5,
-                     z_stretch_factor=None, dz_max_kpc=None, loss_scheme="upwind2")
-    assert (got.dr_kpc, got.z_uniform_half_kpc, got.dz_kpc, got.loss_scheme) == (2.0, 1.5, None, "upwind2")
+                     z_stretch_factor=None, dz_max_kpc=None, loss_scheme="upwind2", half_lives="measured")
+    assert (got.dr_kpc, got.z_uniform_half_kpc, got.dz_kpc, got.loss_scheme, got.half_lives) == (
+        2.0, 1.5, None, "upwind2", "measured")
+    assert takes_grid(out="y", dr_kpc=3.0).half_lives is None  # an option not passed is unset

@@ -59,7 +59,7 @@ def with_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(**kwargs: Any) -> Any:
         from crnet.scan.models import GridConfig
 
-        grid = GridConfig(**{name: kwargs.pop(name) for name, _ in GRID_OPTIONS})
+        grid = GridConfig(**{name: kwargs.pop(name, None) for name, _ in GRID_OPTIONS})  # None: not given
         return command(**kwargs, grid=grid)
 
     wrapper.__signature__ = sig.replace(parameters=params, return_annotation=resolved(sig.return_annotation))

@@ -25,11 +25,9 @@ an H100 in session 6 (benchmarks/train_speed.py, benchmarks/results/train_speed_
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
-import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,13 @@ from crnet.features import TargetTransform, regression_metrics
 from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_architecture, network_name
 from crnet.machines.augment import VALIDATION_NOISE_SEED_OFFSET, InputNoise
 from crnet.machines.check import CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, confusion_matrix
+from crnet.machines.checkpoint import (
+    IDENTITY_KEYS,
+    checkpoint_identity,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
 from crnet.machines.crnet_variant import CRNET_BATCH_SIZE, CRNET_LEARNING_RATE, CRNET_WEIGHT_DECAY
 from crnet.machines.data import (
     DEFAULT_BLOCK_SIZE,
@@ -55,9 +60,6 @@ from crnet.machines.modelfile import ModelFile, Predictor, code_version, file_sh
 from crnet.machines.paper import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LEARNING_RATE
 from crnet.paths import require_parent_dir
 from crnet.pseudodata import PseudoDataConfig, make_pseudodata
-
-CHECKPOINT_FORMAT = "crnet-checkpoint"
-CHECKPOINT_VERSION = 1
 
 DEFAULT_MIN_DELTA = 1e-4
 """Relative improvement of the validation loss that counts for early stopping and the best model."""
@@ -132,7 +134,7 @@ class TrainConfig:
         saved = model.metadata.get("train_config")
         if not isinstance(saved, dict):
             raise ValueError(f"{model_path}: the model file records no train_config; give the training settings")
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in fields(cls)}
         values = {k: v for k, v in saved.items() if k in known and k not in ("init_from",)}
         if isinstance(values.get("pseudo"), dict):
             values["pseudo"] = PseudoDataConfig(**{**values["pseudo"], "envelope_delta": tuple(
@@ -196,12 +198,6 @@ def member_path(out: Path | str, k: int) -> Path:
     """Model file of ensemble member ``k`` beside the ensemble's file: ``<out>.member<k>``."""
     out = Path(out)
     return out.with_name(f"{out.name}.member{k}")
-
-
-def checkpoint_path(out: Path | str) -> Path:
-    """Checkpoint written beside the model file: ``<out>.ckpt``."""
-    out = Path(out)
-    return out.with_name(out.name + ".ckpt")
 
 
 def pseudo_path(out: Path | str) -> Path:
@@ -305,22 +301,6 @@ def _initial_model(cfg: TrainConfig, network: str):
     return init
 
 
-IDENTITY_KEYS: tuple[str, ...] = ("machine", "arch", "val_fraction", "seed", "max_sigma", "check_sigma", "batch_size",
-                                  "lr_schedule", "input_noise")
-"""TrainConfig fields a checkpoint must share with the run that resumes it (with the network, architecture and
-training file)."""
-
-
-def _identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str, pseudo_store: bool) -> dict:
-    """What a checkpoint must share with the run that resumes it. The pseudo-data settings count too: they pick
-    Machine A's training records (hold-out of the test centres) and make Machine B's pseudo-data file, which a
-    resume reuses."""
-    pseudo = asdict(cfg.pseudo) if pseudo_store else {"centres": cfg.pseudo.centres,
-                                                      "holdout_fraction": cfg.pseudo.holdout_fraction}
-    return {"network": network, "architecture": arch, "store_sha256": store_sha, "pseudo": pseudo,
-            **{k: getattr(cfg, k) for k in IDENTITY_KEYS}}
-
-
 def _prepare_store(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> Path:
     """The file the machine trains on: Machine B makes pseudo-data unless ``store`` already is pseudo-data."""
     if cfg.machine != "B" or read_store_info(store).is_pseudo:
@@ -367,7 +347,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
         n_bins = data.info.energies.size
     arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
     store_sha = file_sha256(data_path)
-    identity = _identity(cfg, network, arch, store_sha, data_path != store)
+    identity = checkpoint_identity(cfg, network, arch, store_sha, data_path != store)
 
     with _deterministic(device.type == "cpu"):
         torch.manual_seed(cfg.seed)
@@ -392,7 +372,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                  "history": []}
         best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
         if resume:
-            best_weights = _load_checkpoint(ckpt_path, identity, net, optimizer, scheduler, shuffle, state, device)
+            best_weights = load_checkpoint(ckpt_path, identity, net, optimizer, scheduler, shuffle, state, device)
             # the schedule settings of this run, not the checkpoint's: a resumed cosine run stretched to more
             # epochs keeps decaying to eta_min at its new end (with the old T_max it would climb back up)
             if cfg.lr_schedule == "cosine":
@@ -429,7 +409,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr})
             state["epoch"] = epoch + 1
             state["stopped_early"] = state["bad_epochs"] >= cfg.patience
-            _save_checkpoint(ckpt_path, identity, net, optimizer, scheduler, shuffle, state, best_weights)
+            save_checkpoint(ckpt_path, identity, net, optimizer, scheduler, shuffle, state, best_weights)
             bar.update(1)
             bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}", lr=f"{lr:.1e}")
         bar.close()
@@ -556,45 +536,3 @@ def evaluate(model: ModelFile, data: RegressionData | CheckData) -> dict:
     return {"split": "val", "n": int(y.shape[0]), "per_parameter": per_param,
             "frac_predictions_outside_box": outside_any,
             "min_r2": float(min(v["r2"] for v in per_param.values()))}
-
-
-def _save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
-                     state: dict, best_weights: dict) -> None:
-    payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-               "identity_json": json.dumps(identity, sort_keys=True), "state_json": json.dumps(state),
-               "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-               "best_model": {k: v.detach().cpu() for k, v in best_weights.items()},
-               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-               "rng_torch": torch.get_rng_state(), "rng_shuffle_json": json.dumps(shuffle.bit_generator.state)}
-    if torch.cuda.is_available():
-        payload["rng_cuda"] = torch.cuda.get_rng_state_all()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
-                     state: dict, device: torch.device) -> dict:
-    """Restore everything from ``path`` in place; returns the best weights so far."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign / corrupt files
-        raise ValueError(f"{path}: not a readable crnet training checkpoint ({type(exc).__name__}); delete it to "
-                         "train from the start") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a crnet training checkpoint")
-    saved = json.loads(payload["identity_json"])
-    ours = json.loads(json.dumps(identity, sort_keys=True))
-    diff = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
-    if diff:
-        raise ValueError(f"{path}: checkpoint was written by a different run (differs in {diff}); "
-                         "resume with the same store, machine, architecture, seed and split settings")
-    net.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    torch.set_rng_state(payload["rng_torch"])
-    shuffle.bit_generator.state = json.loads(payload["rng_shuffle_json"])
-    if "rng_cuda" in payload and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["rng_cuda"])
-    state.update(json.loads(payload["state_json"]))
-    return {k: v.to(device) for k, v in payload["best_model"].items()}
