@@ -9,6 +9,7 @@ galdef (:meth:`GalaxySetup.from_galdef`) or the paper's galdef shipped with the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -65,6 +66,8 @@ class GalaxySetup:
     proton_norm_ekin_mev: float = 1.0e5
     proton_norm_flux_cgs: float = 4.45e-9
     network_iterations: int = 1
+    network_iter_compl: int | None = None
+    network_iter_sec: int | None = None
     ladder: TimeLadder = field(default_factory=TimeLadder)
     fragmentation: bool = True
     momentum_losses: bool = True
@@ -80,7 +83,20 @@ class GalaxySetup:
     cache keys hold only the grids, and a changed physics field (losses, fragmentation, cross sections, gas, ...)
     must never be served the old tables."""
 
+    def network_passes(self) -> tuple[int, int]:
+        """(passes, complete passes) over the network, as GALPROP v54's propagate_particles: max(network_iterations,
+        network_iter_compl, network_iter_sec) passes, of which only the last ``network_iter_compl`` propagate every
+        species; the earlier ones propagate 1H alone (for which they change nothing, but the first complete pass
+        then has the protons' p + p -> d pi+ source for 2H even in GALPROP's 2H-before-1H order). None for
+        network_iter_compl / _sec: every pass is complete."""
+        compl = self.network_iterations if self.network_iter_compl is None else self.network_iter_compl
+        passes = max(1, self.network_iterations, compl, self.network_iter_sec or 0)
+        return passes, min(compl, passes)
+
     def __post_init__(self) -> None:
+        if self.network_iter_compl is not None and self.network_iter_compl < 1:
+            raise ValueError(f"GalaxySetup.network_iter_compl must be >= 1 (complete passes; 0 would never propagate "
+                             f"a nucleus), got {self.network_iter_compl}")
         if self.loss_scheme not in LOSS_SCHEMES:
             raise ValueError(f"GalaxySetup.loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; "
                              f"'upwind1' = GALPROP's), got {self.loss_scheme!r}")
@@ -92,9 +108,13 @@ class GalaxySetup:
 
         The solve order is GALPROP v54's single heavy-to-light pass (``order="galprop_v54"``) unless
         ``order`` says otherwise: with ``network_iterations = 1`` 10B is then solved before 10Be and
-        misses its decay feed, exactly as GALPROP does; ``= 2`` repeats the pass with every source known.
+        misses its decay feed, exactly as GALPROP does; ``network_iter_compl = 2`` repeats the pass with every
+        source known (:meth:`network_passes`: passes beyond network_iter_compl propagate only 1H, as in GALPROP).
         """
         g = galdef if isinstance(galdef, Galdef) else read_galdef(galdef)
+        if not math.isclose(float(g["z_max"]), -float(g["z_min"]), rel_tol=1e-9):
+            raise ValueError(f"galdef z_min = {g['z_min']}, z_max = {g['z_max']} kpc: crprop solves a halo symmetric "
+                             "about the disc (z_max = -z_min)")
         network = build_network(
             max_z=int(g["max_Z"]), use_z=g.elements(), t_half_limit_yr=float(g["t_half_limit"]),
             k_capture=bool(g["K_capture"]), order=order or "galprop_v54",
@@ -112,6 +132,7 @@ class GalaxySetup:
             proton_norm_ekin_mev=float(g["proton_norm_Ekin"]),
             proton_norm_flux_cgs=float(g["proton_norm_flux"]),
             network_iterations=int(g["network_iterations"]),
+            network_iter_compl=int(g["network_iter_compl"]), network_iter_sec=int(g["network_iter_sec"]),
             ladder=TimeLadder(float(g["start_timestep"]), float(g["timestep_factor"]),
                               int(g["timestep_repeat"]), float(g["end_timestep"])),
             fragmentation=bool(g["fragmentation"]), momentum_losses=bool(g["momentum_losses"]),

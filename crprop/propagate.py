@@ -143,15 +143,18 @@ def propagate(
     residual = np.zeros(n_models)
     steps: dict[int, int] = {}
     src_space = xp.asarray(tables.source_spatial[:, :, None, None])
-    n_pass = max(1, setup.network_iterations)
+    n_pass, n_complete = setup.network_passes()
     last_use = _last_use(tables, net.solve_order) if (n_pass == 1 and not return_psi) else {}
     sun = grid.sun_weights(R_SUN_KPC, Z_SUN_KPC)
     r_w, iz, k_norm, t_norm = normalisation_point(grid, setup.proton_norm_ekin_mev)
     at_sun: dict[int, np.ndarray] = {}
     norm_lo_hi = None
     for iteration in range(n_pass):
+        protons_only = n_pass - iteration > n_complete  # GALPROP: r_net_iter > network_iter_compl
         for pos, s_idx in enumerate(net.solve_order):
             s_idx = int(s_idx)
+            if protons_only and (net.species[s_idx].z, net.species[s_idx].a) != (1, 1):
+                continue
             sp = tables.species[s_idx]
             dxx = diffusion_coefficient_xx(sp.kin.rigidity_mv, sp.kin.beta, arr["d0_1e28_cm2_s"] * 1e28,
                                            arr["delta"], arr["eta"], rigidity_break_mv=D_REFERENCE_RIGIDITY_MV)
@@ -166,7 +169,7 @@ def propagate(
             secondary = tables.secondary_source(s_idx, psi, xp)
             if secondary is not None:
                 q += secondary
-            start = psi.get(s_idx) if iteration > 0 else (psi0 or {}).get(s_idx)
+            start = psi.get(s_idx) if s_idx in psi else (psi0 or {}).get(s_idx)
             res = solve_species(op, q, mode=mode, backend=backend, tol=tol, max_steps=max_steps,
                                 ladder=setup.ladder, psi0=start, on_nonconverged="ignore",
                                 backend_options=opts or None)

@@ -34,6 +34,8 @@ def test_simulate_galdef_writes_documented_file(coarse_galdef, tmp_path):
     res = runner.invoke(app, ["simulate", "--galdef", str(coarse_galdef), "--out", str(out), "--mode", "fast",
                               "--backend", "numba"])
     assert res.exit_code == 0, res.output
+    # the paper galdef repeats electron_rigid_cut: GALPROP takes the first, and the user is told
+    assert "warning: galdef" in res.output and "electron_rigid_cut repeated" in res.output
     with h5py.File(out, "r") as f:
         species = [s.decode() if isinstance(s, bytes) else s for s in f["species"][()]]
         for name in ("H", "Li", "Be", "B", "C", "N", "O", "Ne", "Mg", "Si", "10Be", "12C"):
@@ -88,6 +90,27 @@ def test_simulate_params_toml_and_bad_input(coarse_galdef, tmp_path):
     assert res.exit_code == 2 and "delta" in res.output
     res = runner.invoke(app, ["simulate", "--out", str(tmp_path / "x.h5")])
     assert res.exit_code != 0
+
+
+def test_params_toml_is_read_strictly(tmp_path):
+    """Keys the reader would drop are refused (review of session 13), and [galdef] path is relative to the TOML."""
+    from crnet.commands.simulate import _load_params_toml
+
+    model = ('d0_1e28_cm2_s = 4.0\ndelta = 0.45\neta = -1.0\nv_alfven_km_s = 20.0\nz_halo_kpc = 3.3\nnu1 = 0.5\n'
+             'nu2 = 2.4\nnu3 = 2.2\nr_break1_mv = 1000.0\nr_break2_mv = 3.0e5\n')
+    toml = tmp_path / "sub" / "p.toml"
+    toml.parent.mkdir()
+    toml.write_text('[galdef]\npath = "galdef_54_x"\n\n[[model]]\n' + model)
+    plist, galdef = _load_params_toml(toml)
+    assert galdef == tmp_path / "sub" / "galdef_54_x" and plist[0].delta == 0.45
+    toml.write_text(model)  # a single top-level parameter set
+    assert _load_params_toml(toml)[0][0].z_halo_kpc == 3.3
+    for text, message in [('[galdef]\nfile = "x"\n\n[[model]]\n' + model, "one string entry 'path'"),
+                          ("eta = 3.0\n\n[[model]]\n" + model, r"keys \['eta'\] at the top level"),
+                          ('[[model]]\ngaldef = "x"\n' + model, r"unknown keys \['galdef'\]")]:
+        toml.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            _load_params_toml(toml)
 
 
 def test_galdef_unknown_key_is_refused(tmp_path):

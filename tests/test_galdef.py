@@ -221,6 +221,17 @@ def test_cross_key_checks(tmp_path: Path) -> None:
         tiny(tmp_path, D_g_1=2.5)
     with pytest.raises(GaldefError, match="no element selected"):
         tiny(tmp_path, use_Z_1=0, use_Z_6=0)
+    # review of session 13: each of these was accepted
+    with pytest.raises(GaldefError, match="the halo must enclose the disc"):
+        tiny(tmp_path, z_min=0.5, z_max=9.0)
+    with pytest.raises(GaldefError, match="max_Z.*1 .. 30"):
+        tiny(tmp_path, max_Z=1_000_000)
+    with pytest.raises(GaldefError, match="use_Z_06"):  # GALPROP reads use_Z_6 only: carbon would vanish silently
+        tiny(tmp_path, use_Z_6=None, use_Z_06=1)
+    from crprop.galaxy import GalaxySetup
+
+    with pytest.raises(ValueError, match="symmetric about the disc"):
+        GalaxySetup.from_galdef(tiny(tmp_path, z_min=-3.9, z_max=5.0))
 
 
 def test_ignored_species_switches_only_warn(tmp_path: Path) -> None:

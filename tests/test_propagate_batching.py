@@ -111,9 +111,34 @@ def test_parents_first_order_needs_no_second_pass(tiny):
     labels = [(s.z, s.a) for s in order]
     assert labels.index((1, 1)) < labels.index((1, 2))
     one = propagate(tiny, [PropagationParams(**BASE)], mode="exact", backend="numpy")
-    two = propagate(tiny.with_changes(network_iterations=2), [PropagationParams(**BASE)], mode="exact",
-                    backend="numpy")
+    two = propagate(tiny.with_changes(network_iterations=2, network_iter_compl=2), [PropagationParams(**BASE)],
+                    mode="exact", backend="numpy")
+    assert two.meta["steps_per_species"] == {k: 2 * v for k, v in one.meta["steps_per_species"].items()}
     np.testing.assert_allclose(one.iso_flux, two.iso_flux, rtol=ONE_PASS_RTOL, atol=0)
+
+
+def test_only_network_iter_compl_passes_propagate_nuclei():
+    """GALPROP v54 makes max(network_iterations, network_iter_compl, network_iter_sec) passes and propagates every
+    species only in the last network_iter_compl of them (1H alone before). With iterations 2 and compl 1 in
+    GALPROP's own order (2H before 1H) the nuclei are those of one pass, except 2H: its one complete pass now has
+    the first pass's protons for p + p -> d pi+ (review of session 13: crprop made two complete passes, B +5 %)."""
+    base = GalaxySetup.paper(order="galprop_v54").with_changes(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0)
+    assert (base.network_iterations, base.network_iter_compl, base.network_passes()) == (1, 1, (1, 1))
+    params = [PropagationParams(**BASE)]
+    one = propagate(base, params, mode="exact", backend="numpy")
+    two = propagate(base.with_changes(network_iterations=2), params, mode="exact", backend="numpy")
+    full = propagate(base.with_changes(network_iterations=2, network_iter_compl=2), params, mode="exact",
+                     backend="numpy")
+    assert base.with_changes(network_iterations=2).network_passes() == (2, 1)
+    h2 = one.isotopes.index("2H")
+    others = [k for k in range(len(one.isotopes)) if k != h2]
+    np.testing.assert_allclose(two.iso_flux[:, others], one.iso_flux[:, others], rtol=ONE_PASS_RTOL, atol=0)
+    assert np.all(two.iso_flux[0, h2] >= one.iso_flux[0, h2]) and np.max(two.iso_flux[0, h2] / one.iso_flux[0, h2]) > 2
+    np.testing.assert_allclose(two.iso_flux[0, h2], full.iso_flux[0, h2], rtol=ONE_PASS_RTOL)  # same 1H, same feed
+    boron = one.isotopes.index("10B")
+    assert np.max(full.iso_flux[0, boron] / one.iso_flux[0, boron]) > 1.01  # a second complete pass: 10Be decay feed
+    with pytest.raises(ValueError, match="network_iter_compl must be >= 1"):
+        base.with_changes(network_iter_compl=0)
 
 
 @pytest.mark.parametrize("mode", ["galprop", "fast"])

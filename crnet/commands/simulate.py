@@ -28,15 +28,20 @@ def _load_params_toml(path: Path):
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: not a readable TOML file ({exc})") from None
     table = doc.get("galdef", {})
-    if not isinstance(table, dict) or not isinstance(table.get("path", ""), str):
-        raise ValueError(f"{path}: [galdef] must be a table with a string 'path', got {table!r}")
-    models = doc.get("model", [doc])
+    if not isinstance(table, dict) or not isinstance(table.get("path", ""), str) or set(table) - {"path"}:
+        raise ValueError(f"{path}: [galdef] must be a table with one string entry 'path', got {table!r}")
+    if "model" in doc:
+        stray = sorted(set(doc) - {"model", "galdef"})
+        if stray:
+            raise ValueError(f"{path}: keys {stray} at the top level next to [[model]] tables: put them in each "
+                             "[[model]] (a top-level parameter set is only read when there is no [[model]])")
+    models = doc.get("model", [{k: v for k, v in doc.items() if k != "galdef"}])
     if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
         raise ValueError(f"{path}: 'model' must be a list of tables [[model]], got {models!r}")
     out = []
     for i, m in enumerate(models):
         keys = {k: v for k, v in m.items() if k in PARAM_NAMES}
-        unknown = sorted(k for k in m if k not in PARAM_NAMES and k not in ("model", "galdef"))
+        unknown = sorted(k for k in m if k not in PARAM_NAMES)
         if unknown:
             raise ValueError(f"{path}: model {i}: unknown keys {unknown}; allowed: {list(PARAM_NAMES)}")
         missing = [k for k in PARAM_NAMES if k not in keys]
@@ -47,7 +52,10 @@ def _load_params_toml(path: Path):
         except ValueError as exc:
             raise ValueError(f"{path}: model {i}: {exc}") from None
     galdef = table.get("path")
-    return out, (Path(galdef) if galdef else None)
+    if not galdef:
+        return out, None
+    resolved = Path(galdef) if Path(galdef).is_absolute() else path.parent / galdef  # relative to the TOML file
+    return out, resolved
 
 
 def register(app: typer.Typer) -> None:
@@ -81,12 +89,18 @@ def register(app: typer.Typer) -> None:
             require_parent_dir(out)  # before the propagation, not at the write
             if galdef is not None:
                 g = read_galdef(galdef)
+                for note in g.warnings:  # what GALPROP would do differently from what the file seems to say
+                    typer.echo(f"warning: galdef {galdef}: {note}", err=True)
                 plist = [params_from_galdef(g, check_prior=False)]
                 setup = GalaxySetup.from_galdef(g)
                 check_prior = False  # a galdef is taken as GALPROP would run it
             else:
                 plist, gpath = _load_params_toml(params)
-                setup = GalaxySetup.from_galdef(gpath or paper_galdef_path(), order="parents_first")
+                g = read_galdef(gpath or paper_galdef_path())
+                if gpath is not None:
+                    for note in g.warnings:
+                        typer.echo(f"warning: galdef {gpath}: {note}", err=True)
+                setup = GalaxySetup.from_galdef(g, order="parents_first")
             if half_lives == "measured":
                 setup = setup.with_half_lives(MEASURED_HALF_LIVES_YR)
         except (GaldefError, ValueError) as exc:

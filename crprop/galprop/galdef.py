@@ -433,6 +433,9 @@ def _validate(g: Galdef, where: str) -> list[str]:
                          ("Ekin_min", "Ekin_max", "MeV/n"), ("end_timestep", "start_timestep", "yr")):
         if not g[lo] < g[hi]:
             raise GaldefError(f"{lo} = {g[lo]} {unit} must be below {hi} = {g[hi]} {unit}{where}", lo)
+    if not g["z_min"] < 0 < g["z_max"]:
+        raise GaldefError(f"z_min = {g['z_min']} and z_max = {g['z_max']} kpc{where}: the halo must enclose the disc "
+                          "(z_min < 0 < z_max)", "z_min")
     if not g["nuc_rigid_br0"] <= g["nuc_rigid_br"] <= g["nuc_rigid_br2"]:
         raise GaldefError("injection breaks must satisfy nuc_rigid_br0 <= nuc_rigid_br <= nuc_rigid_br2, got "
                           f"{g['nuc_rigid_br0']}, {g['nuc_rigid_br']}, {g['nuc_rigid_br2']} MV{where}",

@@ -181,7 +181,8 @@ _add("network_iter_compl", "int", _I, Derived(lambda get: min(get("network_itera
 _add("network_iter_sec", "int", _I, Derived(lambda get: min(get("network_iterations"), 1),
      "min(network_iterations, 1)"), "passes that regenerate secondary sources", check=_at_least(0))
 _add("spatial_bound_conds", "int", _I, 1, "1 = psi = 0 on r = r_max and z = z_min, z_max", allowed=(1,))
-_add("max_Z", "int", _I, 2, "heaviest element in the network", check=_at_least(1))
+_add("max_Z", "int", _I, 2, "heaviest element in the network",
+     check=lambda v: None if 1 <= v <= 30 else "an integer in 1 .. 30 (GALPROP's element tables end at Zn)")
 TOTAL_CROSS_SECTION_TRIPATHI = 3
 TOTAL_CROSS_SECTION_MODELS: Mapping[int, str] = {
     0: "letaw", 1: "wellisch_axen", 2: "barashenkov_polanski", TOTAL_CROSS_SECTION_TRIPATHI: "tripathi99",
@@ -334,7 +335,7 @@ _SRC_DOCS = ("z scale height, kpc", "alpha (r^alpha)", "beta (exp(-beta (r - r_s
 
 
 def _family(key: str) -> KeySpec | None:
-    m = re.fullmatch(r"use_Z_([0-9]+)", key)
+    m = re.fullmatch(r"use_Z_([1-9][0-9]*)", key)  # GALPROP builds the name with "use_Z_%d": no leading zero
     if m:
         return KeySpec(key, "int", _I, 0, f"1 = include element Z = {int(m.group(1))}", allowed=(0, 1))
     m = re.fullmatch(r"iso_abundance_([0-9]{2})_([0-9]{3})", key)
