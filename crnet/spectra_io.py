@@ -173,12 +173,17 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
         species = [_decode(s) for s in np.atleast_1d(read("species", None))]
         if not all(isinstance(s, str) for s in species):
             raise ValueError(f"{path}: dataset 'species': labels must be strings, got {species[:3]}")
-        flux = read("flux_lis")
-        converged = read("converged", None).astype(bool)
+        flux = read("flux_lis", None)
+        energy_raw = f["Ekin_GeV_per_n"].dtype
+        converged_raw = read("converged", None)
         residual = read("residual")
         if "params" in f:
             params = read("params")
-            names = [str(_decode(n)) for n in f["params"].attrs.get("names", [])]
+            raw_names = f["params"].attrs.get("names", [])
+            if np.ndim(raw_names) != 1:
+                raise ValueError(f"{path}: dataset 'params': attribute 'names' must be a 1-D list of strings, got "
+                                 f"{raw_names!r}")
+            names = [str(_decode(n)) for n in raw_names]
         else:
             params, names = np.zeros((flux.shape[0] if flux.ndim == 3 else 0, 0)), []
         attrs = {k: _decode(v) for k, v in f.attrs.items()}
@@ -191,6 +196,23 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
 
     def bad(dataset: str, message: str) -> ValueError:
         return ValueError(f"{path}: dataset '{dataset}': {message}")
+
+    if not (np.issubdtype(flux.dtype, np.floating) or np.issubdtype(flux.dtype, np.integer)) or \
+            not np.issubdtype(energy_raw, np.number) or np.issubdtype(energy_raw, np.complexfloating):
+        raise bad("flux_lis", f"fluxes and energies must be real numbers, got {flux.dtype} / {energy_raw}")
+    flux = flux.astype(np.float64)
+    if converged_raw.dtype == bool or (np.issubdtype(converged_raw.dtype, np.integer)
+                                       and np.all(np.isin(converged_raw, (0, 1)))):
+        converged = converged_raw.astype(bool)
+    else:
+        raise bad("converged", f"must be booleans (or 0/1), got {converged_raw.dtype} {converged_raw[:3]!r}")
+    if not np.all(np.isfinite(residual)) or np.any(residual < 0):
+        raise bad("residual", "relative residuals must be finite and >= 0")
+    for key, unit in (("flux_units", FLUX_UNITS), ("energy_units", ENERGY_UNITS)):
+        if key in attrs and str(attrs[key]) != unit:
+            raise ValueError(f"{path}: root attribute {key} = {attrs[key]!r}: crnet reads {unit!r} only")
+    if len(set(names)) != len(names):
+        raise bad("params", f"duplicate column names {names}")
 
     if energy.ndim != 1 or energy.size < 2:
         raise bad("Ekin_GeV_per_n", f"must be a 1-D grid of >= 2 energies, got shape {energy.shape}")

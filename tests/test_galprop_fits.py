@@ -113,3 +113,39 @@ def test_refuses_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(GalpropFitsError, match="cannot open"):
         read_nuclei_fits(text)
     assert issubclass(GalpropFitsError, ValueError)
+
+
+def test_load_run_refuses_a_single_slice_and_output_of_another_run(tmp_path: Path, galprop_ref_dir: Path) -> None:
+    """crnet galprop compare checks the output against its galdef before propagating (review of session 13: another
+    run's npz loaded fine, and a single-slice FITS failed inside Grid)."""
+    import shutil
+
+    from crprop.galaxy import paper_galdef_path
+    from crprop.galprop.compare import load_run
+
+    flux, _, z, e = flux_model()
+    run = tmp_path / "slice"
+    run.mkdir()
+    shutil.copy(paper_galdef_path(), run / "galdef_54_slice")  # the paper grid: 21 r x 40 z x 84 E as flux_model
+    iz = int(1e-6 - Z0 / DZ)
+    galprop_hdu(flux[:, :, iz:iz + 1, :], e, float(z[iz])).writeto(run / "nuclei_54_slice")
+    with pytest.raises(ValueError, match="not a single z slice"):
+        load_run(run)
+    (run / "nuclei_54_slice").unlink()
+    galprop_hdu(flux, e, Z0).writeto(run / "nuclei_full_54_slice")
+    full = load_run(run)
+    assert full.iso_flux_si.shape == (len(SPECIES), N_E)  # the full file of the same grid is accepted
+    from crprop.galprop.compare import deviation_table
+
+    ref = full.spectra()
+    assert all(row["max_abs_dev"] == 0.0 for row in deviation_table(ref, ref))
+    with pytest.raises(ValueError, match="holds no grid energy"):
+        deviation_table(ref, ref, 2e5, 1e6)
+    for other, message in (("p6", "z grid reaches"), ("crml_base_efine", "energies")):
+        mixed = tmp_path / "crml_base"
+        shutil.rmtree(mixed, ignore_errors=True)
+        mixed.mkdir()
+        shutil.copy(galprop_ref_dir / "crml_base" / "galdef_54_crml_base", mixed)
+        shutil.copy(galprop_ref_dir / other / f"{other}.npz", mixed / "crml_base.npz")
+        with pytest.raises(ValueError, match=f"{message}.*another run"):
+            load_run(mixed)

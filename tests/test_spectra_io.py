@@ -106,6 +106,10 @@ def _corrupt(path: Path, name: str, data: np.ndarray | None) -> None:
             "neither an element",
         ),
         ("converged", np.ones(2, bool), "one per model"),
+        # review of session 13: these were read as converged / finite / real
+        ("converged", np.array([b"no", b"no", b"no"], dtype=object), "must be booleans"),
+        ("converged", np.array([0.5, np.nan, 1.0]), "must be booleans"),
+        ("residual", np.array([np.nan, -1.0, 0.0]), "finite and >= 0"),
     ],
 )
 def test_reader_refuses_malformed_files(
@@ -117,6 +121,27 @@ def test_reader_refuses_malformed_files(
     with pytest.raises(ValueError, match=match) as err:
         read_spectra_h5(path)
     assert str(path) in str(err.value)
+
+
+def test_reader_refuses_other_units_complex_values_and_duplicate_names(tmp_path: Path) -> None:
+    path = tmp_path / "bad.h5"
+    write_spectra_h5(path, make_spectra(), params=np.ones((3, 2)), param_names=["a", "b"])
+    with h5py.File(path, "a") as f:
+        f.attrs["flux_units"] = "cm^-2 s^-1 sr^-1 (MeV/n)^-1"
+    with pytest.raises(ValueError, match="flux_units = 'cm.*crnet reads 'm"):
+        read_spectra_h5(path)
+    write_spectra_h5(path, make_spectra(), params=np.ones((3, 2)), param_names=["a", "b"])
+    with h5py.File(path, "a") as f:
+        f["params"].attrs["names"] = ["a", "a"]
+    with pytest.raises(ValueError, match="duplicate column names"):
+        read_spectra_h5(path)
+    write_spectra_h5(path, make_spectra())
+    with h5py.File(path, "a") as f:
+        flux = f["flux_lis"][()]
+        del f["flux_lis"]
+        f.create_dataset("flux_lis", data=flux.astype(np.complex128))
+    with pytest.raises(ValueError, match="must be real numbers"):
+        read_spectra_h5(path)
 
 
 def test_reader_refuses_inconsistent_elements(tmp_path: Path) -> None:

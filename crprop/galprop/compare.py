@@ -64,33 +64,62 @@ def load_run(run_dir: str | Path) -> GalpropRun:
     params = params_from_galdef(galdef, check_prior=False)
     npz = run_dir / f"{run_dir.name}.npz"
     fits_files = sorted(run_dir.glob("nuclei_full_54_*")) + sorted(run_dir.glob("nuclei_54_*"))
+    energies = galdef.grid().ekin_mev_per_n()
     if npz.exists():
         wanted = ("Ekin_MeV_per_n", "iso_Z", "iso_A", "iso_flux_LIS")
         try:
             with np.load(npz, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in wanted if k in f}
+                arrays = {k: f[k] for k in (*wanted, "z_kpc") if k in f}
         except (OSError, EOFError, ValueError) as exc:  # ValueError: an object array would need pickles
             raise ValueError(f"{npz}: not a readable npz file without pickles ({exc})") from None
         missing = [k for k in wanted if k not in arrays]
         if missing:
             raise ValueError(f"{npz}: missing arrays {missing} (a GALPROP reference npz holds {list(wanted)})")
-        e_gev = arrays["Ekin_MeV_per_n"] / 1e3
-        iso_z, iso_a = arrays["iso_Z"].astype(int), arrays["iso_A"].astype(int)
-        flux = arrays["iso_flux_LIS"] * FLUX_CGS_MEV_TO_SI_GEV
+        source = npz
+        e_mev, iso_z, iso_a = arrays["Ekin_MeV_per_n"], arrays["iso_Z"], arrays["iso_A"]
+        flux = arrays["iso_flux_LIS"]
+        z_npz, z_top = np.asarray(arrays.get("z_kpc", []), dtype=float), float(galdef.grid().z_kpc()[-1])
+        if z_npz.size and not np.isclose(z_npz.max(), z_top, rtol=1e-6, atol=1e-6):
+            raise ValueError(f"{npz}: its z grid reaches {z_npz.max():.6g} kpc, the galdef's {z_top:.6g} kpc: output "
+                             "of another run")
+        flux = flux * FLUX_CGS_MEV_TO_SI_GEV
     elif fits_files:
         from crprop.galprop.fits import read_nuclei_fits
 
-        out = read_nuclei_fits(fits_files[0])
+        source = fits_files[0]
+        out = read_nuclei_fits(source)
+        if len(out.z_kpc) < 3 or len(out.r_kpc) < 3:
+            raise ValueError(f"{source}: {len(out.r_kpc)} r x {len(out.z_kpc)} z nodes; crnet compares the full "
+                             "(r, z) output at the Sun (GALPROP's nuclei_full_54_* with output_gcr_full = 1), not "
+                             "a single z slice")
         grid = Grid(out.r_kpc, out.z_kpc, out.ekin_mev_per_n)
         weights = grid.sun_weights(R_SUN_KPC, Z_SUN_KPC)
         keep = np.asarray(out.K_electron) == 0
         at_sun = sum(w * out.flux[:, ir, jz, :] for ir, jz, w in weights)
-        e_gev = out.ekin_mev_per_n / 1e3
+        e_mev = out.ekin_mev_per_n
         iso_z, iso_a = np.asarray(out.Z)[keep], np.asarray(out.A)[keep]
         flux = at_sun[keep] * FLUX_CGS_MEV_TO_SI_GEV
     else:
         raise ValueError(f"{run_dir}: no GALPROP output ({npz.name} or nuclei_full_54_* / nuclei_54_* FITS)")
-    return GalpropRun(run_dir.name, galdef, params, e_gev, iso_z, iso_a, flux)
+    _check_output(source, energies, np.asarray(e_mev, dtype=float), iso_z, iso_a, np.asarray(flux, dtype=float))
+    return GalpropRun(run_dir.name, galdef, params, np.asarray(e_mev, dtype=float) / 1e3, np.asarray(iso_z).astype(int),
+                      np.asarray(iso_a).astype(int), np.asarray(flux, dtype=float))
+
+
+def _check_output(source: Path, energies_mev: np.ndarray, e_mev: np.ndarray, iso_z, iso_a, flux: np.ndarray) -> None:
+    """GALPROP output that belongs to its galdef: same energy grid, integral Z and A, finite fluxes >= 0 shaped
+    (n_isotopes, n_E); ValueError naming the file otherwise (before a propagation is spent on it)."""
+    if e_mev.shape != energies_mev.shape or not np.allclose(e_mev, energies_mev, rtol=1e-6):
+        raise ValueError(f"{source}: {e_mev.size} energies {e_mev[:1]}..{e_mev[-1:]} MeV/n, the galdef's grid has "
+                         f"{energies_mev.size} ({energies_mev[0]:.6g}..{energies_mev[-1]:.6g} MeV/n): output of "
+                         "another run")
+    z, a = np.asarray(iso_z, dtype=float), np.asarray(iso_a, dtype=float)
+    if z.ndim != 1 or z.shape != a.shape or np.any(z != np.round(z)) or np.any(a != np.round(a)) or np.any(z < 1):
+        raise ValueError(f"{source}: iso_Z / iso_A must be matching 1-D lists of integers >= 1")
+    if flux.shape != (z.size, e_mev.size):
+        raise ValueError(f"{source}: flux of shape {flux.shape}, expected (n_isotopes={z.size}, n_E={e_mev.size})")
+    if not np.all(np.isfinite(flux)) or np.any(flux < 0):
+        raise ValueError(f"{source}: fluxes must be finite and >= 0")
 
 
 def deviation_table(model: Spectra, reference: Spectra, emin_gev: float = COMPARE_EMIN_GEV,
@@ -103,8 +132,14 @@ def deviation_table(model: Spectra, reference: Spectra, emin_gev: float = COMPAR
         raise ValueError("model and reference spectra are on different energy grids")
     e = model.ekin_gev_per_n
     sel = (e >= emin_gev * (1 - 1e-9)) & (e <= emax_gev * (1 + 1e-9))
+    if not sel.any():
+        raise ValueError(f"energy window [{emin_gev:.6g}, {emax_gev:.6g}] GeV/n holds no grid energy "
+                         f"({e[0]:.6g} .. {e[-1]:.6g} GeV/n)")
     rows = []
-    names = [s for s in reference.elements if s in model.elements]
+    missing = [s for s in reference.elements if s not in model.elements]
+    if missing:
+        raise ValueError(f"the model has no {missing} (the reference does): not the same network")
+    names = list(reference.elements)
     series = {s: (model.flux(s)[0], reference.flux(s)[0]) for s in names}
     if "B" in series and "C" in series:
         series["B/C"] = (series["B"][0] / series["C"][0], series["B"][1] / series["C"][1])
