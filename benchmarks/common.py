@@ -20,8 +20,6 @@ from crprop.physics.source import source_distribution
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-GALPROP_FALLBACK_S = 32.0
-"""GALPROP v54 wall time for crml_base, 25 isotopes, one core (../shared/reference/galprop/README.md)."""
 N_ISOTOPES = 25
 
 
@@ -42,13 +40,15 @@ def galprop_reference_dir() -> Path:
 
 
 def galprop_seconds_per_model() -> tuple[float, str]:
-    """(wall seconds per crml_base model, where the number came from)."""
-    root = shared_dir()
-    if root is not None:
-        js = root / "reference" / "galprop" / "crml_base" / "crml_base.json"
-        if js.exists():
-            return float(json.loads(js.read_text())["wall_time_s"]), str(js)
-    return GALPROP_FALLBACK_S, "README of ../shared/reference/galprop (re-timed alone: 32.0 s)"
+    """(wall seconds per crml_base model, where the number came from): GALPROP v54's own run, read from
+    reference/galprop/crml_base/crml_base.json (``wall_time_s``, one OpenMP thread; the README there re-timed it
+    alone at 32.0 s, +-20 % as its runs shared a 2-core VM). Every benchmark compares with this one number; there is
+    no built-in fallback (until session 13 a missing file silently gave 32.0 s while others used 28.5 s)."""
+    js = galprop_reference_dir() / "crml_base" / "crml_base.json"
+    if not js.exists():
+        raise SystemExit(f"{js} is needed for the GALPROP timing (benchmarks/gpu_session.sh prepare carries it)")
+    info = json.loads(js.read_text())
+    return float(info["wall_time_s"]), f"{js} (wall_time_s, {info.get('omp_threads', '?')} OpenMP thread(s))"
 
 
 def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
@@ -75,7 +75,13 @@ def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
 
 
 def save_results(stem: str, text: str, payload: dict) -> None:
-    """Print a result table and write it to benchmarks/results/<stem>.md, with ``payload`` as <stem>.json."""
+    """Print a result table and write it to benchmarks/results/<stem>.md, with ``payload`` as <stem>.json; the .md
+    ends with the command, commit and thread counts of :func:`machine`."""
+    where = machine()
+    text = (f"{text}\n\nMeasured with `{where['command']}` at commit {where['commit'][:10]}"
+            f"{' (uncommitted changes)' if where['dirty_tree'] else ''}; numba threads {where.get('numba_threads')}, "
+            f"{where['cores']} cores{', GPU ' + where['gpu'] if 'gpu' in where else ''}.")
+    payload = {**payload, "provenance": where}
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.md").write_text(text)
@@ -83,8 +89,36 @@ def save_results(stem: str, text: str, payload: dict) -> None:
 
 
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version()}
+    """Where and from what a result was measured: CPU, cores and the threads numba / torch use, the command line,
+    the git commit (and whether the tree had uncommitted changes), the GPU if CuPy sees one."""
+    import subprocess
+    import sys
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "command": " ".join(sys.argv),
+            "commit": git("rev-parse", "HEAD"),
+            "dirty_tree": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    try:
+        import numba
+
+        info["numba_threads"] = numba.get_num_threads()
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        info["torch_threads"] = sys.modules["torch"].get_num_threads()
+    if "cupy" in sys.modules:
+        try:
+            cupy = sys.modules["cupy"]
+            info["gpu"] = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+        except Exception:  # noqa: BLE001 - a GPU name is informative only
+            pass
+    return info
 
 
 def nominal_bytes(mode: str, precision: str) -> int:

@@ -27,6 +27,7 @@ Writes benchmarks/results/energy_sweep_probe.{json,md}.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -113,4 +114,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] + " (no options; writes benchmarks/results/"
+                            f"{Path(__file__).stem}.md/.json)").parse_args()  # --help prints, never runs
     main()

@@ -6,7 +6,7 @@ element in 0.1-1000 GeV/n, saves a figure of crprop/GALPROP versus energy per el
 full 25-isotope network per backend and mode next to GALPROP's own wall time.
 
     python benchmarks/galprop_compare.py [--runs crml_base p1 ...] [--backend numba]
-Writes benchmarks/results/galprop_compare.{json,md} and galprop_compare_<run>.png.
+Writes benchmarks/results/galprop_compare_<tag>.{json,md} and galprop_compare_<run>_<tag>.png.
 """
 
 from __future__ import annotations
@@ -60,7 +60,13 @@ def main() -> None:
     args = ap.parse_args()
     ref = galprop_reference_dir()
     out = {"machine": machine(), "backend": args.backend, "runs": {}}
-    md = []
+    md = [f"crprop vs GALPROP v54 ({args.backend}); deviations in % of GALPROP's flux; crprop wall times after a "
+          "warm-up (no JIT compilation), GALPROP's from each run's json (one OpenMP thread).", ""]
+    warm = load_run(ref / args.runs[0])  # compile the kernels once, outside the timings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        propagate(warm.setup().with_changes(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0), warm.params, mode="fast",
+                  backend=args.backend, check_prior=False)
     for name in args.runs:
         run = load_run(ref / name)
         mode = "fast" if "tconv" in name else "galprop"
@@ -79,9 +85,12 @@ def main() -> None:
         out["runs"][name] = {"mode": mode, "crprop_wall_s": wall, "galprop_wall_s": galprop_wall,
                              "residual": float(model.residual.max()), "rows": rows,
                              "steps_per_species": model.meta["steps_per_species"]}
-        figure(name, model, run.spectra(), RESULTS / f"galprop_compare_{name}.png")
+        figure(name, model, run.spectra(), RESULTS / f"galprop_compare_{name}_{args.tag}.png")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"galprop_compare_{args.tag}.json").write_text(json.dumps(out, indent=1))
+    where = out["machine"]
+    md.append(f"Measured with `{where['command']}` at commit {where['commit'][:10]}; numba threads "
+              f"{where.get('numba_threads')}, {where['cores']} cores.")
     (RESULTS / f"galprop_compare_{args.tag}.md").write_text("\n".join(md))
 
 

@@ -10,8 +10,8 @@ bytes per cell-step = the kernels' nominal DRAM traffic (every field array read/
 fast = psi 8 + Q 8 + d R in douglas_z, d 2R in the p sweep, d R + psi 16 in douglas_r = 32 + 4R;
 galprop = 3 sweeps x (psi R + Q/s R + psi R) = 9R; R = 4 or 8 bytes; coefficient tables, neighbour
 re-reads and the Thomas scratch c', d' are not counted); achieved bandwidth = that traffic / time, against
-the measured device-to-device copy bandwidth (bytes read + written). GALPROP reference: 32 s per model for
-the 25-isotope CR-ML network on one core (/work/shared/reference/galprop/README.md) = 1.28 s per species.
+the measured device-to-device copy bandwidth (bytes read + written). GALPROP reference: crml_base.json's wall
+time per model for the 25-isotope CR-ML network on one core (common.galprop_seconds_per_model), per species.
 Issue goal: >= 2,000 models/s for 25 isotopes in fast mode fp32, i.e. <= 20 us per model-species.
 
 Usage: python benchmarks/gpu_solver_speed.py [--out DIR] [--sizes 1 64 512 2048 8192] [--quick]
@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import copy_bandwidth_gb_s, nominal_bytes  # noqa: E402
+from common import copy_bandwidth_gb_s, galprop_seconds_per_model, nominal_bytes  # noqa: E402
 
 from crprop.backends import cupy_backend as cb  # noqa: E402
 from crprop.constants import C_CM_S, MB_CM2  # noqa: E402
@@ -46,9 +46,14 @@ from crprop.physics.losses import loss_coefficients, momentum_loss_rate  # noqa:
 from crprop.physics.source import source_distribution  # noqa: E402
 from crprop.solvers import douglas  # noqa: E402
 
-GALPROP_S_PER_MODEL = 32.0
 N_ISOTOPES = 25
-GALPROP_S_PER_SPECIES = GALPROP_S_PER_MODEL / N_ISOTOPES
+
+
+def galprop_s_per_species() -> float:
+    """GALPROP's crml_base wall time per model (reference json) over its 25 isotopes, s."""
+    return galprop_seconds_per_model()[0] / N_ISOTOPES
+
+
 GOAL_US_PER_MODEL_SPECIES = 1e6 / (2000 * N_ISOTOPES)
 TOL = 1e-6
 
@@ -121,7 +126,7 @@ def speed_table(sizes: list[int], copy_bw: float) -> list[dict]:
                            models_per_s_25_isotopes=1.0 / per / N_ISOTOPES,
                            nominal_bytes_per_cell_step=nominal_bytes(mode, precision),
                            achieved_gb_s=traffic / sec / 1e9, fraction_of_copy_bw=traffic / sec / 1e9 / copy_bw,
-                           speedup_vs_galprop_core=GALPROP_S_PER_SPECIES / per,
+                           speedup_vs_galprop_core=galprop_s_per_species() / per,
                            max_residual=float(res.residual.max()), converged=bool(res.converged.all()),
                            wall_s=sec)
                 rows.append(row)
@@ -252,7 +257,7 @@ def _fmt(x: float | None) -> str:
 def markdown(meta: dict, rows: list[dict], prof: list[dict], var: list[dict], acc: dict) -> str:
     lines = [f"# GPU solver speed ({meta['device']}, CuPy {meta['cupy']})", "",
              f"Paper grid {meta['grid']}, 12C, tol {TOL:g}; copy bandwidth {meta['copy_gb_s']:.0f} GB/s "
-             f"(read + write). GALPROP: {GALPROP_S_PER_SPECIES:.2f} s per model-species (one core). "
+             f"(read + write). GALPROP: {galprop_s_per_species():.2f} s per model-species (one core). "
              f"Goal: <= {GOAL_US_PER_MODEL_SPECIES:.0f} us per model-species (fast, fp32). "
              f"Kernel options: {meta.get('options')}.", "",
              "| mode | precision | B | steps | ms / model-species | model-species / s | models / s (25 iso) "
@@ -305,7 +310,8 @@ def main() -> None:
     props = cupy.cuda.runtime.getDeviceProperties(0)
     meta = dict(device=props["name"].decode(), cupy=cupy.__version__, python=platform.python_version(),
                 grid=list(Grid.regular().shape), tol=TOL, copy_gb_s=copy_bandwidth_gb_s(),
-                galprop_s_per_model_species=GALPROP_S_PER_SPECIES, goal_us_per_model_species=GOAL_US_PER_MODEL_SPECIES)
+                galprop_s_per_model_species=galprop_s_per_species(),
+                goal_us_per_model_species=GOAL_US_PER_MODEL_SPECIES)
     print(json.dumps(meta), flush=True)
     for precision in ("float64", "float32"):  # compile outside the timings
         _, op, spatial, q_e = build_problem(1)

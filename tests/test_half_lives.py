@@ -68,7 +68,7 @@ def test_decay_conserves_diffusion_weighted_a10_density(tiny):
 
 
 def test_measured_half_life_lowers_10be_only_where_it_decays(tiny):
-    """Full physics on the test grid: 10Be falls by 6-16 % below 3 GeV/n (decay-dominated; the coarse z grid makes
+    """Full physics on the test grid: 10Be falls by 7-16 % below 3 GeV/n (decay-dominated; the coarse z grid makes
     it close to the leaky-box ratio 1.387/1.60 at 1 MeV/n) and by < 0.1 % above 300 GeV/n (time dilation);
     9Be moves by < 0.03 % (10Be fragments into it)."""
     params = [PropagationParams(**{**BASE, "v_alfven_km_s": 34.9})]

@@ -155,6 +155,6 @@ def format_table(rows: list[dict], title: str = "") -> str:
     lines = [title] if title else []
     lines.append(f"{'species':8s} {'max |dev|':>10s} {'signed':>9s} {'at GeV/n':>10s}")
     for r in rows:
-        lines.append(f"{r['species']:8s} {100 * r['max_abs_dev']:9.3f}% {100 * r['signed_dev']:8.3f}% "
+        lines.append(f"{r['species']:8s} {100 * r['max_abs_dev']:9.3g}% {100 * r['signed_dev']:8.3g}% "
                      f"{r['at_GeV_per_n']:10.3g}")
     return "\n".join(lines)
