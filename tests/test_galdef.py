@@ -234,6 +234,13 @@ def test_cross_key_checks(tmp_path: Path) -> None:
         GalaxySetup.from_galdef(tiny(tmp_path, z_min=-3.9, z_max=5.0))
 
 
+def test_grid_ends_off_the_boundary_warn(tmp_path: Path) -> None:
+    g = tiny(tmp_path, r_max=20.0, dr=3.0)
+    assert any("(r_max - r_min) / dr = 6.66667 is not a whole number" in w for w in g.warnings)
+    assert g.grid().n_r == 8  # GALPROP's int(20/3 + 1.5): nodes 0 .. 21 kpc
+    assert not any("whole number" in w for w in tiny(tmp_path).warnings)  # 20/1 and 7.8/0.2 are whole
+
+
 def test_ignored_species_switches_only_warn(tmp_path: Path) -> None:
     g = tiny(tmp_path, primary_electrons=1, gamma_rays=1, secondary_antiproton=1, long_min=3.0)
     joined = " ".join(g.warnings)

@@ -58,6 +58,9 @@ __all__ = [
 ]
 
 MAX_Z_SUPPORTED = 14
+GRID_RATIO_SLACK = 1e-6
+"""Relative slack in (r_max - r_min)/dr and (z_max - z_min)/dz before they count as not whole (decimal galdef
+values such as 3.9 / 0.2 are not exact in binary)."""
 """Heaviest element crprop's nuclear network covers."""
 
 GALPROP_VALUE_COLUMN = 22
@@ -444,6 +447,11 @@ def _validate(g: Galdef, where: str) -> list[str]:
         raise GaldefError(f"D_g_1 = {g['D_g_1']}{where}: reacceleration (D_pp ~ 1/(delta (4 - delta^2)"
                           f" (4 - delta))) needs 0 < D_g_1 < 2", "D_g_1")
     grid = g.grid()
+    for lo, hi, step in (("r_min", "r_max", "dr"), ("z_min", "z_max", "dz")):
+        steps = (g[hi] - g[lo]) / g[step]
+        if abs(steps - round(steps)) > GRID_RATIO_SLACK:
+            warnings.append(f"({hi} - {lo}) / {step} = {steps:.6g} is not a whole number: GALPROP's nodes are "
+                            f"{lo} + i {step} for i < int(that + 1.5), so the last one is not at {hi} = {g[hi]} kpc")
     if grid.n_r < 3 or grid.n_z < 3 or grid.n_E < 3:
         raise GaldefError(f"grid {grid.n_r} x {grid.n_z} x {grid.n_E} (r, z, E){where}: need >= 3 nodes each",
                           "dr")
