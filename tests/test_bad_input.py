@@ -148,7 +148,7 @@ def test_cli_checks_cheap_things_before_long_work(tmp_path) -> None:
 
 @pytest.mark.parametrize(("toml", "message"), [
     ("model = 3\n", "'model' must be a list of tables"),
-    ("[galdef]\npath = 5\n", "must be a table with a string 'path'"),
+    ("[galdef]\npath = 5\n", "must be a table with one string entry 'path'"),
 ])
 def test_simulate_refuses_mis_shaped_parameter_files(tmp_path, toml, message) -> None:
     path = tmp_path / "p.toml"
