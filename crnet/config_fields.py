@@ -65,3 +65,12 @@ def check_fields(cls: type, raw: Mapping[str, Any], where: str) -> None:
         nested = [t for t in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(t)]
         if nested and isinstance(value, Mapping):
             check_fields(nested[0], value, f"{where}.{key}")
+
+
+def check_seed(value: Any, field: str = "seed") -> None:
+    """ValueError unless ``value`` is an integer >= 0 (Python or numpy; not a bool): numpy seeds are non-negative,
+    and a negative one would otherwise fail only where the first generator is made, hours into a run."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{field} must be an integer >= 0 (numpy seeds are non-negative), got {value!r}")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from crnet.config_fields import check_seed
 from crnet.data import DEFAULT_DATASET
 from crnet.features import FEATURE_SPECIES, TargetTransform, features_from_raw, relative_change, species_rows
 from crnet.likelihood import chi2 as chi2_of
@@ -113,8 +114,7 @@ class FeedbackConfig:
         if not 0.0 <= self.max_relative < 1.0:
             raise ValueError(f"max_relative must lie in [0, 1) (largest relative pseudo-data fluctuation), got "
                              f"{self.max_relative}")
-        if not (isinstance(self.seed, int) and self.seed >= 0):
-            raise ValueError(f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}")
+        check_seed(self.seed)
 
 
 @dataclass

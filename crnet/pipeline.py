@@ -286,7 +286,7 @@ def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
         full["scan"] = {k: full["scan"][k] for k in FIT_SCAN_SETTINGS}
     for section in SECTION_ORDER[: SECTION_ORDER.index(last) + 1]:
         walk(section, full[section])
-    if stage != "evaluate" and stage != "measured":  # a machine's stages do not depend on the other machines
+    if stage not in ("evaluate", "measured"):  # a machine's stages do not depend on the other machines
         machine = stage.split("_", 1)[1] if stage.startswith(("train_", "feedback_")) else None
         for key in MACHINE_LIST_SETTINGS:
             members = flat.pop(key, None)

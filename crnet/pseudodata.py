@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crnet.config_fields import check_seed
 from crnet.data import DEFAULT_DATASET
 from crnet.features import FEATURE_SPECIES, c_norm_index, species_rows
 from crnet.likelihood import RATIO_PARAMETERS, chi2, delta_chi2_threshold
@@ -118,8 +119,7 @@ class PseudoDataConfig:
             raise ValueError(f"envelope_delta must satisfy 0 < low <= high, got {self.envelope_delta}")
         if self.n_sigma <= 0:
             raise ValueError(f"n_sigma must be > 0, got {self.n_sigma}")
-        if not (isinstance(self.seed, int) and self.seed >= 0):
-            raise ValueError(f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}")
+        check_seed(self.seed)
 
 
 @dataclass

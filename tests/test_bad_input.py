@@ -196,3 +196,16 @@ def test_fit_start_must_be_finite() -> None:
 
     with pytest.raises(ValueError, match=r"not finite: \['delta'\]"):
         fit_best(None, FitConfig(start=[START[0], math.nan, *START[2:]]), progress=False)
+
+
+def test_seeds_are_checked_once_for_every_config() -> None:
+    """One seed rule for scan, training, pseudo-data and feedback configs (crnet.config_fields.check_seed)."""
+    import numpy as np
+
+    from crnet.config_fields import check_seed
+
+    check_seed(np.int64(3))
+    check_seed(0)
+    for bad in (-1, True, 2.0, "3"):
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            check_seed(bad)

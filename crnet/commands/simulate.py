@@ -58,6 +58,12 @@ def _load_params_toml(path: Path):
     return out, resolved
 
 
+def _echo_galdef_warnings(galdef, path: Path) -> None:
+    """What GALPROP would do differently from what the galdef seems to say (repeated keys, ...), on stderr."""
+    for note in galdef.warnings:
+        typer.echo(f"warning: galdef {path}: {note}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def simulate(
@@ -89,17 +95,15 @@ def register(app: typer.Typer) -> None:
             require_parent_dir(out)  # before the propagation, not at the write
             if galdef is not None:
                 g = read_galdef(galdef)
-                for note in g.warnings:  # what GALPROP would do differently from what the file seems to say
-                    typer.echo(f"warning: galdef {galdef}: {note}", err=True)
+                _echo_galdef_warnings(g, galdef)
                 plist = [params_from_galdef(g, check_prior=False)]
                 setup = GalaxySetup.from_galdef(g)
                 check_prior = False  # a galdef is taken as GALPROP would run it
             else:
                 plist, gpath = _load_params_toml(params)
                 g = read_galdef(gpath or paper_galdef_path())
-                if gpath is not None:
-                    for note in g.warnings:
-                        typer.echo(f"warning: galdef {gpath}: {note}", err=True)
+                if gpath is not None:  # the shipped paper galdef's notes are known (README)
+                    _echo_galdef_warnings(g, gpath)
                 setup = GalaxySetup.from_galdef(g, order="parents_first")
             if half_lives == "measured":
                 setup = setup.with_half_lives(MEASURED_HALF_LIVES_YR)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from crnet.config_fields import check_seed
 from crnet.features import TargetTransform, regression_metrics
 from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_architecture, network_name
 from crnet.machines.augment import VALIDATION_NOISE_SEED_OFFSET, InputNoise
@@ -162,8 +163,7 @@ class TrainConfig:
             raise ValueError(f"ensemble must be >= 1 (members), got {self.ensemble}")
         if self.ensemble > 1 and net == "check":
             raise ValueError("ensemble applies to Machines A and B, not the Check Machine")
-        if not (isinstance(self.seed, int) and self.seed >= 0):
-            raise ValueError(f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}")
+        check_seed(self.seed)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.patience < 1 or self.lr_patience < 0:

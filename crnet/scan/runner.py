@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from crnet.config_fields import check_seed
 from crnet.data import DATASETS
 from crnet.scan.designs import DESIGNS, design_points, design_slice, gaussian_design, prior_box, to_log, to_physical
 from crnet.scan.models import Evaluation, GridConfig, PropagateModel, ScanModel, require_converging_mode
@@ -127,8 +128,7 @@ class ScanConfig:
                 raise ValueError(f"start_cov must be a finite symmetric 10x10 matrix, got shape {cov.shape}")
             if np.linalg.eigvalsh(cov).min() <= 0:
                 raise ValueError("start_cov must be positive definite (log-break coordinates)")
-        if not (isinstance(self.seed, int) and self.seed >= 0):
-            raise ValueError(f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}")
+        check_seed(self.seed)
         if not 0 <= self.shard < self.n_shards:
             raise ValueError(f"shard {self.shard} outside 0 .. {self.n_shards - 1}")
         if self.design == "mcmc" and self.reject_nonconverged:
