@@ -92,6 +92,10 @@ def test_cli_pipeline_ci(tmp_path):
     assert load_model(out / "A-paper.pt").n_members == 2 and load_model(out / "B-paper.pt").n_members == 1
     measured = json.loads((out / "measured/measured.json").read_text())
     assert set(measured["machines"]) == {"A-paper", "B-paper"}
+    dist = measured["input_distance"]  # one distance per reference, against a baseline of pseudo-spectra
+    assert len(dist["by_reference"]) == len(measured["reference_records"]) and dist["baseline"]["n"] > 0
+    assert all(d["distance_percent"] > 0 for d in dist["by_reference"])
+    assert "Input distance: the measured inputs lie" in (out / "measured/measured.md").read_text()
     # every prediction re-simulated in one call; each machine gets its own row's chi2 back (row order)
     from crnet.feedback import clip_to_box
     from crnet.store import MockStore

@@ -1,0 +1,141 @@
+"""How far an input spectrum lies from the spectra the machines learned from (out-of-distribution check).
+
+A machine's prediction is an interpolation only where its input resembles training spectra. The measured
+spectra can fall outside: where the propagation model cannot fit them (on the paper data set the Voyager 1 B
+points below 0.1 GeV/n lie 1.2-3.0 times above the best mock, 70 of its chi^2 450 from 9 points) or where their gaps
+are filled (:mod:`crnet.evaluate.measured`). This module measures that distance in the machines' own input
+space, the log Table 2 features (8 channels x n_E bins):
+
+    d(x, y) = 100 ln(10) sqrt(mean over (channel, bin) of (log10 x - log10 y)^2)     [% , RMS relative difference]
+
+and compares it with the distances of in-distribution inputs:
+
+* ``distance`` of an input: d to the nearest converged record of the store (the scan's mocks);
+* ``baseline``: the same for up to :data:`N_BASELINE` pseudo-spectra made from the store's own records with
+  the paper's 5 % fluctuations (:func:`crnet.pseudodata.paper_noise`), each measured against the *other*
+  records, so that it includes both the noise and the spacing of the mocks, as for a held-out test spectrum.
+
+An input beyond the baseline's :data:`OUTSIDE_QUANTILE` quantile is flagged ``outside_training_range``: the
+machines were never shown anything like it, and their prediction is an extrapolation. The channel and energy of
+the largest difference to the nearest record say where the input departs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crnet.features import CHANNEL_NAMES, features_from_raw
+from crnet.machines.data import StoreReader
+from crnet.pseudodata import PAPER_MAX_RELATIVE, paper_noise
+from crnet.store import NORM_NAMES
+from crnet.store_read import READ_BLOCK_RECORDS
+
+N_BASELINE = 200
+"""Pseudo-spectra the in-distribution baseline is measured on (its 95 % quantile is then known to a few %)."""
+
+OUTSIDE_QUANTILE = 0.95
+"""An input farther from the store than this quantile of the baseline distances is flagged as outside."""
+
+MAX_STORE_RECORDS = 20_000
+"""Records compared with (a seeded random subset of larger stores; the baseline uses the same subset, so the
+flag stays consistent; 20,000 x 672 features are 108 MB)."""
+
+DISTANCE_CHUNK = 64
+"""Inputs compared with the whole store at a time (memory: chunk x records x features x 8 bytes)."""
+
+PERCENT_PER_LOG10 = 100.0 * np.log(10.0)
+"""A difference of log10 features in % of the value (ln x ~ relative difference for small ones)."""
+
+
+def _store_features(reader: StoreReader, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log10 features (n, 8 n_E), raw fluxes (n, 5, n_E), record indices) of the usable converged records
+    (at most :data:`MAX_STORE_RECORDS` of them)."""
+    converged = reader.converged()
+    chosen = np.flatnonzero(converged)
+    if chosen.size > MAX_STORE_RECORDS:
+        chosen = np.sort(rng.choice(chosen, size=MAX_STORE_RECORDS, replace=False))
+    feats, raws, records = [], [], []
+    for start in range(0, reader.n_records, READ_BLOCK_RECORDS):
+        stop = min(start + READ_BLOCK_RECORDS, reader.n_records)
+        here = chosen[(chosen >= start) & (chosen < stop)] - start
+        if here.size == 0:
+            continue
+        f, ok = reader.features(start, stop)
+        keep = here[ok[here]]
+        feats.append(f[keep])
+        raws.append(reader.raw_feature_flux(start, stop)[keep])
+        records.append(keep + start)
+    n = sum(r.size for r in records)
+    if n < 2:
+        raise ValueError(f"{reader.info.path}: fewer than 2 converged records with usable features; "
+                         "no distance to the training spectra can be measured")
+    return np.concatenate(feats).reshape(n, -1), np.concatenate(raws), np.concatenate(records)
+
+
+def nearest_records(inputs: np.ndarray, reference: np.ndarray,
+                    exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(RMS distance in %, row of ``reference``) of the nearest reference row for every input row.
+
+    ``inputs`` (m, d), ``reference`` (n, d): log10 features; ``exclude`` (m,) optional row of ``reference`` that
+    input i may not match (its own source record)."""
+    x = np.asarray(inputs, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    if x.ndim != 2 or ref.ndim != 2 or x.shape[1] != ref.shape[1]:
+        raise ValueError(f"inputs {x.shape} and reference {ref.shape} must be (m, d) and (n, d) with the same d")
+    if not (np.isfinite(x).all() and np.isfinite(ref).all()):
+        raise ValueError("nearest_records: features must be finite")
+    dist, row = np.empty(x.shape[0]), np.empty(x.shape[0], dtype=np.int64)
+    for start in range(0, x.shape[0], DISTANCE_CHUNK):
+        block = x[start:start + DISTANCE_CHUNK]
+        msd = ((block[:, None, :] - ref[None, :, :]) ** 2).mean(axis=2)
+        if exclude is not None:
+            ex = np.asarray(exclude)[start:start + DISTANCE_CHUNK]
+            msd[np.arange(block.shape[0]), ex] = np.inf
+        row[start:start + block.shape[0]] = np.argmin(msd, axis=1)
+        dist[start:start + block.shape[0]] = PERCENT_PER_LOG10 * np.sqrt(msd.min(axis=1))
+    return dist, row
+
+
+def baseline_distances(feats: np.ndarray, raw: np.ndarray, q_c: np.ndarray, energies: np.ndarray,
+                       rng: np.random.Generator, n: int = N_BASELINE) -> np.ndarray:
+    """Distances (%) of ``n`` pseudo-spectra (5 % paper noise) of rows of ``raw`` (fluxes (N, 5, n_E) before
+    normalisations, overall scales ``q_c`` (N,)) to the other rows of ``feats`` (their log10 features)."""
+    pick = np.sort(rng.choice(raw.shape[0], size=min(n, raw.shape[0]), replace=False))
+    noisy = raw[pick] * paper_noise(rng, raw[pick].shape, PAPER_MAX_RELATIVE)
+    f, ok = features_from_raw(noisy, q_c[pick], energies, strict=False)
+    return nearest_records(f[ok].reshape(int(ok.sum()), -1), feats, exclude=pick[ok])[0]
+
+
+def input_distances(store: Path | str, inputs: np.ndarray, seed: int = 0, n_baseline: int = N_BASELINE
+                    ) -> dict[str, Any]:
+    """Distance of every input (log10 features (m, 8, n_E) on the store's grid) to the store's converged records,
+    the in-distribution baseline and the flag (module docstring). Returns a JSON-ready dict."""
+    x = np.asarray(inputs, dtype=np.float64)
+    with StoreReader(store) as reader:
+        n_e = reader.info.energies.size
+        if x.ndim != 3 or x.shape[1:] != (len(CHANNEL_NAMES), n_e):
+            raise ValueError(f"inputs must be (m, {len(CHANNEL_NAMES)}, {n_e}) features on the store's grid, "
+                             f"got {x.shape}")
+        rng = np.random.default_rng(seed)
+        feats, raw, records = _store_features(reader, rng)
+        q_c = reader.take("norms", records)[:, NORM_NAMES.index("q_c")]
+        energies = reader.info.energies
+    base = baseline_distances(feats, raw, q_c, energies, rng, n_baseline)
+    dist, row = nearest_records(x.reshape(x.shape[0], -1), feats)
+    limit = float(np.quantile(base, OUTSIDE_QUANTILE))
+    per_input = []
+    for i in range(x.shape[0]):
+        diff = PERCENT_PER_LOG10 * (x[i] - feats[row[i]].reshape(x.shape[1:]))
+        ch, k = np.unravel_index(int(np.argmax(np.abs(diff))), diff.shape)
+        per_input.append({"distance_percent": float(dist[i]), "nearest_record": int(records[row[i]]),
+                          "outside_training_range": bool(dist[i] > limit),
+                          "largest_difference": {"channel": CHANNEL_NAMES[ch],
+                                                 "energy_gev_per_n": float(energies[k]),
+                                                 "percent": float(diff[ch, k])}})
+    return {"inputs": per_input,
+            "baseline": {"n": int(base.size), "median_percent": float(np.median(base)),
+                         f"q{round(100 * OUTSIDE_QUANTILE)}_percent": limit,
+                         "noise_max_relative": PAPER_MAX_RELATIVE}}
