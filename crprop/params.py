@@ -42,14 +42,19 @@ GALPROP's units (relative to 1H = 1.06e6; galdef ``iso_abundance_06_012`` / ``is
 
 from __future__ import annotations
 
+import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crprop.galprop.galdef import Galdef, GaldefError
+from crprop.physics._checks import real_array
 
 PARAM_NAMES: tuple[str, ...] = (
     "d0_1e28_cm2_s", "delta", "eta", "v_alfven_km_s", "z_halo_kpc",
@@ -96,17 +101,38 @@ NUC_RIGID_BR2_INERT_MV = 1.0e12
 
 _CM2 = 1.0e28
 
+GALPROP_JSON_KEYS: Mapping[str, str] = {
+    "D0": "d0_1e28_cm2_s", "delta": "delta", "eta": "eta", "vA": "v_alfven_km_s", "zh": "z_halo_kpc",
+    "nu1": "nu1", "nu2": "nu2", "nu3": "nu3", "Rbr1_MV": "r_break1_mv", "Rbr2_MV": "r_break2_mv",
+}
+"""Keys of a reference run json's ``physical_parameters`` block -> :class:`PropagationParams` field
+(``D0`` in cm^2/s, the others in the field's unit)."""
+
 
 def _fmt_range(name: str, box: Mapping[str, tuple[float, float, str]]) -> str:
     lo, hi, unit = box[name]
     return f"[{lo:g}, {hi:g}]{' ' + unit if unit else ''}"
 
 
+def _real_value(name: str, raw: object, allowed: str) -> float:
+    """``raw`` as a float when it is a real number: Python int / float, any numpy integer or floating scalar
+    (or 0-d array of one). Refused with a ValueError naming ``name`` and ``allowed``: bools, Python or numpy
+    (``float(True) == 1.0`` would turn a flag passed by mistake into a value), strings (``float("0.5")``
+    parses: a typo, not a value), complex numbers, None... Finiteness is the caller's check."""
+    scalar = raw[()] if isinstance(raw, np.ndarray) and raw.ndim == 0 else raw
+    if isinstance(scalar, bool | np.bool_) or not isinstance(scalar, numbers.Real | Decimal):
+        kind = "a bool" if isinstance(scalar, bool | np.bool_) else f"of type {type(raw).__name__}"
+        raise ValueError(f"{name} must be a number (a Python or numpy int / float, not a bool), got {raw!r} "
+                         f"({kind}); allowed {allowed}")
+    return float(scalar)
+
+
 @dataclass(frozen=True)
 class PropagationParams:
     """Table 1 propagation and source parameters; units are in the field names (see module docstring).
 
-    Construction coerces to float and rejects NaN / inf; :meth:`validate` checks the prior box.
+    Construction coerces to float (any Python or numpy int / float; bools and strings are refused) and
+    rejects NaN / inf; :meth:`validate` checks the prior box.
     """
 
     d0_1e28_cm2_s: float
@@ -122,13 +148,7 @@ class PropagationParams:
 
     def __post_init__(self) -> None:
         for name in PARAM_NAMES:
-            raw = getattr(self, name)
-            if isinstance(raw, bool | str | bytes):  # float(True) = 1.0 and float("0.5") = 0.5: a typo, not a value
-                raise ValueError(f"{name} must be a number, got {raw!r}; allowed range {_fmt_range(name, PRIOR_BOX)}")
-            try:
-                value = float(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
+            value = _real_value(name, getattr(self, name), f"range {_fmt_range(name, PRIOR_BOX)}")
             if not math.isfinite(value):
                 raise ValueError(f"{name} = {value} is not finite; allowed range "
                                  f"{_fmt_range(name, PRIOR_BOX)}")
@@ -208,7 +228,7 @@ class PropagationParams:
     def from_vector(cls, vec: Sequence[float] | np.ndarray, log_breaks: bool = False,
                     check_prior: bool = True) -> PropagationParams:
         """Inverse of :meth:`as_vector`; validated (see :meth:`validate`)."""
-        arr = np.asarray(vec, dtype=np.float64)
+        arr = real_array("PropagationParams.from_vector: vec", vec, f"{len(PARAM_NAMES)} finite numbers")
         if arr.shape != (len(PARAM_NAMES),):
             raise ValueError(f"expected shape ({len(PARAM_NAMES)},), got {arr.shape}")
         return cls.from_array(arr[None, :], log_breaks=log_breaks, check_prior=check_prior)[0]
@@ -226,7 +246,7 @@ class PropagationParams:
     def from_array(cls, array: np.ndarray, log_breaks: bool = False,
                    check_prior: bool = True) -> list[PropagationParams]:
         """List of validated params from a (B, 10) array; errors name the row, field and allowed range."""
-        arr = np.asarray(array, dtype=np.float64)
+        arr = real_array("PropagationParams.from_array: array", array, f"a (B, {len(PARAM_NAMES)}) array of numbers")
         if arr.ndim != 2 or arr.shape[1] != len(PARAM_NAMES):
             raise ValueError(f"expected a (B, {len(PARAM_NAMES)}) array, got shape {arr.shape}")
         out: list[PropagationParams] = []
@@ -241,11 +261,46 @@ class PropagationParams:
         return out
 
     @classmethod
-    def from_galprop_json(cls, physical: Mapping[str, float]) -> PropagationParams:
-        """From the ``physical_parameters`` block of a reference run's json (D0 in cm^2/s, R in MV)."""
-        return cls(physical["D0"] / _CM2, physical["delta"], physical["eta"], physical["vA"], physical["zh"],
-                   physical["nu1"], physical["nu2"], physical["nu3"], physical["Rbr1_MV"],
-                   physical["Rbr2_MV"])
+    def from_galprop_json(cls, physical: Mapping[str, Any] | str | Path,
+                          source: str | Path | None = None) -> PropagationParams:
+        """From the ``physical_parameters`` block of a reference run's json (keys :data:`GALPROP_JSON_KEYS`;
+        D0 in cm^2/s, R in MV), or from the json file itself (a path). ``source`` names the file in messages
+        when a mapping is given. Not checked against the prior box (call :meth:`validate`).
+
+        Raises ValueError naming the file and the missing key, or the key and field of a bad value.
+        """
+        if isinstance(physical, str | Path):
+            path = Path(physical)
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ValueError(f"{path}: cannot read the GALPROP run json ({exc})") from None
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{path}: not a valid JSON file ({exc})") from None
+            if not isinstance(doc, dict) or "physical_parameters" not in doc:
+                raise ValueError(f"{path}: missing key 'physical_parameters' (a GALPROP reference run json has "
+                                 f"one, with keys {list(GALPROP_JSON_KEYS)})")
+            physical, source = doc["physical_parameters"], path
+        where = f"{source}: " if source is not None else "GALPROP run json (file not named; pass source=): "
+        if not isinstance(physical, Mapping):
+            raise ValueError(f"{where}physical_parameters must be an object with keys {list(GALPROP_JSON_KEYS)}, "
+                             f"got {type(physical).__name__}")
+        missing = [k for k in GALPROP_JSON_KEYS if k not in physical]
+        if missing:
+            raise ValueError(f"{where}physical_parameters is missing key(s) {missing} (needed: "
+                             f"{list(GALPROP_JSON_KEYS)})")
+        values: dict[str, float] = {}
+        for key, name in GALPROP_JSON_KEYS.items():
+            scale = _CM2 if key == "D0" else 1.0
+            lo, hi, _ = PRIOR_BOX[name]
+            allowed = (f"range [{lo * scale:g}, {hi * scale:g}] cm^2 s^-1" if key == "D0"
+                       else f"range {_fmt_range(name, PRIOR_BOX)}")
+            values[name] = _real_value(f"{where}physical_parameters[{key!r}] ({name})", physical[key],
+                                       allowed) / scale
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ValueError(f"{where}physical_parameters: {exc}") from None
 
     def to_galdef_keys(self) -> dict[str, float | int]:
         """The galdef keys this point sets (D0_xx in cm^2/s, rigidities in MV, v_Alfven in km/s, z in kpc)."""
@@ -329,9 +384,11 @@ class Normalisations:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = float(getattr(self, f.name))
+            unit = NORMALISATION_UNITS[f.name]
+            allowed = f"finite and > 0{f' ({unit})' if unit else ''}"
+            value = _real_value(f.name, getattr(self, f.name), allowed)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{f.name} = {value} must be finite and > 0")
+                raise ValueError(f"{f.name} = {value} must be {allowed}")
             object.__setattr__(self, f.name, value)
 
     def as_vector(self) -> np.ndarray:
@@ -341,7 +398,7 @@ class Normalisations:
     @classmethod
     def from_vector(cls, vec: Sequence[float] | np.ndarray) -> Normalisations:
         """Inverse of :meth:`as_vector`."""
-        arr = np.asarray(vec, dtype=np.float64)
+        arr = real_array("Normalisations.from_vector: vec", vec, "4 finite numbers > 0 (q_c, q_o, xi_li, xi_be)")
         if arr.shape != (4,):
             raise ValueError(f"expected shape (4,), got {arr.shape}")
         return cls(*arr.tolist())

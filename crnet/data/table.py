@@ -10,8 +10,9 @@ Format (see ``../shared/data/PROVENANCE.md`` section 1):
 * fluxes in m^-2 s^-1 sr^-1 per unit of x (GV^-1, (GeV/n)^-1 or GeV^-1), ratios dimensionless,
   errors as positive magnitudes in the same units; empty bin edges mean "not available".
 
-Every defect (missing column, unparsable or NaN number, negative error, energies not strictly
-increasing ...) raises ``ValueError`` naming the file, the 1-based line number and the column.
+A leading UTF-8 byte-order mark is dropped. Every defect (missing column, unparsable or NaN number, a
+number with '_' digit grouping, negative error, energies not strictly increasing ...) raises
+``ValueError`` naming the file, the 1-based line number and the column.
 """
 
 from __future__ import annotations
@@ -149,12 +150,28 @@ class MeasurementTable:
         return np.hypot(self.stat_err(), self.sys_err())
 
 
+NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(nan|inf|infinity)",
+                         re.IGNORECASE | re.ASCII)
+"""What a number field may hold: a plain ASCII decimal (the NaN / inf words are matched so that their own
+message names them). Python's float() also takes '1_0' (= 10) and non-ASCII digits such as '１', neither of
+which a data file means."""
+
+BOM = "\ufeff"
+"""UTF-8 byte-order mark as decoded text; some spreadsheet exports start a CSV with it."""
+
+
 def _parse_float(text: str, path: Path, line: int, column: str, required: bool) -> float:
     text = text.strip()
     if text == "":
         if required:
             raise _err(path, line, column, "empty field (a value is required here)")
         return math.nan
+    if "_" in text:
+        raise _err(path, line, column, f"{text!r} contains '_': digit-group underscores are not allowed in "
+                                       "numbers (Python's float() would read '1_0' as 10)")
+    if not NUMBER_TEXT.fullmatch(text):
+        raise _err(path, line, column, f"cannot parse {text!r} as a number (plain ASCII decimal such as "
+                                       "'1.5e-3' expected)")
     try:
         val = float(text)
     except ValueError:
@@ -184,7 +201,10 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
     if not path.is_file():
         raise ValueError(f"{path}: no such data file")
     try:
-        text = path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig drops one leading byte-order mark (which would otherwise glue itself to the first
+        # line and turn a '#' metadata line or the header row into garbage); a BOM anywhere else stays
+        # and is refused as not being part of a number or a column name.
+        text = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); data files are "
                          "commented CSV in UTF-8") from None

@@ -69,6 +69,11 @@ GALPROP_VALUE_COLUMN = 22
 _KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_FLOAT_LIST = re.compile(rf"[ \t]*((?:{_FLOAT.pattern})(?:,[ \t]*(?:{_FLOAT.pattern}))*)")
+"""A list value as GALPROP's ``sscanf(.., "%le,%n")`` loop reads it: whitespace may precede each number,
+a comma must follow it directly."""
+_LEADING_NUMBER = re.compile(rf"[ \t]*(,|(?:{_FLOAT.pattern})(?:,|\s|$))")
+"""Text that starts like another list item (a comma, or a number on its own): not a comment."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,12 @@ def _format_value(spec: KeySpec, value: Any) -> str:
             raise GaldefError(f"{key}: expected a number, got {value!r}", key)
         return repr(float(value))
     if spec.vtype == "floats":
-        return ",".join(repr(float(v)) for v in value)
+        items = list(value) if isinstance(value, list | tuple | np.ndarray) and np.ndim(value) == 1 else None
+        if not items or any(isinstance(v, bool | np.bool_) or not isinstance(v, (int, float, np.integer, np.floating))
+                            or not math.isfinite(v) for v in items):
+            raise GaldefError(f"{key}: expected a non-empty sequence of finite numbers (written comma-separated), "
+                              f"got {value!r}", key)
+        return ",".join(repr(float(v)) for v in items)
     text = str(value)
     if spec.vtype == "str" and (not text or any(c.isspace() for c in text)):
         raise GaldefError(f"{key}: expected one token without whitespace, got {value!r}", key)
@@ -163,6 +173,8 @@ def _parse_value(spec: KeySpec, rest: str, loc: str) -> tuple[Any, str, str]:
     key = spec.name
     if spec.vtype == "text":
         return rest.strip(), rest.strip(), ""
+    if spec.vtype == "floats" and rest.strip():
+        return _parse_floats(key, rest, loc)
     parts = rest.split(None, 1)
     if not parts:
         raise GaldefError(f"{loc}: {key} has no value (GALPROP would keep its default silently)", key)
@@ -175,12 +187,35 @@ def _parse_value(spec: KeySpec, rest: str, loc: str) -> tuple[Any, str, str]:
         if not _FLOAT.fullmatch(tok):
             raise GaldefError(f"{loc}: {key} = {tok!r} is not a finite number", key)
         return float(tok), tok, comment
-    if spec.vtype == "floats":
-        items = tok.split(",")
-        if not all(_FLOAT.fullmatch(t) for t in items):
-            raise GaldefError(f"{loc}: {key} = {tok!r} is not a comma-separated list of numbers", key)
-        return tuple(float(t) for t in items), tok, comment
     return tok, tok, comment
+
+
+def _parse_floats(key: str, rest: str, loc: str) -> tuple[tuple[float, ...], str, str]:
+    """(values, raw list text, comment) of a comma-separated list value such as ``B_field_parameters``.
+
+    GALPROP reads n values with ``sscanf(&input[start], "%le,%n", ...)``: leading whitespace before a
+    number is skipped, but the comma must follow the number directly. So ``1,2,3`` and ``1, 2, 3`` are
+    accepted; a space-separated list (``1 2 3``), a comma after whitespace (``1 ,2``), a trailing comma or
+    junk glued to a number is refused naming the key (GALPROP would mis-read or half-read those).
+    """
+    shown = rest.strip()
+    m = _FLOAT_LIST.match(rest)
+    if m is None:
+        raise GaldefError(f"{loc}: {key} = {shown!r} is not a comma-separated list of numbers "
+                          "(GALPROP reads '%le,' per value)", key)
+    raw, tail = m.group(1), rest[m.end():]
+    if tail and not tail[0].isspace():
+        if tail.startswith(","):
+            what = "ends with a comma" if not tail[1:].strip() else "has a comma not followed by a number"
+        else:
+            what = f"has {tail.split()[0]!r} glued to the number {raw.split(',')[-1].strip()!r}"
+        raise GaldefError(f"{loc}: {key} = {shown!r} is not a comma-separated list of numbers: it {what}", key)
+    if _LEADING_NUMBER.match(tail):
+        raise GaldefError(f"{loc}: {key} = {shown!r}: values must be separated by commas, as in '1,2,3' or "
+                          "'1, 2, 3' (GALPROP reads each with sscanf '%le,', the comma right after the number, "
+                          "and would mis-read a space-separated list or ' ,'); a comment after the values must "
+                          "not start with a number or a comma", key)
+    return tuple(float(t) for t in raw.split(",")), raw, tail.strip()
 
 
 @dataclass(frozen=True)
@@ -375,8 +410,12 @@ def parse_galdef(text: str, source: str | None = None) -> Galdef:
             continue
         value, raw, comment = _parse_value(spec, rest, f"line {lineno}{where}")
         if spec.vtype != "text":
-            galprop_tokens = line[GALPROP_VALUE_COLUMN:].split()
+            galprop_text = line[GALPROP_VALUE_COLUMN:]
+            galprop_tokens = galprop_text.split()
             galprop_token = galprop_tokens[0] if galprop_tokens else ""
+            listed = _FLOAT_LIST.match(galprop_text) if spec.vtype == "floats" else None
+            if listed is not None:
+                galprop_token = listed.group(1)
             if galprop_token != raw:
                 raise GaldefError(
                     f"line {lineno}{where}: {key}: GALPROP reads the value from column "

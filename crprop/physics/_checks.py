@@ -7,7 +7,68 @@ producing NaN or negative rates.
 
 from __future__ import annotations
 
+import numbers
+from decimal import Decimal
+
 import numpy as np
+
+REAL_DTYPE_KINDS = frozenset("iuf")
+"""numpy dtype kinds accepted as real numbers: signed and unsigned integers, floating point (not bool 'b',
+complex 'c', strings 'U'/'S', dates 'M'/'m')."""
+
+
+def _not_real(value: object) -> str | None:
+    """Why ``value`` (a scalar, or a list / tuple of them, nested) is not a real number, or None.
+
+    bools (Python or numpy) are refused: ``float(True) == 1.0`` would turn a flag passed by mistake
+    into a value; strings too (``float("0.5")`` parses). Any numpy integer or floating scalar is fine.
+    """
+    if isinstance(value, list | tuple):
+        for item in value:
+            why = _not_real(item)
+            if why is not None:
+                return why
+        return None
+    if isinstance(value, bool | np.bool_):
+        return f"a bool ({value!r})"
+    if isinstance(value, str | bytes | np.str_ | np.bytes_):
+        return f"a string ({value!r})"
+    return None
+
+
+def _float64(raw: np.ndarray, value: object) -> tuple[np.ndarray | None, str | None]:
+    """(``raw`` as float64, None) when its dtype (or every element of an object array) is real, else
+    (None, why)."""
+    if raw.dtype.kind == "O":
+        bad = [v for v in raw.ravel()
+               if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real | Decimal)]
+        if bad:
+            return None, f"{type(bad[0]).__name__} {bad[0]!r}"
+        return raw.astype(np.float64), None
+    if raw.dtype.kind not in REAL_DTYPE_KINDS:
+        if raw.ndim:
+            return None, f"an array of dtype {raw.dtype}, shape {raw.shape}"
+        return None, f"a value of dtype {raw.dtype} ({value!r})"
+    return raw.astype(np.float64, copy=False), None
+
+
+def real_array(name: str, value: object, allowed: str) -> np.ndarray:
+    """``value`` (a real number or an array / nested sequence of them: Python int / float, any numpy integer
+    or floating type) as a float64 array; ValueError naming ``name`` and ``allowed`` for bools, strings,
+    complex numbers and other non-real objects. Finiteness and range are the caller's checks."""
+    arr: np.ndarray | None = None
+    why = _not_real(value)
+    if why is None:
+        try:
+            raw = np.asarray(value)
+        except (TypeError, ValueError):  # ragged nesting
+            why = f"{type(value).__name__} {value!r}"
+        else:
+            arr, why = _float64(raw, value)
+    if arr is None:
+        raise ValueError(f"{name} must be a real number or array of real numbers (Python or numpy int / float, "
+                         f"not bool, string or complex), got {why}; allowed: {allowed}")
+    return arr
 
 
 def _range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
@@ -53,11 +114,11 @@ def as_array(
     hi_open: bool = False,
     ndim: int | None = None,
 ) -> np.ndarray:
-    """``value`` as a float64 array, checked to be finite and inside the interval (and of ``ndim``)."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real number or array of real numbers") from exc
+    """``value`` as a float64 array, checked to be finite and inside the interval (and of ``ndim``).
+
+    bools, strings and complex numbers are refused (see :func:`real_array`), numpy real scalars accepted.
+    """
+    arr = real_array(name, value, _range_text(lo, hi, lo_open, hi_open))
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
     if arr.size == 0:
@@ -87,8 +148,8 @@ def as_params(**named: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def as_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    """``value`` as a Python int in [lo, hi]; ValueError otherwise."""
-    if isinstance(value, bool):
+    """``value`` as a Python int in [lo, hi]; ValueError otherwise (bools, Python or numpy, and strings too)."""
+    if _not_real(value) is not None or isinstance(value, list | tuple):
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
     try:
         as_float = float(value)  # type: ignore[arg-type]
