@@ -51,6 +51,58 @@ def galprop_seconds_per_model() -> tuple[float, str]:
     return float(info["wall_time_s"]), f"{js} (wall_time_s, {info.get('omp_threads', '?')} OpenMP thread(s))"
 
 
+class PeakRSS:
+    """Peak resident memory of this process inside a ``with`` block, MB: ``peak_mb`` (the process's high-water mark
+    during the block) and ``increase_mb`` (peak minus the resident size at entry, what the block itself needed).
+
+    On Linux the high-water mark is reset at entry (``/proc/self/clear_refs`` 5), so the peak is the block's own,
+    including memory numba and torch allocate outside Python. Elsewhere ``peak_mb`` is the process's peak since its
+    start (``resource.ru_maxrss``) and ``exact`` is False."""
+
+    def __enter__(self) -> PeakRSS:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.exact = True
+        except OSError:
+            self.exact = False
+        self.start_mb = _status_mb("VmRSS")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.exact:
+            self.peak_mb = _status_mb("VmHWM")
+        else:
+            import resource
+
+            self.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        self.increase_mb = max(self.peak_mb - (self.start_mb or 0.0), 0.0)
+
+
+def _status_mb(key: str) -> float | None:
+    """A memory line of /proc/self/status (kB) in MB; None where there is no /proc."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def repeat_timings(run, repeats: int) -> tuple[object, list[float]]:
+    """Call ``run()`` ``repeats`` times: (its last result, the wall times in s). Report the median and the range."""
+    import time
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    walls, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = run()
+        walls.append(time.perf_counter() - t0)
+    return result, walls
+
+
 def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
     """12C in the paper's Galaxy for B models scattered +-20 % around crml_base: (operator, source)."""
     rng = np.random.default_rng(seed)

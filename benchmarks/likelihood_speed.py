@@ -20,10 +20,9 @@ Writes benchmarks/results/<stem>.{json,md} (stem ``likelihood_speed_cpu`` unless
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from common import galprop_reference_dir, galprop_seconds_per_model, machine, save_results
+from common import PeakRSS, galprop_reference_dir, galprop_seconds_per_model, repeat_timings, save_results
 
 import crnet
 from crnet.data import get_dataset
@@ -54,6 +53,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stem", default="likelihood_speed_cpu")
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per data set (median and range reported)")
     args = ap.parse_args()
     spectra = tilted_models(args.models, args.seed)
     galprop_s, galprop_src = galprop_seconds_per_model()
@@ -61,22 +61,28 @@ def main() -> None:
     for name in DATASETS:
         ds = get_dataset(name)
         chi2(spectra.select([0]), ds)  # untimed: first-call costs
-        t0 = time.perf_counter()
-        res = chi2(spectra, ds)
-        dt = time.perf_counter() - t0
+        with PeakRSS() as mem:
+            res, walls = repeat_timings(lambda ds=ds: chi2(spectra, ds), args.repeats)
+        dt = float(np.median(walls))
         rows.append({"dataset": name, "n_phi": len(ds.periods) if ds.needs_modulation else 0,
                      "ms_per_model": dt / args.models * 1e3, "models_per_s": args.models / dt,
+                     "ms_per_model_range": [min(walls) / args.models * 1e3, max(walls) / args.models * 1e3],
+                     "repeats": args.repeats, "peak_rss_mb": mem.peak_mb, "rss_increase_mb": mem.increase_mb,
                      "sum_chi2": float(res.chi2_tot.sum()), "phi_converged": bool(res.phi_converged.all())})
     lines = [f"# chi2 time per model ({args.models} tilted copies of crml_base, seed {args.seed}, one core)", "",
-             f"crnet: {crnet.__file__}. Machine: {machine()}. GALPROP: {galprop_s:.1f} s per model ({galprop_src}).",
-             "", "| data set | nuisance phi | ms / model | models / s | x GALPROP solve | sum chi2_tot "
-             "| phi converged |",
-             "|---|---|---|---|---|---|---|"]
+             f"crnet: {crnet.__file__}. GALPROP: {galprop_s:.1f} s per model ({galprop_src}). Median of "
+             f"{args.repeats} calls per data set (range in brackets); peak RSS: the process's resident-memory "
+             "high-water mark during the calls, increase: above the resident size before them.", "",
+             "| data set | nuisance phi | ms / model | models / s | x GALPROP solve | peak RSS MB | increase MB "
+             "| sum chi2_tot | phi converged |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['n_phi']} | {r['ms_per_model']:.1f} | {r['models_per_s']:.1f} | "
-                     f"{r['ms_per_model'] / 1e3 / galprop_s:.2e} | {r['sum_chi2']:.4f} | {r['phi_converged']} |")
+        lo, hi = r["ms_per_model_range"]
+        lines.append(f"| {r['dataset']} | {r['n_phi']} | {r['ms_per_model']:.2f} ({lo:.2f}–{hi:.2f}) | "
+                     f"{r['models_per_s']:.1f} | {r['ms_per_model'] / 1e3 / galprop_s:.2e} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['rss_increase_mb']:.0f} | {r['sum_chi2']:.4f} | {r['phi_converged']} |")
     save_results(args.stem, "\n".join(lines) + "\n",
-                 {"models": args.models, "seed": args.seed, "crnet": crnet.__file__, "machine": machine(),
+                 {"models": args.models, "seed": args.seed, "crnet": crnet.__file__,
                   "galprop_s_per_model": galprop_s, "rows": rows})
 
 

@@ -11,20 +11,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import warnings
 
 import numpy as np
-from common import N_ISOTOPES, RESULTS, carbon_problem, galprop_seconds_per_model, machine
+from common import (
+    N_ISOTOPES,
+    PeakRSS,
+    carbon_problem,
+    galprop_seconds_per_model,
+    repeat_timings,
+    save_results,
+)
 
 from crprop.grid import Grid
 from crprop.solvers import NonConvergenceWarning, TimeLadder, solve_species
 
 
-def time_mode(op, q, mode: str, backend: str) -> tuple[float, int, float]:
-    t0 = time.perf_counter()
-    res = solve_species(op, q, mode=mode, backend=backend, on_nonconverged="ignore")
-    return time.perf_counter() - t0, res.steps, float(res.residual.max())
+def time_mode(op, q, mode: str, backend: str, repeats: int) -> dict:
+    """Median wall time of ``repeats`` solves, its range, steps, residual and the peak memory of the solves."""
+    with PeakRSS() as mem:
+        res, walls = repeat_timings(
+            lambda: solve_species(op, q, mode=mode, backend=backend, on_nonconverged="ignore"), repeats)
+    return {"wall_s": float(np.median(walls)), "wall_min_s": min(walls), "wall_max_s": max(walls),
+            "repeats": repeats, "steps": res.steps, "residual": float(res.residual.max()),
+            "peak_rss_mb": mem.peak_mb, "rss_increase_mb": mem.increase_mb}
 
 
 def accuracy_small_grid() -> dict:
@@ -46,6 +56,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 128])
     ap.add_argument("--backends", nargs="+", default=["numba", "numpy"])
     ap.add_argument("--numpy-max-batch", type=int, default=16, help="skip numpy above this batch (slow)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed solves per row (median and range reported)")
     args = ap.parse_args()
     warnings.simplefilter("ignore", NonConvergenceWarning)
     grid = Grid.regular()  # paper grid
@@ -62,28 +73,33 @@ def main() -> None:
             if be == "numpy" and b > args.numpy_max_batch:
                 continue
             for mode in ("fast", "galprop"):
-                wall, steps, resid = time_mode(op, q, mode, be)
-                ms = wall / b * 1e3
-                rows.append({"mode": mode, "backend": be, "B": b, "steps": steps, "residual": resid,
-                             "wall_s": wall, "ms_per_model_species": ms,
-                             "models_per_s_25_isotopes": 1e3 / (ms * N_ISOTOPES),
-                             "speedup_vs_galprop": galprop_s / (ms * N_ISOTOPES / 1e3)})
-                print(f"{mode:8s} {be:6s} B={b:4d} steps={steps:4d} residual={resid:9.2e} "
-                      f"{ms:9.2f} ms/model*species {rows[-1]['models_per_s_25_isotopes']:8.3f} models/s "
-                      f"(x{rows[-1]['speedup_vs_galprop']:.1f} vs GALPROP {galprop_s:.1f} s/model)", flush=True)
+                row = {"mode": mode, "backend": be, "B": b, **time_mode(op, q, mode, be, args.repeats)}
+                ms = row["wall_s"] / b * 1e3
+                row.update(ms_per_model_species=ms, models_per_s_25_isotopes=1e3 / (ms * N_ISOTOPES),
+                           speedup_vs_galprop=galprop_s / (ms * N_ISOTOPES / 1e3))
+                rows.append(row)
+                print(f"{mode:8s} {be:6s} B={b:4d} steps={row['steps']:4d} residual={row['residual']:9.2e} "
+                      f"{ms:9.2f} ms/model*species {row['models_per_s_25_isotopes']:8.3f} models/s "
+                      f"(x{row['speedup_vs_galprop']:.1f} vs GALPROP {galprop_s:.1f} s/model) "
+                      f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
     acc = accuracy_small_grid()
     print("accuracy vs exact sparse solve (small grid, 12C):", json.dumps(acc, indent=1))
-    out = {"machine": machine(), "grid": list(grid.shape), "galprop_s_per_model": galprop_s,
-           "galprop_source": galprop_src, "rows": rows, "accuracy_small_grid": acc}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "solver_speed_cpu.json").write_text(json.dumps(out, indent=1))
-    lines = ["| mode | backend | B | steps | ms per model·species | models/s (25 isotopes) | × GALPROP |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['mode']} | {r['backend']} | {r['B']} | {r['steps']} | {r['ms_per_model_species']:.2f} | "
-              f"{r['models_per_s_25_isotopes']:.3f} | {r['speedup_vs_galprop']:.1f} |" for r in rows]
+    out = {"grid": list(grid.shape), "galprop_s_per_model": galprop_s, "galprop_source": galprop_src,
+           "rows": rows, "accuracy_small_grid": acc}
+    lines = [f"# Solver speed, paper grid {grid.shape} (one species, 12C; models/s scaled to 25 isotopes)", "",
+             f"Median of {args.repeats} solves per row (range in brackets); peak RSS: the process's resident-memory "
+             "high-water mark during the row's solves (reset per row), increase: above the resident size before.", "",
+             "| mode | backend | B | steps | ms per model·species | models/s (25 isotopes) | × GALPROP "
+             "| peak RSS MB | increase MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['backend']} | {r['B']} | {r['steps']} | {r['ms_per_model_species']:.2f} "
+              f"({r['wall_min_s'] / r['B'] * 1e3:.2f}–{r['wall_max_s'] / r['B'] * 1e3:.2f}) | "
+              f"{r['models_per_s_25_isotopes']:.3f} | {r['speedup_vs_galprop']:.1f} | {r['peak_rss_mb']:.0f} | "
+              f"{r['rss_increase_mb']:.0f} |" for r in rows]
     lines.append(f"\nGALPROP: {galprop_s:.1f} s per model (25 isotopes, one core; {galprop_src}).")
-    (RESULTS / "solver_speed_cpu.md").write_text("\n".join(lines) + "\n")
-
+    lines.append("\nAccuracy against the exact sparse solve (small grid, 12C): "
+                 + ", ".join(f"{k} {v['max_rel_error_vs_exact']:.2e}" for k, v in acc.items() if k != "grid"))
+    save_results("solver_speed_cpu", "\n".join(lines), out)
 
 if __name__ == "__main__":
     main()
