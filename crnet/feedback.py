@@ -120,16 +120,31 @@ class FeedbackConfig:
 @dataclass
 class ClosureResult:
     """One closure test: theta (n, 10) predicted from the test pseudo-data (PARAM_NAMES units), theta'
-    (n, 10) predicted from pseudo-data of theta's re-simulation (NaN where impossible), tau (n, 10) in
-    LOG_PARAM_NAMES coordinates, chi2_resim (n,) chi^2_tot of theta's re-simulated spectra (inf when
-    not simulated), simulated (n,) bool, truth (n, 10) parameters of the test records (or None)."""
+    (n, 10) predicted from pseudo-data of theta's re-simulation (NaN where impossible), chi2_resim (n,)
+    chi^2_tot of theta's re-simulated spectra (inf when not simulated), simulated (n,) bool, truth (n, 10)
+    parameters of the test records (or None).
+
+    A theta outside the prior box is re-simulated clipped into it (:func:`clip_to_box`), but ``tau`` compares
+    theta' with the machine's own theta: against the clipped point a machine whose theta' came back at the box
+    edge would show tau = 0 for a prediction it cannot reproduce (review of session 14)."""
 
     theta: np.ndarray
     theta_prime: np.ndarray
-    tau: np.ndarray
     chi2_resim: np.ndarray
     simulated: np.ndarray
     truth: np.ndarray | None = None
+
+    @property
+    def tau(self) -> np.ndarray:
+        """(n, 10) Eq. 4.4 in LOG_PARAM_NAMES coordinates (:func:`tau`), theta the machine's prediction."""
+        return tau(self.theta, self.theta_prime)
+
+    @property
+    def n_outside_box(self) -> int:
+        """Predictions that lie outside the prior box (re-simulated clipped into it)."""
+        lo, hi = TargetTransform().physical_box()
+        t = np.asarray(self.theta, dtype=np.float64)
+        return int(np.count_nonzero(np.any((t < lo) | (t > hi), axis=1)))
 
     @property
     def mean_abs_tau(self) -> np.ndarray:
@@ -143,15 +158,14 @@ class ClosureResult:
     def save(self, path: Path, key: str = "") -> None:
         """Write to ``path`` (npz); ``key`` records what it was computed from (:func:`closure_key`)."""
         truth = np.full_like(self.theta, np.nan) if self.truth is None else self.truth
-        savez_keyed(path, key, theta=self.theta, theta_prime=self.theta_prime, tau=self.tau,
-                    chi2_resim=self.chi2_resim, simulated=self.simulated, truth=truth,
-                    has_truth=np.array(self.truth is not None))
+        savez_keyed(path, key, theta=self.theta, theta_prime=self.theta_prime, chi2_resim=self.chi2_resim,
+                    simulated=self.simulated, truth=truth, has_truth=np.array(self.truth is not None))
 
     @classmethod
     def load(cls, path: Path) -> ClosureResult:
         with np.load(path, allow_pickle=False) as z:
             truth = z["truth"] if bool(z["has_truth"]) else None
-            return cls(z["theta"], z["theta_prime"], z["tau"], z["chi2_resim"], z["simulated"], truth)
+            return cls(z["theta"], z["theta_prime"], z["chi2_resim"], z["simulated"], truth)
 
 
 # ------------------------------------------------------------------------------------------ pieces
@@ -329,7 +343,7 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
         use = valid & good
         if use.any():
             theta_prime[np.flatnonzero(ok)[use]] = predictor.predict(feats[use], st.ekin_gev_per_n)
-    result = ClosureResult(theta, theta_prime, tau(clipped, theta_prime), chi2_resim, ok, truth)
+    result = ClosureResult(theta, theta_prime, chi2_resim, ok, truth)
     result.save(cache, key)
     return result
 

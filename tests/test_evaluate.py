@@ -60,6 +60,7 @@ def test_figures_and_report(tmp_path):
            "feedback_passing_share": {"Machine A (paper)": 0.5}, "figures": {"fig5": str(tmp_path / "f5.png")}}
     md = render_markdown(rep)
     assert "41.63 %" in md and "Table 3" in md
+    assert "4 sigma is Delta chi2 <= 43.82 and 6 sigma <= 69.95 (14 dof" in md
     assert "Machine A (paper)" in table4_markdown(rep["table4_fractions"])
 
 
@@ -67,10 +68,14 @@ def test_cluster_intervals_count_centres_not_predictions():
     from crnet.evaluate.tables import cluster_intervals
 
     t4 = delta_chi2_threshold(4)
-    # two centres of equal size, one inside and one outside: the share is 0, 1/2 or 1 with odds 1:2:1
+    # two centres, one inside and one outside: a bootstrap could only return 0, 1/2 or 1, so there is no interval
     c = np.array([100.0] * 5 + [100.0 + 2 * t4] * 5)
     r = cluster_intervals(c, 100.0, np.array([0] * 5 + [1] * 5))
-    assert (r["le_4sigma_lo"], r["le_4sigma_hi"], r["n_clusters"]) == (0.0, 1.0, 2)
+    assert np.isnan(r["le_4sigma_lo"]) and np.isnan(r["le_6sigma_hi"]) and r["n_clusters"] == 2
+    assert "n/a: 2 centres (< 10)" in table4_markdown({"Machine A (crnet)": {**sigma_bands(c, 100.0), **r}})
+    # ten centres, one inside: the share is k/10 with k ~ Binomial(10, 0.1) over resamples
+    r = cluster_intervals(np.array([100.0] * 3 + [100.0 + 2 * t4] * 27), 100.0, np.repeat(np.arange(10), 3))
+    assert (r["le_4sigma_lo"], r["le_4sigma_hi"], r["n_clusters"]) == (0.0, 0.2, 10)
     # independent predictions: the binomial interval sqrt(p (1 - p) / n)
     rng = np.random.default_rng(5)
     inside = rng.random(2000) < 0.3
@@ -212,3 +217,50 @@ def test_measured_inputs_modulate_each_period_with_its_own_phi(tmp_path):
     k_c = FEATURE_SPECIES.index("C")
     # ACE-CRIS C (0.07-0.2 GeV/n, between Voyager and AMS-02) enters the measured C input
     assert not np.allclose(two["raw_flux"][0, k_c], single["raw_flux"][0, k_c], rtol=1e-3)
+
+
+def test_tau_compares_theta_prime_with_the_machine_prediction_not_its_clipped_copy():
+    """A prediction outside the prior box is re-simulated clipped; a theta' at the box edge is not a closure."""
+    from crnet.feedback import ClosureResult
+    from crprop.params import PARAM_NAMES
+
+    inside = np.array([5.0, 0.45, -1.0, 25.0, 8.0, 0.8, 2.4, 2.2, 1.4e3, 2.5e5])
+    theta = np.stack([inside, inside])
+    theta[1, 0] = 18.0  # D0 above the box's 15 (1e28 cm^2/s)
+    prime = theta.copy()
+    prime[1, 0] = 15.0  # what the machine returns from the clipped point's spectra
+    res = ClosureResult(theta, prime, np.array([400.0, 500.0]), np.array([True, True]))
+    assert res.n_outside_box == 1
+    assert res.tau[0] == pytest.approx(np.zeros(len(PARAM_NAMES)))
+    assert res.tau[1, 0] == pytest.approx((15.0 - 18.0) / 18.0)
+    from crnet.evaluate.report import closure_counts
+
+    assert closure_counts(res) == {"n_predictions": 2, "n_outside_box": 1, "n_not_simulable": 0,
+                                   "n_no_finite_chi2": 0, "n_finite_tau": 2}
+
+
+def test_table4_rows_state_their_weights_and_match_paper_rows_by_exact_name():
+    c = np.array([100.0, 100.0 + 2 * delta_chi2_threshold(6)])
+    weighted = sigma_bands(c, 100.0, weights=np.array([1.0, 3.0]))
+    assert weighted["weight_sum"] == 4.0 and weighted["le_4sigma"] == pytest.approx(0.25)
+    md = table4_markdown({"MCMC (re-weighted)": weighted, "M": sigma_bands(c, 100.0),
+                          "Check": sigma_bands(c, 100.0), "Machine B (crnet)": sigma_bands(c, 100.0)})
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines()[2:]}
+    assert "2 states, 4 steps" in rows["MCMC (re-weighted)"] and "1.57 %" in rows["MCMC (re-weighted)"]
+    assert rows["M"].endswith("| - |") and rows["Check"].endswith("| - |")  # no paper numbers by prefix
+    assert "15.50 %" in rows["Machine B (crnet)"]
+
+
+def test_truth_slope_needs_enough_distinct_truths():
+    from crnet.evaluate.floor import MIN_DISTINCT_TRUTHS_FOR_SLOPE, truth_accuracy
+
+    rng = np.random.default_rng(2)
+    base = np.array([5.0, 0.45, -1.0, 25.0, 8.0, 0.8, 2.4, 2.2, 1.4e3, 2.5e5])
+    for k, expect_nan in ((2, True), (MIN_DISTINCT_TRUTHS_FOR_SLOPE, False)):
+        truth = np.repeat(base * (1 + 0.05 * rng.standard_normal((k, 10))), 20, axis=0)
+        acc = truth_accuracy(truth * 1.01, truth)  # follows the truth exactly, 1 % high
+        assert acc["delta"]["n_distinct_truths"] == k
+        assert np.isnan(acc["delta"]["slope"]) == expect_nan
+        assert acc["delta"]["median"] == pytest.approx(1.0)
+        if not expect_nan:
+            assert acc["delta"]["slope"] == pytest.approx(1.01)

@@ -66,7 +66,7 @@ def test_cli_pipeline_ci(tmp_path):
               "measured/measured.json", "feedback_A-paper/feedback_log.json"):
         assert (out / f).is_file(), f
     report = json.loads((out / "evaluation/report.json").read_text())
-    assert set(report["table4_fractions"]) == {"MCMC (re-weighted)", "Machine A (paper)", "Machine B (paper)",
+    assert set(report["table4_fractions"]) == {"Scan design (unweighted)", "Machine A (paper)", "Machine B (paper)",
                                                "Unbiased-floor oracle"}
     oracle = report["table4_fractions"]["Unbiased-floor oracle"]  # one re-simulated draw per test prediction
     assert oracle["n"] == report["table4_fractions"]["Machine A (paper)"]["n"] and report["oracle_error"] is None

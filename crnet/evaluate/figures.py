@@ -4,7 +4,8 @@
 * Fig. 6 :func:`profile_1d`: 1D profile likelihood, Delta chi^2_tot = min over the other parameters (per bin
   of the shown one) of the collected mocks, with the paper's 3/4/5 sigma lines (14 dof) and the machines'
   re-simulated predictions as points;
-* Fig. 7 :func:`allowed_2d`: the paper's 3 sigma and 6 sigma allowed regions (Delta chi^2_tot 33.20 and 69.91)
+* Fig. 7 :func:`allowed_2d`: the paper's 3 sigma and 6 sigma allowed regions (Delta chi^2_tot 33.20 and 69.95;
+  the paper prints 69.91)
   of the collected mocks in a parameter plane, with up to 100 predictions per machine overlaid, as in the paper.
 
 Parameters are in PARAM_NAMES units (D0 in 1e28 cm^2/s, z_h in kpc, breaks in MV - shown on log axes).
@@ -41,7 +42,7 @@ DPI = 110
 FIG6_SIGMA_LINES: tuple[int, int, int] = (3, 4, 5)
 """Confidence levels drawn as horizontal lines in Fig. 6 (the paper's "CI for 3 sigma, 4 sigma and 5 sigma")."""
 FIG7_SIGMA_REGIONS: tuple[int, int] = (3, 6)
-"""Inner and outer allowed regions of Fig. 7 (the paper's 3 sigma, Delta chi^2_tot 33.20, and 6 sigma, 69.91)."""
+"""Inner and outer allowed regions of Fig. 7 (the paper's 3 sigma, Delta chi^2_tot 33.20, and 6 sigma, 69.95)."""
 FIG7_PREDICTIONS = 100
 """Predictions per machine overlaid in Fig. 7 (the paper shows 100 of each)."""
 FIG7_PREDICTION_STYLES: tuple[tuple[str, str], ...] = (("tab:red", "o"), ("k", "x"), ("tab:purple", "^"),
@@ -66,9 +67,13 @@ def tau_histograms(taus: dict[str, np.ndarray], out: Path | str) -> Path:
                 lo, hi = np.percentile(v, [1, 99])
                 if hi - lo < TAU_MIN_SPAN_PERCENT:  # (near-)constant tau: numpy cannot make 40 finite bins
                     lo, hi = lo - TAU_MIN_SPAN_PERCENT, hi + TAU_MIN_SPAN_PERCENT
-                ax.hist(np.clip(v, lo, hi), bins=TAU_HIST_BINS, range=(lo, hi), histtype="step", label=name,
+                n_out = int(np.count_nonzero((v < lo) | (v > hi)))
+                label = name if not n_out else f"{name} ({n_out} beyond the axis, in the edge bins)"
+                ax.hist(np.clip(v, lo, hi), bins=TAU_HIST_BINS, range=(lo, hi), histtype="step", label=label,
                         density=True)
         ax.set_xlabel(f"tau({LOG_PARAM_NAMES[j]}) [%]")
+        if len(ax.get_legend_handles_labels()[1]) and any("beyond" in t for t in ax.get_legend_handles_labels()[1]):
+            ax.legend(fontsize=6)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out)
@@ -104,9 +109,11 @@ def profile_1d(params: np.ndarray, chi2: np.ndarray, chi2_min: float, prediction
             ok = np.isfinite(dc)
             ax.plot(p[ok, j], dc[ok], ".", ms=3, alpha=0.6, label=mname)
         for s, style in zip(FIG6_SIGMA_LINES, (":", "--", "-."), strict=True):
-            ax.axhline(delta_chi2_threshold(s), ls=style, color="grey", lw=0.8)
+            ax.axhline(delta_chi2_threshold(s), ls=style, color="grey", lw=0.8,
+                       label=f"{s} sigma (Delta chi2 {delta_chi2_threshold(s):.1f}, 14 dof)")
         ax.set_xscale("log" if log else "linear")
         ax.set_yscale("symlog", linthresh=10.0)
+        ax.set_ylim(bottom=0.0)  # Delta chi2 >= 0: no axis for negative values
         ax.set_xlabel(_label(name))
         ax.set_ylabel("Delta chi2_tot")
     axes[0, 0].legend(fontsize=7)

@@ -212,13 +212,20 @@ def centre_labels(truth: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(truth, dtype=np.float64), axis=0, return_inverse=True)[1].reshape(-1)
 
 
+MIN_DISTINCT_TRUTHS_FOR_SLOPE = 5
+"""Distinct test truths below which :func:`truth_accuracy` gives no slope (review of session 14: on the CPU-scale
+run's 2 centres the printed slopes ranged from -2.8 to 5.0)."""
+
+
 def truth_accuracy(theta: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
     """Per parameter: the median and 68 % interval (percent) of (prediction - truth) / truth, and the slope of
     prediction against truth over the test set (cov / var: 1 = follows the truth, 0 = ignores the spectrum),
     over rows with finite values. ``theta`` and ``truth`` (n, 10) are in PARAM_NAMES units (breaks in MV); the
     comparison is made in LOG_PARAM_NAMES coordinates (breaks as log10(R/MV)), as Eq. 4.4's tau.
 
-    Also gives ``n`` and ``n_distinct_truths`` (the test pseudo-spectra share their central spectra).
+    Also gives ``n`` and ``n_distinct_truths`` (the test pseudo-spectra share their central spectra). With fewer
+    than :data:`MIN_DISTINCT_TRUTHS_FOR_SLOPE` distinct truths the slope is NaN: over two centres it is the ratio of
+    two mean differences, not a measure of how the machine follows the truth.
     """
     from crnet.evaluate.tables import INTERVAL_PERCENTILES
 
@@ -237,7 +244,8 @@ def truth_accuracy(theta: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, 
         err = 100.0 * (p[:, j] - t[:, j]) / t[:, j]
         lo, med, hi = np.percentile(err, [INTERVAL_PERCENTILES[0], 50.0, INTERVAL_PERCENTILES[1]])
         var = float(np.var(t[:, j]))
-        slope = float(np.cov(p[:, j], t[:, j], bias=True)[0, 1] / var) if var > 0 else float("nan")
+        slope = (float(np.cov(p[:, j], t[:, j], bias=True)[0, 1] / var)
+                 if var > 0 and n_distinct >= MIN_DISTINCT_TRUTHS_FOR_SLOPE else float("nan"))
         out[name] = {"median": float(med), "plus": float(hi - med), "minus": float(med - lo), "slope": slope,
                      "n": int(p.shape[0]), "n_distinct_truths": n_distinct}
     return out

@@ -34,10 +34,19 @@ from typing import Any
 import numpy as np
 
 from crnet.evaluate.figures import allowed_2d, profile_1d, tau_histograms
-from crnet.evaluate.floor import TauFloor, centre_labels, oracle_predictions, tau_floor, tau_floors, truth_accuracy
+from crnet.evaluate.floor import (
+    MIN_DISTINCT_TRUTHS_FOR_SLOPE,
+    TauFloor,
+    centre_labels,
+    oracle_predictions,
+    tau_floor,
+    tau_floors,
+    truth_accuracy,
+)
 from crnet.evaluate.tables import (
     PAPER_TABLE3,
     PAPER_TABLE4,
+    SIGMA_BANDS,
     accuracy_markdown,
     check_machine_row,
     cluster_intervals,
@@ -56,7 +65,14 @@ from crnet.feedback import (
     resimulated_chi2,
     savez_keyed,
 )
+from crnet.likelihood import delta_chi2_threshold
 from crnet.store import MockStore
+
+MCMC_ROW = "MCMC (re-weighted)"
+"""Table 4 row of the scan's chain records, weighted by multiplicity (:func:`chain_weights`)."""
+
+DESIGN_ROW = "Scan design (unweighted)"
+"""Table 4 row of a first store that holds a design (Sobol, LHS, ...) rather than chains: no paper counterpart."""
 
 ORACLE_ROW = "Unbiased-floor oracle"
 """Table 4 row of :func:`crnet.evaluate.floor.oracle_predictions` (no paper counterpart)."""
@@ -104,6 +120,8 @@ class Mocks:
     weights: np.ndarray
     first_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """Store row of each of the first store's records (they come first in params / chi2 / weights)."""
+    from_chains: bool = True
+    """Whether the first store's records are MCMC chain states (else a design, weight 1 each)."""
 
 
 def slug(name: str) -> str:
@@ -138,6 +156,7 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
 
     ps, cs, ws = [], [], []
     first_rows = np.zeros(0, dtype=np.int64)
+    from_chains = True
     for k, p in enumerate(paths):
         with MockStore.open(p, "r") as st:
             ok = st.read("converged")
@@ -150,10 +169,12 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
                 cs.append(st.read("chi2")[ok])
             if k == 0:
                 done = mcmc_steps_done(st)
-                ws.append(chain_weights(st.read("chain"), st.read("step"), st.read("accepted"), done)[ok])
+                chain = st.read("chain")
+                from_chains = bool(np.any(chain[ok] >= 0))
+                ws.append(chain_weights(chain, st.read("step"), st.read("accepted"), done)[ok])
             else:
                 ws.append(np.zeros(int(ok.sum())))
-    return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws), first_rows)
+    return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws), first_rows, from_chains)
 
 
 def check_training_rows(model: Any, store_path: str) -> np.ndarray | None:
@@ -196,7 +217,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             floor_error = f"{type(exc).__name__}: {exc}"
     table4: dict[str, dict[str, float]] = {}
     if mocks.weights.sum() > 0:
-        table4["MCMC (re-weighted)"] = sigma_bands(mocks.chi2, chi2_min, mocks.weights)
+        table4[MCMC_ROW if mocks.from_chains else DESIGN_ROW] = sigma_bands(mocks.chi2, chi2_min, mocks.weights)
     for name, c in closures.items():
         table4[name] = table4_row(c.chi2_resim, chi2_min, c.truth)
     oracle_error = None
@@ -227,7 +248,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                                           {n: c.theta for n, c in closures.items()}, out / "fig7_allowed.png")),
     }
     stop = {n: c.passing_share(cfg.feedback.tau_threshold) for n, c in closures.items()}
+    counts = {n: closure_counts(c) for n, c in closures.items()}
     report = {"chi2_min": chi2_min, "n_mocks": int(mocks.chi2.size), "table3_percent": table3,
+              "closure_counts": counts,
               "tau_floor": None if floor is None else floor.as_dict(), "tau_floor_error": floor_error,
               "oracle_error": oracle_error,
               "accuracy_vs_truth_percent": accuracy,
@@ -257,10 +280,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         first = next(iter(next(iter(acc.values())).values()))
         lines += ["## Prediction against the truth - (theta - theta_true) / theta_true, median and 68 % interval, "
                   "in % (slope of theta on theta_true)", "",
-                  f"{first['n']} test pseudo-spectra from {first['n_distinct_truths']} distinct central spectra.", "",
+                  f"{first['n']} test pseudo-spectra from {first['n_distinct_truths']} distinct central spectra"
+                  + (f" (a slope needs at least {MIN_DISTINCT_TRUTHS_FOR_SLOPE})."
+                     if first["n_distinct_truths"] < MIN_DISTINCT_TRUTHS_FOR_SLOPE else "."), "",
                   accuracy_markdown(acc), ""]
     lines += ["## Table 4 - share of re-simulated predictions after chi2_scan -> chi2_tot", "",
-              table4_markdown(report["table4_fractions"]), ""]
+              table4_markdown(report["table4_fractions"]), "", conventions_text(report), ""]
     lines += _explained(ORACLE_ROW, ORACLE_ROW in report["table4_fractions"] and (
         f"{ORACLE_ROW}: the test truths moved by draws from the unbiased floor's covariance at their centre and "
         "re-simulated - what a machine at the floor would score on these centres (no spread along unconstrained "
@@ -276,6 +301,35 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"- {n}: {100 * v:.1f} %" for n, v in report["feedback_passing_share"].items()]
     lines += ["", "## Figures", ""] + [f"- {k}: `{Path(v).name}`" for k, v in report["figures"].items()]
     return "\n".join(lines) + "\n"
+
+
+def closure_counts(c: ClosureResult) -> dict[str, int]:
+    """How a machine's test predictions were counted: all of them, outside the prior box (re-simulated clipped
+    into it; tau against the machine's own theta), not simulable (Table 4: > 6 sigma), simulated without a finite
+    converged chi^2 (> 6 sigma), and with a finite tau (Table 3's denominator)."""
+    finite_chi2 = np.isfinite(c.chi2_resim)
+    return {"n_predictions": int(c.theta.shape[0]), "n_outside_box": c.n_outside_box,
+            "n_not_simulable": int(np.count_nonzero(~c.simulated)),
+            "n_no_finite_chi2": int(np.count_nonzero(c.simulated & ~finite_chi2)),
+            "n_finite_tau": int(np.count_nonzero(np.all(np.isfinite(c.tau), axis=1)))}
+
+
+def conventions_text(report: dict[str, Any]) -> str:
+    """The counting rules of Tables 3 and 4, with each machine's counts (:func:`closure_counts`)."""
+    t4, t6 = (delta_chi2_threshold(s) for s in SIGMA_BANDS)
+    text = (f"Delta chi2_tot is measured from the minimum above; 4 sigma is Delta chi2 <= {t4:.2f} and 6 sigma "
+            f"<= {t6:.2f} (14 dof, as the paper; it prints 69.91). Predictions outside the prior box are "
+            "re-simulated clipped into it; predictions that cannot be simulated, or whose re-simulation has no "
+            "finite converged chi2, count as > 6 sigma; Table 3 uses the predictions with a finite tau.")
+    rows = [name for name in report["table4_fractions"] if name in (MCMC_ROW, DESIGN_ROW)]
+    if rows == [MCMC_ROW]:
+        text += (f" {MCMC_ROW}: the scan's records weighted by chain multiplicity (the steps each chain stayed in "
+                 "a state; no burn-in removed, the chains start from the fit when there is one).")
+    for name, k in (report.get("closure_counts") or {}).items():
+        text += (f" {name}: {k['n_predictions']} predictions, {k['n_outside_box']} outside the box, "
+                 f"{k['n_not_simulable']} not simulable, {k['n_no_finite_chi2']} without a finite chi2, "
+                 f"{k['n_finite_tau']} with a finite tau.")
+    return text
 
 
 def table4_row(chi2_tot: np.ndarray, chi2_min: float, truth: np.ndarray | None = None) -> dict[str, float]:

@@ -4,10 +4,11 @@ Table 3: per parameter, the median of tau (Eq. 4.4) and its 68 % interval (16th 
 in percent, over the test pseudo-data (breaks as log10(R/MV), LOG_PARAM_NAMES order).
 
 Table 4: the share of parameter points whose re-simulated chi^2_tot (Eq. 4.3, i.e. chi2_scan -> chi2_tot,
-Eq. 4.1) lies within 4 sigma (Delta chi^2 <= 43.82 for 14 dof), between 4 and 6 sigma (<= 69.91) and
-beyond 6 sigma of the minimum chi^2_tot of all collected mocks. Points that could not be re-simulated
+Eq. 4.1) lies within 4 sigma (Delta chi^2 <= 43.82 for 14 dof), between 4 and 6 sigma (<= 69.95; the paper
+prints 69.91) and beyond 6 sigma of the minimum chi^2_tot of all collected mocks. Points that could not be re-simulated
 count as beyond 6 sigma. For the re-weighted MCMC the points are the scan's records (each record
-weighted by its chain weight when ``weights`` are given); for the Check Machine the paper quotes the
+weighted by its chain multiplicity when ``weights`` are given: the steps its chain stayed in it, no burn-in
+removed; ``n`` counts the states, ``weight_sum`` the steps); for the Check Machine the paper quotes the
 true-positive rate of its 4 sigma classifier (29 %), which :func:`check_machine_row` computes.
 """
 
@@ -70,10 +71,15 @@ def sigma_bands(chi2_tot: np.ndarray, chi2_min: float, weights: np.ndarray | Non
     t4, t6 = (delta_chi2_threshold(s) for s in SIGMA_BANDS)
     total = float(w.sum())
     if total <= 0:
-        return {"le_4sigma": float("nan"), "4_to_6sigma": float("nan"), "gt_6sigma": float("nan"), "n": 0}
+        return {"le_4sigma": float("nan"), "4_to_6sigma": float("nan"), "gt_6sigma": float("nan"), "n": 0,
+                "weight_sum": 0.0}
     return {"le_4sigma": float(w[d <= t4].sum() / total), "4_to_6sigma": float(w[(d > t4) & (d <= t6)].sum() / total),
-            "gt_6sigma": float(w[d > t6].sum() / total), "n": int(np.count_nonzero(w > 0))}
+            "gt_6sigma": float(w[d > t6].sum() / total), "n": int(np.count_nonzero(w > 0)), "weight_sum": total}
 
+
+MIN_CLUSTERS_FOR_INTERVAL = 10
+"""Fewer test centres than this give no Table 4 interval: a bootstrap over k centres can only return shares built
+from those k values (with 2 it returns the smaller and the larger centre's share), not a 68 % interval."""
 
 BOOTSTRAP_RESAMPLES = 2000
 """Cluster-bootstrap resamples for Table 4's intervals: the 16th/84th percentiles carry a Monte Carlo error of
@@ -87,7 +93,7 @@ def cluster_intervals(chi2_tot: np.ndarray, chi2_min: float, clusters: np.ndarra
     The test pseudo-spectra share their central spectra (several noise draws per centre), so predictions of one
     centre are not independent. ``clusters`` (n,) labels each prediction's centre; the shares are recomputed on
     bootstrap samples of the centres (with replacement), and the 16th / 84th percentiles are returned with the
-    number of clusters."""
+    number of clusters; NaN below :data:`MIN_CLUSTERS_FOR_INTERVAL` clusters."""
     c = np.asarray(chi2_tot, dtype=np.float64)
     labels = np.unique(np.asarray(clusters), return_inverse=True)[1].reshape(-1)
     if c.shape != labels.shape:
@@ -95,9 +101,9 @@ def cluster_intervals(chi2_tot: np.ndarray, chi2_min: float, clusters: np.ndarra
     d = np.where(np.isfinite(c), c - chi2_min, np.inf)
     t4, t6 = (delta_chi2_threshold(s) for s in SIGMA_BANDS)
     k = int(labels.max()) + 1 if labels.size else 0
-    if k == 0:
+    if k < MIN_CLUSTERS_FOR_INTERVAL:
         return {"le_4sigma_lo": float("nan"), "le_4sigma_hi": float("nan"), "le_6sigma_lo": float("nan"),
-                "le_6sigma_hi": float("nan"), "n_clusters": 0}
+                "le_6sigma_hi": float("nan"), "n_clusters": k}
     size = np.bincount(labels, minlength=k).astype(np.float64)
     in4 = np.bincount(labels, weights=(d <= t4).astype(np.float64), minlength=k)
     in6 = np.bincount(labels, weights=(d <= t6).astype(np.float64), minlength=k)
@@ -163,17 +169,25 @@ def table4_markdown(rows: dict[str, dict[str, float]]) -> str:
         ci = "-"
         if "le_4sigma_lo" in r:
             ci = (f"{100 * r['le_4sigma_lo']:.1f}-{100 * r['le_4sigma_hi']:.1f} % / "
-                  f"{100 * r['le_6sigma_lo']:.1f}-{100 * r['le_6sigma_hi']:.1f} % ({r['n_clusters']})")
+                  f"{100 * r['le_6sigma_lo']:.1f}-{100 * r['le_6sigma_hi']:.1f} % ({r['n_clusters']})"
+                  if np.isfinite(r["le_4sigma_lo"]) else
+                  f"n/a: {r['n_clusters']} centres (< {MIN_CLUSTERS_FOR_INTERVAL})")
+        n = r["n"]
+        if r.get("weight_sum") is not None and abs(r["weight_sum"] - n) > 1e-9:
+            n = f"{n} states, {r['weight_sum']:g} steps"
         lines.append(f"| {name} | {100 * r['le_4sigma']:.2f} % | {100 * r['4_to_6sigma']:.2f} % | "
-                     f"{100 * r['gt_6sigma']:.2f} % | {r['n']} | {ci} | {ptxt} |")
+                     f"{100 * r['gt_6sigma']:.2f} % | {n} | {ci} | {ptxt} |")
     return "\n".join(lines)
 
 
-def _paper_key(name: str) -> str:
-    for key in PAPER_TABLE4:
-        if name.startswith(key) or key.startswith(name.split(" (")[0]):
-            return key
-    return name
+PAPER_ROW_OF: dict[str, str] = {"MCMC": "MCMC (re-weighted)", "Machine A": "Machine A", "Machine B": "Machine B",
+                                 "Check Machine": "Check Machine"}
+"""Row name before any ' (variant)' -> the paper's Table 4 row it is compared with (exact names only: a machine
+called 'M' or 'Check' is not the paper's MCMC or Check Machine)."""
+
+
+def _paper_key(name: str) -> str | None:
+    return PAPER_ROW_OF.get(name.split(" (")[0])
 
 
 def _num(value: float) -> str:
