@@ -378,7 +378,8 @@ class MockStore:
         return None if decoded is None else decoded[1]
 
     def read(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
-        """Committed rows of one record dataset (default all ``n_complete``)."""
+        """Committed rows of one record dataset (default all ``n_complete``), in the order of ``rows`` (an index
+        array may repeat rows and need not be sorted)."""
         if name not in RECORD_DTYPES:
             raise KeyError(f"{self.path}: no record dataset {name!r}; have {list(RECORD_DTYPES)}")
         dset = self._f[name]
@@ -390,7 +391,10 @@ class MockStore:
         idx = np.asarray(rows, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_complete):
             raise IndexError(f"{self.path}: rows outside the {self.n_complete} committed records")
-        return dset[np.sort(idx)] if idx.size else dset[:0]
+        if not idx.size:
+            return dset[:0]
+        unique, inverse = np.unique(idx, return_inverse=True)  # h5py reads increasing, distinct rows only
+        return dset[unique][inverse.reshape(idx.shape)]
 
     # ------------------------------------------------------------------------------ writing
     def _require_writable(self) -> None:

@@ -205,7 +205,8 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
         with MockStore.open(p, "r") as st:
             chains = st.read("chain")
             infos.append({"path": p, "n": st.n_complete, "attrs": st.attrs(), "species": st.species,
-                          "ekin": st.ekin_gev_per_n, "chains": np.unique(chains[chains >= 0])})
+                          "ekin": st.ekin_gev_per_n, "chains": np.unique(chains[chains >= 0]),
+                          "steps_done": mcmc_steps_done(st)})
     ref = infos[0]
     for info in infos[1:]:
         if info["species"] != ref["species"] or not np.array_equal(info["ekin"], ref["ekin"]):
@@ -214,6 +215,9 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
             if info["attrs"].get(key) != ref["attrs"].get(key):
                 raise StoreError(f"{info['path']}: attribute '{key}' = {info['attrs'].get(key)!r} differs from "
                                  f"{ref['path']} ({ref['attrs'].get(key)!r}); cannot merge")
+    temps = {float(i["attrs"].get("temperature", np.nan)) for i in infos if i["chains"].size}
+    if len(temps) > 1:  # chains of different temperatures sample different targets: one weighting cannot hold both
+        raise StoreError(f"merge_stores: the MCMC inputs ran at different temperatures {sorted(temps)}; cannot merge")
     all_chains = np.concatenate([i["chains"] for i in infos])
     disjoint = np.unique(all_chains).size == all_chains.size
     offsets, next_free = [], 0
@@ -223,7 +227,8 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
             next_free = max(next_free, int(info["chains"].max()) + offsets[-1] + 1)
     a = ref["attrs"]
     merged_from = [{"path": str(i["path"]), "records": i["n"], "seed": i["attrs"].get("seed"),
-                    "design": i["attrs"].get("design"), "chain_offset": off, "config": i["attrs"].get("config")}
+                    "design": i["attrs"].get("design"), "chain_offset": off, "config": i["attrs"].get("config"),
+                    "steps_done": i["steps_done"]}
                    for i, off in zip(infos, offsets, strict=True)]
     designs = sorted({str(i["attrs"].get("design")) for i in infos})
     meta = StoreMeta(species=ref["species"], ekin_gev_per_n=ref["ekin"], grid=a.get("grid", {}),
@@ -267,6 +272,22 @@ def mcmc_steps_done(store: MockStore) -> int | None:
     except StoreError:
         return None
     return int(state["sampler"]["step"]) if isinstance(state, dict) and "sampler" in state else None
+
+
+def record_steps_done(store: MockStore) -> np.ndarray | None:
+    """(n_complete,) Metropolis steps completed by the run each record comes from: one run's
+    :func:`mcmc_steps_done`, or per input for a merged store (``merged_from``, whose inputs' records come in
+    order); None where that is not known (then the chains' largest stored step stands in)."""
+    done = mcmc_steps_done(store)
+    if done is not None:
+        return np.full(store.n_complete, done, dtype=np.int64)
+    inputs = store.attrs().get("merged_from")
+    if not inputs or any(i.get("steps_done") is None for i in inputs if str(i.get("design")) == "mcmc"):
+        return None
+    counts = [int(i["records"]) for i in inputs]
+    if sum(counts) != store.n_complete:
+        return None
+    return np.repeat([int(i.get("steps_done") or 0) for i in inputs], counts).astype(np.int64)
 
 
 def store_info(path: Path | str) -> dict[str, Any]:

@@ -129,19 +129,24 @@ def slug(name: str) -> str:
 
 
 def chain_weights(chain: np.ndarray, step: np.ndarray, accepted: np.ndarray,
-                  last_step: int | None = None) -> np.ndarray:
+                  last_step: int | np.ndarray | None = None) -> np.ndarray:
     """MCMC weight of every record: steps until its chain's next accepted record, through ``last_step`` (the
-    run's completed steps; default the largest stored step of any chain), 0 for rejected proposals, 1 for
-    design records with chain -1. See crnet.store's 'Chain states'. All chains of a run step in lockstep, so a
-    chain whose last proposals fell outside the prior box (never stored) still holds its state to the end."""
+    run's completed steps: one number, or (n,) per record for a merged store of runs of different lengths;
+    default the largest stored step of any chain), 0 for rejected proposals, 1 for design records with chain -1.
+    See crnet.store's 'Chain states'. All chains of a run step in lockstep, so a chain whose last proposals fell
+    outside the prior box (never stored) still holds its state to the end of its run."""
     w = np.where(chain < 0, 1.0, 0.0)
     mcmc = chain >= 0
     if not mcmc.any():
         return w
-    last = (int(step[mcmc].max()) if last_step is None else int(last_step)) + 1
+    per_record = None if last_step is None or np.ndim(last_step) == 0 else np.asarray(last_step)
+    if per_record is not None and per_record.shape != chain.shape:
+        raise ValueError(f"last_step per record must have shape {chain.shape}, got {per_record.shape}")
+    run_last = int(step[mcmc].max()) if last_step is None else (None if per_record is not None else int(last_step))
     for c in np.unique(chain[mcmc]):
         rows = np.flatnonzero((chain == c) & accepted)
         rows = rows[np.argsort(step[rows], kind="stable")]
+        last = (int(per_record[chain == c].max()) if per_record is not None else run_last) + 1
         nxt = np.append(step[rows][1:], last)
         w[rows] = nxt - step[rows]
     return w
@@ -152,7 +157,7 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
     the re-simulations are scored against; a store whose chi^2 was computed against another one has it
     recomputed from its fluxes, so that chi^2_min, the MCMC row and Figs. 6-7 compare like with like (the
     paper's updated-data case, Sec. 4.6)."""
-    from crnet.store_read import mcmc_steps_done, recompute_chi2
+    from crnet.store_read import recompute_chi2, record_steps_done
 
     ps, cs, ws = [], [], []
     first_rows = np.zeros(0, dtype=np.int64)
@@ -168,7 +173,7 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
             else:
                 cs.append(st.read("chi2")[ok])
             if k == 0:
-                done = mcmc_steps_done(st)
+                done = record_steps_done(st)
                 chain = st.read("chain")
                 from_chains = bool(np.any(chain[ok] >= 0))
                 ws.append(chain_weights(chain, st.read("step"), st.read("accepted"), done)[ok])

@@ -16,6 +16,7 @@ evaluates its contiguous slice, so the merged store equals the single-process de
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,13 @@ def shard_paths(out: Path | str, n_shards: int) -> list[Path]:
     return [out.with_name(f"{out.stem}.shard{i:03d}-of-{n_shards:03d}{out.suffix or '.h5'}") for i in range(n_shards)]
 
 
+def existing_shard_counts(out: Path | str) -> set[int]:
+    """Shard counts (the -of-MMM of the names) of the shard files of ``out`` that exist."""
+    out = Path(out)
+    pattern = re.compile(rf"{re.escape(out.stem)}\.shard\d{{3}}-of-(\d{{3}}){re.escape(out.suffix or '.h5')}")
+    return {int(m.group(1)) for p in out.parent.glob(f"{out.stem}.shard*") if (m := pattern.fullmatch(p.name))}
+
+
 def _run_shard(path: str, config: dict[str, Any], resume: bool, overwrite: bool,
                model_factory: ModelFactory | None) -> dict[str, Any]:
     """Task body on a worker: run (or resume) one shard into its own store."""
@@ -116,6 +124,12 @@ def run_distributed(out: Path | str, config: ScanConfig, n_workers: int | None =
     t0 = time.perf_counter()
     try:
         n = n_shards or len(client.scheduler_info()["workers"]) or 1
+        if resume:  # the shard files name their count: resuming with another count would start every shard afresh
+            found = existing_shard_counts(out)
+            if found and found != {n}:
+                raise ValueError(f"{out}: the run to resume has shards of {sorted(found)} (files "
+                                 f"{out.stem}.shardNNN-of-MMM{out.suffix or '.h5'}) but this call makes {n}; pass "
+                                 f"n_shards={min(found)} (CLI --shards) to resume it")
         configs = shard_configs(config, n)
         paths = shard_paths(out, n)
         if not resume:

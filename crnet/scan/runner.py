@@ -302,9 +302,14 @@ def _initial_points(config: ScanConfig, rng: np.random.Generator) -> np.ndarray:
     centre = to_log(np.asarray(config.start, dtype=np.float64)[None])[0]
     if np.any(centre < lo) or np.any(centre > hi):
         raise ValueError(f"start {config.start} lies outside the prior box")
-    if config.start_cov is not None:  # chain 0 at the centre, the others from the truncated Gaussian
-        return np.vstack([centre, gaussian_design(k - 1, centre, np.asarray(config.start_cov), rng, lo, hi)])
-    return np.clip(centre + config.start_spread * (hi - lo) * rng.standard_normal((k, lo.size)), lo, hi)
+    if config.start_cov is not None:
+        # chain 0 of the whole run at the centre (the first shard's, not every shard's), the others from the
+        # truncated Gaussian
+        at_centre = 1 if config.chain_offset == 0 else 0
+        draws = gaussian_design(k - at_centre, centre, np.asarray(config.start_cov), rng, lo, hi)
+        return np.vstack([centre[None], draws]) if at_centre else draws
+    # truncated, not clipped: clipping would pile starting points onto the box faces (review of session 14)
+    return gaussian_design(k, centre, config.start_spread * (hi - lo), rng, lo, hi)
 
 
 def _chain_states(store: MockStore, config: ScanConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
