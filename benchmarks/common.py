@@ -155,7 +155,9 @@ def machine() -> dict:
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version(), "command": " ".join(sys.argv),
             "commit": git("rev-parse", "HEAD"),
-            "dirty_tree": bool(git("status", "--porcelain", "--untracked-files=no"))}
+            # results files the benchmarks themselves rewrite do not make the code differ from the commit
+            "dirty_tree": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                   ":(exclude)benchmarks/results"))}
     try:
         import numba
 
