@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +92,6 @@ def _status_mb(key: str) -> float | None:
 
 def repeat_timings(run, repeats: int) -> tuple[object, list[float]]:
     """Call ``run()`` ``repeats`` times: (its last result, the wall times in s). Report the median and the range."""
-    import time
-
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     walls, result = [], None

@@ -79,7 +79,7 @@ def test_an_input_unlike_every_mock_is_flagged_where_it_departs(tmp_path):
     bent[0, k_bc, :10] += np.log10(3.0)  # B/C three times higher below 3e-3 GeV/n (10 bins)
     out = input_distances(path, bent)
     d = out["inputs"][0]
-    assert d["outside_training_range"] and d["distance_percent"] > out["baseline"]["q95_percent"]
+    assert d["outside_training_range"] and d["distance_percent"] > out["baseline"]["outside_limit_percent"]
     big = d["largest_difference"]
     assert big["channel"] == "B/C" and big["energy_gev_per_n"] < energies[10]
     # its nearest mock may be a neighbour of record 5 (they lie ~1 % apart): the difference is ln 3 up to that

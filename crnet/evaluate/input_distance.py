@@ -44,35 +44,38 @@ MAX_STORE_RECORDS = 20_000
 flag stays consistent; 20,000 x 672 features are 108 MB)."""
 
 DISTANCE_CHUNK = 64
-"""Inputs compared with the whole store at a time (memory: chunk x records x features x 8 bytes)."""
+"""Inputs compared with the whole store at a time (memory: chunk x records x 8 bytes, 10 MB at 20,000 records)."""
 
 PERCENT_PER_LOG10 = 100.0 * np.log(10.0)
 """A difference of log10 features in % of the value (ln x ~ relative difference for small ones)."""
 
 
-def _store_features(reader: StoreReader, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(log10 features (n, 8 n_E), raw fluxes (n, 5, n_E), record indices) of the usable converged records
-    (at most :data:`MAX_STORE_RECORDS` of them)."""
-    converged = reader.converged()
-    chosen = np.flatnonzero(converged)
+def _store_records(reader: StoreReader, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(log10 features (n, 8 n_E), raw fluxes (n, 5, n_E), q_C (n,), record indices (n,)) of the usable converged
+    records (at most :data:`MAX_STORE_RECORDS` of them); every block of the store is read once."""
+    chosen = np.flatnonzero(reader.converged())
     if chosen.size > MAX_STORE_RECORDS:
         chosen = np.sort(rng.choice(chosen, size=MAX_STORE_RECORDS, replace=False))
-    feats, raws, records = [], [], []
+    feats, raws, scales, records = [], [], [], []
+    q_col = NORM_NAMES.index("q_c")
     for start in range(0, reader.n_records, READ_BLOCK_RECORDS):
         stop = min(start + READ_BLOCK_RECORDS, reader.n_records)
         here = chosen[(chosen >= start) & (chosen < stop)] - start
         if here.size == 0:
             continue
-        f, ok = reader.features(start, stop)
-        keep = here[ok[here]]
-        feats.append(f[keep])
-        raws.append(reader.raw_feature_flux(start, stop)[keep])
-        records.append(keep + start)
+        raw, q_c = reader.raw_feature_flux(start, stop)[here], reader.norms(start, stop)[here, q_col]
+        f, ok = features_from_raw(raw, q_c, reader.info.energies, strict=False)
+        feats.append(f[ok])
+        raws.append(raw[ok])
+        scales.append(q_c[ok])
+        records.append(here[ok] + start)
     n = sum(r.size for r in records)
     if n < 2:
         raise ValueError(f"{reader.info.path}: fewer than 2 converged records with usable features; "
                          "no distance to the training spectra can be measured")
-    return np.concatenate(feats).reshape(n, -1), np.concatenate(raws), np.concatenate(records)
+    return (np.concatenate(feats).reshape(n, -1), np.concatenate(raws), np.concatenate(scales),
+            np.concatenate(records))
 
 
 def nearest_records(inputs: np.ndarray, reference: np.ndarray,
@@ -87,15 +90,19 @@ def nearest_records(inputs: np.ndarray, reference: np.ndarray,
         raise ValueError(f"inputs {x.shape} and reference {ref.shape} must be (m, d) and (n, d) with the same d")
     if not (np.isfinite(x).all() and np.isfinite(ref).all()):
         raise ValueError("nearest_records: features must be finite")
-    dist, row = np.empty(x.shape[0]), np.empty(x.shape[0], dtype=np.int64)
+    # nearest row by |x|^2 + |y|^2 - 2 x.y (a chunk x n matrix, not chunk x n x d), on centred features to limit
+    # the cancellation; the distance to the chosen row is then computed directly
+    centre = ref.mean(axis=0)
+    xc, rc = x - centre, ref - centre
+    ref_sq = np.einsum("ij,ij->i", rc, rc)
+    row = np.empty(x.shape[0], dtype=np.int64)
     for start in range(0, x.shape[0], DISTANCE_CHUNK):
-        block = x[start:start + DISTANCE_CHUNK]
-        msd = ((block[:, None, :] - ref[None, :, :]) ** 2).mean(axis=2)
+        block = xc[start:start + DISTANCE_CHUNK]
+        sq = np.einsum("ij,ij->i", block, block)[:, None] + ref_sq[None, :] - 2.0 * block @ rc.T
         if exclude is not None:
-            ex = np.asarray(exclude)[start:start + DISTANCE_CHUNK]
-            msd[np.arange(block.shape[0]), ex] = np.inf
-        row[start:start + block.shape[0]] = np.argmin(msd, axis=1)
-        dist[start:start + block.shape[0]] = PERCENT_PER_LOG10 * np.sqrt(msd.min(axis=1))
+            sq[np.arange(block.shape[0]), np.asarray(exclude)[start:start + DISTANCE_CHUNK]] = np.inf
+        row[start:start + block.shape[0]] = np.argmin(sq, axis=1)
+    dist = PERCENT_PER_LOG10 * np.sqrt(np.mean((x - ref[row]) ** 2, axis=1))
     return dist, row
 
 
@@ -120,8 +127,7 @@ def input_distances(store: Path | str, inputs: np.ndarray, seed: int = 0, n_base
             raise ValueError(f"inputs must be (m, {len(CHANNEL_NAMES)}, {n_e}) features on the store's grid, "
                              f"got {x.shape}")
         rng = np.random.default_rng(seed)
-        feats, raw, records = _store_features(reader, rng)
-        q_c = reader.take("norms", records)[:, NORM_NAMES.index("q_c")]
+        feats, raw, q_c, records = _store_records(reader, rng)
         energies = reader.info.energies
     base = baseline_distances(feats, raw, q_c, energies, rng, n_baseline)
     dist, row = nearest_records(x.reshape(x.shape[0], -1), feats)
@@ -132,10 +138,10 @@ def input_distances(store: Path | str, inputs: np.ndarray, seed: int = 0, n_base
         ch, k = np.unravel_index(int(np.argmax(np.abs(diff))), diff.shape)
         per_input.append({"distance_percent": float(dist[i]), "nearest_record": int(records[row[i]]),
                           "outside_training_range": bool(dist[i] > limit),
-                          "largest_difference": {"channel": CHANNEL_NAMES[ch],
+                          "largest_difference": {"channel": CHANNEL_NAMES[ch], "bin": int(k),
                                                  "energy_gev_per_n": float(energies[k]),
                                                  "percent": float(diff[ch, k])}})
     return {"inputs": per_input,
             "baseline": {"n": int(base.size), "median_percent": float(np.median(base)),
-                         f"q{round(100 * OUTSIDE_QUANTILE)}_percent": limit,
+                         "outside_quantile": OUTSIDE_QUANTILE, "outside_limit_percent": limit,
                          "noise_max_relative": PAPER_MAX_RELATIVE}}

@@ -183,8 +183,7 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
     distance = input_distances(store, np.concatenate(feats))
     for i, d in zip(inputs, distance["inputs"], strict=True):  # is the largest difference at data or in a gap?
         big = d["largest_difference"]
-        k = int(np.argmin(np.abs(np.log(i["energies"] / big["energy_gev_per_n"]))))
-        big["input_source"] = {sp: i["input_source"][sp][k] for sp in _channel_elements(big["channel"])}
+        big["input_source"] = {sp: i["input_source"][sp][big["bin"]] for sp in _channel_elements(big["channel"])}
     result["input_distance"] = {"baseline": distance["baseline"],
                                 "by_reference": [{"reference_record": i["reference_record"], **d}
                                                  for i, d in zip(inputs, distance["inputs"], strict=True)]}
@@ -228,16 +227,17 @@ def outside_message(distance: dict[str, Any]) -> str:
     """One sentence on how far the best reference's measured inputs lie from the training spectra."""
     d = distance["by_reference"][0]
     big = d["largest_difference"]
-    limit = next(v for k, v in distance["baseline"].items() if k.startswith("q") and k.endswith("_percent"))
+    limit = distance["baseline"]["outside_limit_percent"]
     sources = ", ".join(f"{sp} {src}" for sp, src in big.get("input_source", {}).items())
     where = (f"largest difference {big['percent']:+.0f} % in {big['channel']} at "
              f"{big['energy_gev_per_n']:.3g} GeV/n" + (f" ({sources})" if sources else ""))
+    share = f"{100 * distance['baseline']['outside_quantile']:.0f} %"
     if not d["outside_training_range"]:
         return (f"the measured inputs lie {d['distance_percent']:.1f} % (RMS) from the nearest training mock, within "
-                f"the range of 5 %-noise pseudo-spectra (95 % below {limit:.1f} %); {where}")
-    return (f"the measured inputs lie {d['distance_percent']:.1f} % (RMS) from the nearest training mock, beyond 95 % "
-            f"of 5 %-noise pseudo-spectra ({limit:.1f} %): the machines extrapolate and their predictions on the "
-            f"measured spectra are not covered by the closure tests; {where}")
+                f"the range of 5 %-noise pseudo-spectra ({share} below {limit:.1f} %); {where}")
+    return (f"the measured inputs lie {d['distance_percent']:.1f} % (RMS) from the nearest training mock, beyond "
+            f"{share} of 5 %-noise pseudo-spectra ({limit:.1f} %): the machines extrapolate and their predictions on "
+            f"the measured spectra are not covered by the closure tests; {where}")
 
 
 def measured_markdown(result: dict[str, Any]) -> str:
