@@ -53,11 +53,11 @@ def galprop_seconds_per_model() -> tuple[float, str]:
 
 
 class PeakRSS:
-    """Peak resident memory of this process inside a ``with`` block, MB: ``peak_mb`` (the process's high-water mark
-    during the block) and ``increase_mb`` (peak minus the resident size at entry, what the block itself needed).
+    """Peak resident memory of this process inside a ``with`` block, MiB: ``peak_mib`` (the process's high-water mark
+    during the block) and ``increase_mib`` (peak minus the resident size at entry, what the block itself needed).
 
     On Linux the high-water mark is reset at entry (``/proc/self/clear_refs`` 5), so the peak is the block's own,
-    including memory numba and torch allocate outside Python. Elsewhere ``peak_mb`` is the process's peak since its
+    including memory numba and torch allocate outside Python. Elsewhere ``peak_mib`` is the process's peak since its
     start (``resource.ru_maxrss``) and ``exact`` is False."""
 
     def __enter__(self) -> PeakRSS:
@@ -66,21 +66,21 @@ class PeakRSS:
             self.exact = True
         except OSError:
             self.exact = False
-        self.start_mb = _status_mb("VmRSS")
+        self.start_mib = _status_mib("VmRSS")
         return self
 
     def __exit__(self, *exc) -> None:
         if self.exact:
-            self.peak_mb = _status_mb("VmHWM")
+            self.peak_mib = _status_mib("VmHWM")
         else:
             import resource
 
-            self.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        self.increase_mb = max(self.peak_mb - (self.start_mb or 0.0), 0.0)
+            self.peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        self.increase_mib = max(self.peak_mib - (self.start_mib or 0.0), 0.0)
 
 
-def _status_mb(key: str) -> float | None:
-    """A memory line of /proc/self/status (kB) in MB; None where there is no /proc."""
+def _status_mib(key: str) -> float | None:
+    """A memory line of /proc/self/status (kB, i.e. KiB) in MiB; None where there is no /proc."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -142,21 +142,15 @@ def save_results(stem: str, text: str, payload: dict) -> None:
 def machine() -> dict:
     """Where and from what a result was measured: CPU, cores and the threads numba / torch use, the command line,
     the git commit (and whether the tree had uncommitted changes), the GPU if CuPy sees one."""
-    import subprocess
     import sys
 
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
+    from crnet.provenance import code_version
 
+    # results files the benchmarks themselves rewrite do not make the code differ from the commit
+    version = code_version(exclude=("benchmarks/results",))
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version(), "command": " ".join(sys.argv),
-            "commit": git("rev-parse", "HEAD"),
-            # results files the benchmarks themselves rewrite do not make the code differ from the commit
-            "dirty_tree": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                   ":(exclude)benchmarks/results"))}
+            "commit": version["git_commit"] or "", "dirty_tree": bool(version["git_dirty"])}
     try:
         import numba
 

@@ -20,7 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import RESULTS, galprop_reference_dir, machine  # noqa: E402
+from common import RESULTS, galprop_reference_dir, machine, save_results  # noqa: E402
 
 from crprop.galprop.compare import deviation_table, format_table, load_run  # noqa: E402
 from crprop.propagate import propagate  # noqa: E402
@@ -86,12 +86,7 @@ def main() -> None:
                              "residual": float(model.residual.max()), "rows": rows,
                              "steps_per_species": model.meta["steps_per_species"]}
         figure(name, model, run.spectra(), RESULTS / f"galprop_compare_{name}_{args.tag}.png")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"galprop_compare_{args.tag}.json").write_text(json.dumps(out, indent=1))
-    where = out["machine"]
-    md.append(f"Measured with `{where['command']}` at commit {where['commit'][:10]}; numba threads "
-              f"{where.get('numba_threads')}, {where['cores']} cores.")
-    (RESULTS / f"galprop_compare_{args.tag}.md").write_text("\n".join(md))
+    save_results(f"galprop_compare_{args.tag}", "\n".join(md), out)  # its footer says whether the tree was dirty
 
 
 if __name__ == "__main__":

@@ -67,20 +67,20 @@ def main() -> None:
         rows.append({"dataset": name, "n_phi": len(ds.periods) if ds.needs_modulation else 0,
                      "ms_per_model": dt / args.models * 1e3, "models_per_s": args.models / dt,
                      "ms_per_model_range": [min(walls) / args.models * 1e3, max(walls) / args.models * 1e3],
-                     "repeats": args.repeats, "peak_rss_mb": mem.peak_mb, "rss_increase_mb": mem.increase_mb,
+                     "repeats": args.repeats, "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
                      "sum_chi2": float(res.chi2_tot.sum()), "phi_converged": bool(res.phi_converged.all())})
-    lines = [f"# chi2 time per model ({args.models} tilted copies of crml_base, seed {args.seed}, one core)", "",
+    lines = [f"# chi2 time per model ({args.models} tilted copies of crml_base, seed {args.seed})", "",
              f"crnet: {crnet.__file__}. GALPROP: {galprop_s:.1f} s per model ({galprop_src}). Median of "
              f"{args.repeats} calls per data set (range in brackets); peak RSS: the process's resident-memory "
              "high-water mark during the calls, increase: above the resident size before them.", "",
-             "| data set | nuisance phi | ms / model | models / s | x GALPROP solve | peak RSS MB | increase MB "
+             "| data set | nuisance phi | ms / model | models / s | x GALPROP solve | peak RSS MiB | increase MiB "
              "| sum chi2_tot | phi converged |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["ms_per_model_range"]
         lines.append(f"| {r['dataset']} | {r['n_phi']} | {r['ms_per_model']:.2f} ({lo:.2f}–{hi:.2f}) | "
-                     f"{r['models_per_s']:.1f} | {r['ms_per_model'] / 1e3 / galprop_s:.2e} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['rss_increase_mb']:.0f} | {r['sum_chi2']:.4f} | {r['phi_converged']} |")
+                     f"{r['models_per_s']:.1f} | {r['ms_per_model'] / 1e3 / galprop_s:.2e} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['rss_increase_mib']:.0f} | {r['sum_chi2']:.4f} | {r['phi_converged']} |")
     save_results(args.stem, "\n".join(lines) + "\n",
                  {"models": args.models, "seed": args.seed, "crnet": crnet.__file__,
                   "galprop_s_per_model": galprop_s, "rows": rows})

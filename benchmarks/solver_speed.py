@@ -34,7 +34,7 @@ def time_mode(op, q, mode: str, backend: str, repeats: int) -> dict:
             lambda: solve_species(op, q, mode=mode, backend=backend, on_nonconverged="ignore"), repeats)
     return {"wall_s": float(np.median(walls)), "wall_min_s": min(walls), "wall_max_s": max(walls),
             "repeats": repeats, "steps": res.steps, "residual": float(res.residual.max()),
-            "peak_rss_mb": mem.peak_mb, "rss_increase_mb": mem.increase_mb}
+            "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib}
 
 
 def accuracy_small_grid() -> dict:
@@ -81,7 +81,7 @@ def main() -> None:
                 print(f"{mode:8s} {be:6s} B={b:4d} steps={row['steps']:4d} residual={row['residual']:9.2e} "
                       f"{ms:9.2f} ms/model*species {row['models_per_s_25_isotopes']:8.3f} models/s "
                       f"(x{row['speedup_vs_galprop']:.1f} vs GALPROP {galprop_s:.1f} s/model) "
-                      f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+                      f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
     acc = accuracy_small_grid()
     print("accuracy vs exact sparse solve (small grid, 12C):", json.dumps(acc, indent=1))
     out = {"grid": list(grid.shape), "galprop_s_per_model": galprop_s, "galprop_source": galprop_src,
@@ -90,12 +90,12 @@ def main() -> None:
              f"Median of {args.repeats} solves per row (range in brackets); peak RSS: the process's resident-memory "
              "high-water mark during the row's solves (reset per row), increase: above the resident size before.", "",
              "| mode | backend | B | steps | ms per model·species | models/s (25 isotopes) | × GALPROP "
-             "| peak RSS MB | increase MB |",
+             "| peak RSS MiB | increase MiB |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['backend']} | {r['B']} | {r['steps']} | {r['ms_per_model_species']:.2f} "
               f"({r['wall_min_s'] / r['B'] * 1e3:.2f}–{r['wall_max_s'] / r['B'] * 1e3:.2f}) | "
-              f"{r['models_per_s_25_isotopes']:.3f} | {r['speedup_vs_galprop']:.1f} | {r['peak_rss_mb']:.0f} | "
-              f"{r['rss_increase_mb']:.0f} |" for r in rows]
+              f"{r['models_per_s_25_isotopes']:.3f} | {r['speedup_vs_galprop']:.1f} | {r['peak_rss_mib']:.0f} | "
+              f"{r['rss_increase_mib']:.0f} |" for r in rows]
     lines.append(f"\nGALPROP: {galprop_s:.1f} s per model (25 isotopes, one core; {galprop_src}).")
     lines.append("\nAccuracy against the exact sparse solve (small grid, 12C): "
                  + ", ".join(f"{k} {v['max_rel_error_vs_exact']:.2e}" for k, v in acc.items() if k != "grid"))

@@ -25,6 +25,7 @@ log ``<out>/feedback_log.json`` holds every round's metrics (written atomically 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -134,17 +135,16 @@ class ClosureResult:
     simulated: np.ndarray
     truth: np.ndarray | None = None
 
-    @property
+    @functools.cached_property
     def tau(self) -> np.ndarray:
         """(n, 10) Eq. 4.4 in LOG_PARAM_NAMES coordinates (:func:`tau`), theta the machine's prediction."""
         return tau(self.theta, self.theta_prime)
 
     @property
     def n_outside_box(self) -> int:
-        """Predictions that lie outside the prior box (re-simulated clipped into it)."""
-        lo, hi = TargetTransform().physical_box()
+        """Finite predictions that lie outside the prior box (re-simulated clipped into it)."""
         t = np.asarray(self.theta, dtype=np.float64)
-        return int(np.count_nonzero(np.any((t < lo) | (t > hi), axis=1)))
+        return int(np.count_nonzero(np.any(TargetTransform().outside_box(t) & np.isfinite(t), axis=1)))
 
     @property
     def mean_abs_tau(self) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -10,4 +11,13 @@ def require_parent_dir(path: Path | str, what: str = "--out") -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"{what} {path}: directory {path.parent} does not exist")
+    return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
     return path

@@ -44,7 +44,6 @@ checks, so a run resumed on another commit or machine says so.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 import tomllib
@@ -53,8 +52,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from crnet.config_fields import check_fields
+from crnet.config_fields import check_fields, check_seed
 from crnet.feedback import FeedbackConfig, SimConfig
+from crnet.paths import atomic_write_text
 from crnet.scan.runner import ScanConfig
 from crprop.backends import release_cached_device_memory
 
@@ -67,6 +67,10 @@ TEST_SEED_OFFSET = 1_000_003
 """Added to the run seed for the test pseudo-data so that it never repeats Machine B's training draws."""
 FEEDBACK_SEED_OFFSET = 2_000_029
 """Added to the run seed for the feedback loop's own pseudo-data (neither Machine B's draws nor the test set's)."""
+CLOSURE_SEED_OFFSET = 3_000_017
+"""Added to the run seed for the closure-test noise of the feedback loop and the evaluation ([feedback] seed when
+not given): with the run seed itself it repeated, shifted, the uniform stream of Machine B's training pseudo-data
+(review of session 14)."""
 
 
 @dataclass
@@ -77,8 +81,7 @@ class RunSection:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ValueError(f"[run] seed must be >= 0 (numpy seeds are non-negative), got {self.seed}")
+        check_seed(self.seed, "[run] seed")
         if self.threads < 0:
             raise ValueError(f"[run] threads must be >= 0 (0 = torch's default), got {self.threads}")
 
@@ -143,8 +146,8 @@ class TestSection:
     def __post_init__(self) -> None:
         if self.n_test < 1:
             raise ValueError(f"[test] n_test must be >= 1 (pseudo-spectra), got {self.n_test}")
-        if self.seed is not None and self.seed < 0:
-            raise ValueError(f"[test] seed must be >= 0 or absent (run seed + offset), got {self.seed}")
+        if self.seed is not None:
+            check_seed(self.seed, "[test] seed")
 
 
 @dataclass
@@ -216,7 +219,7 @@ def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
                        ("progress", "[run] progress")):
         if key in fb_raw:
             raise ValueError(f"{path}: [feedback] {key} is not a setting of its own: re-simulations take {where}")
-    fb_raw.setdefault("seed", run.seed)  # replicate runs (other [run] seed) get their own closure noise
+    fb_raw.setdefault("seed", run.seed + CLOSURE_SEED_OFFSET)  # replicate runs get their own closure noise
     fit = _section(FitSection, raw.get("fit", {}), "fit")
     if fit.enabled and raw.get("scan", {}).get("start_cov") is not None:
         raise ValueError(f"{path}: [fit] enabled sets the scan's start_cov; do not give [scan] start_cov too")
@@ -237,7 +240,7 @@ def versions() -> dict[str, Any]:
     import numpy
     import torch
 
-    from crnet.machines.modelfile import code_version
+    from crnet.provenance import code_version
 
     return {**code_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
@@ -245,9 +248,7 @@ def versions() -> dict[str, Any]:
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 SECTION_ORDER: tuple[str, ...] = ("run", "fit", "scan", "train", "test", "feedback", "measured")

@@ -9,7 +9,6 @@ galdef (:meth:`GalaxySetup.from_galdef`) or the paper's galdef shipped with the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -19,7 +18,7 @@ import numpy as np
 
 from crprop.constants import C_CM_S, MB_CM2, YEAR_S
 from crprop.discretization import LOSS_SCHEMES
-from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef
+from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef, symmetric_halo_kpc
 from crprop.grid import Z_MAX_STEP_RATIO, Grid
 from crprop.nuclear.inelastic import loss_cross_sections
 from crprop.nuclear.pp_fusion import pp_fusion_kernel
@@ -112,9 +111,7 @@ class GalaxySetup:
         source known (:meth:`network_passes`: passes beyond network_iter_compl propagate only 1H, as in GALPROP).
         """
         g = galdef if isinstance(galdef, Galdef) else read_galdef(galdef)
-        if not math.isclose(float(g["z_max"]), -float(g["z_min"]), rel_tol=1e-9):
-            raise ValueError(f"galdef z_min = {g['z_min']}, z_max = {g['z_max']} kpc: crprop solves a halo symmetric "
-                             "about the disc (z_max = -z_min)")
+        symmetric_halo_kpc(g)
         network = build_network(
             max_z=int(g["max_Z"]), use_z=g.elements(), t_half_limit_yr=float(g["t_half_limit"]),
             k_capture=bool(g["K_capture"]), order=order or "galprop_v54",

@@ -44,17 +44,15 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crprop.galprop.galdef import Galdef, GaldefError
-from crprop.physics._checks import real_array
+from crprop.galprop.galdef import Galdef, GaldefError, symmetric_halo_kpc
+from crprop.physics._checks import as_real, real_array
 
 PARAM_NAMES: tuple[str, ...] = (
     "d0_1e28_cm2_s", "delta", "eta", "v_alfven_km_s", "z_halo_kpc",
@@ -118,13 +116,15 @@ def _real_value(name: str, raw: object, allowed: str) -> float:
     """``raw`` as a float when it is a real number: Python int / float, any numpy integer or floating scalar
     (or 0-d array of one). Refused with a ValueError naming ``name`` and ``allowed``: bools, Python or numpy
     (``float(True) == 1.0`` would turn a flag passed by mistake into a value), strings (``float("0.5")``
-    parses: a typo, not a value), complex numbers, None... Finiteness is the caller's check."""
-    scalar = raw[()] if isinstance(raw, np.ndarray) and raw.ndim == 0 else raw
-    if isinstance(scalar, bool | np.bool_) or not isinstance(scalar, numbers.Real | Decimal):
-        kind = "a bool" if isinstance(scalar, bool | np.bool_) else f"of type {type(raw).__name__}"
+    parses: a typo, not a value), complex numbers, None, arrays (crprop.physics._checks.as_real: one rule for
+    every real-number check). Finiteness is the caller's check."""
+    arr, why = as_real(raw)
+    if arr is not None and arr.ndim != 0:
+        arr, why = None, f"an array of shape {arr.shape}"
+    if arr is None:
         raise ValueError(f"{name} must be a number (a Python or numpy int / float, not a bool), got {raw!r} "
-                         f"({kind}); allowed {allowed}")
-    return float(scalar)
+                         f"({why}); allowed {allowed}")
+    return float(arr)
 
 
 @dataclass(frozen=True)
@@ -331,9 +331,7 @@ def params_from_galdef(galdef: Galdef, check_prior: bool = False) -> Propagation
     if g["D_g_1"] != g["D_g_2"]:
         raise GaldefError(f"D_g_1 = {g['D_g_1']} != D_g_2 = {g['D_g_2']}: the paper's model has one delta",
                           "D_g_2")
-    if not math.isclose(g["z_min"], -g["z_max"], rel_tol=1e-12, abs_tol=1e-12):
-        raise GaldefError(f"z_min = {g['z_min']} != -z_max = {-g['z_max']}: the halo must be symmetric",
-                          "z_min")
+    symmetric_halo_kpc(g)
     if g["nuc_g_3"] != g["nuc_g_2"] and g["nuc_rigid_br2"] < g.grid().max_rigidity_mv():
         raise GaldefError(f"nuc_g_3 = {g['nuc_g_3']} != nuc_g_2 = {g['nuc_g_2']} above nuc_rigid_br2 = "
                           f"{g['nuc_rigid_br2']} MV, inside the grid: not a three-segment spectrum",

@@ -24,6 +24,22 @@ def isotope_label(z: int, a: int) -> str:
     return f"{a}{ELEMENT_SYMBOLS[z]}"
 
 
+def flux_rows(name: str, iso_z: np.ndarray, iso_a: np.ndarray) -> np.ndarray:
+    """Isotope rows whose fluxes sum to the flux of ``name``, an element ('B') or an isotope ('10Be'), for isotopes
+    ``iso_z``, ``iso_a``; KeyError naming what there is when there is none."""
+    z, a = np.asarray(iso_z), np.asarray(iso_a)
+    elements = [ELEMENT_SYMBOLS[int(v)] for v in sorted(set(z.tolist()))]
+    if name in SYMBOL_TO_Z:
+        rows = np.flatnonzero(z == SYMBOL_TO_Z[name])
+        if not rows.size:
+            raise KeyError(f"element {name!r} not in these spectra (elements: {elements})")
+        return rows
+    labels = [isotope_label(int(zz), int(aa)) for zz, aa in zip(z, a, strict=True)]
+    if name not in labels:
+        raise KeyError(f"species {name!r} not in these spectra (elements {elements}, isotopes {labels})")
+    return np.array([labels.index(name)])
+
+
 @dataclass
 class Spectra:
     """Fluxes at the Sun of a batch of models.
@@ -82,15 +98,7 @@ class Spectra:
 
     def flux(self, name: str) -> np.ndarray:
         """(n_models, n_E) flux of an element ('B') or isotope ('10Be'), m^-2 s^-1 sr^-1 (GeV/n)^-1."""
-        if name in SYMBOL_TO_Z:
-            mask = self.iso_z == SYMBOL_TO_Z[name]
-            if not mask.any():
-                raise KeyError(f"element {name!r} not in these spectra (elements: {self.elements})")
-            return self.iso_flux[:, mask, :].sum(axis=1)
-        labels = self.isotopes
-        if name not in labels:
-            raise KeyError(f"species {name!r} not in these spectra (elements {self.elements}, isotopes {labels})")
-        return self.iso_flux[:, labels.index(name), :]
+        return self.iso_flux[:, flux_rows(name, self.iso_z, self.iso_a), :].sum(axis=1)
 
     def species_table(self, names: list[str] | None = None) -> tuple[list[str], np.ndarray]:
         """Element sums then isotopes: (names, (n_models, n_species, n_E) fluxes)."""

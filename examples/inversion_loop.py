@@ -1,6 +1,7 @@
 """Python-API version of `crnet pipeline`: scan -> train Machine A -> feedback loop -> evaluation.
 
-Tiny scale by default (tiny grid, 16 Sobol mocks, backend "auto": numba on a CPU, ~20 s on one core):
+Tiny scale by default (tiny grid, 16 Sobol mocks, backend "auto": numba on a CPU, ~15 s on a 2-core CPU as
+tests/test_example.py runs it):
 
     .venv/bin/python examples/inversion_loop.py /tmp/crnet_example
 """

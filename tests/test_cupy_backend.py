@@ -351,7 +351,7 @@ def test_warm_start_of_a_model_without_source_gives_zero(problem, backend):
 
 def test_galprop_warm_start_equals_numba(problem):
     """GALPROP mode from a warm start whose boundary nodes are not zero: both sides reset them first (the CuPy
-    backend did, march did not: 10.5 % apart with a 7-step ladder, review of session 13)."""
+    backend did, march did not: the two disagreed, review of session 13)."""
     _, op, q = problem
     psi0 = np.abs(q) * 1e14 + 1.0
     ladder = TimeLadder(repeat=1)

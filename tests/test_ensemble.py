@@ -117,7 +117,7 @@ def test_ensemble_warm_start_and_errors(trained, tmp_path):
         TrainSection(ensemble=0)
 
 
-def test_retraining_takes_the_model_files_own_settings(trained):
+def test_retraining_takes_the_model_files_own_settings(trained, tmp_path):
     """crnet feedback retrains a machine as it was trained (review of session 13: it used TrainConfig defaults,
     cutting an ensemble to one member and dropping its input noise)."""
     _, root, _ = trained
@@ -126,3 +126,15 @@ def test_retraining_takes_the_model_files_own_settings(trained):
     assert cfg.architecture == SMALL and cfg.init_from is None and cfg.pseudo.n_pseudo == 1000
     member = TrainConfig.of_model(member_path(root / "ens.pt", 1))
     assert member.ensemble == 1 and member.seed == 3 + ENSEMBLE_SEED_STRIDE
+    # where it ran is not copied: a model trained on a GPU retrains on a CPU-only machine
+    from crnet.machines.modelfile import load_model, save_model
+
+    model = load_model(root / "ens.pt")
+    model.metadata["train_config"] = {**model.metadata["train_config"], "device": "cuda", "threads": 64}
+    save_model(tmp_path / "gpu.pt", model)
+    moved = TrainConfig.of_model(tmp_path / "gpu.pt")
+    assert (moved.device, moved.threads, moved.ensemble) == ("auto", None, 3)
+    model.metadata["train_config"]["pseudo"] = {"n_pseudo": "many"}
+    save_model(tmp_path / "bad.pt", model)
+    with pytest.raises(ValueError, match="train_config.pseudo"):
+        TrainConfig.of_model(tmp_path / "bad.pt")

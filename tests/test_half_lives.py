@@ -102,7 +102,10 @@ def test_electron_capture_nuclide_is_refused():
 
 def test_grid_config_half_lives_choice_is_checked():
     with pytest.raises(ValueError, match="half_lives must be one of"):
-        GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0, half_lives="lab").setup()
+        GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0, half_lives="lab")
+    # the default has one spelling in cache keys and resume checks
+    assert GridConfig(half_lives="galprop").settings() == GridConfig().settings() == {}
+    assert GridConfig(half_lives="measured").settings() == {"half_lives": "measured"}
 
 
 def test_radioactive_decay_and_k_capture_switches(tiny):

@@ -35,7 +35,7 @@ def test_config_errors(tmp_path):
         load_config(bad)
     # refused at load time, naming the field (review of session 13: these failed hours later or were ignored)
     for text, message in [
-        ("[run]\nseed = -5\n", r"\[run\] seed must be >= 0"),
+        ("[run]\nseed = -5\n", r"\[run\] seed must be an integer >= 0"),
         ("[run]\nthreads = -3\n", r"\[run\] threads must be >= 0"),
         ("[feedback]\nseed = -1\n", "seed must be an integer >= 0"),
         ("[feedback]\nmax_relative = 3.0\n", r"max_relative must lie in \[0, 1\)"),
@@ -45,13 +45,19 @@ def test_config_errors(tmp_path):
         ("[feedback]\nprogress = false\n", r"\[feedback\] progress is not a setting of its own"),
         ('[measured]\ndataset = "nope"\n', r"\[measured\] dataset: unknown data set 'nope'"),
         ('[train]\ndevice = "tpu"\n', r"\[train\] device must be"),
-        ("[test]\nseed = -2\n", r"\[test\] seed must be >= 0"),
+        ("[test]\nseed = -2\n", r"\[test\] seed must be an integer >= 0"),
     ]:
         bad.write_text(text)
         with pytest.raises(ValueError, match=message):
             load_config(bad)
     bad.write_text("[run]\nseed = 7\n")  # the closure noise follows the run seed unless [feedback] seed is given
-    assert load_config(bad).feedback.settings.seed == 7
+    from crnet.pipeline import CLOSURE_SEED_OFFSET, _seeds
+
+    cfg7 = load_config(bad)
+    assert cfg7.feedback.settings.seed == 7 + CLOSURE_SEED_OFFSET
+    seeds = _seeds(cfg7)  # every noise stream its own seed; training and Machine B's pseudo-data share the run's
+    streams = [seeds[k] for k in ("train", "test_pseudodata", "feedback_pseudodata", "feedback_and_evaluation_noise")]
+    assert len(set(streams)) == len(streams)
     bad.write_text("[run]\nseed = 7\n[feedback]\nseed = 3\n")
     assert load_config(bad).feedback.settings.seed == 3
 

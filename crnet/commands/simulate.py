@@ -79,18 +79,18 @@ def register(app: typer.Typer) -> None:
                                        help="galprop (GALPROP's tables; 10Be 1.60 Myr) or measured (10Be 1.387 Myr)"),
     ) -> None:
         """Propagate the models of a galdef or a parameter file and write their spectra at the Sun."""
+        from crnet.scan.models import HALF_LIVES, apply_half_lives
         from crnet.spectra_io import write_spectra_h5
         from crprop.galaxy import GalaxySetup, paper_galdef_path
         from crprop.galprop.galdef import GaldefError, read_galdef
-        from crprop.nuclear.decay import MEASURED_HALF_LIVES_YR
         from crprop.params import PARAM_NAMES, PropagationParams, params_from_galdef
         from crprop.propagate import propagate
         from crprop.solvers import NonConvergenceWarning
 
         if (galdef is None) == (params is None):
             raise typer.BadParameter("give exactly one of --galdef or --params")
-        if half_lives not in ("galprop", "measured"):
-            raise typer.BadParameter(f"--half-lives must be 'galprop' or 'measured', got {half_lives!r}")
+        if half_lives not in HALF_LIVES[1:]:
+            raise typer.BadParameter(f"--half-lives must be one of {HALF_LIVES[1:]}, got {half_lives!r}")
         try:
             require_parent_dir(out)  # before the propagation, not at the write
             if galdef is not None:
@@ -105,8 +105,7 @@ def register(app: typer.Typer) -> None:
                 if gpath is not None:  # the shipped paper galdef's notes are known (README)
                     _echo_galdef_warnings(g, gpath)
                 setup = GalaxySetup.from_galdef(g, order="parents_first")
-            if half_lives == "measured":
-                setup = setup.with_half_lives(MEASURED_HALF_LIVES_YR)
+            setup = apply_half_lives(setup, half_lives)
         except (GaldefError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

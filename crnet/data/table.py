@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crprop.galprop.galdef import DECIMAL_NUMBER
 from crprop.spectra import SYMBOL_TO_Z
 
 X_COLUMN = re.compile(r"^(R|Ekn|Ek|E)_(low|high|rep)_(GV|GeVn|GeV)$")
@@ -150,8 +151,7 @@ class MeasurementTable:
         return np.hypot(self.stat_err(), self.sys_err())
 
 
-NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(nan|inf|infinity)",
-                         re.IGNORECASE | re.ASCII)
+NUMBER_TEXT = re.compile(rf"{DECIMAL_NUMBER.pattern}|[+-]?(nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 """What a number field may hold: a plain ASCII decimal (the NaN / inf words are matched so that their own
 message names them). Python's float() also takes '1_0' (= 10) and non-ASCII digits such as '１', neither of
 which a data file means."""
@@ -172,10 +172,7 @@ def _parse_float(text: str, path: Path, line: int, column: str, required: bool) 
     if not NUMBER_TEXT.fullmatch(text):
         raise _err(path, line, column, f"cannot parse {text!r} as a number (plain ASCII decimal such as "
                                        "'1.5e-3' expected)")
-    try:
-        val = float(text)
-    except ValueError:
-        raise _err(path, line, column, f"cannot parse {text!r} as a number") from None
+    val = float(text)  # NUMBER_TEXT matched: float() reads it
     if math.isnan(val):
         raise _err(path, line, column, "value is NaN")
     if math.isinf(val):

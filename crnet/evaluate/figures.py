@@ -72,7 +72,7 @@ def tau_histograms(taus: dict[str, np.ndarray], out: Path | str) -> Path:
                 ax.hist(np.clip(v, lo, hi), bins=TAU_HIST_BINS, range=(lo, hi), histtype="step", label=label,
                         density=True)
         ax.set_xlabel(f"tau({LOG_PARAM_NAMES[j]}) [%]")
-        if len(ax.get_legend_handles_labels()[1]) and any("beyond" in t for t in ax.get_legend_handles_labels()[1]):
+        if any("beyond" in t for t in ax.get_legend_handles_labels()[1]):
             ax.legend(fontsize=6)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()

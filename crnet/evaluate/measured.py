@@ -12,8 +12,8 @@ its q_C, xi's and phi profiled by :func:`crnet.likelihood.chi2`) and r_X the dat
 data point r = F / M^ref (M^ref: the reference model as the likelihood predicts that point - scaled by its
 normalisation, force-field modulated for top-of-atmosphere blocks). A top-of-atmosphere point at E is placed at
 the interstellar energy E + (Z / A_eff) phi (GeV/n, phi in GV; A_eff of crnet.data.DEFAULT_ISOTOPE_MIX): under the
-force field r_TOA(E) = r_LIS(E + Z phi / A) exactly for one isotope (review of session 13: without the shift a 20 %
-bump at 1.5 GeV/n came back 3-8 % off below 10 GeV/n, with it 0.5-0.9 %; Be, a mix of three isotopes, 2 %).
+force field r_TOA(E) = r_LIS(E + Z phi / A) exactly for one isotope (tests/test_evaluate.py's TOA_CLOSURE_TOL:
+a bump placed at the top-of-atmosphere energy comes back at its interstellar one).
 log r is interpolated linearly in log E between data points (this bridges the gaps, e.g. 0.3-1 GeV/n, with the
 reference shape) and held constant beyond the lowest / highest data point (there the input is the reference shape
 scaled to the nearest data).
@@ -26,23 +26,18 @@ machines are therefore also run with the next-best references (``n_references``)
 predictions is reported with each machine's prediction. Each machine's prediction from the best reference is
 re-simulated and its chi^2_tot reported.
 
-How far the measured inputs lie from every training spectrum is measured in the machines' own feature space
+How far the measured inputs lie from the scan's mocks is measured in the machines' own feature space
 (:mod:`crnet.evaluate.input_distance`) and written with the predictions (``input_distance``, ``measured.md``); an
 input beyond 95 % of 5 %-noise pseudo-spectra raises a warning, since no closure test covers a prediction there.
-On the paper data set (session 14, CPU-scale store) the inputs lie 24 % (RMS) from the nearest mock against a
-95 % quantile of 10.5 %, the largest difference being Voyager 1 B at 0.009 GeV/n (+101 % in B/C, at data bins):
-the model family cannot fit those points (70 of the best mock's chi^2 450 from 9 Voyager B points); with B replaced
-by the reference's, A-crnet's prediction moves back to eta -0.92 from +0.79. Two other input constructions were
-tried on that run and not adopted: smoothing the data-to-reference ratio with an error-weighted Gaussian kernel of
-0.22 or 0.45 in ln E left A-crnet's chi^2_tot at 1.37e5 / 1.28e5 (1.34e5 unsmoothed); shrinking the ratio towards 1
-(a 5 % prior) gave chi^2_tot 605 (A) and 451 (B), next to the reference's 450: the machines then return the reference
-mock's parameters, a circular answer.
+On the paper data set (CPU-scale run, benchmarks/results/pipeline_cpu_s14/measured/) the inputs lie 24 % (RMS)
+from the nearest mock against a 95 % quantile of 9.6 %, the largest difference being Voyager 1 B at 0.009 GeV/n
+(+101 % in B/C, at data bins): the model family cannot fit those points (70 of the best mock's chi^2 450 from the 9
+Voyager B points). Other constructions of the inputs tried on that run are in benchmarks/results/pipeline_cpu.md.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -51,9 +46,10 @@ import numpy as np
 
 from crnet.data import effective_mass_number, get_dataset
 from crnet.evaluate.input_distance import input_distances
-from crnet.features import FEATURE_SPECIES, features_from_raw, species_rows
+from crnet.features import CHANNEL_FROM_ELEMENTS, CHANNEL_NAMES, FEATURE_SPECIES, features_from_raw, species_rows
 from crnet.feedback import SimConfig, clip_to_box, read_in_row_order, resimulate
 from crnet.likelihood import RATIO_PARAMETERS, block_predictions, chi2
+from crnet.paths import atomic_write_text
 from crnet.store import MockStore
 from crnet.store_read import recompute_chi2, spectra_from_flux
 from crprop.params import PARAM_NAMES
@@ -143,8 +139,10 @@ def measured_inputs(store: Path | str, dataset: str = "paper", reference: int | 
 
 
 def _channel_elements(channel: str) -> list[str]:
-    """Elements of a feature channel name ('B/C' -> ['B', 'C'], 'O/C110' -> ['O', 'C'])."""
-    return [part.removesuffix("110") for part in channel.split("/")]
+    """Elements whose flux at a bin enters a feature channel at that bin ('B/C' -> B, C; 'O/C110' -> O: its
+    N_C^110 is the 110 GeV/n bin's), from crnet.features.CHANNEL_FROM_ELEMENTS."""
+    row = CHANNEL_FROM_ELEMENTS[CHANNEL_NAMES.index(channel)]
+    return [FEATURE_SPECIES[e] for e in np.flatnonzero(row)]
 
 
 N_REFERENCES = 4
@@ -216,10 +214,8 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
             chi2, converged = read_in_row_order(st, "chi2"), read_in_row_order(st, "converged")
         for i, name in enumerate(to_simulate):
             result["machines"][name].update(chi2_tot=float(chi2[i]), converged=bool(converged[i]))
-    for name, text in (("measured.json", json.dumps(result, indent=2)), ("measured.md", measured_markdown(result))):
-        tmp = out / f"{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+    atomic_write_text(out / "measured.json", json.dumps(result, indent=2))
+    atomic_write_text(out / "measured.md", measured_markdown(result))
     return result
 
 
@@ -233,9 +229,9 @@ def outside_message(distance: dict[str, Any]) -> str:
              f"{big['energy_gev_per_n']:.3g} GeV/n" + (f" ({sources})" if sources else ""))
     share = f"{100 * distance['baseline']['outside_quantile']:.0f} %"
     if not d["outside_training_range"]:
-        return (f"the measured inputs lie {d['distance_percent']:.1f} % (RMS) from the nearest training mock, within "
-                f"the range of 5 %-noise pseudo-spectra ({share} below {limit:.1f} %); {where}")
-    return (f"the measured inputs lie {d['distance_percent']:.1f} % (RMS) from the nearest training mock, beyond "
+        return (f"the measured inputs lie {d['distance_percent']:.1f} % (RMS) from the nearest mock of the scan, "
+                f"within the range of 5 %-noise pseudo-spectra ({share} below {limit:.1f} %); {where}")
+    return (f"the measured inputs lie {d['distance_percent']:.1f} % (RMS) from the nearest mock of the scan, beyond "
             f"{share} of 5 %-noise pseudo-spectra ({limit:.1f} %): the machines extrapolate and their predictions on "
             f"the measured spectra are not covered by the closure tests; {where}")
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,6 +65,7 @@ from crnet.feedback import (
     savez_keyed,
 )
 from crnet.likelihood import delta_chi2_threshold
+from crnet.paths import atomic_write_text
 from crnet.store import MockStore
 
 MCMC_ROW = "MCMC (re-weighted)"
@@ -139,14 +139,14 @@ def chain_weights(chain: np.ndarray, step: np.ndarray, accepted: np.ndarray,
     mcmc = chain >= 0
     if not mcmc.any():
         return w
-    per_record = None if last_step is None or np.ndim(last_step) == 0 else np.asarray(last_step)
-    if per_record is not None and per_record.shape != chain.shape:
-        raise ValueError(f"last_step per record must have shape {chain.shape}, got {per_record.shape}")
-    run_last = int(step[mcmc].max()) if last_step is None else (None if per_record is not None else int(last_step))
+    last_step = int(step[mcmc].max()) if last_step is None else last_step
+    per_record = np.broadcast_to(np.asarray(last_step), chain.shape) if np.ndim(last_step) == 0 else last_step
+    if np.shape(per_record) != chain.shape:
+        raise ValueError(f"last_step per record must have shape {chain.shape}, got {np.shape(per_record)}")
     for c in np.unique(chain[mcmc]):
         rows = np.flatnonzero((chain == c) & accepted)
         rows = rows[np.argsort(step[rows], kind="stable")]
-        last = (int(per_record[chain == c].max()) if per_record is not None else run_last) + 1
+        last = int(np.max(per_record[chain == c])) + 1
         nxt = np.append(step[rows][1:], last)
         w[rows] = nxt - step[rows]
     return w
@@ -424,9 +424,7 @@ def _sha(a: np.ndarray) -> str:
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _cuda() -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 from crnet.data import DataBlock
 from crnet.data.kinematics import convert_x_to_ekn
 from crnet.likelihood.interpolation import Interpolator
-from crprop.spectra import SYMBOL_TO_Z, Spectra
+from crprop.spectra import SYMBOL_TO_Z, Spectra, flux_rows
 
 RESOLVED_KINDS: tuple[str, ...] = ("R", "Ek")
 """Published variables of element blocks whose prediction is summed isotope by isotope (module docstring)."""
@@ -44,6 +44,10 @@ class BlockPrediction:
         self.resolved = (block.x_native_kind in RESOLVED_KINDS and block.a_eff is not None
                          and block.species in SYMBOL_TO_Z and block.x_native is not None)
         if not self.resolved:  # the element's (or isotope's) flux at the block energies
+            try:
+                self.rows = flux_rows(block.species, iso_z, iso_a)  # found once, not at every call
+            except KeyError as exc:
+                raise ValueError(f"data block {block.label!r}: {exc.args[0]}") from None
             self.interp = _interpolator(block, e_model, block.ekin_gev_per_n, method, block.species)
             return
         # per isotope: its E_kn at the published x, and f / f_i (f = 1/(dE_kn/dx), the data's factor at A_eff)
@@ -61,7 +65,7 @@ class BlockPrediction:
         """(n_models, n_points) model flux, m^-2 s^-1 sr^-1 (GeV/n)^-1 (``spectra`` in the layout given at
         construction)."""
         if not self.resolved:
-            return self.interp(spectra.flux(self.block.species))
+            return self.interp(spectra.iso_flux[:, self.rows, :].sum(axis=1))
         return sum(interp(spectra.iso_flux[:, row, :]) * weight for row, interp, weight in self.terms)
 
 

@@ -191,7 +191,7 @@ def split_indices(candidates: np.ndarray, val_fraction: float, seed: int,
     only on its own id and the seed, not on the other candidates. A store that grows (the feedback loop appends
     re-simulations and retrains with a warm start) therefore keeps every old record on the side it had, and no
     record the previous weights trained on is used to validate the next round. (A seeded permutation of the
-    candidates, used before session 13, re-drew the whole split when the store grew: 66 % of round 1's validation
+    candidates, used before session 13, re-drew the whole split when the store grew: most of round 1's validation
     records had been round 0's training records, measured in review.) The validation share is ``val_fraction``
     on average (binomial); at least one id goes to each side.
 
@@ -315,7 +315,7 @@ def prepare_regression_data(path: Path | str, transform: TargetTransform, *, val
 
     ``scaler``: use this standardisation instead of fitting one. A warm-started retraining (feedback rounds) passes
     its initial model's, so that the inherited weights see inputs scaled as they were trained on (refitting on the
-    grown store moved the feature means by up to 0.63 of the old standard deviations, measured in review)."""
+    grown store moved the feature means by a sizeable fraction of the old standard deviations, review of session 13)."""
     path = Path(path)
     with StoreReader(path) as reader:
         info = reader.info

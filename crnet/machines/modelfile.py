@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from crnet import __version__
 from crnet.features import (
     CHANNEL_NAMES,
     FEATURE_SPECIES,
@@ -42,6 +40,7 @@ from crnet.features import (
     check_same_grid,
 )
 from crnet.machines import build_network
+from crnet.provenance import code_version  # noqa: F401 - re-exported: model metadata records it
 from crprop.params import PARAM_NAMES
 
 MODEL_FORMAT = "crnet-model"
@@ -66,21 +65,6 @@ def file_sha256(path: Path | str) -> str:
         for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def code_version() -> dict:
-    """crnet version and, when the package lives in a git checkout, its commit and dirty flag."""
-    out = {"crnet": __version__, "git_commit": None, "git_dirty": None}
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-        out["git_commit"], out["git_dirty"] = commit, bool(dirty)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 @dataclass

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from crnet.config_fields import check_seed
+from crnet.config_fields import check_fields, check_seed
 from crnet.features import TargetTransform, regression_metrics
 from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_architecture, network_name
 from crnet.machines.augment import VALIDATION_NOISE_SEED_OFFSET, InputNoise
@@ -73,6 +73,11 @@ def log_cosh_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean log(cosh(pred - target)), computed stably as d + softplus(-2 d) - log 2."""
     d = pred - target
     return (d + nn.functional.softplus(-2.0 * d) - LOG2).mean()
+
+
+RUN_PLACE_SETTINGS: tuple[str, ...] = ("init_from", "device", "threads", "progress")
+"""TrainConfig fields that say where and how a training ran, not what it learned: :meth:`TrainConfig.of_model`
+does not copy them from a model file."""
 
 
 @dataclass
@@ -136,10 +141,14 @@ class TrainConfig:
         if not isinstance(saved, dict):
             raise ValueError(f"{model_path}: the model file records no train_config; give the training settings")
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in saved.items() if k in known and k not in ("init_from",)}
+        # where and how it ran (device, threads, progress) is this machine's business, not the model's: a model
+        # trained on a GPU must retrain on a CPU-only machine too
+        values = {k: v for k, v in saved.items() if k in known and k not in RUN_PLACE_SETTINGS}
         if isinstance(values.get("pseudo"), dict):
-            values["pseudo"] = PseudoDataConfig(**{**values["pseudo"], "envelope_delta": tuple(
-                values["pseudo"].get("envelope_delta", PseudoDataConfig().envelope_delta))})
+            pseudo = {**values["pseudo"], "envelope_delta": tuple(
+                values["pseudo"].get("envelope_delta", PseudoDataConfig().envelope_delta))}
+            check_fields(PseudoDataConfig, pseudo, f"{model_path}: train_config.pseudo")
+            values["pseudo"] = PseudoDataConfig(**pseudo)
         return cls(**{**values, "ensemble": model.n_members})
 
     def resolved(self) -> TrainConfig:

@@ -116,6 +116,13 @@ class GridConfig:
     loss_scheme: str | None = None
     half_lives: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.half_lives not in HALF_LIVES:
+            raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (or None = 'galprop'), "
+                             f"got {self.half_lives!r}")
+        if self.half_lives == "galprop":  # one spelling of the default, so that cache keys and resumes agree
+            self.half_lives = None
+
     def settings(self) -> dict[str, Any]:
         """The options that are set (None = the default, left out): what cache keys and resume checks compare,
         so that adding an option does not orphan results computed before it existed."""
@@ -123,14 +130,20 @@ class GridConfig:
 
     def setup(self):
         from crprop.galaxy import GalaxySetup
-        from crprop.nuclear.decay import MEASURED_HALF_LIVES_YR
 
-        if self.half_lives not in HALF_LIVES:
-            raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (or None = 'galprop'), "
-                             f"got {self.half_lives!r}")
         changes = {k: v for k, v in self.settings().items() if k != "half_lives"}
         setup = GalaxySetup.paper().with_changes(**changes) if changes else GalaxySetup.paper()
-        return setup.with_half_lives(MEASURED_HALF_LIVES_YR) if self.half_lives == "measured" else setup
+        return apply_half_lives(setup, self.half_lives)
+
+
+def apply_half_lives(setup, half_lives: str | None):
+    """``setup`` (a crprop GalaxySetup) with the half-lives :data:`HALF_LIVES` names: None / 'galprop' keep
+    GALPROP's tables, 'measured' takes crprop.nuclear.decay.MEASURED_HALF_LIVES_YR (10Be 1.387 Myr)."""
+    from crprop.nuclear.decay import MEASURED_HALF_LIVES_YR
+
+    if half_lives not in HALF_LIVES:
+        raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (or None = 'galprop'), got {half_lives!r}")
+    return setup.with_half_lives(MEASURED_HALF_LIVES_YR) if half_lives == "measured" else setup
 
 
 HALF_LIVES: tuple[str | None, ...] = (None, "galprop", "measured")

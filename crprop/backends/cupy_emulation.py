@@ -229,7 +229,7 @@ class EmulatedKernels:
 
     def sweep(self, d: str, targs: tuple, theta, theta_s: float, theta_const: int, srat, src, qs, cn: int,
               qfac: float, raw: int, post: int, state, out) -> None:
-        require_c_order(f"sweep_{d}", (theta, srat, src, qs, out))  # as the CUDA launchers do
+        require_c_order(f"sweep_{d}", (theta, srat, src, qs, out))  # the layout the CUDA kernels assume
         if not state[0]:
             emulate_sweep(d, targs, theta, theta_s, theta_const, srat, src, qs, cn, qfac, raw, post, out, self._r)
 

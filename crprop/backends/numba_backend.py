@@ -13,6 +13,7 @@ Every solve kernel handles both uses:
 
 from __future__ import annotations
 
+import collections
 import threading
 
 import numba
@@ -194,20 +195,33 @@ def _solve_p(p1, p2, p3, l2, l3, gam, rmask, zmask, theta, src, q, cn, qfac, out
                         out[i, j, k, b] = max(out[i, j, k, b], 0.0)
 
 
+WORKSPACE_SHAPES = 4
+"""Batch shapes whose Thomas scratch arrays are kept (least recently used dropped): a solve's re-packed batches
+and two threads taking turns with different shapes reuse theirs instead of reallocating at every call."""
+
+
+class _Scratch:
+    """c', d' of the Thomas recurrences for one batch shape."""
+
+    def __init__(self, shape: tuple[int, int, int, int]) -> None:
+        nr, nz, ne, nb = shape
+        self.zc, self.zd = np.empty((nr, nz, ne * nb)), np.empty((nr, nz, ne * nb))
+        self.pc, self.pd = np.empty((nr, ne, nb)), np.empty((nr, ne, nb))
+        self.rc, self.rd = np.empty((nz, nr, ne * nb)), np.empty((nz, nr, ne * nb))
+
+
 class _Workspace:
-    """Scratch arrays (c', d' of the Thomas recurrences) reused across calls of the same shape."""
+    """Scratch arrays reused across calls of the same shape (the :data:`WORKSPACE_SHAPES` most recent shapes)."""
 
     def __init__(self) -> None:
-        self.shape: tuple[int, ...] | None = None
+        self._by_shape: collections.OrderedDict[tuple[int, ...], _Scratch] = collections.OrderedDict()
 
-    def get(self, shape: tuple[int, int, int, int]) -> _Workspace:
-        if self.shape != shape:
-            nr, nz, ne, nb = shape
-            self.zc, self.zd = np.empty((nr, nz, ne * nb)), np.empty((nr, nz, ne * nb))
-            self.pc, self.pd = np.empty((nr, ne, nb)), np.empty((nr, ne, nb))
-            self.rc, self.rd = np.empty((nz, nr, ne * nb)), np.empty((nz, nr, ne * nb))
-            self.shape = shape
-        return self
+    def get(self, shape: tuple[int, int, int, int]) -> _Scratch:
+        scratch = self._by_shape.pop(shape, None) or _Scratch(shape)
+        self._by_shape[shape] = scratch
+        while len(self._by_shape) > WORKSPACE_SHAPES:
+            self._by_shape.popitem(last=False)
+        return scratch
 
 
 _WS = _Workspace()

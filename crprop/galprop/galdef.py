@@ -43,6 +43,7 @@ from crprop.galprop.galdef_keys import (
     KeySpec,
     key_spec,
 )
+from crprop.physics._checks import as_real
 
 __all__ = [
     "Galdef",
@@ -58,17 +59,23 @@ __all__ = [
 ]
 
 MAX_Z_SUPPORTED = 14
-GRID_RATIO_SLACK = 1e-6
-"""Relative slack in (r_max - r_min)/dr and (z_max - z_min)/dz before they count as not whole (decimal galdef
-values such as 3.9 / 0.2 are not exact in binary)."""
 """Heaviest element crprop's nuclear network covers."""
+
+GRID_RATIO_SLACK = 1e-6
+"""Slack, in steps, of (r_max - r_min)/dr and (z_max - z_min)/dz from a whole number before they count as not
+whole (decimal galdef values such as 3.9 / 0.2 are not exact in binary)."""
+
+SYMMETRIC_HALO_RTOL = 1e-9
+"""z_max and -z_min count as equal to this relative tolerance (crprop solves a halo symmetric about the disc)."""
 
 GALPROP_VALUE_COLUMN = 22
 """GALPROP parses a value from this 0-based column on (``sscanf(input, "%22c%le")``)."""
 
 _KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 _INT = re.compile(r"[+-]?[0-9]+")
-_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+"""A plain ASCII decimal number as GALPROP's sscanf reads one (also what crnet's data files may hold)."""
+_FLOAT = DECIMAL_NUMBER
 _FLOAT_LIST = re.compile(rf"[ \t]*((?:{_FLOAT.pattern})(?:,[ \t]*(?:{_FLOAT.pattern}))*)")
 """A list value as GALPROP's ``sscanf(.., "%le,%n")`` loop reads it: whitespace may precede each number,
 a comma must follow it directly."""
@@ -154,12 +161,11 @@ def _format_value(spec: KeySpec, value: Any) -> str:
             raise GaldefError(f"{key}: expected a number, got {value!r}", key)
         return repr(float(value))
     if spec.vtype == "floats":
-        items = list(value) if isinstance(value, list | tuple | np.ndarray) and np.ndim(value) == 1 else None
-        if not items or any(isinstance(v, bool | np.bool_) or not isinstance(v, (int, float, np.integer, np.floating))
-                            or not math.isfinite(v) for v in items):
+        arr, _ = as_real(value) if isinstance(value, list | tuple | np.ndarray) else (None, None)
+        if arr is None or arr.ndim != 1 or not arr.size or not np.isfinite(arr).all():
             raise GaldefError(f"{key}: expected a non-empty sequence of finite numbers (written comma-separated), "
                               f"got {value!r}", key)
-        return ",".join(repr(float(v)) for v in items)
+        return ",".join(repr(float(v)) for v in arr)
     text = str(value)
     if spec.vtype == "str" and (not text or any(c.isspace() for c in text)):
         raise GaldefError(f"{key}: expected one token without whitespace, got {value!r}", key)
@@ -531,3 +537,13 @@ def write_galdef(galdef: Galdef, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(galdef.to_text(), encoding="latin-1")
     return path
+
+
+def symmetric_halo_kpc(g: Galdef) -> float:
+    """The halo half-height z_max = -z_min of ``g``, kpc; GaldefError naming z_min when the halo is not symmetric
+    about the disc (GALPROP allows that, crprop's solver does not)."""
+    z_min, z_max = float(g["z_min"]), float(g["z_max"])
+    if not math.isclose(z_max, -z_min, rel_tol=SYMMETRIC_HALO_RTOL):
+        raise GaldefError(f"z_min = {z_min}, z_max = {z_max} kpc: crprop solves a halo symmetric about the disc "
+                          "(z_max = -z_min)", "z_min")
+    return z_max

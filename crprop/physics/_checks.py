@@ -52,19 +52,25 @@ def _float64(raw: np.ndarray, value: object) -> tuple[np.ndarray | None, str | N
     return raw.astype(np.float64, copy=False), None
 
 
+def as_real(value: object) -> tuple[np.ndarray | None, str | None]:
+    """(``value`` as a float64 array, None) when it is a real number or an array / nested sequence of them
+    (Python int / float, any numpy integer or floating type), else (None, why not): bools, strings, complex
+    numbers and other objects. The one rule behind :func:`real_array` and crprop.params' scalar fields."""
+    why = _not_real(value)
+    if why is not None:
+        return None, why
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
+        return None, f"{type(value).__name__} {value!r}"
+    return _float64(raw, value)
+
+
 def real_array(name: str, value: object, allowed: str) -> np.ndarray:
     """``value`` (a real number or an array / nested sequence of them: Python int / float, any numpy integer
     or floating type) as a float64 array; ValueError naming ``name`` and ``allowed`` for bools, strings,
-    complex numbers and other non-real objects. Finiteness and range are the caller's checks."""
-    arr: np.ndarray | None = None
-    why = _not_real(value)
-    if why is None:
-        try:
-            raw = np.asarray(value)
-        except (TypeError, ValueError):  # ragged nesting
-            why = f"{type(value).__name__} {value!r}"
-        else:
-            arr, why = _float64(raw, value)
+    complex numbers and other non-real objects (:func:`as_real`). Finiteness and range are the caller's checks."""
+    arr, why = as_real(value)
     if arr is None:
         raise ValueError(f"{name} must be a real number or array of real numbers (Python or numpy int / float, "
                          f"not bool, string or complex), got {why}; allowed: {allowed}")

@@ -76,8 +76,8 @@ def has_source(q):
     """(B,) 1.0 for models with a non-zero source somewhere, 0.0 for the others (numpy or CuPy, as ``q``).
 
     The relative residual of a model whose source is zero everywhere has no scale (crprop.solvers.result), so a
-    warm start psi0 != 0 would be returned unchanged and called converged (review of session 13: max psi 2.9e15
-    instead of 0); the solvers therefore start such a model from its exact answer, 0."""
+    warm start psi0 != 0 would be returned unchanged and called converged (review of session 13: the
+    warm start came back instead of 0); the solvers therefore start such a model from its exact answer, 0."""
     return (q != 0).any(axis=(0, 1, 2)).astype(q.dtype)
 
 

@@ -56,7 +56,7 @@ def residual_scale(q_norms):
     """(n_E, B) denominators of :func:`relative_residual` from :func:`slice_norms` of Q (numpy or CuPy): ||Q_k||,
     and for a slice without source (Q_k = 0) the model's largest ||Q_k'||. Such a slice is then still checked:
     psi there is fed by losses / reacceleration from other energies, and skipping it let a wrong warm start pass
-    as converged (100 % off there at a reported 1e-15; review of session 12). A model whose source is zero
+    as converged (review of session 12). A model whose source is zero
     everywhere keeps 0 (skipped: psi = 0 is its answer)."""
     top = q_norms.max(axis=0)
     return q_norms + (q_norms <= 0) * top[None, :]
