@@ -310,8 +310,7 @@ def energy_tables(setup: GalaxySetup, ekin_mev_per_n: np.ndarray) -> EnergyTable
     if setup.radioactive_decay:
         for dec in net.decays:
             production[dec.daughter].decay_parents.append(dec.parent)
-            production[dec.daughter].decay_rates.append(
-                dec.branching * np.log(2.0) / (kins[dec.parent].gamma * dec.t_half_yr * YEAR_S))
+            production[dec.daughter].decay_rates.append(dec.branching * decays[dec.parent])
     return EnergyTables(kins, coeffs, frags, decays, production)
 
 

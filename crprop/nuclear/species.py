@@ -184,13 +184,14 @@ class Species:
 class Decay:
     """Radioactive decay source between two propagated species (indices into ``Network.species``).
 
-    ``t_half_yr`` is the parent half-life in years; the source is BR * psi_parent * ln2 / (gamma t_half).
+    The source is BR * psi_parent * ln2 / (gamma t_half) with the parent's own half-life
+    (``Network.species[parent].t_half_yr``, years): nucdata gives the same half-life for the parent and for
+    each of its decay links, and :func:`build_network` checks that, so it is kept in one place.
     """
 
     parent: int
     daughter: int
     branching: float
-    t_half_yr: float
 
 
 @dataclass(frozen=True)
@@ -267,10 +268,7 @@ class Network:
                                  f"network's t_half_limit_yr = {self.t_half_limit_yr:.4g} yr")
             new_t[(s.z, s.a)] = t
         species = tuple(replace(s, t_half_yr=new_t[(s.z, s.a)]) if (s.z, s.a) in new_t else s for s in self.species)
-        decays = tuple(replace(d, t_half_yr=new_t[key]) if (key := (self.species[d.parent].z,
-                                                                    self.species[d.parent].a)) in new_t else d
-                       for d in self.decays)
-        return replace(self, species=species, decays=decays)
+        return replace(self, species=species)  # decay links read the parent's half-life (Decay)
 
 
 def _use_z_set(max_z: int, use_z: Iterable[int] | Mapping[int, bool] | None) -> set[int]:
@@ -324,7 +322,10 @@ def _decay_links(species: list[Species], t_half_limit_yr: float) -> list[Decay]:
                 continue
             res = nucdata(p.z, p.a, d.z, d.a, k_electron=p.k_electron)
             if res.branching != 0.0 and res.t_half_s != 0.0 and res.long_lived == (0, 0):
-                out.append(Decay(i, j, res.branching, res.t_half_s / YEAR_S))
+                if not np.isclose(res.t_half_s / YEAR_S, p.t_half_yr, rtol=1e-12, atol=0.0):
+                    raise RuntimeError(f"nucdata: decay {p.name} -> {d.name} has t_half {res.t_half_s / YEAR_S:.6g} yr "
+                                       f"but {p.name} itself {p.t_half_yr:.6g} yr; Decay assumes they agree")
+                out.append(Decay(i, j, res.branching))
     return out
 
 
