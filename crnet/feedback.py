@@ -39,6 +39,7 @@ from crnet.config_fields import check_seed
 from crnet.data import DEFAULT_DATASET
 from crnet.features import FEATURE_SPECIES, TargetTransform, features_from_raw, relative_change, species_rows
 from crnet.likelihood import chi2 as chi2_of
+from crnet.provenance import changed_settings, list_settings
 from crnet.pseudodata import PAPER_MAX_RELATIVE, paper_noise
 from crnet.scan.models import GridConfig, PropagateModel, require_converging_mode
 from crnet.spectra_io import parse_species
@@ -480,16 +481,10 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
 def _check_identity(log_path: Path, saved: dict | None, ours: dict) -> None:
     if saved is None:  # a log written before identities were recorded
         return
-    diff = []
-    for key in sorted(set(saved) | set(ours)):
-        a, b = saved.get(key), ours.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diff += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif a != b:
-            diff.append(key)
+    diff = changed_settings(saved, ours, nested=True)
     if diff:
-        raise ValueError(f"{log_path}: this feedback directory belongs to another run (differs in {diff[:8]}"
-                         f"{' ...' if len(diff) > 8 else ''}); use another output directory or delete it")
+        raise ValueError(f"{log_path}: this feedback directory belongs to another run (differs in "
+                         f"{list_settings(diff)}); use another output directory or delete it")
 
 
 def _device() -> str:

@@ -55,6 +55,7 @@ from typing import Any
 from crnet.config_fields import check_fields, check_seed
 from crnet.feedback import FeedbackConfig, SimConfig
 from crnet.paths import atomic_write_text
+from crnet.provenance import changed_settings, list_settings
 from crnet.scan.runner import ScanConfig
 from crprop.backends import release_cached_device_memory
 
@@ -320,14 +321,12 @@ class _Stages:
             data = json.loads(marker.read_text())
             info = data if state == "finished" else info
             done_with = data.get("settings")  # None: a marker from before settings were recorded
-            # a setting missing on one side is None (an option added after the marker was written)
-            diff = [] if done_with is None else sorted(k for k in set(done_with) | set(settings)
-                                                       if done_with.get(k) != settings.get(k))
+            diff = [] if done_with is None else changed_settings(done_with, settings)
             if diff:
                 raise ValueError(
-                    f"{marker}: stage {name!r} was {state} under other settings ({', '.join(diff[:8])}"
-                    f"{' ...' if len(diff) > 8 else ''} differ). Use another [run] out, or delete this marker and "
-                    "those of the later stages to redo them (a scan then resumes and extends its store)")
+                    f"{marker}: stage {name!r} was {state} under other settings ({list_settings(diff)} differ). "
+                    "Use another [run] out, or delete this marker and those of the later stages to redo them (a scan "
+                    "then resumes and extends its store)")
         return info
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:

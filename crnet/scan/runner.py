@@ -24,6 +24,7 @@ import numpy as np
 
 from crnet.config_fields import check_seed
 from crnet.data import DATASETS
+from crnet.provenance import changed_settings
 from crnet.scan.designs import DESIGNS, design_points, design_slice, gaussian_design, prior_box, to_log, to_physical
 from crnet.scan.models import Evaluation, GridConfig, PropagateModel, ScanModel, require_converging_mode
 from crnet.scan.sampler import OPTIMAL_SCALE, AdaptiveMetropolis, SamplerConfig
@@ -192,19 +193,13 @@ def _check_resume_config(store: MockStore, config: ScanConfig) -> None:
         raise StoreError(f"{store.path}: a merged store cannot be resumed; resume its shards")
     old = attrs.get("config", {})
     new = config.to_dict()
-    diff = [k for k in new if k not in RESUME_MUTABLE and _unset_dropped(old.get(k)) != _unset_dropped(new[k])]
+    diff = changed_settings(old, new, keys=[k for k in new if k not in RESUME_MUTABLE])
     if diff:
         detail = ", ".join(f"{k}: store {old.get(k)!r} vs now {new[k]!r}" for k in diff)
         raise StoreError(f"{store.path}: cannot resume with a different configuration ({detail})")
     done = int(store.read("step").max()) if config.design == "mcmc" and store.n_complete else 0
     if config.design == "mcmc" and config.n_steps < done:
         raise StoreError(f"{store.path}: n_steps {config.n_steps} is below the {done} steps already stored")
-
-
-def _unset_dropped(value: Any) -> Any:
-    """A nested settings dict without its None (= default) entries: a store written before an option existed
-    (e.g. GridConfig.half_lives) resumes under a config that leaves that option unset."""
-    return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
 
 
 def open_store(out: Path, config: ScanConfig, model: ScanModel, resume: bool, overwrite: bool) -> MockStore:
