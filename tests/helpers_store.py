@@ -91,7 +91,7 @@ def synthetic_chi2(params: np.ndarray) -> np.ndarray:
 
 def write_synthetic_store(path: Path | str, n: int, seed: int = 0, energies: np.ndarray | None = None,
                           params: np.ndarray | None = None, q_c_range: tuple[float, float] = (0.8, 1.25),
-                          n_unconverged: int = 0, batch: int = 1000) -> np.ndarray:
+                          n_unconverged: int = 0, batch: int = 1000, dataset: str = "paper") -> np.ndarray:
     """Write a synthetic store of ``n`` records to ``path``; returns the (n, 10) parameters.
 
     ``params`` overrides the uniform draw; the last ``n_unconverged`` records are marked unconverged.
@@ -105,7 +105,7 @@ def write_synthetic_store(path: Path | str, n: int, seed: int = 0, energies: np.
     if n_unconverged:
         converged[-n_unconverged:] = False
     meta = StoreMeta(species=list(SPECIES), ekin_gev_per_n=e, grid={"synthetic": True}, cross_sections="none",
-                     solver_mode="analytic", backend="numpy", design="uniform", dataset="paper",
+                     solver_mode="analytic", backend="numpy", design="uniform", dataset=dataset,
                      temperature=1.0, seed=seed)
     with MockStore.create(path, meta, capacity=n, overwrite=True) as st:
         for lo in range(0, n, batch):

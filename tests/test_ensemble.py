@@ -88,10 +88,18 @@ def test_ensemble_members_of_another_run_are_not_reused(trained, tmp_path):
     out = tmp_path / "e.pt"
     train(store, out, _cfg(ensemble=2, epochs=1))
     first = load_model(member_path(out, 0)).metadata["training_store"]["sha256"]
-    with pytest.raises(ValueError, match=r"different run \(differs in \['training file'\]\)"):
+    with pytest.raises(ValueError, match=r"different run \(differs in store_sha256\)"):
         train(other, out, _cfg(ensemble=2, epochs=1), resume=True)
-    with pytest.raises(ValueError, match=r"differs in \['input_noise'\]"):
+    with pytest.raises(ValueError, match=r"differs in input_noise\)"):
         train(store, out, _cfg(ensemble=2, epochs=1, input_noise=0.1), resume=True)
+    # a finished member is held to the whole identity, as a single machine's resume: the architecture too
+    arch = dict(load_model(member_path(out, 0)).architecture, conv_channels=[6])
+    with pytest.raises(ValueError, match=r"member0.ckpt: checkpoint was written by a different run \(differs in "
+                                         r"architecture\)"):
+        train(store, out, _cfg(ensemble=2, epochs=1, architecture=arch), resume=True)
+    checkpoint_path(member_path(out, 1)).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"member1.ckpt: not a readable crnet training checkpoint"):
+        train(store, out, _cfg(ensemble=2, epochs=1), resume=True)
     train(other, out, _cfg(ensemble=2, epochs=1))  # no resume: every member trained afresh on the new store
     ens = load_model(out)
     shas = {load_model(member_path(out, k)).metadata["training_store"]["sha256"] for k in range(2)}

@@ -154,12 +154,12 @@ def test_cli_train_predict_resume(small_store, tmp_path) -> None:
         out = tmp_path / f"pred{suffix}"
         res = runner.invoke(app, ["predict", "--model", str(model), "--spectra", str(small_store), "--out", str(out)])
         assert res.exit_code == 0, res.output
-        assert "600 records predicted" in res.output and "share of predictions outside" in res.output
+        assert "593 records predicted, 7 skipped" in res.output and "share of predictions outside" in res.output
     with open(tmp_path / "pred.csv") as f:
         rows = list(csv.reader(line for line in f if not line.startswith("#")))
-    assert rows[0][:2] == ["record", "pred_d0_1e28_cm2_s"] and len(rows) == 601
+    assert rows[0][:2] == ["record", "pred_d0_1e28_cm2_s"] and len(rows) == 594
     with h5py.File(tmp_path / "pred.h5") as f:
-        assert f["params_pred"].shape == (600, 10) and f["params_true"].shape == (600, 10)
+        assert f["params_pred"].shape == (593, 10) and f["params_true"].shape == (593, 10)
     res = runner.invoke(app, ["predict", "--model", str(tmp_path / "nope.pt"), "--spectra", str(small_store)])
     assert res.exit_code == 2 and "no such model file" in res.output
 
@@ -228,6 +228,13 @@ def test_init_from_starts_at_the_given_weights(small_store, tmp_path) -> None:
 
     with pytest.raises(ValueError, match="normalised \\(q_C\\) against 'paper'"):
         predict_file(Predictor(a), small_store, dataset="ams02-2021")
+    other = tmp_path / "ams.h5"  # a store whose q_C was profiled against another data set: refused too
+    write_synthetic_store(other, 40, seed=9, dataset="ams02-2021")
+    with pytest.raises(ValueError, match=r"ams.h5: its normalisations \(q_C\) were profiled against data set "
+                                         r"'ams02-2021', the model's inputs against 'paper'"):
+        predict_file(Predictor(a), other)
+    pred = predict_file(Predictor(a), small_store)  # its last 7 records did not converge: skipped, as in training
+    assert pred.skipped.tolist() == list(range(593, 600)) and pred.index.tolist() == list(range(593))
     assert b.architecture == a.architecture
     assert all(torch.allclose(a.state_dict[k], b.state_dict[k], rtol=1e-6, atol=1e-9) for k in a.state_dict)
     assert second.history[0]["val_loss"] == pytest.approx(first.best_val_loss, rel=1e-4)
@@ -237,6 +244,11 @@ def test_init_from_starts_at_the_given_weights(small_store, tmp_path) -> None:
     train(small_store, tmp_path / "third.pt", replace(frozen, seed=3))
     kept = load_model(tmp_path / "third.pt").scaler
     assert np.array_equal(kept.mean, a.scaler.mean) and np.array_equal(kept.std, a.scaler.std)
+    # resuming that run without init_from would refit the scaler (seed 3's split) for its later epochs: refused
+    with pytest.raises(ValueError, match=r"third.pt.ckpt: checkpoint was written by a different run \(differs in "
+                                         r"init_scaler_sha256\)"):
+        train(small_store, tmp_path / "third.pt", replace(frozen, seed=3, init_from=None, epochs=2,
+                                                          architecture=SMALL_CRNET), resume=True)
     with pytest.raises(ValueError, match="cannot start"):
         train(small_store, tmp_path / "x.pt", TrainConfig(machine="A", arch="paper", epochs=1, progress=False,
                                                           init_from=str(tmp_path / "first.pt")))

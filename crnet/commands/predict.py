@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(info, indent=2))
             return
-        typer.echo(f"{info['n_predicted']} records predicted, {info['n_skipped']} skipped"
+        typer.echo(f"{info['n_predicted']} records predicted, {info['n_skipped']} skipped (unusable spectra or, in a "
+                   "mock store, not converged)"
                    + (f"; written to {out}" if out is not None else ""))
         if "frac_outside_box_any" in info:
             typer.echo(f"share of predictions outside the prior box: {info['frac_outside_box_any']:.3%}")

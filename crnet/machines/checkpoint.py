@@ -3,6 +3,7 @@ share with the run that wrote it (its identity). Used by :mod:`crnet.machines.tr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict
@@ -13,7 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from crnet.provenance import changed_settings, list_settings
+
 if TYPE_CHECKING:
+    from crnet.features import FeatureScaler
     from crnet.machines.training import TrainConfig
 
 CHECKPOINT_FORMAT = "crnet-checkpoint"
@@ -32,14 +36,25 @@ IDENTITY_KEYS: tuple[str, ...] = ("machine", "arch", "val_fraction", "seed", "ma
 training file)."""
 
 
-def checkpoint_identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str, pseudo_store: bool) -> dict:
+def checkpoint_identity(cfg: TrainConfig, network: str, arch: dict, store_sha: str, pseudo_store: bool,
+                        init_scaler_sha: str | None) -> dict:
     """What a checkpoint must share with the run that resumes it. The pseudo-data settings count too: they pick
     Machine A's training records (hold-out of the test centres) and make Machine B's pseudo-data file, which a
-    resume reuses."""
+    resume reuses. So does the feature scaler of an ``init_from`` model (``init_scaler_sha``, None without one):
+    a run started from a model trains on that model's scaling, and resuming it without ``init_from`` would refit
+    the scaler on the store and train the later epochs on differently scaled inputs."""
     pseudo = asdict(cfg.pseudo) if pseudo_store else {"centres": cfg.pseudo.centres,
                                                       "holdout_fraction": cfg.pseudo.holdout_fraction}
     return {"network": network, "architecture": arch, "store_sha256": store_sha, "pseudo": pseudo,
-            **{k: getattr(cfg, k) for k in IDENTITY_KEYS}}
+            "init_scaler_sha256": init_scaler_sha, **{k: getattr(cfg, k) for k in IDENTITY_KEYS}}
+
+
+def scaler_sha256(scaler: FeatureScaler) -> str:
+    """Digest of a feature scaler's mean and std (float64), for :func:`checkpoint_identity`."""
+    h = hashlib.sha256()
+    for a in (scaler.mean, scaler.std):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
 def save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
@@ -59,22 +74,41 @@ def save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, sched
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
-                    state: dict, device: torch.device) -> dict:
-    """Restore everything from ``path`` in place; returns the best weights so far."""
+def read_checkpoint(path: Path, identity: dict) -> dict:
+    """The payload of the checkpoint ``path`` (weights only, never pickled objects), after checking that it was
+    written by a run with this ``identity`` (:func:`checkpoint_identity`). ValueError naming the file for a
+    foreign, corrupt or other-run checkpoint."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign / corrupt files
         raise ValueError(f"{path}: not a readable crnet training checkpoint ({type(exc).__name__}); delete it to "
                          "train from the start") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a crnet training checkpoint")
-    saved = json.loads(payload["identity_json"])
-    ours = json.loads(json.dumps(identity, sort_keys=True))
-    diff = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
+        raise ValueError(f"{path}: not a crnet training checkpoint; delete it to train from the start")
+    try:
+        saved = json.loads(payload["identity_json"])
+        json.loads(payload["state_json"])
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: crnet training checkpoint without a readable identity or state ({exc!r}); "
+                         "delete it to train from the start") from None
+    diff = changed_settings(saved, identity)
     if diff:
-        raise ValueError(f"{path}: checkpoint was written by a different run (differs in {diff}); "
-                         "resume with the same store, machine, architecture, seed and split settings")
+        raise ValueError(f"{path}: checkpoint was written by a different run (differs in {list_settings(diff)}); "
+                         "resume with the same store, machine, architecture, init_from, seed and split settings, "
+                         "or train without --resume to start over")
+    return payload
+
+
+def checkpoint_state(payload: dict) -> dict:
+    """The early-stopping state (epoch, best loss, history, ...) a checkpoint holds."""
+    return json.loads(payload["state_json"])
+
+
+def load_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
+                    state: dict, device: torch.device) -> dict:
+    """Restore everything from ``path`` in place (after :func:`read_checkpoint`'s checks); returns the best
+    weights so far."""
+    payload = read_checkpoint(path, identity)
     net.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
@@ -82,5 +116,5 @@ def load_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, sched
     shuffle.bit_generator.state = json.loads(payload["rng_shuffle_json"])
     if "rng_cuda" in payload and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["rng_cuda"])
-    state.update(json.loads(payload["state_json"]))
+    state.update(checkpoint_state(payload))
     return {k: v.to(device) for k, v in payload["best_model"].items()}

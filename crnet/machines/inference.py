@@ -3,7 +3,9 @@
 Accepted inputs:
 
 * a mock store or pseudo-data store (:mod:`crnet.store`): features from the stored fluxes and q_C
-  (:mod:`crnet.features`), read in blocks; the stored parameters are kept as the truth;
+  (:mod:`crnet.features`), read in blocks; the stored parameters are kept as the truth. Records whose solve
+  did not converge are skipped (listed in ``skipped``, as training leaves them out), and a store whose q_C was
+  profiled against another data set than the model's is refused;
 * a spectra file of :mod:`crnet.spectra_io` (``flux_lis``, no normalisations): q_C is profiled against a
   data set with :func:`crnet.likelihood.chi2` (the normalisations are determined by chi^2, paper Sec. 4.3),
   then the features are built the same way; its ``params`` are kept as the truth when they are the 10
@@ -38,7 +40,8 @@ class Predictions:
     index : (n,) record numbers in the input file; params : (n, 10) predicted parameters in
     PARAM_NAMES units (regressors) or None; prob_inside : (n,) Check Machine probabilities or None;
     truth : (n, 10) parameters stored in the input (None when absent); skipped : records left out
-    because their spectra are unusable (non-positive / non-finite fluxes of Li, Be, B, C, O).
+    because their spectra are unusable (non-positive / non-finite fluxes of Li, Be, B, C, O) or, in a mock
+    store, their solve did not converge.
     """
 
     index: np.ndarray
@@ -93,10 +96,17 @@ def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = N
     index, pred, truth, skipped = [], [], [], []
     if store:
         with StoreReader(path) as reader:
+            profiled_on = reader.info.attrs.get("dataset")
+            if profiled_on is not None and profiled_on != dataset:
+                raise ValueError(f"{path}: its normalisations (q_C) were profiled against data set {profiled_on!r}, "
+                                 f"the model's inputs against {dataset!r}; q_C enters features 0-2, so predict on "
+                                 "a store of the model's data set")
+            converged = reader.converged()
             for lo in range(0, reader.n_records, block_size):
                 hi = min(lo + block_size, reader.n_records)
                 feats, ok = reader.features(lo, hi)
-                _bad(ok, skip_invalid, path, "unusable spectra", offset=lo)
+                _bad(ok | ~converged[lo:hi], skip_invalid, path, "unusable spectra", offset=lo)
+                ok &= converged[lo:hi]  # a non-converged solve is not a spectrum to predict from
                 index.append(lo + np.flatnonzero(ok))
                 skipped.append(lo + np.flatnonzero(~ok))
                 pred.append(predictor.predict(feats[ok], reader.info.energies))

@@ -25,7 +25,6 @@ an H100 in session 6 (benchmarks/train_speed.py, benchmarks/results/train_speed_
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -41,11 +40,13 @@ from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_arc
 from crnet.machines.augment import VALIDATION_NOISE_SEED_OFFSET, InputNoise
 from crnet.machines.check import CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, confusion_matrix
 from crnet.machines.checkpoint import (
-    IDENTITY_KEYS,
     checkpoint_identity,
     checkpoint_path,
+    checkpoint_state,
     load_checkpoint,
+    read_checkpoint,
     save_checkpoint,
+    scaler_sha256,
 )
 from crnet.machines.crnet_variant import CRNET_BATCH_SIZE, CRNET_LEARNING_RATE, CRNET_WEIGHT_DECAY
 from crnet.machines.data import (
@@ -300,6 +301,15 @@ def _run_epoch(net: nn.Module, data: RegressionData | CheckData, split: str, bat
     return float(total) / max(count, 1)
 
 
+def _identity(cfg: TrainConfig, network: str, init: ModelFile | None, n_bins: int, store_sha: str,
+              pseudo_store: bool) -> dict:
+    """The checkpoint identity of a run (:func:`crnet.machines.checkpoint.checkpoint_identity`), with its resolved
+    architecture (given, the ``init_from`` model's, or the network's default for ``n_bins`` energy bins)."""
+    arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
+    return checkpoint_identity(cfg, network, arch, store_sha, pseudo_store,
+                               scaler_sha256(init.scaler) if init is not None else None)
+
+
 def _initial_model(cfg: TrainConfig, network: str):
     """The model file of ``cfg.init_from`` (its weights start the training), checked to be the same network."""
     from crnet.machines.modelfile import load_model
@@ -354,9 +364,8 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                                        scaler=init.scaler if init is not None else None)
         loss_fn = log_cosh_loss
         n_bins = data.info.energies.size
-    arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
-    store_sha = file_sha256(data_path)
-    identity = checkpoint_identity(cfg, network, arch, store_sha, data_path != store)
+    identity = _identity(cfg, network, init, n_bins, file_sha256(data_path), data_path != store)
+    arch = identity["architecture"]
 
     with _deterministic(device.type == "cpu"):
         torch.manual_seed(cfg.seed)
@@ -430,7 +439,8 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
     metrics = evaluate(model, data)
     model.metadata = {
         "train_config": asdict(cfg),
-        "training_store": {"path": str(data_path.resolve()), "sha256": store_sha, "n_records": data.info.n_records,
+        "training_store": {"path": str(data_path.resolve()), "sha256": identity["store_sha256"],
+                           "n_records": data.info.n_records,
                            "n_train": int(data.train_idx.size), "n_val": int(data.val_idx.size),
                            "dropped": data.dropped, "pseudo_data": data.info.is_pseudo,
                            "source_store": str(store.resolve())},
@@ -483,7 +493,7 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
         mcfg = replace(cfg, ensemble=1, seed=cfg.seed + ENSEMBLE_SEED_STRIDE * k, init_from=start)
         ckpt = checkpoint_path(path)
         if resume and path.is_file():
-            if _finished_member(ckpt, mcfg, store_sha, k):
+            if _finished_member(ckpt, mcfg, data_path, store != data_path, store_sha, k):
                 results.append(load_model(path))
                 continue
         train(data_path, path, mcfg, resume=resume and ckpt.is_file())
@@ -511,22 +521,20 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
                         "member_best_val_loss": losses})
 
 
-def _finished_member(ckpt: Path, cfg: TrainConfig, store_sha: str, k: int) -> bool:
+def _finished_member(ckpt: Path, cfg: TrainConfig, data_path: Path, pseudo_store: bool, store_sha: str,
+                     k: int) -> bool:
     """Whether member ``k``'s training ended (epochs done or stopped early), from one read of its checkpoint;
-    ValueError unless that checkpoint was written for this training file and these settings."""
+    ValueError unless that checkpoint was written with the identity a run of ``cfg`` on this training file would
+    have (the same check as a single machine's resume: network, architecture, init_from scaler, split, ...)."""
     if not ckpt.is_file():
         raise ValueError(f"{ckpt.with_suffix('')}: ensemble member {k} without its checkpoint; train without "
                          "--resume to start over")
-    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
-    saved = json.loads(payload["identity_json"])
     resolved = cfg.resolved()
-    diff = sorted(key for key in IDENTITY_KEYS if saved.get(key) != getattr(resolved, key))
-    if saved.get("store_sha256") != store_sha:
-        diff.append("training file")
-    if diff:
-        raise ValueError(f"ensemble member {k} ({ckpt}) belongs to a different run (differs in {diff}); train "
-                         "without --resume to start over")
-    state = json.loads(payload["state_json"])
+    network = network_name(resolved.machine, resolved.arch)
+    init = _initial_model(resolved, network) if resolved.init_from else None
+    n_bins = 0 if network == "check" else read_store_info(data_path).energies.size
+    payload = read_checkpoint(ckpt, _identity(resolved, network, init, n_bins, store_sha, pseudo_store))
+    state = checkpoint_state(payload)
     return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= resolved.epochs
 
 
