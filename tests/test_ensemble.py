@@ -112,7 +112,14 @@ def test_ensemble_members_of_another_run_are_not_reused(trained, tmp_path):
 def test_ensemble_warm_start_and_errors(trained, tmp_path):
     store, root, _ = trained
     train(store, tmp_path / "warm.pt", _cfg(ensemble=3, init_from=str(root / "ens.pt"), epochs=1))
-    assert load_model(tmp_path / "warm.pt").n_members == 3
+    warm, ens = load_model(tmp_path / "warm.pt"), load_model(root / "ens.pt")
+    assert warm.n_members == 3
+    # member k validates on member k's split of the model it starts from (its seed, 3 + 1000 k)...
+    assert warm.metadata["ensemble"]["member_split_seeds"] == ens.metadata["ensemble"]["member_split_seeds"] == [
+        3, 1003, 2003]
+    # ...and members started from one machine all on that machine's split, not on records it trained on
+    train(store, tmp_path / "one.pt", _cfg(ensemble=2, init_from=str(member_path(root / "ens.pt", 1)), epochs=1))
+    assert load_model(tmp_path / "one.pt").metadata["ensemble"]["member_split_seeds"] == [1003, 1003]
     with pytest.raises(ValueError, match="3 members cannot start one of 2"):
         train(store, tmp_path / "bad.pt", _cfg(ensemble=2, init_from=str(root / "ens.pt")))
     with pytest.raises(ValueError, match="ensemble must be >= 1"):

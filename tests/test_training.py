@@ -242,11 +242,15 @@ def test_init_from_starts_at_the_given_weights(small_store, tmp_path) -> None:
     refit = prepare_regression_data(small_store, TargetTransform(), seed=3).scaler
     assert np.max(np.abs(refit.mean - a.scaler.mean)) > 1e-3
     train(small_store, tmp_path / "third.pt", replace(frozen, seed=3))
-    kept = load_model(tmp_path / "third.pt").scaler
+    third = load_model(tmp_path / "third.pt")
+    kept = third.scaler
     assert np.array_equal(kept.mean, a.scaler.mean) and np.array_equal(kept.std, a.scaler.std)
+    # and its validation split: seed 3 would validate on records the seed-2 weights were trained on
+    assert a.metadata["split_seed"] == 2 and third.metadata["split_seed"] == 2
+    assert third.metadata["training_store"]["n_val"] == a.metadata["training_store"]["n_val"]
     # resuming that run without init_from would refit the scaler (seed 3's split) for its later epochs: refused
     with pytest.raises(ValueError, match=r"third.pt.ckpt: checkpoint was written by a different run \(differs in "
-                                         r"init_scaler_sha256\)"):
+                                         r"init_scaler_sha256, split_seed\)"):
         train(small_store, tmp_path / "third.pt", replace(frozen, seed=3, init_from=None, epochs=2,
                                                           architecture=SMALL_CRNET), resume=True)
     with pytest.raises(ValueError, match="cannot start"):

@@ -106,15 +106,21 @@ class ModelFile:
         return 1 + len(self.members)
 
     def member(self, k: int) -> ModelFile:
-        """Member ``k`` as a single-machine ModelFile (same metadata, no further members)."""
+        """Member ``k`` as a single-machine ModelFile (the ensemble's metadata with the member's own
+        ``split_seed``, no further members)."""
         if not 0 <= k < self.n_members:
             raise ValueError(f"member {k}: this model has {self.n_members} member(s)")
+        meta = dict(self.metadata)
+        ensemble = meta.get("ensemble") or {}
+        seeds = ensemble.get("member_split_seeds") or ensemble.get("member_seeds")  # the latter: older files
+        if seeds is not None:
+            meta["split_seed"] = int(seeds[k])
         if k == 0:
             return ModelFile(self.network, self.architecture, self.machine, self.state_dict, self.transform,
-                             self.scaler, self.energies, dict(self.metadata))
+                             self.scaler, self.energies, meta)
         sd, scaler = self.members[k - 1]
         return ModelFile(self.network, self.architecture, self.machine, sd, self.transform, scaler, self.energies,
-                         dict(self.metadata))
+                         meta)
 
 
 def save_model(path: Path | str, model: ModelFile) -> None:

@@ -86,8 +86,9 @@ class TrainConfig:
     """Training settings; ``None`` takes the network's default (paper / crnet / check constants).
 
     init_from : a model file whose weights start the training (same network; its architecture unless
-    ``architecture`` is given, which must then match); optimiser, schedule and epochs start fresh. The feedback
-    loop retrains each round this way from the previous round's model.
+    ``architecture`` is given, which must then match); optimiser, schedule and epochs start fresh; the feature
+    scaler and the validation split (its ``split_seed``) are the model's. The feedback loop retrains each round
+    this way from the previous round's model.
     input_noise : > 0: train on inputs with the paper's pseudo-experiment fluctuations (at most this relative
     size per element and bin), drawn afresh for every batch (:mod:`crnet.machines.augment`); 0: noise-free
     mocks (the paper's Machine A). Machines A and B only.
@@ -98,8 +99,9 @@ class TrainConfig:
     weight initialisation, validation split and noise stream) and write one model file that predicts their
     mean (:mod:`crnet.machines.modelfile`); members are kept as ``<out>.member<k>`` (each resumable). An
     ``init_from`` ensemble with the same number of members starts member k from its member k; a single
-    ``init_from`` machine starts every member from the same weights (then only the splits and the noise
-    differ). Machines A and B.
+    ``init_from`` machine starts every member from the same weights and on its validation split (then only the
+    shuffle and the noise differ: another split would validate on records those weights trained on). Machines
+    A and B.
     """
 
     machine: str = "A"
@@ -306,8 +308,22 @@ def _identity(cfg: TrainConfig, network: str, init: ModelFile | None, n_bins: in
     """The checkpoint identity of a run (:func:`crnet.machines.checkpoint.checkpoint_identity`), with its resolved
     architecture (given, the ``init_from`` model's, or the network's default for ``n_bins`` energy bins)."""
     arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
-    return checkpoint_identity(cfg, network, arch, store_sha, pseudo_store,
-                               scaler_sha256(init.scaler) if init is not None else None)
+    return {**checkpoint_identity(cfg, network, arch, store_sha, pseudo_store,
+                                  scaler_sha256(init.scaler) if init is not None else None),
+            "split_seed": _split_seed(cfg, init)}
+
+
+def _split_seed(cfg: TrainConfig, init: ModelFile | None) -> int:
+    """Seed of the train/validation split (:func:`crnet.machines.data.split_indices`): this run's ``seed``, or for
+    a warm start the split seed of the model it starts from, so that no record those weights trained on validates
+    this run (``seed`` still sets the weight updates' shuffle and noise). Model files from before the split seed
+    was recorded used their training seed (an ensemble member's: ``seed + ENSEMBLE_SEED_STRIDE * k``)."""
+    if init is None:
+        return cfg.seed
+    meta = init.metadata
+    if "split_seed" in meta:
+        return int(meta["split_seed"])
+    return int(meta.get("train_config", {}).get("seed", cfg.seed))
 
 
 def _initial_model(cfg: TrainConfig, network: str):
@@ -349,16 +365,17 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
     data_path = _prepare_store(store, out, cfg, resume)
     transform = TargetTransform()
     init = _initial_model(cfg, network) if cfg.init_from else None  # its scaler too: the weights were fit to it
+    split_seed = _split_seed(cfg, init)
     if network == "check":
         data: RegressionData | CheckData = prepare_check_data(data_path, transform, val_fraction=cfg.val_fraction,
-                                                              seed=cfg.seed, n_sigma=cfg.check_sigma)
+                                                              seed=split_seed, n_sigma=cfg.check_sigma)
         loss_fn = nn.functional.binary_cross_entropy_with_logits
         n_bins = 0
     else:
         holdout = 0.0
         if cfg.pseudo.centres == "train" and not read_store_info(data_path).is_pseudo:
             holdout = cfg.pseudo.holdout_fraction  # Machine A: skip the records test pseudo-data come from
-        data = prepare_regression_data(data_path, transform, val_fraction=cfg.val_fraction, seed=cfg.seed,
+        data = prepare_regression_data(data_path, transform, val_fraction=cfg.val_fraction, seed=split_seed,
                                        max_sigma=cfg.max_sigma, holdout_fraction=holdout,
                                        memory_limit_bytes=cfg.memory_limit_bytes, block_size=cfg.block_size,
                                        scaler=init.scaler if init is not None else None)
@@ -445,6 +462,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                            "dropped": data.dropped, "pseudo_data": data.info.is_pseudo,
                            "source_store": str(store.resolve())},
         "dataset": data.info.attrs.get("dataset"),  # q_C of the inputs was profiled against it
+        "split_seed": split_seed,  # a warm start from this model validates on the same split
         "code_version": code_version(), "device": str(device), "best_epoch": state["best_epoch"],
         "best_val_loss": state["best_val"], "stopped_early": state["stopped_early"], "history": state["history"],
         "metrics": metrics,
@@ -506,6 +524,7 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
     model.metadata.update(train_config=asdict(cfg), ensemble={
         "n_members": cfg.ensemble, "member_files": [str(member_path(out, k)) for k in range(cfg.ensemble)],
         "member_seeds": [cfg.seed + ENSEMBLE_SEED_STRIDE * k for k in range(cfg.ensemble)],
+        "member_split_seeds": [m.metadata["split_seed"] for m in results],
         "member_best_val_loss": [m.metadata["best_val_loss"] for m in results],
         "member_metrics": [m.metadata["metrics"] for m in results]})
     save_model(out, model)
