@@ -14,7 +14,9 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   crnet.scan.models.GridConfig);
   its grid, solver mode, backend, tol, max_steps and data set are also used for every re-simulation;
 * ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
-  epochs, batch_size, patience, n_pseudo (Machine B's pseudo-data), device, input_noise and
+  epochs, batch_size, patience (early stopping of the crnet machines and the Check Machine, default 20; the
+  paper machines train every epoch at a constant rate and keep the best validation epoch, as CR-ML's
+  ML_Training), n_pseudo (Machine B's pseudo-data), device, input_noise and
   input_noise_machines (train those machines on fresh pseudo-experiment fluctuations of at most this relative
   size, :mod:`crnet.machines.augment`; default off, machines ["A-crnet"]), ensemble and ensemble_machines
   (train those machines as ensembles of this many members whose mean is the prediction; default 1, machines
@@ -374,7 +376,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     def tcfg(machine: str, arch: str) -> TrainConfig:
         t = cfg.train
-        return TrainConfig(machine=machine, arch=arch, epochs=t.epochs, batch_size=t.batch_size, patience=t.patience,
+        return TrainConfig(machine=machine, arch=arch, epochs=t.epochs, batch_size=t.batch_size,
+                           patience=None if machine != "check" and arch == "paper" else t.patience,
                            seed=cfg.run.seed, device=t.device, amp=t.amp, threads=cfg.run.threads or None,
                            progress=cfg.run.progress,
                            input_noise=t.input_noise if f"{machine}-{arch}" in t.input_noise_machines else 0.0,

@@ -85,6 +85,22 @@ def test_paper_variant_reports_its_share_outside_the_box(small_store, tmp_path) 
     assert share == pytest.approx(TargetTransform().outside_box(raw).any(axis=1).mean())
 
 
+def test_paper_machines_train_with_the_paper_protocol(small_store, tmp_path) -> None:
+    # CR-ML's ML_Training: Adam 8e-5, batch 32, 100 epochs at a constant rate, best validation epoch kept
+    paper = TrainConfig(machine="B", arch="paper").resolved()
+    assert (paper.lr_schedule, paper.patience, paper.epochs, paper.learning_rate, paper.batch_size) == (
+        "constant", 100, 100, 8e-5, 32)
+    crnet = TrainConfig(machine="A", arch="crnet").resolved()
+    assert (crnet.lr_schedule, crnet.patience) == ("plateau", 20)
+    mine = TrainConfig(machine="A", arch="paper", epochs=7, patience=3, lr_schedule="cosine").resolved()
+    assert (mine.lr_schedule, mine.patience) == ("cosine", 3)
+    assert TrainConfig(machine="A", arch="paper", epochs=7).resolved().patience == 7
+    # a rate large enough to make the validation loss stall: the paper schedule neither lowers it nor stops
+    result = train(small_store, tmp_path / "p.pt", TrainConfig(machine="A", arch="paper", epochs=4, batch_size=128,
+                                                               learning_rate=3e-2, lr_patience=0, progress=False))
+    assert [h["lr"] for h in result.history] == [3e-2] * 4 and not result.stopped_early
+
+
 def test_split_filters_and_seed(small_store) -> None:
     t = TargetTransform()
     a = prepare_regression_data(small_store, t, seed=4)

@@ -49,8 +49,10 @@ def register(app: typer.Typer) -> None:
         batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size (default per network)."),
         lr: float | None = typer.Option(None, "--lr", help="Initial learning rate (default per network)."),
         weight_decay: float | None = typer.Option(None, "--weight-decay", help="AdamW weight decay (crnet 1e-4)."),
-        lr_schedule: str = typer.Option("plateau", "--lr-schedule", help=f"One of {', '.join(LR_SCHEDULES)}."),
-        patience: int = typer.Option(20, "--patience", help="Early stopping: epochs without validation gain."),
+        lr_schedule: str | None = typer.Option(None, "--lr-schedule", help=f"One of {', '.join(LR_SCHEDULES)} "
+                                               "(default: paper machines constant, others plateau)."),
+        patience: int | None = typer.Option(None, "--patience", help="Early stopping: epochs without validation "
+                                            "gain (default: paper machines none, others 20)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the split, initialisation and shuffling."),
         val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of records held out (paper: 0.1)."),
         max_sigma: float | None = typer.Option(None, "--max-sigma", help="Train only on chi2 < min + Delta(n sigma)."),

@@ -26,8 +26,10 @@ ARCHITECTURES: tuple[str, ...] = ("paper", "crnet")
 
 NETWORKS: tuple[str, ...] = ("paper-A", "paper-B", "crnet", "check")
 
-LR_SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
-"""'plateau': ReduceLROnPlateau on the validation loss; 'cosine': cosine decay to min_lr over the epochs."""
+LR_SCHEDULES: tuple[str, ...] = ("plateau", "cosine", "constant")
+"""'plateau': ReduceLROnPlateau on the validation loss; 'cosine': cosine decay to min_lr over the epochs;
+'constant': the initial rate throughout (the paper's machines: CR-ML's ML_Training has its LR schedule commented
+out)."""
 
 CHECK_SIGMA = 4.0
 """Confidence level of the Check Machine's positive class (Appendix B: the 4 sigma region)."""

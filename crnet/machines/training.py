@@ -14,8 +14,10 @@ the box-scaled targets. Loss history, validation metrics (per-parameter R^2, rel
 predictions outside the prior box) and provenance go into the model file.
 
 Schedule: ReduceLROnPlateau on the validation loss (factor ``lr_factor`` after ``lr_patience`` epochs
-without improvement, not below ``min_lr``) or a cosine decay to ``min_lr`` over ``epochs``; training
-stops after ``patience`` epochs without an improvement by more than ``min_delta`` (relative).
+without improvement, not below ``min_lr``), a cosine decay to ``min_lr`` over ``epochs``, or a constant rate;
+training stops after ``patience`` epochs without an improvement by more than ``min_delta`` (relative). By
+default the paper's machines train as CR-ML did (constant rate, every epoch, the best validation epoch kept)
+and crnet's and the Check Machine with the plateau schedule and a patience of 20.
 Deterministic on CPU for a given seed and thread count. On CUDA, in-memory splits are uploaded once,
 mini-batches are gathered and input noise is drawn on the device, and the epoch loss is summed there: no host
 copy and no synchronisation per batch (the paper's batch of 32 would otherwise leave the GPU waiting). Timed on
@@ -62,6 +64,10 @@ from crnet.machines.modelfile import ModelFile, Predictor, code_version, file_sh
 from crnet.machines.paper import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LEARNING_RATE
 from crnet.paths import require_parent_dir
 from crnet.pseudodata import PseudoDataConfig, make_pseudodata
+
+DEFAULT_PATIENCE = 20
+"""Early stopping of the crnet and Check machines: epochs without a validation gain (the paper's machines train
+every epoch unless a patience is given)."""
 
 DEFAULT_MIN_DELTA = 1e-4
 """Relative improvement of the validation loss that counts for early stopping and the best model."""
@@ -112,9 +118,9 @@ class TrainConfig:
     weight_decay: float | None = None
     val_fraction: float = 0.1
     seed: int = 0
-    patience: int = 20
+    patience: int | None = None
     min_delta: float = DEFAULT_MIN_DELTA
-    lr_schedule: str = "plateau"
+    lr_schedule: str | None = None
     lr_factor: float = 0.5
     lr_patience: int = 5
     min_lr: float = 1e-6
@@ -165,6 +171,11 @@ class TrainConfig:
             d = (PAPER_EPOCHS, PAPER_BATCH_SIZE, PAPER_LEARNING_RATE, 0.0)
         vals = (self.epochs, self.batch_size, self.learning_rate, self.weight_decay)
         epochs, batch, lr, wd = (d[i] if v is None else v for i, v in enumerate(vals))
+        # the paper's machines: constant rate, every epoch, best-validation weights kept (CR-ML's ML_Training:
+        # ModelCheckpoint(save_best_only); early stopping and the LR schedule commented out)
+        paper = net in ("paper-A", "paper-B")
+        schedule = self.lr_schedule or ("constant" if paper else "plateau")
+        patience = self.patience if self.patience is not None else (epochs if paper else DEFAULT_PATIENCE)
         if epochs < 1 or batch < 1 or lr <= 0 or wd < 0:
             raise ValueError("epochs and batch_size must be >= 1, learning_rate > 0, weight_decay >= 0")
         if not 0.0 <= self.input_noise < 1.0:
@@ -176,15 +187,15 @@ class TrainConfig:
         if self.ensemble > 1 and net == "check":
             raise ValueError("ensemble applies to Machines A and B, not the Check Machine")
         check_seed(self.seed)
-        if self.lr_schedule not in LR_SCHEDULES:
+        if schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.patience < 1 or self.lr_patience < 0:
-            raise ValueError(f"patience must be >= 1 and lr_patience >= 0 (epochs), got {self.patience} and "
+        if patience < 1 or self.lr_patience < 0:
+            raise ValueError(f"patience must be >= 1 and lr_patience >= 0 (epochs), got {patience} and "
                              f"{self.lr_patience}")
         if not (self.memory_limit_bytes >= 0):
             raise ValueError(f"memory_limit_bytes must be >= 0, got {self.memory_limit_bytes}")
         return replace(self, epochs=int(epochs), batch_size=int(batch), learning_rate=float(lr),
-                       weight_decay=float(wd))
+                       weight_decay=float(wd), lr_schedule=schedule, patience=int(patience))
 
 
 @dataclass
@@ -395,6 +406,8 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
         optimizer = opt_cls(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         if cfg.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.min_lr)
+        elif cfg.lr_schedule == "constant":
+            scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
         else:
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor,
                                                                    patience=cfg.lr_patience, min_lr=cfg.min_lr)
@@ -412,7 +425,7 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
             # epochs keeps decaying to eta_min at its new end (with the old T_max it would climb back up)
             if cfg.lr_schedule == "cosine":
                 scheduler.T_max, scheduler.eta_min = cfg.epochs, cfg.min_lr
-            else:
+            elif cfg.lr_schedule == "plateau":
                 scheduler.factor, scheduler.patience = cfg.lr_factor, cfg.lr_patience
                 scheduler.min_lrs = [cfg.min_lr] * len(optimizer.param_groups)
         bar = tqdm(total=cfg.epochs, initial=min(state["epoch"], cfg.epochs), disable=not cfg.progress,
