@@ -132,6 +132,30 @@ def test_model_files_with_the_tag_but_bad_content(tmp_path) -> None:
     with pytest.raises(ValueError, match="arch.pt"):
         load_model(tmp_path / "arch.pt")
 
+    def damaged(name: str, **tensors) -> Path:
+        out = tmp_path / name
+        torch.save({**payload, "tensors": {**payload["tensors"], **tensors}}, out)
+        return out
+
+    n_e = payload["tensors"]["energies"].numel()
+    # a scaler for another grid fails at load, naming the file and the fields (not at the first prediction)
+    with pytest.raises(ValueError, match=rf"scaler.pt: member 0's feature_mean/feature_std have shape \(8, 80\), "
+                                         rf"not \(8, {n_e}\)"):
+        load_model(damaged("scaler.pt", feature_mean=torch.zeros(8, 80, dtype=torch.float64),
+                           feature_std=torch.ones(8, 80, dtype=torch.float64)))
+    with pytest.raises(ValueError, match=rf"grid.pt: architecture n_bins = {n_e} but the energy grid has 80 bins"):
+        load_model(damaged("grid.pt", energies=torch.logspace(-1, 3, 80, dtype=torch.float64)))
+    with pytest.raises(ValueError, match="order.pt: tensor energies must be a 1-D increasing grid"):
+        load_model(damaged("order.pt", energies=payload["tensors"]["energies"].flip(0)))
+    low = payload["tensors"]["target_low"].clone()
+    low[0] = 0.0
+    with pytest.raises(ValueError, match="low.pt: tensor target_low .* disagrees with the metadata"):
+        load_model(damaged("low.pt", target_low=low))
+    zero_std = payload["tensors"]["feature_std"].clone()
+    zero_std[0, 0] = 0.0
+    with pytest.raises(ValueError, match=r"std.pt: malformed crnet model file \(FeatureScaler needs finite mean"):
+        load_model(damaged("std.pt", feature_std=zero_std))
+
 
 def test_cli_checks_cheap_things_before_long_work(tmp_path) -> None:
     res = runner.invoke(app, ["demo", "--dataset", "bogus", "--out", str(tmp_path / "d.png")])

@@ -35,6 +35,7 @@ from torch import nn
 from crnet.features import (
     CHANNEL_NAMES,
     FEATURE_SPECIES,
+    N_CHANNELS,
     FeatureScaler,
     TargetTransform,
     check_same_grid,
@@ -184,6 +185,10 @@ def load_model(path: Path | str) -> ModelFile:
         return _model_from_payload(path, payload)
     except (KeyError, TypeError, AttributeError, IndexError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: malformed crnet model file ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:  # e.g. from TargetTransform / FeatureScaler: name the file
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: malformed crnet model file ({exc})") from None
 
 
 def _model_from_payload(path: Path, payload: dict) -> ModelFile:
@@ -207,11 +212,17 @@ def _model_from_payload(path: Path, payload: dict) -> ModelFile:
     if network != "check":
         scaler = FeatureScaler(tensors["feature_mean"].numpy(), tensors["feature_std"].numpy())
         energies = tensors["energies"].numpy()
+    for name, value in (("target_low", transform.low), ("target_high", transform.high)):
+        if not np.array_equal(tensors[name].numpy(), np.asarray(value, dtype=np.float64)):
+            raise ValueError(f"{path}: tensor {name} {tensors[name].tolist()} disagrees with the metadata's "
+                             f"target_transform ({list(value)})")
     members = []
     for k, m in enumerate(payload.get("members", [])):
         if not isinstance(m, dict) or not {"state_dict", "feature_mean", "feature_std"} <= set(m):
             raise ValueError(f"{path}: ensemble member {k + 1} lacks state_dict / feature_mean / feature_std")
         members.append((m["state_dict"], FeatureScaler(m["feature_mean"].numpy(), m["feature_std"].numpy())))
+    if network != "check":
+        _check_feature_grid(path, energies, arch, [scaler] + [sc for _, sc in members])
     model = ModelFile(network, arch, machine, payload["state_dict"], transform, scaler, energies, meta, members)
     for k in range(model.n_members):  # the weights must fit the network the file names
         try:
@@ -220,6 +231,21 @@ def _model_from_payload(path: Path, payload: dict) -> ModelFile:
             raise ValueError(f"{path}: member {k} of network {network!r}: its weights do not fit the architecture "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     return model
+
+
+def _check_feature_grid(path: Path, energies: np.ndarray, arch: dict, scalers: list[FeatureScaler]) -> None:
+    """The energy grid, the architecture's ``n_bins`` and every member's scaler must describe the same (8, n_E)
+    feature layout; otherwise the file fails at its first prediction, with a message naming none of them."""
+    if energies.ndim != 1 or energies.size < 2 or not (np.all(np.isfinite(energies)) and np.all(energies > 0)
+                                                       and np.all(np.diff(energies) > 0)):
+        raise ValueError(f"{path}: tensor energies must be a 1-D increasing grid of positive GeV/n, got shape "
+                         f"{energies.shape}")
+    if isinstance(arch, dict) and "n_bins" in arch and arch["n_bins"] != energies.size:
+        raise ValueError(f"{path}: architecture n_bins = {arch['n_bins']} but the energy grid has {energies.size} bins")
+    for k, scaler in enumerate(scalers):
+        if scaler.mean.shape != (N_CHANNELS, energies.size):
+            raise ValueError(f"{path}: member {k}'s feature_mean/feature_std have shape {scaler.mean.shape}, not "
+                             f"({N_CHANNELS}, {energies.size}) for the file's energy grid")
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
