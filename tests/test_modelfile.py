@@ -132,3 +132,30 @@ def test_loaded_model_built_once_and_predictors_do_not_share(tmp_path, monkeypat
     assert len(calls) == 2 and second.net is not first.net
     x = np.random.default_rng(3).normal(0, 1, (5, 8, 84))
     assert np.array_equal(first.predict(x, paper_energy_grid()), second.predict(x, paper_energy_grid()))
+
+
+def test_file_sha256_follows_rewrites_of_large_files(tmp_path, monkeypatch) -> None:
+    import hashlib
+    import os
+
+    import crnet.machines.modelfile as mf
+
+    monkeypatch.setattr(mf, "HASH_CACHE_MIN_BYTES", 1000)
+    big, small = tmp_path / "big.h5", tmp_path / "small.h5"
+    big.write_bytes(b"a" * 2000)
+    small.write_bytes(b"a" * 10)
+    first = mf.file_sha256(big)
+    assert first == hashlib.sha256(b"a" * 2000).hexdigest() == mf.file_sha256(big)
+    with open(big, "r+b") as f:  # same size, same inode: the new modification time makes it read again
+        f.write(b"b")
+    st = big.stat()
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert mf.file_sha256(big) == hashlib.sha256(b"b" + b"a" * 1999).hexdigest()
+    tmp = tmp_path / "new.tmp"
+    tmp.write_bytes(b"c" * 2000)
+    os.replace(tmp, big)  # an atomic replace: new inode
+    assert mf.file_sha256(big) == hashlib.sha256(b"c" * 2000).hexdigest()
+    with open(small, "r+b") as f:  # below the limit: read every time, whatever the file times say
+        f.write(b"z")
+    os.utime(small, ns=(small.stat().st_atime_ns, small.stat().st_mtime_ns))
+    assert mf.file_sha256(small) == hashlib.sha256(b"z" + b"a" * 9).hexdigest()

@@ -22,6 +22,7 @@ is the mean of its members' outputs in the scaled target space (box-scaled, brea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -53,14 +54,32 @@ SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (SINGLE_MODEL_FORMAT_VERSION, MODEL
 HASH_CHUNK_BYTES = 8 * 1024 * 1024
 """Read size when hashing a training store."""
 
+HASH_CACHE_MIN_BYTES = 256 * 2**20
+"""Files this large have their sha256 remembered (:func:`file_sha256`): rewriting 256 MiB takes tens of ms, longer
+than a file-time tick, so a rewrite always shows in the key; hashing it takes ~0.2 s, repeated every round."""
+
 PREDICT_BATCH = 4096
 """Models per forward pass at prediction time."""
 
 
 def file_sha256(path: Path | str) -> str:
-    """sha256 hex digest of a file's bytes (ValueError naming the path when it is not a file)."""
-    if not Path(path).is_file():
+    """sha256 hex digest of a file's bytes (ValueError naming the path when it is not a file).
+
+    Files of :data:`HASH_CACHE_MIN_BYTES` or more are remembered per (path, device, inode, size, modification and
+    change times in ns) for this process: the feedback loop and ensemble resumes ask for the same unchanged large
+    store every round or member. Smaller files are always read: file times tick coarsely (a few ms), and a small
+    file can be rewritten with the same size within one tick."""
+    p = Path(path)
+    if not p.is_file():
         raise ValueError(f"{path}: no such file")
+    st = p.stat()
+    if st.st_size < HASH_CACHE_MIN_BYTES:
+        return _sha256_of.__wrapped__(str(p), 0, 0, 0, 0, 0)
+    return _sha256_of(str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, _dev: int, _ino: int, _size: int, _mtime_ns: int, _ctime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
