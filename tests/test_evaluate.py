@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crnet.evaluate.figures import allowed_2d, profile_1d, tau_histograms
+from crnet.evaluate.figures import allowed_2d, profile_1d, profile_curve, tau_histograms
 from crnet.evaluate.report import chain_weights, render_markdown
 from crnet.evaluate.tables import check_machine_row, sigma_bands, table3_markdown, table4_markdown, tau_summary
 from crnet.likelihood import delta_chi2_threshold
@@ -54,6 +54,8 @@ def test_figures_and_report(tmp_path):
     flat = np.full((50, 10), 0.02) + 1e-17 * rng.random((50, 10))
     assert tau_histograms({"A": tau, "flat": flat}, tmp_path / "f5b.png").stat().st_size > 0
     assert profile_1d(p, c, 300.0, {"A": (p[:20], c[:20])}, tmp_path / "f6.png").stat().st_size > 0
+    assert profile_1d(p, c, 300.0, {"A": (p[:20], c[:20]), "B": (p[20:40], c[20:40])}, tmp_path / "f6b.png",
+                      n_initial=150).stat().st_size > 0
     assert allowed_2d(p, c, 300.0, {"A": p[:20]}, tmp_path / "f7.png").stat().st_size > 0
     rep = {"n_mocks": 200, "chi2_min": 300.0, "table3_percent": {"Machine A (paper)": tau_summary(tau)},
            "table4_fractions": {"Machine A (paper)": sigma_bands(c, 300.0)}, "check_machine": None,
@@ -264,3 +266,13 @@ def test_truth_slope_needs_enough_distinct_truths():
         assert acc["delta"]["median"] == pytest.approx(1.0)
         if not expect_nan:
             assert acc["delta"]["slope"] == pytest.approx(1.01)
+
+
+def test_profile_curve_is_the_smallest_delta_chi2_per_bin():
+    edges = np.array([0.0, 1.0, 2.0, 3.0])
+    x = np.array([0.5, 0.2, 1.5, 2.9, 3.0, 5.0, 1.1])
+    d = np.array([4.0, 2.0, np.inf, 7.0, 1.0, 0.0, 9.0])
+    # bin 0: min(4, 2); bin 1: the infinite (unconverged) point does not count, 9; bin 2: 7 and the right edge's 1;
+    # x = 5 lies outside the mocks' range and is left out
+    np.testing.assert_array_equal(profile_curve(x, d, edges), [2.0, 9.0, 1.0])
+    assert np.isnan(profile_curve(np.array([0.5]), np.array([1.0]), edges)[1:]).all()

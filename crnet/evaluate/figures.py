@@ -79,14 +79,34 @@ def tau_histograms(taus: dict[str, np.ndarray], out: Path | str) -> Path:
     return _save(fig, out)
 
 
+PREDICTION_STYLES: tuple[str, ...] = ("--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)))
+"""Line styles of the machines' profile curves in Fig. 6 (the paper: Machine A dashed, Machine B dash-dotted)."""
+
+
 def _delta(chi2: np.ndarray, chi2_min: float) -> np.ndarray:
     return np.where(np.isfinite(chi2), chi2 - chi2_min, np.inf)
 
 
+def profile_curve(x: np.ndarray, delta_chi2: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Profile likelihood along one parameter: the smallest finite Delta chi^2 (n,) of the points whose values
+    ``x`` (n,) fall in each bin of ``edges`` (n_bins + 1,), NaN for a bin without one. Points outside the edges
+    are left out (a machine's predictions can leave the mocks' range)."""
+    x, d = np.asarray(x, dtype=np.float64), np.asarray(delta_chi2, dtype=np.float64)
+    n_bins = edges.size - 1
+    inside = (x >= edges[0]) & (x <= edges[-1]) & np.isfinite(d)
+    which = np.clip(np.searchsorted(edges, x[inside], side="right") - 1, 0, n_bins - 1)
+    prof = np.full(n_bins, np.inf)
+    np.minimum.at(prof, which, d[inside])
+    return np.where(np.isfinite(prof), prof, np.nan)
+
+
 def profile_1d(params: np.ndarray, chi2: np.ndarray, chi2_min: float, predictions: dict[str, tuple[np.ndarray,
-               np.ndarray]], out: Path | str) -> Path:
-    """Fig. 6: 1D profile Delta chi^2 of the mocks (params (N, 10), chi2 (N,)) for PROFILE_PARAMS, with
-    the predictions {machine: (params (n, 10), chi2 (n,))} as points."""
+               np.ndarray]], out: Path | str, n_initial: int | None = None) -> Path:
+    """Fig. 6: 1D profile Delta chi^2 (:func:`profile_curve`) for PROFILE_PARAMS of the mocks (params (N, 10),
+    chi2 (N,)) and of each machine's re-simulated predictions {machine: (params (n, 10), chi2 (n,))}, drawn as
+    curves over the mocks' bins with the predictions also as faint points. ``n_initial``: the first rows are the
+    initial scan; then its profile (grey, thick) is drawn beside that of all mocks (red: scan and feedback
+    re-simulations), as the paper's Fig. 6."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     d = _delta(chi2, chi2_min)
     for ax, name in zip(axes.ravel(), PROFILE_PARAMS, strict=True):
@@ -95,19 +115,19 @@ def profile_1d(params: np.ndarray, chi2: np.ndarray, chi2_min: float, prediction
         log = name in LOG_AXES
         edges = np.geomspace(x.min(), x.max(), PROFILE_BINS + 1) if log else np.linspace(x.min(), x.max(),
                                                                                           PROFILE_BINS + 1)
-        which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, PROFILE_BINS - 1)
-        prof = np.full(PROFILE_BINS, np.nan)
-        for b in range(PROFILE_BINS):
-            sel = d[which == b]
-            sel = sel[np.isfinite(sel)]
-            if sel.size:
-                prof[b] = sel.min()
         centres = np.sqrt(edges[1:] * edges[:-1]) if log else 0.5 * (edges[1:] + edges[:-1])
-        ax.step(centres, prof, where="mid", color="k", label="mocks (profile)")
-        for mname, (p, c) in predictions.items():
+        if n_initial is not None and 0 < n_initial < x.size:
+            ax.step(centres, profile_curve(x[:n_initial], d[:n_initial], edges), where="mid", color="grey", lw=3,
+                    label="initial scan (profile)")
+            ax.step(centres, profile_curve(x, d, edges), where="mid", color="r", label="all mocks (profile)")
+        else:
+            ax.step(centres, profile_curve(x, d, edges), where="mid", color="k", label="mocks (profile)")
+        for (mname, (p, c)), style in zip(predictions.items(), PREDICTION_STYLES * len(predictions), strict=False):
             dc = _delta(c, chi2_min)
             ok = np.isfinite(dc)
-            ax.plot(p[ok, j], dc[ok], ".", ms=3, alpha=0.6, label=mname)
+            line = ax.step(centres, profile_curve(p[:, j], dc, edges), where="mid", ls=style,
+                           label=f"{mname} (profile of re-simulated predictions)")[0]
+            ax.plot(p[ok, j], dc[ok], ".", ms=2, alpha=0.25, color=line.get_color())
         for s, style in zip(FIG6_SIGMA_LINES, (":", "--", "-."), strict=True):
             ax.axhline(delta_chi2_threshold(s), ls=style, color="grey", lw=0.8,
                        label=f"{s} sigma (Delta chi2 {delta_chi2_threshold(s):.1f}, 14 dof)")
