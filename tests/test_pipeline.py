@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from crnet.cli import app
 from crnet.pipeline import load_config
+from crprop.params import PARAM_NAMES
 
 torch.set_num_threads(1)
 CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
@@ -111,7 +112,9 @@ def test_cli_pipeline_ci(tmp_path):
     assert len(measured["reference_records"]) == 4 and measured["reference_records"][0] == measured["reference_record"]
     for name, entry in measured["machines"].items():
         assert len(entry["params_by_reference"]) == 4 and entry["params_by_reference"][0] == entry["params"]
-        assert all(v >= 0 for v in entry["reference_half_range_percent"].values())
+        spread = np.array([entry["reference_half_range"][p] for p in PARAM_NAMES])
+        by_ref = np.array([[r[p] for p in PARAM_NAMES] for r in entry["params_by_reference"]])
+        np.testing.assert_allclose(spread, 0.5 * (by_ref.max(axis=0) - by_ref.min(axis=0)), rtol=1e-12)
         if entry["chi2_tot"] is not None:
             i = int(np.flatnonzero(rows == list(measured["machines"]).index(name))[0])
             assert entry["chi2_tot"] == chi2[i]

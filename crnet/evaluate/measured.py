@@ -52,7 +52,7 @@ from crnet.likelihood import RATIO_PARAMETERS, block_predictions, chi2
 from crnet.paths import atomic_write_text
 from crnet.store import MockStore
 from crnet.store_read import recompute_chi2, spectra_from_flux
-from crprop.params import PARAM_NAMES
+from crprop.params import PARAM_NAMES, PARAM_UNITS
 from crprop.spectra import SYMBOL_TO_Z
 
 N_REFERENCE_CANDIDATES = 256
@@ -157,8 +157,9 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
     each prediction and compute its chi^2_tot against ``dataset``; writes ``<out>/measured.json``.
 
     Each machine also predicts from the inputs built on the next ``n_references - 1`` references: ``params`` is
-    the best reference's prediction, ``params_by_reference`` all of them and ``reference_half_range_percent``
-    half their range per parameter, in % of |params| (the input's dependence on the reference mock)."""
+    the best reference's prediction, ``params_by_reference`` all of them and ``reference_half_range`` half their
+    range per parameter in its own units (PARAM_UNITS; the input's dependence on the reference mock). Not in % of
+    the prediction: eta, delta and the nu's can be near 0, where a percentage says nothing."""
     from crnet.machines.modelfile import Predictor
 
     if n_references < 1:
@@ -193,11 +194,11 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
         thetas = np.concatenate([predictor.predict(f, inp["energies"]) for f in feats])
         theta = thetas[:1]
         p, good = clip_to_box(theta)
-        half = 50.0 * (thetas.max(axis=0) - thetas.min(axis=0)) / np.maximum(np.abs(theta[0]), 1e-300)
+        half = 0.5 * (thetas.max(axis=0) - thetas.min(axis=0))
         result["machines"][name] = {
             "params": dict(zip(PARAM_NAMES, map(float, theta[0]), strict=True)), "chi2_tot": None,
             "params_by_reference": [dict(zip(PARAM_NAMES, map(float, t), strict=True)) for t in thetas],
-            "reference_half_range_percent": dict(zip(PARAM_NAMES, map(float, half), strict=True))}
+            "reference_half_range": dict(zip(PARAM_NAMES, map(float, half), strict=True))}
         if good[0]:
             to_simulate[name] = p[0]
     if to_simulate:  # every machine's prediction in one solver call
@@ -246,8 +247,9 @@ def measured_markdown(result: dict[str, Any]) -> str:
              "|---|---|" + "---|" * len(PARAM_NAMES)]
     for name, m in result["machines"].items():
         chi = "not simulated (outside the prior box)" if m["chi2_tot"] is None else f"{m['chi2_tot']:.1f}"
-        cells = [f"{m['params'][p]:.4g} ± {m['reference_half_range_percent'][p]:.1f} %" for p in PARAM_NAMES]
+        cells = [f"{m['params'][p]:.4g} ± {m['reference_half_range'][p]:.2g}" for p in PARAM_NAMES]
         lines.append(f"| {name} | {chi} | " + " | ".join(cells) + " |")
-    lines += ["", "± : half the range of the predictions over the reference mocks, in % (the input's dependence on "
-              "the reference where there are no data)."]
+    units = ", ".join(f"{p} {PARAM_UNITS[p]}" for p in PARAM_NAMES if PARAM_UNITS[p])
+    lines += ["", "± : half the range of the predictions over the reference mocks, in the parameter's units (the "
+              f"input's dependence on the reference where there are no data). Units: {units}."]
     return "\n".join(lines) + "\n"
