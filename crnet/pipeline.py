@@ -3,7 +3,8 @@
 
 Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml):
 
-* ``[run]``: out (directory), seed, threads (torch CPU threads; 0 = torch's default), progress;
+* ``[run]``: out (directory), seed, threads (CPU threads of torch and of the numba solver; 0 = their defaults,
+  every core), progress;
 * ``[fit]``: enabled (bool), start, max_evaluations, tol (solver; default crprop's 1e-6 whatever the scan's) —
   find the chi2_tot minimum first
   (:mod:`crnet.scan.fit`, on the scan's grid/backend/data set) and start the MCMC chains from its Laplace
@@ -86,7 +87,7 @@ class RunSection:
     def __post_init__(self) -> None:
         check_seed(self.seed, "[run] seed")
         if self.threads < 0:
-            raise ValueError(f"[run] threads must be >= 0 (0 = torch's default), got {self.threads}")
+            raise ValueError(f"[run] threads must be >= 0 (0 = every core), got {self.threads}")
 
 
 @dataclass
@@ -364,7 +365,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     if cfg.run.threads:
+        from crprop.backends.numba_backend import set_threads
+
         torch.set_num_threads(cfg.run.threads)
+        set_threads(cfg.run.threads)  # the solver too: on a shared or small machine its threads set the wall time
     st = _Stages(out, cfg)
     if cfg.fit.enabled:
         cfg.scan = _scan_from_fit(cfg, st.run("fit", lambda: _run_fit(cfg)))

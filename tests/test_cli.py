@@ -45,7 +45,7 @@ def test_simulate_galdef_writes_documented_file(coarse_galdef, tmp_path):
         assert np.all(np.isfinite(flux)) and np.all(flux >= 0)
         assert f["converged"][()].all() and f["residual"][()].max() <= 1e-6
         assert list(f["params"].attrs["names"])[0] == "d0_1e28_cm2_s"
-        assert f.attrs["mode"] == "fast"
+        assert f.attrs["mode"] == "fast" and f.attrs["solve_order"] == "galprop_v54"  # a galdef runs as GALPROP
         # GALPROP's normalisation: 1H at 100 GeV = 4.45e-9 cm^-2 s^-1 sr^-1 MeV^-1 = 4.45e-2 in SI / GeV
         e = f["Ekin_GeV_per_n"][()]
         h = flux[0, species.index("1H")]
@@ -71,7 +71,19 @@ def test_simulate_params_toml_and_bad_input(coarse_galdef, tmp_path):
         assert f["params"][1, 0] == 6.0
         species = [s.decode() if isinstance(s, bytes) else s for s in f["species"][()]]
         be10 = f["flux_lis"][:, species.index("10Be")]
-        assert f.attrs["half_lives"] == "galprop"
+        b10 = f["flux_lis"][:, species.index("10B")]
+        assert f.attrs["half_lives"] == "galprop" and f.attrs["solve_order"] == "parents_first"
+    v54 = tmp_path / "v54.h5"
+    res = runner.invoke(app, ["simulate", "--params", str(toml), "--out", str(v54), "--backend", "numba",
+                              "--order", "galprop_v54"])
+    assert res.exit_code == 0, res.output
+    with h5py.File(v54, "r") as f:  # GALPROP's pass solves 10B before 10Be: 10B misses the decay feed, 10Be not
+        assert f.attrs["solve_order"] == "galprop_v54"
+        assert np.all(f["flux_lis"][:, species.index("10B")] <= b10 * (1 + 1e-9))
+        assert np.any(f["flux_lis"][:, species.index("10B")] < 0.999 * b10)
+        np.testing.assert_allclose(f["flux_lis"][:, species.index("10Be")], be10, rtol=1e-5)
+    res = runner.invoke(app, ["simulate", "--params", str(toml), "--out", str(v54), "--order", "galprop"])
+    assert res.exit_code == 2 and "--order must be one of" in res.output
     measured = tmp_path / "m.h5"
     res = runner.invoke(app, ["simulate", "--params", str(toml), "--out", str(measured), "--backend", "numba",
                               "--half-lives", "measured"])

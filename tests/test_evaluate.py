@@ -64,6 +64,10 @@ def test_figures_and_report(tmp_path):
     assert "41.63 %" in md and "Table 3" in md
     assert "4 sigma is Delta chi2 <= 43.82 and 6 sigma <= 69.95 (14 dof" in md
     assert "Machine A (paper)" in table4_markdown(rep["table4_fractions"])
+    rep["check_machine"] = {"true_positive_rate": float("nan"), "true_negative_rate": 0.75, "n_inside": 0,
+                            "n_outside": 439}
+    md = render_markdown(rep)
+    assert "true-positive rate undefined (no mock inside 4 sigma)" in md and "true-negative rate 75.0 %" in md
 
 
 def test_cluster_intervals_count_centres_not_predictions():

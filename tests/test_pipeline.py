@@ -64,9 +64,16 @@ def test_config_errors(tmp_path):
 
 
 def test_cli_pipeline_ci(tmp_path):
+    import numba
+
     out = tmp_path / "run"
     runner = CliRunner()
-    res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
+    before = numba.get_num_threads()
+    try:
+        res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
+        assert numba.get_num_threads() == 1  # [run] threads = 1 holds for the solver too, not only for torch
+    finally:
+        numba.set_num_threads(before)
     assert res.exit_code == 0, res.output
     for f in ("resolved_config.json", "timings.json", "evaluation/report.md", "evaluation/report.json",
               "evaluation/fig5_tau.png", "evaluation/fig6_profile.png", "evaluation/fig7_allowed.png",

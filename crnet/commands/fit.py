@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
         grid: GridConfig | None = None,
     ) -> None:
         """Minimise chi2_tot over the Table 1 box (least squares, profiled normalisations); the result starts
-        a scan with `crnet scan --from-fit`."""
+        a scan with `crnet scan --from-fit`. Exit status 1 when the minimiser did not converge (e.g. stopped at
+        --max-evaluations; the file is still written, marked not converged), 2 for bad input."""
         from crnet.scan.fit import FitConfig, fit_best
         from crnet.scan.models import PropagateModel
 

@@ -77,12 +77,24 @@ def register(app: typer.Typer) -> None:
                                          help="reject parameters outside the Table 1 prior box"),
         half_lives: str = typer.Option("galprop", "--half-lives",
                                        help="galprop (GALPROP's tables; 10Be 1.60 Myr) or measured (10Be 1.387 Myr)"),
+        order: str | None = typer.Option(None, "--order", help="solve order of the nuclear network: parents_first "
+                                         "(every source known when a species is solved) or galprop_v54 (GALPROP's "
+                                         "heavy-to-light pass: 10B before 10Be, 2H before 1H). Default: galprop_v54 "
+                                         "with --galdef (reproduces GALPROP), parents_first with --params (as "
+                                         "crnet demo, scan and fit)"),
     ) -> None:
-        """Propagate the models of a galdef or a parameter file and write their spectra at the Sun."""
+        """Propagate the models of a galdef or a parameter file and write their spectra at the Sun.
+
+        --params takes a TOML file with the ten Table 1 parameters as top-level keys (crprop.params.PARAM_NAMES,
+        units in the names: d0_1e28_cm2_s, delta, eta, v_alfven_km_s, z_halo_kpc, nu1, nu2, nu3, r_break1_mv,
+        r_break2_mv), or a list of [[model]] tables with those keys for a batch; an optional [galdef] table with
+        one entry path = "..." (relative to the TOML file) names the galdef of the Galaxy setup (default: the
+        paper's, crprop/data/galdef/galdef_54_crml)."""
         from crnet.scan.models import HALF_LIVES, apply_half_lives
         from crnet.spectra_io import write_spectra_h5
         from crprop.galaxy import GalaxySetup, paper_galdef_path
         from crprop.galprop.galdef import GaldefError, read_galdef
+        from crprop.nuclear.species import SOLVE_ORDERS
         from crprop.params import PARAM_NAMES, PropagationParams, params_from_galdef
         from crprop.propagate import propagate
         from crprop.solvers import NonConvergenceWarning
@@ -91,20 +103,23 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("give exactly one of --galdef or --params")
         if half_lives not in HALF_LIVES[1:]:
             raise typer.BadParameter(f"--half-lives must be one of {HALF_LIVES[1:]}, got {half_lives!r}")
+        if order is not None and order not in SOLVE_ORDERS:
+            raise typer.BadParameter(f"--order must be one of {SOLVE_ORDERS}, got {order!r}")
+        order = order or ("galprop_v54" if galdef is not None else "parents_first")
         try:
             require_parent_dir(out)  # before the propagation, not at the write
             if galdef is not None:
                 g = read_galdef(galdef)
                 _echo_galdef_warnings(g, galdef)
                 plist = [params_from_galdef(g, check_prior=False)]
-                setup = GalaxySetup.from_galdef(g)
+                setup = GalaxySetup.from_galdef(g, order=order)
                 check_prior = False  # a galdef is taken as GALPROP would run it
             else:
                 plist, gpath = _load_params_toml(params)
                 g = read_galdef(gpath or paper_galdef_path())
                 if gpath is not None:  # the shipped paper galdef's notes are known (README)
                     _echo_galdef_warnings(g, gpath)
-                setup = GalaxySetup.from_galdef(g, order="parents_first")
+                setup = GalaxySetup.from_galdef(g, order=order)
             setup = apply_half_lives(setup, half_lives)
         except (GaldefError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -123,7 +138,7 @@ def register(app: typer.Typer) -> None:
         arr = PropagationParams.to_array(plist)
         attrs = {"mode": mode, "backend": spectra.meta.get("backend", backend), "crnet_version": __version__,
                  "grid": json.dumps({"shape": list(spectra.meta["grid_shape"])}), "wall_time_s": wall,
-                 "source": str(galdef or params), "half_lives": half_lives}
+                 "source": str(galdef or params), "half_lives": half_lives, "solve_order": order}
         write_spectra_h5(out, spectra, params=arr, param_names=list(PARAM_NAMES), attrs=attrs)
         n_bad = int((~spectra.converged).sum())
         typer.echo(f"{spectra.n_models} model(s), {len(spectra.isotopes)} isotopes, mode {mode}, "

@@ -298,8 +298,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "directions). A machine well above it leans on its training distribution."), report.get("oracle_error"))
     chk = report.get("check_machine")
     if chk:
-        lines += [f"Check Machine: true-positive rate {100 * chk['true_positive_rate']:.1f} % "
-                  f"(paper 29 %), true-negative rate {100 * chk['true_negative_rate']:.1f} % (paper 93 %) on "
+        def rate(key: str, n: int, side: str) -> str:
+            return f"{100 * chk[key]:.1f} %" if n else f"undefined (no mock {side} 4 sigma)"
+
+        lines += [f"Check Machine: true-positive rate {rate('true_positive_rate', chk['n_inside'], 'inside')} "
+                  f"(paper 29 %), true-negative rate {rate('true_negative_rate', chk['n_outside'], 'outside')} "
+                  "(paper 93 %) on "
                   f"{chk['n_inside']} / {chk['n_outside']} mocks inside / outside 4 sigma "
                   f"({chk.get('sample', 'all collected mocks')}).", ""]
     threshold = ((report.get("config") or {}).get("feedback") or {}).get("tau_threshold", 0.1)

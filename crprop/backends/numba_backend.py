@@ -304,6 +304,11 @@ def douglas_step(op: TransportOperator, tau_s: np.ndarray, psi: np.ndarray, q: n
     return d, res
 
 
-def set_threads(n: int) -> None:
-    """Number of CPU threads for the prange loops."""
-    numba.set_num_threads(n)
+def set_threads(n: int) -> int:
+    """Number of CPU threads for the prange loops (this thread's setting), at most numba's pool
+    (``NUMBA_NUM_THREADS``, by default the CPU count); returns the number set."""
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    used = min(int(n), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(used)
+    return used
