@@ -2,7 +2,9 @@
 
 Issue requirement: cupy equals numba to 1e-10 relative (float64) and 1e-5 (float32) on the full
 network for crml_base. Prints the largest relative difference of every isotope's solar flux
-(fluxes above 1e-30 of each isotope's maximum). Writes benchmarks/results/gpu_network_check.json.
+(fluxes above 1e-30 of each isotope's maximum) and the GPU memory of each cupy run (device_pool_mib: the bytes
+CuPy's default memory pool holds after the run, emptied before it, i.e. its high-water mark).
+Writes benchmarks/results/gpu_network_check.json.
 The numba side can be computed on another machine and carried over:
     python benchmarks/gpu_network_check.py --save-reference numba_ref.npz     (CPU)
     python benchmarks/gpu_network_check.py --reference numba_ref.npz          (GPU)
@@ -18,6 +20,7 @@ import warnings
 import numpy as np
 from common import RESULTS, machine
 
+from crprop.backends import release_cached_device_memory
 from crprop.galaxy import GalaxySetup, paper_galdef_path
 from crprop.galprop.galdef import read_galdef
 from crprop.params import params_from_galdef
@@ -35,6 +38,13 @@ def max_rel(a: np.ndarray, b: np.ndarray) -> float:
         m = ref > 1e-30 * ref.max()
         out = max(out, float(np.abs(a[:, i][m] / ref[m] - 1).max()))
     return out
+
+
+def device_pool_mib() -> float:
+    """MiB CuPy's default memory pool holds (cupy is imported by the cupy backend before this is called)."""
+    import cupy
+
+    return cupy.get_default_memory_pool().total_bytes() / 2**20
 
 
 def main() -> None:
@@ -64,13 +74,15 @@ def main() -> None:
     for mode in ("fast", "galprop"):
         ref_flux, t_ref, ref_res = refs[mode]
         for precision in ("float64", "float32"):
+            release_cached_device_memory()  # empty CuPy's pool: what it holds after the run is the run's peak
             t0 = time.perf_counter()
             gpu = propagate(setup, params, mode=mode, backend="cupy", check_prior=False,
                             backend_options={"precision": precision})
             t_gpu = time.perf_counter() - t0
+            pool_mib = device_pool_mib()
             row = {"mode": mode, "precision": precision, "max_rel_diff_vs_numba": max_rel(gpu.iso_flux, ref_flux),
                    "numba_s": t_ref, "cupy_s": t_gpu, "residual_numba": ref_res,
-                   "residual_cupy": float(gpu.residual.max()),
+                   "residual_cupy": float(gpu.residual.max()), "device_pool_mib": pool_mib,
                    "required": FP64_REQUIRED if precision == "float64" else FP32_REQUIRED}
             row["passes"] = row["max_rel_diff_vs_numba"] <= row["required"]
             rows.append(row)

@@ -4,20 +4,23 @@ largest z_h) against grouped by halo (crprop.propagate.halo_groups), full 25-iso
 Models: crml_base +-10 % with z_h drawn uniformly in [--zh-min, --zh-max] kpc (an MCMC batch whose chains have
 spread in the D0 - z_h degeneracy, or a set of machine predictions to re-simulate).
 
+Each row is the median of ``--repeats`` propagate calls (range reported), with the process's peak resident memory
+during them (benchmarks/common.py:PeakRSS) and models/s against GALPROP's time per model (its paper grid and fixed
+z_h = 3.9 kpc, so for scale only: the grids here are coarser, z_h up to --zh-max larger).
+
     python benchmarks/halo_groups_speed.py --backend numba --grid small --models 32
-Writes benchmarks/results/halo_groups_speed_<backend>_<grid>.{json,md}.
+Writes benchmarks/results/halo_groups_speed_<backend>_<grid>[_<tag>].{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 import warnings
 from dataclasses import asdict
 
 import numpy as np
-from common import RESULTS, machine
+from common import PeakRSS, galprop_seconds_per_model, repeat_timings, save_results
 
 from crprop.galaxy import GalaxySetup
 from crprop.params import CRML_BASE as CRML_BASE_PARAMS
@@ -47,8 +50,11 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=32)
     ap.add_argument("--zh-min", type=float, default=2.0)
     ap.add_argument("--zh-max", type=float, default=12.0)
+    ap.add_argument("--repeats", type=int, default=3, help="timed propagate calls per row (median and range)")
+    ap.add_argument("--tag", default=None, help="extra results file suffix (e.g. a smaller setting than usual)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    galprop_s, galprop_src = galprop_seconds_per_model()
     setup = GalaxySetup.paper().with_changes(**GRIDS[args.grid]) if GRIDS[args.grid] else GalaxySetup.paper()
     plist = models(args.models, args.zh_min, args.zh_max)
     z = np.array([p.z_halo_kpc for p in plist])
@@ -58,28 +64,36 @@ def main() -> None:
     cells_grouped = sum(g.size * batch_grid(setup, float(z[g].max())).shape[1] for g in groups)
     rows = []
     for grouped in (False, True):
-        t0 = time.perf_counter()
-        sp = propagate(setup, plist, backend=args.backend, group_halos=grouped)
-        wall = time.perf_counter() - t0
-        rows.append({"grouped": grouped, "wall_s": wall, "models_per_s": len(plist) / wall,
+        with PeakRSS() as mem:
+            sp, walls = repeat_timings(
+                lambda grouped=grouped: propagate(setup, plist, backend=args.backend, group_halos=grouped),
+                args.repeats)
+        wall = float(np.median(walls))
+        rows.append({"grouped": grouped, "wall_s": wall, "wall_min_s": min(walls), "wall_max_s": max(walls),
+                     "repeats": args.repeats, "models_per_s": len(plist) / wall,
+                     "ms_per_model": wall / len(plist) * 1e3, "x_galprop_core": galprop_s * len(plist) / wall,
+                     "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
                      "z_cells_per_column": cells_grouped if grouped else cells_one,
                      "groups": [int(g.size) for g in groups] if grouped else [len(plist)],
                      "all_converged": bool(sp.converged.all()), "max_residual": float(sp.residual.max())})
         print(json.dumps(rows[-1]), flush=True)
-    tag = f"{args.backend}_{args.grid}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"halo_groups_speed_{tag}.json").write_text(json.dumps(
-        {"machine": machine(), "args": vars(args), "rows": rows}, indent=1))
+    tag = f"{args.backend}_{args.grid}" + (f"_{args.tag}" if args.tag else "")
     lines = [f"# Halo grouping, {args.models} models, z_h uniform in [{args.zh_min}, {args.zh_max}] kpc, "
-             f"grid {args.grid} ({batch_grid(setup, args.zh_max).shape}), backend {args.backend}",
-             "", f"Machine: {machine()}. Command: `python benchmarks/halo_groups_speed.py --backend {args.backend} "
-             f"--grid {args.grid} --models {args.models}`.", "",
-             "| grouped | groups | z nodes x models | wall s | models/s | all converged |", "|---|---|---|---|---|---|"]
-    lines += [f"| {'yes' if r['grouped'] else 'no'} | {r['groups']} | {r['z_cells_per_column']} | {r['wall_s']:.1f} | "
-              f"{r['models_per_s']:.2f} | {r['all_converged']} |" for r in rows]
+             f"grid {args.grid} ({batch_grid(setup, args.zh_max).shape}), backend {args.backend}", "",
+             f"Median of {args.repeats} propagate calls per row (range in brackets); peak RSS: the process's "
+             "resident-memory high-water mark during the row's calls (reset per row), increase: above the resident "
+             f"size before. GALPROP: {galprop_s:.1f} s per model on one core ({galprop_src}); its grid is the "
+             "paper's at z_h = 3.9 kpc, so x GALPROP is for scale only.", "",
+             "| grouped | groups | z nodes x models | wall s | ms/model | models/s | x GALPROP core | peak RSS MiB "
+             "| increase MiB | all converged |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {'yes' if r['grouped'] else 'no'} | {r['groups']} | {r['z_cells_per_column']} | {r['wall_s']:.1f} "
+              f"({r['wall_min_s']:.1f}–{r['wall_max_s']:.1f}) | {r['ms_per_model']:.0f} | {r['models_per_s']:.2f} | "
+              f"{r['x_galprop_core']:.0f} | {r['peak_rss_mib']:.0f} | {r['rss_increase_mib']:.0f} | "
+              f"{r['all_converged']} |" for r in rows]
     lines.append(f"\nSpeed-up {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x for "
                  f"{rows[0]['z_cells_per_column'] / rows[1]['z_cells_per_column']:.2f}x fewer z nodes.")
-    (RESULTS / f"halo_groups_speed_{tag}.md").write_text("\n".join(lines) + "\n")
+    save_results(f"halo_groups_speed_{tag}", "\n".join(lines),
+                 {"args": vars(args), "galprop_s_per_model": galprop_s, "galprop_source": galprop_src, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ For K in {64, 512, 2048} chains, with and without solver warm starts, on each ba
 CPU, cupy on the GPU when one is present), a short MCMC run from around crml_base is timed batch by
 batch. The first batch (starting points: cold solves, JIT compilation, tables) is reported apart;
 the rates are over the following Metropolis steps. Printed next to GALPROP's cost per model
-(crml_base, 25 isotopes, one core: ~32 s) and the goal of 2e5 mock spectra in 5 minutes.
+(crml_base, 25 isotopes, one core; common.galprop_seconds_per_model) and the goal of 2e5 mock spectra
+in 5 minutes. Memory per row: the process's peak resident set while the model is built and the scan runs
+(benchmarks/common.py:PeakRSS) and, for cupy, the bytes CuPy's default memory pool holds after the run
+(emptied before the row, so its high-water mark).
+No repeats: the rates are already over several timed batches.
 
     python benchmarks/scan_speed.py [--chains 64 512 2048] [--steps 3] [--backends numba cupy]
                                     [--grid paper|small] [--tag cpu]
@@ -23,7 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, galprop_seconds_per_model, machine
+from common import RESULTS, PeakRSS, galprop_seconds_per_model, machine
 
 from crnet.scan.analytic import AnalyticSimulator
 from crnet.scan.models import FunctionModel, GridConfig
@@ -87,16 +91,26 @@ def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path
     cfg = ScanConfig(n_chains=k, n_steps=steps, seed=1, backend=backend, start=start, start_spread=0.01,
                      proposal_scale=0.004, warm_start=warm, grid=GRIDS[grid], warm_start_max_gb=warm_max_gb,
                      max_steps=max_steps)
-    with warnings.catch_warnings(record=True):
-        real = build_model(dataclasses.replace(cfg, backend="numpy") if backend == "analytic" else cfg)
-    model = TimedModel(analytic_like(real) if backend == "analytic" else real)
-    if warm and (not real.warm_start or backend == "analytic"):
-        print(f"# {backend} K={k}: warm start needs more than {warm_max_gb} GB; row skipped", flush=True)
-        return None
-    stamps: list[tuple[float, int]] = []
-    t0 = time.perf_counter()
-    summary = run_scan(workdir / f"{backend}_{k}_{warm}.h5", cfg, model=model, progress=False,
-                       on_batch=lambda b, n: stamps.append((time.perf_counter(), n)))
+    if backend == "cupy":  # empty CuPy's pool, so what it holds after the row is the row's high-water mark
+        from crprop.backends import release_cached_device_memory
+
+        release_cached_device_memory()
+    with PeakRSS() as mem:
+        with warnings.catch_warnings(record=True):
+            real = build_model(dataclasses.replace(cfg, backend="numpy") if backend == "analytic" else cfg)
+        model = TimedModel(analytic_like(real) if backend == "analytic" else real)
+        if warm and (not real.warm_start or backend == "analytic"):
+            print(f"# {backend} K={k}: warm start needs more than {warm_max_gb} GB; row skipped", flush=True)
+            return None
+        stamps: list[tuple[float, int]] = []
+        t0 = time.perf_counter()
+        summary = run_scan(workdir / f"{backend}_{k}_{warm}.h5", cfg, model=model, progress=False,
+                           on_batch=lambda b, n: stamps.append((time.perf_counter(), n)))
+    device_mib = None
+    if backend == "cupy":
+        import cupy
+
+        device_mib = cupy.get_default_memory_pool().total_bytes() / 2**20
     first_wall = stamps[0][0] - t0
     wall = stamps[-1][0] - stamps[0][0]
     records = stamps[-1][1] - stamps[0][1]
@@ -114,6 +128,7 @@ def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path
         "overhead_fraction": 1.0 - model_s / wall if wall > 0 else float("nan"),
         "acceptance": summary.acceptance_rate, "best_chi2": summary.best_chi2,
         "nonconverged": summary.n_nonconverged,
+        "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib, "device_pool_mib": device_mib,
     }
 
 
@@ -167,20 +182,26 @@ def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, 
              f"Machine: {out['machine']}. GALPROP: {galprop_s:.1f} s per model on one core ({galprop_src}) = "
              f"{1 / galprop_s:.3f} models/s. Goal: {out['goal']}.", "",
              "| backend | K | warm | samples/s | models/s (solver+chi2) | ADI steps/species/batch | overhead | "
-             "x GALPROP core | min for 2e5 | first batch s | acceptance |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "x GALPROP core | min for 2e5 | first batch s | acceptance | peak RSS MiB | increase MiB | "
+             "device pool MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = np.nan if r["acceptance"] is None else r["acceptance"]
+        pool = f"{r['device_pool_mib']:.0f}" if r.get("device_pool_mib") is not None else "-"
         lines.append(f"| {r['backend']} | {r['chains']} | {'yes' if r['warm_start'] else 'no'} | "
                      f"{r['records_per_s']:.2f} | {r['models_per_s']:.2f} | {r['steps_per_species_per_batch']:.0f} | "
                      f"{100 * r['overhead_fraction']:.2f} % | {r['x_galprop_core']:.0f} | {r['minutes_for_2e5']:.0f} | "
-                     f"{r['first_batch_s']:.1f} | {acc:.2f} |")
+                     f"{r['first_batch_s']:.1f} | {acc:.2f} | {r['peak_rss_mib']:.0f} | {r['rss_increase_mib']:.0f} | "
+                     f"{pool} |")
     lines += ["", "samples/s = stored mock spectra per wall second over the timed steps (proposals outside the "
               "prior box are not evaluated); models/s = evaluated models per second inside propagate + chi2; "
               "ADI steps/species/batch = solver iterations per species per batch (its slowest model's, capped "
               "by max_steps; before session 7 every model of the batch paid for them); overhead = sampler, "
               "store commits (3 flushes per "
-              f"batch) and warm-start bookkeeping. max_steps = {max_steps or 'crprop default'}."]
+              f"batch) and warm-start bookkeeping. max_steps = {max_steps or 'crprop default'}. peak RSS = the "
+              "process's resident-memory high-water mark while the row's model is built and its scan runs (reset "
+              "per row), increase = above the resident size before; device pool = bytes CuPy's memory pool holds "
+              "after the row (emptied before it), '-' off the GPU."]
     text = "\n".join(lines) + "\n"
     (RESULTS / f"scan_speed_{tag}.md").write_text(text)
     return text
