@@ -472,6 +472,8 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
         d.pop(leaf, None)
     settings["sim"]["grid"] = cfg.sim.grid.settings()
     train = {k: v for k, v in asdict(tcfg).items() if k not in ("progress", "device", "threads", "init_from")}
+    resolved = tcfg.resolved()  # per-network defaults that decide the training (None would hide a change of them)
+    train["lr_schedule"], train["patience"] = resolved.lr_schedule, resolved.patience
     return json.loads(json.dumps({
         "model_sha256": file_sha256(model), "test_store_sha256": file_sha256(test_store),
         "train_store": str(Path(train_store).resolve()), "train_store_bytes": Path(train_store).stat().st_size,

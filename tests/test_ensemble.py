@@ -13,6 +13,7 @@ from helpers_store import write_synthetic_store
 from crnet.machines.modelfile import Predictor, load_model
 from crnet.machines.training import ENSEMBLE_SEED_STRIDE, TrainConfig, checkpoint_path, member_path, train
 from crnet.pipeline import TrainSection
+from crnet.pseudodata import PseudoDataConfig
 
 torch.set_num_threads(1)
 
@@ -81,6 +82,18 @@ def test_ensemble_resumes_member_by_member(trained):
     assert checkpoint_path(member_path(root / "ens.pt", 2)).is_file()
 
 
+def test_machine_b_ensemble_reuses_its_finished_members(trained, tmp_path):
+    # members train on the pseudo-data file made once for all of them, and their checkpoints say so: a resume
+    # must accept them (a review found them refused for their pseudo-data settings)
+    store, _, _ = trained
+    cfg = _cfg(machine="B", ensemble=2, epochs=1, input_noise=0.0, pseudo=PseudoDataConfig(n_pseudo=400, seed=1))
+    out = tmp_path / "b.pt"
+    train(store, out, cfg)
+    mtimes = [member_path(out, k).stat().st_mtime_ns for k in range(2)]
+    train(store, out, cfg, resume=True)
+    assert [member_path(out, k).stat().st_mtime_ns for k in range(2)] == mtimes
+
+
 def test_ensemble_members_of_another_run_are_not_reused(trained, tmp_path):
     store, root, _ = trained
     other = tmp_path / "other.h5"
@@ -111,10 +124,10 @@ def test_ensemble_members_of_another_run_are_not_reused(trained, tmp_path):
 
 def test_ensemble_warm_start_and_errors(trained, tmp_path):
     store, root, _ = trained
-    train(store, tmp_path / "warm.pt", _cfg(ensemble=3, init_from=str(root / "ens.pt"), epochs=1))
+    train(store, tmp_path / "warm.pt", _cfg(ensemble=3, init_from=str(root / "ens.pt"), epochs=1, seed=4))
     warm, ens = load_model(tmp_path / "warm.pt"), load_model(root / "ens.pt")
-    assert warm.n_members == 3
-    # member k validates on member k's split of the model it starts from (its seed, 3 + 1000 k)...
+    assert warm.n_members == 3 and warm.metadata["ensemble"]["member_seeds"] == [4, 1004, 2004]
+    # member k validates on member k's split of the model it starts from (its seed 3 + 1000 k, not 4 + 1000 k)...
     assert warm.metadata["ensemble"]["member_split_seeds"] == ens.metadata["ensemble"]["member_split_seeds"] == [
         3, 1003, 2003]
     # ...and members started from one machine all on that machine's split, not on records it trained on

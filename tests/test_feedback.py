@@ -108,3 +108,20 @@ def test_resimulate_batches_by_halo_and_reads_back_in_row_order(tmp_path):
     # solver tolerance (1e-6 relative residual) separates the two
     assert np.allclose(flux[2], one, rtol=1e-4, atol=0)
     assert not np.allclose(flux[0], flux[2], rtol=1e-2)
+
+
+def test_loop_identity_records_the_resolved_schedule(tmp_path):
+    # the pipeline leaves lr_schedule / patience to the network's defaults (None); the identity records what they
+    # resolve to, so a feedback log written when the default was spelled out still matches, and a changed
+    # default (the paper machines' constant rate) is seen
+    from crnet.feedback import loop_identity
+
+    files = []
+    for name in ("model.pt", "test.h5", "train.h5"):
+        (tmp_path / name).write_bytes(name.encode())
+        files.append(tmp_path / name)
+    model, test, store = files
+    crnet_a = loop_identity(model, store, test, FeedbackConfig(), TrainConfig(machine="A", arch="crnet", patience=10))
+    paper_a = loop_identity(model, store, test, FeedbackConfig(), TrainConfig(machine="A", arch="paper", epochs=7))
+    assert (crnet_a["retraining"]["lr_schedule"], crnet_a["retraining"]["patience"]) == ("plateau", 10)
+    assert (paper_a["retraining"]["lr_schedule"], paper_a["retraining"]["patience"]) == ("constant", 7)

@@ -145,7 +145,9 @@ def test_file_sha256_follows_rewrites_of_large_files(tmp_path, monkeypatch) -> N
     big.write_bytes(b"a" * 2000)
     small.write_bytes(b"a" * 10)
     first = mf.file_sha256(big)
+    hits = mf._sha256_of.cache_info().hits
     assert first == hashlib.sha256(b"a" * 2000).hexdigest() == mf.file_sha256(big)
+    assert mf._sha256_of.cache_info().hits == hits + 1  # the unchanged large file is not read again
     with open(big, "r+b") as f:  # same size, same inode: the new modification time makes it read again
         f.write(b"b")
     st = big.stat()
@@ -155,7 +157,7 @@ def test_file_sha256_follows_rewrites_of_large_files(tmp_path, monkeypatch) -> N
     tmp.write_bytes(b"c" * 2000)
     os.replace(tmp, big)  # an atomic replace: new inode
     assert mf.file_sha256(big) == hashlib.sha256(b"c" * 2000).hexdigest()
-    with open(small, "r+b") as f:  # below the limit: read every time, whatever the file times say
-        f.write(b"z")
-    os.utime(small, ns=(small.stat().st_atime_ns, small.stat().st_mtime_ns))
-    assert mf.file_sha256(small) == hashlib.sha256(b"z" + b"a" * 9).hexdigest()
+    before = mf._sha256_of.cache_info()  # below the limit: read every time, never remembered
+    assert mf.file_sha256(small) == mf.file_sha256(small) == hashlib.sha256(b"a" * 10).hexdigest()
+    after = mf._sha256_of.cache_info()
+    assert (after.hits, after.misses, after.currsize) == (before.hits, before.misses, before.currsize)

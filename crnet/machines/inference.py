@@ -98,9 +98,11 @@ def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = N
         with StoreReader(path) as reader:
             profiled_on = reader.info.attrs.get("dataset")
             if profiled_on is not None and profiled_on != dataset:
+                model_side = (f"the model's inputs against {dataset!r}" if trained_on is not None else
+                              f"the model records no data set and {dataset!r} is used")
                 raise ValueError(f"{path}: its normalisations (q_C) were profiled against data set {profiled_on!r}, "
-                                 f"the model's inputs against {dataset!r}; q_C enters features 0-2, so predict on "
-                                 "a store of the model's data set")
+                                 f"{model_side}; q_C enters features 0-2, so predict on a store of the model's data "
+                                 "set")
             converged = reader.converged()
             for lo in range(0, reader.n_records, block_size):
                 hi = min(lo + block_size, reader.n_records)

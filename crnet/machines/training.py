@@ -321,7 +321,7 @@ def _identity(cfg: TrainConfig, network: str, init: ModelFile | None, n_bins: in
     arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
     return {**checkpoint_identity(cfg, network, arch, store_sha, pseudo_store,
                                   scaler_sha256(init.scaler) if init is not None else None),
-            "split_seed": _split_seed(cfg, init)}
+            "split_seed": _split_seed(cfg, init) if init is not None else None}  # None: cfg.seed (already in)
 
 
 def _split_seed(cfg: TrainConfig, init: ModelFile | None) -> int:
@@ -524,7 +524,7 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
         mcfg = replace(cfg, ensemble=1, seed=cfg.seed + ENSEMBLE_SEED_STRIDE * k, init_from=start)
         ckpt = checkpoint_path(path)
         if resume and path.is_file():
-            if _finished_member(ckpt, mcfg, data_path, store != data_path, store_sha, k):
+            if _finished_member(ckpt, mcfg, data_path, store_sha, k):
                 results.append(load_model(path))
                 continue
         train(data_path, path, mcfg, resume=resume and ckpt.is_file())
@@ -553,8 +553,7 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
                         "member_best_val_loss": losses})
 
 
-def _finished_member(ckpt: Path, cfg: TrainConfig, data_path: Path, pseudo_store: bool, store_sha: str,
-                     k: int) -> bool:
+def _finished_member(ckpt: Path, cfg: TrainConfig, data_path: Path, store_sha: str, k: int) -> bool:
     """Whether member ``k``'s training ended (epochs done or stopped early), from one read of its checkpoint;
     ValueError unless that checkpoint was written with the identity a run of ``cfg`` on this training file would
     have (the same check as a single machine's resume: network, architecture, init_from scaler, split, ...)."""
@@ -565,7 +564,9 @@ def _finished_member(ckpt: Path, cfg: TrainConfig, data_path: Path, pseudo_store
     network = network_name(resolved.machine, resolved.arch)
     init = _initial_model(resolved, network) if resolved.init_from else None
     n_bins = 0 if network == "check" else read_store_info(data_path).energies.size
-    payload = read_checkpoint(ckpt, _identity(resolved, network, init, n_bins, store_sha, pseudo_store))
+    # a member trains on data_path itself (Machine B: the pseudo-data file made once for all members), so its
+    # checkpoint was written with pseudo_store False, whatever store the ensemble was given
+    payload = read_checkpoint(ckpt, _identity(resolved, network, init, n_bins, store_sha, False))
     state = checkpoint_state(payload)
     return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= resolved.epochs
 
