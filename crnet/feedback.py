@@ -39,6 +39,7 @@ from crnet.config_fields import check_seed
 from crnet.data import DEFAULT_DATASET
 from crnet.features import FEATURE_SPECIES, TargetTransform, features_from_raw, relative_change, species_rows
 from crnet.likelihood import chi2 as chi2_of
+from crnet.paths import atomic_write_text
 from crnet.provenance import changed_settings, list_settings
 from crnet.pseudodata import PAPER_MAX_RELATIVE, paper_noise
 from crnet.scan.models import GridConfig, PropagateModel, require_converging_mode
@@ -371,9 +372,7 @@ def _round_metrics(k: int, res: ClosureResult, cfg: FeedbackConfig, model: Path)
 
 
 def _write_log(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str))
 
 
 def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | str, out: Path | str,
@@ -471,7 +470,9 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
             d = d[p]
         d.pop(leaf, None)
     settings["sim"]["grid"] = cfg.sim.grid.settings()
-    train = {k: v for k, v in asdict(tcfg).items() if k not in ("progress", "device", "threads", "init_from")}
+    from crnet.machines.training import RUN_PLACE_SETTINGS
+
+    train = {k: v for k, v in asdict(tcfg).items() if k not in RUN_PLACE_SETTINGS}
     resolved = tcfg.resolved()  # per-network defaults that decide the training (None would hide a change of them)
     train["lr_schedule"], train["patience"] = resolved.lr_schedule, resolved.patience
     return json.loads(json.dumps({

@@ -67,6 +67,9 @@ MACHINE_NAMES: dict[str, tuple[str, str, str]] = {
     "A-paper": ("A", "paper", "Machine A (paper)"), "A-crnet": ("A", "crnet", "Machine A (crnet)"),
     "B-paper": ("B", "paper", "Machine B (paper)"), "B-crnet": ("B", "crnet", "Machine B (crnet)"),
 }
+PAPER_PROTOCOL_MACHINES: tuple[str, ...] = tuple(n for n, (_, arch, _) in MACHINE_NAMES.items() if arch == "paper")
+"""Machines trained with CR-ML's protocol (every epoch at a constant rate, crnet.machines.training.TrainConfig):
+[train] patience is not theirs, neither for their training nor for their stages' settings."""
 TEST_SEED_OFFSET = 1_000_003
 """Added to the run seed for the test pseudo-data so that it never repeats Machine B's training draws."""
 FEEDBACK_SEED_OFFSET = 2_000_029
@@ -297,6 +300,8 @@ def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
             members = flat.pop(key, None)
             if machine in MACHINE_NAMES and key in ("train.input_noise_machines", "train.ensemble_machines"):
                 flat[f"{key}[{machine}]"] = machine in members
+        if machine in PAPER_PROTOCOL_MACHINES:
+            flat.pop("train.patience", None)
     return flat
 
 
@@ -381,7 +386,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     def tcfg(machine: str, arch: str) -> TrainConfig:
         t = cfg.train
         return TrainConfig(machine=machine, arch=arch, epochs=t.epochs, batch_size=t.batch_size,
-                           patience=None if machine != "check" and arch == "paper" else t.patience,
+                           patience=None if f"{machine}-{arch}" in PAPER_PROTOCOL_MACHINES else t.patience,
                            seed=cfg.run.seed, device=t.device, amp=t.amp, threads=cfg.run.threads or None,
                            progress=cfg.run.progress,
                            input_noise=t.input_noise if f"{machine}-{arch}" in t.input_noise_machines else 0.0,

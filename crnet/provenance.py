@@ -29,6 +29,19 @@ def code_version(exclude: tuple[str, ...] = ()) -> dict:
     return out
 
 
+def array_sha256(*arrays: Any) -> str:
+    """sha256 hex digest of arrays' values as contiguous float64 (a cache key, or the identity of numbers such as
+    a feature scaler)."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
 def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any], keys: Iterable[str] | None = None,
                      nested: bool = False) -> list[str]:
     """Names of the settings whose values differ between a record an earlier run wrote (``saved``, read back

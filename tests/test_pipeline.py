@@ -225,3 +225,8 @@ def test_stage_settings_cover_what_each_stage_reads():
     noisy = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, input_noise_machines=[]))
     assert stage_settings(noisy, "train_A-paper")["train.input_noise_machines[A-paper]"] is False
     assert stage_settings(noisy, "train_A-paper") != stage_settings(cfg, "train_A-paper")
+    # [train] patience is read by the crnet and Check machines only: the paper machines train every epoch
+    patient = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, patience=cfg.train.patience + 3))
+    assert stage_settings(patient, "train_A-paper") == stage_settings(cfg, "train_A-paper")
+    assert stage_settings(patient, "train_check") != stage_settings(cfg, "train_check")
+    assert "train.patience" not in stage_settings(cfg, "feedback_A-paper")

@@ -23,7 +23,6 @@ prediction, resumable, cached in ``<out>/oracle.npz``) - the shares a machine at
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -66,6 +65,7 @@ from crnet.feedback import (
 )
 from crnet.likelihood import delta_chi2_threshold
 from crnet.paths import atomic_write_text
+from crnet.provenance import array_sha256
 from crnet.store import MockStore
 
 MCMC_ROW = "MCMC (re-weighted)"
@@ -195,7 +195,8 @@ def check_training_rows(model: Any, store_path: str) -> np.ndarray | None:
         return None
     if store.get("sha256") != file_sha256(store_path):
         return None
-    data = prepare_check_data(store_path, model.transform, val_fraction=tc["val_fraction"], seed=tc["seed"],
+    seed = meta.get("split_seed", tc["seed"])  # a warm-started machine split with its starting model's seed
+    data = prepare_check_data(store_path, model.transform, val_fraction=tc["val_fraction"], seed=seed,
                               n_sigma=tc["check_sigma"])
     return np.asarray(data.train_idx)
 
@@ -263,8 +264,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
               "table4_fractions": table4, "check_machine": check, "feedback_passing_share": stop,
               "paper": {"table3_percent": PAPER_TABLE3, "table4_percent": PAPER_TABLE4},
               "figures": figs, "config": asdict(cfg)}
-    _atomic(out / "report.json", json.dumps(report, indent=2, default=str))
-    _atomic(out / "report.md", render_markdown(report))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
+    atomic_write_text(out / "report.md", render_markdown(report))
     return report
 
 
@@ -371,7 +372,7 @@ def _floor(cfg: EvalConfig, mocks: Mocks, out: Path) -> TauFloor:
             return TauFloor(np.array(saved["x_log"]), np.array(saved["sigma_log"]),
                             np.array(saved["covariance_log"]), float(saved["max_relative"]), int(saved["n_data"]))
     fl = tau_floor(sim.model(), best, cfg.feedback.max_relative)
-    _atomic(cache, json.dumps({"key": key, "x_log": fl.x_log.tolist(), "sigma_log": fl.sigma_log.tolist(),
+    atomic_write_text(cache, json.dumps({"key": key, "x_log": fl.x_log.tolist(), "sigma_log": fl.sigma_log.tolist(),
                                "covariance_log": fl.covariance_log.tolist(), "max_relative": fl.max_relative,
                                "n_data": fl.n_data}, indent=1))
     return fl
@@ -389,7 +390,7 @@ def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
     resim_path = out / "oracle_resim.h5"
     seed = cfg.feedback.seed + ORACLE_SEED_OFFSET
     sim = cfg.feedback.sim
-    key = json.dumps({"truth_sha": _sha(truth), "seed": seed, "max_relative": cfg.feedback.max_relative,
+    key = json.dumps({"truth_sha": array_sha256(truth), "seed": seed, "max_relative": cfg.feedback.max_relative,
                       "sim": [sim.grid.settings(), sim.mode, sim.tol, sim.dataset]}, sort_keys=True)
     if has_key(cache, key):
         with np.load(cache) as z:
@@ -422,14 +423,6 @@ def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
             chi2 = resimulated_chi2(st, ok)[0]
     savez_keyed(cache, key, chi2=chi2, theta=theta)
     return chi2
-
-
-def _sha(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()
-
-
-def _atomic(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def _cuda() -> bool:

@@ -3,7 +3,6 @@ share with the run that wrote it (its identity). Used by :mod:`crnet.machines.tr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from crnet.provenance import changed_settings, list_settings
+from crnet.provenance import array_sha256, changed_settings, list_settings
 
 if TYPE_CHECKING:
     from crnet.features import FeatureScaler
@@ -51,10 +50,7 @@ def checkpoint_identity(cfg: TrainConfig, network: str, arch: dict, store_sha: s
 
 def scaler_sha256(scaler: FeatureScaler) -> str:
     """Digest of a feature scaler's mean and std (float64), for :func:`checkpoint_identity`."""
-    h = hashlib.sha256()
-    for a in (scaler.mean, scaler.std):
-        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-    return h.hexdigest()
+    return array_sha256(scaler.mean, scaler.std)
 
 
 def save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,

@@ -74,12 +74,17 @@ def file_sha256(path: Path | str) -> str:
         raise ValueError(f"{path}: no such file")
     st = p.stat()
     if st.st_size < HASH_CACHE_MIN_BYTES:
-        return _sha256_of.__wrapped__(str(p), 0, 0, 0, 0, 0)
-    return _sha256_of(str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return _read_sha256(p)
+    return _sha256_of(p.resolve(), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, _dev: int, _ino: int, _size: int, _mtime_ns: int, _ctime_ns: int) -> str:
+def _sha256_of(path: Path, _file_state: tuple[int, ...]) -> str:
+    """:func:`_read_sha256`, remembered per path and file state (device, inode, size, mtime, ctime)."""
+    return _read_sha256(path)
+
+
+def _read_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):

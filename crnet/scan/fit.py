@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from crnet.paths import atomic_write_text
 from crnet.scan.designs import prior_box, to_log, to_physical
 from crprop.params import CRML_BASE, LOG_PARAM_NAMES, PARAM_NAMES
 
@@ -134,11 +135,7 @@ class FitResult:
         return {"format": FIT_FORMAT, "version": FIT_VERSION, **asdict(self)}
 
     def save(self, path: Path | str) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2))
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=2))
 
     @classmethod
     def load(cls, path: Path | str) -> FitResult:
