@@ -280,3 +280,20 @@ def test_profile_curve_is_the_smallest_delta_chi2_per_bin():
     # x = 5 lies outside the mocks' range and is left out
     np.testing.assert_array_equal(profile_curve(x, d, edges), [2.0, 9.0, 1.0])
     assert np.isnan(profile_curve(np.array([0.5]), np.array([1.0]), edges)[1:]).all()
+
+
+def test_largest_difference_names_the_elements_of_its_channel_and_the_range():
+    from crnet.evaluate.measured import _channel_elements, outside_message
+
+    assert _channel_elements("B/C") == ["B", "C"]  # B/C at a bin: the B and C fluxes there
+    assert _channel_elements("Li/O") == ["Li", "O"]
+    assert _channel_elements("O/C110") == ["O"]  # its C is the 110 GeV/n bin's, not the bin's own
+    distance = {"baseline": {"outside_limit_percent": 9.6, "outside_quantile": 0.95},
+                "by_reference": [{"distance_percent": 4.2, "outside_training_range": False,
+                                  "largest_difference": {"percent": -7.0, "channel": "B/C", "energy_gev_per_n": 1.5,
+                                                         "input_source": {"B": "data", "C": "interpolated"}}}]}
+    assert outside_message(distance) == (
+        "the measured inputs lie 4.2 % (RMS) from the nearest mock of the scan, within the range of 5 %-noise "
+        "pseudo-spectra (95 % below 9.6 %); largest difference -7 % in B/C at 1.5 GeV/n (B data, C interpolated)")
+    distance["by_reference"][0].update(distance_percent=24.0, outside_training_range=True)
+    assert "beyond 95 % of 5 %-noise pseudo-spectra (9.6 %): the machines extrapolate" in outside_message(distance)

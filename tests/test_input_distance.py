@@ -7,7 +7,7 @@ import pytest
 from helpers_store import sample_params, write_synthetic_store
 
 from crnet.evaluate.input_distance import PERCENT_PER_LOG10, input_distances, nearest_records
-from crnet.features import CHANNEL_NAMES, c_norm_index
+from crnet.features import CHANNEL_NAMES
 from crnet.machines.data import StoreReader
 from crnet.pseudodata import PAPER_MAX_RELATIVE, paper_noise
 
@@ -17,13 +17,12 @@ features of five channels, so the copies' distances scatter more than 672 indepe
 ln(1 + eps) vs eps difference ~0.1 %."""
 
 
-def _expected_noise_rms_percent(n_e: int, c_idx: int) -> float:
+def _expected_noise_rms_percent(n_e: int) -> float:
     """RMS (%) of the log features of a spectrum whose five element fluxes each carry independent U(-a, a)
     factors: var ln(1 + eps) ~ a^2 / 3 per element; channels X/(C/C110) carry 3 factors (1 at the C110 bin),
     X/O 2, C/C110 2 (0 at its own bin), O/C110 2."""
     var = PAPER_MAX_RELATIVE ** 2 / 3.0
     per_channel = ([3.0 * (n_e - 1) + 1.0] * 3 + [2.0 * n_e] * 3 + [2.0 * (n_e - 1)] + [2.0 * n_e])
-    assert c_idx >= 0
     return 100.0 * float(np.sqrt(var * sum(per_channel) / (len(CHANNEL_NAMES) * n_e)))
 
 
@@ -58,7 +57,7 @@ def test_noise_distance_matches_the_analytic_rms(tmp_path):
     noisy, ok = features_from_raw(raw[src] * paper_noise(rng, raw[src].shape, PAPER_MAX_RELATIVE), q_c[src], energies)
     dist, row = nearest_records(noisy.reshape(src.size, -1), feats.reshape(60, -1))
     assert np.array_equal(row, src)  # the synthetic mocks are much farther apart than the noise
-    expected = _expected_noise_rms_percent(energies.size, c_norm_index(energies))
+    expected = _expected_noise_rms_percent(energies.size)
     assert np.sqrt(np.mean(dist ** 2)) == pytest.approx(expected, rel=NOISE_RMS_RTOL)
     out = input_distances(path, feats[:2])
     assert out["baseline"]["median_percent"] > expected

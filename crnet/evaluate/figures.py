@@ -13,6 +13,7 @@ Parameters are in PARAM_NAMES units (D0 in 1e28 cm^2/s, z_h in kpc, breaks in MV
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -105,8 +106,8 @@ def profile_1d(params: np.ndarray, chi2: np.ndarray, chi2_min: float, prediction
     """Fig. 6: 1D profile Delta chi^2 (:func:`profile_curve`) for PROFILE_PARAMS of the mocks (params (N, 10),
     chi2 (N,)) and of each machine's re-simulated predictions {machine: (params (n, 10), chi2 (n,))}, drawn as
     curves over the mocks' bins with the predictions also as faint points. ``n_initial``: the first rows are the
-    initial scan; then its profile (grey, thick) is drawn beside that of all mocks (red: scan and feedback
-    re-simulations), as the paper's Fig. 6."""
+    initial scan; when they are not all the rows, its profile (grey, thick) is drawn beside that of all mocks
+    (red: scan and feedback re-simulations), as the paper's Fig. 6."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     d = _delta(chi2, chi2_min)
     for ax, name in zip(axes.ravel(), PROFILE_PARAMS, strict=True):
@@ -122,7 +123,7 @@ def profile_1d(params: np.ndarray, chi2: np.ndarray, chi2_min: float, prediction
             ax.step(centres, profile_curve(x, d, edges), where="mid", color="r", label="all mocks (profile)")
         else:
             ax.step(centres, profile_curve(x, d, edges), where="mid", color="k", label="mocks (profile)")
-        for (mname, (p, c)), style in zip(predictions.items(), PREDICTION_STYLES * len(predictions), strict=False):
+        for (mname, (p, c)), style in zip(predictions.items(), itertools.cycle(PREDICTION_STYLES)):
             dc = _delta(c, chi2_min)
             ok = np.isfinite(dc)
             line = ax.step(centres, profile_curve(p[:, j], dc, edges), where="mid", ls=style,

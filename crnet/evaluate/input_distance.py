@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from crnet.features import CHANNEL_NAMES, features_from_raw
+from crnet.features import CHANNEL_NAMES, FEATURE_SPECIES, channel_log_shift
 from crnet.machines.data import StoreReader
 from crnet.pseudodata import PAPER_MAX_RELATIVE, paper_noise
-from crnet.store import NORM_NAMES
 from crnet.store_read import READ_BLOCK_RECORDS
 
 N_BASELINE = 1000
@@ -46,38 +45,33 @@ MAX_STORE_RECORDS = 20_000
 flag stays consistent; 20,000 x 672 features are 108 MB)."""
 
 DISTANCE_CHUNK = 64
-"""Inputs compared with the whole store at a time (memory: chunk x records x 8 bytes, 10 MB at 20,000 records)."""
+"""Inputs compared with the whole store at a time (memory: a few chunk x records float64 temporaries, 10 MB each
+at 20,000 records)."""
 
 PERCENT_PER_LOG10 = 100.0 * np.log(10.0)
 """A difference of log10 features in % of the value (ln x ~ relative difference for small ones)."""
 
 
-def _store_records(reader: StoreReader, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(log10 features (n, 8 n_E), raw fluxes (n, 5, n_E), q_C (n,), record indices (n,)) of the usable converged
-    records (at most :data:`MAX_STORE_RECORDS` of them); every block of the store is read once."""
+def _store_records(reader: StoreReader, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(log10 features (n, 8 n_E), record indices (n,)) of the usable converged records (at most
+    :data:`MAX_STORE_RECORDS` of them); every block of the store is read once."""
     chosen = np.flatnonzero(reader.converged())
     if chosen.size > MAX_STORE_RECORDS:
         chosen = np.sort(rng.choice(chosen, size=MAX_STORE_RECORDS, replace=False))
-    feats, raws, scales, records = [], [], [], []
-    q_col = NORM_NAMES.index("q_c")
+    feats, records = [], []
     for start in range(0, reader.n_records, READ_BLOCK_RECORDS):
         stop = min(start + READ_BLOCK_RECORDS, reader.n_records)
         here = chosen[(chosen >= start) & (chosen < stop)] - start
         if here.size == 0:
             continue
-        raw, q_c = reader.raw_feature_flux(start, stop)[here], reader.norms(start, stop)[here, q_col]
-        f, ok = features_from_raw(raw, q_c, reader.info.energies, strict=False)
-        feats.append(f[ok])
-        raws.append(raw[ok])
-        scales.append(q_c[ok])
-        records.append(here[ok] + start)
+        f, ok = reader.features(start, stop)
+        feats.append(f[here][ok[here]])
+        records.append(here[ok[here]] + start)
     n = sum(r.size for r in records)
     if n < 2:
         raise ValueError(f"{reader.info.path}: fewer than 2 converged records with usable features; "
                          "no distance to the training spectra can be measured")
-    return (np.concatenate(feats).reshape(n, -1), np.concatenate(raws), np.concatenate(scales),
-            np.concatenate(records))
+    return np.concatenate(feats).reshape(n, -1), np.concatenate(records)
 
 
 def nearest_records(inputs: np.ndarray, reference: np.ndarray,
@@ -108,14 +102,15 @@ def nearest_records(inputs: np.ndarray, reference: np.ndarray,
     return dist, row
 
 
-def baseline_distances(feats: np.ndarray, raw: np.ndarray, q_c: np.ndarray, energies: np.ndarray,
-                       rng: np.random.Generator, n: int = N_BASELINE) -> np.ndarray:
-    """Distances (%) of ``n`` pseudo-spectra (5 % paper noise) of rows of ``raw`` (fluxes (N, 5, n_E) before
-    normalisations, overall scales ``q_c`` (N,)) to the other rows of ``feats`` (their log10 features)."""
-    pick = np.sort(rng.choice(raw.shape[0], size=min(n, raw.shape[0]), replace=False))
-    noisy = raw[pick] * paper_noise(rng, raw[pick].shape, PAPER_MAX_RELATIVE)
-    f, ok = features_from_raw(noisy, q_c[pick], energies, strict=False)
-    return nearest_records(f[ok].reshape(int(ok.sum()), -1), feats, exclude=pick[ok])[0]
+def baseline_distances(feats: np.ndarray, energies: np.ndarray, rng: np.random.Generator,
+                       n: int = N_BASELINE) -> np.ndarray:
+    """Distances (%) of ``n`` pseudo-spectra (5 % paper noise on the element fluxes) of rows of ``feats`` (log10
+    features (N, 8 n_E) on the grid ``energies``, GeV/n) to the other rows. The noise enters the log features as
+    :func:`crnet.features.channel_log_shift` of log10(1 + eps), exactly as the features of the noisy fluxes."""
+    pick = np.sort(rng.choice(feats.shape[0], size=min(n, feats.shape[0]), replace=False))
+    noise = paper_noise(rng, (pick.size, len(FEATURE_SPECIES), energies.size), PAPER_MAX_RELATIVE)
+    shift = channel_log_shift(np.log10(noise), energies).reshape(pick.size, -1)
+    return nearest_records(feats[pick] + shift, feats, exclude=pick)[0]
 
 
 def input_distances(store: Path | str, inputs: np.ndarray, seed: int = 0, n_baseline: int = N_BASELINE
@@ -129,9 +124,9 @@ def input_distances(store: Path | str, inputs: np.ndarray, seed: int = 0, n_base
             raise ValueError(f"inputs must be (m, {len(CHANNEL_NAMES)}, {n_e}) features on the store's grid, "
                              f"got {x.shape}")
         rng = np.random.default_rng(seed)
-        feats, raw, q_c, records = _store_records(reader, rng)
+        feats, records = _store_records(reader, rng)
         energies = reader.info.energies
-    base = baseline_distances(feats, raw, q_c, energies, rng, n_baseline)
+    base = baseline_distances(feats, energies, rng, n_baseline)
     dist, row = nearest_records(x.reshape(x.shape[0], -1), feats)
     limit = float(np.quantile(base, OUTSIDE_QUANTILE))
     per_input = []

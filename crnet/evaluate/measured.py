@@ -33,6 +33,8 @@ On the paper data set (CPU-scale run, benchmarks/results/pipeline_cpu_s14/measur
 from the nearest mock against a 95 % quantile of 9.6 %, the largest difference being Voyager 1 B at 0.009 GeV/n
 (+101 % in B/C, at data bins): the model family cannot fit those points (70 of the best mock's chi^2 450 from the 9
 Voyager B points). Other constructions of the inputs tried on that run are in benchmarks/results/pipeline_cpu.md.
+That run's ``measured.json`` / ``measured.md`` predate session 15: their spread over references is in % of the
+prediction (``reference_half_range_percent``), not yet in the parameter's units.
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "fig6_profile_1d": str(profile_1d(mocks.params, mocks.chi2, chi2_min,
                                           {n: (c.theta, c.chi2_resim) for n, c in closures.items()},
                                           out / "fig6_profile.png",
-                                          n_initial=mocks.first_rows.size if len(cfg.mock_stores) > 1 else None)),
+                                          n_initial=mocks.first_rows.size)),
         "fig7_allowed_2d": str(allowed_2d(mocks.params, mocks.chi2, chi2_min,
                                           {n: c.theta for n, c in closures.items()}, out / "fig7_allowed.png")),
     }
