@@ -15,9 +15,10 @@ def require_parent_dir(path: Path | str, what: str = "--out") -> Path:
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader never sees half a file."""
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader never sees half a file (the
+    temporary name carries the process id: two processes writing the same file do not share one)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
     return path

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from crnet import __version__
+from crprop.physics._checks import REAL_DTYPE_KINDS
 from crprop.spectra import SYMBOL_TO_Z, Spectra
 
 ELEMENT_SUM_RTOL: float = 1e-9
@@ -160,22 +161,28 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
                 f"{path}: missing dataset(s) {missing}; a spectra file needs {list(REQUIRED_DATASETS)}"
             )
 
-        def read(name: str, dtype: type | None = np.float64) -> np.ndarray:
-            """A dataset's values; wrong kinds (a group, strings where numbers belong) name the dataset."""
+        def read(name: str, real: bool = True) -> np.ndarray:
+            """A dataset's values, as float64 when ``real`` (refused unless integers or floats: no bools, complex
+            numbers or strings, REAL_DTYPE_KINDS); wrong kinds (a group, ...) name the dataset."""
             try:
                 if not isinstance(f[name], h5py.Dataset):
                     raise TypeError("is a group, not a dataset")
-                return np.asarray(f[name][()], dtype=dtype)
+                values = np.asarray(f[name][()])
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{path}: dataset '{name}': malformed ({type(exc).__name__}: {exc})") from None
+            if not real:
+                return values
+            if values.dtype.kind not in REAL_DTYPE_KINDS:
+                raise ValueError(f"{path}: dataset '{name}': must be real numbers (integers or floats), got "
+                                 f"{values.dtype}")
+            return values.astype(np.float64)
 
         energy = read("Ekin_GeV_per_n")
-        species = [_decode(s) for s in np.atleast_1d(read("species", None))]
+        species = [_decode(s) for s in np.atleast_1d(read("species", real=False))]
         if not all(isinstance(s, str) for s in species):
             raise ValueError(f"{path}: dataset 'species': labels must be strings, got {species[:3]}")
-        flux = read("flux_lis", None)
-        energy_raw = f["Ekin_GeV_per_n"].dtype
-        converged_raw = read("converged", None)
+        flux = read("flux_lis")
+        converged_raw = read("converged", real=False)
         residual = read("residual")
         if "params" in f:
             params = read("params")
@@ -197,10 +204,6 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
     def bad(dataset: str, message: str) -> ValueError:
         return ValueError(f"{path}: dataset '{dataset}': {message}")
 
-    if not (np.issubdtype(flux.dtype, np.floating) or np.issubdtype(flux.dtype, np.integer)) or \
-            not np.issubdtype(energy_raw, np.number) or np.issubdtype(energy_raw, np.complexfloating):
-        raise bad("flux_lis", f"fluxes and energies must be real numbers, got {flux.dtype} / {energy_raw}")
-    flux = flux.astype(np.float64)
     if converged_raw.dtype == bool or (np.issubdtype(converged_raw.dtype, np.integer)
                                        and np.all(np.isin(converged_raw, (0, 1)))):
         converged = converged_raw.astype(bool)

@@ -198,3 +198,17 @@ def test_bad_mode_and_backend(problem):
         solve_species(op, q, mode="slow")
     with pytest.raises(ValueError, match="backend must be one of"):
         solve_species(op, q, backend="fortran")
+
+
+def test_numba_thomas_scratch_is_reused_by_smaller_batches():
+    from crprop.backends.numba_backend import _Workspace
+
+    ws = _Workspace()
+    big = ws.get((3, 5, 4, 8))
+    small = ws.get((3, 5, 4, 2))  # a re-packed batch: views into the same buffers, nothing allocated
+    assert small.zc.shape == (3, 5, 8) and small.pd.shape == (3, 4, 2) and small.rc.shape == (5, 3, 8)
+    assert all(a.flags.c_contiguous for a in (small.zc, small.pc, small.rd))
+    assert np.shares_memory(big.zc, small.zc) and np.shares_memory(big.rd, small.rd)
+    larger = ws.get((3, 5, 4, 16))  # a larger shape grows the buffers once
+    assert larger.zc.shape == (3, 5, 64) and not np.shares_memory(larger.zc, big.zc)
+    assert np.shares_memory(ws.get((3, 5, 4, 8)).zc, larger.zc)

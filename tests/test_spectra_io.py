@@ -140,8 +140,17 @@ def test_reader_refuses_other_units_complex_values_and_duplicate_names(tmp_path:
         flux = f["flux_lis"][()]
         del f["flux_lis"]
         f.create_dataset("flux_lis", data=flux.astype(np.complex128))
-    with pytest.raises(ValueError, match="must be real numbers"):
+    with pytest.raises(ValueError, match="dataset 'flux_lis': must be real numbers .* got complex128"):
         read_spectra_h5(path)
+    # every numeric dataset by the same rule: a complex residual lost its imaginary part, bool parameters read as 0/1
+    for name, cast in (("residual", np.complex128), ("params", bool), ("Ekin_GeV_per_n", np.complex64)):
+        write_spectra_h5(path, make_spectra(), params=np.ones((3, 2)), param_names=["a", "b"])
+        with h5py.File(path, "a") as f:
+            values, attrs = f[name][()], dict(f[name].attrs)
+            del f[name]
+            f.create_dataset(name, data=values.astype(cast)).attrs.update(attrs)
+        with pytest.raises(ValueError, match=rf"dataset '{name}': must be real numbers"):
+            read_spectra_h5(path)
 
 
 def test_reader_refuses_inconsistent_elements(tmp_path: Path) -> None:

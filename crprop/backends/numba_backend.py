@@ -13,7 +13,6 @@ Every solve kernel handles both uses:
 
 from __future__ import annotations
 
-import collections
 import threading
 
 import numba
@@ -195,33 +194,33 @@ def _solve_p(p1, p2, p3, l2, l3, gam, rmask, zmask, theta, src, q, cn, qfac, out
                         out[i, j, k, b] = max(out[i, j, k, b], 0.0)
 
 
-WORKSPACE_SHAPES = 4
-"""Batch shapes whose Thomas scratch arrays are kept (least recently used dropped): a solve's re-packed batches
-and two threads taking turns with different shapes reuse theirs instead of reallocating at every call."""
-
-
 class _Scratch:
-    """c', d' of the Thomas recurrences for one batch shape."""
+    """c', d' of the Thomas recurrences for one batch shape: views into the workspace's buffers."""
 
-    def __init__(self, shape: tuple[int, int, int, int]) -> None:
+    def __init__(self, ws: _Workspace, shape: tuple[int, int, int, int]) -> None:
         nr, nz, ne, nb = shape
-        self.zc, self.zd = np.empty((nr, nz, ne * nb)), np.empty((nr, nz, ne * nb))
-        self.pc, self.pd = np.empty((nr, ne, nb)), np.empty((nr, ne, nb))
-        self.rc, self.rd = np.empty((nz, nr, ne * nb)), np.empty((nz, nr, ne * nb))
+        self.zc, self.zd = ws.view("zc", (nr, nz, ne * nb)), ws.view("zd", (nr, nz, ne * nb))
+        self.pc, self.pd = ws.view("pc", (nr, ne, nb)), ws.view("pd", (nr, ne, nb))
+        self.rc, self.rd = ws.view("rc", (nz, nr, ne * nb)), ws.view("rd", (nz, nr, ne * nb))
 
 
 class _Workspace:
-    """Scratch arrays reused across calls of the same shape (the :data:`WORKSPACE_SHAPES` most recent shapes)."""
+    """Thomas scratch reused across calls: one flat float64 buffer per array that only grows, of which a call takes
+    the first elements as a C-contiguous view of its shape. A solve's re-packed (smaller) batches and other shapes
+    reallocate nothing, and the memory held is that of the largest shape seen (a cache per shape kept several)."""
 
     def __init__(self) -> None:
-        self._by_shape: collections.OrderedDict[tuple[int, ...], _Scratch] = collections.OrderedDict()
+        self._flat: dict[str, np.ndarray] = {}
+
+    def view(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        n = int(np.prod(shape))
+        buf = self._flat.get(name)
+        if buf is None or buf.size < n:
+            buf = self._flat[name] = np.empty(n)
+        return buf[:n].reshape(shape)
 
     def get(self, shape: tuple[int, int, int, int]) -> _Scratch:
-        scratch = self._by_shape.pop(shape, None) or _Scratch(shape)
-        self._by_shape[shape] = scratch
-        while len(self._by_shape) > WORKSPACE_SHAPES:
-            self._by_shape.popitem(last=False)
-        return scratch
+        return _Scratch(self, shape)
 
 
 _WS = _Workspace()
