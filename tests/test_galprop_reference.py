@@ -37,8 +37,8 @@ by up to 5.6 % (Ekin_factor 1.1) and 2.1 % (dr 0.5, dz 0.1), so a table or stenc
 by ~1e-2."""
 ISOTOPE_FAST_TOL = 0.02
 """fast mode vs crml_base_tconv1000 for every one of the 25 isotopes at 1 MeV/n - 1 TeV/n (not just the element sums
-above 0.1 GeV/n): measured 1.19 % at worst (1H; benchmarks/results/galprop_compare_cpu.md). A model with the 9Be and
-10Be rows swapped misses it by far more (session-12 review)."""
+above 0.1 GeV/n, where element H is 1.19 % off at worst, benchmarks/results/galprop_compare_cpu.md; the isotope-level
+maximum is not recorded). A model with the 9Be and 10Be rows swapped misses it by far more (session-12 review)."""
 
 FAST_TOL_ENERGY_GEV = (1e-3, 1e3)
 """Energy range of that isotope check, GeV/n (Voyager's range included)."""

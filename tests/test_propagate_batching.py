@@ -105,7 +105,7 @@ already had every source."""
 
 def test_parents_first_order_needs_no_second_pass(tiny):
     """With parents solved before daughters (including 1H before 2H for p + p -> d pi+, review of session 12:
-    2H was solved first and its fusion source was zero, 8.8x low at 87 MeV/n), a second pass of the network
+    2H was solved first and its fusion source was zero), a second pass of the network
     changes no species."""
     order = [tiny.network.species[i] for i in tiny.network.solve_order]
     labels = [(s.z, s.a) for s in order]

@@ -156,9 +156,6 @@ NUMBER_TEXT = re.compile(rf"{DECIMAL_NUMBER.pattern}|[+-]?(nan|inf|infinity)", r
 message names them). Python's float() also takes '1_0' (= 10) and non-ASCII digits such as '１', neither of
 which a data file means."""
 
-BOM = "\ufeff"
-"""UTF-8 byte-order mark as decoded text; some spreadsheet exports start a CSV with it."""
-
 
 def _parse_float(text: str, path: Path, line: int, column: str, required: bool) -> float:
     text = text.strip()

@@ -117,9 +117,7 @@ class GridConfig:
     half_lives: str | None = None
 
     def __post_init__(self) -> None:
-        if self.half_lives not in HALF_LIVES:
-            raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (or None = 'galprop'), "
-                             f"got {self.half_lives!r}")
+        _check_half_lives(self.half_lives)
         if self.half_lives == "galprop":  # one spelling of the default, so that cache keys and resumes agree
             self.half_lives = None
 
@@ -141,13 +139,17 @@ def apply_half_lives(setup, half_lives: str | None):
     GALPROP's tables, 'measured' takes crprop.nuclear.decay.MEASURED_HALF_LIVES_YR (10Be 1.387 Myr)."""
     from crprop.nuclear.decay import MEASURED_HALF_LIVES_YR
 
-    if half_lives not in HALF_LIVES:
-        raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (or None = 'galprop'), got {half_lives!r}")
+    _check_half_lives(half_lives)
     return setup.with_half_lives(MEASURED_HALF_LIVES_YR) if half_lives == "measured" else setup
 
 
 HALF_LIVES: tuple[str | None, ...] = (None, "galprop", "measured")
 """Allowed GridConfig.half_lives: GALPROP's table (None, 'galprop') or the laboratory values ('measured')."""
+
+
+def _check_half_lives(half_lives: str | None) -> None:
+    if half_lives not in HALF_LIVES:
+        raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (or None = 'galprop'), got {half_lives!r}")
 
 
 NON_CONVERGING_MODES: tuple[str, ...] = ("galprop",)

@@ -243,8 +243,9 @@ class Workspace:
 def require_c_order(kernel: str, args: tuple) -> None:
     """The kernels index every array as C-ordered: a Fortran-ordered or strided one would be read wrongly and
     silently (session-13 review: a residual far off for a Fortran-ordered psi), so it is refused. Called by the
-    CPU emulation of every launch; on the device the arrays are the workspace's buffers or made contiguous by
-    the public primitives, and the check is not paid at every launch."""
+    CPU emulation of the residual and sweep kernels (the ones taking caller arrays); on the device the arrays are
+    the workspace's buffers or made contiguous by the public primitives, and the check is not paid at every
+    launch."""
     bad = [i for i, a in enumerate(args) if hasattr(a, "flags") and not a.flags.c_contiguous]
     if bad:
         raise ValueError(f"CUDA kernel {kernel}: arguments {bad} are not C-contiguous arrays")

@@ -75,11 +75,10 @@ _KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 _INT = re.compile(r"[+-]?[0-9]+")
 DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 """A plain ASCII decimal number as GALPROP's sscanf reads one (also what crnet's data files may hold)."""
-_FLOAT = DECIMAL_NUMBER
-_FLOAT_LIST = re.compile(rf"[ \t]*((?:{_FLOAT.pattern})(?:,[ \t]*(?:{_FLOAT.pattern}))*)")
+_FLOAT_LIST = re.compile(rf"[ \t]*((?:{DECIMAL_NUMBER.pattern})(?:,[ \t]*(?:{DECIMAL_NUMBER.pattern}))*)")
 """A list value as GALPROP's ``sscanf(.., "%le,%n")`` loop reads it: whitespace may precede each number,
 a comma must follow it directly."""
-_LEADING_NUMBER = re.compile(rf"[ \t]*(,|(?:{_FLOAT.pattern})(?:,|\s|$))")
+_LEADING_NUMBER = re.compile(rf"[ \t]*(,|(?:{DECIMAL_NUMBER.pattern})(?:,|\s|$))")
 """Text that starts like another list item (a comma, or a number on its own): not a comment."""
 
 
@@ -190,7 +189,7 @@ def _parse_value(spec: KeySpec, rest: str, loc: str) -> tuple[Any, str, str]:
             raise GaldefError(f"{loc}: {key} = {tok!r} is not an integer (GALPROP reads %d)", key)
         return int(tok, 10), tok, comment
     if spec.vtype == "float":
-        if not _FLOAT.fullmatch(tok):
+        if not DECIMAL_NUMBER.fullmatch(tok):
             raise GaldefError(f"{loc}: {key} = {tok!r} is not a finite number", key)
         return float(tok), tok, comment
     return tok, tok, comment
