@@ -19,6 +19,7 @@ import numpy as np
 from crprop.constants import C_CM_S, MB_CM2, YEAR_S
 from crprop.discretization import LOSS_SCHEMES
 from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef, symmetric_halo_kpc
+from crprop.galprop.galdef_keys import default_network_iter_compl
 from crprop.grid import Z_MAX_STEP_RATIO, Grid
 from crprop.nuclear.inelastic import loss_cross_sections
 from crprop.nuclear.pp_fusion import pp_fusion_kernel
@@ -86,9 +87,12 @@ class GalaxySetup:
         """(passes, complete passes) over the network, as GALPROP v54's propagate_particles: max(network_iterations,
         network_iter_compl, network_iter_sec) passes, of which only the last ``network_iter_compl`` propagate every
         species; the earlier ones propagate 1H alone (for which they change nothing, but the first complete pass
-        then has the protons' p + p -> d pi+ source for 2H even in GALPROP's 2H-before-1H order). None for
-        network_iter_compl / _sec: every pass is complete."""
-        compl = self.network_iterations if self.network_iter_compl is None else self.network_iter_compl
+        then has the protons' p + p -> d pi+ source for 2H even in GALPROP's 2H-before-1H order). None means
+        GALPROP's own default for an unset galdef key: network_iter_compl = min(network_iterations, 2)
+        (:func:`crprop.galprop.galdef_keys.default_network_iter_compl`; until session 16 None meant "every pass
+        complete", which differed from GALPROP from 3 iterations on) and network_iter_sec adds no pass."""
+        compl = (default_network_iter_compl(self.network_iterations) if self.network_iter_compl is None
+                 else self.network_iter_compl)
         passes = max(1, self.network_iterations, compl, self.network_iter_sec or 0)
         return passes, min(compl, passes)
 

@@ -141,6 +141,26 @@ def test_only_network_iter_compl_passes_propagate_nuclei():
         base.with_changes(network_iter_compl=0)
 
 
+@pytest.mark.parametrize("iterations", [1, 2, 3, 4])
+def test_unset_network_iter_compl_is_galprops_default(iterations, tmp_path):
+    """GalaxySetup(network_iter_compl=None) takes GALPROP's default for an unset galdef key, min(iterations, 2),
+    so a setup built in Python and one read from a galdef that leaves the key out make the same passes (until
+    session 16 None meant every pass complete: 3 iterations gave (3, 3) against GALPROP's (3, 2))."""
+    from crprop.galaxy import paper_galdef_path
+    from crprop.galprop.galdef import read_galdef
+    base = GalaxySetup.paper(order="galprop_v54")
+    unset = base.with_changes(network_iterations=iterations, network_iter_compl=None, network_iter_sec=None)
+    assert unset.network_passes() == (iterations, min(iterations, 2))
+    lines = paper_galdef_path().read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(("network_iter_compl", "network_iter_sec"))]
+    assert len(kept) == len(lines) - 2  # the packaged galdef sets both keys; this one leaves them to GALPROP
+    (tmp_path / "galdef_unset").write_text("".join(kept))
+    galdef = read_galdef(tmp_path / "galdef_unset").with_overrides(network_iterations=iterations)
+    from_galdef = GalaxySetup.from_galdef(galdef)
+    assert from_galdef.network_iter_compl == min(iterations, 2)
+    assert from_galdef.network_passes() == unset.network_passes()
+
+
 @pytest.mark.parametrize("mode", ["galprop", "fast"])
 def test_numba_solver_is_safe_from_two_threads(tiny, mode):
     """Two threads propagating batches of different shapes at once (run_distributed(processes=False)) get what

@@ -112,6 +112,12 @@ def _note_on(what: str) -> Check:
     return lambda v: None if v == 0 else f"asks for {what}, which crprop does not compute (nuclei unaffected)"
 
 
+def default_network_iter_compl(network_iterations: int) -> int:
+    """GALPROP v54's default number of complete network passes (galdef ``network_iter_compl`` unset):
+    min(network_iterations, 2). The one rule for galdef reading and :class:`crprop.galaxy.GalaxySetup`."""
+    return min(int(network_iterations), 2)
+
+
 _I, _U, _G = KeyClass.IMPLEMENTED, KeyClass.UNSUPPORTED, KeyClass.IGNORED
 _SPECS: dict[str, KeySpec] = {}
 
@@ -176,7 +182,7 @@ _add("timestep_repeat", "int", _I, 20, "steps per time-step level", check=_at_le
 _add("timestep_repeat2", "int", _I, 0, "steps of timestep mode 2 (unused by solution_method 1)",
      check=_at_least(0))
 _add("network_iterations", "int", _I, 1, "passes over the species network", check=_at_least(1))
-_add("network_iter_compl", "int", _I, Derived(lambda get: min(get("network_iterations"), 2),
+_add("network_iter_compl", "int", _I, Derived(lambda get: default_network_iter_compl(get("network_iterations")),
      "min(network_iterations, 2)"), "passes that propagate every species", check=_at_least(1))
 _add("network_iter_sec", "int", _I, Derived(lambda get: min(get("network_iterations"), 1),
      "min(network_iterations, 1)"), "passes that regenerate secondary sources", check=_at_least(0))
