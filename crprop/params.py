@@ -267,6 +267,11 @@ class PropagationParams:
         D0 in cm^2/s, R in MV), or from the json file itself (a path). ``source`` names the file in messages
         when a mapping is given. Not checked against the prior box (call :meth:`validate`).
 
+        This is the run's nominal point. What GALPROP ran is its galdef's (:func:`params_from_galdef`, used by
+        :func:`crprop.galprop.compare.load_run`): the two differ for crml_base_xfine, whose galdef puts the halo
+        at 3.95 kpc so that dz = 0.1 kpc nodes sit at +-0.05 kpc, while its json keeps 3.9 kpc
+        (``tests/test_params.py`` reads every reference json through this method and checks both).
+
         Raises ValueError naming the file and the missing key, or the key and field of a bad value.
         """
         if isinstance(physical, str | Path):

@@ -56,7 +56,9 @@ def _find_galdef(run_dir: Path) -> Path:
 
 
 def load_run(run_dir: str | Path) -> GalpropRun:
-    """Read a GALPROP run directory (galdef + npz or FITS output)."""
+    """Read a GALPROP run directory (galdef + npz or FITS output). The parameters are the galdef's, what GALPROP
+    ran, not the json's nominal ``physical_parameters`` (:meth:`PropagationParams.from_galprop_json`), which
+    differ for crml_base_xfine (halo 3.95 kpc in the galdef, 3.9 kpc in the json)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir} is not a directory")
