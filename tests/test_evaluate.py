@@ -297,3 +297,24 @@ def test_largest_difference_names_the_elements_of_its_channel_and_the_range():
         "pseudo-spectra (95 % below 9.6 %); largest difference -7 % in B/C at 1.5 GeV/n (B data, C interpolated)")
     distance["by_reference"][0].update(distance_percent=24.0, outside_training_range=True)
     assert "beyond 95 % of 5 %-noise pseudo-spectra (9.6 %): the machines extrapolate" in outside_message(distance)
+
+
+def test_tau_histogram_legends_count_the_predictions_beyond_the_axis(tmp_path, monkeypatch):
+    """Fig. 5's axes span the 1-99 % percentiles of each machine's tau; each panel's legend counts, per machine,
+    the predictions drawn in the edge bins because they lie beyond the axis."""
+    import crnet.evaluate.figures as figures
+
+    figs = []
+    monkeypatch.setattr(figures, "_save", lambda fig, out: figs.append(fig) or out)
+    rng = np.random.default_rng(3)
+    tau_a, tau_b = rng.normal(0.0, 0.02, (200, 10)), rng.normal(0.0, 0.02, (200, 10))
+    tau_a[:, 2] *= 10.0  # one panel with two very different widths
+    tau_histograms({"Machine A": tau_a, "Machine B": tau_b}, tmp_path / "f5.png")
+    for j, ax in enumerate(figs[0].axes):
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        for name, tau, label in zip(("Machine A", "Machine B"), (tau_a, tau_b), labels, strict=True):
+            v = 100.0 * tau[:, j]
+            lo, hi = np.percentile(v, [1, 99])
+            n_out = int(np.count_nonzero((v < lo) | (v > hi)))
+            assert n_out > 0  # 1-99 % of 200 values: a few always lie beyond
+            assert label == f"{name} ({n_out} beyond the axis, in the edge bins)"

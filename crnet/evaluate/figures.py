@@ -61,6 +61,7 @@ def tau_histograms(taus: dict[str, np.ndarray], out: Path | str) -> Path:
     """Fig. 5: histograms (percent) of tau (n, 10) per machine; returns the PNG path."""
     fig, axes = plt.subplots(2, 5, figsize=(16, 6))
     for j, ax in enumerate(axes.ravel()):
+        clipped = False  # a panel whose axis cuts off predictions gets its own legend saying how many
         for name, t in taus.items():
             v = np.asarray(t)[:, j]
             v = 100.0 * v[np.isfinite(v)]
@@ -69,11 +70,12 @@ def tau_histograms(taus: dict[str, np.ndarray], out: Path | str) -> Path:
                 if hi - lo < TAU_MIN_SPAN_PERCENT:  # (near-)constant tau: numpy cannot make 40 finite bins
                     lo, hi = lo - TAU_MIN_SPAN_PERCENT, hi + TAU_MIN_SPAN_PERCENT
                 n_out = int(np.count_nonzero((v < lo) | (v > hi)))
+                clipped |= n_out > 0
                 label = name if not n_out else f"{name} ({n_out} beyond the axis, in the edge bins)"
                 ax.hist(np.clip(v, lo, hi), bins=TAU_HIST_BINS, range=(lo, hi), histtype="step", label=label,
                         density=True)
         ax.set_xlabel(f"tau({LOG_PARAM_NAMES[j]}) [%]")
-        if any("beyond" in t for t in ax.get_legend_handles_labels()[1]):
+        if clipped:
             ax.legend(fontsize=6)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()

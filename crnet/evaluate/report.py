@@ -42,6 +42,9 @@ from crnet.evaluate.floor import (
     truth_accuracy,
 )
 from crnet.evaluate.tables import (
+    DESIGN_ROW,
+    MCMC_ROW,
+    ORACLE_ROW,
     PAPER_TABLE3,
     PAPER_TABLE4,
     SIGMA_BANDS,
@@ -67,15 +70,6 @@ from crnet.likelihood import delta_chi2_threshold
 from crnet.paths import atomic_write_text
 from crnet.provenance import array_sha256
 from crnet.store import MockStore
-
-MCMC_ROW = "MCMC (re-weighted)"
-"""Table 4 row of the scan's chain records, weighted by multiplicity (:func:`chain_weights`)."""
-
-DESIGN_ROW = "Scan design (unweighted)"
-"""Table 4 row of a first store that holds a design (Sobol, LHS, ...) rather than chains: no paper counterpart."""
-
-ORACLE_ROW = "Unbiased-floor oracle"
-"""Table 4 row of :func:`crnet.evaluate.floor.oracle_predictions` (no paper counterpart)."""
 
 ORACLE_FLOOR_CENTRES = 4
 """Test centres whose floors (21 stencil solves each) are solved in one batch and then saved: a killed

@@ -180,7 +180,16 @@ def table4_markdown(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-PAPER_ROW_OF: dict[str, str] = {"MCMC": "MCMC (re-weighted)", "Machine A": "Machine A", "Machine B": "Machine B",
+MCMC_ROW = "MCMC (re-weighted)"
+"""Table 4 row of the scan's chain records, weighted by multiplicity (:func:`crnet.evaluate.report.chain_weights`)."""
+
+DESIGN_ROW = "Scan design (unweighted)"
+"""Table 4 row of a first store that holds a design (Sobol, LHS, ...) rather than chains: no paper counterpart."""
+
+ORACLE_ROW = "Unbiased-floor oracle"
+"""Table 4 row of :func:`crnet.evaluate.floor.oracle_predictions` (no paper counterpart)."""
+
+PAPER_ROW_OF: dict[str, str] = {"MCMC": MCMC_ROW, "Machine A": "Machine A", "Machine B": "Machine B",
                                  "Check Machine": "Check Machine"}
 """Row name before any ' (variant)' -> the paper's Table 4 row it is compared with (exact names only: a machine
 called 'M' or 'Check' is not the paper's MCMC or Check Machine)."""
