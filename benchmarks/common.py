@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,6 +25,7 @@ from crprop.physics.source import source_distribution
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 N_ISOTOPES = 25
+_T = TypeVar("_T")
 
 
 def shared_dir() -> Path | None:
@@ -90,16 +94,39 @@ def _status_mib(key: str) -> float | None:
     return None
 
 
-def repeat_timings(run, repeats: int) -> tuple[object, list[float]]:
-    """Call ``run()`` ``repeats`` times: (its last result, the wall times in s). Report the median and the range."""
+def repeat_timings(run: Callable[[], _T], repeats: int) -> tuple[_T, list[float]]:
+    """Call ``run()`` ``repeats`` times: (its last result, the wall times in s). Report the median and the range
+    (:func:`wall_stats`). The clock is read as soon as ``run`` returns: a ``run`` that queues GPU work must
+    synchronise before it returns (and the device be idle before the first call)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    walls, result = [], None
+    walls: list[float] = []
+    result = None
     for _ in range(repeats):
         t0 = time.perf_counter()
         result = run()
         walls.append(time.perf_counter() - t0)
     return result, walls
+
+
+def wall_stats(walls: Sequence[float]) -> dict[str, float | int]:
+    """The median of repeated wall times and their range, s: ``wall_s``, ``wall_min_s``, ``wall_max_s``, and
+    ``repeats`` (how many), the row keys every timing table here uses."""
+    if not walls:
+        raise ValueError("no wall times")
+    return {"wall_s": float(np.median(walls)), "wall_min_s": float(min(walls)), "wall_max_s": float(max(walls)),
+            "repeats": len(walls)}
+
+
+def device_pool_mib() -> float | None:
+    """MiB CuPy's default memory pool holds (``total_bytes``: blocks in use plus those it caches for reuse), or None
+    when CuPy was never imported (a CPU run: this never imports CuPy itself). The pool keeps every block until it is
+    emptied, so after emptying it before a run (crprop.backends.release_cached_device_memory) this is the run's
+    device-memory high-water mark."""
+    cupy = sys.modules.get("cupy")
+    if cupy is None:
+        return None
+    return cupy.get_default_memory_pool().total_bytes() / 2**20
 
 
 def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
@@ -125,25 +152,25 @@ def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
     return op, np.ascontiguousarray(q)
 
 
-def save_results(stem: str, text: str, payload: dict) -> None:
-    """Print a result table and write it to benchmarks/results/<stem>.md, with ``payload`` as <stem>.json; the .md
-    ends with the command, commit and thread counts of :func:`machine`."""
+def save_results(stem: str, text: str, payload: dict, out_dir: Path | None = None) -> None:
+    """Print a result table and write it to <out_dir>/<stem>.md (default benchmarks/results), with ``payload`` as
+    <stem>.json; the .md ends with the command, commit and thread counts of :func:`machine` and the .json holds it
+    as ``provenance``, so neither needs the machine written into it again."""
     where = machine()
     text = (f"{text}\n\nMeasured with `{where['command']}` at commit {where['commit'][:10]}"
             f"{' (uncommitted changes)' if where['dirty_tree'] else ''}; numba threads {where.get('numba_threads')}, "
             f"{where['cores']} cores{', GPU ' + where['gpu'] if 'gpu' in where else ''}.")
     payload = {**payload, "provenance": where}
     print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.md").write_text(text)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+    out_dir = RESULTS if out_dir is None else Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.md").write_text(text)
+    (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1))
 
 
 def machine() -> dict:
     """Where and from what a result was measured: CPU, cores and the threads numba / torch use, the command line,
     the git commit (and whether the tree had uncommitted changes), the GPU if CuPy sees one."""
-    import sys
-
     from crnet.provenance import code_version
 
     # results files the benchmarks themselves rewrite do not make the code differ from the commit

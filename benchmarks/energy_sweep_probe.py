@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse.linalg as spla
-from common import carbon_problem, machine, save_results
+from common import carbon_problem, save_results
 
 from crprop.backends import get_backend
 from crprop.galaxy import GalaxySetup
@@ -100,7 +100,7 @@ def main() -> None:
         return f"{got} (after 1 / 4 / 8: {after})"
 
     lines = ["# Energy-sweep probe: block Gauss-Seidel over energy slices against the cycled Douglas iteration", "",
-             f"Machine: {machine()}. Command: `python benchmarks/energy_sweep_probe.py`. 12C, one model at "
+             f"Command: `python benchmarks/energy_sweep_probe.py`. 12C, one model at "
              f"crml_base-like parameters (benchmarks/common.carbon_problem, seed 1), exact (SuperLU) solves of "
              f"every (r, z) slice, tolerance {TOL:g} on crprop's worst-slice relative residual, {MAX_SWEEPS} sweeps "
              "at most. A symmetric sweep solves every slice twice.", "",
@@ -110,7 +110,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['grid']} (z_h {r['z_halo_kpc']:g} kpc) | {tuple(r['shape'])} | {r['douglas_steps']} | "
                      f"{cell(r['downward'])} | {cell(r['symmetric'])} |")
-    save_results("energy_sweep_probe", "\n".join(lines) + "\n", {"machine": machine(), "tol": TOL, "rows": rows})
+    save_results("energy_sweep_probe", "\n".join(lines) + "\n", {"tol": TOL, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import RESULTS, galprop_reference_dir, machine, save_results  # noqa: E402
+from common import RESULTS, galprop_reference_dir, save_results  # noqa: E402
 
 from crprop.galprop.compare import deviation_table, format_table, load_run  # noqa: E402
 from crprop.propagate import propagate  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--tag", default="cpu", help="suffix of the result files (e.g. the device)")
     args = ap.parse_args()
     ref = galprop_reference_dir()
-    out = {"machine": machine(), "backend": args.backend, "runs": {}}
+    out = {"backend": args.backend, "runs": {}}
     md = [f"crprop vs GALPROP v54 ({args.backend}); deviations in % of GALPROP's flux; crprop wall times after a "
           "warm-up (no JIT compilation), GALPROP's from each run's json (one OpenMP thread).", ""]
     warm = load_run(ref / args.runs[0])  # compile the kernels once, outside the timings

@@ -3,7 +3,7 @@
 Issue requirement: cupy equals numba to 1e-10 relative (float64) and 1e-5 (float32) on the full
 network for crml_base. Prints the largest relative difference of every isotope's solar flux
 (fluxes above 1e-30 of each isotope's maximum) and the GPU memory of each cupy run (device_pool_mib: the bytes
-CuPy's default memory pool holds after the run, emptied before it, i.e. its high-water mark).
+CuPy's default memory pool holds after the run, emptied before it, i.e. its high-water mark; common.device_pool_mib).
 Writes benchmarks/results/gpu_network_check.json.
 The numba side can be computed on another machine and carried over:
     python benchmarks/gpu_network_check.py --save-reference numba_ref.npz     (CPU)
@@ -18,7 +18,7 @@ import time
 import warnings
 
 import numpy as np
-from common import RESULTS, machine
+from common import RESULTS, device_pool_mib, machine
 
 from crprop.backends import release_cached_device_memory
 from crprop.galaxy import GalaxySetup, paper_galdef_path
@@ -38,13 +38,6 @@ def max_rel(a: np.ndarray, b: np.ndarray) -> float:
         m = ref > 1e-30 * ref.max()
         out = max(out, float(np.abs(a[:, i][m] / ref[m] - 1).max()))
     return out
-
-
-def device_pool_mib() -> float:
-    """MiB CuPy's default memory pool holds (cupy is imported by the cupy backend before this is called)."""
-    import cupy
-
-    return cupy.get_default_memory_pool().total_bytes() / 2**20
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ CR-ML base point, ionisation + Coulomb losses and fragmentation on GALPROP's gas
 distribution x a broken power-law injection per model). The source is built on the device (as in a
 network run), the operator is uploaded by each solve (included in the time), psi stays on the device.
 
-Columns: steps; ms per model-species = wall time of one solve_species call / B; models-species per s;
+Columns: steps; ms per model-species = wall time of one solve_species call / B (median of --repeats calls, range in
+brackets; default 3 calls up to B = 64, 1 above); models-species per s;
 bytes per cell-step = the kernels' nominal DRAM traffic (every field array read/written once per kernel:
 fast = psi 8 + Q 8 + d R in douglas_z, d 2R in the p sweep, d R + psi 16 in douglas_r = 32 + 4R;
 galprop = 3 sweeps x (psi R + Q/s R + psi R) = 9R; R = 4 or 8 bytes; coefficient tables, neighbour
@@ -14,7 +15,7 @@ the measured device-to-device copy bandwidth (bytes read + written). GALPROP ref
 time per model for the 25-isotope CR-ML network on one core (common.galprop_seconds_per_model), per species.
 Issue goal: >= 2,000 models/s for 25 isotopes in fast mode fp32, i.e. <= 20 us per model-species.
 
-Usage: python benchmarks/gpu_solver_speed.py [--out DIR] [--sizes 1 64 512 2048 8192] [--quick]
+Usage: python benchmarks/gpu_solver_speed.py [--out DIR] [--sizes 1 64 512 2048 8192] [--repeats N] [--quick]
        python benchmarks/gpu_solver_speed.py --ncu-step   (one Douglas step per precision, for ncu)
 """
 
@@ -22,16 +23,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import copy_bandwidth_gb_s, galprop_seconds_per_model, nominal_bytes  # noqa: E402
+from common import (  # noqa: E402
+    copy_bandwidth_gb_s,
+    galprop_seconds_per_model,
+    nominal_bytes,
+    repeat_timings,
+    save_results,
+    wall_stats,
+)
 
 from crprop.backends import cupy_backend as cb  # noqa: E402
 from crprop.constants import C_CM_S, MB_CM2  # noqa: E402
@@ -86,21 +92,25 @@ def device_source(spatial: np.ndarray, q_e: np.ndarray):
     return cupy.asarray(spatial)[:, :, None, None] * cupy.asarray(q_e)[None, None]
 
 
-def timed_solve(op, q_dev, mode: str, precision: str, repeats: int) -> tuple[float, object]:
+def timed_solve(op, q_dev, mode: str, precision: str, repeats: int) -> tuple[dict, object]:
+    """(common.wall_stats of ``repeats`` solve_species calls, the last call's result). The kernels run
+    asynchronously: the device is synchronised before the first call and at the end of every call, before the
+    clock is read."""
     import cupy
 
-    times, res = [], None
-    for _ in range(repeats):
-        cupy.cuda.Device().synchronize()
-        t0 = time.perf_counter()
+    def run():
         res = cb.solve_species(op, q_dev, mode, TOL, 600, None, None, "ignore", precision=precision,
                                keep_on_device=True)
-        cupy.cuda.Device().synchronize()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), res
+        cupy.cuda.Device().synchronize()  # inside the timing: the solve is done when its kernels are
+        return res
+
+    cupy.cuda.Device().synchronize()  # outside the timing: nothing queued before the first call
+    res, walls = repeat_timings(run, repeats)
+    return wall_stats(walls), res
 
 
-def speed_table(sizes: list[int], copy_bw: float) -> list[dict]:
+def speed_table(sizes: list[int], copy_bw: float, repeats: int | None = None) -> list[dict]:
+    """One row per B, mode and precision; ``repeats`` timed solves per row (None: 3 up to B = 64, else 1)."""
     import cupy
 
     rows = []
@@ -115,10 +125,12 @@ def speed_table(sizes: list[int], copy_bw: float) -> list[dict]:
         for mode in ("fast", "galprop"):
             for precision in ("float64", "float32"):
                 try:
-                    sec, res = timed_solve(op, q_dev, mode, precision, 3 if n_models <= 64 else 1)
+                    timing, res = timed_solve(op, q_dev, mode, precision,
+                                              repeats or (3 if n_models <= 64 else 1))
                 except cupy.cuda.memory.OutOfMemoryError as exc:
                     print(f"B={n_models} {mode} {precision}: out of memory ({exc})", flush=True)
                     continue
+                sec = timing["wall_s"]
                 per = sec / n_models
                 traffic = nominal_bytes(mode, precision) * cells * res.steps * n_models
                 row = dict(mode=mode, precision=precision, B=n_models, steps=res.steps,
@@ -128,7 +140,7 @@ def speed_table(sizes: list[int], copy_bw: float) -> list[dict]:
                            achieved_gb_s=traffic / sec / 1e9, fraction_of_copy_bw=traffic / sec / 1e9 / copy_bw,
                            speedup_vs_galprop_core=galprop_s_per_species() / per,
                            max_residual=float(res.residual.max()), converged=bool(res.converged.all()),
-                           wall_s=sec)
+                           **timing)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 del res
@@ -217,7 +229,8 @@ def variants(n_models: int) -> list[dict]:
         cb.set_defaults(unroll=unroll, fused_residual=fused)
         for precision in ("float64", "float32"):
             timed_solve(op, q_dev, "fast", precision, 1)  # compile
-            sec, res = timed_solve(op, q_dev, "fast", precision, 2)
+            timing, res = timed_solve(op, q_dev, "fast", precision, 2)
+            sec = timing["wall_s"]
             rows.append(dict(unroll=list(unroll), fused_residual=fused, precision=precision, B=n_models,
                              steps=res.steps, us_per_model_species=sec / n_models * 1e6,
                              us_per_model_species_step=sec / n_models / res.steps * 1e6))
@@ -259,13 +272,16 @@ def markdown(meta: dict, rows: list[dict], prof: list[dict], var: list[dict], ac
              f"Paper grid {meta['grid']}, 12C, tol {TOL:g}; copy bandwidth {meta['copy_gb_s']:.0f} GB/s "
              f"(read + write). GALPROP: {galprop_s_per_species():.2f} s per model-species (one core). "
              f"Goal: <= {GOAL_US_PER_MODEL_SPECIES:.0f} us per model-species (fast, fp32). "
-             f"Kernel options: {meta.get('options')}.", "",
+             f"Kernel options: {meta.get('options')}. ms / model-species: median of the row's timed solves "
+             "(range in brackets).", "",
              "| mode | precision | B | steps | ms / model-species | model-species / s | models / s (25 iso) "
              "| nominal B / cell-step | GB/s | of copy BW | x GALPROP core | max residual |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        lo, hi = (r[k] / r["B"] * 1e3 for k in ("wall_min_s", "wall_max_s"))
         lines.append(f"| {r['mode']} | {r['precision']} | {r['B']} | {r['steps']} | {r['ms_per_model_species']:.4g} "
-                     f"| {r['model_species_per_s']:.4g} | {r['models_per_s_25_isotopes']:.4g} "
+                     f"({lo:.4g}–{hi:.4g}, {r['repeats']}x) | {r['model_species_per_s']:.4g} "
+                     f"| {r['models_per_s_25_isotopes']:.4g} "
                      f"| {r['nominal_bytes_per_cell_step']} | {r['achieved_gb_s']:.0f} "
                      f"| {100 * r['fraction_of_copy_bw']:.0f} % | {r['speedup_vs_galprop_core']:.3g} "
                      f"| {r['max_residual']:.2g} |")
@@ -298,6 +314,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 512, 2048, 8192])
+    ap.add_argument("--repeats", type=int, default=None, help="timed solves per speed-table row (median and range; "
+                    "default 3 up to B = 64, 1 above)")
     ap.add_argument("--quick", action="store_true", help="no unroll variants, no accuracy check")
     ap.add_argument("--ncu-step", action="store_true", help="only one Douglas step per precision (for ncu)")
     args = ap.parse_args()
@@ -308,7 +326,7 @@ def main() -> None:
             kernel_profile(2048, precision, reps=1)
         return
     props = cupy.cuda.runtime.getDeviceProperties(0)
-    meta = dict(device=props["name"].decode(), cupy=cupy.__version__, python=platform.python_version(),
+    meta = dict(device=props["name"].decode(), cupy=cupy.__version__,  # the rest of the machine: save_results
                 grid=list(Grid.regular().shape), tol=TOL, copy_gb_s=copy_bandwidth_gb_s(),
                 galprop_s_per_model_species=galprop_s_per_species(),
                 goal_us_per_model_species=GOAL_US_PER_MODEL_SPECIES)
@@ -319,18 +337,14 @@ def main() -> None:
             timed_solve(op, device_source(spatial, q_e), mode, precision, 1)
     var = [] if args.quick else variants(2048)
     meta["options"] = dict(unroll=list(cb.OPTIONS.unroll), fused_residual=cb.OPTIONS.fused_residual)
-    rows = speed_table(args.sizes, meta["copy_gb_s"])
+    rows = speed_table(args.sizes, meta["copy_gb_s"], args.repeats)
     prof = [kernel_profile(2048, p) for p in ("float64", "float32")]
     for p in prof:
         print(json.dumps(p), flush=True)
     acc = {} if args.quick else accuracy()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_solver_speed.json").write_text(json.dumps(dict(meta=meta, rows=rows, kernel_profile=prof,
-                                                               unroll_variants=var, accuracy=acc), indent=1))
-    md = markdown(meta, rows, prof, var, acc)
-    (out / "gpu_solver_speed.md").write_text(md)
-    print(md)
+    save_results("gpu_solver_speed", markdown(meta, rows, prof, var, acc),
+                 dict(meta=meta, rows=rows, kernel_profile=prof, unroll_variants=var, accuracy=acc),
+                 out_dir=Path(args.out))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 import warnings
 
 import numpy as np
-from common import galprop_reference_dir, machine, save_results
+from common import galprop_reference_dir, save_results
 
 from crprop.galprop.compare import load_run
 from crprop.propagate import propagate
@@ -118,7 +118,7 @@ def main() -> None:
             ace[f"{el} phi {phi:g} MV"] = (on_grid(std_mod, el, x) / continuum - 1).tolist()
 
     lines = ["# Grid sensitivity: crprop and GALPROP under refinement of the paper's grid (crml_base)", "",
-             f"Machine: {machine()}. Command: `python benchmarks/grid_sensitivity.py --backend {args.backend}`. "
+             f"Command: `python benchmarks/grid_sensitivity.py --backend {args.backend}`. "
              f"Response = fine / standard - 1 per element on the standard energies, {EMIN_GEV:g}-{EMAX_GEV:g} GeV/n "
              "(largest |value| shown, signed, with its energy). GALPROP: the crml_base_efine / crml_base_xfine "
              "runs against crml_base (standard time steps). crprop `galprop` mode repeats GALPROP's time "
@@ -155,7 +155,7 @@ def main() -> None:
         lines.append(f"| {key} | " + " | ".join(f"{100 * v:+.2f} %" for v in errs) + " |")
     lines += ["", "Wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in walls.items()) + "."]
     save_results("grid_sensitivity", "\n".join(lines) + "\n",
-                 {"machine": machine(), "backend": args.backend, "window_gev_per_n": [EMIN_GEV, EMAX_GEV],
+                 {"backend": args.backend, "window_gev_per_n": [EMIN_GEV, EMAX_GEV],
                   "refinement": table, "energy_order": order, "ace_cris_modulated": ace, "wall_s": walls})
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import warnings
 from dataclasses import asdict
 
 import numpy as np
-from common import PeakRSS, galprop_seconds_per_model, repeat_timings, save_results
+from common import PeakRSS, galprop_seconds_per_model, repeat_timings, save_results, wall_stats
 
 from crprop.galaxy import GalaxySetup
 from crprop.params import CRML_BASE as CRML_BASE_PARAMS
@@ -68,9 +68,9 @@ def main() -> None:
             sp, walls = repeat_timings(
                 lambda grouped=grouped: propagate(setup, plist, backend=args.backend, group_halos=grouped),
                 args.repeats)
-        wall = float(np.median(walls))
-        rows.append({"grouped": grouped, "wall_s": wall, "wall_min_s": min(walls), "wall_max_s": max(walls),
-                     "repeats": args.repeats, "models_per_s": len(plist) / wall,
+        timing = wall_stats(walls)
+        wall = timing["wall_s"]
+        rows.append({"grouped": grouped, **timing, "models_per_s": len(plist) / wall,
                      "ms_per_model": wall / len(plist) * 1e3, "x_galprop_core": galprop_s * len(plist) / wall,
                      "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
                      "z_cells_per_column": cells_grouped if grouped else cells_one,

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import carbon_problem, machine, save_results
+from common import carbon_problem, save_results
 
 from crprop.backends import get_backend
 from crprop.galaxy import GalaxySetup
@@ -103,7 +103,7 @@ def main() -> None:
             rows.append({"method": f"FGMRES, ADI preconditioner, {name}", "restart": restart, "iterations": its,
                          "residual": check(x), "max_rel_diff_to_douglas": diff, "wall_s": time.perf_counter() - t0})
     lines = ["# Krylov probe: FGMRES with a Douglas ADI preconditioner against the cycled Douglas iteration", "",
-             f"Machine: {machine()}. Command: `python benchmarks/krylov_probe.py`. 12C, one model, paper grid "
+             f"Command: `python benchmarks/krylov_probe.py`. 12C, one model, paper grid "
              f"(z_h 4 kpc), numba backend, tolerance {TOL:g} on the worst-slice relative residual; "
              f"{MAX_ITERATIONS} iterations at most. One FGMRES iteration = one Douglas solve + one A x + "
              "orthogonalisation; the numpy-level FGMRES wall time is not comparable with the fused iteration.", "",
@@ -112,7 +112,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['method']} | {r['restart'] or '-'} | {r['iterations']} | {r['residual']:.1e} | "
                      f"{r['max_rel_diff_to_douglas']:.1e} | {r['wall_s']:.1f} |")
-    save_results("krylov_probe", "\n".join(lines) + "\n", {"machine": machine(), "rows": rows})
+    save_results("krylov_probe", "\n".join(lines) + "\n", {"rows": rows})
 
 
 if __name__ == "__main__":

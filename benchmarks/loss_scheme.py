@@ -22,7 +22,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
-from common import galprop_reference_dir, machine, save_results
+from common import galprop_reference_dir, save_results
 from grid_sensitivity import ACE_CRIS_GEV, ACE_ELEMENTS, ACE_PHI_MV, ELEMENTS, NESTED_FACTORS, on_grid
 
 from crprop.galprop.compare import load_run
@@ -101,7 +101,7 @@ def main() -> None:
                 for scheme in SCHEMES}
 
     lines = ["# Momentum-loss stencil: GALPROP's first-order upwind vs crnet's second-order (crml_base, fast mode)", "",
-             f"Machine: {machine()}. Command: `python benchmarks/loss_scheme.py --backend {args.backend}`. "
+             f"Command: `python benchmarks/loss_scheme.py --backend {args.backend}`. "
              "Continuum: Richardson extrapolation of the second-order stencil's nested grids (Ekin_factor 1.05, "
              "1.05^2; q = 2). The first-order stencil's own estimate (q = 1) is listed against it. Error = "
              f"f(Ekin_factor {PAPER_FACTOR}) / continuum - 1 on the paper grid's energies "
@@ -133,7 +133,7 @@ def main() -> None:
     for key in walls:
         lines.append(f"| {key} | {walls[key]:.1f} | {steps[key]} |")
     save_results("loss_scheme", "\n".join(lines) + "\n",
-                 {"machine": machine(), "backend": args.backend, "window_gev_per_n": list(WINDOW_GEV),
+                 {"backend": args.backend, "window_gev_per_n": list(WINDOW_GEV),
                   "elements": result, "ace_cris_modulated": ace, "wall_s": walls, "steps": steps,
                   "upwind2_without_reacceleration": {el: {f"{energies[j]:.3g}": float(err[j]) for j in nodes}
                                                      for el, err in no_reacc.items()}})

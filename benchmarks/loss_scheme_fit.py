@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import machine, save_results
+from common import save_results
 
 from crnet.likelihood import chi2
 from crnet.scan.fit import FitConfig, FitResult, fit_best
@@ -64,7 +64,7 @@ def main() -> None:
                         "params": dict(zip(PARAM_NAMES, map(float, fit.param_array()), strict=True))}
     u1, u2 = rows["upwind1"], rows["upwind2"]
     lines = ["# Best fit with the first- and the second-order momentum-loss stencil (paper data set)", "",
-             f"Machine: {machine()}. Grid: the paper's, stretched halo (uniform z up to {STRETCHED_HALO_KPC} kpc). "
+             f"Grid: the paper's, stretched halo (uniform z up to {STRETCHED_HALO_KPC} kpc). "
              "Commands: see the module docstring of `benchmarks/loss_scheme_fit.py`.", "",
              f"chi^2_tot: upwind1 {u1['chi2_tot']:.2f}, upwind2 {u2['chi2_tot']:.2f} "
              f"({u2['chi2_tot'] - u1['chi2_tot']:+.2f}; {u1['n_evaluations']} / {u2['n_evaluations']} evaluations).",
@@ -76,7 +76,7 @@ def main() -> None:
     for name in PARAM_NAMES:
         a, b = u1["params"][name], u2["params"][name]
         lines.append(f"| {name} | {a:.6g} | {b:.6g} | {100 * (b / a - 1):+.2f} % |")
-    save_results("loss_scheme_fit", "\n".join(lines) + "\n", {"machine": machine(), "fits": rows})
+    save_results("loss_scheme_fit", "\n".join(lines) + "\n", {"fits": rows})
     if not all(np.isclose(r["chi2_tot"], r["fit_chi2"], rtol=CHI2_RECHECK_RTOL) for r in rows.values()):
         raise SystemExit("re-evaluated chi2_tot differs from the fit's: the fit files do not match these grids")
 

@@ -7,7 +7,7 @@ the rates are over the following Metropolis steps. Printed next to GALPROP's cos
 (crml_base, 25 isotopes, one core; common.galprop_seconds_per_model) and the goal of 2e5 mock spectra
 in 5 minutes. Memory per row: the process's peak resident set while the model is built and the scan runs
 (benchmarks/common.py:PeakRSS) and, for cupy, the bytes CuPy's default memory pool holds after the run
-(emptied before the row, so its high-water mark).
+(emptied before the row, so its high-water mark; common.device_pool_mib).
 No repeats: the rates are already over several timed batches.
 
     python benchmarks/scan_speed.py [--chains 64 512 2048] [--steps 3] [--backends numba cupy]
@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, PeakRSS, galprop_seconds_per_model, machine
+from common import RESULTS, PeakRSS, device_pool_mib, galprop_seconds_per_model, machine
 
 from crnet.scan.analytic import AnalyticSimulator
 from crnet.scan.models import FunctionModel, GridConfig
@@ -106,11 +106,7 @@ def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path
         t0 = time.perf_counter()
         summary = run_scan(workdir / f"{backend}_{k}_{warm}.h5", cfg, model=model, progress=False,
                            on_batch=lambda b, n: stamps.append((time.perf_counter(), n)))
-    device_mib = None
-    if backend == "cupy":
-        import cupy
-
-        device_mib = cupy.get_default_memory_pool().total_bytes() / 2**20
+    device_mib = device_pool_mib() if backend == "cupy" else None
     first_wall = stamps[0][0] - t0
     wall = stamps[-1][0] - stamps[0][0]
     records = stamps[-1][1] - stamps[0][1]

@@ -21,6 +21,7 @@ from common import (
     galprop_seconds_per_model,
     repeat_timings,
     save_results,
+    wall_stats,
 )
 
 from crprop.grid import Grid
@@ -32,8 +33,7 @@ def time_mode(op, q, mode: str, backend: str, repeats: int) -> dict:
     with PeakRSS() as mem:
         res, walls = repeat_timings(
             lambda: solve_species(op, q, mode=mode, backend=backend, on_nonconverged="ignore"), repeats)
-    return {"wall_s": float(np.median(walls)), "wall_min_s": min(walls), "wall_max_s": max(walls),
-            "repeats": repeats, "steps": res.steps, "residual": float(res.residual.max()),
+    return {**wall_stats(walls), "steps": res.steps, "residual": float(res.residual.max()),
             "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib}
 
 

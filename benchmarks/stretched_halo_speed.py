@@ -6,7 +6,10 @@ drawn from the quantiles the 512 MCMC chain states of that run had (1.3 / 5.4 / 
 +-5 %. The batch is solved once on the uniform grid (dz = 0.2 kpc to the largest halo) and once on the
 stretched grid (GalaxySetup.z_uniform_half_kpc, default 1.5 kpc / factor 1.15 / 1 kpc); the table gives
 models/s, z nodes, Douglas steps and the largest relative difference of the element fluxes at the Sun
-(0.05-3000 GeV/n) between the two, the accuracy cost of the stretch.
+(0.05-3000 GeV/n) between the two, the accuracy cost of the stretch. Each wall time is the median of ``--repeats``
+propagate calls (range reported); memory: the process's peak resident set during a row's calls
+(benchmarks/common.py:PeakRSS) and, for cupy, the bytes CuPy's default memory pool holds after them (emptied before
+the row, so its high-water mark).
 
     python benchmarks/stretched_halo_speed.py --backend numba --models 8 --ekin-factor 1.5
     python benchmarks/stretched_halo_speed.py --backend cupy --models 512 --precision float32
@@ -17,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import warnings
 from dataclasses import asdict
 
 import numpy as np
-from common import RESULTS, galprop_seconds_per_model, machine
+from common import PeakRSS, device_pool_mib, galprop_seconds_per_model, repeat_timings, save_results, wall_stats
 
+from crprop.backends import release_cached_device_memory
 from crprop.galaxy import GalaxySetup
 from crprop.params import PRIOR_BOX, PropagationParams
 from crprop.propagate import batch_grid, propagate
@@ -49,25 +52,6 @@ def posterior_like(n: int, seed: int = 0) -> list[PropagationParams]:
     return out
 
 
-def _reset_device_pool(backend: str) -> None:
-    if backend == "cupy":
-        import cupy
-
-        cupy.get_default_memory_pool().free_all_blocks()
-
-
-def _memory_gb(backend: str) -> float:
-    """GPU: bytes CuPy's pool holds after the run (its high-water mark since the reset); CPU: the process's
-    peak resident set so far (the larger of the two rows for the second one)."""
-    if backend == "cupy":
-        import cupy
-
-        return cupy.get_default_memory_pool().total_bytes() / 1e9
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="numba")
@@ -77,6 +61,7 @@ def main() -> None:
     ap.add_argument("--z-uniform-half", type=float, default=1.5)
     ap.add_argument("--stretch", type=float, default=1.15)
     ap.add_argument("--dz-max", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=3, help="timed propagate calls per grid (median and range)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     base = GalaxySetup.paper()
@@ -91,56 +76,56 @@ def main() -> None:
         propagate(s, plist[:2], backend=args.backend, backend_options=opts, z_extent_kpc=zmax, group_halos=False)
     rows, fluxes = [], {}
     for name, s in (("uniform (GALPROP)", base), ("stretched", stretched)):
-        _reset_device_pool(args.backend)
-        t0 = time.perf_counter()
-        sp = propagate(s, plist, backend=args.backend, backend_options=opts)
-        wall = time.perf_counter() - t0
-        memory_gb = _memory_gb(args.backend)
+        release_cached_device_memory()  # empty CuPy's pool (and the last solve's workspace); no-op without CuPy
+        with PeakRSS() as mem:
+            sp, walls = repeat_timings(lambda s=s: propagate(s, plist, backend=args.backend, backend_options=opts),
+                                       args.repeats)
+        timing = wall_stats(walls)
+        wall = timing["wall_s"]
         e = sp.ekin_gev_per_n
         m = (e > 0.05) & (e < 3e3)
         fluxes[name] = {el: sp.flux(el)[:, m] for el in ELEMENTS}
         steps = sp.meta.get("steps_per_species", {})
-        rows.append({"grid": name, "z_nodes": batch_grid(s, zmax).shape[1], "wall_s": wall,
+        rows.append({"grid": name, "z_nodes": batch_grid(s, zmax).shape[1], **timing,
                      "models_per_s": len(plist) / wall, "ms_per_model": 1e3 * wall / len(plist),
                      "max_steps_per_species": int(max(steps.values())) if steps else None,
                      "all_converged": bool(sp.converged.all()), "max_residual": float(sp.residual.max()),
-                     "memory_gb": memory_gb})
+                     "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
+                     "device_pool_mib": device_pool_mib() if args.backend == "cupy" else None})
         print(json.dumps(rows[-1]), flush=True)
     u, st = fluxes["uniform (GALPROP)"], fluxes["stretched"]
     diff = {el: float(np.abs(st[el] / u[el] - 1.0).max()) for el in ELEMENTS}
     bc = float(np.abs((st["B"] / st["C"]) / (u["B"] / u["C"]) - 1.0).max())
     galprop_s, galprop_src = galprop_seconds_per_model()
-    out = {"machine": machine(), "args": vars(args), "rows": rows, "max_rel_flux_difference": diff,
+    out = {"args": vars(args), "rows": rows, "max_rel_flux_difference": diff,
            "max_rel_b_over_c_difference": bc, "galprop_s_per_model": galprop_s, "galprop_timing_source": galprop_src,
            "z_halo_kpc": [p.z_halo_kpc for p in plist]}
-    if args.backend == "cupy":
-        import cupy
-
-        out["device"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     print(json.dumps({"max_rel_flux_difference": diff, "b_over_c": bc}), flush=True)
     tag = "_".join([args.backend] + ([args.precision] if args.precision else []) + [str(args.models)])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"stretched_halo_speed_{tag}.json").write_text(json.dumps(out, indent=1))
     shape = batch_grid(base, zmax).shape
     zmin = min(out["z_halo_kpc"])
     lines = [f"# Stretched halo vs uniform z grid: {args.models} posterior-like models (z_h {zmin:.1f}"
              f"-{zmax:.1f} kpc), backend {args.backend}{' ' + args.precision if args.precision else ''}",
-             "", f"Machine: {out.get('device', machine())}. Grid {shape[0]} x z x {shape[2]}. Command: "
+             "", f"Grid {shape[0]} x z x {shape[2]}. Command: "
              f"`python benchmarks/stretched_halo_speed.py --backend {args.backend} --models {args.models}"
              f"{' --precision ' + args.precision if args.precision else ''}"
              f"{' --ekin-factor ' + str(args.ekin_factor) if args.ekin_factor else ''}`. Stretch: uniform "
-             f"to {args.z_uniform_half} kpc, factor {args.stretch}, steps up to {args.dz_max} kpc.", "",
+             f"to {args.z_uniform_half} kpc, factor {args.stretch}, steps up to {args.dz_max} kpc. Wall: median of "
+             f"{args.repeats} propagate calls (range in brackets); peak RSS: the process's resident-memory high-water "
+             "mark during the row's calls (reset per row), increase: above the resident size before; GPU pool: "
+             "CuPy's default memory pool after the row (emptied before it).", "",
              "| z grid | z nodes | wall s | models/s | ms/model | GALPROP s/model (1 core, crml_base) | max steps | "
-             f"all converged | {'GPU pool' if args.backend == 'cupy' else 'peak RSS'} GB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['grid']} | {r['z_nodes']} | {r['wall_s']:.1f} | {r['models_per_s']:.2f} | "
-              f"{r['ms_per_model']:.0f} | {galprop_s:.1f} | {r['max_steps_per_species']} | {r['all_converged']} | "
-              f"{r['memory_gb']:.2f} |"
+             "all converged | peak RSS MiB | increase MiB | GPU pool MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['grid']} | {r['z_nodes']} | {r['wall_s']:.1f} ({r['wall_min_s']:.1f}–{r['wall_max_s']:.1f}) | "
+              f"{r['models_per_s']:.2f} | {r['ms_per_model']:.0f} | {galprop_s:.1f} | {r['max_steps_per_species']} | "
+              f"{r['all_converged']} | {r['peak_rss_mib']:.0f} | {r['rss_increase_mib']:.0f} | "
+              + (f"{r['device_pool_mib']:.0f} |" if r["device_pool_mib"] is not None else "- |")
               for r in rows]
     lines += ["", f"Speed-up {rows[0]['wall_s'] / rows[1]['wall_s']:.2f}x. Largest relative flux difference "
               "stretched vs uniform, 0.05-3000 GeV/n, over all models: "
               + ", ".join(f"{el} {v:.1e}" for el, v in diff.items()) + f"; B/C {bc:.1e}."]
-    (RESULTS / f"stretched_halo_speed_{tag}.md").write_text("\n".join(lines) + "\n")
+    save_results(f"stretched_halo_speed_{tag}", "\n".join(lines) + "\n", out)
 
 
 if __name__ == "__main__":

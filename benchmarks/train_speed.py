@@ -24,9 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
-from common import REPO, PeakRSS, machine, repeat_timings, save_results
+from common import REPO, PeakRSS, machine, repeat_timings, save_results, wall_stats
 
 from crnet.machines.crnet_variant import CRNET_BATCH_SIZE
 from crnet.machines.paper import PAPER_BATCH_SIZE, PAPER_EPOCHS
@@ -72,13 +71,13 @@ def main() -> None:
                 with PeakRSS() as mem:
                     res, walls = repeat_timings(run, args.repeats)
                 cuda_mib = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-                wall = float(np.median(walls))
+                timing = wall_stats(walls)
+                wall = timing["wall_s"]
                 n_train = int(round(args.records * (1 - cfg.val_fraction)))
                 rate = n_train * res.epochs_run / wall
                 paper_min = PAPER_SCALE_TRAIN_RECORDS * DEFAULT_EPOCHS[arch] / rate / 60.0
                 rows.append({"machine": f"A-{arch}", "input_noise": noise, "batch_size": batch, "amp": amp,
-                             "records": args.records, "epochs": res.epochs_run, "wall_s": wall,
-                             "wall_min_s": min(walls), "wall_max_s": max(walls), "repeats": args.repeats,
+                             "records": args.records, "epochs": res.epochs_run, **timing,
                              "record_epochs_per_s": rate, "paper_scale_minutes_upper": paper_min,
                              "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
                              "cuda_max_allocated_mib": cuda_mib})

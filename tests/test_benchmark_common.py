@@ -1,0 +1,64 @@
+"""benchmarks/common.py: the timing, memory and provenance helpers every benchmark script shares."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "common.py"
+_spec = importlib.util.spec_from_file_location("benchmarks_common_under_test", _PATH)
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def test_repeat_timings_calls_run_repeats_times_and_returns_the_last_result() -> None:
+    calls = []
+    result, walls = common.repeat_timings(lambda: calls.append(len(calls)) or len(calls), 3)
+    assert calls == [0, 1, 2] and result == 3
+    assert len(walls) == 3 and all(w >= 0.0 for w in walls)
+    with pytest.raises(ValueError, match="repeats"):
+        common.repeat_timings(lambda: None, 0)
+
+
+def test_wall_stats_median_range_and_count() -> None:
+    assert common.wall_stats([3.0, 1.0, 2.0, 10.0]) == {"wall_s": 2.5, "wall_min_s": 1.0, "wall_max_s": 10.0,
+                                                        "repeats": 4}
+    assert common.wall_stats([0.5])["wall_s"] == 0.5
+    with pytest.raises(ValueError):
+        common.wall_stats([])
+
+
+def test_device_pool_mib_is_none_without_cupy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    assert common.device_pool_mib() is None
+    assert "cupy" not in sys.modules  # never imports CuPy itself
+
+
+def test_device_pool_mib_reads_the_default_pool_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = types.SimpleNamespace(total_bytes=lambda: 3 << 20, used_bytes=lambda: 1 << 20)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(get_default_memory_pool=lambda: pool))
+    assert common.device_pool_mib() == 3.0
+
+
+def test_peak_rss_sees_the_blocks_own_allocation() -> None:
+    with common.PeakRSS() as mem:
+        a = np.ones(64 << 17)  # 64 MiB, touched
+        del a
+    assert mem.peak_mib >= mem.increase_mib >= 0.0
+    if mem.exact:  # Linux: the high-water mark is reset at entry
+        assert mem.increase_mib > 32.0
+
+
+def test_save_results_writes_the_machine_once_into_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    common.save_results("probe", "| a |\n|---|\n| 1 |", {"rows": [1]}, out_dir=tmp_path / "sub")
+    md = (tmp_path / "sub" / "probe.md").read_text()
+    payload = json.loads((tmp_path / "sub" / "probe.json").read_text())
+    assert md.startswith("| a |") and md.count("Measured with") == 1 and "cores" in md
+    assert payload["rows"] == [1] and payload["provenance"]["cores"] >= 1 and "machine" not in payload
+    assert "Measured with" in capsys.readouterr().out
