@@ -107,34 +107,14 @@ class Spectra:
 
     # ------------------------------------------------------------------ physics
     def modulate(self, phi_mv: float) -> Spectra:
-        """Force-field modulation (GALPROP modulate.cc): returns new top-of-atmosphere Spectra.
-
-        Phi = |Z| phi / A per nucleon; J(E) = J_LIS(E + Phi) * (E^2 + 2 E M) / ((E+Phi)^2 + 2 (E+Phi) M)
-        with M = 939 MeV, E^2 J interpolated as a power law between grid points; where E + Phi lies
-        above the grid the unmodulated value is kept. phi in MV, must be >= 0.
-        """
+        """Force-field modulation (GALPROP modulate.cc, formula in :class:`ForceField`) of every model at one
+        potential ``phi_mv`` (MV, finite and >= 0): returns new top-of-atmosphere Spectra whose ``phi_mv`` is that
+        potential. A different potential per model: ``ForceField(...)(phi_array)``, which returns the fluxes."""
         if not np.isfinite(phi_mv) or phi_mv < 0:
             raise ValueError(f"phi_mv must be finite and >= 0, got {phi_mv!r}")
         if self.phi_mv != 0.0:
             raise ValueError("these Spectra are already modulated; modulate the LIS instead")
-        e_mev = self.ekin_gev_per_n * 1e3
-        m = PROTON_MASS_MODULATION_MEV
-        log_e = np.log(e_mev)
-        # all isotopes and models at once (one interpolation index per isotope and energy)
-        big_phi = np.abs(self.iso_z) * phi_mv / self.iso_a  # (n_iso,) MeV/n
-        e_lis = e_mev[None, :] + big_phi[:, None]  # (n_iso, n_E)
-        inside = e_lis <= e_mev[-1]
-        x = np.minimum(np.log(e_lis), log_e[-1])  # beyond the grid: kept unmodulated below, never extrapolated
-        j = np.clip(np.searchsorted(log_e, x, side="right") - 1, 0, log_e.size - 2)
-        with np.errstate(divide="ignore"):
-            log_e2j = np.log(np.maximum(self.iso_flux * e_mev**2, 1e-300))  # (n_models, n_iso, n_E)
-        iso = np.arange(self.iso_z.size)[:, None]
-        lo, hi = log_e2j[:, iso, j], log_e2j[:, iso, j + 1]
-        # np.interp's form (slope times offset plus the left node): x on a node gives that node's value exactly
-        interp = (hi - lo) / (log_e[j + 1] - log_e[j]) * (x - log_e[j]) + lo
-        j_lis = np.exp(interp) / e_lis**2
-        factor = (e_mev**2 + 2 * e_mev * m) / (e_lis**2 + 2 * e_lis * m)
-        out = np.where(inside, j_lis * factor, self.iso_flux)
+        out = ForceField(self.ekin_gev_per_n, self.iso_z, self.iso_a, self.iso_flux)(float(phi_mv))
         return Spectra(
             self.ekin_gev_per_n, self.iso_z, self.iso_a, out, self.converged, self.residual,
             phi_mv=float(phi_mv), meta=dict(self.meta),
@@ -148,6 +128,70 @@ class Spectra:
             self.ekin_gev_per_n, self.iso_z, self.iso_a, self.iso_flux[idx], self.converged[idx],
             self.residual[idx], phi_mv=self.phi_mv, meta=dict(self.meta),
         )
+
+
+class ForceField:
+    """Force-field modulation (GALPROP modulate.cc) of fixed LIS fluxes, at one potential for all models or at one
+    potential per model; the only copy of the formula (``Spectra.modulate`` calls it).
+
+    Phi = |Z| phi / A per nucleon (MeV/n for phi in MV); J(E) = J_LIS(E + Phi) (E^2 + 2 E M) / ((E+Phi)^2 +
+    2 (E+Phi) M) with M = 939 MeV (PROTON_MASS_MODULATION_MEV), E^2 J interpolated as a power law between grid
+    points; where E + Phi lies above the grid the unmodulated value is kept.
+
+    The log of E^2 J_LIS does not depend on phi and is taken once here: the nuisance-phi profiling of crnet.likelihood
+    modulates the same LIS ~10^2 times per model. This returns flux arrays, not ``Spectra``: a Spectra carries one
+    scalar ``phi_mv``, which its users compare with 0 (check_spectra, spectra_io, concatenate_spectra).
+
+    ekin_gev_per_n : (n_E,) GeV/n, increasing; iso_z, iso_a : (n_iso,); iso_flux : (n_models, n_iso, n_E) LIS,
+    m^-2 s^-1 sr^-1 (GeV/n)^-1.
+    """
+
+    def __init__(self, ekin_gev_per_n: np.ndarray, iso_z: np.ndarray, iso_a: np.ndarray,
+                 iso_flux: np.ndarray) -> None:
+        self.e_mev = np.asarray(ekin_gev_per_n, dtype=np.float64) * 1e3
+        self.log_e = np.log(self.e_mev)
+        self.dlog_e = self.log_e[1:] - self.log_e[:-1]  # spacing of the interpolation nodes
+        self.iso_flux = np.asarray(iso_flux, dtype=np.float64)
+        # Phi per unit phi, MeV/n per MV: (|Z| phi) / A is formed at call time in this order (as GALPROP does)
+        self.abs_z = np.abs(np.asarray(iso_z, dtype=np.int64))
+        self.iso_a = np.asarray(iso_a, dtype=np.int64)
+        with np.errstate(divide="ignore"):
+            self.log_e2j = np.log(np.maximum(self.iso_flux * self.e_mev**2, 1e-300))  # (n_models, n_iso, n_E)
+
+    def __call__(self, phi_mv: float | np.ndarray, models: np.ndarray | None = None,
+                 energies: slice | None = None) -> np.ndarray:
+        """(n, n_iso, n_E') modulated flux, m^-2 s^-1 sr^-1 (GeV/n)^-1, of ``models`` (indices into the LIS given at
+        construction; default all, n = n_models) at ``phi_mv`` (MV, finite and >= 0): a scalar for all of them, or
+        (n,) one per model. ``energies``: only these grid energies (default all, n_E' = n_E); the LIS is still read
+        on the whole grid, so they are the same numbers as the full result's columns. A scalar phi gives bit for
+        bit what an (n,) array of that value gives."""
+        phi = np.asarray(phi_mv, dtype=np.float64)
+        n = self.iso_flux.shape[0] if models is None else len(models)
+        if phi.ndim > 1 or (phi.ndim == 1 and phi.shape != (n,)):
+            raise ValueError(f"phi_mv must be a scalar or have one entry per model ({n}), got shape {phi.shape}")
+        if not np.all(np.isfinite(phi) & (phi >= 0)):
+            raise ValueError(f"phi_mv must be finite and >= 0, got {phi_mv!r}")
+        rows = slice(None) if models is None else np.asarray(models)
+        cols = slice(None) if energies is None else energies
+        log_e = self.log_e
+        e_mev = self.e_mev[cols]  # the energies modulated; the LIS is interpolated on all of self.e_mev
+        m = PROTON_MASS_MODULATION_MEV
+        # one interpolation index per (phi, isotope, energy): (1, n_iso, n_E') for a scalar phi, else (n, n_iso, n_E')
+        big_phi = self.abs_z * np.atleast_1d(phi)[:, None] / self.iso_a  # (1 or n, n_iso) MeV/n
+        e_lis = e_mev + big_phi[:, :, None]  # (1 or n, n_iso, n_E')
+        inside = e_lis <= self.e_mev[-1]
+        x = np.minimum(np.log(e_lis), log_e[-1])  # beyond the grid: kept unmodulated below, never extrapolated
+        j = np.clip(np.searchsorted(log_e, x, side="right") - 1, 0, log_e.size - 2)
+        # log(E^2 J_LIS) at nodes j and j + 1 of each model, isotope and energy (flat indices into log_e2j)
+        model = np.arange(n) if models is None else np.asarray(models)
+        node = (model[:, None, None] * self.abs_z.size + np.arange(self.abs_z.size)[None, :, None]) * log_e.size + j
+        lo, hi = np.take(self.log_e2j, node), np.take(self.log_e2j, node + 1)  # (n, n_iso, n_E')
+        # np.interp's form (slope times offset plus the left node): x on a node gives that node's value exactly
+        interp = (hi - lo) / self.dlog_e[j] * (x - log_e[j]) + lo
+        e_lis2 = e_lis**2
+        j_lis = np.exp(interp) / e_lis2
+        factor = (e_mev**2 + 2 * e_mev * m) / (e_lis2 + 2 * e_lis * m)
+        return np.where(inside, j_lis * factor, self.iso_flux[:, :, cols][rows])
 
 
 def concatenate_spectra(parts: list[Spectra]) -> Spectra:

@@ -496,8 +496,9 @@ def test_residuals_square_sum_to_chi2() -> None:
 
 
 PHI_RECOVERY_MV = 0.5
-"""Noise-free two-period data made at known phi must give them back to this (Brent/Powell tolerances are
-~1e-3 MV; 0.5 MV leaves room for the flat chi^2 valley without admitting a wrong period assignment)."""
+"""Noise-free two-period data made at known phi must give them back to this (the line-search tolerance is
+PHI_XATOL_MV = 1e-3 MV; 0.5 MV leaves room for the flat chi^2 valley without admitting a wrong period assignment;
+tests/test_phi_profile.py holds the profile to PHI_XATOL_MV)."""
 
 
 def _two_period_dataset(spectra: Spectra, phi_a: float, phi_b: float) -> Dataset:

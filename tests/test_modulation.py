@@ -1,4 +1,5 @@
-"""Force-field modulation (Spectra.modulate) against GALPROP's formula as applied in the reference files."""
+"""Force-field modulation (Spectra.modulate, ForceField) against GALPROP's formula as applied in the reference files,
+and one potential per model against one model at a time."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from crprop.constants import FLUX_CGS_MEV_TO_SI_GEV
-from crprop.spectra import Spectra
+from crprop.spectra import ForceField, Spectra
 
 MODULATION_TOL = 1e-6
 """Same formula and interpolation (power law in E^2 J between grid points): round-off only."""
@@ -35,3 +36,35 @@ def test_modulation_limits():
         s.modulate(-1.0)
     with pytest.raises(ValueError, match="already modulated"):
         m.modulate(100.0)
+
+
+def _random_lis(n_models: int, seed: int) -> Spectra:
+    rng = np.random.default_rng(seed)
+    e = 1e-3 * 1.25 ** np.arange(84)
+    z, a = np.array([1, 2, 5, 6, 6, 8]), np.array([1, 4, 10, 12, 13, 16])
+    slope = rng.normal(-2.7, 0.2, (n_models, z.size, 1))
+    flux = rng.uniform(0.5, 2.0, (n_models, z.size, 1)) * e**slope / (1 + (0.3 / e) ** 2)
+    flux[0, 3, :5] = 0.0  # zero flux at the lowest energies: floored in the log, never NaN
+    return Spectra(e, z, a, flux, np.ones(n_models, bool), np.zeros(n_models))
+
+
+def test_one_phi_per_model_is_each_model_alone() -> None:
+    """ForceField at an (n,) phi gives, bit for bit, each model modulated alone by Spectra.modulate; a scalar phi
+    gives what an array of that value gives; a subset of models or energies gives those rows or columns."""
+    lis = _random_lis(6, 4)
+    ff = ForceField(lis.ekin_gev_per_n, lis.iso_z, lis.iso_a, lis.iso_flux)
+    phi = np.array([0.0, 120.0, 266.5, 650.0, 1200.0, 1.0e9])  # the last pushes every energy above the grid
+    each = ff(phi)
+    for m, p in enumerate(phi):
+        np.testing.assert_array_equal(each[m], lis.select([m]).modulate(float(p)).iso_flux[0])
+    np.testing.assert_array_equal(each[-1], lis.iso_flux[-1])  # E + Phi above the grid: unmodulated
+    np.testing.assert_array_equal(ff(650.0), ff(np.full(6, 650.0)))
+    np.testing.assert_array_equal(ff(650.0), lis.modulate(650.0).iso_flux)
+    rows = np.array([4, 1, 1])
+    np.testing.assert_array_equal(ff(phi[rows], rows), each[rows])
+    np.testing.assert_array_equal(ff(phi[rows], rows, slice(30, 60)), each[rows][:, :, 30:60])
+    assert np.all(np.isfinite(each))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        ff(np.array([100.0, -1.0, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="one entry per model"):
+        ff(np.array([100.0, 200.0]))

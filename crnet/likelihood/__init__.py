@@ -33,8 +33,9 @@ species, chi^2 is a convex quadratic in (q_C, s_Li, s_Be, s_O) over the polyhedr
 {q_C >= 0, lo q_C <= s_k <= hi q_C}. Its minimum is the best feasible one among the minimisers of
 every face (each ratio free / at its lower / at its upper bound: 3^3 closed-form candidates, plus the
 apex q_C = 0), evaluated vectorised over models. A nuisance phi (top-of-atmosphere data sets) is
-profiled numerically: one modulation period by a grid over its bounds, then bounded Brent per model; several
-periods jointly, by a grid per phi, then bounded Powell per model (``Chi2Result.phi_converged``).
+profiled numerically, vectorised over models: one modulation period by a grid over its bounds, then bounded
+Brent; several periods jointly, by a grid per phi, then cyclic coordinate descent by bounded Brent
+(``Chi2Result.phi_converged``).
 
 Differences from CR-ML, by design: q_C is free (CR-ML scans A_p on a grid in [0.383, 1.402]); the
 minimum is exact instead of a grid scan (200-1000 points per ratio, depending on the CR-ML version);
@@ -50,7 +51,8 @@ tail rounded to 2e-9 (the exact tail is 1.973e-9); CR-ML's code types 70.
 Modules: :mod:`.thresholds` (Delta chi^2 levels, chi2_scan), :mod:`.normalisation` (the exact profile),
 :mod:`.interpolation` (model at the data energies), :mod:`.prediction` (the model at each
 data point in the block's units: isotope by isotope for rigidity data), :mod:`.problem` (one data set's residuals),
-:mod:`.modulation` (fixed or profiled phi per period), :mod:`.result` and :mod:`.core` (``chi2``).
+:mod:`.modulation` (fixed or profiled phi per period), :mod:`.minimise` (its bounded minimisers, vectorised over
+models), :mod:`.result` and :mod:`.core` (``chi2``).
 """
 
 from __future__ import annotations
@@ -60,9 +62,9 @@ from crnet.likelihood.interpolation import INTERPOLATIONS, LOG_FLUX_FLOOR, check
 from crnet.likelihood.modulation import (
     PHI_AT_BOUND_MV,
     PHI_GRID_POINTS,
-    PHI_POWELL_FTOL,
-    PHI_POWELL_MAXFEV_PER_PERIOD,
-    PHI_POWELL_XTOL,
+    PHI_MAX_EVALS_PER_PERIOD,
+    PHI_SWEEP_FTOL,
+    PHI_SWEEP_XTOL_MV,
     PHI_XATOL_MV,
 )
 from crnet.likelihood.normalisation import (
@@ -91,9 +93,9 @@ __all__ = [
     "N_FREE_PARAMETERS",
     "PHI_AT_BOUND_MV",
     "PHI_GRID_POINTS",
-    "PHI_POWELL_FTOL",
-    "PHI_POWELL_MAXFEV_PER_PERIOD",
-    "PHI_POWELL_XTOL",
+    "PHI_MAX_EVALS_PER_PERIOD",
+    "PHI_SWEEP_FTOL",
+    "PHI_SWEEP_XTOL_MV",
     "PHI_XATOL_MV",
     "RATIO_PARAMETERS",
     "BlockPrediction",

@@ -39,7 +39,8 @@ def chi2(
         modulation period, {period: MV} (keys of ``Dataset.periods``) for some or all periods of a data set with
         several. Default: each period's Modulation (fixed value, or profiled within its bounds when it is a
         nuisance). One nuisance phi is profiled by a grid and bounded Brent; several jointly, by a grid per phi
-        and a bounded Powell refinement per model.
+        and cyclic coordinate descent (bounded Brent per phi); both vectorised over models
+        (crnet.likelihood.modulation).
     interpolation : 'loglog' (default) or 'cubic' (CR-ML's linear-space cubic spline).
     residuals : also return the (n_models, n_points) normalised residuals (``Chi2Result.residuals``; used by
         least-squares fits, crnet.scan.fit).

@@ -49,6 +49,13 @@ class Interpolator:
             self.idx = np.clip(np.searchsorted(x, xd, side="right") - 1, 0, x.size - 2)
             self.w = (xd - x[self.idx]) / (x[self.idx + 1] - x[self.idx])
 
+    @property
+    def nodes(self) -> np.ndarray:
+        """Indices of the model energies that the result depends on ('cubic': all of them)."""
+        if self.method == "cubic":
+            return np.arange(self.e_model.size)
+        return np.union1d(self.idx, self.idx + 1)
+
     def __call__(self, flux: np.ndarray) -> np.ndarray:
         """(n_models, n_E) fluxes -> (n_models, n_data), same units."""
         if self.method == "cubic":

@@ -61,12 +61,24 @@ class BlockPrediction:
         if not self.terms:
             raise ValueError(f"data block {block.label!r}: the spectra have no isotope of {block.species}")
 
+    @property
+    def nodes(self) -> np.ndarray:
+        """Indices of the model energies (``e_model``) that the prediction depends on."""
+        if not self.resolved:
+            return self.interp.nodes
+        return np.unique(np.concatenate([interp.nodes for _, interp, _ in self.terms]))
+
     def __call__(self, spectra: Spectra) -> np.ndarray:
         """(n_models, n_points) model flux, m^-2 s^-1 sr^-1 (GeV/n)^-1 (``spectra`` in the layout given at
         construction)."""
+        return self.predict(spectra.iso_flux)
+
+    def predict(self, iso_flux: np.ndarray) -> np.ndarray:
+        """The same from an (n_models, n_iso, n_E) flux array in that layout (e.g. ``crprop.spectra.ForceField``'s,
+        modulated at one phi per model)."""
         if not self.resolved:
-            return self.interp(spectra.iso_flux[:, self.rows, :].sum(axis=1))
-        return sum(interp(spectra.iso_flux[:, row, :]) * weight for row, interp, weight in self.terms)
+            return self.interp(iso_flux[:, self.rows, :].sum(axis=1))
+        return sum(interp(iso_flux[:, row, :]) * weight for row, interp, weight in self.terms)
 
 
 def block_predictions(spectra: Spectra, blocks: list[DataBlock], phi_by_block: list[float | None],
