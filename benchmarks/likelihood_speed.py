@@ -5,10 +5,11 @@ isotope tilted by (E / 10 GeV/n)^g with g ~ N(0, 0.05) and scaled by U(0.9, 1.1)
 normalisations differ from model to model. Data sets:
 
 * ``paper``: CR-ML's LIS-corrected data, no modulation (normalisations only);
-* ``ams02-2021``: AMS-02 2011-18 top of atmosphere, one nuisance phi (grid + bounded Brent per model);
-* ``ams02-2021-ace2009``: the same plus ACE-CRIS C, O of 2009: two nuisance phi (grid + Powell per model).
+* ``ams02-2021``: AMS-02 2011-18 top of atmosphere, one nuisance phi (grid + bounded Brent, vectorised over models);
+* ``ams02-2021-ace2009``: the same plus ACE-CRIS C, O of 2009: two nuisance phi (grid + coordinate descent,
+  vectorised over models; a per-model scipy Powell search until session 16).
 
-One core, after one untimed call (imports, caches). The sum of chi2_tot over the models is printed so that two
+Timed after one untimed call (imports, caches); the likelihood is numpy. The sum of chi2_tot over the models is printed so that two
 versions of the code can be checked to agree while their times are compared (``PYTHONPATH=<other checkout>``).
 GALPROP's time per model (one solve, ../shared/reference/galprop) is in the table for scale: the likelihood
 adds this much to every scan model.
