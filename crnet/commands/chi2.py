@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from crnet.commands.io_checks import check_input_file
 from crnet.data import DATASETS, DEFAULT_DATASET, get_dataset
 from crnet.likelihood import (
     CONFIDENCE_THRESHOLDS,
@@ -44,8 +45,32 @@ def parse_phi_option(values: list[str] | None, periods: list[str]) -> float | di
         if not sep or not 1 <= j <= len(periods) or not math.isfinite(mv):
             raise ValueError(f"--phi: {item!r} is not N=MV with N in 1..{len(periods)} (the data set's "
                              f"modulation periods {periods}) and MV a number")
+        if periods[j - 1] in out:
+            raise ValueError(f"--phi: period {j} is given twice ({out[periods[j - 1]]:g} MV, then {item!r}); give "
+                             "each period once")
         out[periods[j - 1]] = mv
     return out
+
+
+def _check_spectra_file(path: Path) -> None:
+    """ValueError for a directory, or a mock store (which holds spectra of another layout and its own chi2)."""
+    import h5py
+
+    from crnet.store import FORMAT as STORE_FORMAT
+
+    check_input_file(path, "SPECTRA_FILE")
+    if not path.is_file():
+        return  # read_spectra_h5: 'no such spectra file'
+    try:
+        with h5py.File(path, "r") as f:
+            kind = f.attrs.get("format")
+    except OSError:
+        return  # read_spectra_h5 names it
+    if isinstance(kind, bytes):
+        kind = kind.decode(errors="replace")
+    if kind == STORE_FORMAT:
+        raise ValueError(f"{path}: a mock store (crnet scan), not a spectra file written by `crnet simulate`; its "
+                         "chi2_tot per record is stored in it (`crnet store info`)")
 
 
 def register(app: typer.Typer) -> None:
@@ -57,10 +82,10 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
         norm_lo: Annotated[
-            float, typer.Option(help="Lower bound of xi_Li, xi_Be, q_O/q_C.")
+            float, typer.Option(help="Lower bound of xi_Li, xi_Be, q_O/q_C (dimensionless, > 0).")
         ] = DEFAULT_NORM_BOUNDS[0],
         norm_hi: Annotated[
-            float, typer.Option(help="Upper bound of xi_Li, xi_Be, q_O/q_C.")
+            float, typer.Option(help="Upper bound of xi_Li, xi_Be, q_O/q_C (dimensionless, >= --norm-lo).")
         ] = DEFAULT_NORM_BOUNDS[1],
         phi: Annotated[
             list[str] | None,
@@ -75,11 +100,19 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help=f"Model interpolation: {', '.join(INTERPOLATIONS)}.")
         ] = ("loglog"),
         no_profile: Annotated[
-            bool, typer.Option("--no-profile", help="Use the spectra as given (all scales 1).")
+            bool, typer.Option("--no-profile", help="Use the spectra as given (q_C and the ratios all 1); the phi "
+                               "of top-of-atmosphere data is still profiled unless --phi fixes it.")
         ] = False,
     ) -> None:
-        """Per model: chi2_tot (paper Eq. 4.3), number of points and the profiled normalisations."""
+        """Per model: chi2_tot (paper Eq. 4.3), number of points and the profiled normalisations. Models whose
+        spectra did not converge are marked '!' (JSON: converged false)."""
         try:
+            if interpolation not in INTERPOLATIONS:
+                raise ValueError(f"--interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+            if not (0 < norm_lo <= norm_hi < math.inf):
+                raise ValueError(f"--norm-lo {norm_lo:g} / --norm-hi {norm_hi:g}: need 0 < norm-lo <= norm-hi < inf "
+                                 "(dimensionless normalisation factors)")
+            _check_spectra_file(spectra_file)
             content = read_spectra_h5(spectra_file)
             res = chi2(
                 content.spectra,
@@ -93,6 +126,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None
         records = res.to_records()
+        converged = content.spectra.converged
+        for rec, ok, r in zip(records, converged, content.spectra.residual, strict=True):
+            rec["converged"], rec["residual"] = bool(ok), float(r)
+        n_bad = int((~converged).sum())
         if as_json:
             for rec, row in zip(records, content.params, strict=True):
                 rec["params"] = dict(zip(content.param_names, map(float, row), strict=True))
@@ -133,7 +170,10 @@ def register(app: typer.Typer) -> None:
             elif multi:
                 line += "".join(f"{rec[f'phi_MV[{key}]']:>9.1f}{'*' if key in bound else ' '}"
                                 for key in res.phi_by_period)
-            typer.echo(line)
+            typer.echo(line + ("  !" if not rec["converged"] else ""))
+        if n_bad:
+            typer.echo(f"# ! spectra not converged ({n_bad} of {len(records)} models, largest residual "
+                       f"{content.spectra.residual[~converged].max():.2e}): chi2 of unconverged spectra")
         n_bound = sum(bool(rec.get("phi_at_bound")) for rec in records)
         if n_bound:
             typer.echo(f"# * phi on a bound of its prior range ({n_bound} of {len(records)} models): chi2 is the "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from crnet.data import DATASETS, Dataset, get_dataset, list_datasets, read_table
+from crnet.data import DATASETS, Dataset, MeasurementTable, get_dataset, list_datasets, read_table
+from crnet.data.table import FLUX_UNITS, X_UNIT_LABELS
 
 
 def _dataset_dict(ds: Dataset, points: bool) -> dict:
@@ -18,6 +20,8 @@ def _dataset_dict(ds: Dataset, points: bool) -> dict:
         "n_points": ds.n_points,
         "species": ds.species,
         "provenance": ds.provenance,
+        "units": {"E": "GeV/n (kinetic energy per nucleon)", "flux, stat, sys, sigma": FLUX_UNITS["Ekn"],
+                  "phi": "MV"},
         "modulation": [
             {"period": key, "phi_MV": mod.phi_mv, "nuisance": mod.nuisance, "bounds_MV": list(mod.bounds_mv)}
             for key, mod in ds.periods.items()
@@ -83,13 +87,52 @@ def _print_dataset(ds: Dataset, points: bool) -> None:
     typer.echo("  units: E kinetic energy per nucleon [GeV/n], flux [m^-2 s^-1 sr^-1 (GeV/n)^-1]")
 
 
-def _print_table(path: Path) -> None:
-    t = read_table(path)
-    typer.echo(f"{t.path}: {t.n_points} rows, {t.quantity} vs {t.x_kind} [{t.x_unit}], species {t.species}")
+def _table_dict(t: MeasurementTable, points: bool) -> dict:
+    out = {
+        "path": t.path,
+        "n_points": t.n_points,
+        "quantity": t.quantity,
+        "species": t.species,
+        "x_kind": t.x_kind,
+        "x_unit": X_UNIT_LABELS[t.x_kind],
+        "value_unit": _value_unit(t),
+        "x_range": [float(t.x_rep.min()), float(t.x_rep.max())],
+        "meta": t.meta,
+    }
+    if points:
+        out["points"] = {
+            "x_low": _nan_to_none(t.x_low),
+            "x_high": _nan_to_none(t.x_high),
+            "x_rep": t.x_rep.tolist(),
+            t.quantity: t.value.tolist(),
+            "stat_lo": t.stat_lo.tolist(),
+            "stat_hi": t.stat_hi.tolist(),
+            "sys_lo": t.sys_lo.tolist(),
+            "sys_hi": t.sys_hi.tolist(),
+        }
+    return out
+
+
+def _nan_to_none(arr) -> list[float | None]:
+    return [None if math.isnan(v) else float(v) for v in arr]  # empty bin edges: JSON has no NaN
+
+
+def _value_unit(t: MeasurementTable) -> str:
+    return FLUX_UNITS[t.x_kind] if t.quantity == "flux" else "dimensionless"
+
+
+def _print_table(t: MeasurementTable, points: bool) -> None:
+    unit = X_UNIT_LABELS[t.x_kind]
+    typer.echo(f"{t.path}: {t.n_points} rows, {t.quantity} vs {t.x_kind} [{unit}], species {t.species}")
     for key in ("dataset", "experiment", "reference", "data_taking_period", "upstream"):
         if key in t.meta:
             typer.echo(f"  {key}: {t.meta[key]}")
-    typer.echo(f"  x range {t.x_rep.min():.4g} - {t.x_rep.max():.4g} {t.x_unit}")
+    typer.echo(f"  x range {t.x_rep.min():.4g} - {t.x_rep.max():.4g} {unit}")
+    if points:
+        typer.echo(f"  {t.x_kind + ' [' + unit + ']':>14}{t.quantity:>13}{'stat':>11}{'syst':>11}")
+        for j in range(t.n_points):
+            typer.echo(f"  {t.x_rep[j]:>14.5g}{t.value[j]:>13.5g}{t.stat_err()[j]:>11.4g}{t.sys_err()[j]:>11.4g}")
+    typer.echo(f"  units: x [{unit}], {t.quantity} and errors [{_value_unit(t)}]")
 
 
 def register(app: typer.Typer) -> None:
@@ -130,9 +173,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Describe a data set (blocks, energy ranges, modulation, periods, references) or a CSV file."""
         try:
-            if name not in DATASETS and Path(name).suffix == ".csv":
-                _print_table(Path(name))
+            if name not in DATASETS and (Path(name).suffix.lower() == ".csv" or Path(name).exists()):
+                table = read_table(Path(name))
+                if as_json:
+                    typer.echo(json.dumps(_table_dict(table, points), indent=2))
+                else:
+                    _print_table(table, points)
                 return
+            if name not in DATASETS:
+                raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)} (or give an existing "
+                                 "commented-CSV file)")
             ds = get_dataset(name)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
-from crnet.paths import require_parent_dir
+from crnet.commands.io_checks import check_output
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
-        out: Path = typer.Option(Path("crnet_demo.png"), "--out", help="figure to write (PNG)"),
+        out: Path = typer.Option(Path("crnet_demo.png"), "--out", help="figure to write (PNG; an existing file "
+                                 "is replaced)"),
         backend: str = typer.Option("auto", "--backend", help="auto | numpy | numba | cupy"),
         dataset: str = typer.Option("paper", "--dataset", help="measured data set (crnet data list)"),
     ) -> None:
@@ -25,7 +26,7 @@ def register(app: typer.Typer) -> None:
             if dataset not in DATASETS:
                 raise ValueError(f"--dataset: unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
             get_backend(backend)
-            require_parent_dir(out)
+            check_output(out)
             res = run_demo(out, backend=backend, dataset=dataset)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)

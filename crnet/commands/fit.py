@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from crnet.commands.grid_options import with_grid_options
+from crnet.commands.io_checks import check_output
 from crnet.commands.scan import _parse_start
 
 if TYPE_CHECKING:
@@ -18,7 +19,9 @@ def register(app: typer.Typer) -> None:
     @app.command("fit")
     @with_grid_options
     def fit_cmd(
-        out: Path = typer.Option(..., "--out", "-o", help="Fit result to write (JSON)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Fit result to write (JSON); an existing file is kept "
+                                 "unless --overwrite."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
         start: str | None = typer.Option(None, "--start", help="Start: 10 comma-separated values in PARAM_NAMES "
                                          "order (D0 [1e28 cm^2/s], ..., breaks in MV); default crml_base."),
         max_evaluations: int = typer.Option(60, "--max-evaluations", help="Cap on residual evaluations (each "
@@ -36,8 +39,10 @@ def register(app: typer.Typer) -> None:
         --max-evaluations; the file is still written, marked not converged), 2 for bad input."""
         from crnet.scan.fit import FitConfig, fit_best
         from crnet.scan.models import PropagateModel
+        from crprop.params import PARAM_UNITS
 
         try:
+            check_output(out, overwrite=overwrite)  # before the fit, not at its final write
             cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations, temperature=temperature)
             model = PropagateModel(grid, backend=backend, tol=tol, dataset=dataset,
                                    warm_start=False)
@@ -50,6 +55,6 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"chi2_tot {res.chi2:.2f} after {res.n_evaluations} evaluations ({res.n_models} models, "
                    f"{res.wall_s:.1f} s), {state}; written to {out}")
         for name, value in res.params.items():
-            typer.echo(f"  {name:20s} {value:.6g}")
+            typer.echo(f"  {name:20s} {value:.6g} {PARAM_UNITS.get(name, '')}".rstrip())
         if not res.success:
             raise typer.Exit(code=1)

@@ -43,7 +43,8 @@ GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
 
 def with_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a Typer command whose last parameter is ``grid``: Typer sees the GRID_OPTIONS instead, and the
-    command gets ``grid=GridConfig(**their values)``. Apply below ``@app.command``."""
+    command gets ``grid=GridConfig(**their values)``; a value GridConfig refuses ends the command with its message
+    and exit status 2. Apply below ``@app.command``."""
     sig = inspect.signature(command)
     if list(sig.parameters)[-1:] != ["grid"]:
         raise TypeError(f"{command.__name__}: with_grid_options needs a last parameter named 'grid'")
@@ -59,7 +60,11 @@ def with_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(**kwargs: Any) -> Any:
         from crnet.scan.models import GridConfig
 
-        grid = GridConfig(**{name: kwargs.pop(name, None) for name, _ in GRID_OPTIONS})  # None: not given
+        try:
+            grid = GridConfig(**{name: kwargs.pop(name, None) for name, _ in GRID_OPTIONS})  # None: not given
+        except ValueError as exc:  # e.g. --half-lives lab: a usage error, not a traceback
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
         return command(**kwargs, grid=grid)
 
     wrapper.__signature__ = sig.replace(parameters=params, return_annotation=resolved(sig.return_annotation))

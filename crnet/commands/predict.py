@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
+from crnet.commands.io_checks import check_input_file, check_model_archive, check_output
 from crnet.data import DEFAULT_DATASET
-from crnet.paths import require_parent_dir
 from crnet.store import StoreError
 
 
@@ -17,7 +17,10 @@ def register(app: typer.Typer) -> None:
     def predict_cmd(
         model: Path = typer.Option(..., "--model", help="Model file written by `crnet train`."),
         spectra: Path = typer.Option(..., "--spectra", help="Mock store, pseudo-data or spectra file (HDF5)."),
-        out: Path | None = typer.Option(None, "--out", help="Write predictions to .h5/.hdf5 or .csv."),
+        out: Path | None = typer.Option(None, "--out", help="Write predictions to .h5/.hdf5 or .csv (parameters in "
+                                        "the units of their names: D0 in 1e28 cm^2/s, v_A km/s, z_h kpc, breaks MV); "
+                                        "an existing file is kept unless --overwrite."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
         dataset: str | None = typer.Option(None, "--dataset", help="Data set profiling q_C of spectra files without "
                                            "normalisations (default: the model's, else "
                                            f"{DEFAULT_DATASET!r})."),
@@ -31,8 +34,11 @@ def register(app: typer.Typer) -> None:
 
         try:
             if out is not None:
-                require_parent_dir(out)
-            predictor = Predictor.load(model, device)
+                check_output(out, overwrite=overwrite, inputs={"--model": model, "--spectra": spectra})
+                if out.suffix.lower() not in (".csv", ".h5", ".hdf5"):  # before the predictions, not after
+                    raise ValueError(f"--out {out}: must end in .csv, .h5 or .hdf5")
+            check_input_file(spectra, "--spectra")
+            predictor = Predictor.load(check_model_archive(model, "--model"), device)
             pred = predict_file(predictor, spectra, dataset=dataset, skip_invalid=skip_invalid)
             if out is not None:
                 write_predictions(pred, out, {**model_meta(model), "spectra": str(spectra.resolve())})

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from crnet.commands.grid_options import with_grid_options
+from crnet.commands.io_checks import check_input_file, check_output
 from crnet.scan.runner import SCAN_DESIGNS
 
 if TYPE_CHECKING:
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
 
 
 def _parse_start(text: str | None) -> list[float] | None:
+    """--start as 10 floats in PARAM_NAMES order; BadParameter naming the first value that is not finite or lies
+    outside the Table 1 prior box, with its allowed range and unit."""
+    from crprop.params import PARAM_NAMES, PRIOR_BOX
+
     if text is None:
         return None
     try:
@@ -23,7 +28,29 @@ def _parse_start(text: str | None) -> list[float] | None:
         raise typer.BadParameter(f"--start must be 10 comma-separated numbers, got {text!r}") from None
     if len(values) != 10:
         raise typer.BadParameter(f"--start needs the 10 PARAM_NAMES values, got {len(values)}")
+    for name, value in zip(PARAM_NAMES, values, strict=True):
+        lo, hi, unit = PRIOR_BOX[name]
+        if not lo <= value <= hi:  # also NaN
+            raise typer.BadParameter(f"--start {name} = {value:g} is not in the prior box: allowed range "
+                                     f"[{lo:g}, {hi:g}]{' ' + unit if unit else ''}")
     return values
+
+
+def _load_fit(path: Path):
+    """The `crnet fit` result at ``path``; ValueError naming --from-fit and the file for anything else (a binary
+    file, JSON that is not an object, unknown keys) rather than a traceback."""
+    from crnet.scan.fit import FitResult
+
+    check_input_file(path, "--from-fit")
+    try:
+        return FitResult.load(path)
+    except ValueError as exc:
+        if isinstance(exc, UnicodeDecodeError):
+            raise ValueError(f"--from-fit {path}: not a crnet fit file (not JSON text; `crnet fit --out` writes "
+                             "one)") from None
+        raise
+    except (AttributeError, TypeError) as exc:
+        raise ValueError(f"--from-fit {path}: not a crnet fit file written by `crnet fit` ({exc})") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -67,17 +94,25 @@ def register(app: typer.Typer) -> None:
         from crnet.scan.sampler import SamplerConfig
         from crnet.store import StoreError
 
-        if workers is not None and scheduler is not None:
-            typer.echo("error: give --workers or --scheduler, not both", err=True)
-            raise typer.Exit(code=2)
+        conflicts = [
+            (workers is not None and scheduler is not None, "give --workers or --scheduler, not both"),
+            (resume and overwrite, "give --resume (continue --out) or --overwrite (replace it), not both"),
+            (shards is not None and workers is None and scheduler is None,
+             "--shards needs --workers or --scheduler (a scan without them runs in this process, unsharded)"),
+            (design == "mcmc" and points != 0, "--points sets the size of a uniform/lhs/sobol/gaussian design; "
+             "an mcmc scan runs --chains chains for --steps steps"),
+        ]
+        for bad, message in conflicts:
+            if bad:
+                typer.echo(f"error: {message}", err=True)
+                raise typer.Exit(code=2)
         try:
+            check_output(out, inputs={"--from-fit": from_fit})  # --resume / --overwrite: the store's own rules
             start_values, start_cov = _parse_start(start), None
             if from_fit is not None:
-                from crnet.scan.fit import FitResult
-
                 if start is not None:
                     raise ValueError("give --start or --from-fit, not both")
-                start_values, start_cov = FitResult.load(from_fit).scan_start(temperature)
+                start_values, start_cov = _load_fit(from_fit).scan_start(temperature)
             cfg = ScanConfig(design=design, n_chains=chains, n_steps=steps, n_points=points, batch_size=batch,
                              seed=seed, temperature=temperature, dataset=dataset, mode=mode, backend=backend, tol=tol,
                              max_steps=max_steps,

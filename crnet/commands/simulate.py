@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from crnet import __version__
-from crnet.paths import require_parent_dir
+from crnet.commands.io_checks import check_output
 
 MODE_HELP = "fast (converged steady state) | galprop (GALPROP's time ladder) | exact (sparse direct, small grids)"
 
@@ -67,14 +67,17 @@ def _echo_galdef_warnings(galdef, path: Path) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def simulate(
-        out: Path = typer.Option(..., "--out", help="output HDF5 file"),
+        out: Path = typer.Option(..., "--out", help="output HDF5 file (spectra at the Sun: E in GeV/n, fluxes in "
+                                 "m^-2 s^-1 sr^-1 (GeV/n)^-1); an existing file is kept unless --overwrite"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
         galdef: Path | None = typer.Option(None, "--galdef", help="GALPROP galdef file (its own parameters)"),
         params: Path | None = typer.Option(None, "--params", help="TOML file of Table 1 parameters"),
         mode: str = typer.Option("fast", "--mode", help=MODE_HELP),
         backend: str = typer.Option("auto", "--backend", help="auto | numpy | numba | cupy"),
         tol: float = typer.Option(1e-6, "--tol", help="relative residual of mode fast"),
         check_prior: bool = typer.Option(True, "--check-prior/--no-check-prior",
-                                         help="reject parameters outside the Table 1 prior box"),
+                                         help="reject --params models outside the Table 1 prior box (a --galdef "
+                                         "runs as GALPROP would, unchecked)"),
         half_lives: str = typer.Option("galprop", "--half-lives",
                                        help="galprop (GALPROP's tables; 10Be 1.60 Myr) or measured (10Be 1.387 Myr)"),
         order: str | None = typer.Option(None, "--order", help="solve order of the nuclear network: parents_first "
@@ -107,7 +110,8 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--order must be one of {SOLVE_ORDERS}, got {order!r}")
         order = order or ("galprop_v54" if galdef is not None else "parents_first")
         try:
-            require_parent_dir(out)  # before the propagation, not at the write
+            # before the propagation, not at the write
+            check_output(out, overwrite=overwrite, inputs={"--galdef": galdef, "--params": params})
             if galdef is not None:
                 g = read_galdef(galdef)
                 _echo_galdef_warnings(g, galdef)
@@ -116,6 +120,12 @@ def register(app: typer.Typer) -> None:
                 check_prior = False  # a galdef is taken as GALPROP would run it
             else:
                 plist, gpath = _load_params_toml(params)
+                for i, p in enumerate(plist):  # here, naming the file and the model, not inside propagate
+                    try:
+                        p.validate(check_prior=check_prior)
+                    except ValueError as exc:
+                        msg = str(exc).replace("pass check_prior=False", "pass --no-check-prior")
+                        raise ValueError(f"{params}: model {i}: {msg}") from None
                 g = read_galdef(gpath or paper_galdef_path())
                 if gpath is not None:  # the shipped paper galdef's notes are known (README)
                     _echo_galdef_warnings(g, gpath)

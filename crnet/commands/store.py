@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from crnet.commands.io_checks import check_input_file, check_output, same_file
+
 store_app = typer.Typer(help="Inspect and combine mock stores written by `crnet scan`.", no_args_is_help=True)
 
 INFO_ORDER: tuple[str, ...] = (
@@ -27,8 +29,8 @@ def info_cmd(
     from crnet.store_read import store_info
 
     try:
-        info = store_info(path)
-    except StoreError as exc:
+        info = store_info(check_input_file(path, "PATH"))
+    except (StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     if as_json:
@@ -47,7 +49,7 @@ def info_cmd(
 
 @store_app.command("merge")
 def merge_cmd(
-    out: Path = typer.Argument(..., help="Merged store to write."),
+    out: Path = typer.Argument(..., help="Merged store to write (an existing file is kept unless --overwrite)."),
     inputs: list[Path] = typer.Argument(..., help="Stores (shards) to combine."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
@@ -56,6 +58,12 @@ def merge_cmd(
     from crnet.store_read import merge_stores, store_info
 
     try:
+        check_output(out, "OUT")  # an existing OUT: merge_stores' own --overwrite rule
+        for i, a in enumerate(inputs):
+            check_input_file(a, "input")
+            twin = next((b for b in inputs[:i] if same_file(a, b)), None)
+            if twin is not None:  # its records would enter the merged store twice
+                raise ValueError(f"input store {a} is given twice (also as {twin}): each shard may be merged once")
         merge_stores(inputs, out, overwrite=overwrite)
     except (StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

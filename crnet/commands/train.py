@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from crnet.commands.io_checks import check_output
 from crnet.data import DEFAULT_DATASET
 from crnet.machines import ARCHITECTURES, LR_SCHEDULES, MACHINES
 from crnet.machines.data import DEFAULT_MEMORY_LIMIT_BYTES
@@ -43,7 +44,8 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         store: Path = typer.Option(..., "--store", help="Mock store (HDF5) written by `crnet scan`, or pseudo-data."),
         machine: str = typer.Option("A", "--machine", help=f"One of {', '.join(MACHINES)}."),
-        out: Path = typer.Option(..., "--out", help="Model file to write (checkpoint: <out>.ckpt)."),
+        out: Path = typer.Option(..., "--out", help="Model file to write (checkpoint: <out>.ckpt); an existing model "
+                                 "file is replaced (--resume continues its checkpoint instead)."),
         arch: str = typer.Option("paper", "--arch", help=f"Network of A/B: {', '.join(ARCHITECTURES)}."),
         epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default: paper 100, crnet 200)."),
         batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size (default per network)."),
@@ -86,6 +88,7 @@ def register(app: typer.Typer) -> None:
         from crnet.machines.training import TrainConfig, train  # torch is imported only when training
 
         try:
+            check_output(out, inputs={"--store": store, "--init-from": init_from})
             if not (math.isfinite(memory_gb) and memory_gb >= 0):
                 raise ValueError(f"--memory-gb must be finite and >= 0 (GiB), got {memory_gb}")
             if dataset is None:

@@ -12,7 +12,11 @@ Format (see ``../shared/data/PROVENANCE.md`` section 1):
 
 A leading UTF-8 byte-order mark is dropped. Every defect (missing column, unparsable or NaN number, a
 number with '_' digit grouping, negative error, energies not strictly increasing ...) raises
-``ValueError`` naming the file, the 1-based line number and the column.
+``ValueError`` naming the file, the 1-based line number and the column. Unit metadata that contradict the
+format are refused too, since the numbers would otherwise be read in the wrong unit: a ``# flux units:`` line
+other than :data:`FLUX_UNITS` of the x variable (e.g. ``(MeV/n)^-1`` or ``cm^-2``), a ``# ratio units:``
+line other than 'dimensionless', a flux-units line on a ratio table (or the reverse), and a ``# x: ... [unit]``
+line whose unit is not the one the x columns carry.
 """
 
 from __future__ import annotations
@@ -32,6 +36,26 @@ X_COLUMN = re.compile(r"^(R|Ekn|Ek|E)_(low|high|rep)_(GV|GeVn|GeV)$")
 
 X_UNITS: dict[str, str] = {"R": "GV", "Ekn": "GeVn", "Ek": "GeV", "E": "GeV"}
 """Unit that each x variable must carry in its column name."""
+
+X_UNIT_LABELS: dict[str, str] = {"R": "GV", "Ekn": "GeV/n", "Ek": "GeV", "E": "GeV"}
+"""Unit of each x variable as written for a reader (and in the ``# x: ... [unit]`` metadata line)."""
+
+X_UNIT_SPELLINGS: dict[str, frozenset[str]] = {
+    "R": frozenset({"gv"}),
+    "Ekn": frozenset({"gev/n", "gevn", "gev/nucleon", "gev/nuc", "gev/nuc."}),
+    "Ek": frozenset({"gev"}),
+    "E": frozenset({"gev"}),
+}
+"""Spellings (lower case, spaces removed) of each x unit accepted in the ``# x: ... [unit]`` metadata line."""
+
+FLUX_UNITS: dict[str, str] = {
+    "R": "m^-2 s^-1 sr^-1 GV^-1",
+    "Ekn": "m^-2 s^-1 sr^-1 (GeV/n)^-1",
+    "Ek": "m^-2 s^-1 sr^-1 GeV^-1",
+    "E": "m^-2 s^-1 sr^-1 GeV^-1",
+}
+"""Flux unit the format requires for each x variable (per unit of x); a ``# flux units:`` metadata line must
+name it (its factors in any order; text after a ';' is a note)."""
 
 UPPER_LIMIT_COLUMN = re.compile(r"upper|limit|^ul$", re.IGNORECASE)
 """Header names that flag upper-limit rows (refused: the chi^2 treats every row as a measurement)."""
@@ -189,9 +213,12 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
     ------
     ValueError naming file, line and column for: missing/unknown columns, wrong field count,
     unparsable/NaN/infinite numbers, negative errors, non-positive x, negative fluxes,
-    x_rep not strictly increasing, or x_rep outside its bin.
+    x_rep not strictly increasing, x_rep outside its bin, or unit metadata (``# flux units:``,
+    ``# ratio units:``, ``# x: ... [unit]``) that contradict the columns.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a data file")
     if not path.is_file():
         raise ValueError(f"{path}: no such data file")
     try:
@@ -203,6 +230,7 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
         raise ValueError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); data files are "
                          "commented CSV in UTF-8") from None
     meta: dict[str, str] = {}
+    meta_lines: dict[str, int] = {}
     header: list[str] | None = None
     header_line = 0
     rows: list[tuple[int, list[str]]] = []
@@ -217,6 +245,7 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
                         raise _err(path, lineno, key, f"metadata key given twice with different values "
                                                       f"({meta[key]!r}, then {val!r})")
                     meta[key] = val
+                    meta_lines.setdefault(key, lineno)
                 continue
             raise _err(path, lineno, "-", "comment line after the header row")
         if not stripped:
@@ -308,6 +337,8 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
             "x values must be strictly increasing; {v!r} does not exceed the previous row",
         )
 
+    kind = kinds.pop()
+    _check_unit_metadata(path, meta, meta_lines, kind, quantity)
     extra = {
         name: arr[name]
         for name in header
@@ -316,7 +347,7 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
     return MeasurementTable(
         path=str(path),
         meta=meta,
-        x_kind=kinds.pop(),
+        x_kind=kind,
         x_low=lo,
         x_high=hi,
         x_rep=rep,
@@ -330,3 +361,32 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
         species=species if species is not None else infer_species(path),
         lines=line_arr,
     )
+
+
+def _unit_tokens(text: str) -> list[str]:
+    return text.split(";")[0].split()
+
+
+def _check_unit_metadata(path: Path, meta: dict[str, str], meta_lines: dict[str, int], kind: str,
+                         quantity: str) -> None:
+    """ValueError naming file, line and key when the unit metadata contradict the x columns / the quantity."""
+    other = "ratio units" if quantity == "flux" else "flux units"
+    if other in meta:
+        raise _err(path, meta_lines[other], other, f"metadata {other!r} on a {quantity} table (column "
+                                                   f"'{quantity}'); one of them is wrong")
+    if quantity == "flux" and "flux units" in meta:
+        given, expected = meta["flux units"].split(";")[0].strip(), FLUX_UNITS[kind]
+        if sorted(_unit_tokens(given)) != sorted(_unit_tokens(expected)):
+            raise _err(path, meta_lines["flux units"], "flux units",
+                       f"{given!r}, but a table with x = {kind} [{X_UNIT_LABELS[kind]}] must give fluxes in "
+                       f"{expected} (convert the flux and error columns, e.g. x1000 from (MeV/n)^-1 to (GeV/n)^-1, "
+                       "x1e4 from cm^-2 to m^-2)")
+    if quantity == "ratio" and "ratio units" in meta:
+        given = meta["ratio units"].split(";")[0].strip()
+        if given.lower() != "dimensionless":
+            raise _err(path, meta_lines["ratio units"], "ratio units", f"{given!r}; ratios must be dimensionless")
+    m = re.search(r"\[([^\]]*)\]", meta.get("x", ""))
+    if m and "".join(m.group(1).split()).lower() not in X_UNIT_SPELLINGS[kind]:
+        raise _err(path, meta_lines["x"], "x", f"metadata unit [{m.group(1)}] contradicts the x columns, which "
+                                              f"are {kind} in {X_UNIT_LABELS[kind]} (column names "
+                                              f"{kind}_*_{X_UNITS[kind]})")

@@ -1,0 +1,73 @@
+"""Checks on the files a command reads and writes, run before any long work.
+
+Each raises a one-line ValueError naming the option and the file (the commands print it and exit with status
+2), instead of a traceback at the final write, a silently replaced existing file, or an output written over
+one of the command's own inputs (``crnet predict --out`` given the store it reads from).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from crnet.paths import require_parent_dir
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+"""First bytes of an HDF5 file (stores, spectra and prediction files)."""
+ZIP_SIGNATURE = b"PK\x03\x04"
+"""First bytes of a zip archive: the container of every ``torch.save`` file (crnet model files)."""
+
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether ``a`` and ``b`` name the same file (links and relative paths resolved)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output(path: Path | str, what: str = "--out", *, overwrite: bool | None = None,
+                 inputs: Mapping[str, Path | str | None] | None = None) -> Path:
+    """``path`` as a Path, or ValueError when it is a directory, its directory is missing, it is one of the
+    command's ``inputs`` ({option: path}; always refused, whatever ``overwrite``), or it exists and
+    ``overwrite`` is False (None: existing files are replaced, the command documents it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path}: is a directory; give a file name")
+    require_parent_dir(path, what)
+    for option, src in (inputs or {}).items():
+        if src is not None and same_file(path, src):
+            raise ValueError(f"{what} {path} is the input {option}: writing it would destroy that input; give "
+                             "another file name")
+    if overwrite is False and path.exists():
+        raise ValueError(f"{what} {path}: file exists; pass --overwrite to replace it")
+    return path
+
+
+def check_input_file(path: Path | str, what: str) -> Path:
+    """``path`` as a Path; ValueError when it is a directory (a missing file is left to the reader, whose
+    message names the kind of file it wanted)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path}: is a directory, not a file")
+    return path
+
+
+def check_model_archive(path: Path | str, what: str = "--model") -> Path:
+    """``path`` as a Path; ValueError when it is a directory, or a file that cannot be a model file written by
+    `crnet train` (an HDF5 store / spectra file, a text file ...), before torch's many-line refusal."""
+    path = check_input_file(path, what)
+    if not path.is_file():
+        return path  # the loader says 'no such model file'
+    with open(path, "rb") as f:
+        head = f.read(len(HDF5_SIGNATURE))
+    if head.startswith(HDF5_SIGNATURE):
+        raise ValueError(f"{what} {path}: is an HDF5 file (a mock store, spectra or predictions?), not a model "
+                         "file written by `crnet train`")
+    if not head.startswith(ZIP_SIGNATURE):
+        raise ValueError(f"{what} {path}: not a model file written by `crnet train` (not a PyTorch archive)")
+    return path
