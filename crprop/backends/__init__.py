@@ -1,7 +1,10 @@
 """Backends: numpy (reference), numba (parallel CPU), cupy (GPU). Chosen by name or "auto".
 
 A backend is a module exposing ``residual, solve, cn_sweep, douglas_step, reset_dirichlet`` and a
-``name``. "auto" picks cupy when CuPy sees a CUDA device, else numba.
+``name``. "auto" picks cupy when CuPy sees a CUDA device, else numba. The CPU backends' ``cn_sweep`` takes
+``out=`` (which may be ``psi`` itself) and their ``douglas_step`` takes ``out=`` / ``res_out=``: the CPU loops of
+crprop.solvers (galprop_cn.march, douglas.iterate) reuse their field buffers. A device backend exposes
+``solve_species`` instead and keeps the whole loop on the device, so those loops never call its sweeps.
 """
 
 from __future__ import annotations

@@ -3,16 +3,22 @@
 Each kernel runs ``prange`` over independent lines and keeps the model index innermost, so the
 recurrences of the Thomas algorithm are vectorised across models (the CPU analogue of one GPU
 thread per (line, model)). Kernels are JIT-compiled once and cached on disk (``cache=True``).
-Semantics equal crprop.backends.numpy_backend (tested to 1e-10).
+Semantics equal crprop.backends.numpy_backend to round-off (tests/test_backend_hot_paths.py: BACKEND_ROUND_OFF).
 
 Every solve kernel handles both uses:
 * ``cn = True``: GALPROP Crank-Nicolson sweep — rhs = (1 - theta A_d) psi + qfac Q on every row,
   solve (I + theta A_d) x = rhs with GALPROP's raw boundary rows, clip negatives;
 * ``cn = False``: (I + theta A_d) x = rhs with identity rows (x = 0) on Dirichlet nodes.
+
+A solve kernel reads each of its lines completely (forward sweep) before it writes that line back (back
+substitution), and lines are disjoint between prange iterations, so ``out`` may be ``src`` (douglas_step solves in
+place). The public functions take any float64-convertible array of the operator's shape: the kernels index the
+operator's tables with the field's shape and do no bounds checking.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numba
@@ -195,13 +201,29 @@ def _solve_p(p1, p2, p3, l2, l3, gam, rmask, zmask, theta, src, q, cn, qfac, out
 
 
 class _Scratch:
-    """c', d' of the Thomas recurrences for one batch shape: views into the workspace's buffers."""
+    """c', d' of the Thomas recurrences for one batch shape, and the float64 tables a kernel call takes (Dirichlet
+    masks, theta), filled per call: views into the workspace's buffers, so no sweep allocates them."""
 
     def __init__(self, ws: _Workspace, shape: tuple[int, int, int, int]) -> None:
         nr, nz, ne, nb = shape
         self.zc, self.zd = ws.view("zc", (nr, nz, ne * nb)), ws.view("zd", (nr, nz, ne * nb))
         self.pc, self.pd = ws.view("pc", (nr, ne, nb)), ws.view("pd", (nr, ne, nb))
         self.rc, self.rd = ws.view("rc", (nz, nr, ne * nb)), ws.view("rd", (nz, nr, ne * nb))
+        self.rmask = ws.view("rmask", (nr,))
+        self.zmask = ws.view("zmask", (nz, nb))
+        self.zmask_full = ws.view("zmask_full", (nz, ne * nb))  # zmask repeated over E: index k * B + b
+        self.theta = ws.view("theta", (ne, nb))
+
+    def fill_masks(self, op: TransportOperator, raw: bool, full: bool) -> None:
+        """rmask and zmask (``full``: zmask_full) = 1 on unknowns, 0 on Dirichlet nodes; all 1 when ``raw``."""
+        zm = self.zmask_full if full else self.zmask
+        if raw:
+            self.rmask.fill(1.0)
+            zm.fill(1.0)
+            return
+        np.copyto(self.rmask, op.r_interior)
+        nz, nb = op.z_interior.shape
+        np.copyto(zm.reshape(nz, -1, nb), op.z_interior[:, None, :])
 
 
 class _Workspace:
@@ -213,7 +235,7 @@ class _Workspace:
         self._flat: dict[str, np.ndarray] = {}
 
     def view(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        n = int(np.prod(shape))
+        n = math.prod(shape)  # np.prod took ~5 us a call, 11 calls per kernel call
         buf = self._flat.get(name)
         if buf is None or buf.size < n:
             buf = self._flat[name] = np.empty(n)
@@ -231,74 +253,97 @@ default threading layer does not support concurrent parallel regions. The prange
 so threads calling the solver (``run_distributed(processes=False)``) lose nothing by taking turns."""
 
 
-def _masks(op: TransportOperator, raw: bool) -> tuple[np.ndarray, np.ndarray]:
-    if raw:
-        return np.ones(op.shape[0]), np.ones(op.z_interior.shape)
-    return op.r_interior.astype(np.float64), op.z_interior.astype(np.float64)
+def _field(op: TransportOperator, x, name: str) -> np.ndarray:
+    """x as a C-contiguous float64 array (no copy when it is one), checked against the operator's shape.
 
-
-def _theta(op: TransportOperator, theta) -> np.ndarray:
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(theta, dtype=np.float64), op.shape[2:]))
+    The kernels reshape their fields (C order only), type-specialise on dtype and layout (a float32 field compiled a
+    second kernel and was returned in float32) and index the operator's tables with the field's shape unchecked (a
+    field with more models than the operator read and wrote past the Thomas scratch: heap corruption)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.shape != op.shape:
+        raise ValueError(f"{name} has shape {x.shape}, expected {op.shape} (n_r, n_z, n_E, B) like the operator")
+    return x
 
 
 def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
+    """One line-solve kernel in direction d on checked fields (see :func:`_field`); ``out`` may be ``src``."""
     if d not in ("z", "p", "r"):
         raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
     out = np.empty_like(src) if out is None else out
-    rm, zm = _masks(op, raw)
-    th = _theta(op, theta)
-    n_e = op.shape[2]
-    zm_full = np.ascontiguousarray(np.broadcast_to(zm[:, None, :], (zm.shape[0], n_e, zm.shape[1]))).reshape(
-        zm.shape[0], -1)
-    with _KERNEL_LOCK:  # the scratch workspace is shared
+    with _KERNEL_LOCK:  # the scratch workspace (Thomas c', d', masks, theta) is shared
         ws = _WS.get(op.shape)
+        np.copyto(ws.theta, theta)  # a scalar or (n_E, B); always the same writable C array type for the kernels
+        ws.fill_masks(op, raw, full=d != "p")
         if d == "z":
-            _solve_z(op.z_a1, op.z_a2, op.z_a3, rm, zm_full, th, src, q, cn, qfac, out, ws.zc, ws.zd)
+            _solve_z(op.z_a1, op.z_a2, op.z_a3, ws.rmask, ws.zmask_full, ws.theta, src, q, cn, qfac, out, ws.zc, ws.zd)
         elif d == "p":
-            _solve_p(op.p_a1, op.p_a2, op.p_a3, op.loss_a2, op.loss_a3, op.gamma, rm, zm, th, src, q, cn, qfac,
-                     out, ws.pc, ws.pd)
+            _solve_p(op.p_a1, op.p_a2, op.p_a3, op.loss_a2, op.loss_a3, op.gamma, ws.rmask, ws.zmask, ws.theta, src, q,
+                     cn, qfac, out, ws.pc, ws.pd)
         else:
-            _solve_r(op.r_a1, op.r_a2, op.r_a3, rm, zm_full, th, src, q, cn, qfac, out, ws.rc, ws.rd)
+            _solve_r(op.r_a1, op.r_a2, op.r_a3, ws.rmask, ws.zmask_full, ws.theta, src, q, cn, qfac, out, ws.rc, ws.rd)
     return out
 
 
-def residual(op: TransportOperator, psi: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Q - A psi on interior nodes, 0 on Dirichlet nodes."""
-    out = np.empty_like(psi)
+def _out(op: TransportOperator, out: np.ndarray | None, name: str, *inputs: np.ndarray) -> np.ndarray:
+    """``out``, checked to be a writeable C float64 array of the operator's shape that shares no memory with
+    ``inputs``; a new array when None."""
+    if out is None:
+        return np.empty(op.shape)
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.flags.c_contiguous
+            and out.flags.writeable and out.shape == op.shape):
+        raise ValueError(f"{name} must be a writeable C-contiguous float64 array of shape {op.shape}")
+    if any(np.may_share_memory(out, x) for x in inputs):
+        raise ValueError(f"{name} must not share memory with the step's inputs")
+    return out
+
+
+def residual(op: TransportOperator, psi: np.ndarray, q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Q - A psi on interior nodes, 0 on Dirichlet nodes (into ``out`` when given)."""
+    psi, q = _field(op, psi, "psi"), _field(op, q, "q")
+    out = _out(op, out, "out", psi, q)
     with _KERNEL_LOCK:
+        ws = _WS.get(op.shape)
+        ws.fill_masks(op, raw=False, full=False)
         _residual(op.r_a1, op.r_a2, op.r_a3, op.z_a1, op.z_a2, op.z_a3, op.p_a1, op.p_a2, op.p_a3,
-                  op.res_loss_a2, op.res_loss_a3, op.gamma, op.res_loss_a4, op.r_interior.astype(np.float64),
-                  op.z_interior.astype(np.float64), psi, q, out)
+                  op.res_loss_a2, op.res_loss_a3, op.gamma, op.res_loss_a4, ws.rmask, ws.zmask, psi, q, out)
     return out
 
 
 def solve(op: TransportOperator, d: str, theta, rhs: np.ndarray, raw: bool = False) -> np.ndarray:
     """Solve (I + theta A_d) x = rhs along direction d (see numpy_backend.solve)."""
-    return _run(op, d, theta, np.ascontiguousarray(rhs), rhs, False, 0.0, raw)
+    rhs = _field(op, rhs, "rhs")
+    return _run(op, d, theta, rhs, rhs, False, 0.0, raw)
 
 
-def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """One GALPROP Crank-Nicolson sweep (see numpy_backend.cn_sweep)."""
+def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.ndarray,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """One GALPROP Crank-Nicolson sweep (see numpy_backend.cn_sweep); ``out`` (may be psi): C float64 result."""
     op.require_first_order_losses("cn_sweep")
-    return _run(op, d, 0.5 * dt_s, psi, q, True, dt_s / 3.0, True)
+    out = None if out is None else _out(op, out, "out")  # psi itself is allowed (module doc)
+    return _run(op, d, 0.5 * dt_s, _field(op, psi, "psi"), _field(op, q, "q"), True, dt_s / 3.0, True, out)
 
 
 def reset_dirichlet(op: TransportOperator, psi: np.ndarray, d: str | None = None) -> None:
-    """Set psi = 0 in place on the Dirichlet nodes of direction d ('r', 'z' or both)."""
+    """Set psi = 0 in place on the Dirichlet nodes of direction d ('r', 'z' or both).
+
+    Only the z rows and r planes that hold Dirichlet nodes are touched (numpy_backend multiplies the whole field by
+    the masks: three field passes per galprop step, 12 % of the numba ladder's time)."""
     if d in (None, "z"):
-        psi *= op.z_interior[None, :, None, :]
+        rows = np.flatnonzero(~op.z_interior.all(axis=1))  # rows with a Dirichlet node in some model
+        psi[:, rows] *= op.z_interior[None, rows, None, :]
     if d in (None, "r"):
-        psi *= op.r_interior[:, None, None, None]
+        psi[~op.r_interior] = 0.0
 
 
-def douglas_step(op: TransportOperator, tau_s: np.ndarray, psi: np.ndarray, q: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """One Douglas ADI step in delta form (see numpy_backend.douglas_step)."""
-    res = residual(op, psi, q)
-    d = res * tau_s[None, None]
-    d = _run(op, "z", tau_s, d, d, False, 0.0, False)
-    d2 = _run(op, "p", tau_s, d, d, False, 0.0, False)
-    d = _run(op, "r", tau_s, d2, d2, False, 0.0, False, out=d)
+def douglas_step(op: TransportOperator, tau_s: np.ndarray, psi: np.ndarray, q: np.ndarray,
+                 out: np.ndarray | None = None, res_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One Douglas ADI step in delta form (see numpy_backend.douglas_step); ``out``, ``res_out``: where to write
+    psi_new and the residual (C float64, sharing no memory with psi or q), new arrays when None."""
+    psi, q = _field(op, psi, "psi"), _field(op, q, "q")
+    res = residual(op, psi, q, out=res_out)
+    d = np.multiply(res, tau_s[None, None], out=_out(op, out, "out", psi, q, res))
+    for direction in ("z", "p", "r"):  # in place (module doc): no new field beyond d and res (were 4 a step)
+        _run(op, direction, tau_s, d, d, False, 0.0, False, out=d)
     d += psi
     return d, res
 

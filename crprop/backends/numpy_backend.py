@@ -76,7 +76,7 @@ def solve(op: TransportOperator, d: str, theta: np.ndarray | float, rhs: np.ndar
     sub = np.broadcast_to(-th * a1, shape).copy()
     dia = np.broadcast_to(1.0 + th * a2, shape).copy()
     sup = np.broadcast_to(-th * a3, shape).copy()
-    b = rhs.copy()
+    b = np.array(rhs, dtype=np.float64)  # a copy; the recurrences below are stored in b's dtype (int/float32 rhs)
     if not raw:
         fixed = np.broadcast_to(~op.interior_mask(), shape)
         sub[fixed] = 0.0
@@ -109,29 +109,34 @@ def reset_dirichlet(op: TransportOperator, psi: np.ndarray, d: str | None = None
         psi *= op.r_interior[:, None, None, None]
 
 
-def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.ndarray) -> np.ndarray:
+def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.ndarray,
+             out: np.ndarray | None = None) -> np.ndarray:
     """One GALPROP Crank-Nicolson sweep in direction d with time step dt (s), source split Q/3.
 
     (1 + dt/2 A_d) psi' = (1 - dt/2 A_d) psi + dt Q/3, then negatives -> 0 (GALPROP's clip).
-    Boundary resets are done by the caller, in GALPROP's order.
+    Boundary resets are done by the caller, in GALPROP's order. ``out`` (may be psi) receives the result.
     """
     op.require_first_order_losses("cn_sweep")
     rhs = psi - 0.5 * dt_s * apply(op, d, psi, raw=True) + (dt_s / 3.0) * q
     x = solve(op, d, 0.5 * dt_s, rhs, raw=True)
-    np.maximum(x, 0.0, out=x)
-    return x
+    return np.maximum(x, 0.0, out=x if out is None else out)
 
 
-def douglas_step(op: TransportOperator, tau_s: np.ndarray, psi: np.ndarray, q: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def douglas_step(op: TransportOperator, tau_s: np.ndarray, psi: np.ndarray, q: np.ndarray,
+                 out: np.ndarray | None = None, res_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One Douglas ADI step (theta = 1) in delta form; returns (psi_new, residual of the input psi).
 
     d = tau (Q - A psi); (I + tau A_z) d1 = d; (I + tau A_p) d2 = d1; (I + tau A_r) d3 = d2;
     psi_new = psi + d3. Its fixed point is exactly A psi = Q for any tau > 0. tau_s: (n_E, B) in s.
+    ``out``, ``res_out``: arrays to write psi_new and the residual into (solvers.douglas.iterate reuses them).
     """
     res = residual(op, psi, q)
     d = tau_s[None, None] * res
     d = solve(op, "z", tau_s, d)
     d = solve(op, "p", tau_s, d)
     d = solve(op, "r", tau_s, d)
-    return psi + d, res
+    new = np.add(psi, d, out=out)
+    if res_out is not None:  # after psi's last read, so that either buffer may be psi
+        res_out[...] = res
+        res = res_out
+    return new, res

@@ -102,7 +102,9 @@ def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps
     Models are independent in every kernel, so a model's result equals the one it gets when solved alone.
     """
     taus = pseudo_time_cycle(op, cycle)
-    psi = np.zeros_like(q) if psi0 is None else np.array(psi0, dtype=np.float64, copy=True)
+    # C float64 whatever q and psi0 are (np.zeros_like kept a float32 or Fortran-ordered q's type, which the
+    # numba sweeps' out= buffers refuse)
+    psi = np.zeros(np.shape(q)) if psi0 is None else np.array(psi0, dtype=np.float64, order="C", copy=True)
     backend.reset_dirichlet(op, psi, None)
     psi *= has_source(q)  # a model without any source has the steady state 0, whatever its warm start
     n_models = op.n_models
@@ -111,9 +113,12 @@ def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps
     live = np.arange(n_models)  # models of the packed batch, as indices into the whole batch
     done = np.zeros(n_models, dtype=bool)  # per packed model: converged, update discarded
     q_scales = residual_scale(slice_norms(q))  # (n_E, B): the source is fixed, so computed once
-    op_l, q_l, psi_l, taus_l, qn_l = op, q, psi, taus, q_scales
+    op_l, q_l, psi_l, taus_l, qn_l = op, q, psi.copy(), taus, q_scales  # psi: the result, written per model
+    spare = None  # (psi, residual) buffers of the next step: fresh fields cost 10-15 % of a numba step (page faults)
     for step in range(max_steps):
-        psi_new, res = backend.douglas_step(op_l, taus_l[step % cycle], psi_l, q_l)
+        if spare is None:
+            spare = (np.empty_like(psi_l), np.empty_like(psi_l))
+        psi_new, res = backend.douglas_step(op_l, taus_l[step % cycle], psi_l, q_l, out=spare[0], res_out=spare[1])
         rel = relative_residual(res, q_l, qn_l)
         hit = ~done & (rel <= tol)
         if hit.any():
@@ -125,6 +130,7 @@ def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps
         if done.all():
             return psi, res_norm, step, model_steps
         psi_new[..., done] = psi_l[..., done]  # frozen until the batch is re-packed
+        spare = (psi_l, res)  # both are read for the last time above (converged models are copied into psi)
         psi_l = psi_new
         if done.sum() >= COMPACT_FRACTION * done.size:
             keep = np.nonzero(~done)[0]
@@ -135,6 +141,7 @@ def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps
             taus_l = np.ascontiguousarray(taus[..., live])
             qn_l = q_scales[:, live]
             done = np.zeros(live.size, dtype=bool)
+            spare = None
     left = live[~done]
     psi[..., left] = psi_l[..., ~done]
     res_norm[left] = relative_residual(backend.residual(op_l, psi_l, q_l), q_l, qn_l)[~done]
