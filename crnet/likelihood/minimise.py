@@ -229,6 +229,7 @@ def coordinate_descent(
             take = res.fun <= fx[rows]
             x[rows[take], k] = res.x[take]
             fx[rows[take]] = res.fun[take]
+            _snap_to_bound(along_k, x, fx, rows, k, res.x, a, b, lo[k], hi[k], xatol, maxfev, nfev)
             on_edge[live, k] = ((((res.x - a) < EDGE_FACTOR * xatol) & (a > lo[k]))
                                 | (((b - res.x) < EDGE_FACTOR * xatol) & (b < hi[k])))
         step = x[idx] - x_start
@@ -249,6 +250,28 @@ def coordinate_descent(
         out = nfev[idx] >= maxfev
         active[idx[done | out]] = False
     return Minimum(x=x, fun=fx, nfev=nfev, converged=converged)
+
+
+def _snap_to_bound(
+    along_k: Objective1D, x: np.ndarray, fx: np.ndarray, rows: np.ndarray, k: int, x_line: np.ndarray,
+    a: np.ndarray, b: np.ndarray, lo_k: float, hi_k: float, xatol: float, maxfev: int, nfev: np.ndarray,
+) -> None:
+    """Evaluate variable k exactly on the box bound for the problems ``rows`` whose line minimum ``x_line`` ended
+    within EDGE_FACTOR * xatol of a bracket edge that is that bound, and keep it where not worse (updates x, fx,
+    nfev in place; one evaluation each, within the budget). fminbound never evaluates a bracket's edges, so a
+    minimum on the bound would otherwise stop ~xatol / 3 inside it: for the nuisance phi of a two-period data set
+    that cost up to 4e-3 in chi^2 (review of session 16) where the Powell search it replaced reached the bound."""
+    near_lo = (x_line - lo_k < EDGE_FACTOR * xatol) & (a <= lo_k)
+    near_hi = (hi_k - x_line < EDGE_FACTOR * xatol) & (b >= hi_k)
+    sub = np.flatnonzero((near_lo | near_hi) & (nfev[rows] < maxfev) & np.isfinite(fx[rows]))
+    if sub.size == 0:
+        return
+    bound = np.where(near_lo[sub], lo_k, hi_k)
+    f_bound = along_k(sub, bound)
+    nfev[rows[sub]] += 1
+    take = f_bound <= fx[rows[sub]]
+    x[rows[sub[take]], k] = bound[take]
+    fx[rows[sub[take]]] = f_bound[take]
 
 
 def _pattern_search(
