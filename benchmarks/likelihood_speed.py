@@ -9,8 +9,9 @@ normalisations differ from model to model. Data sets:
 * ``ams02-2021-ace2009``: the same plus ACE-CRIS C, O of 2009: two nuisance phi (grid + coordinate descent,
   vectorised over models; a per-model scipy Powell search until session 16).
 
-Timed after one untimed call (imports, caches); the likelihood is numpy. The sum of chi2_tot over the models is printed so that two
-versions of the code can be checked to agree while their times are compared (``PYTHONPATH=<other checkout>``).
+Timed after one untimed call (imports, caches); the likelihood is numpy. The sum of chi2_tot over the models is
+printed so that two versions of the code can be checked to agree while their times are compared
+(``PYTHONPATH=<other checkout>``).
 GALPROP's time per model (one solve, ../shared/reference/galprop) is in the table for scale: the likelihood
 adds this much to every scan model.
 
