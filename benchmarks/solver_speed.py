@@ -2,7 +2,8 @@
 
 Prints, for B in {1, 16, 128} models per batch: steps to converge, ms per model*species, models/s for
 a 25-isotope network, and GALPROP's per-model time; also the accuracy of `fast` and `galprop` against
-the exact sparse solve on a small grid. Writes benchmarks/results/solver_speed_cpu.{json,md}.
+the exact sparse solve on a small grid. Writes benchmarks/results/solver_speed_cpu.{json,md}
+(``--stem`` for another name).
 
     python benchmarks/solver_speed.py [--batches 1 16 128] [--backends numba numpy]
 """
@@ -57,6 +58,7 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["numba", "numpy"])
     ap.add_argument("--numpy-max-batch", type=int, default=16, help="skip numpy above this batch (slow)")
     ap.add_argument("--repeats", type=int, default=3, help="timed solves per row (median and range reported)")
+    ap.add_argument("--stem", default="solver_speed_cpu", help="results file name (benchmarks/results/<stem>.md)")
     args = ap.parse_args()
     warnings.simplefilter("ignore", NonConvergenceWarning)
     grid = Grid.regular()  # paper grid
@@ -99,7 +101,7 @@ def main() -> None:
     lines.append(f"\nGALPROP: {galprop_s:.1f} s per model (25 isotopes, one core; {galprop_src}).")
     lines.append("\nAccuracy against the exact sparse solve (small grid, 12C): "
                  + ", ".join(f"{k} {v['max_rel_error_vs_exact']:.2e}" for k, v in acc.items() if k != "grid"))
-    save_results("solver_speed_cpu", "\n".join(lines), out)
+    save_results(args.stem, "\n".join(lines), out)
 
 if __name__ == "__main__":
     main()
