@@ -108,10 +108,13 @@ def test_data_show_files_by_existence_and_directories(tmp_path: Path) -> None:
     (["# flux units: cm^-2 s^-1 sr^-1 GV^-1; errors alike"], HEADER,
      ["line 1, column 'flux units'", "'cm^-2 s^-1 sr^-1 GV^-1'"]),
     (["# x: kinetic energy per nucleon Ekn [MeV/n]"], HEADER.replace("R_", "Ekn_").replace("_GV", "_GeVn"),
-     ["line 1, column 'x'", "metadata unit [MeV/n] contradicts the x columns, which are Ekn in GeV/n"]),
+     ["line 1, column 'x'", "metadata unit [MeV/n]", "contradicts the x columns, which are Ekn in GeV/n"]),
     (["# x: rigidity R [GV]", "# ratio units: dimensionless"], HEADER,
      ["line 2, column 'ratio units'", "on a flux table"]),
     (["# ratio units: percent"], HEADER.replace("flux", "ratio"), ["column 'ratio units'", "must be dimensionless"]),
+    (["# Flux Unit: cm^-2 s^-1 sr^-1 GV^-1"], HEADER, ["column 'Flux Unit'", "an area in cm"]),  # review: key case
+    (["# flux units: m^-2 s^-1 sr^-1 GeV^-1"], HEADER, ["a flux per energy, but x is rigidity"]),
+    (["# x: rigidity R (bins as in [1]) [GeV]"], HEADER, ["metadata unit [GeV] (the line's last [...])"]),
 ])
 def test_tables_refuse_unit_metadata_that_contradict_the_columns(tmp_path, meta, header, fragments) -> None:
     """A flux table whose metadata say (MeV/n)^-1 or cm^-2 was read as if in SI per GV: a factor 1e3 / 1e4."""
@@ -128,6 +131,12 @@ def test_tables_accept_consistent_unit_metadata(tmp_path) -> None:
     path = csv_file(tmp_path, ["# x: kinetic energy per nucleon Ekn [GeV/nucleon]",
                                "# flux units: sr^-1 m^-2 s^-1 (GeV/n)^-1; all error columns alike"], header=ekn)
     assert read_table(path).x_kind == "Ekn"
+    # other spellings of the right units pass (review of session 16: exact token matching refused them)
+    for flux_units, x_line in (("m^-2 s^-1 sr^-1 (GeV/nucleon)^-1", "# x: Ekn [GeV/u]"),
+                               ("(m^2 s sr GeV/n)^-1", "# x: Ekn (bins as in [1]) [GeV/n]"),
+                               ("m-2 s-1 sr-1 (gev/nuc)-1", "# X: Ekn [GeV/amu]")):
+        spelled = csv_file(tmp_path, [x_line, f"# Flux units: {flux_units}"], header=ekn, name="B_spelled.csv")
+        assert read_table(spelled).x_kind == "Ekn", flux_units
     shipped = sorted(DATA_DIR.rglob("*.csv"))
     assert len(shipped) == 12
     for f in shipped:  # every shipped table carries unit metadata that must keep passing
@@ -319,6 +328,10 @@ def test_predict_never_writes_over_its_inputs(tmp_path: Path, store: Path, model
                                   "--overwrite"])
         assert_usage_error(res, f"is the input {option}")
     assert store.read_bytes() == before
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "nowhere" / "x.csv")  # review: the write failed after the predictions
+    res = runner.invoke(app, ["predict", "--model", str(model_file), "--spectra", str(store), "--out", str(dangling)])
+    assert_usage_error(res, "is a symbolic link to a missing file")
 
 
 def test_predict_existing_output_needs_overwrite(tmp_path: Path, store: Path, model_file: Path) -> None:

@@ -38,6 +38,9 @@ def check_output(path: Path | str, what: str = "--out", *, overwrite: bool | Non
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {path}: is a directory; give a file name")
+    if path.is_symlink() and not path.exists():
+        raise ValueError(f"{what} {path}: is a symbolic link to a missing file ({os.readlink(path)}); give a file "
+                         "name")
     require_parent_dir(path, what)
     for option, src in (inputs or {}).items():
         if src is not None and same_file(path, src):

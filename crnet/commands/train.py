@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
         store: Path = typer.Option(..., "--store", help="Mock store (HDF5) written by `crnet scan`, or pseudo-data."),
         machine: str = typer.Option("A", "--machine", help=f"One of {', '.join(MACHINES)}."),
         out: Path = typer.Option(..., "--out", help="Model file to write (checkpoint: <out>.ckpt); an existing model "
-                                 "file is replaced (--resume continues its checkpoint instead)."),
+                                 "file is replaced (--resume continues its checkpoint instead), except the "
+                                 "--store or --init-from file itself, which is refused."),
         arch: str = typer.Option("paper", "--arch", help=f"Network of A/B: {', '.join(ARCHITECTURES)}."),
         epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default: paper 100, crnet 200)."),
         batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size (default per network)."),

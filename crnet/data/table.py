@@ -363,30 +363,64 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
     )
 
 
-def _unit_tokens(text: str) -> list[str]:
-    return text.split(";")[0].split()
+PER_NUCLEON_SPELLINGS: tuple[str, ...] = ("gev/nucleon", "gev/nucl", "gev/nuc", "gev/amu", "gev/u", "gevn^-1", "gevn")
+"""Spellings of GeV per nucleon (lower case, no spaces) read as 'gev/n' when unit metadata are compared."""
+
+
+def _normalised_unit(text: str) -> str:
+    """A unit text without its note (after ';'), in lower case, without spaces, per-nucleon spellings as 'gev/n'."""
+    unit = "".join(text.split(";")[0].split()).lower()
+    for spelling in PER_NUCLEON_SPELLINGS:
+        unit = unit.replace(spelling, "gev/n")
+    return unit.replace("gev/n.", "gev/n")
+
+
+def _flux_unit_contradiction(unit: str, kind: str) -> str | None:
+    """What in a normalised flux unit contradicts the format's unit for x variable ``kind`` (None: nothing). Only
+    contradictions are refused (an area in cm, an energy in MeV / TeV / keV, per particle for a per-nucleon table,
+    per GV for a table in energy or the reverse); other spellings of the right unit pass."""
+    if "cm" in unit:
+        return "an area in cm (the format's fluxes are per m^2)"
+    for prefix in ("kev", "mev", "tev"):
+        if prefix in unit:
+            return f"an energy in {prefix[0].upper()}eV (the format's energies are in GeV)"
+    per_gv, per_gevn = "gv" in unit, "gev/n" in unit
+    per_gev = "gev" in unit.replace("gev/n", "")
+    if kind == "R" and (per_gevn or per_gev):
+        return "a flux per energy, but x is rigidity (fluxes per GV)"
+    if kind == "Ekn" and (per_gv or (per_gev and not per_gevn)):
+        return "a flux per GV or per particle energy, but x is kinetic energy per nucleon (fluxes per GeV/n)"
+    if kind in ("Ek", "E") and (per_gv or per_gevn):
+        return "a flux per GV or per GeV/n, but x is energy per particle (fluxes per GeV)"
+    return None
 
 
 def _check_unit_metadata(path: Path, meta: dict[str, str], meta_lines: dict[str, int], kind: str,
                          quantity: str) -> None:
-    """ValueError naming file, line and key when the unit metadata contradict the x columns / the quantity."""
+    """ValueError naming file, line and key when the unit metadata contradict the x columns / the quantity. Keys are
+    matched without regard to case, 'flux unit' as 'flux units'."""
+    keys = {re.sub(r"^(flux|ratio) units?$", r"\1 units", " ".join(k.lower().split())): k for k in meta}
     other = "ratio units" if quantity == "flux" else "flux units"
-    if other in meta:
-        raise _err(path, meta_lines[other], other, f"metadata {other!r} on a {quantity} table (column "
-                                                   f"'{quantity}'); one of them is wrong")
-    if quantity == "flux" and "flux units" in meta:
-        given, expected = meta["flux units"].split(";")[0].strip(), FLUX_UNITS[kind]
-        if sorted(_unit_tokens(given)) != sorted(_unit_tokens(expected)):
-            raise _err(path, meta_lines["flux units"], "flux units",
-                       f"{given!r}, but a table with x = {kind} [{X_UNIT_LABELS[kind]}] must give fluxes in "
-                       f"{expected} (convert the flux and error columns, e.g. x1000 from (MeV/n)^-1 to (GeV/n)^-1, "
-                       "x1e4 from cm^-2 to m^-2)")
-    if quantity == "ratio" and "ratio units" in meta:
-        given = meta["ratio units"].split(";")[0].strip()
+    if other in keys:
+        raise _err(path, meta_lines[keys[other]], keys[other], f"metadata {keys[other]!r} on a {quantity} table "
+                                                               f"(column '{quantity}'); one of them is wrong")
+    if quantity == "flux" and "flux units" in keys:
+        key = keys["flux units"]
+        given = meta[key].split(";")[0].strip()
+        why = _flux_unit_contradiction(_normalised_unit(given), kind)
+        if why is not None:
+            raise _err(path, meta_lines[key], key,
+                       f"{given!r} is {why}: a table with x = {kind} [{X_UNIT_LABELS[kind]}] must give fluxes in "
+                       f"{FLUX_UNITS[kind]} (convert the flux and error columns, e.g. x1000 from (MeV/n)^-1 to "
+                       "(GeV/n)^-1, x1e4 from cm^-2 to m^-2)")
+    if quantity == "ratio" and "ratio units" in keys:
+        key = keys["ratio units"]
+        given = meta[key].split(";")[0].strip()
         if given.lower() != "dimensionless":
-            raise _err(path, meta_lines["ratio units"], "ratio units", f"{given!r}; ratios must be dimensionless")
-    m = re.search(r"\[([^\]]*)\]", meta.get("x", ""))
-    if m and "".join(m.group(1).split()).lower() not in X_UNIT_SPELLINGS[kind]:
-        raise _err(path, meta_lines["x"], "x", f"metadata unit [{m.group(1)}] contradicts the x columns, which "
-                                              f"are {kind} in {X_UNIT_LABELS[kind]} (column names "
-                                              f"{kind}_*_{X_UNITS[kind]})")
+            raise _err(path, meta_lines[key], key, f"{given!r}; ratios must be dimensionless")
+    x_key = keys.get("x")
+    brackets = re.findall(r"\[([^\]]*)\]", meta.get(x_key, "")) if x_key else []
+    if brackets and _normalised_unit(brackets[-1]) not in X_UNIT_SPELLINGS[kind]:
+        raise _err(path, meta_lines[x_key], x_key, f"metadata unit [{brackets[-1]}] (the line's last [...]) "
+                                                   f"contradicts the x columns, which are {kind} in "
+                                                   f"{X_UNIT_LABELS[kind]} (column names {kind}_*_{X_UNITS[kind]})")
