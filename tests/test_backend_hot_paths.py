@@ -282,3 +282,30 @@ def test_solver_loops_take_fortran_and_float32_fields():
                 got = run(q_x, psi0_x)
                 assert got.dtype == np.float64 and got.flags.c_contiguous
                 assert np.array_equal(got, run(q64, psi064))
+
+
+@pytest.mark.parametrize("backend", [numpy_backend, numba_backend], ids=["numpy", "numba"])
+def test_out_buffers_follow_one_rule(backend):
+    """Both CPU backends take ``out=`` by crprop.backends.check_out: cn_sweep's out may be psi itself but no other
+    array overlapping psi (a view offset by half a row was accepted by numba and off by up to 81 %, review of
+    session 16), douglas_step's out / res_out overlap nothing (numpy returned the residual as psi_new for
+    out=res_out), and a float32 out is refused (numpy returned float32)."""
+    _, op, q = random_problem(seed=1, n_models=3)
+    tau = np.random.default_rng(2).uniform(1e12, 1e15, op.shape[2:])
+    psi = q * 1e13
+    half_row = op.shape[2] * op.shape[3] // 2
+    flat = np.zeros(psi.size + half_row)
+    shifted_psi, shifted_out = flat[half_row:].reshape(op.shape), flat[:psi.size].reshape(op.shape)
+    shifted_psi[...] = psi
+    with pytest.raises(ValueError, match="out must not share memory with the step's inputs"):
+        backend.cn_sweep(op, "z", 3e13, shifted_psi, q, out=shifted_out)
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous float64 array"):
+        backend.cn_sweep(op, "z", 3e13, psi, q, out=np.empty(op.shape, dtype=np.float32))
+    buf = np.empty(op.shape)
+    with pytest.raises(ValueError, match="must not share memory"):
+        backend.douglas_step(op, tau, psi, q, out=buf, res_out=buf)
+    with pytest.raises(ValueError, match="must not share memory"):
+        backend.douglas_step(op, tau, psi, q, out=psi.copy(), res_out=psi)
+    new, res = backend.douglas_step(op, tau, psi, q, out=np.empty(op.shape), res_out=np.empty(op.shape))
+    ref_new, ref_res = backend.douglas_step(op, tau, psi, q)
+    assert np.array_equal(new, ref_new) and np.array_equal(res, ref_res)

@@ -17,6 +17,25 @@ from types import ModuleType
 BACKENDS = ("numpy", "numba", "cupy")
 
 
+def check_out(shape: tuple[int, ...], out, name: str, *inputs, may_be=None):
+    """The CPU backends' one rule for an ``out=`` buffer: a writeable C-contiguous float64 array of ``shape`` that
+    shares no memory with ``inputs``, except that it may be ``may_be`` itself (the very same array: a sweep reads
+    each line before writing it, so ``cn_sweep(..., out=psi)`` is exact, while a partial overlap, e.g. a view offset
+    by half a row, is not; review of session 16: numba returned values off by up to 81 %). Returns ``out``; raises
+    ValueError naming ``name`` otherwise."""
+    import numpy as np
+
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.flags.c_contiguous
+            and out.flags.writeable and out.shape == tuple(shape)):
+        raise ValueError(f"{name} must be a writeable C-contiguous float64 array of shape {tuple(shape)}")
+    if may_be is not None and out is may_be:
+        return out
+    if any(np.may_share_memory(out, x) for x in inputs):
+        raise ValueError(f"{name} must not share memory with the step's inputs"
+                         + (" (it may be psi itself)" if may_be is not None else ""))
+    return out
+
+
 def cupy_available() -> tuple[bool, str]:
     """(True, '') when CuPy imports and sees a CUDA device; else (False, reason)."""
     try:

@@ -284,17 +284,12 @@ def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
     return out
 
 
-def _out(op: TransportOperator, out: np.ndarray | None, name: str, *inputs: np.ndarray) -> np.ndarray:
-    """``out``, checked to be a writeable C float64 array of the operator's shape that shares no memory with
-    ``inputs``; a new array when None."""
-    if out is None:
-        return np.empty(op.shape)
-    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.flags.c_contiguous
-            and out.flags.writeable and out.shape == op.shape):
-        raise ValueError(f"{name} must be a writeable C-contiguous float64 array of shape {op.shape}")
-    if any(np.may_share_memory(out, x) for x in inputs):
-        raise ValueError(f"{name} must not share memory with the step's inputs")
-    return out
+def _out(op: TransportOperator, out: np.ndarray | None, name: str, *inputs: np.ndarray,
+         may_be: np.ndarray | None = None) -> np.ndarray:
+    """``out`` checked by :func:`crprop.backends.check_out`; a new array when None."""
+    from crprop.backends import check_out
+
+    return np.empty(op.shape) if out is None else check_out(op.shape, out, name, *inputs, may_be=may_be)
 
 
 def residual(op: TransportOperator, psi: np.ndarray, q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -319,8 +314,9 @@ def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.
              out: np.ndarray | None = None) -> np.ndarray:
     """One GALPROP Crank-Nicolson sweep (see numpy_backend.cn_sweep); ``out`` (may be psi): C float64 result."""
     op.require_first_order_losses("cn_sweep")
-    out = None if out is None else _out(op, out, "out")  # psi itself is allowed (module doc)
-    return _run(op, d, 0.5 * dt_s, _field(op, psi, "psi"), _field(op, q, "q"), True, dt_s / 3.0, True, out)
+    psi_c, q_c = _field(op, psi, "psi"), _field(op, q, "q")
+    out = None if out is None else _out(op, out, "out", psi, q, psi_c, q_c, may_be=psi)  # psi itself: module doc
+    return _run(op, d, 0.5 * dt_s, psi_c, q_c, True, dt_s / 3.0, True, out)
 
 
 def reset_dirichlet(op: TransportOperator, psi: np.ndarray, d: str | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from crprop.backends import check_out
 from crprop.operator import TransportOperator
 
 AXIS = {"r": 0, "z": 1, "p": 2}
@@ -117,6 +118,8 @@ def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.
     Boundary resets are done by the caller, in GALPROP's order. ``out`` (may be psi) receives the result.
     """
     op.require_first_order_losses("cn_sweep")
+    if out is not None:
+        check_out(op.shape, out, "out", psi, q, may_be=psi)
     rhs = psi - 0.5 * dt_s * apply(op, d, psi, raw=True) + (dt_s / 3.0) * q
     x = solve(op, d, 0.5 * dt_s, rhs, raw=True)
     return np.maximum(x, 0.0, out=x if out is None else out)
@@ -130,13 +133,18 @@ def douglas_step(op: TransportOperator, tau_s: np.ndarray, psi: np.ndarray, q: n
     psi_new = psi + d3. Its fixed point is exactly A psi = Q for any tau > 0. tau_s: (n_E, B) in s.
     ``out``, ``res_out``: arrays to write psi_new and the residual into (solvers.douglas.iterate reuses them).
     """
+    # the numba backend's rule: neither buffer may overlap psi, q or the other
+    if out is not None:
+        check_out(op.shape, out, "out", psi, q, *([] if res_out is None else [res_out]))
+    if res_out is not None:
+        check_out(op.shape, res_out, "res_out", psi, q)
     res = residual(op, psi, q)
     d = tau_s[None, None] * res
     d = solve(op, "z", tau_s, d)
     d = solve(op, "p", tau_s, d)
     d = solve(op, "r", tau_s, d)
     new = np.add(psi, d, out=out)
-    if res_out is not None:  # after psi's last read, so that either buffer may be psi
+    if res_out is not None:
         res_out[...] = res
         res = res_out
     return new, res
