@@ -101,7 +101,7 @@ def _layouts(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def test_numba_entry_points_take_any_layout_and_return_float64():
-    """A Fortran-ordered or strided field failed in the kernels' reshape (NotImplementedError / TypingError; solve
+    """A Fortran-ordered or strided field made numba raise in the kernels' reshape (and solve
     even passed the caller's rhs on after making a C copy of it), and a float32 field compiled a float32 kernel
     whose result was float32 (numpy: float64). Each is now the C float64 call's result, to the bit."""
     _, op, q = random_problem(seed=1, n_models=3)

@@ -5,6 +5,7 @@ files, so each test takes well under a few seconds."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -286,6 +287,13 @@ def test_scan_from_fit_refuses_files_that_are_not_fit_results(tmp_path: Path, sp
         assert_usage_error(res, f"--from-fit {path}", fragment)
     res = runner.invoke(app, ["scan", "--out", str(extra), "--from-fit", str(extra), "--overwrite", *GRID])
     assert_usage_error(res, "is the input --from-fit")
+    from crnet.scan.fit import FitResult
+
+    # the checks live in FitResult.load, so Python callers get them too (a list raised AttributeError there)
+    for path, fragment in ((spectra_file, "not JSON text"), (listing, "(JSON list, not an object)"),
+                           (extra, "unknown key(s) ['comment']")):
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            FitResult.load(path)
 
 
 # ---------------------------------------------------------------------------------------------- crnet store

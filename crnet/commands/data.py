@@ -84,7 +84,7 @@ def _print_dataset(ds: Dataset, points: bool) -> None:
                     f"{0.5 * (b.stat_lo[j] + b.stat_hi[j]):>11.4g}"
                     f"{0.5 * (b.sys_lo[j] + b.sys_hi[j]):>11.4g}{b.sigma[j]:>11.4g}"
                 )
-    typer.echo("  units: E kinetic energy per nucleon [GeV/n], flux [m^-2 s^-1 sr^-1 (GeV/n)^-1]")
+    typer.echo(f"  units: E kinetic energy per nucleon [GeV/n], flux [{FLUX_UNITS['Ekn']}]")
 
 
 def _table_dict(t: MeasurementTable, points: bool) -> dict:

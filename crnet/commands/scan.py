@@ -37,20 +37,14 @@ def _parse_start(text: str | None) -> list[float] | None:
 
 
 def _load_fit(path: Path):
-    """The `crnet fit` result at ``path``; ValueError naming --from-fit and the file for anything else (a binary
-    file, JSON that is not an object, unknown keys) rather than a traceback."""
+    """The `crnet fit` result at ``path``; ValueError naming --from-fit and the file (FitResult.load's checks)."""
     from crnet.scan.fit import FitResult
 
     check_input_file(path, "--from-fit")
     try:
         return FitResult.load(path)
     except ValueError as exc:
-        if isinstance(exc, UnicodeDecodeError):
-            raise ValueError(f"--from-fit {path}: not a crnet fit file (not JSON text; `crnet fit --out` writes "
-                             "one)") from None
-        raise
-    except (AttributeError, TypeError) as exc:
-        raise ValueError(f"--from-fit {path}: not a crnet fit file written by `crnet fit` ({exc})") from None
+        raise ValueError(f"--from-fit {exc}") from None
 
 
 def register(app: typer.Typer) -> None:

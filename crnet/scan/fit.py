@@ -28,7 +28,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +139,21 @@ class FitResult:
 
     @classmethod
     def load(cls, path: Path | str) -> FitResult:
+        """The fit result written by :meth:`save` (``crnet fit --out``); ValueError naming the file for anything else:
+        binary or unreadable, JSON that is not an object, another format, unknown or missing keys, a bad covariance."""
         path = Path(path)
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a crnet fit file (not JSON text; `crnet fit --out` writes one)") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a readable crnet fit file ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: not a crnet fit file written by `crnet fit` (JSON {type(raw).__name__}, not "
+                             "an object)")
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)} - {"format", "version"})
+        if unknown:
+            raise ValueError(f"{path}: not a crnet fit file written by `crnet fit` (unknown key(s) {unknown})")
         if raw.get("format") != FIT_FORMAT:
             raise ValueError(f"{path}: format {raw.get('format')!r}, expected {FIT_FORMAT!r}")
         raw.pop("format"), raw.pop("version", None)
