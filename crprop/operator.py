@@ -113,12 +113,14 @@ class TransportOperator:
             if np.any(getattr(self, name) < 0):
                 raise ValueError(f"TransportOperator.{name} must be >= 0 (rates in s^-1)")
 
-    def check_source(self, q: np.ndarray, name: str = "source") -> np.ndarray:
-        """Validate a source/field array against this operator: shape (n_r, n_z, n_E, B), finite."""
+    def check_source(self, q: np.ndarray, name: str = "source", finite: bool = True) -> np.ndarray:
+        """A source/field array as C-contiguous float64 (no copy when it is one) of this operator's shape
+        (n_r, n_z, n_E, B), and finite unless ``finite`` is False (the backends' per-sweep entry points skip that
+        full-field pass; the solvers check once)."""
         q = np.ascontiguousarray(q, dtype=np.float64)
         if q.shape != self.shape:
             raise ValueError(f"{name} has shape {q.shape}, expected {self.shape} (n_r, n_z, n_E, B)")
-        if not np.all(np.isfinite(q)):
+        if finite and not np.all(np.isfinite(q)):
             raise ValueError(f"{name} contains NaN or inf")
         return q
 

@@ -16,7 +16,7 @@ fixed overhead plus ~0.05 ms per model (20 GALPROP-like models), so that paid th
   Brent per period on a bracket around the current phi, and a line search along the sweep's displacement when the
   sweeps contract slowly. It replaces scipy's bounded Powell per model. Chosen over a vectorised Powell
   direction set because the periods' potentials couple only through the common normalisations, weakly
-  (correlation ~ -0.25 between the AMS-02 and ACE-CRIS phi of crml_base-like models at their minimum): each sweep
+  (correlation ~ +0.25 between the AMS-02 and ACE-CRIS phi of crml_base-like models at their minimum): each sweep
   then shrinks the moves ~15-fold (rho^2 ~ 0.06), ~5 sweeps reach PHI_SWEEP_XTOL_MV, and the brackets shrink with
   the moves (a line search costs ~log(width / xatol) evaluations: ~6 once converged). The displacement line search
   covers strongly coupled periods. On correlated quadratics (tests/test_phi_profile.py) it finds the minimum to a
@@ -44,7 +44,8 @@ spacings holds the minimum)."""
 
 PHI_XATOL_MV: float = 1e-3
 """Absolute tolerance (MV) of every bounded Brent line search over a nuisance phi (one period, or one coordinate of
-several). For AMS-02-like data (1 sigma in phi ~ 2-5 MV) an error of 1e-3 MV costs < 3e-7 in chi^2."""
+several). For the shipped data (1 sigma in phi ~ 3-7 MV: AMS-02 5.7-6.8, ACE-CRIS ~2.7 on crml_base-like
+models, review of session 16) an error of 1e-3 MV costs < 3e-7 in chi^2."""
 
 PHI_SWEEP_XTOL_MV: float = PHI_XATOL_MV
 """Several periods: the coordinate descent stops when a sweep moved no phi by more than this (MV), i.e. when the
@@ -139,16 +140,15 @@ def profile_phis(
         totals = np.stack([prob.total(models, {**fixed, **ref, k: float(p)}) for p in grid], axis=1)
         phi[:, j] = grid[np.argmin(totals, axis=1)]
 
-    def total(sub: np.ndarray, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return prob.total(models[rows[sub]], {**fixed, **{k: x[:, j] for j, k in enumerate(keys)}})
+    def total(rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return prob.total(rows, {**fixed, **{k: x[:, j] for j, k in enumerate(keys)}})
 
-    everyone = np.arange(models.size)
-    f0 = total(everyone, phi, everyone)
+    f0 = total(models, phi)
     converged = np.ones(models.size, dtype=bool)
     ok = np.flatnonzero(np.isfinite(f0))
     if ok.size:
         res = coordinate_descent(
-            lambda sub, x: total(sub, x, ok), phi[ok], f0[ok], lo, hi,
+            lambda sub, x: total(models[ok[sub]], x), phi[ok], f0[ok], lo, hi,
             width0=hi - lo, xatol=PHI_XATOL_MV, xtol=PHI_SWEEP_XTOL_MV,
             ftol=PHI_SWEEP_FTOL, maxfev=PHI_MAX_EVALS_PER_PERIOD * len(keys),
         )

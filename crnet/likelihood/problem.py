@@ -59,7 +59,7 @@ class Problem:
         # from that sub-grid: same nodes and weights, so the same numbers, at a fraction of the force-field cost
         self.toa_energies: dict[str, slice] = {}
         for key, blocks in self.toa_blocks.items():
-            nodes = np.concatenate([self.predictions[i].nodes for i in blocks]) if blocks else np.zeros(1, int)
+            nodes = np.concatenate([self.predictions[i].nodes for i in blocks])  # every period has a block (Dataset)
             cols = slice(int(nodes.min()), int(nodes.max()) + 1)
             self.toa_energies[key] = cols
             sp = self.period_spectra[key]

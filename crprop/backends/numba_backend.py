@@ -25,6 +25,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from crprop.backends import check_out
 from crprop.operator import TransportOperator
 
 name = "numba"
@@ -259,10 +260,7 @@ def _field(op: TransportOperator, x, name: str) -> np.ndarray:
     The kernels reshape their fields (C order only), type-specialise on dtype and layout (a float32 field compiled a
     second kernel and was returned in float32) and index the operator's tables with the field's shape unchecked (a
     field with more models than the operator read and wrote past the Thomas scratch: heap corruption)."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    if x.shape != op.shape:
-        raise ValueError(f"{name} has shape {x.shape}, expected {op.shape} (n_r, n_z, n_E, B) like the operator")
-    return x
+    return op.check_source(x, name, finite=False)
 
 
 def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
@@ -287,8 +285,6 @@ def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
 def _out(op: TransportOperator, out: np.ndarray | None, name: str, *inputs: np.ndarray,
          may_be: np.ndarray | None = None) -> np.ndarray:
     """``out`` checked by :func:`crprop.backends.check_out`; a new array when None."""
-    from crprop.backends import check_out
-
     return np.empty(op.shape) if out is None else check_out(op.shape, out, name, *inputs, may_be=may_be)
 
 
@@ -315,7 +311,7 @@ def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi: np.ndarray, q: np.
     """One GALPROP Crank-Nicolson sweep (see numpy_backend.cn_sweep); ``out`` (may be psi): C float64 result."""
     op.require_first_order_losses("cn_sweep")
     psi_c, q_c = _field(op, psi, "psi"), _field(op, q, "q")
-    out = None if out is None else _out(op, out, "out", psi, q, psi_c, q_c, may_be=psi)  # psi itself: module doc
+    out = None if out is None else _out(op, out, "out", psi, q, may_be=psi)  # psi itself: module doc
     return _run(op, d, 0.5 * dt_s, psi_c, q_c, True, dt_s / 3.0, True, out)
 
 

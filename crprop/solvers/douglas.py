@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from crprop.operator import TransportOperator
-from crprop.solvers.result import relative_residual, residual_scale, slice_norms
+from crprop.solvers.result import initial_field, relative_residual, residual_scale, slice_norms
 
 DEFAULT_CYCLE = 8
 """Pseudo-time steps per geometric cycle. Measured on crml_base 12C (paper grid, tol 1e-6): 6, 8, 10
@@ -102,9 +102,7 @@ def iterate(backend, op: TransportOperator, q: np.ndarray, tol: float, max_steps
     Models are independent in every kernel, so a model's result equals the one it gets when solved alone.
     """
     taus = pseudo_time_cycle(op, cycle)
-    # C float64 whatever q and psi0 are (np.zeros_like kept a float32 or Fortran-ordered q's type, which the
-    # numba sweeps' out= buffers refuse)
-    psi = np.zeros(np.shape(q)) if psi0 is None else np.array(psi0, dtype=np.float64, order="C", copy=True)
+    q, psi = op.check_source(q), initial_field(op, psi0)
     backend.reset_dirichlet(op, psi, None)
     psi *= has_source(q)  # a model without any source has the steady state 0, whatever its warm start
     n_models = op.n_models

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crprop.constants import YEAR_S
+from crprop.solvers.result import initial_field
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,7 @@ def march(backend, op, q: np.ndarray, ladder: TimeLadder, psi0: np.ndarray | Non
     psi is this function's own array, so the sweeps write into it (``cn_sweep(..., out=psi)``, which the CPU backends
     take; the CuPy backend marches on the device in its own solve_species): a new field per sweep cost ~10 % of the
     numba ladder's time (page faults of fresh memory; 21 x 41 x 32 cells x 16 models, one thread)."""
-    # C float64 whatever q and psi0 are (np.zeros_like kept a float32 or Fortran-ordered q's type, which the
-    # numba sweeps' out= buffers refuse)
-    psi = np.zeros(np.shape(q)) if psi0 is None else np.array(psi0, dtype=np.float64, order="C", copy=True)
+    q, psi = op.check_source(q), initial_field(op, psi0)
     backend.reset_dirichlet(op, psi, None)  # a warm start's boundary nodes, as the CuPy backend (review, session 13)
     steps = ladder.steps_s()
     for dt in steps:

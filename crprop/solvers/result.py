@@ -74,3 +74,9 @@ def relative_residual(res: np.ndarray, q: np.ndarray, scales: np.ndarray | None 
     den = residual_scale(slice_norms(q)) if scales is None else scales
     ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     return ratio.max(axis=0)
+
+
+def initial_field(op, psi0: np.ndarray | None) -> np.ndarray:
+    """The CPU loops' own starting field: zeros of the operator's shape, or a checked C float64 copy of the warm
+    start ``psi0`` (finite, never the caller's array: the loops write into it)."""
+    return np.zeros(op.shape) if psi0 is None else op.check_source(psi0, "psi0").copy()
