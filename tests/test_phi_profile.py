@@ -348,3 +348,26 @@ def test_two_periods_reach_a_bound_that_caps_the_minimum(galprop_ref_dir: Path) 
     res = chi2(spectra, ds)
     assert np.all(res.phi_by_period[a_key] == 685.0) and res.phi_at_bound[a_key].all()
     assert_matches_reference(spectra, ds)
+
+
+@pytest.mark.parametrize("interpolation", ["loglog", "cubic"])
+def test_sub_grid_predictions_equal_the_full_grid(interpolation: str) -> None:
+    """Problem modulates each period only on the grid energies its blocks read and predicts from that sub-grid
+    (AMS-02 in rigidity, ACE-CRIS in GeV/n): the same numbers as modulating the whole grid and predicting there
+    (block_predictions), to the bit, one phi per model."""
+    from crnet.likelihood import block_predictions
+
+    ds = get_dataset("ams02-2021-ace2009")
+    spectra = make_spectra(np.random.default_rng(51), 3, ds, spread=0.1)
+    bounds = {name: DEFAULT_NORM_BOUNDS for name in RATIO_PARAMETERS.values()}
+    prob = Problem(spectra, ds, bounds, True, interpolation)
+    phis = {key: np.array([300.0, 480.0, 655.5]) + 40.0 * j for j, key in enumerate(ds.periods)}
+    for m in range(3):
+        full = block_predictions(spectra.select([m]), list(ds.blocks),
+                                 [None if b.lis else phis[prob.period[i]][m] for i, b in enumerate(ds.blocks)],
+                                 interpolation)
+        for key, blocks in prob.toa_blocks.items():
+            assert blocks
+            sub = prob._toa_predictions(key, np.arange(3), phis[key])
+            for i, pred in zip(blocks, sub, strict=True):
+                assert np.array_equal(pred[m], full[i][0]), (key, ds.blocks[i].label)
