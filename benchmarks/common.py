@@ -111,7 +111,8 @@ def repeat_timings(run: Callable[[], _T], repeats: int) -> tuple[_T, list[float]
 
 def wall_stats(walls: Sequence[float]) -> dict[str, float | int]:
     """The median of repeated wall times and their range, s: ``wall_s``, ``wall_min_s``, ``wall_max_s``, and
-    ``repeats`` (how many), the row keys every timing table here uses."""
+    ``repeats`` (how many): the row keys of the solver, network, training and halo-group timing tables
+    (likelihood_speed keeps its own ``ms_per_model_range``)."""
     if not walls:
         raise ValueError("no wall times")
     return {"wall_s": float(np.median(walls)), "wall_min_s": float(min(walls)), "wall_max_s": float(max(walls)),

@@ -30,11 +30,12 @@ def same_file(a: Path | str, b: Path | str) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_output(path: Path | str, what: str = "--out", *, overwrite: bool | None = None,
+def check_output(path: Path | str, what: str = "--out", *, overwrite: bool = True,
                  inputs: Mapping[str, Path | str | None] | None = None) -> Path:
     """``path`` as a Path, or ValueError when it is a directory, its directory is missing, it is one of the
     command's ``inputs`` ({option: path}; always refused, whatever ``overwrite``), or it exists and
-    ``overwrite`` is False (None: existing files are replaced, the command documents it)."""
+    ``overwrite`` is False (the default True leaves an existing file to the command, which documents what it does:
+    replace it, or its own --resume / --overwrite rule)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {path}: is a directory; give a file name")
@@ -46,7 +47,7 @@ def check_output(path: Path | str, what: str = "--out", *, overwrite: bool | Non
         if src is not None and same_file(path, src):
             raise ValueError(f"{what} {path} is the input {option}: writing it would destroy that input; give "
                              "another file name")
-    if overwrite is False and path.exists():
+    if not overwrite and path.exists():
         raise ValueError(f"{what} {path}: file exists; pass --overwrite to replace it")
     return path
 

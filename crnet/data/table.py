@@ -14,7 +14,7 @@ A leading UTF-8 byte-order mark is dropped. Every defect (missing column, unpars
 number with '_' digit grouping, negative error, energies not strictly increasing ...) raises
 ``ValueError`` naming the file, the 1-based line number and the column. Unit metadata that contradict the
 format are refused too, since the numbers would otherwise be read in the wrong unit: a ``# flux units:`` line
-other than :data:`FLUX_UNITS` of the x variable (e.g. ``(MeV/n)^-1`` or ``cm^-2``), a ``# ratio units:``
+contradicting :data:`FLUX_UNITS` of the x variable (e.g. ``(MeV/n)^-1`` or ``cm^-2``), a ``# ratio units:``
 line other than 'dimensionless', a flux-units line on a ratio table (or the reverse), and a ``# x: ... [unit]``
 line whose unit is not the one the x columns carry.
 """
@@ -40,22 +40,10 @@ X_UNITS: dict[str, str] = {"R": "GV", "Ekn": "GeVn", "Ek": "GeV", "E": "GeV"}
 X_UNIT_LABELS: dict[str, str] = {"R": "GV", "Ekn": "GeV/n", "Ek": "GeV", "E": "GeV"}
 """Unit of each x variable as written for a reader (and in the ``# x: ... [unit]`` metadata line)."""
 
-X_UNIT_SPELLINGS: dict[str, frozenset[str]] = {
-    "R": frozenset({"gv"}),
-    "Ekn": frozenset({"gev/n", "gevn", "gev/nucleon", "gev/nuc", "gev/nuc."}),
-    "Ek": frozenset({"gev"}),
-    "E": frozenset({"gev"}),
-}
-"""Spellings (lower case, spaces removed) of each x unit accepted in the ``# x: ... [unit]`` metadata line."""
-
-FLUX_UNITS: dict[str, str] = {
-    "R": "m^-2 s^-1 sr^-1 GV^-1",
-    "Ekn": "m^-2 s^-1 sr^-1 (GeV/n)^-1",
-    "Ek": "m^-2 s^-1 sr^-1 GeV^-1",
-    "E": "m^-2 s^-1 sr^-1 GeV^-1",
-}
-"""Flux unit the format requires for each x variable (per unit of x); a ``# flux units:`` metadata line must
-name it (its factors in any order; text after a ';' is a note)."""
+FLUX_UNITS: dict[str, str] = {kind: f"m^-2 s^-1 sr^-1 {f'({unit})' if '/' in unit else unit}^-1"
+                               for kind, unit in X_UNIT_LABELS.items()}
+"""Flux unit the format requires for each x variable (per unit of x, e.g. 'm^-2 s^-1 sr^-1 (GeV/n)^-1'); a
+``# flux units:`` metadata line must not contradict it (other spellings pass; text after a ';' is a note)."""
 
 UPPER_LIMIT_COLUMN = re.compile(r"upper|limit|^ul$", re.IGNORECASE)
 """Header names that flag upper-limit rows (refused: the chi^2 treats every row as a measurement)."""
@@ -363,7 +351,7 @@ def read_table(path: Path | str, species: str | None = None) -> MeasurementTable
     )
 
 
-PER_NUCLEON_SPELLINGS: tuple[str, ...] = ("gev/nucleon", "gev/nucl", "gev/nuc", "gev/amu", "gev/u", "gevn^-1", "gevn")
+PER_NUCLEON_SPELLINGS: tuple[str, ...] = ("gev/nucleon", "gev/nucl", "gev/nuc", "gev/amu", "gev/u", "gevn")
 """Spellings of GeV per nucleon (lower case, no spaces) read as 'gev/n' when unit metadata are compared."""
 
 
@@ -420,7 +408,7 @@ def _check_unit_metadata(path: Path, meta: dict[str, str], meta_lines: dict[str,
             raise _err(path, meta_lines[key], key, f"{given!r}; ratios must be dimensionless")
     x_key = keys.get("x")
     brackets = re.findall(r"\[([^\]]*)\]", meta.get(x_key, "")) if x_key else []
-    if brackets and _normalised_unit(brackets[-1]) not in X_UNIT_SPELLINGS[kind]:
+    if brackets and _normalised_unit(brackets[-1]) != _normalised_unit(X_UNIT_LABELS[kind]):
         raise _err(path, meta_lines[x_key], x_key, f"metadata unit [{brackets[-1]}] (the line's last [...]) "
                                                    f"contradicts the x columns, which are {kind} in "
                                                    f"{X_UNIT_LABELS[kind]} (column names {kind}_*_{X_UNITS[kind]})")
