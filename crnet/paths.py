@@ -14,6 +14,17 @@ def require_parent_dir(path: Path | str, what: str = "--out") -> Path:
     return path
 
 
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether ``a`` and ``b`` name the same file (links and relative paths resolved)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
 def atomic_write_text(path: Path | str, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file and a rename, so a reader never sees half a file (the
     temporary name carries the process id: two processes writing the same file do not share one)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from crnet.paths import same_file
 from crnet.store import (
     NORM_NAMES,
     RECORD_DTYPES,
@@ -198,8 +199,12 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
         raise ValueError("merge_stores: no input stores")
     if out.exists() and not overwrite:
         raise StoreError(f"{out}: file exists (pass overwrite=True / --overwrite)")
-    if any(p.resolve() == out.resolve() for p in paths if out.exists()):
+    if any(same_file(p, out) for p in paths):
         raise ValueError(f"merge_stores: output {out} is one of the inputs")
+    for i, a in enumerate(paths):
+        twin = next((b for b in paths[:i] if same_file(a, b)), None)
+        if twin is not None:  # its records would enter the merged store twice
+            raise ValueError(f"input store {a} is given twice (also as {twin}): each shard may be merged once")
     infos = []
     for p in paths:
         with MockStore.open(p, "r") as st:

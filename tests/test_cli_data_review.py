@@ -306,6 +306,14 @@ def test_store_merge_refuses_a_store_given_twice(tmp_path: Path, store: Path) ->
         res = runner.invoke(app, ["store", "merge", str(out), str(store), str(second)])
         assert_usage_error(res, "is given twice", "each shard may be merged once")
     assert not out.exists()
+    from crnet.store_read import merge_stores
+
+    # the rule is merge_stores' own, so the feedback loop and distributed scans (Python callers) get it too
+    with pytest.raises(ValueError, match="is given twice"):
+        merge_stores([store, alias], out)
+    with pytest.raises(ValueError, match="is one of the inputs"):
+        merge_stores([store], alias, overwrite=True)
+    assert not out.exists() and store.is_file()
 
 
 def test_store_paths_that_are_directories_or_missing(tmp_path: Path, store: Path) -> None:

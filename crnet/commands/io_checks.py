@@ -11,23 +11,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from crnet.paths import require_parent_dir
+from crnet.paths import require_parent_dir, same_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 """First bytes of an HDF5 file (stores, spectra and prediction files)."""
 ZIP_SIGNATURE = b"PK\x03\x04"
 """First bytes of a zip archive: the container of every ``torch.save`` file (crnet model files)."""
-
-
-def same_file(a: Path | str, b: Path | str) -> bool:
-    """Whether ``a`` and ``b`` name the same file (links and relative paths resolved)."""
-    a, b = Path(a), Path(b)
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
 
 
 def check_output(path: Path | str, what: str = "--out", *, overwrite: bool = True,

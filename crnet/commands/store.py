@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.io_checks import check_input_file, check_output, same_file
+from crnet.commands.io_checks import check_input_file, check_output
 
 store_app = typer.Typer(help="Inspect and combine mock stores written by `crnet scan`.", no_args_is_help=True)
 
@@ -59,11 +59,8 @@ def merge_cmd(
 
     try:
         check_output(out, "OUT")  # an existing OUT: merge_stores' own --overwrite rule
-        for i, a in enumerate(inputs):
+        for a in inputs:
             check_input_file(a, "input")
-            twin = next((b for b in inputs[:i] if same_file(a, b)), None)
-            if twin is not None:  # its records would enter the merged store twice
-                raise ValueError(f"input store {a} is given twice (also as {twin}): each shard may be merged once")
         merge_stores(inputs, out, overwrite=overwrite)
     except (StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
