@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from crnet import __version__
+from crnet.store import FORMAT as STORE_FORMAT  # crnet.store imports nothing of crnet but __version__: no cycle
 from crprop.physics._checks import REAL_DTYPE_KINDS
 from crprop.spectra import SYMBOL_TO_Z, Spectra
 
@@ -139,13 +140,24 @@ def parse_species(label: str) -> tuple[str, int, int | None]:
     )
 
 
+def refuse_mock_store(path: Path | str, f: h5py.File) -> None:
+    """ValueError naming ``path`` when the open file ``f`` is a mock store (root attribute ``format`` equal to
+    :data:`crnet.store.FORMAT`): its spectra have another layout, and its chi2 is already stored in it."""
+    kind = f.attrs.get("format")
+    if isinstance(kind, bytes):
+        kind = kind.decode(errors="replace")
+    if kind == STORE_FORMAT:
+        raise ValueError(f"{path}: a mock store (crnet scan), not a spectra file written by `crnet simulate`; its "
+                         "chi2_tot per record is stored in it (`crnet store info`)")
+
+
 def read_spectra_h5(path: Path | str) -> SpectraH5:
     """Read a spectra file into ``crprop.spectra.Spectra`` plus parameters; refuse malformed files.
 
-    Raises ValueError naming the file and the offending dataset for: missing datasets, energies not
-    1-D / positive / strictly increasing, unknown species labels, duplicate species, no isotopes,
-    flux shape not (n_models, n_species, n_E), negative or non-finite fluxes, element rows that are
-    not the sum of their isotopes, per-model arrays of the wrong length.
+    Raises ValueError naming the file and the offending dataset for: a mock store (:func:`refuse_mock_store`),
+    missing datasets, energies not 1-D / positive / strictly increasing, unknown species labels, duplicate
+    species, no isotopes, flux shape not (n_models, n_species, n_E), negative or non-finite fluxes, element rows
+    that are not the sum of their isotopes, per-model arrays of the wrong length.
     """
     path = Path(path)
     if not path.is_file():
@@ -155,6 +167,7 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
     except OSError as exc:
         raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
     with f:
+        refuse_mock_store(path, f)
         missing = [name for name in REQUIRED_DATASETS if name not in f]
         if missing:
             raise ValueError(

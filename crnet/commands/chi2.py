@@ -52,27 +52,6 @@ def parse_phi_option(values: list[str] | None, periods: list[str]) -> float | di
     return out
 
 
-def _check_spectra_file(path: Path) -> None:
-    """ValueError for a directory, or a mock store (which holds spectra of another layout and its own chi2)."""
-    import h5py
-
-    from crnet.store import FORMAT as STORE_FORMAT
-
-    check_input_file(path, "SPECTRA_FILE")
-    if not path.is_file():
-        return  # read_spectra_h5: 'no such spectra file'
-    try:
-        with h5py.File(path, "r") as f:
-            kind = f.attrs.get("format")
-    except OSError:
-        return  # read_spectra_h5 names it
-    if isinstance(kind, bytes):
-        kind = kind.decode(errors="replace")
-    if kind == STORE_FORMAT:
-        raise ValueError(f"{path}: a mock store (crnet scan), not a spectra file written by `crnet simulate`; its "
-                         "chi2_tot per record is stored in it (`crnet store info`)")
-
-
 def register(app: typer.Typer) -> None:
     @app.command("chi2")
     def chi2_cmd(
@@ -107,13 +86,15 @@ def register(app: typer.Typer) -> None:
         """Per model: chi2_tot (paper Eq. 4.3), number of points and the profiled normalisations. Models whose
         spectra did not converge are marked '!' (JSON: converged false)."""
         try:
+            # crnet.likelihood.chi2 refuses both too, but after the spectra file is read and naming its own
+            # parameters (bounds of xi_Li, interpolation), not these options: checked here first
             if interpolation not in INTERPOLATIONS:
                 raise ValueError(f"--interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
             if not (0 < norm_lo <= norm_hi < math.inf):
                 raise ValueError(f"--norm-lo {norm_lo:g} / --norm-hi {norm_hi:g}: need 0 < norm-lo <= norm-hi < inf "
                                  "(dimensionless normalisation factors)")
-            _check_spectra_file(spectra_file)
-            content = read_spectra_h5(spectra_file)
+            # a mock store is refused by read_spectra_h5 itself
+            content = read_spectra_h5(check_input_file(spectra_file, "SPECTRA_FILE"))
             res = chi2(
                 content.spectra,
                 dataset,

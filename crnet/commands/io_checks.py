@@ -13,11 +13,6 @@ from pathlib import Path
 
 from crnet.paths import require_parent_dir, same_file
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-"""First bytes of an HDF5 file (stores, spectra and prediction files)."""
-ZIP_SIGNATURE = b"PK\x03\x04"
-"""First bytes of a zip archive: the container of every ``torch.save`` file (crnet model files)."""
-
 
 def check_output(path: Path | str, what: str = "--out", *, overwrite: bool = True,
                  inputs: Mapping[str, Path | str | None] | None = None) -> Path:
@@ -51,16 +46,9 @@ def check_input_file(path: Path | str, what: str) -> Path:
 
 
 def check_model_archive(path: Path | str, what: str = "--model") -> Path:
-    """``path`` as a Path; ValueError when it is a directory, or a file that cannot be a model file written by
-    `crnet train` (an HDF5 store / spectra file, a text file ...), before torch's many-line refusal."""
-    path = check_input_file(path, what)
-    if not path.is_file():
-        return path  # the loader says 'no such model file'
-    with open(path, "rb") as f:
-        head = f.read(len(HDF5_SIGNATURE))
-    if head.startswith(HDF5_SIGNATURE):
-        raise ValueError(f"{what} {path}: is an HDF5 file (a mock store, spectra or predictions?), not a model "
-                         "file written by `crnet train`")
-    if not head.startswith(ZIP_SIGNATURE):
-        raise ValueError(f"{what} {path}: not a model file written by `crnet train` (not a PyTorch archive)")
-    return path
+    """``path`` as a Path; ValueError naming ``what`` when it is a directory, or a file that cannot be a model file
+    written by `crnet train` (:func:`crnet.machines.modelfile.check_model_signature`, which
+    :func:`~crnet.machines.modelfile.load_model` runs too, without the option's name)."""
+    from crnet.machines.modelfile import check_model_signature  # imports torch: only when a model is read
+
+    return check_model_signature(check_input_file(path, what), what)

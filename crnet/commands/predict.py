@@ -29,14 +29,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Predict the 10 Table 1 parameters (or, for a Check Machine, the inside-region probability)."""
-        from crnet.machines.inference import model_meta, predict_file, summary, write_predictions
+        from crnet.machines.inference import model_meta, predict_file, prediction_suffix, summary, write_predictions
         from crnet.machines.modelfile import Predictor  # torch is imported only when predicting
 
         try:
             if out is not None:
                 check_output(out, overwrite=overwrite, inputs={"--model": model, "--spectra": spectra})
-                if out.suffix.lower() not in (".csv", ".h5", ".hdf5"):  # before the predictions, not after
-                    raise ValueError(f"--out {out}: must end in .csv, .h5 or .hdf5")
+                prediction_suffix(out, "--out")  # write_predictions' own rule, before the predictions, not after
             check_input_file(spectra, "--spectra")
             predictor = Predictor.load(check_model_archive(model, "--model"), device)
             pred = predict_file(predictor, spectra, dataset=dataset, skip_invalid=skip_invalid)

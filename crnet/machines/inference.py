@@ -32,6 +32,9 @@ from crnet.spectra_io import read_spectra_h5
 from crnet.store import FORMAT as STORE_FORMAT
 from crprop.params import PARAM_NAMES, PARAM_UNITS
 
+PREDICTION_SUFFIXES: tuple[str, ...] = (".csv", ".h5", ".hdf5")
+"""File name endings :func:`write_predictions` writes (case-insensitive): '.csv', or HDF5 for the others."""
+
 
 @dataclass
 class Predictions:
@@ -146,16 +149,24 @@ def _file_params(path: Path, store: bool) -> np.ndarray | None:
     return content.params
 
 
+def prediction_suffix(out: Path | str, what: str = "output") -> str:
+    """The lower-case suffix of ``out`` (one of :data:`PREDICTION_SUFFIXES`); ValueError naming ``what`` (an option
+    such as '--out') and the file otherwise. Run before predicting, so a bad name fails before the work."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in PREDICTION_SUFFIXES:
+        allowed = ", ".join(PREDICTION_SUFFIXES[:-1]) + f" or {PREDICTION_SUFFIXES[-1]}"
+        raise ValueError(f"{what} {out}: must end in {allowed}")
+    return suffix
+
+
 def write_predictions(pred: Predictions, out: Path | str, meta: dict) -> None:
-    """Write to ``out``: '.csv' (one row per record) or '.h5' / '.hdf5' (datasets + attributes)."""
+    """Write to ``out``: '.csv' (one row per record) or '.h5' / '.hdf5' (datasets + attributes); other endings are
+    refused (:func:`prediction_suffix`)."""
     out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix == ".csv":
+    if prediction_suffix(out) == ".csv":
         _write_csv(pred, out)
-    elif suffix in (".h5", ".hdf5"):
-        _write_h5(pred, out, meta)
     else:
-        raise ValueError(f"{out}: output must end in .csv, .h5 or .hdf5")
+        _write_h5(pred, out, meta)
 
 
 def _columns(pred: Predictions) -> tuple[list[str], np.ndarray]:

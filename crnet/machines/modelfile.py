@@ -62,6 +62,30 @@ takes ~0.2 s, repeated every round."""
 PREDICT_BATCH = 4096
 """Models per forward pass at prediction time."""
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+"""First bytes of an HDF5 file (stores, spectra and prediction files)."""
+ZIP_SIGNATURE = b"PK\x03\x04"
+"""First bytes of a zip archive: the container of every ``torch.save`` file (crnet model files)."""
+
+
+def check_model_signature(path: Path | str, what: str | None = None) -> Path:
+    """``path`` as a Path; ValueError naming ``what`` (e.g. '--model', else nothing) and the file when it exists but
+    cannot be a model file written by :func:`save_model`: an HDF5 file (store, spectra, predictions) or any other
+    file that is not a zip archive. Read before ``torch.load``, whose refusal of such files runs to many lines. A
+    missing file or a directory is left to the caller (:func:`load_model`: 'no such model file')."""
+    path = Path(path)
+    if not path.is_file():
+        return path
+    with open(path, "rb") as f:
+        head = f.read(max(len(HDF5_SIGNATURE), len(ZIP_SIGNATURE)))
+    name = f"{what} {path}" if what else str(path)
+    if head.startswith(HDF5_SIGNATURE):
+        raise ValueError(f"{name}: is an HDF5 file (a mock store, spectra or predictions?), not a model file written "
+                         "by `crnet train`")
+    if not head.startswith(ZIP_SIGNATURE):
+        raise ValueError(f"{name}: not a model file written by `crnet train` (not a PyTorch archive)")
+    return path
+
 
 def file_sha256(path: Path | str) -> str:
     """sha256 hex digest of a file's bytes (ValueError naming the path when it is not a file).
@@ -193,10 +217,12 @@ def _json_default(obj):
 
 
 def load_model(path: Path | str) -> ModelFile:
-    """Read a model file written by :func:`save_model` (``weights_only=True``)."""
+    """Read a model file written by :func:`save_model` (``weights_only=True``); ValueError naming the file when it
+    is missing, not a zip archive (an HDF5 store, a text file: :func:`check_model_signature`) or not a crnet model."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such model file")
+    check_model_signature(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign / corrupt files
@@ -302,6 +328,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: Path | str, device: str | torch.device = "cpu") -> Predictor:
+        """The model file ``path`` read by :func:`load_model` (which refuses non-model files) on ``device``."""
         return cls(load_model(path), device)
 
     @property

@@ -62,7 +62,7 @@ from crnet.machines.data import (
 )
 from crnet.machines.modelfile import ModelFile, Predictor, code_version, file_sha256, resolve_device, save_model
 from crnet.machines.paper import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LEARNING_RATE
-from crnet.paths import require_parent_dir
+from crnet.paths import require_parent_dir, same_file
 from crnet.pseudodata import PseudoDataConfig, make_pseudodata
 
 DEFAULT_PATIENCE = 20
@@ -229,6 +229,32 @@ def pseudo_path(out: Path | str) -> Path:
     return out.with_name(out.name + ".pseudo.h5")
 
 
+def written_files(out: Path | str, ensemble: int = 1) -> list[Path]:
+    """Files :func:`train` to ``out`` writes or replaces: ``out`` and its checkpoint; for an ensemble also each
+    member's file, checkpoint and warm-start file (``<out>.member<k>``, ``.ckpt``, ``.init``). Machine B's
+    pseudo-data file (:func:`pseudo_path`) is not listed: given as the store, it is read, not rewritten."""
+    out = Path(out)
+    files = [out, checkpoint_path(out)]
+    for k in range(ensemble if ensemble > 1 else 0):
+        member = member_path(out, k)
+        files += [member, checkpoint_path(member), member.with_name(member.name + ".init")]
+    return files
+
+
+def refuse_writing_over_inputs(store: Path | str, out: Path | str, init_from: Path | str | None = None,
+                               ensemble: int = 1) -> None:
+    """ValueError naming both files when a file :func:`train` to ``out`` writes (:func:`written_files`) is the
+    training ``store`` or the ``init_from`` model file (links and relative paths resolved): the model file or a
+    checkpoint would replace the input before, or while, it is read."""
+    inputs = {"store": store, "init_from": init_from}
+    for written in written_files(out, ensemble):
+        for name, src in inputs.items():
+            if src is not None and same_file(written, src):
+                target = f"out {out}" if written == Path(out) else f"{written} (written beside out {out})"
+                raise ValueError(f"train: {target} is the input {name} {src}: writing it would destroy that input; "
+                                 "give another out")
+
+
 @contextlib.contextmanager
 def _deterministic(enabled: bool):
     previous = torch.are_deterministic_algorithms_enabled()
@@ -359,10 +385,14 @@ def _prepare_store(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> Pa
 
 
 def train(store: Path | str, out: Path | str, config: TrainConfig | None = None, resume: bool = False) -> TrainResult:
-    """Train the machine of ``config`` on ``store`` and write the best model to ``out`` (see module docstring)."""
+    """Train the machine of ``config`` on ``store`` and write the best model to ``out`` (see module docstring).
+
+    Before any work, ValueError when ``out``'s directory is missing or ``out`` (or a file written beside it:
+    :func:`written_files`) is ``store`` or ``config.init_from`` (:func:`refuse_writing_over_inputs`)."""
     cfg = (config or TrainConfig()).resolved()
     store, out = Path(store), Path(out)
     require_parent_dir(out)  # before hours of training, not at the final save
+    refuse_writing_over_inputs(store, out, cfg.init_from, cfg.ensemble)
     if cfg.ensemble > 1:
         return _train_ensemble(store, out, cfg, resume)
     network = network_name(cfg.machine, cfg.arch)
