@@ -33,7 +33,14 @@ class Problem:
         self.lo = np.array([bounds[RATIO_PARAMETERS[sp]][0] for sp in self.ratio_species])
         self.hi = np.array([bounds[RATIO_PARAMETERS[sp]][1] for sp in self.ratio_species])
         self.period = [dataset.period_of(b) for b in dataset.blocks]
-        self.sigma = [b.sigma for b in dataset.blocks]  # computed once: solve() runs ~10^2 times per model (phi)
+        # Per-block constants, computed once: solve() runs ~10^2 times per model while phi is profiled. The weights
+        # are the same 1 / sigma^2 arrays solve() used to build per call, so its sums are bit for bit the same; the
+        # product flux * w is not cached, as m * (flux * w) rounds differently from the (m * flux) * w summed there.
+        self.sigma = [b.sigma for b in dataset.blocks]
+        self.weight = [1.0 / sigma**2 for sigma in self.sigma]
+        self.block_element = [self.element[b.species] for b in dataset.blocks]
+        self.free_species = [el for el in self.groups if el not in self.ratio_species]
+        self.block_starts = np.cumsum([0] + [b.flux.size for b in dataset.blocks[:-1]])
         # each period modulates only the species it measures (ACE-CRIS C, O need not drag Li-Be-B along)
         self.period_spectra = {
             key: subset_species(self.spectra, list(dict.fromkeys(b.species for b, k in zip(dataset.blocks, self.period,
@@ -92,14 +99,12 @@ class Problem:
             raise ValueError(f"no phi given for the period of the top-of-atmosphere block(s) {unset}")
         a = {el: np.zeros(n) for el in self.groups}
         b = {el: np.zeros(n) for el in self.groups}
-        for block, sigma, m in zip(self.dataset.blocks, self.sigma, preds, strict=True):
-            w = 1.0 / sigma**2
-            a[self.element[block.species]] += (m * m * w).sum(axis=1)
-            b[self.element[block.species]] += (m * block.flux * w).sum(axis=1)
+        for block, el, w, m in zip(self.dataset.blocks, self.block_element, self.weight, preds, strict=True):
+            a[el] += (m * m * w).sum(axis=1)
+            b[el] += (m * block.flux * w).sum(axis=1)
         if self.profile:
-            free = [el for el in self.groups if el not in self.ratio_species]
-            a_free = sum((a[sp] for sp in free), np.zeros(n))
-            b_free = sum((b[sp] for sp in free), np.zeros(n))
+            a_free = sum((a[sp] for sp in self.free_species), np.zeros(n))
+            b_free = sum((b[sp] for sp in self.free_species), np.zeros(n))
             a_r = (
                 np.stack([a[sp] for sp in self.ratio_species], axis=1)
                 if self.ratio_species
@@ -121,8 +126,8 @@ class Problem:
             q, r = np.ones(n), np.ones((n, len(self.ratio_species)))
         scale = {el: q for el in self.groups}
         scale.update({el: q * r[:, j] for j, el in enumerate(self.ratio_species)})
-        res = [(scale[self.element[blk.species]][:, None] * m - blk.flux) / sigma
-               for blk, sigma, m in zip(self.dataset.blocks, self.sigma, preds, strict=True)]
+        res = [(scale[el][:, None] * m - blk.flux) / sigma
+               for blk, el, sigma, m in zip(self.dataset.blocks, self.block_element, self.sigma, preds, strict=True)]
         res = np.concatenate(res, axis=1)
         bad = ~np.all(np.isfinite(res), axis=1)
         if self.profile:
@@ -152,5 +157,4 @@ class Problem:
 
     def per_block(self, residuals: np.ndarray) -> np.ndarray:
         """(n, n_blocks) chi2 of each data block from (n, n_points) residuals."""
-        starts = np.cumsum([0] + [b.flux.size for b in self.dataset.blocks[:-1]])
-        return np.add.reduceat(residuals * residuals, starts, axis=1)
+        return np.add.reduceat(residuals * residuals, self.block_starts, axis=1)
