@@ -245,7 +245,7 @@ def test_start_values_outside_the_box_give_the_allowed_range(tmp_path: Path) -> 
     for cmd in (["fit", "--out", str(tmp_path / "f.json")], ["scan", "--out", str(tmp_path / "s.h5")]):
         res = runner.invoke(app, [*cmd, "--start", bad, *GRID])
         assert res.exit_code == 2 and "Traceback" not in res.output
-        assert "z_halo_kpc = 40 is not in the prior box: allowed range [1, 20] kpc" in " ".join(
+        assert "z_halo_kpc = 40 outside the prior box: allowed range [1, 20] kpc" in " ".join(
             res.output.replace("│", " ").split())
     res = runner.invoke(app, ["fit", "--out", str(tmp_path / "f.json"), "--start", START.replace("0.45", "nan"),
                               *GRID])

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 
 def _parse_start(text: str | None) -> list[float] | None:
-    """--start as 10 floats in PARAM_NAMES order; BadParameter naming the first value that is not finite or lies
-    outside the Table 1 prior box, with its allowed range and unit."""
-    from crprop.params import PARAM_NAMES, PRIOR_BOX
+    """--start as 10 floats in PARAM_NAMES order, checked by crprop.params.PropagationParams (finite, inside the
+    Table 1 prior box); BadParameter naming the first value that is not, with its allowed range and unit."""
+    from crprop.params import PropagationParams
 
     if text is None:
         return None
@@ -28,12 +28,13 @@ def _parse_start(text: str | None) -> list[float] | None:
         raise typer.BadParameter(f"--start must be 10 comma-separated numbers, got {text!r}") from None
     if len(values) != 10:
         raise typer.BadParameter(f"--start needs the 10 PARAM_NAMES values, got {len(values)}")
-    for name, value in zip(PARAM_NAMES, values, strict=True):
-        lo, hi, unit = PRIOR_BOX[name]
-        if not lo <= value <= hi:  # also NaN
-            raise typer.BadParameter(f"--start {name} = {value:g} is not in the prior box: allowed range "
-                                     f"[{lo:g}, {hi:g}]{' ' + unit if unit else ''}")
-    return values
+    try:
+        params = PropagationParams(*values).validate(check_prior=True)
+    except ValueError as exc:
+        # the library's message names the field, the value, the allowed range and unit; its hint at the Python
+        # argument check_prior has no CLI counterpart and is dropped
+        raise typer.BadParameter(f"--start {str(exc).split(' (pass check_prior=False', 1)[0]}") from None
+    return params.as_vector().tolist()
 
 
 def _load_fit(path: Path):
