@@ -111,8 +111,8 @@ def repeat_timings(run: Callable[[], _T], repeats: int) -> tuple[_T, list[float]
 
 def wall_stats(walls: Sequence[float]) -> dict[str, float | int]:
     """The median of repeated wall times and their range, s: ``wall_s``, ``wall_min_s``, ``wall_max_s``, and
-    ``repeats`` (how many): the row keys of the solver, network, training and halo-group timing tables
-    (likelihood_speed keeps its own ``ms_per_model_range``)."""
+    ``repeats`` (how many): the row keys of every timing table (solver, network, training, halo groups,
+    likelihood, the GPU network check; scan_speed's over its timed batches, one per Metropolis step)."""
     if not walls:
         raise ValueError("no wall times")
     return {"wall_s": float(np.median(walls)), "wall_min_s": float(min(walls)), "wall_max_s": float(max(walls)),
@@ -153,20 +153,23 @@ def carbon_problem(grid: Grid, n_models: int, seed: int = 0):
     return op, np.ascontiguousarray(q)
 
 
-def save_results(stem: str, text: str, payload: dict, out_dir: Path | None = None) -> None:
-    """Print a result table and write it to <out_dir>/<stem>.md (default benchmarks/results), with ``payload`` as
-    <stem>.json; the .md ends with the command, commit and thread counts of :func:`machine` and the .json holds it
-    as ``provenance``, so neither needs the machine written into it again."""
+def save_results(stem: str, text: str, payload: dict, out_dir: Path | None = None, echo: bool = True) -> str:
+    """Print a result table (unless not ``echo``: a script that rewrites its results after every row prints only
+    the last) and write it to <out_dir>/<stem>.md (default benchmarks/results), with ``payload`` as <stem>.json;
+    the .md ends with the command, commit and thread counts of :func:`machine` and the .json holds it as
+    ``provenance``, so neither needs the machine written into it again. Returns the .md text."""
     where = machine()
     text = (f"{text}\n\nMeasured with `{where['command']}` at commit {where['commit'][:10]}"
             f"{' (uncommitted changes)' if where['dirty_tree'] else ''}; numba threads {where.get('numba_threads')}, "
             f"{where['cores']} cores{', GPU ' + where['gpu'] if 'gpu' in where else ''}.")
     payload = {**payload, "provenance": where}
-    print(text)
+    if echo:
+        print(text)
     out_dir = RESULTS if out_dir is None else Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.md").write_text(text)
     (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+    return text
 
 
 def machine() -> dict:

@@ -16,15 +16,25 @@ GALPROP's time per model (one solve, ../shared/reference/galprop) is in the tabl
 adds this much to every scan model.
 
     python benchmarks/likelihood_speed.py --models 20
-Writes benchmarks/results/<stem>.{json,md} (stem ``likelihood_speed_cpu`` unless ``--stem``).
+Writes <out-dir>/<stem>.{json,md} (benchmarks/results/likelihood_speed_cpu unless ``--out-dir`` / ``--stem``); each
+row has the shared timing keys of common.wall_stats (``wall_s``: median wall time of one chi2 call over all the
+models, ``wall_min_s``, ``wall_max_s``, ``repeats``) and the json the provenance of common.machine.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
-from common import PeakRSS, galprop_reference_dir, galprop_seconds_per_model, repeat_timings, save_results
+from common import (
+    PeakRSS,
+    galprop_reference_dir,
+    galprop_seconds_per_model,
+    repeat_timings,
+    save_results,
+    wall_stats,
+)
 
 import crnet
 from crnet.data import get_dataset
@@ -56,6 +66,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stem", default="likelihood_speed_cpu")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per data set (median and range reported)")
+    ap.add_argument("--out-dir", type=Path, default=None, help="where the results go (default benchmarks/results)")
     args = ap.parse_args()
     spectra = tilted_models(args.models, args.seed)
     galprop_s, galprop_src = galprop_seconds_per_model()
@@ -65,11 +76,11 @@ def main() -> None:
         chi2(spectra.select([0]), ds)  # untimed: first-call costs
         with PeakRSS() as mem:
             res, walls = repeat_timings(lambda ds=ds: chi2(spectra, ds), args.repeats)
-        dt = float(np.median(walls))
-        rows.append({"dataset": name, "n_phi": len(ds.periods) if ds.needs_modulation else 0,
+        timing = wall_stats(walls)
+        dt = timing["wall_s"]
+        rows.append({"dataset": name, "n_phi": len(ds.periods) if ds.needs_modulation else 0, **timing,
                      "ms_per_model": dt / args.models * 1e3, "models_per_s": args.models / dt,
-                     "ms_per_model_range": [min(walls) / args.models * 1e3, max(walls) / args.models * 1e3],
-                     "repeats": args.repeats, "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
+                     "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
                      "sum_chi2": float(res.chi2_tot.sum()), "phi_converged": bool(res.phi_converged.all())})
     lines = [f"# chi2 time per model ({args.models} tilted copies of crml_base, seed {args.seed})", "",
              f"crnet: {crnet.__file__}. GALPROP: {galprop_s:.1f} s per model ({galprop_src}). Median of "
@@ -79,13 +90,13 @@ def main() -> None:
              "| sum chi2_tot | phi converged |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lo, hi = r["ms_per_model_range"]
+        lo, hi = (r[key] / args.models * 1e3 for key in ("wall_min_s", "wall_max_s"))
         lines.append(f"| {r['dataset']} | {r['n_phi']} | {r['ms_per_model']:.2f} ({lo:.2f}–{hi:.2f}) | "
                      f"{r['models_per_s']:.1f} | {r['ms_per_model'] / 1e3 / galprop_s:.2e} | {r['peak_rss_mib']:.0f} | "
                      f"{r['rss_increase_mib']:.0f} | {r['sum_chi2']:.4f} | {r['phi_converged']} |")
     save_results(args.stem, "\n".join(lines) + "\n",
                  {"models": args.models, "seed": args.seed, "crnet": crnet.__file__,
-                  "galprop_s_per_model": galprop_s, "rows": rows})
+                  "galprop_s_per_model": galprop_s, "rows": rows}, out_dir=args.out_dir)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ the rates are over the following Metropolis steps. Printed next to GALPROP's cos
 in 5 minutes. Memory per row: the process's peak resident set while the model is built and the scan runs
 (benchmarks/common.py:PeakRSS) and, for cupy, the bytes CuPy's default memory pool holds after the run
 (emptied before the row, so its high-water mark; common.device_pool_mib).
-No repeats: the rates are already over several timed batches.
+No repeats: the rates are already over several timed batches; the shared timing keys of common.wall_stats
+(``wall_s``, ``wall_min_s``, ``wall_max_s``, ``repeats``) are the median, range and number of those batches' wall
+times (one batch per Metropolis step).
 
     python benchmarks/scan_speed.py [--chains 64 512 2048] [--steps 3] [--backends numba cupy]
-                                    [--grid paper|small] [--tag cpu]
+                                    [--grid paper|small] [--tag cpu] [--out-dir DIR]
 
-Writes benchmarks/results/scan_speed_<tag>.{json,md}.
+Writes <out-dir>/scan_speed_<tag>.{json,md} (default benchmarks/results; rewritten after every row), the json with
+the provenance of common.machine.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, PeakRSS, device_pool_mib, galprop_seconds_per_model, machine
+from common import PeakRSS, device_pool_mib, galprop_seconds_per_model, save_results, wall_stats
 
 from crnet.scan.analytic import AnalyticSimulator
 from crnet.scan.models import FunctionModel, GridConfig
@@ -108,6 +111,7 @@ def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path
                            on_batch=lambda b, n: stamps.append((time.perf_counter(), n)))
     device_mib = device_pool_mib() if backend == "cupy" else None
     first_wall = stamps[0][0] - t0
+    batch_walls = np.diff([t for t, _ in stamps])  # the timed batches, one per Metropolis step
     wall = stamps[-1][0] - stamps[0][0]
     records = stamps[-1][1] - stamps[0][1]
     later = model.calls[1:]
@@ -117,7 +121,8 @@ def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path
     return {
         "backend": backend, "chains": k, "warm_start": warm and real.warm_start and backend != "analytic",
         "grid": grid, "grid_shape_zh20": list(real.full_grid.shape), "steps_timed": len(later),
-        "first_batch_s": first_wall, "first_batch_steps_per_species": model.calls[0][2] / n_species,
+        **wall_stats(batch_walls.tolist()), "first_batch_s": first_wall,
+        "first_batch_steps_per_species": model.calls[0][2] / n_species,
         "records_per_s": records / wall if wall > 0 else float("nan"),
         "models_per_s": evaluated / model_s if model_s > 0 else float("nan"),
         "steps_per_species_per_batch": sum(c[2] for c in later) / max(len(later), 1) / n_species,
@@ -140,7 +145,10 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="solver iteration cap per species")
     ap.add_argument("--warm-max-gb", type=float, default=40.0, help="memory allowed for the warm-start cache")
     ap.add_argument("--zh", type=float, default=None, help="start z_h (kpc) instead of crml_base's 3.9")
+    ap.add_argument("--out-dir", type=Path, default=None, help="where the results go (default benchmarks/results)")
     args = ap.parse_args()
+    if args.steps < 1:
+        ap.error("--steps must be >= 1: the rates are over the batches after the starting one")
     from crprop.backends import cupy_available
 
     backends = args.backends or (["numba"] + (["cupy"] if cupy_available()[0] else []))
@@ -157,40 +165,42 @@ def main() -> None:
                         continue
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                    report(rows, tag, args.grid, args.steps, args.zh, args.max_steps)  # after every row
-    print(report(rows, tag, args.grid, args.steps, args.zh, args.max_steps))
+                    # after every row (a long run keeps what it measured); the table is printed once, at the end
+                    report(rows, tag, args.grid, args.steps, args.zh, args.max_steps, args.out_dir, echo=False)
+    report(rows, tag, args.grid, args.steps, args.zh, args.max_steps, args.out_dir)
 
 
-def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, max_steps: int | None) -> str:
-    """Write benchmarks/results/scan_speed_<tag>.{json,md}; returns the markdown."""
+def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, max_steps: int | None,
+           out_dir: Path | None = None, echo: bool = True) -> str:
+    """Write <out_dir>/scan_speed_<tag>.{json,md} (common.save_results; default benchmarks/results), printing the
+    table if ``echo``; returns the markdown."""
     galprop_s, galprop_src = galprop_seconds_per_model()
     for row in rows:
         row["x_galprop_core"] = row["records_per_s"] * galprop_s
         row["minutes_for_2e5"] = GOAL_MODELS / row["records_per_s"] / 60.0
-    out = {"machine": machine(), "galprop_s_per_model": galprop_s, "galprop_source": galprop_src,
+    out = {"galprop_s_per_model": galprop_s, "galprop_source": galprop_src,
            "goal": f"{GOAL_MODELS} models in {GOAL_SECONDS:.0f} s ({GOAL_MODELS / GOAL_SECONDS:.0f} models/s)",
            "grid": grid, "timed_steps": steps, "start_z_halo_kpc": zh, "max_steps": max_steps, "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"scan_speed_{tag}.json").write_text(json.dumps(out, indent=2))
     zh_text = f"z_h = {zh} kpc" if zh is not None else "crml_base z_h = 3.9 kpc"
     lines = [f"# Scan speed ({tag}; grid {grid}, {steps} timed MH steps after the start batch; chains "
              f"start around crml_base with {zh_text})", "",
-             f"Machine: {out['machine']}. GALPROP: {galprop_s:.1f} s per model on one core ({galprop_src}) = "
+             f"GALPROP: {galprop_s:.1f} s per model on one core ({galprop_src}) = "
              f"{1 / galprop_s:.3f} models/s. Goal: {out['goal']}.", "",
              "| backend | K | warm | samples/s | models/s (solver+chi2) | ADI steps/species/batch | overhead | "
-             "x GALPROP core | min for 2e5 | first batch s | acceptance | peak RSS MiB | increase MiB | "
+             "x GALPROP core | min for 2e5 | batch s | first batch s | acceptance | peak RSS MiB | increase MiB | "
              "device pool MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = np.nan if r["acceptance"] is None else r["acceptance"]
         pool = f"{r['device_pool_mib']:.0f}" if r.get("device_pool_mib") is not None else "-"
         lines.append(f"| {r['backend']} | {r['chains']} | {'yes' if r['warm_start'] else 'no'} | "
                      f"{r['records_per_s']:.2f} | {r['models_per_s']:.2f} | {r['steps_per_species_per_batch']:.0f} | "
                      f"{100 * r['overhead_fraction']:.2f} % | {r['x_galprop_core']:.0f} | {r['minutes_for_2e5']:.0f} | "
-                     f"{r['first_batch_s']:.1f} | {acc:.2f} | {r['peak_rss_mib']:.0f} | {r['rss_increase_mib']:.0f} | "
-                     f"{pool} |")
+                     f"{r['wall_s']:.2f} ({r['wall_min_s']:.2f}–{r['wall_max_s']:.2f}) | {r['first_batch_s']:.1f} | "
+                     f"{acc:.2f} | {r['peak_rss_mib']:.0f} | {r['rss_increase_mib']:.0f} | {pool} |")
     lines += ["", "samples/s = stored mock spectra per wall second over the timed steps (proposals outside the "
-              "prior box are not evaluated); models/s = evaluated models per second inside propagate + chi2; "
+              "prior box are not evaluated); batch s = median wall time of a timed batch (range in brackets); "
+              "models/s = evaluated models per second inside propagate + chi2; "
               "ADI steps/species/batch = solver iterations per species per batch (its slowest model's, capped "
               "by max_steps; before session 7 every model of the batch paid for them); overhead = sampler, "
               "store commits (3 flushes per "
@@ -198,9 +208,7 @@ def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, 
               "process's resident-memory high-water mark while the row's model is built and its scan runs (reset "
               "per row), increase = above the resident size before; device pool = bytes CuPy's memory pool holds "
               "after the row (emptied before it), '-' off the GPU."]
-    text = "\n".join(lines) + "\n"
-    (RESULTS / f"scan_speed_{tag}.md").write_text(text)
-    return text
+    return save_results(f"scan_speed_{tag}", "\n".join(lines) + "\n", out, out_dir=out_dir, echo=echo)
 
 
 if __name__ == "__main__":

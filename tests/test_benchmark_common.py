@@ -62,3 +62,12 @@ def test_save_results_writes_the_machine_once_into_out_dir(tmp_path: Path, capsy
     assert md.startswith("| a |") and md.count("Measured with") == 1 and "cores" in md
     assert payload["rows"] == [1] and payload["provenance"]["cores"] >= 1 and "machine" not in payload
     assert "Measured with" in capsys.readouterr().out
+
+
+def test_save_results_echo_off_writes_without_printing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """scan_speed rewrites its results after every row (echo=False) and prints the table once, at the end."""
+    text = common.save_results("probe", "| b |\n|---|\n| 2 |", {"rows": [2]}, out_dir=tmp_path, echo=False)
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "probe.md").read_text() == text
+    assert text.startswith("| b |") and text.count("Measured with") == 1
+    assert json.loads((tmp_path / "probe.json").read_text())["rows"] == [2]
