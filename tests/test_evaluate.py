@@ -29,10 +29,11 @@ def test_tau_summary_percentiles():
     t = rng.normal(0.01, 0.02, size=(20000, 10))
     s = tau_summary(np.vstack([t, np.full((3, 10), np.nan)]))
     d0 = s["d0_1e28_cm2_s"]
-    assert d0["n"] == 20000 and d0["median"] == pytest.approx(1.0, abs=0.05)
+    assert d0["n"] == 20000 and d0["n_nonfinite"] == 3 and d0["median"] == pytest.approx(1.0, abs=0.05)
     assert d0["plus"] == pytest.approx(2.0, abs=0.1) and d0["minus"] == pytest.approx(2.0, abs=0.1)
     md = table3_markdown({"Machine A": s})
     assert all(p in md for p in LOG_PARAM_NAMES) and "paper A" in md
+    assert md.splitlines()[-1] == "| n (finite tau) | 20000 | - | - |"
 
 
 def test_chain_weights():
@@ -120,6 +121,7 @@ def test_mock_chi2_is_recomputed_against_the_evaluation_data_set(tmp_path):
     same = load_mocks([str(path)], "paper")
     with MockStore.open(path, "r") as st:
         assert np.array_equal(same.chi2, st.read("chi2")[:3]) and same.first_rows.tolist() == [0, 1, 2]
+        assert same.temperature == float(st.attrs()["temperature"]) == 1.0  # the first store's T, for Table 4
         expected = recompute_chi2(st, "ams02-2021", np.arange(3))[0]
     other = load_mocks([str(path)], "ams02-2021")
     np.testing.assert_array_equal(other.chi2, expected)
@@ -242,7 +244,9 @@ def test_tau_compares_theta_prime_with_the_machine_prediction_not_its_clipped_co
     from crnet.evaluate.report import closure_counts
 
     assert closure_counts(res) == {"n_predictions": 2, "n_outside_box": 1, "n_not_simulable": 0,
-                                   "n_no_finite_chi2": 0, "n_finite_tau": 2}
+                                   "n_no_finite_chi2": 0, "n_finite_tau_min": 2, "n_finite_tau_max": 2,
+                                   "n_finite_tau_by_parameter": dict.fromkeys(LOG_PARAM_NAMES, 2),
+                                   "n_all_tau_finite": 2}
 
 
 def test_table4_rows_state_their_weights_and_match_paper_rows_by_exact_name():

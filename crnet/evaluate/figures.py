@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from crnet.evaluate.tables import finite_tau_columns  # noqa: E402
 from crnet.likelihood import delta_chi2_threshold  # noqa: E402
 from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES, PARAM_UNITS  # noqa: E402
 
@@ -58,13 +59,14 @@ def _label(name: str) -> str:
 
 
 def tau_histograms(taus: dict[str, np.ndarray], out: Path | str) -> Path:
-    """Fig. 5: histograms (percent) of tau (n, 10) per machine; returns the PNG path."""
+    """Fig. 5: histograms (percent) of tau (n, 10) per machine; returns the PNG path. Each panel shows the
+    finite tau of its parameter (:func:`crnet.evaluate.tables.finite_tau_columns`, Table 3's rule)."""
+    columns = {name: finite_tau_columns(t) for name, t in taus.items()}
     fig, axes = plt.subplots(2, 5, figsize=(16, 6))
     for j, ax in enumerate(axes.ravel()):
         clipped = False  # a panel whose axis cuts off predictions gets its own legend saying how many
-        for name, t in taus.items():
-            v = np.asarray(t)[:, j]
-            v = 100.0 * v[np.isfinite(v)]
+        for name, cols in columns.items():
+            v = 100.0 * cols[j]
             if v.size:
                 lo, hi = np.percentile(v, [1, 99])
                 if hi - lo < TAU_MIN_SPAN_PERCENT:  # (near-)constant tau: numpy cannot make 40 finite bins

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +45,16 @@ from crnet.evaluate.tables import (
     DESIGN_ROW,
     MCMC_ROW,
     ORACLE_ROW,
+    PAPER_SAMPLED_PARAMETERS,
     PAPER_TABLE3,
     PAPER_TABLE4,
     SIGMA_BANDS,
     accuracy_markdown,
     check_machine_row,
     cluster_intervals,
+    finite_tau_columns,
     sigma_bands,
+    stationary_chain_shares,
     table3_markdown,
     table4_markdown,
     tau_summary,
@@ -66,10 +69,12 @@ from crnet.feedback import (
     resimulated_chi2,
     savez_keyed,
 )
-from crnet.likelihood import delta_chi2_threshold
+from crnet.likelihood import CHI2_SCAN_FACTOR, delta_chi2_threshold
 from crnet.paths import atomic_write_text
 from crnet.provenance import array_sha256
+from crnet.scan.runner import ScanConfig
 from crnet.store import MockStore
+from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES
 
 ORACLE_FLOOR_CENTRES = 4
 """Test centres whose floors (21 stencil solves each) are solved in one batch and then saved: a killed
@@ -116,6 +121,8 @@ class Mocks:
     """Store row of each of the first store's records (they come first in params / chi2 / weights)."""
     from_chains: bool = True
     """Whether the first store's records are MCMC chain states (else a design, weight 1 each)."""
+    temperature: float = float("nan")
+    """The first store's T (log p = -chi2_tot / (2 T) of its chains; its ``temperature`` attribute), NaN if absent."""
 
 
 def slug(name: str) -> str:
@@ -156,6 +163,7 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
     ps, cs, ws = [], [], []
     first_rows = np.zeros(0, dtype=np.int64)
     from_chains = True
+    temperature = float("nan")
     for k, p in enumerate(paths):
         with MockStore.open(p, "r") as st:
             ok = st.read("converged")
@@ -170,10 +178,18 @@ def load_mocks(paths: list[str], dataset: str | None = None) -> Mocks:
                 done = record_steps_done(st)
                 chain = st.read("chain")
                 from_chains = bool(np.any(chain[ok] >= 0))
+                temperature = _float_or_nan(st.attrs().get("temperature"))
                 ws.append(chain_weights(chain, st.read("step"), st.read("accepted"), done)[ok])
             else:
                 ws.append(np.zeros(int(ok.sum())))
-    return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws), first_rows, from_chains)
+    return Mocks(np.concatenate(ps), np.concatenate(cs), np.concatenate(ws), first_rows, from_chains, temperature)
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def check_training_rows(model: Any, store_path: str) -> np.ndarray | None:
@@ -251,6 +267,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     stop = {n: c.passing_share(cfg.feedback.tau_threshold) for n, c in closures.items()}
     counts = {n: closure_counts(c) for n, c in closures.items()}
     report = {"chi2_min": chi2_min, "n_mocks": int(mocks.chi2.size), "table3_percent": table3,
+              "scan_temperature": mocks.temperature if np.isfinite(mocks.temperature) else None,
               "closure_counts": counts,
               "tau_floor": None if floor is None else floor.as_dict(), "tau_floor_error": floor_error,
               "oracle_error": oracle_error,
@@ -308,32 +325,68 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def closure_counts(c: ClosureResult) -> dict[str, int]:
+def closure_counts(c: ClosureResult) -> dict[str, Any]:
     """How a machine's test predictions were counted: all of them, outside the prior box (re-simulated clipped
     into it; tau against the machine's own theta), not simulable (Table 4: > 6 sigma), simulated without a finite
-    converged chi^2 (> 6 sigma), and with a finite tau (Table 3's denominator)."""
+    converged chi^2 (> 6 sigma); per parameter, those with a finite tau of that parameter (Table 3's
+    denominators, :func:`crnet.evaluate.tables.finite_tau_columns`) with their smallest and largest count; and
+    those with all ten tau finite (the only ones the feedback stop rule can pass, see
+    :func:`crnet.evaluate.tables.tau_summary`)."""
     finite_chi2 = np.isfinite(c.chi2_resim)
+    per_param = {name: int(col.size) for name, col in zip(LOG_PARAM_NAMES, finite_tau_columns(c.tau), strict=True)}
     return {"n_predictions": int(c.theta.shape[0]), "n_outside_box": c.n_outside_box,
             "n_not_simulable": int(np.count_nonzero(~c.simulated)),
             "n_no_finite_chi2": int(np.count_nonzero(c.simulated & ~finite_chi2)),
-            "n_finite_tau": int(np.count_nonzero(np.all(np.isfinite(c.tau), axis=1)))}
+            "n_finite_tau_by_parameter": per_param, "n_finite_tau_min": min(per_param.values()),
+            "n_finite_tau_max": max(per_param.values()),
+            "n_all_tau_finite": int(np.count_nonzero(np.all(np.isfinite(c.tau), axis=1)))}
+
+
+def default_scan_temperature() -> float:
+    """The scan's default T (:class:`crnet.scan.runner.ScanConfig`), for reports that do not record theirs."""
+    return float(next(f.default for f in fields(ScanConfig) if f.name == "temperature"))
+
+
+def stationary_chain_text(temperature: float | None) -> str:
+    """The shares a stationary chain is expected to put in Table 4's bands for crnet's sampled dimension and the
+    paper's (:func:`crnet.evaluate.tables.stationary_chain_shares`), at the scan's temperature."""
+    known = temperature is not None and np.isfinite(temperature) and temperature > 0
+    t = float(temperature) if known else default_scan_temperature()
+    ours = stationary_chain_shares(t, len(PARAM_NAMES))
+    paper = stationary_chain_shares(t, PAPER_SAMPLED_PARAMETERS)
+    where = (f"the scan's T = {t:g}" if known else
+             f"T = {t:g}, the scan's default (the report does not record the scan's temperature),")
+    pa = PAPER_TABLE4[MCMC_ROW]
+    return (f"A stationary chain at {where} has Delta chi2_tot / T ~ chi2(d) for d sampled parameters and is "
+            f"expected to put {100 * ours['le_4sigma']:.2f} % within 4 sigma and {100 * ours['4_to_6sigma']:.2f} % "
+            f"at 4-6 sigma for crnet's d = {len(PARAM_NAMES)} (the normalisations profiled inside chi2), and "
+            f"{100 * paper['le_4sigma']:.2f} % / {100 * paper['4_to_6sigma']:.2f} % for the paper's "
+            f"d = {PAPER_SAMPLED_PARAMETERS} (its scan sampled them all; it reports {pa[0]:.2f} % / {pa[1]:.2f} %): "
+            "the difference of the MCMC row from the paper's comes mostly from the sampled dimension"
+            + ("." if t == CHI2_SCAN_FACTOR else f" and from T (the paper's is {CHI2_SCAN_FACTOR:g}, Eq. 4.1)."))
 
 
 def conventions_text(report: dict[str, Any]) -> str:
-    """The counting rules of Tables 3 and 4, with each machine's counts (:func:`closure_counts`)."""
+    """The counting rules of Tables 3 and 4, with each machine's counts (:func:`closure_counts`) and, with an
+    MCMC row, the shares a stationary chain is expected to reach (:func:`stationary_chain_text`)."""
     t4, t6 = (delta_chi2_threshold(s) for s in SIGMA_BANDS)
     text = (f"Delta chi2_tot is measured from the minimum above; 4 sigma is Delta chi2 <= {t4:.2f} and 6 sigma "
             f"<= {t6:.2f} (14 dof, as the paper; it prints 69.91). Predictions outside the prior box are "
             "re-simulated clipped into it; predictions that cannot be simulated, or whose re-simulation has no "
-            "finite converged chi2, count as > 6 sigma; Table 3 uses the predictions with a finite tau.")
+            "finite converged chi2, count as > 6 sigma; Table 3 uses, per parameter, the predictions whose tau "
+            "of that parameter is finite (tau_i is not finite where theta_i = 0, e.g. eta = 0, or where theta' "
+            "is missing), while the feedback stop rule needs all ten.")
     rows = [name for name in report["table4_fractions"] if name in (MCMC_ROW, DESIGN_ROW)]
     if rows == [MCMC_ROW]:
         text += (f" {MCMC_ROW}: the scan's records weighted by chain multiplicity (the steps each chain stayed in "
-                 "a state; no burn-in removed, the chains start from the fit when there is one).")
+                 "a state; no burn-in removed, the chains start from the fit when there is one). "
+                 + stationary_chain_text(report.get("scan_temperature")))
     for name, k in (report.get("closure_counts") or {}).items():
+        lo, hi = k["n_finite_tau_min"], k["n_finite_tau_max"]
+        finite = f"{lo}" if lo == hi else f"{lo}-{hi} (by parameter)"
         text += (f" {name}: {k['n_predictions']} predictions, {k['n_outside_box']} outside the box, "
                  f"{k['n_not_simulable']} not simulable, {k['n_no_finite_chi2']} without a finite chi2, "
-                 f"{k['n_finite_tau']} with a finite tau.")
+                 f"{finite} with a finite tau, {k['n_all_tau_finite']} with all ten finite.")
     return text
 
 

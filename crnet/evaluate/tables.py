@@ -1,7 +1,9 @@
 """Tables 3 and 4 of the paper from closure tests, with the paper's numbers beside them.
 
 Table 3: per parameter, the median of tau (Eq. 4.4) and its 68 % interval (16th - 84th percentile),
-in percent, over the test pseudo-data (breaks as log10(R/MV), LOG_PARAM_NAMES order).
+in percent, over the test pseudo-data (breaks as log10(R/MV), LOG_PARAM_NAMES order). Each parameter counts the
+predictions whose tau of that parameter is finite (:func:`finite_tau_columns`, also Fig. 5's rule), and shows no
+interval below :data:`MIN_TAU_FOR_INTERVAL` of them.
 
 Table 4: the share of parameter points whose re-simulated chi^2_tot (Eq. 4.3, i.e. chi2_scan -> chi2_tot,
 Eq. 4.1) lies within 4 sigma (Delta chi^2 <= 43.82 for 14 dof), between 4 and 6 sigma (<= 69.95; the paper
@@ -15,6 +17,7 @@ true-positive rate of its 4 sigma classifier (29 %), which :func:`check_machine_
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 from crnet.likelihood import delta_chi2_threshold
 from crprop.params import LOG_PARAM_NAMES
@@ -48,18 +51,79 @@ PAPER_TABLE4: dict[str, tuple[float, float, float] | tuple[float, float]] = {
 }
 
 
-def tau_summary(tau: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per parameter: median, +upper, -lower (percent) of tau (n, 10) over rows with finite tau."""
+MIN_TAU_FOR_INTERVAL = 10
+"""Fewer finite tau of a parameter than this give no Table 3 interval: the 15.9th / 84.1th percentiles of k < 10
+values are interpolations between the two or three outermost points (with 3 points, between the extremes and the
+median), not an estimate of a 68 % interval; the median is still shown, with k."""
+
+
+def finite_tau_columns(tau: np.ndarray) -> list[np.ndarray]:
+    """Per parameter (LOG_PARAM_NAMES order), the finite tau (fractions) of that parameter from tau (n, 10).
+
+    The one rule of Table 3 (:func:`tau_summary`) and Fig. 5 (:func:`crnet.evaluate.figures.tau_histograms`):
+    each column keeps its own finite values. tau_i = (theta'_i - theta_i) / theta_i (Eq. 4.4) is +-inf or NaN
+    where theta_i = 0, and exact zeros are reachable (eta = 0 is the centre of its prior box; v_A = 0 and nu1 = 0
+    are lower box edges a bounded output reaches exactly in float32), so a row-wise filter would drop such a
+    prediction from all ten parameters because of one. A missing theta' (NaN) leaves every column of its row."""
     t = np.asarray(tau, dtype=np.float64)
-    t = t[np.all(np.isfinite(t), axis=1)] * 100.0
+    if t.ndim != 2 or t.shape[1] != len(LOG_PARAM_NAMES):
+        raise ValueError(f"tau must have shape (n, {len(LOG_PARAM_NAMES)}), got {t.shape}")
+    return [t[np.isfinite(t[:, j]), j] for j in range(t.shape[1])]
+
+
+def tau_summary(tau: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per parameter: median, +upper, -lower (percent) of tau (n, 10), over that parameter's finite tau
+    (:func:`finite_tau_columns`); ``n`` counts them and ``n_nonfinite`` the rest (n + n_nonfinite = rows).
+    Below :data:`MIN_TAU_FOR_INTERVAL` finite values ``plus`` and ``minus`` are NaN (no interval), the median
+    is kept; with none all three are NaN.
+
+    This is not the feedback stop rule's count (:meth:`crnet.feedback.ClosureResult.passing_share`, mean |tau|
+    over all ten parameters below the threshold): the stop rule judges each prediction as a whole, so a row with
+    any non-finite tau fails it (its mean is not finite), while Table 3 describes each parameter's distribution
+    and keeps, per parameter, every prediction whose tau of that parameter is defined. The two can therefore
+    count different predictions (e.g. eta = 0 removes a prediction from the stop rule but only from Table 3's
+    eta row)."""
+    cols = finite_tau_columns(tau)
+    rows = int(np.asarray(tau).shape[0])
     out = {}
-    for j, name in enumerate(LOG_PARAM_NAMES):
-        if t.shape[0] == 0:
-            out[name] = {"median": float("nan"), "plus": float("nan"), "minus": float("nan"), "n": 0}
-            continue
-        lo, med, hi = np.percentile(t[:, j], [INTERVAL_PERCENTILES[0], 50.0, INTERVAL_PERCENTILES[1]])
-        out[name] = {"median": float(med), "plus": float(hi - med), "minus": float(med - lo), "n": int(t.shape[0])}
+    for name, col in zip(LOG_PARAM_NAMES, cols, strict=True):
+        v = 100.0 * col
+        n = int(v.size)
+        entry = {"median": float("nan"), "plus": float("nan"), "minus": float("nan"), "n": n,
+                 "n_nonfinite": rows - n}
+        if n:
+            entry["median"] = float(np.median(v))
+        if n >= MIN_TAU_FOR_INTERVAL:
+            lo, hi = np.percentile(v, INTERVAL_PERCENTILES)
+            entry["plus"], entry["minus"] = float(hi - entry["median"]), float(entry["median"] - lo)
+        out[name] = entry
     return out
+
+
+PAPER_SAMPLED_PARAMETERS = 14
+"""Parameters the paper's MCMC sampled: "In the parameter scan, we vary the 14 model parameters described in
+Sec. 2" (the 10 propagation parameters and the 4 normalisations; crnet samples the 10 and profiles the 4 inside
+chi^2, :mod:`crnet.likelihood`)."""
+
+
+def stationary_chain_shares(temperature: float, n_sampled: int) -> dict[str, float]:
+    """Expected Table 4 shares (fractions) of a stationary chain with log p = -chi2_tot / (2 T).
+
+    For a Gaussian likelihood in the ``n_sampled`` sampled parameters (prior box not binding), the chain's
+    Delta chi2_tot / T follows chi2(n_sampled), so the share within Table 4's 4 sigma threshold t4 (14 dof,
+    43.82) is chi2.cdf(t4 / T, n_sampled), within 6 sigma chi2.cdf(t6 / T, n_sampled). With T = 10: 0.73 % /
+    5.78 % / 93.49 % for 14 sampled parameters (the paper: 1.57 / 5.02 / 93.41 %), 7.15 % / 20.25 % / 72.59 %
+    for 10 (crnet). Delta chi2 is taken from the true minimum; Table 4 measures it from the smallest collected
+    chi2_tot, which is at or above it."""
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    if int(n_sampled) != n_sampled or n_sampled < 1:
+        raise ValueError(f"n_sampled must be an integer >= 1, got {n_sampled}")
+    t4, t6 = (delta_chi2_threshold(s) for s in SIGMA_BANDS)
+    in4 = float(stats.chi2.cdf(t4 / temperature, int(n_sampled)))
+    in6 = float(stats.chi2.cdf(t6 / temperature, int(n_sampled)))
+    return {"le_4sigma": in4, "4_to_6sigma": in6 - in4, "gt_6sigma": float(stats.chi2.sf(t6 / temperature,
+                                                                                           int(n_sampled)))}
 
 
 def sigma_bands(chi2_tot: np.ndarray, chi2_min: float, weights: np.ndarray | None = None) -> dict[str, float]:
@@ -130,19 +194,35 @@ def check_machine_row(prob_inside: np.ndarray, chi2_tot: np.ndarray, chi2_min: f
 
 def table3_markdown(rows: dict[str, dict[str, dict[str, float]]], floor_percent: dict[str, float] | None = None) -> str:
     """Markdown Table 3: one column per machine (ours), the unbiased floor (``floor_percent``: parameter ->
-    68 % half-width in percent, :mod:`crnet.evaluate.floor`) when given, then the paper's A and B."""
+    68 % half-width in percent, :mod:`crnet.evaluate.floor`) when given, then the paper's A and B. A parameter
+    with fewer than :data:`MIN_TAU_FOR_INTERVAL` finite tau shows its median and "n/a (n = k < 10)"; the last
+    row gives each machine's number of finite tau (min-max over the parameters where they differ)."""
     names = list(rows)
     extra = ["unbiased floor"] if floor_percent else []
     head = "| parameter | " + " | ".join(names + extra) + " | paper A | paper B |"
     lines = [head, "|" + "---|" * (len(names) + len(extra) + 3)]
     for p in LOG_PARAM_NAMES:
-        cells = [_pm(rows[m][p]["median"], rows[m][p]["plus"], rows[m][p]["minus"]) for m in names]
+        cells = [_tau_cell(rows[m][p]) for m in names]
         if floor_percent:
             v = floor_percent[p]
             cells.append(f"± {v:.2f}" if v is not None and np.isfinite(v) else "n/a")
         pa, pb = PAPER_TABLE3[p]["A"], PAPER_TABLE3[p]["B"]
         lines.append(f"| {p} | " + " | ".join(cells) + f" | {_pm(*pa)} | {_pm(*pb)} |")
+    counts = []
+    for m in names:
+        ns = [int(rows[m][p]["n"]) for p in LOG_PARAM_NAMES]
+        counts.append(f"{min(ns)}-{max(ns)}" if min(ns) != max(ns) else str(ns[0]))
+    lines.append("| n (finite tau) | " + " | ".join(counts + ["-"] * len(extra)) + " | - | - |")
     return "\n".join(lines)
+
+
+def _tau_cell(entry: dict[str, float]) -> str:
+    """One Table 3 cell: median and 68 % interval, or the median alone when too few tau are finite."""
+    n = int(entry["n"])
+    if n < MIN_TAU_FOR_INTERVAL:
+        med = f"{entry['median']:+.2f}, " if n and np.isfinite(entry["median"]) else ""
+        return f"{med}n/a (n = {n} < {MIN_TAU_FOR_INTERVAL})"
+    return _pm(entry["median"], entry["plus"], entry["minus"])
 
 
 def accuracy_markdown(rows: dict[str, dict[str, dict[str, float]]]) -> str:
