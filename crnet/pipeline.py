@@ -27,7 +27,8 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   pseudo-data drawn from the same central spectra). The feedback loop predicts from its own pseudo-data
   (``feedback_pseudo.h5``: training centres, other noise draws), never from the test set, because it
   retrains on the re-simulations of what it predicts;
-* ``[test]``: n_test (pseudo-spectra of the test set, and of the feedback loop's own ``feedback_pseudo.h5``), seed;
+* ``[test]``: n_test (pseudo-spectra of the test set, and of the feedback loop's own ``feedback_pseudo.h5``; at
+  least [feedback] n_test), seed;
 * ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields except
   ``sim`` and ``progress`` (re-simulations use the [scan] solver settings, progress is [run]'s); its ``seed`` (closure
   noise of the feedback loop and the evaluation) defaults to the [run] seed, so replicate runs draw their own;
@@ -36,18 +37,29 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
 Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, and their settings,
 :func:`stage_settings`: the stage's own config section and every earlier one, except where and how it runs, and
 for the fit only the [scan] entries it reads) when done, and ``stages/<stage>.started.json`` (the settings) when
-they begin; a re-run skips finished stages, refuses a finished or started stage whose settings changed (naming
-them; checked for every stage before anything runs or is written, the fit's first since it sets the scan's
-start), and resumes the running one from its checkpoints (scan store, training checkpoints, feedback rounds,
-cached closure tests). ``resolved_config.json`` next to the outputs holds the resolved config and every derived
+they begin, after the stage's own up-front checks (an existing scan store this config cannot extend is refused
+before anything is written); a re-run skips finished stages, refuses a finished or started stage whose settings
+changed (naming them; checked for every stage before anything runs or is written, the fit's first since it sets
+the scan's start), and resumes the running one. A stage resumes its checkpoints (training checkpoints, feedback
+rounds) only when its own started marker was there, with these settings, before the run began (it was killed
+while running); otherwise it starts afresh, first removing what an earlier training to its model file or an
+earlier feedback loop in its directory left there (:func:`remove_training_files`, :func:`remove_feedback_files`:
+only those files). The scan always resumes its store (an MCMC scan extends to a larger n_steps); caches keyed by
+content (closure tests, oracle draws) are reused when their key matches. Paths in the markers are relative to the
+output directory (:data:`MARKER_PATHS`), so a copied or moved run directory uses its own files. A corrupt marker
+is refused, naming it. ``resolved_config.json`` next to the outputs holds the resolved config and every derived
 seed, and ``invocations``: the time and versions (crnet, torch, numpy, device) of each run that passed those
-checks, so a run resumed on another commit or machine says so.
+checks, so a run resumed on another commit or machine says so. A run holds ``<out>/.lock``
+(:mod:`crnet.run_lock`) from start to end: a second run on the same directory is refused.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import platform
+import re
+import shutil
 import time
 import tomllib
 from collections.abc import Callable
@@ -238,6 +250,12 @@ def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
     missing = [m for m in cfg.feedback.machines if m not in cfg.train.machines]
     if missing:
         raise ValueError(f"[feedback] machines {missing} are not trained ([train] machines)")
+    fb_n = cfg.feedback.settings.n_test
+    if fb_n is not None and fb_n > cfg.test.n_test:  # it would be capped silently (review of session 51)
+        raise ValueError(f"{path}: [feedback] n_test = {fb_n} exceeds [test] n_test = {cfg.test.n_test}: the feedback "
+                         "loop and the evaluation predict from the first [feedback] n_test of the [test] n_test "
+                         "pseudo-spectra (feedback_pseudo.h5, test_pseudo.h5); lower [feedback] n_test (or leave "
+                         "it out: all) or raise [test] n_test")
     cfg.feedback.settings.sim = cfg.sim()
     cfg.feedback.settings.progress = cfg.run.progress
     return cfg
@@ -311,54 +329,140 @@ MACHINE_LIST_SETTINGS: tuple[str, ...] = ("train.machines", "train.check", "trai
 the noise / ensemble lists include it, so adding a machine to a finished run does not outdate the others' stages."""
 
 
+MARKER_PATHS = "relative to out"
+"""Value of a finished marker's ``paths`` entry: the paths its result holds are relative to the output directory,
+so a copied or moved run directory uses its own files. Markers without it (written before) hold the paths as
+given when they ran (absolute, or relative to that run's working directory): :meth:`_Stages.path` rebases them."""
+
+
 class _Stages:
     def __init__(self, out: Path, cfg: PipelineConfig) -> None:
+        self.out = out
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
         self.cfg = cfg
+        self.started_before: dict[str, bool] = {}
+        """Stage -> whether its started marker was there, with this run's settings, when this run first checked
+        it: only then does the stage resume its checkpoints (:meth:`run`)."""
+        self.legacy: set[str] = set()
+        """Finished stages whose marker holds paths as written before they were relative to out."""
+
+    @staticmethod
+    def read_marker(marker: Path) -> dict[str, Any]:
+        """A marker's content; ValueError naming it when it cannot be read (a truncated copy, a full disk)."""
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{marker}: corrupt stage marker ({exc}); delete it to redo the stage") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{marker}: corrupt stage marker (a JSON {type(data).__name__}, not an object); delete "
+                             "it to redo the stage")
+        return data
 
     def check(self, name: str) -> dict[str, Any] | None:
         """The finished marker of stage ``name`` (None if not finished), after checking that neither it nor a
         started marker was written under other settings (its outputs would be mixed with this config's)."""
         settings = stage_settings(self.cfg, name)
         info = None
+        started = False
         for marker, state in ((self.dir / f"{name}.json", "finished"), (self.dir / f"{name}.started.json", "started")):
             if not marker.is_file():
                 continue
-            data = json.loads(marker.read_text())
-            info = data if state == "finished" else info
+            data = self.read_marker(marker)
             done_with = data.get("settings")  # None: a marker from before settings were recorded
             diff = [] if done_with is None else changed_settings(done_with, settings)
             if diff:
+                scan = (" (an MCMC scan then resumes and extends its store to a larger [scan] n_steps; any other "
+                        "[scan] change, such as a Sobol design's n_points, needs another [run] out)"
+                        if any(k.startswith("scan.") for k in diff) else "")
                 raise ValueError(
                     f"{marker}: stage {name!r} was {state} under other settings ({list_settings(diff)} differ). "
-                    "Use another [run] out, or delete this marker and those of the later stages to redo them (a scan "
-                    "then resumes and extends its store)")
+                    f"Use another [run] out, or delete this marker and those of the later stages to redo them{scan}")
+            if state == "finished":
+                info = data
+                if data.get("paths") != MARKER_PATHS:
+                    self.legacy.add(name)
+            else:
+                started = True
+        self.started_before.setdefault(name, started)
         return info
 
-    def run(self, name: str, fn: Callable[[], Any]) -> Any:
-        """Run stage ``name`` unless its marker says it is done with the same settings (:meth:`check`)."""
+    def run(self, name: str, fn: Callable[[bool], Any]) -> Any:
+        """Run stage ``name`` unless its marker says it is done with the same settings (:meth:`check`).
+
+        ``fn(resume)``: ``resume`` is True when the stage's started marker was there, with these settings, before
+        this run (it was killed while running): only then may it resume its checkpoints; else it starts afresh.
+        Paths in its result are to be relative to out (:meth:`rel`). The started marker is written here, so the
+        stage's up-front checks belong before the first :meth:`run` (run_pipeline: every marker, and the scan
+        store): a refused start leaves nothing behind."""
         info = self.check(name)
         if info is not None:
             self.timings[name] = info["wall_s"]
             return info.get("result")
+        resume = self.started_before[name]
         settings = stage_settings(self.cfg, name)
         started = self.dir / f"{name}.started.json"
         _atomic_json(started, {"stage": name, "settings": settings})
         t0 = time.perf_counter()
-        result = fn()
+        result = fn(resume)
         release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
         wall = time.perf_counter() - t0
         _atomic_json(self.dir / f"{name}.json", {"stage": name, "wall_s": wall, "result": result,
-                                                  "settings": settings})
+                                                  "settings": settings, "paths": MARKER_PATHS})
         started.unlink(missing_ok=True)
+        self.legacy.discard(name)
         self.timings[name] = wall
         return result
 
+    def rel(self, path: Path | str, keep: bool = False) -> str:
+        """``path`` (under out) relative to out, for a marker; one outside out is an error, or with ``keep``
+        (entries the pipeline only records) kept as it is."""
+        given = Path(path)
+        for p, base in ((given, self.out), (given.resolve(), self.out.resolve())):
+            try:
+                return p.relative_to(base).as_posix()
+            except ValueError:
+                continue
+        if keep:
+            return str(path)
+        raise ValueError(f"{path}: a stage output outside the output directory {self.out}")
+
+    def path(self, name: str, value: str) -> Path:
+        """The file a path in stage ``name``'s marker names: ``out / value``. A marker written before paths were
+        relative to out (:data:`MARKER_PATHS`) holds them as that run gave them: a path inside out is used as it
+        is; one outside (the directory was copied or moved) is rebased onto out, to the longest tail of it that
+        exists under out, and refused (ValueError naming the marker) when none does: never the old directory's
+        file."""
+        if name not in self.legacy:
+            return self.out / value
+        given, out = Path(value), self.out.resolve()
+        try:
+            return self.out / given.resolve().relative_to(out)
+        except ValueError:
+            pass
+        parts = given.parts[1:] if given.is_absolute() else given.parts
+        path = next((t for t in (self.out.joinpath(*parts[i:]) for i in range(len(parts))) if t.exists()), None)
+        if path is None:
+            raise ValueError(f"{self.dir / f'{name}.json'}: {value} lies outside the output directory {self.out} (a "
+                             "copied or moved run directory) and no file of that name lies under it; delete this "
+                             "marker and those of the later stages to redo them")
+        return path
+
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    """Run (or resume) every stage; returns {'timings': {stage: s}, 'report': ..., 'measured': ...}."""
+    """Run (or resume) every stage; returns {'timings': {stage: s}, 'report': ..., 'measured': ...}.
+
+    The whole run holds the lock of its output directory (:func:`crnet.run_lock.run_lock`): a second run on the
+    same directory is refused (ValueError naming ``<out>/.lock`` and the holder's pid) before it reads or writes
+    anything there."""
+    from crnet.run_lock import run_lock
+
+    with run_lock(cfg.out, "crnet pipeline"):
+        return _run_locked(cfg)
+
+
+def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
     import torch
 
     from crnet.evaluate import EvalConfig, evaluate
@@ -368,7 +472,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from crnet.scan.runner import run_scan
 
     out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.run.threads:
         from crprop.backends.numba_backend import set_threads
 
@@ -376,12 +479,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         set_threads(cfg.run.threads)  # the solver too: on a shared or small machine its threads set the wall time
     st = _Stages(out, cfg)
     if cfg.fit.enabled:
-        cfg.scan = _scan_from_fit(cfg, st.run("fit", lambda: _run_fit(cfg)))
+        fit = st.run("fit", lambda resume: {**(r := _run_fit(cfg)), "path": st.rel(r["path"])})
+        cfg.scan = _scan_from_fit(cfg, {**fit, "path": str(st.path("fit", fit["path"]))})
     for name in planned_stages(cfg):  # every marker checked before anything is written
         st.check(name)
-    _write_resolved_config(out, cfg)
     scan_path = out / "scan.h5"
-    st.run("scan", lambda: run_scan(scan_path, cfg.scan, resume=True, progress=cfg.run.progress).new_records)
+    if not st.check("scan"):
+        _check_scan_store(scan_path, cfg.scan)  # ... and a scan store this config cannot extend
+    _write_resolved_config(out, cfg)
+    st.run("scan", lambda resume: run_scan(scan_path, cfg.scan, resume=True, progress=cfg.run.progress).new_records)
 
     def tcfg(machine: str, arch: str) -> TrainConfig:
         t = cfg.train
@@ -395,25 +501,30 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                                                    centres="train" if t.holdout_fraction > 0 else "all",
                                                    holdout_fraction=t.holdout_fraction))
 
-    def train_one(machine: str, arch: str, path: Path) -> str:
+    def train_one(machine: str, arch: str, path: Path, resume: bool) -> str:
         from crnet.machines.training import has_checkpoint
 
         config = tcfg(machine, arch)
-        train(scan_path, path, config, resume=has_checkpoint(path, config.ensemble))
-        return str(path)
+        if not resume:  # not this stage's interrupted run: its checkpoints belong to another one
+            remove_training_files(path)
+        train(scan_path, path, config, resume=resume and has_checkpoint(path, config.ensemble))
+        return st.rel(path)
 
-    models: dict[str, str] = {}
+    models: dict[str, Path] = {}
     for name in cfg.train.machines:
         machine, arch, _ = MACHINE_NAMES[name]
-        models[name] = st.run(f"train_{name}", lambda m=machine, a=arch, n=name: train_one(m, a, out / f"{n}.pt"))
+        stage = f"train_{name}"
+        models[name] = st.path(stage, st.run(stage, lambda resume, m=machine, a=arch, n=name: train_one(
+            m, a, out / f"{n}.pt", resume)))
     check = None
     if cfg.train.check:
-        check = st.run("train_check", lambda: train_one("check", "paper", out / "check.pt"))
+        check = st.path("train_check", st.run("train_check", lambda resume: train_one(
+            "check", "paper", out / "check.pt", resume)))
 
     test_path = out / "test_pseudo.h5"
     seed = cfg.test.seed if cfg.test.seed is not None else cfg.run.seed + TEST_SEED_OFFSET
     held = cfg.train.holdout_fraction
-    st.run("test_pseudodata", lambda: str(make_pseudodata(
+    st.run("test_pseudodata", lambda resume: st.rel(make_pseudodata(
         scan_path, test_path, PseudoDataConfig(n_pseudo=cfg.test.n_test, dataset=cfg.scan.dataset, seed=seed,
                                                centres="test" if held > 0 else "all",
                                                holdout_fraction=held)).path))
@@ -425,37 +536,100 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         # its pseudo-data come from the training centres (all records when nothing is held out) with their own
         # noise draws. With [train] holdout_fraction > 0 Tables 3/4 then measure spectra no machine, retrained or
         # not, has learnt from; with 0 (the paper's protocol, pipeline_ci/demo) the test centres are training centres.
-        st.run("feedback_pseudodata", lambda: str(make_pseudodata(
+        st.run("feedback_pseudodata", lambda resume: st.rel(make_pseudodata(
             scan_path, feedback_path, PseudoDataConfig(
                 n_pseudo=cfg.test.n_test, dataset=cfg.scan.dataset, seed=cfg.run.seed + FEEDBACK_SEED_OFFSET,
                 centres="train" if held > 0 else "all", holdout_fraction=held)).path))
     for name in cfg.feedback.machines:
         machine, arch, _ = MACHINE_NAMES[name]
+        fb_dir = out / f"feedback_{name}"
 
-        def fb(n=name, m=machine, a=arch) -> dict:
-            r = run_feedback(models[n], scan_path, feedback_path, out / f"feedback_{n}", cfg.feedback.settings,
-                             tcfg(m, a))
-            return {"model": str(r.model_path), "converged": r.converged, "rounds": r.rounds}
+        def fb(resume: bool, n: str = name, m: str = machine, a: str = arch, d: Path = fb_dir) -> dict[str, Any]:
+            if not resume:  # not this stage's interrupted run: its rounds belong to another one
+                remove_feedback_files(d)
+            r = run_feedback(models[n], scan_path, feedback_path, d, cfg.feedback.settings, tcfg(m, a))
+            rounds = [{k: st.rel(v, keep=True) if k in ("model", "next_model", "next_store") else v
+                       for k, v in rd.items()} for rd in r.rounds]
+            return {"model": st.rel(r.model_path), "converged": r.converged, "rounds": rounds}
 
-        res = st.run(f"feedback_{name}", fb)
-        models[name] = res["model"]
-        stores += [str(out / f"feedback_{name}" / f"round_{r['round']}" / "resim.h5") for r in res["rounds"]]
+        stage = f"feedback_{name}"
+        res = st.run(stage, fb)
+        models[name] = st.path(stage, res["model"])
+        stores += [str(fb_dir / f"round_{r['round']}" / "resim.h5") for r in res["rounds"]]
 
-    ecfg = EvalConfig(machines={MACHINE_NAMES[n][2]: p for n, p in models.items()}, test_store=str(test_path),
-                      mock_stores=stores, out=str(out / "evaluation"), check_model=check,
-                      feedback=cfg.feedback.settings)
+    ecfg = EvalConfig(machines={MACHINE_NAMES[n][2]: str(p) for n, p in models.items()}, test_store=str(test_path),
+                      mock_stores=stores, out=str(out / "evaluation"),
+                      check_model=None if check is None else str(check), feedback=cfg.feedback.settings)
     report_path = Path(ecfg.out) / "report.json"
-    st.run("evaluate", lambda: (evaluate(ecfg), str(report_path))[1])
+    st.run("evaluate", lambda resume: (evaluate(ecfg), st.rel(report_path))[1])
     report = json.loads(report_path.read_text())
     measured = None
     if cfg.measured.enabled:
         from crnet.evaluate.measured import predict_measured
 
-        measured = st.run("measured", lambda: predict_measured(
-            models, out / "measured", scan_path, dataset=cfg.measured.dataset, sim=cfg.sim(),
-            progress=cfg.run.progress))
+        measured = st.run("measured", lambda resume: predict_measured(
+            {n: str(p) for n, p in models.items()}, out / "measured", scan_path, dataset=cfg.measured.dataset,
+            sim=cfg.sim(), progress=cfg.run.progress))
     _atomic_json(out / "timings.json", st.timings)
     return {"timings": st.timings, "report": report, "measured": measured}
+
+
+def _check_scan_store(path: Path, scan: ScanConfig) -> None:
+    """Before anything is written: the refusal :func:`crnet.scan.runner.run_scan` (resume) would give for an
+    existing store ``path`` this scan config cannot extend (another design, n_points, seed, grid, ...; only
+    crnet.scan.runner.RESUME_MUTABLE entries, such as an MCMC scan's n_steps, may change)."""
+    from crnet.scan.runner import _check_resume_config
+    from crnet.store import MockStore, StoreError
+
+    if not path.exists():
+        return
+    with MockStore.open(path, "r") as store:
+        try:
+            _check_resume_config(store, scan)
+        except StoreError as exc:
+            raise ValueError(f"{exc}; nothing was written: only an MCMC scan extends in place (a larger [scan] "
+                             "n_steps), any other [scan] change needs another [run] out") from None
+
+
+TRAINING_FILE = re.compile(r"(\.member\d+)?(\.ckpt|\.init|\.pseudo\.h5)?(\.\d+\.tmp|\.tmp)?")
+"""What :func:`crnet.machines.training.train` to ``<model>`` writes beside it, named ``<model>`` + this: its
+checkpoint, Machine B's pseudo-data, ensemble members with their checkpoints and warm-start files, and the
+temporary files of their atomic writes."""
+
+
+def remove_training_files(model: Path) -> list[Path]:
+    """Remove the model file ``model`` and what training to it left beside it (:data:`TRAINING_FILE`), before a
+    training stage starts afresh: a checkpoint of another run would otherwise be resumed (or refused) by the next
+    resume of this stage. Only those files: nothing else in the directory is touched. Returns the removed files."""
+    removed = []
+    if model.is_file():
+        removed.append(model)
+    for f in model.parent.glob(glob.escape(model.name) + ".*"):
+        if f.is_file() and TRAINING_FILE.fullmatch(f.name[len(model.name):]):
+            removed.append(f)
+    for f in removed:
+        f.unlink()
+    return removed
+
+
+ROUND_DIR = re.compile(r"round_\d+")
+
+
+def remove_feedback_files(directory: Path) -> list[Path]:
+    """Remove what a feedback loop left in ``directory`` (its log and its ``round_<k>/`` directories, which hold
+    only the loop's own files) before a feedback stage starts afresh: the loop would otherwise resume, or refuse,
+    another run's rounds. Nothing else in the directory is touched. Returns what was removed."""
+    from crnet.feedback import LOG_NAME
+
+    removed = [directory / LOG_NAME] if (directory / LOG_NAME).is_file() else []
+    if directory.is_dir():
+        removed += sorted(d for d in directory.iterdir() if d.is_dir() and ROUND_DIR.fullmatch(d.name))
+    for f in removed:
+        if f.is_dir():
+            shutil.rmtree(f)
+        else:
+            f.unlink()
+    return removed
 
 
 def _run_fit(cfg: PipelineConfig) -> dict[str, Any]:

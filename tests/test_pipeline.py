@@ -47,6 +47,8 @@ def test_config_errors(tmp_path):
         ('[measured]\ndataset = "nope"\n', r"\[measured\] dataset: unknown data set 'nope'"),
         ('[train]\ndevice = "tpu"\n', r"\[train\] device must be"),
         ("[test]\nseed = -2\n", r"\[test\] seed must be an integer >= 0"),
+        # capped silently before (review of session 51: 6 asked, 4 predicted)
+        ("[test]\nn_test = 4\n[feedback]\nn_test = 6\n", r"\[feedback\] n_test = 6 exceeds \[test\] n_test = 4"),
     ]:
         bad.write_text(text)
         with pytest.raises(ValueError, match=message):
@@ -61,6 +63,11 @@ def test_config_errors(tmp_path):
     assert len(set(streams)) == len(streams)
     bad.write_text("[run]\nseed = 7\n[feedback]\nseed = 3\n")
     assert load_config(bad).feedback.settings.seed == 3
+
+
+def test_pipeline_help_names_the_run_section():
+    res = CliRunner().invoke(app, ["pipeline", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "Override [run] out (output directory)." in res.output  # not read as markup
 
 
 def test_cli_pipeline_ci(tmp_path):

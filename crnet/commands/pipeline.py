@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     @app.command("pipeline")
     def pipeline_cmd(
         config: Path = typer.Argument(..., help="TOML config (configs/pipeline_{ci,demo,paper}.toml)."),
-        out: str | None = typer.Option(None, "--out", help="Override [run] out (output directory)."),
+        out: str | None = typer.Option(None, "--out", help="Override \\[run] out (output directory)."),
     ) -> None:
         """Run every stage of CONFIG; a re-run skips finished stages and resumes the interrupted one."""
         from crnet.pipeline import load_config, run_pipeline

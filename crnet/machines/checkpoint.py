@@ -55,8 +55,8 @@ def scaler_sha256(scaler: FeatureScaler) -> str:
 
 def save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, scheduler, shuffle: np.random.Generator,
                     state: dict, best_weights: dict) -> None:
-    """Write (atomically) the weights, best weights, optimiser, scheduler, both random streams and the
-    early-stopping state, with the run's identity."""
+    """Write (atomically: ``<path>.<pid>.tmp``, then a rename) the weights, best weights, optimiser, scheduler,
+    both random streams and the early-stopping state, with the run's identity."""
     payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
                "identity_json": json.dumps(identity, sort_keys=True), "state_json": json.dumps(state),
                "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
@@ -65,9 +65,15 @@ def save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, sched
                "rng_torch": torch.get_rng_state(), "rng_shuffle_json": json.dumps(shuffle.bit_generator.state)}
     if torch.cuda.is_available():
         payload["rng_cuda"] = torch.cuda.get_rng_state_all()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    # the temporary name carries the process id (as crnet.paths.atomic_write_text's): two processes writing the
+    # same checkpoint must not rename each other's half-written file away (review of session 51)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_checkpoint(path: Path, identity: dict) -> dict:
