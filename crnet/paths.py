@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -25,11 +26,22 @@ def same_file(a: Path | str, b: Path | str) -> bool:
     return a.resolve() == b.resolve()
 
 
-def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader never sees half a file (the
-    temporary name carries the process id: two processes writing the same file do not share one)."""
+def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path`` and rename it to ``path``, so a reader never sees
+    half a file and a failed or interrupted write keeps the previous one. The temporary name
+    (``<name>.<pid>.tmp``) carries the process id: two processes writing the same file do not rename each other's
+    half-written file away. A failed ``write`` removes its temporary file (a SIGKILL leaves it behind, harmless)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -251,7 +251,7 @@ def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
     if missing:
         raise ValueError(f"[feedback] machines {missing} are not trained ([train] machines)")
     fb_n = cfg.feedback.settings.n_test
-    if fb_n is not None and fb_n > cfg.test.n_test:  # it would be capped silently (review of session 51)
+    if fb_n is not None and fb_n > cfg.test.n_test:  # it would be capped silently (review by helper-51, session 17)
         raise ValueError(f"{path}: [feedback] n_test = {fb_n} exceeds [test] n_test = {cfg.test.n_test}: the feedback "
                          "loop and the evaluation predict from the first [feedback] n_test of the [test] n_test "
                          "pseudo-spectra (feedback_pseudo.h5, test_pseudo.h5); lower [feedback] n_test (or leave "

@@ -1,9 +1,9 @@
 """One run per output directory: an exclusive lock on ``<directory>/.lock`` held for the whole run.
 
 Two ``crnet pipeline`` runs on one output directory would write the same stage markers, checkpoints and stores at
-the same time (review by helper-51, session 17: the second run's training replaced the first one's checkpoint while it was
-being written). :func:`run_lock` takes an exclusive, non-blocking ``fcntl.flock`` on ``<directory>/.lock`` and
-refuses, naming the lock file and the holder's process id, when another run holds it.
+the same time (review by helper-51, session 17: the second run's training replaced the first one's checkpoint
+while it was being written). :func:`run_lock` takes an exclusive, non-blocking ``fcntl.flock`` on
+``<directory>/.lock`` and refuses, naming the lock file and the holder's process id, when another run holds it.
 
 - The lock belongs to the open file, not to the file's existence: it is released when the ``with`` block ends and
   by the operating system when the process ends in any way (SIGKILL, power loss of a local disk's host), so a

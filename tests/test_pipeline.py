@@ -47,7 +47,7 @@ def test_config_errors(tmp_path):
         ('[measured]\ndataset = "nope"\n', r"\[measured\] dataset: unknown data set 'nope'"),
         ('[train]\ndevice = "tpu"\n', r"\[train\] device must be"),
         ("[test]\nseed = -2\n", r"\[test\] seed must be an integer >= 0"),
-        # capped silently before (review of session 51: 6 asked, 4 predicted)
+        # capped silently before (review by helper-51, session 17: 6 asked, 4 predicted)
         ("[test]\nn_test = 4\n[feedback]\nn_test = 6\n", r"\[feedback\] n_test = 6 exceeds \[test\] n_test = 4"),
     ]:
         bad.write_text(text)

@@ -1,4 +1,4 @@
-"""The state `crnet pipeline` keeps in its output directory (review of session 51): one run per directory, stage
+"""The state `crnet pipeline` keeps in its output directory (helper-51, session 17): one run per directory, stage
 markers written only after a stage's up-front checks and holding paths relative to out, checkpoints resumed only
 by the stage run that wrote them, corrupt markers named. CI-sized (configs/pipeline_ci.toml without the measured
 stage; an 8-chain MCMC variant): one finished run shared by the tests, each working on its own copy."""

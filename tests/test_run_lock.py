@@ -1,4 +1,4 @@
-"""crnet.run_lock: one run per output directory (review of session 51: two pipeline runs on one directory were
+"""crnet.run_lock: one run per output directory (helper-51, session 17: two pipeline runs on one directory were
 accepted and broke each other's checkpoints), and checkpoint writes whose temporary file is per process."""
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ share with the run that wrote it (its identity). Used by :mod:`crnet.machines.tr
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from crnet.paths import atomic_write
 from crnet.provenance import array_sha256, changed_settings, list_settings
 
 if TYPE_CHECKING:
@@ -65,15 +65,9 @@ def save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, sched
                "rng_torch": torch.get_rng_state(), "rng_shuffle_json": json.dumps(shuffle.bit_generator.state)}
     if torch.cuda.is_available():
         payload["rng_cuda"] = torch.cuda.get_rng_state_all()
-    # the temporary name carries the process id (as crnet.paths.atomic_write_text's): two processes writing the
-    # same checkpoint must not rename each other's half-written file away (review of session 51)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # per-process temporary name: two processes writing the same checkpoint must not rename each other's
+    # half-written file away (review by helper-51, session 17)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: Path, identity: dict) -> dict:

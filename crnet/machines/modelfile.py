@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from crnet.features import (
     check_same_grid,
 )
 from crnet.machines import build_network
+from crnet.paths import atomic_write
 from crnet.provenance import code_version  # noqa: F401 - re-exported: model metadata records it
 from crprop.params import PARAM_NAMES
 
@@ -201,9 +201,7 @@ def save_model(path: Path | str, model: ModelFile) -> None:
         payload["members"] = [{"state_dict": {k: v.detach().cpu().clone() for k, v in sd.items()},
                                "feature_mean": torch.as_tensor(sc.mean), "feature_std": torch.as_tensor(sc.std)}
                               for sd, sc in model.members]
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _json_default(obj):
