@@ -32,6 +32,31 @@ READ_BLOCK_RECORDS = 4096
 MERGE_KEYS: tuple[str, ...] = ("grid", "cross_sections", "solver_mode", "dataset")
 """Root attributes that must agree between shards for them to be merged."""
 
+GRID_DEFAULTS_LEFT_OUT: Mapping[str, Any] = {"half_lives": "galprop"}
+"""Grid entries a store leaves out at their default (crnet.scan.models.GridConfig spells GALPROP's half-lives
+None and does not record them): absent and the default are the same setting."""
+
+NOT_RECORDED = "(not recorded)"
+"""What :func:`merge_differences` reports for an attribute (or grid entry) one of the stores lacks."""
+
+
+def merge_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, ours, theirs) for every MERGE_KEYS root attribute on which ``ours`` and ``theirs`` disagree, the
+    ``grid`` dict (and any other dict attribute) entry by entry as 'grid.dz_kpc', so that a refusal can name the
+    setting; a missing one is its default (:data:`GRID_DEFAULTS_LEFT_OUT`), else :data:`NOT_RECORDED`. Empty
+    when :func:`merge_stores` can merge the two (its rule: equal attributes)."""
+    out: list[tuple[str, Any, Any]] = []
+    for key in MERGE_KEYS:
+        a, b = ours.get(key, NOT_RECORDED), theirs.get(key, NOT_RECORDED)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                x, y = (d.get(sub, GRID_DEFAULTS_LEFT_OUT.get(sub, NOT_RECORDED)) for d in (a, b))
+                if x != y:
+                    out.append((f"{key}.{sub}", x, y))
+        elif a != b:
+            out.append((key, a, b))
+    return out
+
 
 @dataclass
 class Selection:
@@ -216,10 +241,12 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
     for info in infos[1:]:
         if info["species"] != ref["species"] or not np.array_equal(info["ekin"], ref["ekin"]):
             raise StoreError(f"{info['path']}: species or energy grid differ from {ref['path']}; cannot merge")
-        for key in MERGE_KEYS:
-            if info["attrs"].get(key) != ref["attrs"].get(key):
-                raise StoreError(f"{info['path']}: attribute '{key}' = {info['attrs'].get(key)!r} differs from "
-                                 f"{ref['path']} ({ref['attrs'].get(key)!r}); cannot merge")
+        diffs = merge_differences(info["attrs"], ref["attrs"])
+        if diffs:
+            key, theirs, ours = diffs[0]
+            also = f"; also differ: {', '.join(d[0] for d in diffs[1:])}" if len(diffs) > 1 else ""
+            raise StoreError(f"{info['path']}: attribute '{key}' = {theirs!r} differs from {ref['path']} ({ours!r})"
+                             f"{also}; cannot merge")
     temps = {float(i["attrs"].get("temperature", np.nan)) for i in infos if i["chains"].size}
     if len(temps) > 1:  # chains of different temperatures sample different targets: one weighting cannot hold both
         raise StoreError(f"merge_stores: the MCMC inputs ran at different temperatures {sorted(temps)}; cannot merge")

@@ -1,26 +1,38 @@
-"""`crnet feedback`: the feedback loop of one machine (closure test, retrain until 95 % have mean|tau| < 0.1)."""
+"""`crnet feedback`: the feedback loop of one machine (closure test, retrain until 95 % have mean|tau| < 0.1).
+
+The re-simulations repeat the --store's simulations: grid, solver mode, tolerance, step cap and data set come from
+its attributes (:func:`crnet.feedback.sim_from_store`). An option given must agree with the store (the retraining
+merges the re-simulations into it); the library refuses any other value before round 0
+(:func:`crnet.feedback.check_feedback_inputs`), and this command names the option in the message.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import typer
 
-from crnet.commands.grid_options import with_grid_options
+from crnet.commands.grid_options import GRID_FLAGS, with_given_grid_options
 
-if TYPE_CHECKING:
-    from crnet.scan.models import GridConfig
+OPTION_NAMES: dict[str, str] = {
+    "model": "--model", "train_store": "--store", "test_store": "--test", "sim.mode": "--mode", "sim.tol": "--tol",
+    "sim.max_steps": "--max-steps", "sim.dataset": "--dataset", "sim": "re-simulation setting",
+    **{f"sim.grid.{name}": flag for name, flag in GRID_FLAGS.items()},
+}
+"""crnet.feedback's argument names (FeedbackInputError.argument) -> this command's options."""
 
 
 def register(app: typer.Typer) -> None:
     @app.command("feedback")
-    @with_grid_options
+    @with_given_grid_options
     def feedback_cmd(
         model: Path = typer.Option(..., "--model", help="Trained machine (model file)."),
-        store: Path = typer.Option(..., "--store", help="The store the machine was trained on."),
+        store: Path = typer.Option(..., "--store", help="The store the machine was trained on (Machine B: the scan "
+                                   "its pseudo-data were made from); re-simulations repeat its grid and solver "
+                                   "settings, and each round's retraining adds them to it."),
         test_store: Path = typer.Option(..., "--test", help="Pseudo-data store to predict from."),
         out: Path = typer.Option(..., "--out", help="Directory of the rounds and feedback_log.json (resumes)."),
         max_rounds: int = typer.Option(3, "--max-rounds"),
@@ -31,29 +43,43 @@ def register(app: typer.Typer) -> None:
         arch: str | None = typer.Option(None, "--arch", help="Network of the machine (paper or crnet); default: the "
                                         "model file's. Every other training setting (ensemble size, input noise, "
                                         "batch size, seed, Machine B's pseudo-data) is the model file's."),
-        backend: str = typer.Option("auto", "--backend"),
-        dataset: str = typer.Option("paper", "--dataset"),
+        backend: str = typer.Option("auto", "--backend", help="crprop backend of the re-simulations (auto: CuPy "
+                                    "on a GPU)."),
+        mode: str | None = typer.Option(None, "--mode", help="Solver mode of the re-simulations (fast or exact); "
+                                        "default: the --store's."),
+        tol: float | None = typer.Option(None, "--tol", help="Solver tolerance (relative residual) of the "
+                                         "re-simulations; default: the --store's."),
+        max_steps: int | None = typer.Option(None, "--max-steps", help="Solver step cap per species of the "
+                                             "re-simulations; default: the --store's."),
+        dataset: str | None = typer.Option(None, "--dataset", help="Likelihood data set; default: the --store's."),
         no_progress: bool = typer.Option(False, "--no-progress"),
-        grid: GridConfig | None = None,
+        grid: dict[str, Any] | None = None,
     ) -> None:
-        """Run (or resume) the feedback loop and print every round's metrics."""
-        from crnet.feedback import FeedbackConfig, SimConfig, run_feedback
+        """Run (or resume) the feedback loop and print every round's metrics.
+
+        The re-simulations repeat the --store's simulations: the grid options (--dr ... --half-lives), --mode,
+        --tol, --max-steps and --dataset default to the store's, and one given must agree with it (checked, with
+        the stores and the model, before round 0)."""
+        from crnet.feedback import FeedbackConfig, FeedbackInputError, run_feedback, sim_from_store
         from crnet.machines.training import TrainConfig
-        from crnet.store import MockStore, StoreError
+        from crnet.scan.models import GridConfig
+        from crnet.store import StoreError
 
         try:
-            cfg = FeedbackConfig(sim=SimConfig(grid=grid, backend=backend, dataset=dataset),
-                                 tau_threshold=tau_threshold, target_share=target_share, max_rounds=max_rounds,
-                                 n_test=n_test, retrain_epochs=epochs, progress=not no_progress)
-            tcfg = replace(TrainConfig.of_model(model), progress=not no_progress)
-            if arch is not None and arch != tcfg.arch:
-                raise ValueError(f"--arch {arch}: the model {model} is a {tcfg.arch!r} machine")
-            for path, what in ((store, "--store"), (test_store, "--test")):  # before round 0's re-simulation
-                try:
-                    MockStore.open(path, "r").close()
-                except StoreError as exc:
-                    raise ValueError(f"{what}: {exc}") from None
-            res = run_feedback(model, store, test_store, out, cfg, tcfg)
+            try:
+                base = sim_from_store(store, backend=backend)
+                given = {k: v for k, v in (("mode", mode), ("tol", tol), ("max_steps", max_steps),
+                                           ("dataset", dataset)) if v is not None}
+                sim = replace(base, grid=GridConfig(**{**asdict(base.grid), **(grid or {})}), **given)
+                cfg = FeedbackConfig(sim=sim, tau_threshold=tau_threshold, target_share=target_share,
+                                     max_rounds=max_rounds, n_test=n_test, retrain_epochs=epochs,
+                                     progress=not no_progress)
+                tcfg = replace(TrainConfig.of_model(model), progress=not no_progress)
+                if arch is not None and arch != tcfg.arch:
+                    raise ValueError(f"--arch {arch}: the model {model} is a {tcfg.arch!r} machine")
+                res = run_feedback(model, store, test_store, out, cfg, tcfg)
+            except FeedbackInputError as exc:
+                raise ValueError(exc.named(OPTION_NAMES)) from None
         except (ValueError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None

@@ -3,14 +3,16 @@
 ``@with_grid_options`` adds --dr, --dz, --ekin-factor, --z-uniform-half, --z-stretch-factor, --dz-max,
 --loss-scheme and --half-lives to a
 command and hands it one ``grid`` argument, a :class:`crnet.scan.models.GridConfig` (None for every option not
-given: the CR-ML galdef's value). A re-simulation (feedback, evaluate) must use the scan's grid, so these take
-the same values as the scan's call.
+given: the CR-ML galdef's value). A re-simulation must use the scan's grid: ``crnet feedback`` takes it from its
+--store (``@with_given_grid_options``: the command gets only the options given, which must agree with the store),
+``crnet evaluate`` needs the same values as the scan's call.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -18,7 +20,8 @@ import typer
 
 GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("dr_kpc", Annotated[float | None, typer.Option(
-        "--dr", help="Radial grid step, kpc (default: the paper galdef; re-simulations: the scan's).")]),
+        "--dr", help="Radial grid step, kpc (default: the paper galdef; crnet feedback: its --store's; crnet "
+        "evaluate: give the scan's).")]),
     ("dz_kpc", Annotated[float | None, typer.Option(
         "--dz", help="Vertical grid step (near the disc with --z-uniform-half), kpc (default: the paper galdef).")]),
     ("ekin_factor", Annotated[float | None, typer.Option(
@@ -41,10 +44,32 @@ GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
 """(GridConfig field, Typer option) pairs; the command-line parameter has the field's name."""
 
 
+def _flag(option: Any) -> str:
+    """The flag of an ``Annotated[..., typer.Option("--flag", ...)]`` (Typer reads the first argument, the default
+    of a plain ``typer.Option``, as the flag when the option is annotated)."""
+    info = typing.get_args(option)[1]
+    return str((info.param_decls or (info.default,))[0])
+
+
+GRID_FLAGS: dict[str, str] = {name: _flag(option) for name, option in GRID_OPTIONS}
+"""GridConfig field -> its command-line flag ('dr_kpc' -> '--dr'), for messages that name the option."""
+
+
 def with_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a Typer command whose last parameter is ``grid``: Typer sees the GRID_OPTIONS instead, and the
     command gets ``grid=GridConfig(**their values)``; a value GridConfig refuses ends the command with its message
     and exit status 2. Apply below ``@app.command``."""
+    return _grid_decorator(command, given_only=False)
+
+
+def with_given_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """As :func:`with_grid_options`, but the command gets ``grid`` = {GridConfig field: value} of the options
+    given on the command line only (values checked by GridConfig as there), for a command whose defaults come
+    from elsewhere (crnet feedback: its --store)."""
+    return _grid_decorator(command, given_only=True)
+
+
+def _grid_decorator(command: Callable[..., Any], given_only: bool) -> Callable[..., Any]:
     sig = inspect.signature(command)
     if list(sig.parameters)[-1:] != ["grid"]:
         raise TypeError(f"{command.__name__}: with_grid_options needs a last parameter named 'grid'")
@@ -60,11 +85,14 @@ def with_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(**kwargs: Any) -> Any:
         from crnet.scan.models import GridConfig
 
+        values = {name: kwargs.pop(name, None) for name, _ in GRID_OPTIONS}  # None: not given
         try:
-            grid = GridConfig(**{name: kwargs.pop(name, None) for name, _ in GRID_OPTIONS})  # None: not given
+            grid = GridConfig(**values)
         except ValueError as exc:  # e.g. --half-lives lab: a usage error, not a traceback
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None
+        if given_only:
+            return command(**kwargs, grid={name: v for name, v in values.items() if v is not None})
         return command(**kwargs, grid=grid)
 
     wrapper.__signature__ = sig.replace(parameters=params, return_annotation=resolved(sig.return_annotation))

@@ -28,6 +28,7 @@ from crnet.features import FEATURE_SPECIES, features_from_raw, relative_change
 from crnet.likelihood import chi2
 from crnet.machines.data import DEFAULT_BLOCK_SIZE, StoreReader
 from crnet.machines.modelfile import Predictor, file_sha256
+from crnet.paths import atomic_write
 from crnet.spectra_io import read_spectra_h5
 from crnet.store import FORMAT as STORE_FORMAT
 from crprop.params import PARAM_NAMES, PARAM_UNITS
@@ -74,7 +75,8 @@ def _collect(index: list, pred: list, truth: list) -> tuple[np.ndarray, np.ndarr
 def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = None, skip_invalid: bool = False,
                  block_size: int = DEFAULT_BLOCK_SIZE) -> Predictions:
     """Predict every record of ``path`` (see the module docstring). Records with unusable spectra raise
-    ValueError unless ``skip_invalid``, which leaves them out (listed in ``skipped``).
+    ValueError unless ``skip_invalid``, which leaves them out (listed in ``skipped``); a file with no records
+    raises ValueError naming it.
 
     ``dataset``: the data set q_C of a spectra file (no stored normalisations) is profiled against; None = the
     model's (its metadata ``dataset``, else crnet.data.DEFAULT_DATASET). Another data set than the model's is
@@ -92,6 +94,8 @@ def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = N
         params = _file_params(path, store)
         if params is None:
             raise ValueError(f"{path}: no Table 1 parameters to classify")
+        if params.shape[0] == 0:
+            raise ValueError(f"{path}: holds no records to classify")
         ok = np.all(np.isfinite(params), axis=1)
         _bad(ok, skip_invalid, path, "non-finite parameters")
         idx = np.flatnonzero(ok)
@@ -99,6 +103,8 @@ def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = N
     index, pred, truth, skipped = [], [], [], []
     if store:
         with StoreReader(path) as reader:
+            if reader.n_records == 0:
+                raise ValueError(f"{path}: holds no committed records to predict from")
             profiled_on = reader.info.attrs.get("dataset")
             if profiled_on is not None and profiled_on != dataset:
                 model_side = (f"the model's inputs against {dataset!r}" if trained_on is not None else
@@ -120,6 +126,8 @@ def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = N
         content = read_spectra_h5(path)
         spectra = content.spectra
         raw = np.stack([spectra.flux(sp) for sp in FEATURE_SPECIES], axis=1)
+        if raw.shape[0] == 0:
+            raise ValueError(f"{path}: holds no spectra to predict from")
         q_c = chi2(spectra, dataset).q_c
         feats, ok = features_from_raw(raw, q_c, spectra.ekin_gev_per_n, strict=False)
         _bad(ok, skip_invalid, path, "unusable spectra")
@@ -198,23 +206,26 @@ def _write_csv(pred: Predictions, out: Path) -> None:
 
 
 def _write_h5(pred: Predictions, out: Path, meta: dict) -> None:
+    """Write the HDF5 predictions file ``out`` through :func:`crnet.paths.atomic_write`."""
     str_t = h5py.string_dtype("utf-8")
-    tmp = out.with_name(out.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("record", data=pred.index)
-        f.create_dataset("skipped", data=pred.skipped)
-        for name, arr in (("params_pred", pred.params), ("params_true", pred.truth)):
-            if arr is not None:
-                d = f.create_dataset(name, data=arr)
-                d.attrs.create("names", np.array(PARAM_NAMES, dtype=object), dtype=str_t)
-                d.attrs.create("units", np.array([PARAM_UNITS[n] for n in PARAM_NAMES], dtype=object), dtype=str_t)
-        if pred.outside_box is not None:
-            f.create_dataset("outside_prior_box", data=pred.outside_box)
-        if pred.prob_inside is not None:
-            f.create_dataset("prob_inside", data=pred.prob_inside)
-        for key, value in meta.items():
-            f.attrs[key] = str(value)
-    tmp.replace(out)
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("record", data=pred.index)
+            f.create_dataset("skipped", data=pred.skipped)
+            for name, arr in (("params_pred", pred.params), ("params_true", pred.truth)):
+                if arr is not None:
+                    d = f.create_dataset(name, data=arr)
+                    d.attrs.create("names", np.array(PARAM_NAMES, dtype=object), dtype=str_t)
+                    d.attrs.create("units", np.array([PARAM_UNITS[n] for n in PARAM_NAMES], dtype=object), dtype=str_t)
+            if pred.outside_box is not None:
+                f.create_dataset("outside_prior_box", data=pred.outside_box)
+            if pred.prob_inside is not None:
+                f.create_dataset("prob_inside", data=pred.prob_inside)
+            for key, value in meta.items():
+                f.attrs[key] = str(value)
+
+    atomic_write(out, write)
 
 
 def summary(pred: Predictions) -> dict:

@@ -1,0 +1,364 @@
+"""Feedback loop inputs checked before any re-simulation (review by helper-51, session 17): re-simulation settings
+from and against the store, the store against the model's training store, empty stores, corrupt state files, one
+loop per directory, a moved directory (tiny grid, numba)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers_store import write_synthetic_store
+from typer.testing import CliRunner
+
+import crnet.feedback as feedback_mod
+import crnet.machines.inference as inference
+from crnet.cli import app
+from crnet.feedback import (
+    FeedbackConfig,
+    FeedbackInputError,
+    SimConfig,
+    check_feedback_inputs,
+    check_resimulation_settings,
+    check_training_store,
+    closure_key,
+    closure_test,
+    has_key,
+    load_keyed,
+    loop_identity,
+    run_feedback,
+    savez_keyed,
+    sim_from_store,
+)
+from crnet.machines.modelfile import Predictor, load_model
+from crnet.machines.training import TrainConfig, pseudo_path, train
+from crnet.pseudodata import PseudoDataConfig, make_pseudodata
+from crnet.scan.models import GridConfig
+from crnet.scan.runner import ScanConfig, run_scan
+from crnet.store import MockStore, StoreMeta
+
+torch.set_num_threads(1)
+GRID = GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0)
+TOL = 1e-4
+"""The scans' solver tolerance: not the solver's default (1e-6), as in configs/pipeline_cpu.toml and the GPU configs."""
+runner = CliRunner()
+
+
+class Resimulated(AssertionError):
+    """Raised by the stand-in for work that must not start."""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """A scan at tol 1e-4 (8 models), its pseudo-data, Machine A trained on it, another scan, an empty store."""
+    d = tmp_path_factory.mktemp("world")
+    scan_cfg = dict(design="sobol", batch_size=8, backend="numba", grid=GRID, tol=TOL)
+    run_scan(d / "scan.h5", ScanConfig(n_points=8, **scan_cfg), progress=False)
+    run_scan(d / "other.h5", ScanConfig(n_points=4, seed=3, **scan_cfg), progress=False)
+    make_pseudodata(d / "scan.h5", d / "test.h5", PseudoDataConfig(n_pseudo=3, seed=5))
+    train(d / "scan.h5", d / "a.pt", TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1))
+    with MockStore.open(d / "scan.h5") as st:
+        a = st.attrs()
+        meta = StoreMeta(species=st.species, ekin_gev_per_n=st.ekin_gev_per_n, grid=a["grid"],
+                         cross_sections=a["cross_sections"], solver_mode=a["solver_mode"], backend=a["backend"],
+                         design="sobol", dataset=a["dataset"], temperature=1.0, seed=0)
+    MockStore.create(d / "empty.h5", meta).close()
+    return {name: d / f"{name}.h5" for name in ("scan", "other", "test", "empty")} | {"a": d / "a.pt"}
+
+
+@pytest.fixture
+def no_work(monkeypatch) -> None:
+    """Predicting and re-simulating raise: a refusal must come before both."""
+    def refuse(*args, **kw):
+        raise Resimulated("work started before the inputs were checked")
+
+    monkeypatch.setattr(feedback_mod, "resimulate", refuse)
+    monkeypatch.setattr(inference, "predict_file", refuse)
+
+
+def _sim(**kw) -> SimConfig:
+    return SimConfig(**{"grid": GRID, "tol": TOL, "backend": "numba", **kw})
+
+
+# ---------------------------------------------------------------------------------------------- settings
+def test_sim_from_store_repeats_the_scan(world):
+    sim = sim_from_store(world["scan"], backend="numba")
+    assert sim.grid.settings() == GRID.settings()  # only the scan's changes, as the scan was given them
+    assert (sim.tol, sim.max_steps, sim.mode, sim.dataset, sim.backend) == (TOL, None, "fast", "paper", "numba")
+    with MockStore.open(world["scan"]) as st:
+        assert sim.model().store_fields()["grid"] == st.attrs()["grid"]
+    check_resimulation_settings(sim, world["scan"])  # no refusal
+    assert sim_from_store(world["test"]).grid == sim.grid  # pseudo-data keep their scan's settings
+    # the command line's settings and the pipeline's (its scan config) key the same closure tests and loop
+    tcfg = TrainConfig(machine="A")
+    ours, pipeline = FeedbackConfig(sim=sim), FeedbackConfig(sim=_sim())
+    assert closure_key(world["a"], world["test"], ours) == closure_key(world["a"], world["test"], pipeline)
+    assert (loop_identity(world["a"], world["scan"], world["test"], ours, tcfg)
+            == loop_identity(world["a"], world["scan"], world["test"], pipeline, tcfg))
+
+
+def test_sim_from_store_refuses_a_store_of_no_crprop_scan(tmp_path):
+    write_synthetic_store(tmp_path / "syn.h5", 4)
+    with pytest.raises(FeedbackInputError, match=r"^train_store .*syn\.h5: its attribute 'grid' = \{'synthetic': "
+                       r"True\} is not a crprop propagation grid"):
+        sim_from_store(tmp_path / "syn.h5")
+
+
+@pytest.mark.parametrize(("sim", "argument", "message"), [
+    (_sim(grid=GridConfig(dr_kpc=4.0, dz_kpc=1.0, ekin_factor=3.0)), "sim.grid.dz_kpc",
+     "sim.grid.dz_kpc 1.0 differs from the store's 1.3"),
+    (_sim(tol=None), "sim.tol", "sim.tol 1e-06 differs from the store's 0.0001"),
+    (_sim(max_steps=50), "sim.max_steps", "sim.max_steps 50 differs from the store's 600"),
+    (_sim(mode="exact"), "sim.mode", "sim.mode 'exact' differs from the store's 'fast'"),
+    (_sim(grid=GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0, half_lives="measured")), "sim.grid.half_lives",
+     "sim.grid.half_lives 'measured' differs from the store's 'galprop'"),
+    # the default (paper) grid against a scan on the tiny one: the first grid option is named, the rest listed
+    (SimConfig(tol=TOL, backend="numba"), "sim.grid.dr_kpc", "sim.grid.dr_kpc 1.0 differs from the store's 4.0"),
+])
+def test_wrong_resimulation_settings_fail_before_any_work(world, tmp_path, no_work, sim, argument, message):
+    out = tmp_path / "fb"
+    with pytest.raises(FeedbackInputError, match="differs from the store's") as err:
+        run_feedback(world["a"], world["scan"], world["test"], out, FeedbackConfig(sim=sim, progress=False))
+    assert err.value.argument == argument and str(err.value).startswith(message), str(err.value)
+    assert f"({world['scan']} records grid." in str(err.value) or argument in ("sim.mode",)
+    assert "\n" not in str(err.value)
+    assert not out.exists()  # nothing written either
+
+
+def test_paper_grid_lists_every_other_difference(world):
+    with pytest.raises(FeedbackInputError) as err:
+        check_resimulation_settings(SimConfig(tol=TOL), world["scan"])
+    assert "also differ: grid.dz_kpc, grid.ekin_factor, grid.shape_at_zh_max" in str(err.value)
+
+
+def test_a_check_machine_or_a_test_store_on_other_energies_is_refused(world, tmp_path, no_work):
+    train(world["scan"], tmp_path / "check.pt", TrainConfig(machine="check", epochs=1, progress=False, threads=1))
+    with pytest.raises(FeedbackInputError, match=r"^model .*check\.pt: is a Check Machine; the feedback loop needs a "
+                       r"regressor \(Machine A or B\)$"):
+        run_feedback(tmp_path / "check.pt", world["scan"], world["test"], tmp_path / "fb", FeedbackConfig(sim=_sim()))
+    coarse = GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=5.0)
+    run_scan(tmp_path / "coarse.h5", ScanConfig(design="sobol", n_points=4, batch_size=4, backend="numba", grid=coarse,
+                                                tol=TOL), progress=False)
+    make_pseudodata(tmp_path / "coarse.h5", tmp_path / "coarse_test.h5", PseudoDataConfig(n_pseudo=2, seed=5))
+    with pytest.raises(FeedbackInputError, match=r"^test_store .*coarse_test\.h5: its energy grid \(13 bins, .*\) "
+                       r"differs from the model's grid \(18 bins, "):
+        run_feedback(world["a"], world["scan"], tmp_path / "coarse_test.h5", tmp_path / "fb",
+                     FeedbackConfig(sim=_sim()))
+    assert not (tmp_path / "fb").exists()
+
+
+def test_matching_settings_pass(world):
+    model = load_model(world["a"])
+    check_feedback_inputs(world["a"], model, world["scan"], world["test"], _sim())
+    check_feedback_inputs(world["a"], model, world["scan"], world["test"], sim_from_store(world["scan"]))
+
+
+# ---------------------------------------------------------------------------------------------- training store
+def test_another_store_than_the_models_is_refused(world, tmp_path, no_work):
+    with pytest.raises(FeedbackInputError, match=r"^train_store .*other\.h5: not the store the model .*a\.pt was "
+                       r"trained on \(.*scan\.h5, sha256 [0-9a-f]{12}; this file's is [0-9a-f]{12}\)"):
+        run_feedback(world["a"], world["other"], world["test"], tmp_path / "fb", FeedbackConfig(sim=_sim()))
+    assert not (tmp_path / "fb").exists()
+    # a copy of the training store (another path, the same bytes) is that store
+    shutil.copy(world["scan"], tmp_path / "copy.h5")
+    check_training_store(world["a"], load_model(world["a"]).metadata, tmp_path / "copy.h5")
+
+
+@pytest.mark.filterwarnings("ignore:the 12 pseudo-spectra come from:RuntimeWarning")  # a tiny scan: few centres
+def test_machine_b_needs_the_scan_of_its_pseudo_data(world, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(world["scan"], run / "scan.h5")
+    train(run / "scan.h5", run / "b.pt", TrainConfig(machine="B", epochs=1, batch_size=4, progress=False, threads=1,
+                                                     pseudo=PseudoDataConfig(n_pseudo=12, seed=1)))
+    meta = load_model(run / "b.pt").metadata
+    assert meta["training_store"]["pseudo_data"] and Path(meta["training_store"]["path"]) == pseudo_path(run / "b.pt")
+    check_training_store(run / "b.pt", meta, run / "scan.h5")
+    with pytest.raises(FeedbackInputError, match=r"b\.pt\.pseudo\.h5: is the pseudo-data Machine B .*b\.pt was "
+                       r"trained on, not the scan they were made from \(.*run/scan\.h5\); pass the scan"):
+        check_training_store(run / "b.pt", meta, pseudo_path(run / "b.pt"))
+    with pytest.raises(FeedbackInputError, match=r"other\.h5: not the scan Machine B .*b\.pt was trained on: its "
+                       r"pseudo-data .*b\.pt\.pseudo\.h5 were made from other records"):
+        check_training_store(run / "b.pt", meta, world["other"])
+    # a moved run directory: the pseudo-data beside the model link it to the moved scan by content
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    check_training_store(moved / "b.pt", meta, moved / "scan.h5")
+    with pytest.raises(FeedbackInputError, match="were made from other records"):
+        check_training_store(moved / "b.pt", meta, world["other"])
+    # without the pseudo-data only the recorded scan path is accepted
+    pseudo_path(moved / "b.pt").unlink()
+    with pytest.raises(FeedbackInputError, match=r"scan\.h5: cannot be matched to Machine B .*b\.pt: its pseudo-data "
+                       r".*b\.pt\.pseudo\.h5 are gone and it records the scan .*run/scan\.h5"):
+        check_training_store(moved / "b.pt", meta, moved / "scan.h5")
+    moved.rename(run)
+    check_training_store(run / "b.pt", meta, run / "scan.h5")
+
+
+def test_a_model_without_the_record_is_not_checked(world):
+    with pytest.warns(UserWarning, match="records no training store"):
+        check_training_store(world["a"], {}, world["other"])
+
+
+# ---------------------------------------------------------------------------------------------- empty stores
+@pytest.mark.parametrize("argument", ["train_store", "test_store"])
+def test_empty_stores_are_refused_before_round_0(world, tmp_path, no_work, argument):
+    stores = {"train_store": world["scan"], "test_store": world["test"], argument: world["empty"]}
+    with pytest.raises(FeedbackInputError, match=rf"^{argument} .*empty\.h5: holds no committed records$"):
+        run_feedback(world["a"], stores["train_store"], stores["test_store"], tmp_path / "fb",
+                     FeedbackConfig(sim=_sim()))
+    assert not (tmp_path / "fb").exists()
+
+
+def test_predict_file_refuses_an_empty_store(world):
+    with pytest.raises(ValueError, match=r"empty\.h5: holds no committed records to predict from$"):
+        inference.predict_file(Predictor.load(world["a"]), world["empty"])
+
+
+# ---------------------------------------------------------------------------------------------- corrupt state
+@pytest.mark.parametrize(("text", "reason"), [
+    ('{"config": {"sim": {"grid": "unterminated', r"corrupt \(Unterminated string"),
+    ("[]", r"corrupt \(not a feedback log: no list 'rounds'\)"),
+])
+def test_a_corrupt_log_is_named(world, tmp_path, no_work, text, reason):
+    out = tmp_path / "fb"
+    out.mkdir()
+    (out / "feedback_log.json").write_text(text)
+    with pytest.raises(ValueError, match=rf"^{out / 'feedback_log.json'}: {reason}.*; delete it to redo the loop"):
+        run_feedback(world["a"], world["scan"], world["test"], out, FeedbackConfig(sim=_sim(), progress=False))
+
+
+def test_unreadable_npz_caches_are_stale(tmp_path):
+    path = tmp_path / "c.npz"
+    savez_keyed(path, "k", theta=np.arange(3.0))
+    assert has_key(path, "k") and load_keyed(path, "k")["theta"].tolist() == [0.0, 1.0, 2.0]
+    assert load_keyed(path, "other") is None
+    path.write_bytes(path.read_bytes()[:100])  # truncated: zipfile.BadZipFile before
+    assert not has_key(path, "k") and load_keyed(path, "k") is None
+    path.write_text("not a zip")
+    assert not has_key(path, "k") and load_keyed(path, "k") is None
+
+
+def test_closure_test_recomputes_truncated_caches(world, tmp_path, monkeypatch):
+    cfg = FeedbackConfig(sim=_sim(), n_test=1, progress=False)
+    work = tmp_path / "round"
+    first = closure_test(world["a"], world["test"], work, cfg)
+    calls: list[int] = []
+    real = inference.predict_file
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(inference, "predict_file", counted)
+    closure = work / "closure.npz"
+    closure.write_bytes(closure.read_bytes()[:200])
+    again = closure_test(world["a"], world["test"], work, cfg)  # from prediction.npz and the complete resim.h5
+    assert calls == [] and np.array_equal(again.theta_prime, first.theta_prime, equal_nan=True)
+    assert has_key(closure, feedback_mod.closure_key(world["a"], world["test"], cfg))  # rewritten
+    pred = work / "prediction.npz"
+    for path in (closure, pred):
+        path.write_bytes(path.read_bytes()[:200])
+    third = closure_test(world["a"], world["test"], work, cfg)  # predicted and re-simulated again
+    assert calls == [1] and np.allclose(third.theta, first.theta)
+    assert np.allclose(third.chi2_resim, first.chi2_resim)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def _cli(world: dict[str, Path], out: Path, *extra: str, store: str = "scan", test: str = "test"):
+    return runner.invoke(app, ["feedback", "--model", str(world["a"]), "--store", str(world[store]), "--test",
+                               str(world[test]), "--out", str(out), "--backend", "numba", "--no-progress", *extra])
+
+
+def _usage_error(res, fragment: str) -> None:
+    assert res.exit_code == 2, res.output
+    assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output
+    assert fragment in res.output, res.output
+    assert res.output.count("error:") == 1 and res.output.strip().count("\n") == 0, res.output
+
+
+def test_cli_takes_the_stores_settings(world, tmp_path):
+    """Review 51: with no grid options the loop re-simulated on the paper grid; a store scanned at tol 1e-4 failed
+    at the retraining merge after round 0. Now two full rounds run, on the scan's settings."""
+    out = tmp_path / "fb"
+    res = _cli(world, out, "--max-rounds", "2", "--n-test", "1", "--epochs", "1")
+    assert res.exit_code == 0, res.output
+    rounds = json.loads(res.output)["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1]
+    with MockStore.open(out / "round_0" / "resim.h5") as st, MockStore.open(world["scan"]) as scan:
+        assert st.attrs()["grid"] == scan.attrs()["grid"] and st.attrs()["grid"]["tol"] == TOL
+    with MockStore.open(out / "round_0" / "train_store.h5") as st:
+        assert st.n_complete == 8 + 1
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--dz", "1.0"], "--dz 1.0 differs from the store's 1.3"),
+    (["--dr", "1.0"], "--dr 1.0 differs from the store's 4.0"),
+    (["--tol", "1e-6"], "--tol 1e-06 differs from the store's 0.0001"),
+    (["--max-steps", "50"], "--max-steps 50 differs from the store's 600"),
+    (["--mode", "exact"], "--mode 'exact' differs from the store's 'fast'"),
+    (["--half-lives", "measured"], "--half-lives 'measured' differs from the store's 'galprop'"),
+])
+def test_cli_names_the_option_that_disagrees_with_the_store(world, tmp_path, no_work, options, message):
+    res = _cli(world, tmp_path / "fb", *options)
+    _usage_error(res, f"error: {message} ({world['scan']} records ")
+    assert not (tmp_path / "fb").exists()
+
+
+def test_cli_accepts_options_that_agree_with_the_store(world, tmp_path, monkeypatch):
+    seen: list[FeedbackConfig] = []
+
+    def capture(model, store, test, out, cfg, tcfg):
+        check_feedback_inputs(model, load_model(model), store, test, cfg.sim)
+        seen.append(cfg)
+        return feedback_mod.FeedbackResult(Path(model), True, [])
+
+    monkeypatch.setattr(feedback_mod, "run_feedback", capture)
+    res = _cli(world, tmp_path / "fb", "--dz", "1.3", "--tol", "1e-4", "--mode", "fast", "--dataset", "paper")
+    assert res.exit_code == 0, res.output
+    assert seen[0].sim.grid.settings() == GRID.settings() and seen[0].sim.tol == TOL
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (dict(store="empty"), "--store {empty}: holds no committed records"),
+    (dict(test="empty"), "--test {empty}: holds no committed records"),
+    (dict(store="other"), "--store {other}: not the store the model {a} was trained on"),
+])
+def test_cli_names_the_store_option(world, tmp_path, no_work, args, message):
+    res = _cli(world, tmp_path / "fb", **args)
+    _usage_error(res, "error: " + message.format(**{k: str(v) for k, v in world.items()}))
+
+
+# ---------------------------------------------------------------------------------------------- directory state
+def test_a_directory_in_use_is_refused(world, tmp_path, no_work):
+    from crnet.run_lock import run_lock
+
+    out = tmp_path / "fb"
+    with run_lock(out, "another loop"), pytest.raises(ValueError, match=r"fb/\.lock: .* is in use by another run"):
+        run_feedback(world["a"], world["scan"], world["test"], out, FeedbackConfig(sim=_sim(), progress=False))
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no log, no round
+
+
+def test_a_moved_directory_resumes_with_its_own_files(world, tmp_path):
+    """The log names round files relative to its directory and identifies the training store by content, so a
+    copied run directory goes on from its own rounds (before: absolute paths, and the store's resolved path in the
+    identity, refused it or read the old directory's files)."""
+    tcfg = TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1)
+    cfg = FeedbackConfig(sim=_sim(), target_share=1.0, max_rounds=2, n_test=2, retrain_epochs=1, progress=False)
+    first = run_feedback(world["a"], world["scan"], world["test"], tmp_path / "fb", cfg, tcfg)
+    assert [r["round"] for r in first.rounds] == [0, 1] and "next_model" not in first.rounds[1]
+    on_disk = json.loads((tmp_path / "fb" / "feedback_log.json").read_text())
+    assert on_disk["rounds"][0]["next_model"] == "round_0/model.pt"
+    assert on_disk["rounds"][0]["model"] == str(world["a"])  # outside the directory: kept as given
+    shutil.copytree(tmp_path / "fb", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "fb")
+    more = run_feedback(world["a"], world["scan"], world["test"], tmp_path / "moved",
+                        FeedbackConfig(**{**cfg.__dict__, "max_rounds": 3}), tcfg)
+    moved = tmp_path / "moved"
+    assert [r["model"] for r in more.rounds] == [str(world["a"]), str(moved / "round_0/model.pt"),
+                                                 str(moved / "round_1/model.pt")]
+    assert more.rounds[1]["next_store"] == str(moved / "round_1/train_store.h5")
+    assert not (tmp_path / "fb").exists()
