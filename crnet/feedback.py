@@ -146,7 +146,15 @@ class ClosureResult:
     """One closure test: theta (n, 10) predicted from the test pseudo-data (PARAM_NAMES units), theta'
     (n, 10) predicted from pseudo-data of theta's re-simulation (NaN where impossible), chi2_resim (n,)
     chi^2_tot of theta's re-simulated spectra (inf when not simulated), simulated (n,) bool, truth (n, 10)
-    parameters of the test records (or None).
+    parameters of the test records (or None), n_skipped_inputs: the test records the machine could not read
+    (unusable spectra or a non-converged solve: :func:`crnet.machines.inference.predict_file` with
+    ``skip_invalid``; with ``n_test``, those before the last prediction kept).
+
+    A skipped input gives no prediction, so it is in no denominator: not in Table 4 (the paper's shares are "of the
+    total predictions", and one the machine cannot read was never made; an input is not a prediction that cannot
+    be simulated, which counts as > 6 sigma), not in Table 3, not in the stop rule's share. It is reported instead
+    (:func:`crnet.evaluate.report.closure_counts`), so a machine fed many unusable inputs is not hidden behind the
+    shares of the rest.
 
     A theta outside the prior box is re-simulated clipped into it (:func:`clip_to_box`), but ``tau`` compares
     theta' with the machine's own theta: against the clipped point a machine whose theta' came back at the box
@@ -157,6 +165,7 @@ class ClosureResult:
     chi2_resim: np.ndarray
     simulated: np.ndarray
     truth: np.ndarray | None = None
+    n_skipped_inputs: int = 0
 
     @functools.cached_property
     def tau(self) -> np.ndarray:
@@ -182,7 +191,8 @@ class ClosureResult:
         """Write to ``path`` (npz); ``key`` records what it was computed from (:func:`closure_key`)."""
         truth = np.full_like(self.theta, np.nan) if self.truth is None else self.truth
         savez_keyed(path, key, theta=self.theta, theta_prime=self.theta_prime, chi2_resim=self.chi2_resim,
-                    simulated=self.simulated, truth=truth, has_truth=np.array(self.truth is not None))
+                    simulated=self.simulated, truth=truth, has_truth=np.array(self.truth is not None),
+                    n_skipped_inputs=np.array(int(self.n_skipped_inputs)))
 
     @classmethod
     def load(cls, path: Path) -> ClosureResult:
@@ -193,7 +203,8 @@ class ClosureResult:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ClosureResult:
         """From the arrays :meth:`save` writes (KeyError when one is missing)."""
         truth = arrays["truth"] if bool(arrays["has_truth"]) else None
-        return cls(arrays["theta"], arrays["theta_prime"], arrays["chi2_resim"], arrays["simulated"], truth)
+        return cls(arrays["theta"], arrays["theta_prime"], arrays["chi2_resim"], arrays["simulated"], truth,
+                   int(arrays["n_skipped_inputs"]))
 
 
 # ------------------------------------------------------------------------------------------ pieces
@@ -356,10 +367,20 @@ def savez_keyed(path: Path, key: str, **arrays: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-CLOSURE_ARRAYS = frozenset({"theta", "theta_prime", "chi2_resim", "simulated", "truth", "has_truth"})
-"""Arrays of ``closure.npz`` (:meth:`ClosureResult.save`)."""
+CLOSURE_ARRAYS = frozenset({"theta", "theta_prime", "chi2_resim", "simulated", "truth", "has_truth",
+                            "n_skipped_inputs"})
+"""Arrays of ``closure.npz`` (:meth:`ClosureResult.save`); a cache without one of them is recomputed."""
 PREDICTION_ARRAYS = frozenset({"theta", "truth", "has_truth"})
-"""Arrays of ``prediction.npz`` (:func:`closure_test`)."""
+"""Arrays of ``prediction.npz`` (:func:`closure_test`) it cannot be used without. It also holds ``n_skipped``; one
+written before that was saved is used, the count taken again (predicting is cheap, its re-simulations are not)."""
+
+
+def _n_skipped(pred: Any, n_test: int | None) -> int:
+    """Test records :func:`crnet.machines.inference.predict_file` left out of ``pred`` as unusable: all of them, or,
+    when ``n_test`` keeps fewer predictions than it made, those before the last prediction kept."""
+    kept = pred.index.size if n_test is None else min(n_test, pred.index.size)
+    last = pred.index[kept - 1] if 0 < kept < pred.index.size else np.inf
+    return int(np.count_nonzero(np.asarray(pred.skipped) < last))
 
 
 def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path | str, cfg: FeedbackConfig,
@@ -367,7 +388,8 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     """Steps 1-4 of the module docstring for one machine; cached in ``workdir/closure.npz`` under
     :func:`closure_key`. The predictions theta are saved (``workdir/prediction.npz``) before the re-simulation
     starts, so a killed run resumes ``resim.h5`` from the same theta on any device; files left by another
-    model, test store or setting are removed and recomputed, never reused."""
+    model, test store or setting are removed and recomputed, never reused. Test records the machine cannot read
+    are left out and counted (:attr:`ClosureResult.n_skipped_inputs`)."""
     from crnet.machines.inference import predict_file
     from crnet.machines.modelfile import Predictor
 
@@ -382,18 +404,23 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     saved = load_keyed(pred_file, key)
     if saved is not None and PREDICTION_ARRAYS <= saved.keys():
         theta, truth = saved["theta"], (saved["truth"] if bool(saved["has_truth"]) else None)
+        if "n_skipped" in saved:
+            n_skipped = int(saved["n_skipped"])
+        else:  # saved before the count was: count again, keeping the saved theta (resim.h5 holds its re-simulations)
+            n_skipped = _n_skipped(predict_file(predictor, test_store, dataset=cfg.sim.dataset, skip_invalid=True),
+                                   cfg.n_test)
     else:
         # from another model / test store / setting, or unreadable (a truncated file is stale, like one of another
         # key): the re-simulations of its theta cannot be trusted either, so all three are recomputed
         for stale in (cache, pred_file, resim_path):
             stale.unlink(missing_ok=True)
         pred = predict_file(predictor, test_store, dataset=cfg.sim.dataset, skip_invalid=True)
-        theta, truth = pred.params, pred.truth
+        theta, truth, n_skipped = pred.params, pred.truth, _n_skipped(pred, cfg.n_test)
         if cfg.n_test is not None:
             theta = theta[: cfg.n_test]
             truth = None if truth is None else truth[: cfg.n_test]
         savez_keyed(pred_file, key, theta=theta, truth=np.full_like(theta, np.nan) if truth is None else truth,
-                    has_truth=np.array(truth is not None))
+                    has_truth=np.array(truth is not None), n_skipped=np.array(n_skipped))
     n = theta.shape[0]
     clipped, ok = clip_to_box(theta)
     resim = resimulate(clipped[ok], resim_path, cfg.sim, cfg.progress)
@@ -406,7 +433,7 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
         use = valid & good
         if use.any():
             theta_prime[np.flatnonzero(ok)[use]] = predictor.predict(feats[use], st.ekin_gev_per_n)
-    result = ClosureResult(theta, theta_prime, chi2_resim, ok, truth)
+    result = ClosureResult(theta, theta_prime, chi2_resim, ok, truth, n_skipped)
     result.save(cache, key)
     return result
 
@@ -486,12 +513,17 @@ def _setting_argument(key: str) -> str:
     return {"solver_mode": "sim.mode", "dataset": "sim.dataset"}.get(key, "sim")
 
 
-def check_resimulation_settings(sim: SimConfig, store: Path | str) -> None:
+RETRAINING_CONSEQUENCE = "the retraining cannot merge them into it"
+"""Why :func:`check_resimulation_settings` refuses, by default: the feedback loop merges its re-simulations."""
+
+
+def check_resimulation_settings(sim: SimConfig, store: Path | str, consequence: str = RETRAINING_CONSEQUENCE) -> None:
     """Refuse (FeedbackInputError naming the SimConfig field and both values) re-simulation settings whose records
     the retraining could not merge into ``store``: the species, energies and MERGE_KEYS attributes (grid with its
     tolerance and step cap, cross sections, solver mode, data set) that ``sim.model()`` would record must equal
     the store's, as :func:`crnet.store_read.merge_stores` demands. Where several differ the first settable one is
-    named (grid options, tol, max_steps, mode, dataset) and the others listed."""
+    named (grid options, tol, max_steps, mode, dataset) and the others listed. ``consequence`` ends the message:
+    what goes wrong otherwise (the feedback loop's merge; crnet evaluate passes its own)."""
     model = sim.model()
     ours = json.loads(json.dumps(model.store_fields(), default=str))  # as a store's JSON attributes read back
     _, attrs, species, energies = _store_content(store, "train_store")
@@ -505,8 +537,8 @@ def check_resimulation_settings(sim: SimConfig, store: Path | str) -> None:
         also = f"; also differ: {', '.join(d[0] for d in diffs[1:])}" if len(diffs) > 1 else ""
         lead = f"{key}: {_show(a)}" if argument == "sim" else _show(a)
         raise FeedbackInputError(argument, f"{lead} differs from the store's {_show(b)} ({store} records {key} = "
-                                 f"{_show(b)}{also}); the re-simulations must repeat the store's simulations, or the "
-                                 "retraining cannot merge them into it")
+                                 f"{_show(b)}{also}); the re-simulations must repeat the store's simulations, or "
+                                 f"{consequence}")
     if list(model.species) != species:
         raise FeedbackInputError("sim", f"species {list(model.species)} differ from the store's {species} ({store})")
     if not np.array_equal(model.ekin_gev_per_n, energies):
@@ -637,7 +669,8 @@ def _round_metrics(k: int, res: ClosureResult, cfg: FeedbackConfig, model: Path)
     finite = np.isfinite(res.tau).all(axis=1)
     med = np.nanmedian(res.tau[finite], axis=0) if finite.any() else np.full(10, np.nan)
     return {"round": k, "model": str(model), "n_predictions": int(res.theta.shape[0]),
-            "n_simulated": int(res.simulated.sum()), "n_with_theta_prime": int(finite.sum()),
+            "n_skipped_inputs": int(res.n_skipped_inputs), "n_simulated": int(res.simulated.sum()),
+            "n_with_theta_prime": int(finite.sum()),
             "passing_share": res.passing_share(cfg.tau_threshold),
             "median_mean_abs_tau": float(np.median(res.mean_abs_tau)) if res.tau.shape[0] else float("nan"),
             "median_tau": {n: float(v) for n, v in zip(LOG_PARAM_NAMES, med, strict=True)},

@@ -243,7 +243,7 @@ def test_tau_compares_theta_prime_with_the_machine_prediction_not_its_clipped_co
     assert res.tau[1, 0] == pytest.approx((15.0 - 18.0) / 18.0)
     from crnet.evaluate.report import closure_counts
 
-    assert closure_counts(res) == {"n_predictions": 2, "n_outside_box": 1, "n_not_simulable": 0,
+    assert closure_counts(res) == {"n_predictions": 2, "n_skipped_inputs": 0, "n_outside_box": 1, "n_not_simulable": 0,
                                    "n_no_finite_chi2": 0, "n_finite_tau_min": 2, "n_finite_tau_max": 2,
                                    "n_finite_tau_by_parameter": dict.fromkeys(LOG_PARAM_NAMES, 2),
                                    "n_all_tau_finite": 2}

@@ -55,6 +55,7 @@ def test_feedback_loop_retrains_and_resumes(tmp_path):
     assert res.model_path == tmp_path / "fb" / "round_0" / "model.pt"
     r0 = res.rounds[0]
     assert r0["n_predictions"] == 2 and 0.0 <= r0["passing_share"] <= 1.0 and "median_tau" in r0
+    assert r0["n_skipped_inputs"] == 0  # the sobol scan's pseudo-spectra are all readable
     log = json.loads((tmp_path / "fb" / "feedback_log.json").read_text())
     assert [r["round"] for r in log["rounds"]] == [0, 1]
     from crnet.store import MockStore

@@ -9,13 +9,13 @@ merges the re-simulations into it); the library refuses any other value before r
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from crnet.commands.grid_options import GRID_FLAGS, with_given_grid_options
+from crnet.commands.grid_options import GRID_FLAGS, store_sim, with_given_grid_options
 
 OPTION_NAMES: dict[str, str] = {
     "model": "--model", "train_store": "--store", "test_store": "--test", "sim.mode": "--mode", "sim.tol": "--tol",
@@ -60,17 +60,13 @@ def register(app: typer.Typer) -> None:
         The re-simulations repeat the --store's simulations: the grid options (--dr ... --half-lives), --mode,
         --tol, --max-steps and --dataset default to the store's, and one given must agree with it (checked, with
         the stores and the model, before round 0)."""
-        from crnet.feedback import FeedbackConfig, FeedbackInputError, run_feedback, sim_from_store
+        from crnet.feedback import FeedbackConfig, FeedbackInputError, run_feedback
         from crnet.machines.training import TrainConfig
-        from crnet.scan.models import GridConfig
         from crnet.store import StoreError
 
         try:
             try:
-                base = sim_from_store(store, backend=backend)
-                given = {k: v for k, v in (("mode", mode), ("tol", tol), ("max_steps", max_steps),
-                                           ("dataset", dataset)) if v is not None}
-                sim = replace(base, grid=GridConfig(**{**asdict(base.grid), **(grid or {})}), **given)
+                sim = store_sim(store, backend, grid, mode=mode, tol=tol, max_steps=max_steps, dataset=dataset)
                 cfg = FeedbackConfig(sim=sim, tau_threshold=tau_threshold, target_share=target_share,
                                      max_rounds=max_rounds, n_test=n_test, retrain_epochs=epochs,
                                      progress=not no_progress)

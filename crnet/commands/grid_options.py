@@ -4,8 +4,8 @@
 --loss-scheme and --half-lives to a
 command and hands it one ``grid`` argument, a :class:`crnet.scan.models.GridConfig` (None for every option not
 given: the CR-ML galdef's value). A re-simulation must use the scan's grid: ``crnet feedback`` takes it from its
---store (``@with_given_grid_options``: the command gets only the options given, which must agree with the store),
-``crnet evaluate`` needs the same values as the scan's call.
+--store and ``crnet evaluate`` from its first --mocks store (``@with_given_grid_options``: the command gets only
+the options given, which must agree with the store; :func:`store_sim` puts them over the store's settings).
 """
 
 from __future__ import annotations
@@ -14,14 +14,19 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from crnet.feedback import SimConfig
 
 GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("dr_kpc", Annotated[float | None, typer.Option(
         "--dr", help="Radial grid step, kpc (default: the paper galdef; crnet feedback: its --store's; crnet "
-        "evaluate: give the scan's).")]),
+        "evaluate: its first --mocks store's).")]),
     ("dz_kpc", Annotated[float | None, typer.Option(
         "--dz", help="Vertical grid step (near the disc with --z-uniform-half), kpc (default: the paper galdef).")]),
     ("ekin_factor", Annotated[float | None, typer.Option(
@@ -53,6 +58,21 @@ def _flag(option: Any) -> str:
 
 GRID_FLAGS: dict[str, str] = {name: _flag(option) for name, option in GRID_OPTIONS}
 """GridConfig field -> its command-line flag ('dr_kpc' -> '--dr'), for messages that name the option."""
+
+
+def store_sim(store: Path | str, backend: str, grid: dict[str, Any] | None = None, **given: Any) -> SimConfig:
+    """The re-simulation settings (:class:`crnet.feedback.SimConfig`) of a command whose defaults are a store's
+    (crnet feedback: --store; crnet evaluate: the first --mocks): :func:`crnet.feedback.sim_from_store`'s, with the
+    grid options given (``grid``, from ``@with_given_grid_options``) and the solver options of ``given`` that are
+    not None (mode, tol, max_steps, dataset) in their place. Whether those agree with the store is the library's
+    check (:func:`crnet.feedback.check_resimulation_settings`); FeedbackInputError 'train_store' for a store that
+    cannot give settings."""
+    from crnet.feedback import sim_from_store
+    from crnet.scan.models import GridConfig
+
+    base = sim_from_store(store, backend=backend)
+    options = {name: value for name, value in given.items() if value is not None}
+    return replace(base, grid=GridConfig(**{**asdict(base.grid), **(grid or {})}), **options)
 
 
 def with_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,7 +6,10 @@ store. For each machine :func:`crnet.feedback.closure_test` predicts theta from 
 re-simulates it (chi^2_tot for Table 4) and predicts theta' from pseudo-data of the new spectra (tau for
 Table 3). chi^2_min is the smallest chi^2_tot over the collected mocks and every re-simulation. The
 "MCMC (re-weighted)" row uses the scan records with their chain weights (MCMC stores; weight 1 for
-designs); the Check Machine row its true-positive rate on the collected mocks (paper Appendix B).
+designs); the Check Machine row its true-positive rate on the collected mocks (paper Appendix B). The
+re-simulations must repeat the collected mocks' simulations (grid, solver mode, tolerance, step cap), checked before
+anything is predicted (:func:`check_evaluation_settings`); test inputs a machine cannot read are left out of the
+tables and counted (``closure_counts``: ``n_skipped_inputs``).
 Closure results are cached per machine in ``<out>/closure/<slug>/`` so a killed evaluation resumes.
 
 Beside the paper's tables the report gives (:mod:`crnet.evaluate.floor`) the smallest tau interval a linear
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +65,22 @@ from crnet.evaluate.tables import (
 from crnet.feedback import (
     ClosureResult,
     FeedbackConfig,
+    FeedbackInputError,
+    check_resimulation_settings,
     clip_to_box,
     closure_test,
     has_key,
     resimulate,
     resimulated_chi2,
     savez_keyed,
+    sim_from_store,
 )
 from crnet.likelihood import CHI2_SCAN_FACTOR, delta_chi2_threshold
 from crnet.paths import atomic_write_text
 from crnet.provenance import array_sha256
 from crnet.scan.runner import ScanConfig
-from crnet.store import MockStore
+from crnet.store import MockStore, StoreError
+from crnet.store_read import merge_differences
 from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES
 
 ORACLE_FLOOR_CENTRES = 4
@@ -211,9 +218,64 @@ def check_training_rows(model: Any, store_path: str) -> np.ndarray | None:
     return np.asarray(data.train_idx)
 
 
+EVALUATION_CONSEQUENCE = ("Table 4's chi2_tot of the predictions does not compare with the collected mocks' "
+                          "(chi2_min comes from them)")
+"""Why :func:`check_evaluation_settings` refuses re-simulation settings other than the mocks'."""
+
+
+def _mock_store_setup(path: str) -> tuple[dict[str, Any], list[str], np.ndarray]:
+    """(root attributes, species, energies) of the mock store ``path``; FeedbackInputError 'mock_stores'."""
+    try:
+        with MockStore.open(path, "r") as st:
+            return st.attrs(), list(st.species), st.ekin_gev_per_n
+    except StoreError as exc:
+        raise FeedbackInputError("mock_stores", str(exc)) from None
+
+
+def check_evaluation_settings(cfg: EvalConfig) -> None:
+    """Refuse, before anything is predicted, re-simulated or written (FeedbackInputError, one line naming the
+    argument and both values), an evaluation whose re-simulations would not repeat the collected mocks'
+    simulations: Table 4 counts re-simulated predictions by Delta chi2_tot from chi2_min, the smallest chi2_tot of
+    the mocks, so both must come from one propagation setup.
+
+    * every ``cfg.mock_stores`` store agrees with the first on what :func:`crnet.store_read.merge_stores` compares
+      (:func:`crnet.store_read.merge_differences`: grid with tolerance and step cap, cross sections, solver mode;
+      species and energies) - argument 'mock_stores';
+    * ``cfg.feedback.sim`` repeats the first store's simulations (:func:`crnet.feedback.check_resimulation_settings`,
+      the feedback loop's rule) - argument the SimConfig field ('sim.grid.dz_kpc', 'sim.tol', ...); a store that
+      is no crprop scan is refused (:func:`crnet.feedback.sim_from_store`).
+
+    The data set is the exception in both: :func:`load_mocks` recomputes the chi2 of every store scored against
+    another data set than ``cfg.feedback.sim.dataset`` from its fluxes (the paper's updated-data case, Sec. 4.6), so
+    the comparison stays like with like. crnet evaluate defaults it to the first store's."""
+    first = cfg.mock_stores[0]
+    attrs, species, energies = _mock_store_setup(first)
+    for path in cfg.mock_stores[1:]:
+        theirs, their_species, their_energies = _mock_store_setup(path)
+        diffs = [d for d in merge_differences(theirs, attrs) if d[0] != "dataset"]
+        if diffs:
+            key, a, b = diffs[0]
+            also = f"; also differ: {', '.join(d[0] for d in diffs[1:])}" if len(diffs) > 1 else ""
+            raise FeedbackInputError("mock_stores", f"{path}: attribute '{key}' = {a!r} differs from the first mock "
+                                     f"store {first} ({b!r}){also}; the collected mocks must come from one "
+                                     "propagation setup, or their chi2_tot do not compare")
+        if their_species != species or not np.array_equal(their_energies, energies):
+            raise FeedbackInputError("mock_stores", f"{path}: species or energy grid differ from the first mock store "
+                                     f"{first}")
+    try:
+        own = sim_from_store(first)
+        check_resimulation_settings(replace(cfg.feedback.sim, dataset=own.dataset), first, EVALUATION_CONSEQUENCE)
+    except FeedbackInputError as exc:
+        if exc.argument == "train_store":  # the feedback loop's name for the store it reads the settings from
+            raise FeedbackInputError("mock_stores", exc.detail) from None
+        raise
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run the evaluation (module docstring); writes ``report.md``, ``report.json`` and the PNGs to
-    ``cfg.out`` and returns the report dict."""
+    ``cfg.out`` and returns the report dict. Re-simulation settings that do not repeat the mock stores' are
+    refused first, before ``cfg.out`` is created (:func:`check_evaluation_settings`)."""
+    check_evaluation_settings(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if _cuda() else "cpu"
@@ -331,10 +393,13 @@ def closure_counts(c: ClosureResult) -> dict[str, Any]:
     converged chi^2 (> 6 sigma); per parameter, those with a finite tau of that parameter (Table 3's
     denominators, :func:`crnet.evaluate.tables.finite_tau_columns`) with their smallest and largest count; and
     those with all ten tau finite (the only ones the feedback stop rule can pass, see
-    :func:`crnet.evaluate.tables.tau_summary`)."""
+    :func:`crnet.evaluate.tables.tau_summary`). ``n_skipped_inputs``: test inputs the machine could not read
+    (unusable spectra), which gave no prediction and are in neither table's denominator
+    (:class:`crnet.feedback.ClosureResult`)."""
     finite_chi2 = np.isfinite(c.chi2_resim)
     per_param = {name: int(col.size) for name, col in zip(LOG_PARAM_NAMES, finite_tau_columns(c.tau), strict=True)}
-    return {"n_predictions": int(c.theta.shape[0]), "n_outside_box": c.n_outside_box,
+    return {"n_predictions": int(c.theta.shape[0]), "n_skipped_inputs": int(c.n_skipped_inputs),
+            "n_outside_box": c.n_outside_box,
             "n_not_simulable": int(np.count_nonzero(~c.simulated)),
             "n_no_finite_chi2": int(np.count_nonzero(c.simulated & ~finite_chi2)),
             "n_finite_tau_by_parameter": per_param, "n_finite_tau_min": min(per_param.values()),
@@ -375,7 +440,9 @@ def conventions_text(report: dict[str, Any]) -> str:
             "re-simulated clipped into it; predictions that cannot be simulated, or whose re-simulation has no "
             "finite converged chi2, count as > 6 sigma; Table 3 uses, per parameter, the predictions whose tau "
             "of that parameter is finite (tau_i is not finite where theta_i = 0, e.g. eta = 0, or where theta' "
-            "is missing), while the feedback stop rule needs all ten.")
+            "is missing), while the feedback stop rule needs all ten. Test inputs a machine cannot read (unusable "
+            "spectra) give no prediction and are left out of both tables (the paper's shares are of the "
+            "predictions); their number is given per machine.")
     rows = [name for name in report["table4_fractions"] if name in (MCMC_ROW, DESIGN_ROW)]
     if rows == [MCMC_ROW]:
         text += (f" {MCMC_ROW}: the scan's records weighted by chain multiplicity (the steps each chain stayed in "
@@ -384,7 +451,9 @@ def conventions_text(report: dict[str, Any]) -> str:
     for name, k in (report.get("closure_counts") or {}).items():
         lo, hi = k["n_finite_tau_min"], k["n_finite_tau_max"]
         finite = f"{lo}" if lo == hi else f"{lo}-{hi} (by parameter)"
-        text += (f" {name}: {k['n_predictions']} predictions, {k['n_outside_box']} outside the box, "
+        skipped = ("" if "n_skipped_inputs" not in k else  # reports written before it was counted
+                   f" ({k['n_skipped_inputs']} test inputs unusable, left out)")
+        text += (f" {name}: {k['n_predictions']} predictions{skipped}, {k['n_outside_box']} outside the box, "
                  f"{k['n_not_simulable']} not simulable, {k['n_no_finite_chi2']} without a finite chi2, "
                  f"{finite} with a finite tau, {k['n_all_tau_finite']} with all ten finite.")
     return text
