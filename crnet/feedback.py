@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import shutil
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -568,7 +570,8 @@ def _made_from(pseudo: Path, store: Path) -> bool:
         return bool(np.array_equal(st.read("params", steps), params))
 
 
-def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], train_store: Path | str) -> None:
+def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], train_store: Path | str,
+                         machine: str | None = None) -> None:
     """Refuse (FeedbackInputError 'train_store', naming both files and what to pass) a ``train_store`` that is not
     the store the model learnt from, using the model's metadata ``training_store`` (:func:`crnet.machines.training.
     train`: path, sha256, pseudo_data, source_store).
@@ -578,14 +581,18 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
     re-simulations are *added* to the training set); another store would silently swap the training set under a warm
     start fitted to the first. A model for another store is made with ``crnet train`` on it, then its own loop runs.
 
-    * Machine A (trained on mock spectra): ``train_store`` must have the recorded sha256. A store that grew or
-      changed since the training is refused too (the machine never saw its new records).
-    * Machine B (trained on pseudo-data that training made from a scan; the sha256 is the pseudo-data's):
-      ``train_store`` must be that scan - the pseudo-data file itself is refused, since each retraining makes new
-      pseudo-data of its store and would add noise to noisy spectra. The link is checked by content when the
-      pseudo-data file is at hand (recorded path, else beside the model: a moved run directory): every pseudo
-      record's centre must be the scan's record it names. Without the file, ``train_store`` must be the recorded
-      ``source_store`` path.
+    * Machine A (``machine`` 'A': trained on mock spectra, or on a pseudo-data file it is then retrained on):
+      ``train_store`` must have the recorded sha256. A store that grew or changed since the training is refused
+      too (the machine never saw its new records).
+    * Machine B (``machine`` 'B': trained on pseudo-data that training made from a scan; the sha256 is the
+      pseudo-data's): ``train_store`` must be that scan - the pseudo-data file itself is refused, since each
+      retraining makes new pseudo-data of its store and would add noise to noisy spectra. The link is checked by
+      content when the pseudo-data file is at hand (recorded path, else beside the model: a moved run directory):
+      every pseudo record's centre must be the scan's record it names, and the pseudo-data's simulation attributes
+      (:func:`crnet.store_read.merge_differences`: grid, tolerance, solver mode, data set) the scan's. Without the
+      file, ``train_store`` must be the recorded ``source_store`` path.
+
+    ``machine``: the model's ('A' or 'B'); None decides by whether it was trained on pseudo-data.
 
     A model file without the record (written before it existed) is not checked: a warning says so."""
     from crnet.machines.modelfile import file_sha256
@@ -598,7 +605,8 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
         return
     trained_on = Path(str(record.get("path", "")))
     sha = file_sha256(train_store)
-    if not record.get("pseudo_data"):
+    if machine != "B" if machine is not None else not record.get("pseudo_data"):
+        # Machine A (also one trained on pseudo-data: the loop retrains it on that file, so it must be given)
         if sha != record["sha256"]:
             raise FeedbackInputError("train_store", (
                 f"{train_store}: not the store the model {model_path} was trained on ({trained_on}, sha256 "
@@ -615,11 +623,15 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
             f"{train_store}: is the pseudo-data Machine B {model_path} was trained on, not the scan they were made "
             f"from ({source}); pass the scan: each retraining makes new pseudo-data of its store"))
     if pseudo is not None:
-        if _made_from(pseudo, train_store):
+        with MockStore.open(pseudo, "r") as ps, MockStore.open(train_store, "r") as st:
+            differ = merge_differences(ps.attrs(), st.attrs())  # same records, other simulations (grid, tol ...)
+        if not differ and _made_from(pseudo, train_store):
             return
+        why = (f"its pseudo-data {pseudo} were simulated otherwise ({', '.join(d[0] for d in differ)} differ)"
+               if differ else f"its pseudo-data {pseudo} were made from other records ({source})")
         raise FeedbackInputError("train_store", (
-            f"{train_store}: not the scan Machine B {model_path} was trained on: its pseudo-data {pseudo} were made "
-            f"from other records ({source}). Pass that scan, or train a model on {train_store} first"))
+            f"{train_store}: not the scan Machine B {model_path} was trained on: {why}. Pass that scan, or train a "
+            f"model on {train_store} first"))
     if source is not None and Path(str(source)) == trained_on:
         source = None  # an ensemble's members record the pseudo-data as their source: the scan is named in them only
     if source is not None and same_file(train_store, str(source)):
@@ -645,7 +657,7 @@ def check_feedback_inputs(model_path: Path | str, model: ModelFile, train_store:
         content[argument] = _store_content(path, argument)
         if content[argument][0] == 0:
             raise FeedbackInputError(argument, f"{path}: holds no committed records")
-    check_training_store(model_path, model.metadata, train_store)
+    check_training_store(model_path, model.metadata, train_store, model.machine)
     check_resimulation_settings(sim, train_store)
     for argument, path in (("train_store", train_store), ("test_store", test_store)):
         energies = content[argument][3]
@@ -718,7 +730,8 @@ def _read_log(path: Path) -> dict[str, Any]:
 
 
 def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | str, out: Path | str,
-                 cfg: FeedbackConfig | None = None, train_config: TrainConfig | None = None) -> FeedbackResult:
+                 cfg: FeedbackConfig | None = None, train_config: TrainConfig | None = None,
+                 replace_other_run: bool = False) -> FeedbackResult:
     """Run the feedback loop of ``model`` (module docstring); resumes from ``out`` after a kill.
 
     train_store : the store the machine was trained on (Machine A: mock store; Machine B: the scan training made
@@ -734,6 +747,10 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
     and re-simulation settings the retraining could not merge into ``train_store``; a corrupt
     ``feedback_log.json`` is refused naming it (ValueError), and so is a second loop on an ``out`` in use
     (:func:`crnet.run_lock.run_lock`, ``<out>/.lock``).
+
+    replace_other_run : rounds in ``out`` of another loop (a log of another identity, an unreadable log, or round
+        directories without a log) are removed (:func:`remove_rounds`, once ``out`` is locked) instead of refused;
+        a log of this loop is resumed either way. crnet pipeline, which owns its feedback directories, sets it.
     """
     from crnet.machines.modelfile import load_model
 
@@ -743,11 +760,11 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
     model_file = load_model(current)
     check_feedback_inputs(current, model_file, store, test_store, cfg.sim)  # before anything is written
     with run_lock(out, "crnet feedback"):  # one loop per directory (crnet pipeline locks its own out besides)
-        return _run_rounds(current, store, Path(test_store), out, cfg, model_file, train_config)
+        return _run_rounds(current, store, Path(test_store), out, cfg, model_file, train_config, replace_other_run)
 
 
 def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: FeedbackConfig, model_file: ModelFile,
-                train_config: TrainConfig | None) -> FeedbackResult:
+                train_config: TrainConfig | None, replace_other_run: bool) -> FeedbackResult:
     """:func:`run_feedback`'s rounds in ``out``, its inputs checked and the directory locked."""
     from crnet.machines.training import TrainConfig
 
@@ -755,20 +772,22 @@ def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: Fe
     tcfg = replace(train_config or TrainConfig(machine=model_file.machine), epochs=cfg.retrain_epochs,
                    progress=cfg.progress)
     identity = loop_identity(current, store, test_store, cfg, tcfg)
+    if replace_other_run and not _own_log(log_path, identity, store):
+        remove_rounds(out)
     if log_path.is_file():
         log = _read_log(log_path)
         saved = log.get("identity")
-        _check_identity(log_path, saved, identity if saved is None or "train_store_sha256" in saved
-                        else _earlier_identity(identity, store))
+        _check_identity(log_path, saved, _comparable_identity(saved, identity, store))
         log["identity"] = identity
     else:
         log = {"config": asdict(cfg), "identity": identity, "rounds": []}
         _write_log(log_path, log)  # before round 0: a killed round 0 resumes only under the same identity
     rounds: list[dict] = log["rounds"]
-    for r in rounds:  # replay finished rounds
-        current, store = Path(r["model"]), Path(r.get("next_store", store))
+    if rounds:  # the model given: the identity holds its sha256, the log where it was (a moved run directory)
+        rounds[0]["model"] = str(current)
+    for r in rounds:  # replay finished rounds from there
         if r.get("next_model"):
-            current = Path(r["next_model"])
+            current, store = Path(r["next_model"]), Path(r["next_store"])
     if rounds and rounds[-1]["stop"]:  # the loop had ended: nothing to redo
         return FeedbackResult(current, True, rounds)
     if rounds and not rounds[-1].get("next_model") and len(rounds) < cfg.max_rounds:
@@ -847,6 +866,46 @@ def _earlier_identity(ours: dict, train_store: Path) -> dict:
     instead of its sha256 (a moved run directory cannot resume those)."""
     old = {k: v for k, v in ours.items() if k != "train_store_sha256"}
     return {**old, "train_store": str(train_store.resolve()), "train_store_bytes": train_store.stat().st_size}
+
+
+ROUND_DIR = re.compile(r"round_\d+")
+"""Names of a feedback loop's round directories in its output directory."""
+
+
+def remove_rounds(directory: Path | str) -> list[Path]:
+    """Remove what a feedback loop left in ``directory``: its round directories (``round_<k>/``, which hold only the
+    loop's own files; a symbolic link of that name is unlinked, not followed) and then its log (last: a removal
+    killed half-way leaves the log, so the next run still sees another run's rounds). Nothing else is touched.
+    Returns what was removed."""
+    directory = Path(directory)
+    rounds = sorted(d for d in directory.iterdir() if ROUND_DIR.fullmatch(d.name) and (d.is_dir() or d.is_symlink())
+                    ) if directory.is_dir() else []
+    log = [directory / LOG_NAME] if (directory / LOG_NAME).is_file() else []
+    for path in rounds + log:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return rounds + log
+
+
+def _comparable_identity(saved: dict | None, ours: dict, train_store: Path) -> dict:
+    """``ours`` in the form ``saved`` was recorded in (:func:`_earlier_identity` for logs of earlier versions)."""
+    return ours if saved is None or "train_store_sha256" in saved else _earlier_identity(ours, train_store)
+
+
+def _own_log(log_path: Path, identity: dict, train_store: Path) -> bool:
+    """Whether ``log_path`` is this loop's log (readable, of ``identity``), or there is neither a log nor a round
+    directory beside it (nothing to replace)."""
+    if not log_path.is_file():
+        return not any(ROUND_DIR.fullmatch(d.name) for d in log_path.parent.iterdir()) if log_path.parent.is_dir() \
+            else True
+    try:
+        saved = _read_log(log_path).get("identity")
+    except ValueError:
+        return False
+    return not changed_settings(saved, _comparable_identity(saved, identity, train_store), nested=True) \
+        if saved is not None else True
 
 
 def _check_identity(log_path: Path, saved: dict | None, ours: dict) -> None:

@@ -35,23 +35,23 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
 * ``[measured]``: enabled (bool), dataset.
 
 Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, and their settings,
-:func:`stage_settings`: the stage's own config section and every earlier one, except where and how it runs, and
-for the fit only the [scan] entries it reads) when done, and ``stages/<stage>.started.json`` (the settings) when
-they begin, after the stage's own up-front checks (an existing scan store this config cannot extend is refused
-before anything is written); a re-run skips finished stages, refuses a finished or started stage whose settings
-changed (naming them; checked for every stage before anything runs or is written, the fit's first since it sets
-the scan's start), and resumes the running one. A stage resumes its checkpoints (training checkpoints, feedback
-rounds) only when its own started marker was there, with these settings, before the run began (it was killed
-while running); otherwise it starts afresh, first removing what an earlier training to its model file or an
-earlier feedback loop in its directory left there (:func:`remove_training_files`, :func:`remove_feedback_files`:
-only those files). The scan always resumes its store (an MCMC scan extends to a larger n_steps); caches keyed by
+:func:`stage_settings`: the stage's own config section and every earlier one, except where and how it runs, and for
+the fit only the [scan] entries it reads) when done, and ``stages/<stage>.started.json`` (the settings) when they
+begin, after the stage's own up-front checks (an existing scan store this config cannot extend is refused before
+anything is written); a re-run skips finished stages, refuses a finished or started stage whose settings changed
+(naming them; checked for every stage before anything runs or is written, the fit's first since it sets the scan's
+start), and resumes the running one. A training stage resumes its checkpoints only when its own started marker was
+there, with these settings, before the run began (it was killed while running); otherwise it starts afresh, first
+removing what an earlier training to its model file left there (:func:`remove_training_files`: only those files). A
+feedback stage resumes the rounds of its own loop (the loop's identity: model, stores and settings by content, so
+also after a raised max_rounds) and replaces another loop's (:func:`crnet.feedback.remove_rounds`, once the loop has
+locked its directory). The scan always resumes its store (an MCMC scan extends to a larger n_steps); caches keyed by
 content (closure tests, oracle draws) are reused when their key matches. Paths in the markers are relative to the
-output directory (:data:`MARKER_PATHS`), so a copied or moved run directory uses its own files. A corrupt marker
-is refused, naming it. ``resolved_config.json`` next to the outputs holds the resolved config and every derived
-seed, and ``invocations``: the time and versions (crnet, torch, numpy, device) of each run that passed those
-checks, so a run resumed on another commit or machine says so. A run holds ``<out>/.lock``
-(:mod:`crnet.run_lock`) from start to end: a second run on the same directory is refused.
-"""
+output directory (:data:`MARKER_PATHS`), so a copied or moved run directory uses its own files. A corrupt marker is
+refused, naming it. ``resolved_config.json`` next to the outputs holds the resolved config and every derived seed,
+and ``invocations``: the time and versions (crnet, torch, numpy, device) of each run that passed those checks, so a
+run resumed on another commit or machine says so. A run holds ``<out>/.lock`` (:mod:`crnet.run_lock`) from start to
+end: a second run on the same directory is refused."""
 
 from __future__ import annotations
 
@@ -59,7 +59,6 @@ import glob
 import json
 import platform
 import re
-import shutil
 import time
 import tomllib
 from collections.abc import Callable
@@ -545,9 +544,11 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
         fb_dir = out / f"feedback_{name}"
 
         def fb(resume: bool, n: str = name, m: str = machine, a: str = arch, d: Path = fb_dir) -> dict[str, Any]:
-            if not resume:  # not this stage's interrupted run: its rounds belong to another one
-                remove_feedback_files(d)
-            r = run_feedback(models[n], scan_path, feedback_path, d, cfg.feedback.settings, tcfg(m, a))
+            # the pipeline owns its feedback directories: rounds of another loop (another model after a retraining,
+            # another scan after an MCMC extension) are replaced once the loop has locked the directory; rounds of
+            # this loop (same identity: model, stores, settings) are resumed, also after a raised max_rounds
+            r = run_feedback(models[n], scan_path, feedback_path, d, cfg.feedback.settings, tcfg(m, a),
+                             replace_other_run=True)
             rounds = [{k: st.rel(v, keep=True) if k in ("model", "next_model", "next_store") else v
                        for k, v in rd.items()} for rd in r.rounds]
             return {"model": st.rel(r.model_path), "converged": r.converged, "rounds": rounds}
@@ -609,26 +610,6 @@ def remove_training_files(model: Path) -> list[Path]:
             removed.append(f)
     for f in removed:
         f.unlink()
-    return removed
-
-
-ROUND_DIR = re.compile(r"round_\d+")
-
-
-def remove_feedback_files(directory: Path) -> list[Path]:
-    """Remove what a feedback loop left in ``directory`` (its log and its ``round_<k>/`` directories, which hold
-    only the loop's own files) before a feedback stage starts afresh: the loop would otherwise resume, or refuse,
-    another run's rounds. Nothing else in the directory is touched. Returns what was removed."""
-    from crnet.feedback import LOG_NAME
-
-    removed = [directory / LOG_NAME] if (directory / LOG_NAME).is_file() else []
-    if directory.is_dir():
-        removed += sorted(d for d in directory.iterdir() if d.is_dir() and ROUND_DIR.fullmatch(d.name))
-    for f in removed:
-        if f.is_dir():
-            shutil.rmtree(f)
-        else:
-            f.unlink()
     return removed
 
 

@@ -15,7 +15,8 @@ while it was being written). :func:`run_lock` takes an exclusive, non-blocking `
   locks of two open files conflict): a run must not be started inside itself.
 - A process forked while holding the lock (``multiprocessing`` with fork) shares it until it exits; processes
   started with exec do not inherit it (Python opens files non-inheritable).
-- On a platform without :mod:`fcntl` (Windows) nothing is locked: :func:`run_lock` warns once per call
+- On a platform without :mod:`fcntl` (Windows), or a file system without locking (:data:`NO_LOCKING_ERRNOS`),
+  nothing is locked: :func:`run_lock` warns once per call
   (:class:`RunLockWarning`) and the run goes on unprotected. The project runs on Linux (macOS has fcntl too);
   refusing there would make the pipeline unusable for a protection the user can give by hand (one run per
   directory). On network file systems flock is as reliable as the file system's locking (Linux NFS emulates it
@@ -25,6 +26,7 @@ while it was being written). :func:`run_lock` takes an exclusive, non-blocking `
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -38,6 +40,10 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".lock"
+
+NO_LOCKING_ERRNOS: frozenset[int] = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
+"""flock errors of a file system without locking (Lustre mounted noflock, some NFS setups): the run goes on
+unlocked with a :class:`RunLockWarning`, as where fcntl is missing, rather than not at all."""
 
 
 class RunLockWarning(UserWarning):
@@ -81,6 +87,14 @@ def run_lock(directory: Path | str, what: str) -> Iterator[Path]:
         except BlockingIOError:
             raise ValueError(f"{path}: {directory} is in use by another run ({_holder(fd)}); wait for it to end or "
                              "use another output directory (the lock goes when that process ends)") from None
+        except OSError as exc:
+            if exc.errno not in NO_LOCKING_ERRNOS:
+                raise OSError(exc.errno, f"{path}: cannot lock {directory} ({exc.strerror})") from None
+            warnings.warn(f"{path}: the file system does not support locking ({exc.strerror}), so {directory} is "
+                          "not locked against a second run; start only one run per output directory",
+                          RunLockWarning, stacklevel=3)
+            yield path
+            return
         info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "what": what}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)

@@ -183,6 +183,12 @@ def test_machine_b_needs_the_scan_of_its_pseudo_data(world, tmp_path):
     with pytest.raises(FeedbackInputError, match=r"other\.h5: not the scan Machine B .*b\.pt was trained on: its "
                        r"pseudo-data .*b\.pt\.pseudo\.h5 were made from other records"):
         check_training_store(run / "b.pt", meta, world["other"])
+    # the same design simulated otherwise: the pseudo-data's centres are its records, but not its spectra
+    run_scan(tmp_path / "tol3.h5", ScanConfig(design="sobol", n_points=8, batch_size=8, backend="numba", grid=GRID,
+                                              tol=1e-3), progress=False)
+    with pytest.raises(FeedbackInputError, match=r"tol3\.h5: not the scan Machine B .*b\.pt was trained on: its "
+                       r"pseudo-data .*b\.pt\.pseudo\.h5 were simulated otherwise \(grid\.tol differ\)"):
+        check_training_store(run / "b.pt", meta, tmp_path / "tol3.h5", machine="B")
     # a moved run directory: the pseudo-data beside the model link it to the moved scan by content
     moved = tmp_path / "moved"
     run.rename(moved)
@@ -195,7 +201,19 @@ def test_machine_b_needs_the_scan_of_its_pseudo_data(world, tmp_path):
                        r".*b\.pt\.pseudo\.h5 are gone and it records the scan .*run/scan\.h5"):
         check_training_store(moved / "b.pt", meta, moved / "scan.h5")
     moved.rename(run)
-    check_training_store(run / "b.pt", meta, run / "scan.h5")
+    check_training_store(run / "b.pt", meta, run / "scan.h5", machine="B")
+
+
+def test_machine_a_trained_on_pseudo_data_needs_that_file(world, tmp_path):
+    """The Machine A / B rule follows the machine, not the kind of store it learnt from (review by helper-57: a
+    Machine A trained on pseudo-data was checked as a Machine B and accepted their scan)."""
+    train(world["test"], tmp_path / "a_pseudo.pt", TrainConfig(machine="A", epochs=1, batch_size=4, progress=False,
+                                                                threads=1))
+    model = load_model(tmp_path / "a_pseudo.pt")
+    assert model.metadata["training_store"]["pseudo_data"]
+    check_training_store(tmp_path / "a_pseudo.pt", model.metadata, world["test"], model.machine)
+    with pytest.raises(FeedbackInputError, match=r"scan\.h5: not the store the model .*a_pseudo\.pt was trained on"):
+        check_training_store(tmp_path / "a_pseudo.pt", model.metadata, world["scan"], model.machine)
 
 
 def test_a_model_without_the_record_is_not_checked(world):
@@ -343,22 +361,55 @@ def test_a_directory_in_use_is_refused(world, tmp_path, no_work):
 
 
 def test_a_moved_directory_resumes_with_its_own_files(world, tmp_path):
-    """The log names round files relative to its directory and identifies the training store by content, so a
-    copied run directory goes on from its own rounds (before: absolute paths, and the store's resolved path in the
-    identity, refused it or read the old directory's files)."""
+    """The log names round files relative to its directory, identifies the stores and the model by content and
+    replays from the model given, so a run directory copied with its model goes on from its own rounds (before:
+    absolute paths, the store's resolved path in the identity and the log's round-0 model path)."""
     tcfg = TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1)
     cfg = FeedbackConfig(sim=_sim(), target_share=1.0, max_rounds=2, n_test=2, retrain_epochs=1, progress=False)
-    first = run_feedback(world["a"], world["scan"], world["test"], tmp_path / "fb", cfg, tcfg)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(world["a"], run / "a.pt")
+    first = run_feedback(run / "a.pt", world["scan"], world["test"], run / "fb", cfg, tcfg)
     assert [r["round"] for r in first.rounds] == [0, 1] and "next_model" not in first.rounds[1]
-    on_disk = json.loads((tmp_path / "fb" / "feedback_log.json").read_text())
+    on_disk = json.loads((run / "fb" / "feedback_log.json").read_text())
     assert on_disk["rounds"][0]["next_model"] == "round_0/model.pt"
-    assert on_disk["rounds"][0]["model"] == str(world["a"])  # outside the directory: kept as given
-    shutil.copytree(tmp_path / "fb", tmp_path / "moved")
-    shutil.rmtree(tmp_path / "fb")
-    more = run_feedback(world["a"], world["scan"], world["test"], tmp_path / "moved",
-                        FeedbackConfig(**{**cfg.__dict__, "max_rounds": 3}), tcfg)
+    assert on_disk["rounds"][0]["model"] == str(run / "a.pt")  # outside the directory: kept as given
     moved = tmp_path / "moved"
-    assert [r["model"] for r in more.rounds] == [str(world["a"]), str(moved / "round_0/model.pt"),
-                                                 str(moved / "round_1/model.pt")]
-    assert more.rounds[1]["next_store"] == str(moved / "round_1/train_store.h5")
-    assert not (tmp_path / "fb").exists()
+    shutil.copytree(run, moved)
+    shutil.rmtree(run)
+    more = run_feedback(moved / "a.pt", world["scan"], world["test"], moved / "fb",
+                        FeedbackConfig(**{**cfg.__dict__, "max_rounds": 3}), tcfg)
+    assert [r["model"] for r in more.rounds] == [str(moved / "a.pt"), str(moved / "fb/round_0/model.pt"),
+                                                 str(moved / "fb/round_1/model.pt")]
+    assert more.rounds[1]["next_store"] == str(moved / "fb/round_1/train_store.h5")
+    assert more.model_path == moved / "fb/round_1/model.pt" and not run.exists()
+    # a loop that stopped at its cap resumes to the model given, where it is now
+    again = run_feedback(moved / "a.pt", world["scan"], world["test"], moved / "fb",
+                         FeedbackConfig(**{**cfg.__dict__, "max_rounds": 3}), tcfg)
+    assert again.rounds == more.rounds
+
+
+def test_another_loops_rounds_are_replaced_only_when_asked(world, tmp_path):
+    """crnet pipeline (replace_other_run) replaces rounds of another loop once the directory is locked, and resumes
+    its own, also after a raised max_rounds (review by helper-57: deleting a marker made it redo every round)."""
+    tcfg = TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1)
+    cfg = FeedbackConfig(sim=_sim(), target_share=1.0, max_rounds=1, n_test=2, retrain_epochs=1, progress=False)
+    out = tmp_path / "fb"
+    run_feedback(world["a"], world["scan"], world["test"], out, cfg, tcfg)
+    closure = out / "round_0" / "closure.npz"
+    stamp = closure.stat().st_mtime_ns
+    longer = run_feedback(world["a"], world["scan"], world["test"], out, FeedbackConfig(**{**cfg.__dict__,
+                          "max_rounds": 2}), tcfg, replace_other_run=True)
+    assert [r["round"] for r in longer.rounds] == [0, 1] and closure.stat().st_mtime_ns == stamp  # round 0 kept
+    other = FeedbackConfig(**{**cfg.__dict__, "n_test": 1})  # another loop: its identity differs
+    with pytest.raises(ValueError, match=r"another run \(differs in feedback.n_test\)"):
+        run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg)
+    (out / "notes.txt").write_text("mine")
+    replaced = run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
+    assert [r["n_predictions"] for r in replaced.rounds] == [1] and not (out / "round_1").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    # round directories without a log belong to no loop of this identity either (a removal killed half-way)
+    (out / "feedback_log.json").unlink()
+    (out / "round_7").mkdir()
+    fresh = run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
+    assert len(fresh.rounds) == 1 and not (out / "round_7").exists()

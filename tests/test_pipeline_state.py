@@ -17,7 +17,8 @@ import torch
 from typer.testing import CliRunner
 
 from crnet.cli import app
-from crnet.pipeline import MARKER_PATHS, load_config, remove_feedback_files, remove_training_files, run_pipeline
+from crnet.feedback import remove_rounds
+from crnet.pipeline import MARKER_PATHS, load_config, remove_training_files, run_pipeline
 
 torch.set_num_threads(1)
 CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
@@ -234,9 +235,14 @@ def test_remove_stage_files_touch_only_the_stage_outputs(tmp_path):
     for rel in ("feedback_log.json", "round_0/model.pt", "round_12/resim.h5", "notes.txt", "round_x/keep.txt"):
         (fb / rel).parent.mkdir(parents=True, exist_ok=True)
         (fb / rel).write_text(rel)
-    assert sorted(p.name for p in remove_feedback_files(fb)) == ["feedback_log.json", "round_0", "round_12"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.h5").write_text("not the loop's")
+    (fb / "round_3").symlink_to(elsewhere, target_is_directory=True)  # unlinked, not followed
+    assert sorted(p.name for p in remove_rounds(fb)) == ["feedback_log.json", "round_0", "round_12", "round_3"]
     assert sorted(str(p.relative_to(fb)) for p in fb.rglob("*")) == ["notes.txt", "round_x", "round_x/keep.txt"]
-    assert remove_feedback_files(tmp_path / "missing") == []
+    assert (elsewhere / "keep.h5").read_text() == "not the loop's"
+    assert remove_rounds(tmp_path / "missing") == []
 
 
 MCMC = """[run]

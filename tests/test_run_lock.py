@@ -82,6 +82,33 @@ def test_without_fcntl_warns_and_runs_unlocked(tmp_path, monkeypatch):
         assert path == lock_path(tmp_path) and not path.exists()
 
 
+class _FlockFails:
+    """An fcntl stand-in whose flock fails with ``code`` (a file system without locking, or another error)."""
+
+    def __init__(self, code: int) -> None:
+        self.code, self.LOCK_EX, self.LOCK_NB, self.LOCK_UN = code, 2, 4, 8
+
+    def flock(self, fd: int, op: int) -> None:
+        raise OSError(self.code, os.strerror(self.code))
+
+
+@pytest.mark.parametrize("code", sorted(run_lock_module.NO_LOCKING_ERRNOS))
+def test_a_file_system_without_locking_warns_and_runs_unlocked(tmp_path, monkeypatch, code):
+    monkeypatch.setattr(run_lock_module, "fcntl", _FlockFails(code))
+    with pytest.warns(RunLockWarning, match=r"\.lock: the file system does not support locking"), \
+            run_lock(tmp_path, "test") as path:
+        assert path == lock_path(tmp_path)
+
+
+def test_another_flock_error_names_the_lock_file(tmp_path, monkeypatch):
+    import errno
+
+    monkeypatch.setattr(run_lock_module, "fcntl", _FlockFails(errno.EIO))
+    with pytest.raises(OSError, match=r"\.lock: cannot lock .*Input/output error"):
+        with run_lock(tmp_path, "test"):
+            pass
+
+
 def test_checkpoint_temporary_file_is_per_process(tmp_path, monkeypatch):
     """Two processes saving one checkpoint must not share a temporary name (the first run of the review died
     renaming '<ckpt>.tmp' that the second had already renamed)."""
