@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers_loop import GRID, TOL, build_loop_world
 from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
@@ -22,16 +23,9 @@ from crnet.cli import app
 from crnet.evaluate.report import EvalConfig, check_evaluation_settings, closure_counts, conventions_text, evaluate
 from crnet.features import species_rows
 from crnet.feedback import FeedbackConfig, FeedbackInputError, SimConfig, closure_key, closure_test
-from crnet.machines.training import TrainConfig, train
-from crnet.pseudodata import PseudoDataConfig, make_pseudodata
-from crnet.scan.models import GridConfig
-from crnet.scan.runner import ScanConfig, run_scan
 from crnet.store import MockStore
 
 torch.set_num_threads(1)
-GRID = GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0)
-TOL = 1e-4
-"""The scan's solver tolerance: not the solver's default (1e-6), as in configs/pipeline_cpu.toml."""
 runner = CliRunner()
 
 
@@ -42,12 +36,7 @@ class WorkStarted(AssertionError):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     """A tiny-grid scan at tol 1e-4 (8 models), 3 test pseudo-spectra of it, Machine A trained on it."""
-    d = tmp_path_factory.mktemp("eval_world")
-    run_scan(d / "scan.h5", ScanConfig(design="sobol", n_points=8, batch_size=8, backend="numba", grid=GRID, tol=TOL),
-             progress=False)
-    make_pseudodata(d / "scan.h5", d / "test.h5", PseudoDataConfig(n_pseudo=3, seed=5))
-    train(d / "scan.h5", d / "a.pt", TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1))
-    return {"scan": d / "scan.h5", "test": d / "test.h5", "a": d / "a.pt"}
+    return build_loop_world(tmp_path_factory.mktemp("eval_world"))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_loop import GRID, TOL, build_loop_world
 from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
@@ -41,9 +42,6 @@ from crnet.scan.runner import ScanConfig, run_scan
 from crnet.store import MockStore, StoreMeta
 
 torch.set_num_threads(1)
-GRID = GridConfig(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0)
-TOL = 1e-4
-"""The scans' solver tolerance: not the solver's default (1e-6), as in configs/pipeline_cpu.toml and the GPU configs."""
 runner = CliRunner()
 
 
@@ -55,18 +53,16 @@ class Resimulated(AssertionError):
 def world(tmp_path_factory) -> dict[str, Path]:
     """A scan at tol 1e-4 (8 models), its pseudo-data, Machine A trained on it, another scan, an empty store."""
     d = tmp_path_factory.mktemp("world")
-    scan_cfg = dict(design="sobol", batch_size=8, backend="numba", grid=GRID, tol=TOL)
-    run_scan(d / "scan.h5", ScanConfig(n_points=8, **scan_cfg), progress=False)
-    run_scan(d / "other.h5", ScanConfig(n_points=4, seed=3, **scan_cfg), progress=False)
-    make_pseudodata(d / "scan.h5", d / "test.h5", PseudoDataConfig(n_pseudo=3, seed=5))
-    train(d / "scan.h5", d / "a.pt", TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1))
+    paths = build_loop_world(d)
+    run_scan(d / "other.h5", ScanConfig(design="sobol", n_points=4, seed=3, batch_size=8, backend="numba", grid=GRID,
+                                        tol=TOL), progress=False)
     with MockStore.open(d / "scan.h5") as st:
         a = st.attrs()
         meta = StoreMeta(species=st.species, ekin_gev_per_n=st.ekin_gev_per_n, grid=a["grid"],
                          cross_sections=a["cross_sections"], solver_mode=a["solver_mode"], backend=a["backend"],
                          design="sobol", dataset=a["dataset"], temperature=1.0, seed=0)
     MockStore.create(d / "empty.h5", meta).close()
-    return {name: d / f"{name}.h5" for name in ("scan", "other", "test", "empty")} | {"a": d / "a.pt"}
+    return paths | {"other": d / "other.h5", "empty": d / "empty.h5"}
 
 
 @pytest.fixture
