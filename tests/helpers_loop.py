@@ -17,6 +17,17 @@ TOL = 1e-4
 """The scans' solver tolerance: not the solver's default (1e-6), as in configs/pipeline_cpu.toml and the GPU
 configs, so that settings taken from the store differ from the defaults."""
 
+OPTIONS_AGAINST_THE_STORE: list[tuple[list[str], str]] = [
+    (["--dz", "1.0"], "--dz 1.0 differs from the store's 1.3"),
+    (["--dr", "1.0"], "--dr 1.0 differs from the store's 4.0"),
+    (["--tol", "1e-6"], "--tol 1e-06 differs from the store's 0.0001"),
+    (["--max-steps", "50"], "--max-steps 50 differs from the store's 600"),
+    (["--mode", "exact"], "--mode 'exact' differs from the store's 'fast'"),
+    (["--half-lives", "measured"], "--half-lives 'measured' differs from the store's 'galprop'"),
+]
+"""(command-line options that disagree with :func:`build_loop_world`'s scan, the start of the refusal naming them)
+for the commands whose re-simulations repeat a store's (crnet feedback --store, crnet evaluate --mocks)."""
+
 
 def build_loop_world(directory: Path) -> dict[str, Path]:
     """In ``directory``: ``scan.h5`` (8 Sobol models at :data:`TOL` on :data:`GRID`), ``test.h5`` (3 pseudo-spectra

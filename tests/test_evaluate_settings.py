@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers_loop import GRID, TOL, build_loop_world
+from helpers_loop import GRID, OPTIONS_AGAINST_THE_STORE, TOL, build_loop_world
 from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
@@ -100,14 +100,7 @@ def test_cli_evaluates_with_the_scans_own_settings(world, tmp_path):
     assert report["closure_counts"]["Machine A"]["n_skipped_inputs"] == 0
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    (["--dz", "1.0"], "--dz 1.0 differs from the store's 1.3"),
-    (["--dr", "1.0"], "--dr 1.0 differs from the store's 4.0"),
-    (["--tol", "1e-6"], "--tol 1e-06 differs from the store's 0.0001"),
-    (["--max-steps", "50"], "--max-steps 50 differs from the store's 600"),
-    (["--mode", "exact"], "--mode 'exact' differs from the store's 'fast'"),
-    (["--half-lives", "measured"], "--half-lives 'measured' differs from the store's 'galprop'"),
-])
+@pytest.mark.parametrize(("options", "message"), OPTIONS_AGAINST_THE_STORE)
 def test_cli_refuses_an_option_that_disagrees_with_the_mocks(world, tmp_path, no_work, options, message):
     res = _cli(world, tmp_path / "ev", *options)
     _usage_error(res, f"error: {message} ({world['scan']} records ")

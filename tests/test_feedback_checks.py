@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_loop import GRID, TOL, build_loop_world
+from helpers_loop import GRID, OPTIONS_AGAINST_THE_STORE, TOL, build_loop_world
 from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
@@ -308,14 +308,7 @@ def test_cli_takes_the_stores_settings(world, tmp_path):
         assert st.n_complete == 8 + 1
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    (["--dz", "1.0"], "--dz 1.0 differs from the store's 1.3"),
-    (["--dr", "1.0"], "--dr 1.0 differs from the store's 4.0"),
-    (["--tol", "1e-6"], "--tol 1e-06 differs from the store's 0.0001"),
-    (["--max-steps", "50"], "--max-steps 50 differs from the store's 600"),
-    (["--mode", "exact"], "--mode 'exact' differs from the store's 'fast'"),
-    (["--half-lives", "measured"], "--half-lives 'measured' differs from the store's 'galprop'"),
-])
+@pytest.mark.parametrize(("options", "message"), OPTIONS_AGAINST_THE_STORE)
 def test_cli_names_the_option_that_disagrees_with_the_store(world, tmp_path, no_work, options, message):
     res = _cli(world, tmp_path / "fb", *options)
     _usage_error(res, f"error: {message} ({world['scan']} records ")
