@@ -441,6 +441,10 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
 
 
 # ------------------------------------------------------------------------------------------ input checks
+class ReplacedRoundsWarning(UserWarning):
+    """:func:`run_feedback` with ``replace_other_run`` removed another loop's rounds (it names them and why)."""
+
+
 class FeedbackInputError(ValueError):
     """An input of :func:`run_feedback` that cannot work, found before any re-simulation.
 
@@ -624,7 +628,9 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
             f"from ({source}); pass the scan: each retraining makes new pseudo-data of its store"))
     if pseudo is not None:
         with MockStore.open(pseudo, "r") as ps, MockStore.open(train_store, "r") as st:
-            differ = merge_differences(ps.attrs(), st.attrs())  # same records, other simulations (grid, tol ...)
+            # same records, other simulations (grid, tol ...); the data set the pseudo-data were scored against
+            # is no simulation setting (check_model_dataset compares the model's with the loop's)
+            differ = [d for d in merge_differences(ps.attrs(), st.attrs()) if d[0] != "dataset"]
         if not differ and _made_from(pseudo, train_store):
             return
         why = (f"its pseudo-data {pseudo} were simulated otherwise ({', '.join(d[0] for d in differ)} differ)"
@@ -640,6 +646,17 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
     raise FeedbackInputError("train_store", (
         f"{train_store}: cannot be matched to Machine B {model_path}: its pseudo-data {trained_on} are gone and it "
         f"{named} put the pseudo-data file back beside the model"))
+
+
+def check_model_dataset(model_path: Path | str, metadata: Mapping[str, Any], dataset: str) -> None:
+    """Refuse (FeedbackInputError 'sim.dataset') predicting with ``dataset`` from a model whose inputs were
+    normalised against another data set (its metadata ``dataset``: the q_C of its pseudo-data inputs), as
+    :func:`crnet.machines.inference.predict_file` would - but before any work. A model that records none passes."""
+    trained_on = metadata.get("dataset")
+    if trained_on is not None and trained_on != dataset:
+        raise FeedbackInputError("sim.dataset", f"{dataset!r} differs from the data set the model {model_path} was "
+                                 f"trained against ({trained_on!r}: its inputs are normalised (q_C) to it); train a "
+                                 f"model against {dataset!r}, or use {trained_on!r}")
 
 
 def check_feedback_inputs(model_path: Path | str, model: ModelFile, train_store: Path | str,
@@ -658,6 +675,7 @@ def check_feedback_inputs(model_path: Path | str, model: ModelFile, train_store:
         if content[argument][0] == 0:
             raise FeedbackInputError(argument, f"{path}: holds no committed records")
     check_training_store(model_path, model.metadata, train_store, model.machine)
+    check_model_dataset(model_path, model.metadata, sim.dataset)
     check_resimulation_settings(sim, train_store)
     for argument, path in (("train_store", train_store), ("test_store", test_store)):
         energies = content[argument][3]
@@ -772,8 +790,12 @@ def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: Fe
     tcfg = replace(train_config or TrainConfig(machine=model_file.machine), epochs=cfg.retrain_epochs,
                    progress=cfg.progress)
     identity = loop_identity(current, store, test_store, cfg, tcfg)
-    if replace_other_run and not _own_log(log_path, identity, store):
-        remove_rounds(out)
+    if replace_other_run:
+        why = _other_run(log_path, identity, store)
+        if why:
+            removed = remove_rounds(out)
+            warnings.warn(f"{out}: replaced the rounds of another feedback loop ({why}): removed "
+                          f"{', '.join(p.name for p in removed)}", ReplacedRoundsWarning, stacklevel=3)
     if log_path.is_file():
         log = _read_log(log_path)
         saved = log.get("identity")
@@ -894,18 +916,23 @@ def _comparable_identity(saved: dict | None, ours: dict, train_store: Path) -> d
     return ours if saved is None or "train_store_sha256" in saved else _earlier_identity(ours, train_store)
 
 
-def _own_log(log_path: Path, identity: dict, train_store: Path) -> bool:
-    """Whether ``log_path`` is this loop's log (readable, of ``identity``), or there is neither a log nor a round
-    directory beside it (nothing to replace)."""
+def _other_run(log_path: Path, identity: dict, train_store: Path) -> str | None:
+    """Why the rounds beside ``log_path`` are not this loop's (``identity``): the settings its log differs in, an
+    unreadable log, a log of a version that recorded no identity, or round directories without a log; None when
+    they are (or there are none)."""
     if not log_path.is_file():
-        return not any(ROUND_DIR.fullmatch(d.name) for d in log_path.parent.iterdir()) if log_path.parent.is_dir() \
-            else True
+        directory = log_path.parent
+        strays = sorted(d.name for d in directory.iterdir() if ROUND_DIR.fullmatch(d.name)) if directory.is_dir() \
+            else []
+        return f"{', '.join(strays)} without a log" if strays else None
     try:
         saved = _read_log(log_path).get("identity")
-    except ValueError:
-        return False
-    return not changed_settings(saved, _comparable_identity(saved, identity, train_store), nested=True) \
-        if saved is not None else True
+    except ValueError as exc:
+        return str(exc).split(";")[0]
+    if saved is None:
+        return "its log records no identity (an earlier crnet)"
+    diff = changed_settings(saved, _comparable_identity(saved, identity, train_store), nested=True)
+    return f"differs in {list_settings(diff)}" if diff else None
 
 
 def _check_identity(log_path: Path, saved: dict | None, ours: dict) -> None:

@@ -82,6 +82,7 @@ def run_lock(directory: Path | str, what: str) -> Iterator[Path]:
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        unsupported = None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -90,7 +91,9 @@ def run_lock(directory: Path | str, what: str) -> Iterator[Path]:
         except OSError as exc:
             if exc.errno not in NO_LOCKING_ERRNOS:
                 raise OSError(exc.errno, f"{path}: cannot lock {directory} ({exc.strerror})") from None
-            warnings.warn(f"{path}: the file system does not support locking ({exc.strerror}), so {directory} is "
+            unsupported = exc.strerror
+        if unsupported is not None:  # outside the except: the run's own errors must not carry the flock error
+            warnings.warn(f"{path}: the file system does not support locking ({unsupported}), so {directory} is "
                           "not locked against a second run; start only one run per output directory",
                           RunLockWarning, stacklevel=3)
             yield path

@@ -23,6 +23,7 @@ from crnet.cli import app
 from crnet.evaluate.report import EvalConfig, check_evaluation_settings, closure_counts, conventions_text, evaluate
 from crnet.features import species_rows
 from crnet.feedback import FeedbackConfig, FeedbackInputError, SimConfig, closure_key, closure_test
+from crnet.machines.training import TrainConfig, train
 from crnet.store import MockStore
 
 torch.set_num_threads(1)
@@ -125,8 +126,18 @@ def test_cli_accepts_options_that_agree_and_another_data_set(world, tmp_path, mo
     assert res.exit_code == 0, res.output
     sim = seen[0].feedback.sim
     assert sim.grid.settings() == GRID.settings() and (sim.tol, sim.dataset, sim.backend) == (TOL, "paper", "numba")
-    # the data set may differ: load_mocks recomputes the mocks' chi2 against it
+    # the data set may differ from the mocks' (load_mocks recomputes their chi2 against it), not from the machine's:
+    # its inputs are normalised (q_C) to the data set it was trained against (review by helper-58: this was found
+    # only by predict_file, after the check had passed)
     res = _cli(world, tmp_path / "ev2", "--dataset", "ams02-2021")
+    _usage_error(res, "error: --dataset 'ams02-2021' differs from the data set the model ")
+    assert "was trained against ('paper'" in res.output and "(machine 'Machine A')" in res.output
+    assert len(seen) == 1 and not (tmp_path / "ev2").exists()
+    ams = _copy_with(world["scan"], tmp_path / "scan_ams.h5", dataset="ams02-2021")
+    train(ams, tmp_path / "a_ams.pt", TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1))
+    res = runner.invoke(app, ["evaluate", "--machine", f"Machine A={tmp_path / 'a_ams.pt'}", "--test",
+                              str(world["test"]), "--mocks", str(world["scan"]), "--out", str(tmp_path / "ev3"),
+                              "--backend", "numba", "--no-progress", "--dataset", "ams02-2021"])
     assert res.exit_code == 0, res.output
     assert seen[1].feedback.sim.dataset == "ams02-2021" and seen[1].feedback.sim.tol == TOL
 
@@ -159,10 +170,13 @@ def test_library_refuses_the_paper_grid_for_a_tiny_grid_scan(world, tmp_path, no
     assert not (tmp_path / "ev").exists()
 
 
-def test_library_checks_every_mock_store_but_not_the_data_set(world, tmp_path):
+def test_library_checks_every_mock_store_and_each_machines_data_set(world, tmp_path):
     rescored = _copy_with(world["scan"], tmp_path / "rescored.h5", dataset="ams02-2021")
     check_evaluation_settings(_cfg(world, tmp_path / "ev", _sim(), [world["scan"], rescored]))
-    check_evaluation_settings(_cfg(world, tmp_path / "ev", _sim(dataset="ams02-2021")))
+    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'ams02-2021' differs from the data set the model "
+                       r".*a\.pt was trained against \('paper'.*\(machine 'Machine A'\)$") as err:
+        check_evaluation_settings(_cfg(world, tmp_path / "ev", _sim(dataset="ams02-2021")))  # the machine's, not
+    assert err.value.argument == "sim.dataset"  # the mocks': their chi2 is recomputed, its inputs are not
     stretched = _copy_with(world["scan"], tmp_path / "stretched.h5", grid={"dz_kpc": 1.0, "ekin_factor": 2.0})
     with pytest.raises(FeedbackInputError, match=r"stretched\.h5: attribute 'grid\.dz_kpc' = 1\.0 differs from the "
                        r"first mock store .*scan\.h5 \(1\.3\); also differ: grid\.ekin_factor;") as err:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from crnet.cli import app
 from crnet.feedback import (
     FeedbackConfig,
     FeedbackInputError,
+    ReplacedRoundsWarning,
     SimConfig,
     check_feedback_inputs,
     check_resimulation_settings,
@@ -200,6 +202,28 @@ def test_machine_b_needs_the_scan_of_its_pseudo_data(world, tmp_path):
     check_training_store(run / "b.pt", meta, run / "scan.h5", machine="B")
 
 
+def test_a_model_of_another_data_set_is_refused_before_any_work(world, tmp_path, no_work):
+    """A model's inputs are normalised (q_C) to the data set it was trained against; predicting with another failed
+    only in predict_file, and a Machine B on pseudo-data scored against another data set was refused as if its
+    scan were another (review by helper-58)."""
+    model = load_model(world["a"])
+    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'ams02-2021' differs from the data set the model "
+                       r".*a\.pt was trained against \('paper'") as err:
+        check_feedback_inputs(world["a"], model, world["scan"], world["test"], _sim(dataset="ams02-2021"))
+    assert err.value.argument == "sim.dataset"
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(world["scan"], run / "scan.h5")
+    train(run / "scan.h5", run / "b.pt", TrainConfig(machine="B", epochs=1, batch_size=4, progress=False, threads=1,
+                                                     pseudo=PseudoDataConfig(n_pseudo=12, seed=1, dataset="ams02-2021",
+                                                                             update_chi2=True)))
+    b = load_model(run / "b.pt")
+    check_training_store(run / "b.pt", b.metadata, run / "scan.h5", b.machine)  # its scan, whatever the data set
+    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'paper' differs from the data set the model .*b\.pt "
+                       r"was trained against \('ams02-2021'"):
+        check_feedback_inputs(run / "b.pt", b, run / "scan.h5", world["test"], _sim())
+
+
 def test_machine_a_trained_on_pseudo_data_needs_that_file(world, tmp_path):
     """The Machine A / B rule follows the machine, not the kind of store it learnt from (review by helper-57: a
     Machine A trained on pseudo-data was checked as a Machine B and accepted their scan)."""
@@ -375,7 +399,7 @@ def test_a_moved_directory_resumes_with_its_own_files(world, tmp_path):
     # a loop that stopped at its cap resumes to the model given, where it is now
     again = run_feedback(moved / "a.pt", world["scan"], world["test"], moved / "fb",
                          FeedbackConfig(**{**cfg.__dict__, "max_rounds": 3}), tcfg)
-    assert again.rounds == more.rounds
+    assert again.rounds == more.rounds and again.model_path == more.model_path
 
 
 def test_another_loops_rounds_are_replaced_only_when_asked(world, tmp_path):
@@ -387,18 +411,32 @@ def test_another_loops_rounds_are_replaced_only_when_asked(world, tmp_path):
     run_feedback(world["a"], world["scan"], world["test"], out, cfg, tcfg)
     closure = out / "round_0" / "closure.npz"
     stamp = closure.stat().st_mtime_ns
-    longer = run_feedback(world["a"], world["scan"], world["test"], out, FeedbackConfig(**{**cfg.__dict__,
-                          "max_rounds": 2}), tcfg, replace_other_run=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReplacedRoundsWarning)  # its own rounds are resumed, silently
+        longer = run_feedback(world["a"], world["scan"], world["test"], out,
+                              FeedbackConfig(**{**cfg.__dict__, "max_rounds": 2}), tcfg, replace_other_run=True)
     assert [r["round"] for r in longer.rounds] == [0, 1] and closure.stat().st_mtime_ns == stamp  # round 0 kept
     other = FeedbackConfig(**{**cfg.__dict__, "n_test": 1})  # another loop: its identity differs
     with pytest.raises(ValueError, match=r"another run \(differs in feedback.n_test\)"):
         run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg)
     (out / "notes.txt").write_text("mine")
-    replaced = run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
+    with pytest.warns(ReplacedRoundsWarning, match=r"fb: replaced the rounds of another feedback loop \(differs in "
+                      r"feedback\.n_test\): removed round_0, round_1, feedback_log\.json"):
+        replaced = run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
     assert [r["n_predictions"] for r in replaced.rounds] == [1] and not (out / "round_1").exists()
     assert (out / "notes.txt").read_text() == "mine"
+    # a log of an earlier crnet without an identity, or one that cannot be read, is no log of this loop either
+    log = json.loads((out / "feedback_log.json").read_text())
+    del log["identity"]
+    (out / "feedback_log.json").write_text(json.dumps(log))
+    with pytest.warns(ReplacedRoundsWarning, match="its log records no identity"):
+        run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
+    (out / "feedback_log.json").write_text('{"rounds": [')
+    with pytest.warns(ReplacedRoundsWarning, match=r"feedback_log\.json: corrupt"):
+        run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
     # round directories without a log belong to no loop of this identity either (a removal killed half-way)
     (out / "feedback_log.json").unlink()
     (out / "round_7").mkdir()
-    fresh = run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
+    with pytest.warns(ReplacedRoundsWarning, match=r"\(round_0, round_7 without a log\)"):
+        fresh = run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
     assert len(fresh.rounds) == 1 and not (out / "round_7").exists()

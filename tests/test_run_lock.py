@@ -100,6 +100,16 @@ def test_a_file_system_without_locking_warns_and_runs_unlocked(tmp_path, monkeyp
         assert path == lock_path(tmp_path)
 
 
+def test_errors_of_an_unlocked_run_do_not_carry_the_flock_error(tmp_path, monkeypatch):
+    import errno
+
+    monkeypatch.setattr(run_lock_module, "fcntl", _FlockFails(errno.ENOLCK))
+    with pytest.warns(RunLockWarning), pytest.raises(KeyError) as err:
+        with run_lock(tmp_path, "test"):
+            raise KeyError("the run's own error")
+    assert err.value.__context__ is None  # no 'During handling of ... No locks available' in its traceback
+
+
 def test_another_flock_error_names_the_lock_file(tmp_path, monkeypatch):
     import errno
 

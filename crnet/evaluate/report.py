@@ -66,6 +66,7 @@ from crnet.feedback import (
     ClosureResult,
     FeedbackConfig,
     FeedbackInputError,
+    check_model_dataset,
     check_resimulation_settings,
     clip_to_box,
     closure_test,
@@ -247,7 +248,8 @@ def check_evaluation_settings(cfg: EvalConfig) -> None:
 
     The data set is the exception in both: :func:`load_mocks` recomputes the chi2 of every store scored against
     another data set than ``cfg.feedback.sim.dataset`` from its fluxes (the paper's updated-data case, Sec. 4.6), so
-    the comparison stays like with like. crnet evaluate defaults it to the first store's."""
+    the comparison stays like with like. crnet evaluate defaults it to the first store's. Each machine must have
+    been trained against it (:func:`crnet.feedback.check_model_dataset`: its inputs are normalised to it)."""
     first = cfg.mock_stores[0]
     attrs, species, energies = _mock_store_setup(first)
     for path in cfg.mock_stores[1:]:
@@ -262,6 +264,13 @@ def check_evaluation_settings(cfg: EvalConfig) -> None:
         if their_species != species or not np.array_equal(their_energies, energies):
             raise FeedbackInputError("mock_stores", f"{path}: species or energy grid differ from the first mock store "
                                      f"{first}")
+    from crnet.machines.modelfile import load_model
+
+    for name, path in cfg.machines.items():  # the closure tests predict with the evaluation's data set
+        try:
+            check_model_dataset(path, load_model(path).metadata, cfg.feedback.sim.dataset)
+        except FeedbackInputError as exc:
+            raise FeedbackInputError(exc.argument, f"{exc.detail} (machine {name!r})") from None
     try:
         own = sim_from_store(first)
         check_resimulation_settings(replace(cfg.feedback.sim, dataset=own.dataset), first, EVALUATION_CONSEQUENCE)
