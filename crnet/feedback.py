@@ -812,6 +812,11 @@ def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: Fe
             current, store = Path(r["next_model"]), Path(r["next_store"])
     if rounds and rounds[-1]["stop"]:  # the loop had ended: nothing to redo
         return FeedbackResult(current, True, rounds)
+    if len(rounds) >= cfg.max_rounds:
+        # max_rounds lowered below the rounds done (a loop killed after a retraining, resumed with a smaller cap):
+        # the result is the cap's last round and the model it tested, not the later retraining's untested model
+        done = rounds[: cfg.max_rounds]
+        return FeedbackResult(Path(done[-1]["model"]), bool(done[-1]["stop"]), done)
     if rounds and not rounds[-1].get("next_model") and len(rounds) < cfg.max_rounds:
         # max_rounds raised after a run that ended at its cap: the last round's retraining first, else the next
         # round would test the same model again

@@ -400,6 +400,10 @@ def test_a_moved_directory_resumes_with_its_own_files(world, tmp_path):
     again = run_feedback(moved / "a.pt", world["scan"], world["test"], moved / "fb",
                          FeedbackConfig(**{**cfg.__dict__, "max_rounds": 3}), tcfg)
     assert again.rounds == more.rounds and again.model_path == more.model_path
+    # a lower cap: the cap's last round and the model it tested, not round 0's retrained model (review by helper-58)
+    fewer = run_feedback(moved / "a.pt", world["scan"], world["test"], moved / "fb",
+                         FeedbackConfig(**{**cfg.__dict__, "max_rounds": 1}), tcfg)
+    assert fewer.rounds == more.rounds[:1] and fewer.model_path == moved / "a.pt" and not fewer.converged
 
 
 def test_another_loops_rounds_are_replaced_only_when_asked(world, tmp_path):
