@@ -27,7 +27,7 @@ from crnet.evaluate.floor import centre_labels
 from crnet.evaluate.report import ORACLE_ROW, EvalConfig, oracle_chi2, table4_row
 from crnet.feedback import read_in_row_order, resimulate
 from crnet.likelihood import delta_chi2_threshold
-from crnet.pipeline import load_config
+from crnet.pipeline_config import load_config
 from crnet.store import MockStore
 
 

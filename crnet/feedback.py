@@ -24,22 +24,21 @@ log ``<out>/feedback_log.json`` holds every round's metrics (written atomically 
 files are caches keyed by what they were computed from: one that cannot be read (a truncated copy) counts as
 stale and is recomputed; a log that cannot be read is refused, naming it.
 
-Inputs are checked before anything is computed (:func:`check_feedback_inputs`): both stores hold committed
-records, the training store is the model's (:func:`check_training_store`), and the re-simulations repeat the
-training store's simulations (:func:`check_resimulation_settings`, the rule the retraining's merge applies) on the
-model's energy grid. :func:`sim_from_store` gives the re-simulation settings that repeat a store's.
+Inputs are checked before anything is computed (:func:`crnet.feedback_inputs.check_feedback_inputs`): both stores
+hold committed records, the training store is the model's, and the re-simulations repeat the training store's
+simulations on the model's energy grid; :mod:`crnet.feedback_inputs` holds those checks and
+:func:`crnet.feedback_inputs.sim_from_store` (the re-simulation settings that repeat a store's).
+:mod:`crnet.feedback_state` holds the run directory's state: the run log, the round directories and whether they are
+this loop's, and the keyed npz caches. This module holds the loop itself.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
-import shutil
 import warnings
-import zipfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,20 +50,30 @@ from crnet.data import DEFAULT_DATASET
 from crnet.features import (
     FEATURE_SPECIES,
     TargetTransform,
-    check_same_grid,
     features_from_raw,
     relative_change,
     species_rows,
 )
+from crnet.feedback_inputs import check_feedback_inputs
+from crnet.feedback_state import (
+    LOG_NAME,
+    ReplacedRoundsWarning,
+    _check_identity,
+    _comparable_identity,
+    _other_run,
+    _read_log,
+    _write_log,
+    load_keyed,
+    remove_rounds,
+    savez_keyed,
+)
 from crnet.likelihood import chi2 as chi2_of
-from crnet.paths import atomic_write, atomic_write_text, same_file
-from crnet.provenance import changed_settings, list_settings
 from crnet.pseudodata import PAPER_MAX_RELATIVE, paper_noise
 from crnet.run_lock import run_lock
 from crnet.scan.models import GridConfig, PropagateModel, require_converging_mode
 from crnet.spectra_io import parse_species
-from crnet.store import MockStore, RecordBatch, StoreError, StoreMeta
-from crnet.store_read import NOT_RECORDED, merge_differences, merge_stores, spectra_from_flux
+from crnet.store import MockStore, RecordBatch, StoreMeta
+from crnet.store_read import merge_stores, spectra_from_flux
 from crprop.backends import release_cached_device_memory
 from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES
 from crprop.spectra import SYMBOL_TO_Z
@@ -81,9 +90,6 @@ TARGET_SHARE = 0.95
 
 BOX_INSET = 1e-9
 """Relative inset (of each box width) when clipping predictions into the closed prior box."""
-
-LOG_NAME = "feedback_log.json"
-
 
 @dataclass
 class SimConfig:
@@ -328,47 +334,6 @@ def closure_key(model_path: Path | str, test_store: Path | str, cfg: FeedbackCon
                        "sim": [sim.grid.settings(), sim.mode, sim.tol, sim.max_steps, sim.dataset]}, sort_keys=True)
 
 
-UNREADABLE_NPZ: tuple[type[Exception], ...] = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
-"""What np.load and reading its members raise for a truncated or overwritten npz file."""
-
-
-def has_key(path: Path, key: str) -> bool:
-    """Whether the npz ``path`` exists and was written by :func:`savez_keyed` under ``key``. The files are caches
-    keyed by content: one that cannot be read (a truncated copy, a disk that filled up) is stale, False, and its
-    caller recomputes it."""
-    if not path.is_file():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return "key" in z.files and str(z["key"]) == key
-    except UNREADABLE_NPZ:
-        return False
-
-
-def load_keyed(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The arrays (``key`` left out) of the npz ``path`` written by :func:`savez_keyed` under ``key``; None when the
-    file is missing, of another key, or cannot be read in full (a cache: the caller recomputes it, as for
-    :func:`has_key`)."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "key" not in z.files or str(z["key"]) != key:
-                return None
-            return {name: np.array(z[name]) for name in z.files if name != "key"}
-    except UNREADABLE_NPZ:
-        return None
-
-
-def savez_keyed(path: Path, key: str, **arrays: np.ndarray) -> None:
-    """Write ``arrays`` and ``key`` (what they were computed from) to the npz ``path`` atomically."""
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.savez would append '.npz' to the temporary's name
-            np.savez(fh, key=np.array(key), **arrays)
-
-    atomic_write(path, write)
-
-
 CLOSURE_ARRAYS = frozenset({"theta", "theta_prime", "chi2_resim", "simulated", "truth", "has_truth",
                             "n_skipped_inputs"})
 """Arrays of ``closure.npz`` (:meth:`ClosureResult.save`); a cache without one of them is recomputed."""
@@ -440,251 +405,6 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     return result
 
 
-# ------------------------------------------------------------------------------------------ input checks
-class ReplacedRoundsWarning(UserWarning):
-    """:func:`run_feedback` with ``replace_other_run`` removed another loop's rounds (it names them and why)."""
-
-
-class FeedbackInputError(ValueError):
-    """An input of :func:`run_feedback` that cannot work, found before any re-simulation.
-
-    ``argument`` names the input as the library does: 'model', 'train_store', 'test_store', a SimConfig field
-    ('sim.grid.dz_kpc', 'sim.tol', 'sim.max_steps', 'sim.mode', 'sim.dataset') or 'sim' (a setting no field
-    sets). The message is ``f"{argument} {detail}"``; :meth:`named` puts a caller's name for the input (a
-    command-line option) in its place."""
-
-    def __init__(self, argument: str, detail: str) -> None:
-        self.argument, self.detail = argument, detail
-        super().__init__(f"{argument} {detail}")
-
-    def named(self, names: Mapping[str, str]) -> str:
-        """The message with ``names[argument]`` (when given) for the argument."""
-        return f"{names.get(self.argument, self.argument)} {self.detail}"
-
-
-_GRID_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(GridConfig))
-
-
-def _show(value: Any) -> str:
-    return NOT_RECORDED if value is NOT_RECORDED else repr(value)
-
-
-def _store_content(path: Path | str, argument: str) -> tuple[int, dict[str, Any], list[str], np.ndarray]:
-    """(committed records, root attributes, species, energies in GeV/n) of the store ``path``; FeedbackInputError
-    naming ``argument`` when it is missing, foreign or corrupt."""
-    try:
-        with MockStore.open(path, "r") as st:
-            return st.n_complete, st.attrs(), list(st.species), st.ekin_gev_per_n
-    except StoreError as exc:
-        raise FeedbackInputError(argument, str(exc)) from None
-
-
-def sim_from_store(store: Path | str, backend: str = "auto", batch_size: int = 64) -> SimConfig:
-    """The re-simulation settings that repeat the simulations of ``store`` (a scan, a merged or pseudo-data store
-    of it): grid, solver mode, tolerance, step cap and data set from its root attributes ``grid`` (what
-    :meth:`crnet.scan.models.PropagateModel.store_fields` recorded, the tolerance and step cap included),
-    ``solver_mode`` and ``dataset`` - the attributes the retraining's merge compares (MERGE_KEYS), which every
-    merge keeps. A value equal to the paper galdef's (or the solver's default) is left unset (None), as a scan
-    given only its changes records them. ``backend`` and ``batch_size`` (models per propagate call) are how the
-    re-simulations run, not what they compute. FeedbackInputError ('train_store') for a store that is no crprop
-    scan (e.g. one of a FunctionModel) or whose solver mode cannot re-simulate."""
-    from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
-
-    _, attrs, _, _ = _store_content(store, "train_store")
-    grid = attrs.get("grid")
-    if not isinstance(grid, dict) or "dr_kpc" not in grid:
-        raise FeedbackInputError("train_store", f"{store}: its attribute 'grid' = {grid!r} is not a crprop "
-                                 "propagation grid (no 'dr_kpc'); only stores of crprop scans can be re-simulated")
-    paper = GridConfig().setup()
-    changes = {name: grid[name] for name in _GRID_FIELDS
-               if name != "half_lives" and name in grid and grid[name] != getattr(paper, name)}
-    tol, max_steps = grid.get("tol"), grid.get("max_steps")
-    try:
-        return SimConfig(grid=GridConfig(**changes, half_lives=grid.get("half_lives")),
-                         mode=str(attrs.get("solver_mode")), backend=backend,
-                         tol=None if tol is None or tol == DEFAULT_TOL else float(tol),
-                         max_steps=None if max_steps is None or max_steps == DEFAULT_MAX_STEPS else int(max_steps),
-                         dataset=str(attrs.get("dataset", DEFAULT_DATASET)), batch_size=batch_size)
-    except ValueError as exc:
-        raise FeedbackInputError("train_store", f"{store}: {exc}") from None
-
-
-def _setting_argument(key: str) -> str:
-    """The SimConfig field that sets the store attribute (or ``grid`` entry) ``key``; 'sim' when none does."""
-    if key.startswith("grid."):
-        name = key[len("grid."):]
-        if name in _GRID_FIELDS:
-            return f"sim.grid.{name}"
-        return {"tol": "sim.tol", "max_steps": "sim.max_steps"}.get(name, "sim")
-    return {"solver_mode": "sim.mode", "dataset": "sim.dataset"}.get(key, "sim")
-
-
-RETRAINING_CONSEQUENCE = "the retraining cannot merge them into it"
-"""Why :func:`check_resimulation_settings` refuses, by default: the feedback loop merges its re-simulations."""
-
-
-def check_resimulation_settings(sim: SimConfig, store: Path | str, consequence: str = RETRAINING_CONSEQUENCE) -> None:
-    """Refuse (FeedbackInputError naming the SimConfig field and both values) re-simulation settings whose records
-    the retraining could not merge into ``store``: the species, energies and MERGE_KEYS attributes (grid with its
-    tolerance and step cap, cross sections, solver mode, data set) that ``sim.model()`` would record must equal
-    the store's, as :func:`crnet.store_read.merge_stores` demands. Where several differ the first settable one is
-    named (grid options, tol, max_steps, mode, dataset) and the others listed. ``consequence`` ends the message:
-    what goes wrong otherwise (the feedback loop's merge; crnet evaluate passes its own)."""
-    model = sim.model()
-    ours = json.loads(json.dumps(model.store_fields(), default=str))  # as a store's JSON attributes read back
-    _, attrs, species, energies = _store_content(store, "train_store")
-    diffs = merge_differences(ours, attrs)
-    if diffs:
-        order = {f"sim.grid.{n}": i for i, n in enumerate(_GRID_FIELDS)}
-        order.update({"sim.tol": 90, "sim.max_steps": 91, "sim.mode": 92, "sim.dataset": 93, "sim": 99})
-        diffs.sort(key=lambda d: order[_setting_argument(d[0])])
-        key, a, b = diffs[0]
-        argument = _setting_argument(key)
-        also = f"; also differ: {', '.join(d[0] for d in diffs[1:])}" if len(diffs) > 1 else ""
-        lead = f"{key}: {_show(a)}" if argument == "sim" else _show(a)
-        raise FeedbackInputError(argument, f"{lead} differs from the store's {_show(b)} ({store} records {key} = "
-                                 f"{_show(b)}{also}); the re-simulations must repeat the store's simulations, or "
-                                 f"{consequence}")
-    if list(model.species) != species:
-        raise FeedbackInputError("sim", f"species {list(model.species)} differ from the store's {species} ({store})")
-    if not np.array_equal(model.ekin_gev_per_n, energies):
-        raise FeedbackInputError("sim", f"energy grid ({model.ekin_gev_per_n.size} bins) differs from the store's "
-                                 f"({energies.size} bins, {store})")
-
-
-def _training_pseudo_file(model_path: Path, record: Mapping[str, Any]) -> Path | None:
-    """Machine B's training pseudo-data: the recorded file, else the file of that name beside the model (a moved
-    run directory), whichever exists with the recorded sha256; None when neither does."""
-    from crnet.machines.modelfile import file_sha256
-
-    recorded = Path(str(record.get("path", "")))
-    for candidate in (recorded, model_path.parent / recorded.name):
-        if candidate.is_file() and file_sha256(candidate) == record.get("sha256"):
-            return candidate
-    return None
-
-
-def _made_from(pseudo: Path, store: Path) -> bool:
-    """Whether every record of the pseudo-data store ``pseudo`` has its central parameters in ``store`` at the
-    record number it names (``step``: :func:`crnet.pseudodata.make_pseudodata`)."""
-    with MockStore.open(pseudo, "r") as ps, MockStore.open(store, "r") as st:
-        steps, params = ps.read("step"), ps.read("params")
-        if steps.size == 0 or steps.min() < 0 or steps.max() >= st.n_complete:
-            return False
-        return bool(np.array_equal(st.read("params", steps), params))
-
-
-def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], train_store: Path | str,
-                         machine: str | None = None) -> None:
-    """Refuse (FeedbackInputError 'train_store', naming both files and what to pass) a ``train_store`` that is not
-    the store the model learnt from, using the model's metadata ``training_store`` (:func:`crnet.machines.training.
-    train`: path, sha256, pseudo_data, source_store).
-
-    Decision (review by helper-51, session 17): refuse, never warn. The loop retrains on ``train_store`` plus the
-    re-simulations, from the model's weights and feature scaler and with its validation split (paper Sec. 4.5: the
-    re-simulations are *added* to the training set); another store would silently swap the training set under a warm
-    start fitted to the first. A model for another store is made with ``crnet train`` on it, then its own loop runs.
-
-    * Machine A (``machine`` 'A': trained on mock spectra, or on a pseudo-data file it is then retrained on):
-      ``train_store`` must have the recorded sha256. A store that grew or changed since the training is refused
-      too (the machine never saw its new records).
-    * Machine B (``machine`` 'B': trained on pseudo-data that training made from a scan; the sha256 is the
-      pseudo-data's): ``train_store`` must be that scan - the pseudo-data file itself is refused, since each
-      retraining makes new pseudo-data of its store and would add noise to noisy spectra. The link is checked by
-      content when the pseudo-data file is at hand (recorded path, else beside the model: a moved run directory):
-      every pseudo record's centre must be the scan's record it names, and the pseudo-data's simulation attributes
-      (:func:`crnet.store_read.merge_differences`: grid, tolerance, solver mode, data set) the scan's. Without the
-      file, ``train_store`` must be the recorded ``source_store`` path.
-
-    ``machine``: the model's ('A' or 'B'); None decides by whether it was trained on pseudo-data.
-
-    A model file without the record (written before it existed) is not checked: a warning says so."""
-    from crnet.machines.modelfile import file_sha256
-
-    model_path, train_store = Path(model_path), Path(train_store)
-    record = metadata.get("training_store")
-    if not isinstance(record, dict) or not record.get("sha256"):
-        warnings.warn(f"{model_path}: the model file records no training store; train_store {train_store} is not "
-                      "checked against it", stacklevel=2)
-        return
-    trained_on = Path(str(record.get("path", "")))
-    sha = file_sha256(train_store)
-    if machine != "B" if machine is not None else not record.get("pseudo_data"):
-        # Machine A (also one trained on pseudo-data: the loop retrains it on that file, so it must be given)
-        if sha != record["sha256"]:
-            raise FeedbackInputError("train_store", (
-                f"{train_store}: not the store the model {model_path} was trained on ({trained_on}, sha256 "
-                f"{record['sha256'][:12]}; this file's is {sha[:12]}): the loop adds re-simulations to the model's "
-                f"own training set. Pass {trained_on}, or train a model on {train_store} first"))
-        return
-    pseudo = _training_pseudo_file(model_path, record)
-    source = record.get("source_store")
-    if pseudo is not None:
-        with MockStore.open(pseudo, "r") as ps:
-            source = ps.attrs().get("source_store", source)
-    if sha == record["sha256"]:
-        raise FeedbackInputError("train_store", (
-            f"{train_store}: is the pseudo-data Machine B {model_path} was trained on, not the scan they were made "
-            f"from ({source}); pass the scan: each retraining makes new pseudo-data of its store"))
-    if pseudo is not None:
-        with MockStore.open(pseudo, "r") as ps, MockStore.open(train_store, "r") as st:
-            # same records, other simulations (grid, tol ...); the data set the pseudo-data were scored against
-            # is no simulation setting (check_model_dataset compares the model's with the loop's)
-            differ = [d for d in merge_differences(ps.attrs(), st.attrs()) if d[0] != "dataset"]
-        if not differ and _made_from(pseudo, train_store):
-            return
-        why = (f"its pseudo-data {pseudo} were simulated otherwise ({', '.join(d[0] for d in differ)} differ)"
-               if differ else f"its pseudo-data {pseudo} were made from other records ({source})")
-        raise FeedbackInputError("train_store", (
-            f"{train_store}: not the scan Machine B {model_path} was trained on: {why}. Pass that scan, or train a "
-            f"model on {train_store} first"))
-    if source is not None and Path(str(source)) == trained_on:
-        source = None  # an ensemble's members record the pseudo-data as their source: the scan is named in them only
-    if source is not None and same_file(train_store, str(source)):
-        return
-    named = f"records the scan {source}. Pass that scan, or" if source is not None else "records no scan path:"
-    raise FeedbackInputError("train_store", (
-        f"{train_store}: cannot be matched to Machine B {model_path}: its pseudo-data {trained_on} are gone and it "
-        f"{named} put the pseudo-data file back beside the model"))
-
-
-def check_model_dataset(model_path: Path | str, metadata: Mapping[str, Any], dataset: str) -> None:
-    """Refuse (FeedbackInputError 'sim.dataset') predicting with ``dataset`` from a model whose inputs were
-    normalised against another data set (its metadata ``dataset``: the q_C of its pseudo-data inputs), as
-    :func:`crnet.machines.inference.predict_file` would - but before any work. A model that records none passes."""
-    trained_on = metadata.get("dataset")
-    if trained_on is not None and trained_on != dataset:
-        raise FeedbackInputError("sim.dataset", f"{dataset!r} differs from the data set the model {model_path} was "
-                                 f"trained against ({trained_on!r}: its inputs are normalised (q_C) to it); train a "
-                                 f"model against {dataset!r}, or use {trained_on!r}")
-
-
-def check_feedback_inputs(model_path: Path | str, model: ModelFile, train_store: Path | str,
-                          test_store: Path | str, sim: SimConfig) -> None:
-    """Every check :func:`run_feedback` makes before round 0 (FeedbackInputError naming the argument, the file and
-    the allowed value): ``model`` (the loaded :class:`crnet.machines.modelfile.ModelFile` of ``model_path``) is a
-    regressor; both stores are readable mock stores with committed records; ``train_store`` is the model's
-    (:func:`check_training_store`); ``sim`` repeats its simulations (:func:`check_resimulation_settings`); and the
-    model takes spectra on the re-simulations' and the test store's energy grids (GeV/n)."""
-    if model.is_check:
-        raise FeedbackInputError("model", f"{model_path}: is a Check Machine; the feedback loop needs a regressor "
-                                 "(Machine A or B)")
-    content = {}
-    for argument, path in (("train_store", train_store), ("test_store", test_store)):
-        content[argument] = _store_content(path, argument)
-        if content[argument][0] == 0:
-            raise FeedbackInputError(argument, f"{path}: holds no committed records")
-    check_training_store(model_path, model.metadata, train_store, model.machine)
-    check_model_dataset(model_path, model.metadata, sim.dataset)
-    check_resimulation_settings(sim, train_store)
-    for argument, path in (("train_store", train_store), ("test_store", test_store)):
-        energies = content[argument][3]
-        try:
-            check_same_grid(model.energies, energies, "its")
-        except ValueError as exc:
-            raise FeedbackInputError(argument, f"{path}: {exc} ({model_path})") from None
-
-
 # ------------------------------------------------------------------------------------------ loop
 @dataclass
 class FeedbackResult:
@@ -707,46 +427,6 @@ def _round_metrics(k: int, res: ClosureResult, cfg: FeedbackConfig, model: Path)
             "chi2_resim_min": float(np.min(res.chi2_resim, initial=np.inf))}
 
 
-ROUND_PATH_KEYS: tuple[str, ...] = ("model", "next_store", "next_model")
-"""Entries of a round in the run log that name files; those inside the feedback directory are written relative to
-it (the log's ``paths``: :data:`RELATIVE_PATHS`), so a copied or moved run directory resumes with its own files."""
-RELATIVE_PATHS = "relative to the feedback directory"
-
-
-def _log_paths(payload: dict, convert) -> dict:
-    """``payload`` with ``convert`` applied to every round's :data:`ROUND_PATH_KEYS` entry (a copy)."""
-    rounds = [{**r, **{k: convert(r[k]) for k in ROUND_PATH_KEYS if r.get(k)}} for r in payload.get("rounds", [])]
-    return {**payload, "rounds": rounds}
-
-
-def _write_log(path: Path, payload: dict) -> None:
-    """Write the run log atomically, its round files relative to the log's directory where they lie inside it."""
-    root = path.parent.resolve()
-
-    def relative(name: str) -> str:
-        full = Path(name).resolve()
-        return full.relative_to(root).as_posix() if full.is_relative_to(root) else name
-
-    payload = {**_log_paths(payload, relative), "paths": RELATIVE_PATHS}
-    atomic_write_text(path, json.dumps(payload, indent=2, default=str))
-
-
-def _read_log(path: Path) -> dict[str, Any]:
-    """The run log ``path``; ValueError naming it when it cannot be read (it is written atomically, so only a copy
-    or an edit truncates it): the rounds it lists cannot be recovered from the round files alone."""
-    try:
-        log = json.loads(path.read_text())
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"{path}: corrupt ({exc}); delete it to redo the loop from round 0 (the files under round_*/ "
-                         "are reused), or delete its directory to start afresh") from None
-    if not isinstance(log, dict) or not isinstance(log.get("rounds"), list):
-        raise ValueError(f"{path}: corrupt (not a feedback log: no list 'rounds'); delete it to redo the loop from "
-                         "round 0, or delete its directory to start afresh")
-    if log.pop("paths", None) == RELATIVE_PATHS:  # logs of earlier versions hold the paths as they were given
-        log = _log_paths(log, lambda name: str(path.parent / name) if not Path(name).is_absolute() else name)
-    return log
-
-
 def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | str, out: Path | str,
                  cfg: FeedbackConfig | None = None, train_config: TrainConfig | None = None,
                  replace_other_run: bool = False) -> FeedbackResult:
@@ -760,15 +440,16 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
         crnet pipeline passes its scan's); train_config : the :class:`crnet.machines.training.TrainConfig` of
         retraining (its ``epochs`` is replaced by ``cfg.retrain_epochs``).
 
-    Before round 0 and before ``out`` is created, :func:`check_feedback_inputs` refuses (FeedbackInputError, one line
-    naming the argument, the file and the allowed value) an empty store, a ``train_store`` that is not the model's
-    and re-simulation settings the retraining could not merge into ``train_store``; a corrupt
-    ``feedback_log.json`` is refused naming it (ValueError), and so is a second loop on an ``out`` in use
-    (:func:`crnet.run_lock.run_lock`, ``<out>/.lock``).
+    Before round 0 and before ``out`` is created, :func:`crnet.feedback_inputs.check_feedback_inputs` refuses
+    (FeedbackInputError, one line naming the argument, the file and the allowed value) an empty store, a
+    ``train_store`` that is not the model's and re-simulation settings the retraining could not merge into
+    ``train_store``; a corrupt ``feedback_log.json`` is refused naming it (ValueError), and so is a second loop on an
+    ``out`` in use (:func:`crnet.run_lock.run_lock`, ``<out>/.lock``).
 
     replace_other_run : rounds in ``out`` of another loop (a log of another identity, an unreadable log, or round
-        directories without a log) are removed (:func:`remove_rounds`, once ``out`` is locked) instead of refused;
-        a log of this loop is resumed either way. crnet pipeline, which owns its feedback directories, sets it.
+        directories without a log) are removed (:func:`crnet.feedback_state.remove_rounds`, once ``out`` is locked)
+        instead of refused; a log of this loop is resumed either way. crnet pipeline, which owns its feedback
+        directories, sets it.
     """
     from crnet.machines.modelfile import load_model
 
@@ -865,9 +546,9 @@ it runs (progress bar, solver backend, models per call)."""
 
 def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: FeedbackConfig, tcfg) -> dict:
     """What a feedback directory's rounds depend on: the starting model, test pseudo-data and training store
-    (sha256: not their paths, so a moved run directory resumes; :func:`check_training_store` hashes the training
-    store on every start anyway, and large files' digests are remembered within a process), every FeedbackConfig
-    setting except :data:`LOOP_FREE_SETTINGS`, and the retraining's TrainConfig (except how it runs)."""
+    (sha256: not their paths, so a moved run directory resumes; :func:`crnet.feedback_inputs.check_training_store`
+    hashes the training store on every start anyway, and large files' digests are remembered within a process), every
+    FeedbackConfig setting except :data:`LOOP_FREE_SETTINGS`, and the retraining's TrainConfig (except how it runs)."""
     from crnet.machines.modelfile import file_sha256
 
     settings = asdict(cfg)
@@ -887,66 +568,6 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
         "model_sha256": file_sha256(model), "test_store_sha256": file_sha256(test_store),
         "train_store_sha256": file_sha256(train_store), "feedback": settings, "retraining": train}, default=str))
 
-
-def _earlier_identity(ours: dict, train_store: Path) -> dict:
-    """``ours`` in the form logs of earlier versions recorded it: the training store by its resolved path and size
-    instead of its sha256 (a moved run directory cannot resume those)."""
-    old = {k: v for k, v in ours.items() if k != "train_store_sha256"}
-    return {**old, "train_store": str(train_store.resolve()), "train_store_bytes": train_store.stat().st_size}
-
-
-ROUND_DIR = re.compile(r"round_\d+")
-"""Names of a feedback loop's round directories in its output directory."""
-
-
-def remove_rounds(directory: Path | str) -> list[Path]:
-    """Remove what a feedback loop left in ``directory``: its round directories (``round_<k>/``, which hold only the
-    loop's own files; a symbolic link of that name is unlinked, not followed) and then its log (last: a removal
-    killed half-way leaves the log, so the next run still sees another run's rounds). Nothing else is touched.
-    Returns what was removed."""
-    directory = Path(directory)
-    rounds = sorted(d for d in directory.iterdir() if ROUND_DIR.fullmatch(d.name) and (d.is_dir() or d.is_symlink())
-                    ) if directory.is_dir() else []
-    log = [directory / LOG_NAME] if (directory / LOG_NAME).is_file() else []
-    for path in rounds + log:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    return rounds + log
-
-
-def _comparable_identity(saved: dict | None, ours: dict, train_store: Path) -> dict:
-    """``ours`` in the form ``saved`` was recorded in (:func:`_earlier_identity` for logs of earlier versions)."""
-    return ours if saved is None or "train_store_sha256" in saved else _earlier_identity(ours, train_store)
-
-
-def _other_run(log_path: Path, identity: dict, train_store: Path) -> str | None:
-    """Why the rounds beside ``log_path`` are not this loop's (``identity``): the settings its log differs in, an
-    unreadable log, a log of a version that recorded no identity, or round directories without a log; None when
-    they are (or there are none)."""
-    if not log_path.is_file():
-        directory = log_path.parent
-        strays = sorted(d.name for d in directory.iterdir() if ROUND_DIR.fullmatch(d.name)) if directory.is_dir() \
-            else []
-        return f"{', '.join(strays)} without a log" if strays else None
-    try:
-        saved = _read_log(log_path).get("identity")
-    except ValueError as exc:
-        return str(exc).split(";")[0]
-    if saved is None:
-        return "its log records no identity (an earlier crnet)"
-    diff = changed_settings(saved, _comparable_identity(saved, identity, train_store), nested=True)
-    return f"differs in {list_settings(diff)}" if diff else None
-
-
-def _check_identity(log_path: Path, saved: dict | None, ours: dict) -> None:
-    if saved is None:  # a log written before identities were recorded
-        return
-    diff = changed_settings(saved, ours, nested=True)
-    if diff:
-        raise ValueError(f"{log_path}: this feedback directory belongs to another run (differs in "
-                         f"{list_settings(diff)}); use another output directory or delete it")
 
 
 def _device() -> str:

@@ -20,7 +20,7 @@ from crnet.machines.augment import InputNoise
 from crnet.machines.data import prepare_regression_data
 from crnet.machines.modelfile import Predictor, load_model
 from crnet.machines.training import TrainConfig, train
-from crnet.pipeline import TrainSection
+from crnet.pipeline_config import TrainSection
 
 torch.set_num_threads(1)
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from crnet.cli import app
 from crnet.feedback import FeedbackConfig
-from crnet.pipeline import load_config
+from crnet.pipeline_config import load_config
 from crnet.scan.runner import ScanConfig
 from crnet.store import MockStore, StoreError
 from crprop.params import CRML_BASE, PropagationParams

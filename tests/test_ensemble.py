@@ -10,9 +10,11 @@ import pytest
 import torch
 from helpers_store import write_synthetic_store
 
+from crnet.machines.checkpoint import checkpoint_path
 from crnet.machines.modelfile import Predictor, load_model
-from crnet.machines.training import ENSEMBLE_SEED_STRIDE, TrainConfig, checkpoint_path, member_path, train
-from crnet.pipeline import TrainSection
+from crnet.machines.train_files import member_path
+from crnet.machines.training import ENSEMBLE_SEED_STRIDE, TrainConfig, train
+from crnet.pipeline_config import TrainSection
 from crnet.pseudodata import PseudoDataConfig
 
 torch.set_num_threads(1)

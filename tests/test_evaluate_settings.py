@@ -22,7 +22,9 @@ import crnet.machines.inference as inference
 from crnet.cli import app
 from crnet.evaluate.report import EvalConfig, check_evaluation_settings, closure_counts, conventions_text, evaluate
 from crnet.features import species_rows
-from crnet.feedback import FeedbackConfig, FeedbackInputError, SimConfig, closure_key, closure_test
+from crnet.feedback import FeedbackConfig, SimConfig, closure_key, closure_test
+from crnet.feedback_inputs import FeedbackInputError
+from crnet.feedback_state import load_keyed, savez_keyed
 from crnet.machines.training import TrainConfig, train
 from crnet.store import MockStore
 
@@ -231,12 +233,12 @@ def test_caches_without_the_count_are_recomputed_without_re_simulating(world, tm
     first = closure_test(world["a"], bad, work, cfg)
     key = closure_key(world["a"], bad, cfg)
     for name, drop in (("closure.npz", "n_skipped_inputs"), ("prediction.npz", "n_skipped")):
-        arrays = feedback_mod.load_keyed(work / name, key)
+        arrays = load_keyed(work / name, key)
         assert drop in arrays
-        feedback_mod.savez_keyed(work / name, key, **{k: v for k, v in arrays.items() if k != drop})
+        savez_keyed(work / name, key, **{k: v for k, v in arrays.items() if k != drop})
     resims: list[int] = []
     monkeypatch.setattr(feedback_mod, "resimulate", lambda *a, **k: resims.append(1) or work / "resim.h5")
     again = closure_test(world["a"], bad, work, cfg)
     assert resims == [1]  # resumed from the complete resim.h5: resimulate returns at once there
     assert again.n_skipped_inputs == 1 and np.array_equal(again.chi2_resim, first.chi2_resim)
-    assert int(feedback_mod.load_keyed(work / "closure.npz", key)["n_skipped_inputs"]) == 1
+    assert int(load_keyed(work / "closure.npz", key)["n_skipped_inputs"]) == 1

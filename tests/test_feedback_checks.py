@@ -21,23 +21,23 @@ import crnet.machines.inference as inference
 from crnet.cli import app
 from crnet.feedback import (
     FeedbackConfig,
-    FeedbackInputError,
-    ReplacedRoundsWarning,
     SimConfig,
+    closure_key,
+    closure_test,
+    loop_identity,
+    run_feedback,
+)
+from crnet.feedback_inputs import (
+    FeedbackInputError,
     check_feedback_inputs,
     check_resimulation_settings,
     check_training_store,
-    closure_key,
-    closure_test,
-    has_key,
-    load_keyed,
-    loop_identity,
-    run_feedback,
-    savez_keyed,
     sim_from_store,
 )
+from crnet.feedback_state import ReplacedRoundsWarning, has_key, load_keyed, savez_keyed
 from crnet.machines.modelfile import Predictor, load_model
-from crnet.machines.training import TrainConfig, pseudo_path, train
+from crnet.machines.train_files import pseudo_path
+from crnet.machines.training import TrainConfig, train
 from crnet.pseudodata import PseudoDataConfig, make_pseudodata
 from crnet.scan.models import GridConfig
 from crnet.scan.runner import ScanConfig, run_scan

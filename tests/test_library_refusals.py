@@ -14,7 +14,8 @@ import pytest
 from helpers_store import write_synthetic_store
 
 from crnet.commands.io_checks import check_model_archive
-from crnet.machines import training
+from crnet.machines import ensemble_training, training
+from crnet.machines.checkpoint import checkpoint_path
 from crnet.machines.inference import (
     PREDICTION_SUFFIXES,
     Predictions,
@@ -23,7 +24,8 @@ from crnet.machines.inference import (
     write_predictions,
 )
 from crnet.machines.modelfile import HDF5_SIGNATURE, ZIP_SIGNATURE, Predictor, load_model, save_model
-from crnet.machines.training import TrainConfig, checkpoint_path, member_path, train, written_files
+from crnet.machines.train_files import member_path, written_files
+from crnet.machines.training import TrainConfig, train
 from crnet.spectra_io import read_spectra_h5
 from crnet.store import FORMAT as STORE_FORMAT
 
@@ -57,8 +59,9 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args, **kwargs):
         raise AssertionError("train() started work before refusing its output")
 
-    for name in ("_prepare_store", "prepare_regression_data", "prepare_check_data", "_train_ensemble"):
+    for name in ("_prepare_store", "prepare_regression_data", "prepare_check_data"):
         monkeypatch.setattr(training, name, boom)
+    monkeypatch.setattr(ensemble_training, "_train_ensemble", boom)
 
 
 # ------------------------------------------------------------------------------------------------ 1. train()

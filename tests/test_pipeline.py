@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from crnet.cli import app
-from crnet.pipeline import load_config
+from crnet.pipeline_config import load_config
 from crprop.params import PARAM_NAMES
 
 torch.set_num_threads(1)
@@ -54,7 +54,8 @@ def test_config_errors(tmp_path):
         with pytest.raises(ValueError, match=message):
             load_config(bad)
     bad.write_text("[run]\nseed = 7\n")  # the closure noise follows the run seed unless [feedback] seed is given
-    from crnet.pipeline import CLOSURE_SEED_OFFSET, _seeds
+    from crnet.pipeline import _seeds
+    from crnet.pipeline_config import CLOSURE_SEED_OFFSET
 
     cfg7 = load_config(bad)
     assert cfg7.feedback.settings.seed == 7 + CLOSURE_SEED_OFFSET
@@ -208,7 +209,7 @@ def test_fit_stage_sets_the_scan_start(tmp_path, monkeypatch):
 def test_stage_settings_cover_what_each_stage_reads():
     import dataclasses
 
-    from crnet.pipeline import stage_settings
+    from crnet.pipeline_stages import stage_settings
 
     cfg = load_config(CI)
     longer = dataclasses.replace(cfg, scan=dataclasses.replace(cfg.scan, n_steps=cfg.scan.n_steps + 5))

@@ -17,8 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from crnet.cli import app
-from crnet.feedback import remove_rounds
-from crnet.pipeline import MARKER_PATHS, load_config, remove_training_files, run_pipeline
+from crnet.feedback_state import remove_rounds
+from crnet.pipeline import run_pipeline
+from crnet.pipeline_config import load_config
+from crnet.pipeline_stages import MARKER_PATHS, remove_training_files
 
 torch.set_num_threads(1)
 CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"

@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 from crnet.cli import app
 from crnet.features import FEATURE_SPECIES, TargetTransform, features_from_raw, paper_energy_grid
 from crnet.likelihood import chi2
+from crnet.machines.checkpoint import checkpoint_path
 from crnet.machines.data import StoreReader, prepare_regression_data
 from crnet.machines.inference import predict_file
 from crnet.machines.modelfile import Predictor, load_model
-from crnet.machines.training import TrainConfig, checkpoint_path, train
+from crnet.machines.training import TrainConfig, train
 from crnet.spectra_io import write_spectra_h5
 from crnet.store_read import spectra_from_flux
 from crprop.params import PARAM_NAMES

@@ -1,11 +1,12 @@
 """`crnet evaluate`: Tables 3/4 and Figs. 5-7 of trained machines (closure tests with re-simulation).
 
 The re-simulations repeat the collected mocks' simulations, since Table 4 counts them from the mocks' chi2_min: the
-grid, solver mode, tolerance and step cap come from the first --mocks store (:func:`crnet.feedback.sim_from_store`,
-as ``crnet feedback`` takes them from its --store). An option given must agree with it; the library refuses any
-other value before predicting (:func:`crnet.evaluate.report.check_evaluation_settings`), and this command names the
-option in the message. The data set defaults to the store's too, but may differ: every mock's chi2 is then
-recomputed against it (the paper's updated-data case).
+grid, solver mode, tolerance and step cap come from the first --mocks store
+(:func:`crnet.feedback_inputs.sim_from_store`, as ``crnet feedback`` takes them from its --store). An option given
+must agree with it; the library refuses any other value before predicting
+(:func:`crnet.evaluate.report.check_evaluation_settings`), and this command names the option in the message. The
+data set defaults to the store's too, but may differ: every mock's chi2 is then recomputed against it (the paper's
+updated-data case).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def register(app: typer.Typer) -> None:
         --mode, --tol, --max-steps and --dataset default to the store's, and one given must agree with it (checked,
         with the --mocks stores against each other, before any prediction); --dataset may differ."""
         from crnet.evaluate import EvalConfig, evaluate
-        from crnet.feedback import FeedbackConfig, FeedbackInputError
+        from crnet.feedback import FeedbackConfig
+        from crnet.feedback_inputs import FeedbackInputError
         from crnet.store import StoreError
 
         try:

@@ -1,9 +1,9 @@
 """`crnet feedback`: the feedback loop of one machine (closure test, retrain until 95 % have mean|tau| < 0.1).
 
 The re-simulations repeat the --store's simulations: grid, solver mode, tolerance, step cap and data set come from
-its attributes (:func:`crnet.feedback.sim_from_store`). An option given must agree with the store (the retraining
+its attributes (:func:`crnet.feedback_inputs.sim_from_store`). An option given must agree with the store (the retraining
 merges the re-simulations into it); the library refuses any other value before round 0
-(:func:`crnet.feedback.check_feedback_inputs`), and this command names the option in the message.
+(:func:`crnet.feedback_inputs.check_feedback_inputs`), and this command names the option in the message.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         The re-simulations repeat the --store's simulations: the grid options (--dr ... --half-lives), --mode,
         --tol, --max-steps and --dataset default to the store's, and one given must agree with it (checked, with
         the stores and the model, before round 0)."""
-        from crnet.feedback import FeedbackConfig, FeedbackInputError, run_feedback
+        from crnet.feedback import FeedbackConfig, run_feedback
+        from crnet.feedback_inputs import FeedbackInputError
         from crnet.machines.training import TrainConfig
         from crnet.store import StoreError
 

@@ -62,12 +62,12 @@ GRID_FLAGS: dict[str, str] = {name: _flag(option) for name, option in GRID_OPTIO
 
 def store_sim(store: Path | str, backend: str, grid: dict[str, Any] | None = None, **given: Any) -> SimConfig:
     """The re-simulation settings (:class:`crnet.feedback.SimConfig`) of a command whose defaults are a store's
-    (crnet feedback: --store; crnet evaluate: the first --mocks): :func:`crnet.feedback.sim_from_store`'s, with the
-    grid options given (``grid``, from ``@with_given_grid_options``) and the solver options of ``given`` that are
+    (crnet feedback: --store; crnet evaluate: the first --mocks): :func:`crnet.feedback_inputs.sim_from_store`'s, with
+    the grid options given (``grid``, from ``@with_given_grid_options``) and the solver options of ``given`` that are
     not None (mode, tol, max_steps, dataset) in their place. Whether those agree with the store is the library's
-    check (:func:`crnet.feedback.check_resimulation_settings`); FeedbackInputError 'train_store' for a store that
+    check (:func:`crnet.feedback_inputs.check_resimulation_settings`); FeedbackInputError 'train_store' for a store that
     cannot give settings."""
-    from crnet.feedback import sim_from_store
+    from crnet.feedback_inputs import sim_from_store
     from crnet.scan.models import GridConfig
 
     base = sim_from_store(store, backend=backend)

@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
         out: str | None = typer.Option(None, "--out", help="Override \\[run] out (output directory)."),
     ) -> None:
         """Run every stage of CONFIG; a re-run skips finished stages and resumes the interrupted one."""
-        from crnet.pipeline import load_config, run_pipeline
+        from crnet.pipeline import run_pipeline
+        from crnet.pipeline_config import load_config
         from crnet.store import StoreError
 
         try:

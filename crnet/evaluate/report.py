@@ -65,17 +65,18 @@ from crnet.evaluate.tables import (
 from crnet.feedback import (
     ClosureResult,
     FeedbackConfig,
+    clip_to_box,
+    closure_test,
+    resimulate,
+    resimulated_chi2,
+)
+from crnet.feedback_inputs import (
     FeedbackInputError,
     check_model_dataset,
     check_resimulation_settings,
-    clip_to_box,
-    closure_test,
-    has_key,
-    resimulate,
-    resimulated_chi2,
-    savez_keyed,
     sim_from_store,
 )
+from crnet.feedback_state import has_key, savez_keyed
 from crnet.likelihood import CHI2_SCAN_FACTOR, delta_chi2_threshold
 from crnet.paths import atomic_write_text
 from crnet.provenance import array_sha256
@@ -242,14 +243,15 @@ def check_evaluation_settings(cfg: EvalConfig) -> None:
     * every ``cfg.mock_stores`` store agrees with the first on what :func:`crnet.store_read.merge_stores` compares
       (:func:`crnet.store_read.merge_differences`: grid with tolerance and step cap, cross sections, solver mode;
       species and energies) - argument 'mock_stores';
-    * ``cfg.feedback.sim`` repeats the first store's simulations (:func:`crnet.feedback.check_resimulation_settings`,
-      the feedback loop's rule) - argument the SimConfig field ('sim.grid.dz_kpc', 'sim.tol', ...); a store that
-      is no crprop scan is refused (:func:`crnet.feedback.sim_from_store`).
+    * ``cfg.feedback.sim`` repeats the first store's simulations
+      (:func:`crnet.feedback_inputs.check_resimulation_settings`, the feedback loop's rule) - argument the SimConfig
+      field ('sim.grid.dz_kpc', 'sim.tol', ...); a store that is no crprop scan is refused
+      (:func:`crnet.feedback_inputs.sim_from_store`).
 
     The data set is the exception in both: :func:`load_mocks` recomputes the chi2 of every store scored against
     another data set than ``cfg.feedback.sim.dataset`` from its fluxes (the paper's updated-data case, Sec. 4.6), so
     the comparison stays like with like. crnet evaluate defaults it to the first store's. Each machine must have
-    been trained against it (:func:`crnet.feedback.check_model_dataset`: its inputs are normalised to it)."""
+    been trained against it (:func:`crnet.feedback_inputs.check_model_dataset`: its inputs are normalised to it)."""
     first = cfg.mock_stores[0]
     attrs, species, energies = _mock_store_setup(first)
     for path in cfg.mock_stores[1:]:

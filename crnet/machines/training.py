@@ -5,6 +5,8 @@ validation epoch, :mod:`crnet.machines.modelfile`) plus a checkpoint ``<out>.ckp
 ``resume=True`` continues from that checkpoint: model, optimiser, scheduler, early-stopping state and
 both random streams (weight init / dropout and the shuffling generator) are restored, so on CPU a
 resumed run gives the same weights as an uninterrupted one.
+An ensemble (``ensemble > 1``) trains in :mod:`crnet.machines.ensemble_training`; the names of the files a
+training writes, and the refusal to write one over its inputs, are in :mod:`crnet.machines.train_files`.
 
 Machines (paper Sec. 4.4, Appendix B): 'A' trains on the store's mock spectra, 'B' on pseudo-data
 (made from the store with :func:`crnet.pseudodata.make_pseudodata` unless the store already is a
@@ -44,9 +46,7 @@ from crnet.machines.check import CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, confusio
 from crnet.machines.checkpoint import (
     checkpoint_identity,
     checkpoint_path,
-    checkpoint_state,
     load_checkpoint,
-    read_checkpoint,
     save_checkpoint,
     scaler_sha256,
 )
@@ -62,7 +62,8 @@ from crnet.machines.data import (
 )
 from crnet.machines.modelfile import ModelFile, Predictor, code_version, file_sha256, resolve_device, save_model
 from crnet.machines.paper import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LEARNING_RATE
-from crnet.paths import require_parent_dir, same_file
+from crnet.machines.train_files import member_path, pseudo_path, refuse_writing_over_inputs
+from crnet.paths import require_parent_dir
 from crnet.pseudodata import PseudoDataConfig, make_pseudodata
 
 DEFAULT_PATIENCE = 20
@@ -217,44 +218,6 @@ ENSEMBLE_SEED_STRIDE = 1000
 """Seed distance between ensemble members (well apart from the validation-noise offset of one member)."""
 
 
-def member_path(out: Path | str, k: int) -> Path:
-    """Model file of ensemble member ``k`` beside the ensemble's file: ``<out>.member<k>``."""
-    out = Path(out)
-    return out.with_name(f"{out.name}.member{k}")
-
-
-def pseudo_path(out: Path | str) -> Path:
-    """Pseudo-data file made for Machine B beside the model file: ``<out>.pseudo.h5``."""
-    out = Path(out)
-    return out.with_name(out.name + ".pseudo.h5")
-
-
-def written_files(out: Path | str, ensemble: int = 1) -> list[Path]:
-    """Files :func:`train` to ``out`` writes or replaces: ``out`` and its checkpoint; for an ensemble also each
-    member's file, checkpoint and warm-start file (``<out>.member<k>``, ``.ckpt``, ``.init``). Machine B's
-    pseudo-data file (:func:`pseudo_path`) is not listed: given as the store, it is read, not rewritten."""
-    out = Path(out)
-    files = [out, checkpoint_path(out)]
-    for k in range(ensemble if ensemble > 1 else 0):
-        member = member_path(out, k)
-        files += [member, checkpoint_path(member), member.with_name(member.name + ".init")]
-    return files
-
-
-def refuse_writing_over_inputs(store: Path | str, out: Path | str, init_from: Path | str | None = None,
-                               ensemble: int = 1) -> None:
-    """ValueError naming both files when a file :func:`train` to ``out`` writes (:func:`written_files`) is the
-    training ``store`` or the ``init_from`` model file (links and relative paths resolved): the model file or a
-    checkpoint would replace the input before, or while, it is read."""
-    inputs = {"store": store, "init_from": init_from}
-    for written in written_files(out, ensemble):
-        for name, src in inputs.items():
-            if src is not None and same_file(written, src):
-                target = f"out {out}" if written == Path(out) else f"{written} (written beside out {out})"
-                raise ValueError(f"train: {target} is the input {name} {src}: writing it would destroy that input; "
-                                 "give another out")
-
-
 @contextlib.contextmanager
 def _deterministic(enabled: bool):
     previous = torch.are_deterministic_algorithms_enabled()
@@ -388,12 +351,16 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
     """Train the machine of ``config`` on ``store`` and write the best model to ``out`` (see module docstring).
 
     Before any work, ValueError when ``out``'s directory is missing or ``out`` (or a file written beside it:
-    :func:`written_files`) is ``store`` or ``config.init_from`` (:func:`refuse_writing_over_inputs`)."""
+    :func:`crnet.machines.train_files.written_files`) is ``store`` or ``config.init_from``
+    (:func:`crnet.machines.train_files.refuse_writing_over_inputs`)."""
     cfg = (config or TrainConfig()).resolved()
     store, out = Path(store), Path(out)
     require_parent_dir(out)  # before hours of training, not at the final save
     refuse_writing_over_inputs(store, out, cfg.init_from, cfg.ensemble)
     if cfg.ensemble > 1:
+        # imported here: ensemble_training imports this module (train per member, the run helpers)
+        from crnet.machines.ensemble_training import _train_ensemble
+
         return _train_ensemble(store, out, cfg, resume)
     network = network_name(cfg.machine, cfg.arch)
     if cfg.threads:
@@ -518,87 +485,6 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
 def has_checkpoint(out: Path | str, ensemble: int = 1) -> bool:
     """Whether training to ``out`` left something to resume: its checkpoint, or for an ensemble member 0's."""
     return checkpoint_path(member_path(out, 0) if ensemble > 1 else out).is_file()
-
-
-def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> TrainResult:
-    """``cfg.ensemble`` members trained one after the other, then one model file holding all of them. Machine B's
-    pseudo-data are made once and shared by the members.
-
-    Without ``resume`` every member is trained afresh (old member files are removed). With ``resume`` a
-    finished member is reused only when its checkpoint says it was trained on the same data with the same
-    settings (else ValueError, as for a single machine), and an unfinished one resumes from its checkpoint."""
-    from crnet.machines.modelfile import load_model
-
-    if resume and not has_checkpoint(out, cfg.ensemble):
-        raise ValueError(f"--resume: no checkpoint of ensemble member 0 ({checkpoint_path(member_path(out, 0))}); "
-                         "train without --resume first")
-    if not resume:
-        for k in range(cfg.ensemble):
-            path = member_path(out, k)
-            for f in (path, checkpoint_path(path), path.with_name(path.name + ".init")):
-                f.unlink(missing_ok=True)
-    data_path = _prepare_store(store, out, cfg, resume)
-    store_sha = file_sha256(data_path) if resume else ""
-    init = load_model(cfg.init_from) if cfg.init_from else None
-    if init is not None and init.n_members not in (1, cfg.ensemble):
-        raise ValueError(f"init_from {cfg.init_from}: an ensemble of {init.n_members} members cannot start one of "
-                         f"{cfg.ensemble} (use a single machine or the same number of members)")
-    results = []
-    for k in range(cfg.ensemble):
-        path = member_path(out, k)
-        start = cfg.init_from
-        if init is not None and init.n_members > 1:
-            start_path = path.with_name(path.name + ".init")
-            save_model(start_path, init.member(k))
-            start = str(start_path)
-        mcfg = replace(cfg, ensemble=1, seed=cfg.seed + ENSEMBLE_SEED_STRIDE * k, init_from=start)
-        ckpt = checkpoint_path(path)
-        if resume and path.is_file():
-            if _finished_member(ckpt, mcfg, data_path, store_sha, k):
-                results.append(load_model(path))
-                continue
-        train(data_path, path, mcfg, resume=resume and ckpt.is_file())
-        results.append(load_model(path))
-    first = results[0]
-    meta = {key: v for key, v in first.metadata.items() if key not in ("metrics", "best_val_loss", "history",
-                                                                        "best_epoch", "stopped_early")}
-    model = ModelFile(first.network, first.architecture, first.machine, first.state_dict, first.transform,
-                      first.scaler, first.energies, meta, [(m.state_dict, m.scaler) for m in results[1:]])
-    model.metadata.update(train_config=asdict(cfg), ensemble={
-        "n_members": cfg.ensemble, "member_files": [str(member_path(out, k)) for k in range(cfg.ensemble)],
-        "member_seeds": [cfg.seed + ENSEMBLE_SEED_STRIDE * k for k in range(cfg.ensemble)],
-        "member_split_seeds": [m.metadata["split_seed"] for m in results],
-        "member_best_val_loss": [m.metadata["best_val_loss"] for m in results],
-        "member_metrics": [m.metadata["metrics"] for m in results]})
-    save_model(out, model)
-    losses = [m.metadata["best_val_loss"] for m in results]
-    # TrainResult fields of a single run: epochs summed over the members, loss the members' mean, history and best
-    # epoch the last member's (the members' own are in the file's metadata["ensemble"])
-    return TrainResult(out, checkpoint_path(member_path(out, cfg.ensemble - 1)), data_path,
-                       sum(len(m.metadata["history"]) for m in results), results[-1].metadata["best_epoch"],
-                       float(np.mean(losses)), all(m.metadata["stopped_early"] for m in results),
-                       results[-1].metadata["history"],
-                       {"ensemble_members": cfg.ensemble,
-                        "member_min_r2": [m.metadata["metrics"].get("min_r2") for m in results],
-                        "member_best_val_loss": losses})
-
-
-def _finished_member(ckpt: Path, cfg: TrainConfig, data_path: Path, store_sha: str, k: int) -> bool:
-    """Whether member ``k``'s training ended (epochs done or stopped early), from one read of its checkpoint;
-    ValueError unless that checkpoint was written with the identity a run of ``cfg`` on this training file would
-    have (the same check as a single machine's resume: network, architecture, init_from scaler, split, ...)."""
-    if not ckpt.is_file():
-        raise ValueError(f"{ckpt.with_suffix('')}: ensemble member {k} without its checkpoint; train without "
-                         "--resume to start over")
-    resolved = cfg.resolved()
-    network = network_name(resolved.machine, resolved.arch)
-    init = _initial_model(resolved, network) if resolved.init_from else None
-    n_bins = 0 if network == "check" else read_store_info(data_path).energies.size
-    # a member trains on data_path itself (Machine B: the pseudo-data file made once for all members), so its
-    # checkpoint was written with pseudo_store False, whatever store the ensemble was given
-    payload = read_checkpoint(ckpt, _identity(resolved, network, init, n_bins, store_sha, False))
-    state = checkpoint_state(payload)
-    return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= resolved.epochs
 
 
 def evaluate(model: ModelFile, data: RegressionData | CheckData) -> dict:

@@ -1,0 +1,175 @@
+"""Run-directory state of the feedback loop (:func:`crnet.feedback.run_feedback`): what lies in its output directory.
+
+* the run log ``<out>/feedback_log.json`` (:data:`LOG_NAME`): every round's metrics and the loop's identity, written
+  atomically with the round files relative to the directory (:func:`_write_log`, :func:`_read_log`);
+* the round directories ``<out>/round_<k>/`` (:data:`ROUND_DIR`): whether they belong to this loop (its identity,
+  :func:`_other_run`, :func:`_check_identity`) and their removal (:func:`remove_rounds`);
+* the npz caches keyed by what they were computed from (:func:`savez_keyed`, :func:`has_key`, :func:`load_keyed`):
+  one that cannot be read counts as stale and is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crnet.paths import atomic_write, atomic_write_text
+from crnet.provenance import changed_settings, list_settings
+
+# ------------------------------------------------------------------------------------------ run log
+LOG_NAME = "feedback_log.json"
+
+
+class ReplacedRoundsWarning(UserWarning):
+    """:func:`crnet.feedback.run_feedback` with ``replace_other_run`` removed another loop's rounds (it names them and
+    why)."""
+
+
+ROUND_PATH_KEYS: tuple[str, ...] = ("model", "next_store", "next_model")
+"""Entries of a round in the run log that name files; those inside the feedback directory are written relative to
+it (the log's ``paths``: :data:`RELATIVE_PATHS`), so a copied or moved run directory resumes with its own files."""
+RELATIVE_PATHS = "relative to the feedback directory"
+
+
+def _log_paths(payload: dict, convert) -> dict:
+    """``payload`` with ``convert`` applied to every round's :data:`ROUND_PATH_KEYS` entry (a copy)."""
+    rounds = [{**r, **{k: convert(r[k]) for k in ROUND_PATH_KEYS if r.get(k)}} for r in payload.get("rounds", [])]
+    return {**payload, "rounds": rounds}
+
+
+def _write_log(path: Path, payload: dict) -> None:
+    """Write the run log atomically, its round files relative to the log's directory where they lie inside it."""
+    root = path.parent.resolve()
+
+    def relative(name: str) -> str:
+        full = Path(name).resolve()
+        return full.relative_to(root).as_posix() if full.is_relative_to(root) else name
+
+    payload = {**_log_paths(payload, relative), "paths": RELATIVE_PATHS}
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str))
+
+
+def _read_log(path: Path) -> dict[str, Any]:
+    """The run log ``path``; ValueError naming it when it cannot be read (it is written atomically, so only a copy
+    or an edit truncates it): the rounds it lists cannot be recovered from the round files alone."""
+    try:
+        log = json.loads(path.read_text())
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: corrupt ({exc}); delete it to redo the loop from round 0 (the files under round_*/ "
+                         "are reused), or delete its directory to start afresh") from None
+    if not isinstance(log, dict) or not isinstance(log.get("rounds"), list):
+        raise ValueError(f"{path}: corrupt (not a feedback log: no list 'rounds'); delete it to redo the loop from "
+                         "round 0, or delete its directory to start afresh")
+    if log.pop("paths", None) == RELATIVE_PATHS:  # logs of earlier versions hold the paths as they were given
+        log = _log_paths(log, lambda name: str(path.parent / name) if not Path(name).is_absolute() else name)
+    return log
+
+
+# ------------------------------------------------------------------------------------------ round directories
+def _earlier_identity(ours: dict, train_store: Path) -> dict:
+    """``ours`` in the form logs of earlier versions recorded it: the training store by its resolved path and size
+    instead of its sha256 (a moved run directory cannot resume those)."""
+    old = {k: v for k, v in ours.items() if k != "train_store_sha256"}
+    return {**old, "train_store": str(train_store.resolve()), "train_store_bytes": train_store.stat().st_size}
+
+
+ROUND_DIR = re.compile(r"round_\d+")
+"""Names of a feedback loop's round directories in its output directory."""
+
+
+def remove_rounds(directory: Path | str) -> list[Path]:
+    """Remove what a feedback loop left in ``directory``: its round directories (``round_<k>/``, which hold only the
+    loop's own files; a symbolic link of that name is unlinked, not followed) and then its log (last: a removal
+    killed half-way leaves the log, so the next run still sees another run's rounds). Nothing else is touched.
+    Returns what was removed."""
+    directory = Path(directory)
+    rounds = sorted(d for d in directory.iterdir() if ROUND_DIR.fullmatch(d.name) and (d.is_dir() or d.is_symlink())
+                    ) if directory.is_dir() else []
+    log = [directory / LOG_NAME] if (directory / LOG_NAME).is_file() else []
+    for path in rounds + log:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return rounds + log
+
+
+def _comparable_identity(saved: dict | None, ours: dict, train_store: Path) -> dict:
+    """``ours`` in the form ``saved`` was recorded in (:func:`_earlier_identity` for logs of earlier versions)."""
+    return ours if saved is None or "train_store_sha256" in saved else _earlier_identity(ours, train_store)
+
+
+def _other_run(log_path: Path, identity: dict, train_store: Path) -> str | None:
+    """Why the rounds beside ``log_path`` are not this loop's (``identity``): the settings its log differs in, an
+    unreadable log, a log of a version that recorded no identity, or round directories without a log; None when
+    they are (or there are none)."""
+    if not log_path.is_file():
+        directory = log_path.parent
+        strays = sorted(d.name for d in directory.iterdir() if ROUND_DIR.fullmatch(d.name)) if directory.is_dir() \
+            else []
+        return f"{', '.join(strays)} without a log" if strays else None
+    try:
+        saved = _read_log(log_path).get("identity")
+    except ValueError as exc:
+        return str(exc).split(";")[0]
+    if saved is None:
+        return "its log records no identity (an earlier crnet)"
+    diff = changed_settings(saved, _comparable_identity(saved, identity, train_store), nested=True)
+    return f"differs in {list_settings(diff)}" if diff else None
+
+
+def _check_identity(log_path: Path, saved: dict | None, ours: dict) -> None:
+    if saved is None:  # a log written before identities were recorded
+        return
+    diff = changed_settings(saved, ours, nested=True)
+    if diff:
+        raise ValueError(f"{log_path}: this feedback directory belongs to another run (differs in "
+                         f"{list_settings(diff)}); use another output directory or delete it")
+
+
+# ------------------------------------------------------------------------------------------ keyed npz caches
+UNREADABLE_NPZ: tuple[type[Exception], ...] = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
+"""What np.load and reading its members raise for a truncated or overwritten npz file."""
+
+
+def has_key(path: Path, key: str) -> bool:
+    """Whether the npz ``path`` exists and was written by :func:`savez_keyed` under ``key``. The files are caches
+    keyed by content: one that cannot be read (a truncated copy, a disk that filled up) is stale, False, and its
+    caller recomputes it."""
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "key" in z.files and str(z["key"]) == key
+    except UNREADABLE_NPZ:
+        return False
+
+
+def load_keyed(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays (``key`` left out) of the npz ``path`` written by :func:`savez_keyed` under ``key``; None when the
+    file is missing, of another key, or cannot be read in full (a cache: the caller recomputes it, as for
+    :func:`has_key`)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "key" not in z.files or str(z["key"]) != key:
+                return None
+            return {name: np.array(z[name]) for name in z.files if name != "key"}
+    except UNREADABLE_NPZ:
+        return None
+
+
+def savez_keyed(path: Path, key: str, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` and ``key`` (what they were computed from) to the npz ``path`` atomically."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append '.npz' to the temporary's name
+            np.savez(fh, key=np.array(key), **arrays)
+
+    atomic_write(path, write)

@@ -1,0 +1,229 @@
+"""The stage bookkeeping of ``crnet pipeline`` (:mod:`crnet.pipeline`): stage markers, the settings they record,
+what a re-run skips, refuses or resumes, and the removal of an earlier training's files.
+
+Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, and their settings,
+:func:`stage_settings`: the stage's own config section and every earlier one, except where and how it runs, and for
+the fit only the [scan] entries it reads) when done, and ``stages/<stage>.started.json`` (the settings) when they
+begin, after the stage's own up-front checks (an existing scan store this config cannot extend is refused before
+anything is written); a re-run skips finished stages, refuses a finished or started stage whose settings changed
+(naming them; checked for every stage before anything runs or is written, the fit's first since it sets the scan's
+start), and resumes the running one. A training stage resumes its checkpoints only when its own started marker was
+there, with these settings, before the run began (it was killed while running); otherwise it starts afresh, first
+removing what an earlier training to its model file left there (:func:`remove_training_files`: only those files).
+Paths in the markers are relative to the output directory (:data:`MARKER_PATHS`), so a copied or moved run
+directory uses its own files. A corrupt marker is refused, naming it."""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from crnet.paths import atomic_write_text
+from crnet.pipeline_config import MACHINE_NAMES, PAPER_PROTOCOL_MACHINES, PipelineConfig
+from crnet.provenance import changed_settings, list_settings
+from crprop.backends import release_cached_device_memory
+
+
+def atomic_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
+
+
+SECTION_ORDER: tuple[str, ...] = ("run", "fit", "scan", "train", "test", "feedback", "measured")
+"""Config sections in the order of the stages that read them: a stage's result depends on its own section and
+every one before it (:data:`STAGE_SECTIONS`)."""
+
+STAGE_SECTIONS: dict[str, str] = {"fit": "scan", "scan": "scan", "train": "train", "test_pseudodata": "test",
+                                  "feedback_pseudodata": "test", "feedback": "feedback", "evaluate": "feedback",
+                                  "measured": "measured"}
+"""Stage (name prefix) -> the last config section its result depends on."""
+
+FIT_SCAN_SETTINGS: tuple[str, ...] = ("grid", "mode", "max_steps", "dataset", "start", "temperature")
+"""The [scan] entries the fit reads (its solver, data set, start and the temperature of its covariance): extending
+the scan (n_steps, chains) does not outdate the fit."""
+
+NOT_RESULT_SETTINGS: tuple[str, ...] = (
+    "run.out", "run.threads", "run.progress", "scan.backend", "scan.warm_start", "scan.warm_start_max_gb",
+    "train.device", "feedback.settings.progress", "feedback.settings.sim.backend")
+"""Settings that say how or where a stage runs, not what it computes: changing them does not outdate a stage."""
+
+
+def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
+    """The flattened settings ({'scan.n_steps': 64, ...}) a finished stage's result depends on."""
+    last = next(v for k, v in STAGE_SECTIONS.items() if stage == k or stage.startswith(k + "_"))
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif prefix not in NOT_RESULT_SETTINGS:
+            flat[prefix] = value
+
+    full = json.loads(json.dumps(asdict(cfg), default=str))
+    if stage == "fit":
+        full["scan"] = {k: full["scan"][k] for k in FIT_SCAN_SETTINGS}
+    for section in SECTION_ORDER[: SECTION_ORDER.index(last) + 1]:
+        walk(section, full[section])
+    if stage not in ("evaluate", "measured"):  # a machine's stages do not depend on the other machines
+        machine = stage.split("_", 1)[1] if stage.startswith(("train_", "feedback_")) else None
+        for key in MACHINE_LIST_SETTINGS:
+            members = flat.pop(key, None)
+            if machine in MACHINE_NAMES and key in ("train.input_noise_machines", "train.ensemble_machines"):
+                flat[f"{key}[{machine}]"] = machine in members
+        if machine in PAPER_PROTOCOL_MACHINES:
+            flat.pop("train.patience", None)
+    return flat
+
+
+MACHINE_LIST_SETTINGS: tuple[str, ...] = ("train.machines", "train.check", "train.input_noise_machines",
+                                          "train.ensemble_machines", "feedback.machines")
+"""Settings naming which machines run: a machine's own stages (and the test pseudo-data) depend only on whether
+the noise / ensemble lists include it, so adding a machine to a finished run does not outdate the others' stages."""
+
+
+MARKER_PATHS = "relative to out"
+"""Value of a finished marker's ``paths`` entry: the paths its result holds are relative to the output directory,
+so a copied or moved run directory uses its own files. Markers without it (written before) hold the paths as
+given when they ran (absolute, or relative to that run's working directory): :meth:`_Stages.path` rebases them."""
+
+
+class _Stages:
+    def __init__(self, out: Path, cfg: PipelineConfig) -> None:
+        self.out = out
+        self.dir = out / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = {}
+        self.cfg = cfg
+        self.started_before: dict[str, bool] = {}
+        """Stage -> whether its started marker was there, with this run's settings, when this run first checked
+        it: only then does the stage resume its checkpoints (:meth:`run`)."""
+        self.legacy: set[str] = set()
+        """Finished stages whose marker holds paths as written before they were relative to out."""
+
+    @staticmethod
+    def read_marker(marker: Path) -> dict[str, Any]:
+        """A marker's content; ValueError naming it when it cannot be read (a truncated copy, a full disk)."""
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{marker}: corrupt stage marker ({exc}); delete it to redo the stage") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{marker}: corrupt stage marker (a JSON {type(data).__name__}, not an object); delete "
+                             "it to redo the stage")
+        return data
+
+    def check(self, name: str) -> dict[str, Any] | None:
+        """The finished marker of stage ``name`` (None if not finished), after checking that neither it nor a
+        started marker was written under other settings (its outputs would be mixed with this config's)."""
+        settings = stage_settings(self.cfg, name)
+        info = None
+        started = False
+        for marker, state in ((self.dir / f"{name}.json", "finished"), (self.dir / f"{name}.started.json", "started")):
+            if not marker.is_file():
+                continue
+            data = self.read_marker(marker)
+            done_with = data.get("settings")  # None: a marker from before settings were recorded
+            diff = [] if done_with is None else changed_settings(done_with, settings)
+            if diff:
+                scan = (" (an MCMC scan then resumes and extends its store to a larger [scan] n_steps; any other "
+                        "[scan] change, such as a Sobol design's n_points, needs another [run] out)"
+                        if any(k.startswith("scan.") for k in diff) else "")
+                raise ValueError(
+                    f"{marker}: stage {name!r} was {state} under other settings ({list_settings(diff)} differ). "
+                    f"Use another [run] out, or delete this marker and those of the later stages to redo them{scan}")
+            if state == "finished":
+                info = data
+                if data.get("paths") != MARKER_PATHS:
+                    self.legacy.add(name)
+            else:
+                started = True
+        self.started_before.setdefault(name, started)
+        return info
+
+    def run(self, name: str, fn: Callable[[bool], Any]) -> Any:
+        """Run stage ``name`` unless its marker says it is done with the same settings (:meth:`check`).
+
+        ``fn(resume)``: ``resume`` is True when the stage's started marker was there, with these settings, before
+        this run (it was killed while running): only then may it resume its checkpoints; else it starts afresh.
+        Paths in its result are to be relative to out (:meth:`rel`). The started marker is written here, so the
+        stage's up-front checks belong before the first :meth:`run` (:func:`crnet.pipeline.run_pipeline`: every
+        marker, and the scan store): a refused start leaves nothing behind."""
+        info = self.check(name)
+        if info is not None:
+            self.timings[name] = info["wall_s"]
+            return info.get("result")
+        resume = self.started_before[name]
+        settings = stage_settings(self.cfg, name)
+        started = self.dir / f"{name}.started.json"
+        atomic_json(started, {"stage": name, "settings": settings})
+        t0 = time.perf_counter()
+        result = fn(resume)
+        release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
+        wall = time.perf_counter() - t0
+        atomic_json(self.dir / f"{name}.json", {"stage": name, "wall_s": wall, "result": result,
+                                                  "settings": settings, "paths": MARKER_PATHS})
+        started.unlink(missing_ok=True)
+        self.legacy.discard(name)
+        self.timings[name] = wall
+        return result
+
+    def rel(self, path: Path | str, keep: bool = False) -> str:
+        """``path`` (under out) relative to out, for a marker; one outside out is an error, or with ``keep``
+        (entries the pipeline only records) kept as it is."""
+        given = Path(path)
+        for p, base in ((given, self.out), (given.resolve(), self.out.resolve())):
+            try:
+                return p.relative_to(base).as_posix()
+            except ValueError:
+                continue
+        if keep:
+            return str(path)
+        raise ValueError(f"{path}: a stage output outside the output directory {self.out}")
+
+    def path(self, name: str, value: str) -> Path:
+        """The file a path in stage ``name``'s marker names: ``out / value``. A marker written before paths were
+        relative to out (:data:`MARKER_PATHS`) holds them as that run gave them: a path inside out is used as it
+        is; one outside (the directory was copied or moved) is rebased onto out, to the longest tail of it that
+        exists under out, and refused (ValueError naming the marker) when none does: never the old directory's
+        file."""
+        if name not in self.legacy:
+            return self.out / value
+        given, out = Path(value), self.out.resolve()
+        try:
+            return self.out / given.resolve().relative_to(out)
+        except ValueError:
+            pass
+        parts = given.parts[1:] if given.is_absolute() else given.parts
+        path = next((t for t in (self.out.joinpath(*parts[i:]) for i in range(len(parts))) if t.exists()), None)
+        if path is None:
+            raise ValueError(f"{self.dir / f'{name}.json'}: {value} lies outside the output directory {self.out} (a "
+                             "copied or moved run directory) and no file of that name lies under it; delete this "
+                             "marker and those of the later stages to redo them")
+        return path
+
+
+TRAINING_FILE = re.compile(r"(\.member\d+)?(\.ckpt|\.init|\.pseudo\.h5)?(\.\d+\.tmp|\.tmp)?")
+"""What :func:`crnet.machines.training.train` to ``<model>`` writes beside it, named ``<model>`` + this: its
+checkpoint, Machine B's pseudo-data, ensemble members with their checkpoints and warm-start files, and the
+temporary files of their atomic writes."""
+
+
+def remove_training_files(model: Path) -> list[Path]:
+    """Remove the model file ``model`` and what training to it left beside it (:data:`TRAINING_FILE`), before a
+    training stage starts afresh: a checkpoint of another run would otherwise be resumed (or refused) by the next
+    resume of this stage. Only those files: nothing else in the directory is touched. Returns the removed files."""
+    removed = []
+    if model.is_file():
+        removed.append(model)
+    for f in model.parent.glob(glob.escape(model.name) + ".*"):
+        if f.is_file() and TRAINING_FILE.fullmatch(f.name[len(model.name):]):
+            removed.append(f)
+    for f in removed:
+        f.unlink()
+    return removed
