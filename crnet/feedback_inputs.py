@@ -236,14 +236,14 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
 
 
 def check_model_dataset(model_path: Path | str, metadata: Mapping[str, Any], dataset: str) -> None:
-    """Refuse (FeedbackInputError 'sim.dataset') predicting with ``dataset`` from a model whose inputs were
-    normalised against another data set (its metadata ``dataset``: the q_C of its pseudo-data inputs), as
-    :func:`crnet.machines.inference.predict_file` would - but before any work. A model that records none passes."""
-    trained_on = metadata.get("dataset")
-    if trained_on is not None and trained_on != dataset:
-        raise FeedbackInputError("sim.dataset", f"{dataset!r} differs from the data set the model {model_path} was "
-                                 f"trained against ({trained_on!r}: its inputs are normalised (q_C) to it); train a "
-                                 f"model against {dataset!r}, or use {trained_on!r}")
+    """:func:`crnet.machines.inference.check_model_dataset` (the rule predict_file applies) before any work, as
+    FeedbackInputError 'sim.dataset'."""
+    from crnet.machines.inference import check_model_dataset as predict_rule  # imports torch: only when checking
+
+    try:
+        predict_rule(metadata, dataset, model_path)
+    except ValueError as exc:
+        raise FeedbackInputError("sim.dataset", str(exc).removeprefix("dataset ")) from None
 
 
 def check_feedback_inputs(model_path: Path | str, model: ModelFile, train_store: Path | str,

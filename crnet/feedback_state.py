@@ -4,7 +4,7 @@
   atomically with the round files relative to the directory (:func:`_write_log`, :func:`_read_log`);
 * the round directories ``<out>/round_<k>/`` (:data:`ROUND_DIR`): whether they belong to this loop (its identity,
   :func:`_other_run`, :func:`_check_identity`) and their removal (:func:`remove_rounds`);
-* the npz caches keyed by what they were computed from (:func:`savez_keyed`, :func:`has_key`, :func:`load_keyed`):
+* the npz caches keyed by what they were computed from (:func:`savez_keyed`, :func:`load_keyed`):
   one that cannot be read counts as stale and is recomputed.
 """
 
@@ -138,23 +138,10 @@ UNREADABLE_NPZ: tuple[type[Exception], ...] = (OSError, EOFError, ValueError, Ke
 """What np.load and reading its members raise for a truncated or overwritten npz file."""
 
 
-def has_key(path: Path, key: str) -> bool:
-    """Whether the npz ``path`` exists and was written by :func:`savez_keyed` under ``key``. The files are caches
-    keyed by content: one that cannot be read (a truncated copy, a disk that filled up) is stale, False, and its
-    caller recomputes it."""
-    if not path.is_file():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return "key" in z.files and str(z["key"]) == key
-    except UNREADABLE_NPZ:
-        return False
-
-
 def load_keyed(path: Path, key: str) -> dict[str, np.ndarray] | None:
     """The arrays (``key`` left out) of the npz ``path`` written by :func:`savez_keyed` under ``key``; None when the
-    file is missing, of another key, or cannot be read in full (a cache: the caller recomputes it, as for
-    :func:`has_key`)."""
+    file is missing, of another key, or cannot be read in full (a truncated copy, a disk that filled up: a cache,
+    which the caller recomputes)."""
     if not path.is_file():
         return None
     try:

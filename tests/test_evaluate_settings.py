@@ -132,8 +132,8 @@ def test_cli_accepts_options_that_agree_and_another_data_set(world, tmp_path, mo
     # its inputs are normalised (q_C) to the data set it was trained against (review by helper-58: this was found
     # only by predict_file, after the check had passed)
     res = _cli(world, tmp_path / "ev2", "--dataset", "ams02-2021")
-    _usage_error(res, "error: --dataset 'ams02-2021' differs from the data set the model ")
-    assert "was trained against ('paper'" in res.output and "(machine 'Machine A')" in res.output
+    _usage_error(res, "error: --dataset 'ams02-2021': ")
+    assert "a.pt's inputs were normalised (q_C) against 'paper'" in res.output and "(machine 'Machine A')" in res.output
     assert len(seen) == 1 and not (tmp_path / "ev2").exists()
     ams = _copy_with(world["scan"], tmp_path / "scan_ams.h5", dataset="ams02-2021")
     train(ams, tmp_path / "a_ams.pt", TrainConfig(machine="A", epochs=1, batch_size=4, progress=False, threads=1))
@@ -175,8 +175,9 @@ def test_library_refuses_the_paper_grid_for_a_tiny_grid_scan(world, tmp_path, no
 def test_library_checks_every_mock_store_and_each_machines_data_set(world, tmp_path):
     rescored = _copy_with(world["scan"], tmp_path / "rescored.h5", dataset="ams02-2021")
     check_evaluation_settings(_cfg(world, tmp_path / "ev", _sim(), [world["scan"], rescored]))
-    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'ams02-2021' differs from the data set the model "
-                       r".*a\.pt was trained against \('paper'.*\(machine 'Machine A'\)$") as err:
+    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'ams02-2021': .*a\.pt's inputs were normalised "
+                       r"\(q_C\) "
+                       r"against 'paper'.*\(machine 'Machine A'\)$") as err:
         check_evaluation_settings(_cfg(world, tmp_path / "ev", _sim(dataset="ams02-2021")))  # the machine's, not
     assert err.value.argument == "sim.dataset"  # the mocks': their chi2 is recomputed, its inputs are not
     stretched = _copy_with(world["scan"], tmp_path / "stretched.h5", grid={"dz_kpc": 1.0, "ekin_factor": 2.0})

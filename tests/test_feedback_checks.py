@@ -34,7 +34,7 @@ from crnet.feedback_inputs import (
     check_training_store,
     sim_from_store,
 )
-from crnet.feedback_state import ReplacedRoundsWarning, has_key, load_keyed, savez_keyed
+from crnet.feedback_state import ReplacedRoundsWarning, load_keyed, savez_keyed
 from crnet.machines.modelfile import Predictor, load_model
 from crnet.machines.train_files import pseudo_path
 from crnet.machines.training import TrainConfig, train
@@ -207,8 +207,9 @@ def test_a_model_of_another_data_set_is_refused_before_any_work(world, tmp_path,
     only in predict_file, and a Machine B on pseudo-data scored against another data set was refused as if its
     scan were another (review by helper-58)."""
     model = load_model(world["a"])
-    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'ams02-2021' differs from the data set the model "
-                       r".*a\.pt was trained against \('paper'") as err:
+    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'ams02-2021': .*a\.pt's inputs were normalised "
+                       r"\(q_C\) "
+                       r"against 'paper'; use 'paper', or a model trained against 'ams02-2021'$") as err:
         check_feedback_inputs(world["a"], model, world["scan"], world["test"], _sim(dataset="ams02-2021"))
     assert err.value.argument == "sim.dataset"
     run = tmp_path / "run"
@@ -219,8 +220,8 @@ def test_a_model_of_another_data_set_is_refused_before_any_work(world, tmp_path,
                                                                              update_chi2=True)))
     b = load_model(run / "b.pt")
     check_training_store(run / "b.pt", b.metadata, run / "scan.h5", b.machine)  # its scan, whatever the data set
-    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'paper' differs from the data set the model .*b\.pt "
-                       r"was trained against \('ams02-2021'"):
+    with pytest.raises(FeedbackInputError, match=r"^sim\.dataset 'paper': .*b\.pt's inputs were normalised \(q_C\) "
+                       r"against 'ams02-2021'"):
         check_feedback_inputs(run / "b.pt", b, run / "scan.h5", world["test"], _sim())
 
 
@@ -272,12 +273,12 @@ def test_a_corrupt_log_is_named(world, tmp_path, no_work, text, reason):
 def test_unreadable_npz_caches_are_stale(tmp_path):
     path = tmp_path / "c.npz"
     savez_keyed(path, "k", theta=np.arange(3.0))
-    assert has_key(path, "k") and load_keyed(path, "k")["theta"].tolist() == [0.0, 1.0, 2.0]
+    assert load_keyed(path, "k")["theta"].tolist() == [0.0, 1.0, 2.0] and load_keyed(path, "other") is None
     assert load_keyed(path, "other") is None
     path.write_bytes(path.read_bytes()[:100])  # truncated: zipfile.BadZipFile before
-    assert not has_key(path, "k") and load_keyed(path, "k") is None
+    assert load_keyed(path, "k") is None
     path.write_text("not a zip")
-    assert not has_key(path, "k") and load_keyed(path, "k") is None
+    assert load_keyed(path, "k") is None
 
 
 def test_closure_test_recomputes_truncated_caches(world, tmp_path, monkeypatch):
@@ -296,7 +297,7 @@ def test_closure_test_recomputes_truncated_caches(world, tmp_path, monkeypatch):
     closure.write_bytes(closure.read_bytes()[:200])
     again = closure_test(world["a"], world["test"], work, cfg)  # from prediction.npz and the complete resim.h5
     assert calls == [] and np.array_equal(again.theta_prime, first.theta_prime, equal_nan=True)
-    assert has_key(closure, feedback_mod.closure_key(world["a"], world["test"], cfg))  # rewritten
+    assert load_keyed(closure, feedback_mod.closure_key(world["a"], world["test"], cfg)) is not None  # rewritten
     pred = work / "prediction.npz"
     for path in (closure, pred):
         path.write_bytes(path.read_bytes()[:200])

@@ -76,7 +76,7 @@ from crnet.feedback_inputs import (
     check_resimulation_settings,
     sim_from_store,
 )
-from crnet.feedback_state import has_key, savez_keyed
+from crnet.feedback_state import load_keyed, savez_keyed
 from crnet.likelihood import CHI2_SCAN_FACTOR, delta_chi2_threshold
 from crnet.paths import atomic_write_text
 from crnet.provenance import array_sha256
@@ -519,21 +519,18 @@ def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
     sim = cfg.feedback.sim
     key = json.dumps({"truth_sha": array_sha256(truth), "seed": seed, "max_relative": cfg.feedback.max_relative,
                       "sim": [sim.grid.settings(), sim.mode, sim.tol, sim.dataset]}, sort_keys=True)
-    if has_key(cache, key):
-        with np.load(cache) as z:
-            return np.array(z["chi2"])
-    if has_key(draws, key):
-        with np.load(draws) as z:
-            theta = np.array(z["theta"])
+    if (cached := load_keyed(cache, key)) is not None and "chi2" in cached:
+        return cached["chi2"]
+    if (drawn := load_keyed(draws, key)) is not None and "theta" in drawn:
+        theta = drawn["theta"]
     else:
         resim_path.unlink(missing_ok=True)  # re-simulations of other draws
         centres, labels = np.unique(np.asarray(truth, dtype=np.float64), axis=0, return_inverse=True)
         cov = np.zeros((centres.shape[0], 10, 10))
         done = 0
-        if has_key(floors_file, key):
-            with np.load(floors_file) as z:
-                done = int(z["done"])
-                cov[:done] = z["covariance_log"][:done]
+        if (floors := load_keyed(floors_file, key)) is not None and {"done", "covariance_log"} <= floors.keys():
+            done = int(floors["done"])
+            cov[:done] = floors["covariance_log"][:done]
         model = sim.model()
         for start in range(done, centres.shape[0], ORACLE_FLOOR_CENTRES):
             stop = min(start + ORACLE_FLOOR_CENTRES, centres.shape[0])
