@@ -196,7 +196,8 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
         return
     trained_on = Path(str(record.get("path", "")))
     sha = file_sha256(train_store)
-    if machine != "B" if machine is not None else not record.get("pseudo_data"):
+    is_machine_b = machine == "B" if machine is not None else bool(record.get("pseudo_data"))
+    if not is_machine_b:
         # Machine A (also one trained on pseudo-data: the loop retrains it on that file, so it must be given)
         if sha != record["sha256"]:
             raise FeedbackInputError("train_store", (

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from crnet import __version__
+from crnet.data.table import FLUX_UNITS as TABLE_FLUX_UNITS
 from crnet.store import FORMAT as STORE_FORMAT  # crnet.store imports nothing of crnet but __version__: no cycle
 from crprop.physics._checks import REAL_DTYPE_KINDS
 from crprop.spectra import SYMBOL_TO_Z, Spectra
@@ -35,7 +36,7 @@ from crprop.spectra import SYMBOL_TO_Z, Spectra
 ELEMENT_SUM_RTOL: float = 1e-9
 """Relative tolerance between a stored element row and the sum of its stored isotopes (rounding only)."""
 
-FLUX_UNITS = "m^-2 s^-1 sr^-1 (GeV/n)^-1"
+FLUX_UNITS = TABLE_FLUX_UNITS["Ekn"]  # one spelling of the per-(GeV/n) flux unit: crnet.data.table's
 ENERGY_UNITS = "GeV/n"
 REQUIRED_DATASETS: tuple[str, ...] = ("Ekin_GeV_per_n", "species", "flux_lis", "converged", "residual")
 ISOTOPE_LABEL = re.compile(r"^(\d+)([A-Z][a-z]?)$")
