@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crnet.machines import network_name
+from crnet.machines import network_name, training
 from crnet.machines.checkpoint import checkpoint_path, checkpoint_state, read_checkpoint
 from crnet.machines.data import read_store_info
 from crnet.machines.modelfile import ModelFile, file_sha256, save_model
@@ -26,7 +26,6 @@ from crnet.machines.training import (
     _initial_model,
     _prepare_store,
     has_checkpoint,
-    train,
 )
 
 
@@ -67,7 +66,9 @@ def _train_ensemble(store: Path, out: Path, cfg: TrainConfig, resume: bool) -> T
             if _finished_member(ckpt, mcfg, data_path, store_sha, k):
                 results.append(load_model(path))
                 continue
-        train(data_path, path, mcfg, resume=resume and ckpt.is_file())
+        # looked up on the module at call time (not bound at import): a patched or reloaded ``training.train``
+        # trains the members too
+        training.train(data_path, path, mcfg, resume=resume and ckpt.is_file())
         results.append(load_model(path))
     first = results[0]
     meta = {key: v for key, v in first.metadata.items() if key not in ("metrics", "best_val_loss", "history",
