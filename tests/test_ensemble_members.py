@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers_store import write_synthetic_store
 
-from crnet.machines import training
+from crnet.machines import ensemble_training, training
 from crnet.machines.train_files import member_path
 from crnet.machines.training import ENSEMBLE_SEED_STRIDE, TrainConfig
 
@@ -21,6 +21,7 @@ def test_members_are_trained_through_the_module_entry_point(tmp_path: Path, monk
     store = tmp_path / "mocks.h5"
     write_synthetic_store(store, 8)
     out = tmp_path / "ens.pt"
+    assert ensemble_training.__name__  # imported before the patch: a name bound at its import would miss the patch
     entry = training.train  # the unpatched entry point, which hands ensemble > 1 to ensemble_training
     calls: list[tuple[Path, int, int]] = []
 
