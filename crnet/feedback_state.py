@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from crnet.json_files import read_json_object
 from crnet.paths import atomic_write, atomic_write_text
 from crnet.provenance import changed_settings, list_settings
 
@@ -58,14 +59,11 @@ def _write_log(path: Path, payload: dict) -> None:
 def _read_log(path: Path) -> dict[str, Any]:
     """The run log ``path``; ValueError naming it when it cannot be read (it is written atomically, so only a copy
     or an edit truncates it): the rounds it lists cannot be recovered from the round files alone."""
-    try:
-        log = json.loads(path.read_text())
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"{path}: corrupt ({exc}); delete it to redo the loop from round 0 (the files under round_*/ "
-                         "are reused), or delete its directory to start afresh") from None
-    if not isinstance(log, dict) or not isinstance(log.get("rounds"), list):
-        raise ValueError(f"{path}: corrupt (not a feedback log: no list 'rounds'); delete it to redo the loop from "
-                         "round 0, or delete its directory to start afresh")
+    hint = ("delete it to redo the loop from round 0 (the files under round_*/ are reused), or delete its directory to "
+            "start afresh")
+    log = read_json_object(path, "feedback log", hint=hint)
+    if not isinstance(log.get("rounds"), list):
+        raise ValueError(f"{path}: corrupt feedback log (no list 'rounds'); {hint}")
     if log.pop("paths", None) == RELATIVE_PATHS:  # logs of earlier versions hold the paths as they were given
         log = _log_paths(log, lambda name: str(path.parent / name) if not Path(name).is_absolute() else name)
     return log

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from crnet.json_files import read_json_object
 from crnet.paths import atomic_write_text
 from crnet.pipeline_config import MACHINE_NAMES, PAPER_PROTOCOL_MACHINES, PipelineConfig
 from crnet.provenance import changed_settings, list_settings
@@ -109,14 +110,7 @@ class _Stages:
     @staticmethod
     def read_marker(marker: Path) -> dict[str, Any]:
         """A marker's content; ValueError naming it when it cannot be read (a truncated copy, a full disk)."""
-        try:
-            data = json.loads(marker.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{marker}: corrupt stage marker ({exc}); delete it to redo the stage") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{marker}: corrupt stage marker (a JSON {type(data).__name__}, not an object); delete "
-                             "it to redo the stage")
-        return data
+        return read_json_object(marker, "stage marker", hint="delete it to redo the stage")
 
     def check(self, name: str) -> dict[str, Any] | None:
         """The finished marker of stage ``name`` (None if not finished), after checking that neither it nor a

@@ -59,7 +59,6 @@ creation are capacity growths (:meth:`MockStore.reserve`), which the scan does o
 from __future__ import annotations
 
 import json
-import os
 import re
 import zlib
 from collections.abc import Mapping
@@ -71,6 +70,7 @@ import h5py
 import numpy as np
 
 from crnet import __version__
+from crnet.paths import atomic_write
 from crprop.params import PARAM_NAMES, PARAM_UNITS
 
 FORMAT = "crnet-mock-store"
@@ -295,24 +295,22 @@ class MockStore:
     @classmethod
     def create(cls, path: Path | str, meta: StoreMeta, capacity: int = 0, overwrite: bool = False) -> MockStore:
         """New store at ``path`` with room for ``capacity`` records; refuses an existing file unless
-        ``overwrite``. Written under a temporary name and renamed, so a crash leaves no half file."""
+        ``overwrite``. Written through :func:`crnet.paths.atomic_write` (a temporary file beside ``path``,
+        renamed), so a crash leaves no half file and an overwritten store stays whole until the rename."""
         path = Path(path)
         if path.exists() and not overwrite:
             raise StoreError(f"{path}: file exists (resume it, or overwrite explicitly)")
-        species = [str(s) for s in meta.species]
-        energy = np.asarray(meta.ekin_gev_per_n, dtype=np.float64)
-        if energy.ndim != 1 or energy.size < 2 or np.any(np.diff(energy) <= 0):
-            raise ValueError("StoreMeta.ekin_gev_per_n must be a strictly increasing 1-D grid (GeV/n)")
-        if len(set(species)) != len(species) or not species:
-            raise ValueError(f"StoreMeta.species must be unique non-empty labels, got {species}")
-        tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
-        try:
-            with h5py.File(tmp, "w") as f:
-                _write_layout(f, meta, species, energy, max(int(capacity), 0))
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        species, energy = _checked_layout(meta)  # before any file is written
+        atomic_write(path, lambda tmp: _write_new_file(tmp, meta, species, energy, capacity))
+        return cls.open(path, "r+")
+
+    @classmethod
+    def create_in_place(cls, path: Path | str, meta: StoreMeta, capacity: int = 0) -> MockStore:
+        """New store written directly at ``path`` (a file there is truncated), open for appending. For a caller
+        that fills the whole file under a temporary name and renames it itself (:func:`crnet.store_read.merge_stores`
+        through :func:`crnet.paths.atomic_write`); everything else uses :meth:`create`."""
+        path = Path(path)
+        _write_new_file(path, meta, *_checked_layout(meta), capacity)
         return cls.open(path, "r+")
 
     @classmethod
@@ -435,6 +433,23 @@ class MockStore:
         self._f.flush()
         self.n_complete, self._slot, self._commit = stop, slot, commit
         return stop
+
+
+def _checked_layout(meta: StoreMeta) -> tuple[list[str], np.ndarray]:
+    """``meta``'s species labels and energy grid (float64); ValueError when they cannot make a store."""
+    species = [str(s) for s in meta.species]
+    energy = np.asarray(meta.ekin_gev_per_n, dtype=np.float64)
+    if energy.ndim != 1 or energy.size < 2 or np.any(np.diff(energy) <= 0):
+        raise ValueError("StoreMeta.ekin_gev_per_n must be a strictly increasing 1-D grid (GeV/n)")
+    if len(set(species)) != len(species) or not species:
+        raise ValueError(f"StoreMeta.species must be unique non-empty labels, got {species}")
+    return species, energy
+
+
+def _write_new_file(path: Path, meta: StoreMeta, species: list[str], energy: np.ndarray, capacity: int) -> None:
+    """Write an empty store's layout to ``path`` (created or truncated) and close it."""
+    with h5py.File(path, "w") as f:
+        _write_layout(f, meta, species, energy, max(int(capacity), 0))
 
 
 def _write_layout(f: h5py.File, meta: StoreMeta, species: list[str], energy: np.ndarray, capacity: int) -> None:

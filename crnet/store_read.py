@@ -6,7 +6,6 @@ Every reader opens the file read-only without HDF5's file lock and looks only at
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from crnet.paths import same_file
+from crnet.paths import atomic_write, same_file
 from crnet.store import (
     NORM_NAMES,
     RECORD_DTYPES,
@@ -216,7 +215,8 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
     The shards must share species, energies and the attributes in MERGE_KEYS. Chain ids are kept when
     the shards' MCMC chain ids are disjoint (shards of one distributed scan), otherwise shifted so that
     every chain stays distinct; -1 (designs) stays -1. The merged store records the shards in the
-    ``merged_from`` attribute and holds no resume checkpoint. Written to a temporary file and renamed.
+    ``merged_from`` attribute and holds no resume checkpoint. Written through :func:`crnet.paths.atomic_write`
+    (a temporary file beside ``out``, renamed once).
     """
     paths = [Path(p) for p in paths]
     out = Path(out)
@@ -269,19 +269,17 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
                      design=designs[0] if len(designs) == 1 else "+".join(designs), dataset=a.get("dataset", ""),
                      temperature=float(a.get("temperature", np.nan)), seed=int(a.get("seed", 0)),
                      config={"merged": True, "inputs": [str(p) for p in paths]}, extra={"merged_from": merged_from})
-    tmp = out.with_name(f".{out.name}.merging-{os.getpid()}")
-    try:
-        with MockStore.create(tmp, meta, capacity=sum(i["n"] for i in infos), overwrite=True) as dst:
+
+    def write(tmp: Path) -> None:
+        with MockStore.create_in_place(tmp, meta, capacity=sum(i["n"] for i in infos)) as dst:
             for info, off in zip(infos, offsets, strict=True):
                 with MockStore.open(info["path"], "r") as src:
                     for batch in iter_batches(src):
                         if off:
                             batch.chain = np.where(batch.chain >= 0, batch.chain + off, batch.chain).astype(np.int32)
                         dst.append_batch(batch, None)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(out, write)  # one rename: a failed merge leaves no half store, and an old ``out`` whole
     return out
 
 

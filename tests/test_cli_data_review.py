@@ -281,7 +281,8 @@ def test_scan_from_fit_refuses_files_that_are_not_fit_results(tmp_path: Path, sp
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps({"format": "crnet-fit", "params": CRML_BASE.to_dict(),
                                  "covariance_log": np.eye(10).tolist(), "comment": "mine"}))
-    for path, fragment in ((spectra_file, "not JSON text"), (listing, "not a crnet fit file written by"),
+    for path, fragment in ((spectra_file, "not JSON text"),
+                           (listing, "corrupt crnet fit file (a JSON list, not an object)"),
                            (extra, "'comment'"), (tmp_path, "is a directory")):
         res = runner.invoke(app, ["scan", "--out", str(tmp_path / "scan.h5"), "--from-fit", str(path), *GRID])
         assert_usage_error(res, f"--from-fit {path}", fragment)
@@ -290,7 +291,7 @@ def test_scan_from_fit_refuses_files_that_are_not_fit_results(tmp_path: Path, sp
     from crnet.scan.fit import FitResult
 
     # the checks live in FitResult.load, so Python callers get them too (a list raised AttributeError there)
-    for path, fragment in ((spectra_file, "not JSON text"), (listing, "(JSON list, not an object)"),
+    for path, fragment in ((spectra_file, "not JSON text"), (listing, "(a JSON list, not an object)"),
                            (extra, "unknown key(s) ['comment']")):
         with pytest.raises(ValueError, match=re.escape(fragment)):
             FitResult.load(path)

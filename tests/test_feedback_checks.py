@@ -259,8 +259,9 @@ def test_predict_file_refuses_an_empty_store(world):
 
 # ---------------------------------------------------------------------------------------------- corrupt state
 @pytest.mark.parametrize(("text", "reason"), [
-    ('{"config": {"sim": {"grid": "unterminated', r"corrupt \(Unterminated string"),
-    ("[]", r"corrupt \(not a feedback log: no list 'rounds'\)"),
+    ('{"config": {"sim": {"grid": "unterminated', r"corrupt feedback log \(Unterminated string"),
+    ("[]", r"corrupt feedback log \(a JSON list, not an object\)"),
+    ('{"config": {}}', r"corrupt feedback log \(no list 'rounds'\)"),
 ])
 def test_a_corrupt_log_is_named(world, tmp_path, no_work, text, reason):
     out = tmp_path / "fb"

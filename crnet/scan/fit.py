@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from crnet.json_files import read_json_object
 from crnet.paths import atomic_write_text
 from crnet.scan.designs import prior_box, to_log, to_physical
 from crprop.params import CRML_BASE, LOG_PARAM_NAMES, PARAM_NAMES
@@ -142,15 +143,7 @@ class FitResult:
         """The fit result written by :meth:`save` (``crnet fit --out``); ValueError naming the file for anything else:
         binary or unreadable, JSON that is not an object, another format, unknown or missing keys, a bad covariance."""
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: not a crnet fit file (not JSON text; `crnet fit --out` writes one)") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable crnet fit file ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: not a crnet fit file written by `crnet fit` (JSON {type(raw).__name__}, not "
-                             "an object)")
+        raw = read_json_object(path, "crnet fit file", hint="`crnet fit --out` writes one")
         unknown = sorted(set(raw) - {f.name for f in fields(cls)} - {"format", "version"})
         if unknown:
             raise ValueError(f"{path}: not a crnet fit file written by `crnet fit` (unknown key(s) {unknown})")

@@ -1,0 +1,49 @@
+"""Reading the small JSON files crnet writes for itself (stage markers, the feedback run log, fit results).
+
+Its own module rather than :mod:`crnet.paths`: that one checks output paths and writes files atomically; reading
+and validating a file's content is another job, and keeping them apart keeps ``paths`` free of parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+_JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+"""JSON's names of the values json.loads returns (a JSON array is a list in Python and in these messages)."""
+
+
+def read_json_object(path: Path | str, what: str, *, error: type[Exception] = ValueError, hint: str = ""
+                     ) -> dict[str, Any]:
+    """The JSON object (a dict) in ``path``; ``error`` (ValueError unless given) naming the file and what is wrong:
+
+    * ``<path>: missing <what> (no such file)``;
+    * ``<path>: unreadable <what> (<reason>)``: a directory, no permission, an I/O error;
+    * ``<path>: corrupt <what> (not JSON text: <reason>)``: not UTF-8 (a binary file);
+    * ``<path>: corrupt <what> (<reason>: line <l> column <c> (char <n>))``: not JSON (a truncated copy);
+    * ``<path>: corrupt <what> (a JSON <type>, not an object)``.
+
+    ``what`` names the kind of file (``"stage marker"``); ``hint``, when given, follows after ``"; "`` (what to do
+    about it), so a caller can keep only the first part with ``str(exc).split(";")[0]``.
+    """
+    path = Path(path)
+
+    def fail(problem: str, reason: str) -> Exception:
+        return error(f"{path}: {problem} {what} ({reason})" + (f"; {hint}" if hint else ""))
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise fail("missing", "no such file") from None
+    except UnicodeDecodeError as exc:
+        raise fail("corrupt", f"not JSON text: {exc}") from None
+    except OSError as exc:
+        raise fail("unreadable", exc.strerror or str(exc)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:  # its message ends with the line and column
+        raise fail("corrupt", str(exc)) from None
+    if not isinstance(data, dict):
+        raise fail("corrupt", f"a JSON {_JSON_TYPES.get(type(data), type(data).__name__)}, not an object")
+    return data
