@@ -11,7 +11,13 @@ start), and resumes the running one. A training stage resumes its checkpoints on
 there, with these settings, before the run began (it was killed while running); otherwise it starts afresh, first
 removing what an earlier training to its model file left there (:func:`remove_training_files`: only those files).
 Paths in the markers are relative to the output directory (:data:`MARKER_PATHS`), so a copied or moved run
-directory uses its own files. A corrupt marker is refused, naming it."""
+directory uses its own files. A corrupt marker is refused, naming it.
+
+A finished marker also records the code that made it (:func:`stage_code`: crnet's version and git commit). A re-run
+whose code differs warns (:class:`StageCodeChangedWarning`, naming the stage and both versions) and keeps the
+result: settings are what a stage's result is defined by, and a code change (a speed-up, a fix elsewhere, a
+changed default the config does not name) may or may not change it, which only the user can judge; refusing
+would make every commit redo GPU hours of finished stages. Delete the marker (and the later ones) to redo it."""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import glob
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +34,7 @@ from typing import Any
 from crnet.json_files import read_json_object
 from crnet.paths import atomic_write_text
 from crnet.pipeline_config import MACHINE_NAMES, PAPER_PROTOCOL_MACHINES, PipelineConfig
-from crnet.provenance import changed_settings, list_settings
+from crnet.provenance import changed_settings, code_version, list_settings
 from crprop.backends import release_cached_device_memory
 
 
@@ -88,6 +95,39 @@ MACHINE_LIST_SETTINGS: tuple[str, ...] = ("train.machines", "train.check", "trai
 the noise / ensemble lists include it, so adding a machine to a finished run does not outdate the others' stages."""
 
 
+CODE_KEYS: tuple[str, ...] = ("crnet", "git_commit")
+"""The entries of :func:`crnet.provenance.code_version` a finished marker records: the git dirty flag is left
+out (a dirty tree's changes are not identified by it, so two dirty runs on one commit would look alike anyway)."""
+
+
+class StageCodeChangedWarning(UserWarning):
+    """A finished stage was made by another crnet version or commit than the one now running; its result is kept."""
+
+
+def stage_code() -> dict[str, Any]:
+    """The code a stage's result is recorded as made by: {'crnet': version, 'git_commit': hash or None}."""
+    code = code_version()
+    return {k: code[k] for k in CODE_KEYS}
+
+
+def code_difference(recorded: Any, current: dict[str, Any]) -> str | None:
+    """How ``recorded`` (a marker's ``code`` entry) differs from ``current`` ('crnet 0.1.0 (commit 1a2b3c4d5e6f)
+    -> crnet 0.2.0 (commit ...)'), or None when they agree or cannot be compared: a marker written before code was
+    recorded, or a commit unknown on either side (not a git checkout) with the same version."""
+    if not isinstance(recorded, dict):
+        return None
+    commits = (recorded.get("git_commit"), current.get("git_commit"))
+    same_commit = None in commits or commits[0] == commits[1]
+    if recorded.get("crnet") == current.get("crnet") and same_commit:
+        return None
+
+    def name(code: dict) -> str:
+        commit = code.get("git_commit")
+        return f"crnet {code.get('crnet')}" + (f" (commit {commit[:12]})" if commit else "")
+
+    return f"{name(recorded)} -> {name(current)}"
+
+
 MARKER_PATHS = "relative to out"
 """Value of a finished marker's ``paths`` entry: the paths its result holds are relative to the output directory,
 so a copied or moved run directory uses its own files. Markers without it (written before) hold the paths as
@@ -95,8 +135,11 @@ given when they ran (absolute, or relative to that run's working directory): :me
 
 
 class _Stages:
-    def __init__(self, out: Path, cfg: PipelineConfig) -> None:
+    def __init__(self, out: Path, cfg: PipelineConfig, code: dict[str, Any] | None = None) -> None:
         self.out = out
+        self.code = stage_code() if code is None else code
+        """The code this run records in its finished markers and compares theirs with (:func:`stage_code`)."""
+        self.code_warned: set[str] = set()
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
@@ -133,6 +176,13 @@ class _Stages:
                     f"Use another [run] out, or delete this marker and those of the later stages to redo them{scan}")
             if state == "finished":
                 info = data
+                changed = code_difference(data.get("code"), self.code)
+                if changed and name not in self.code_warned:
+                    self.code_warned.add(name)
+                    warnings.warn(StageCodeChangedWarning(
+                        f"{marker}: stage {name!r} was finished by other code ({changed}); its result is kept, as "
+                        "its settings are unchanged. Delete this marker and those of the later stages to redo them "
+                        "with this code"), stacklevel=2)
                 if data.get("paths") != MARKER_PATHS:
                     self.legacy.add(name)
             else:
@@ -161,7 +211,7 @@ class _Stages:
         release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
         wall = time.perf_counter() - t0
         atomic_json(self.dir / f"{name}.json", {"stage": name, "wall_s": wall, "result": result,
-                                                  "settings": settings, "paths": MARKER_PATHS})
+                                                  "settings": settings, "paths": MARKER_PATHS, "code": self.code})
         started.unlink(missing_ok=True)
         self.legacy.discard(name)
         self.timings[name] = wall
