@@ -351,12 +351,16 @@ def _n_skipped(pred: Any, n_test: int | None) -> int:
 
 
 def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path | str, cfg: FeedbackConfig,
-                 device: str = "cpu") -> ClosureResult:
+                 device: str = "cpu", model: ModelFile | None = None) -> ClosureResult:
     """Steps 1-4 of the module docstring for one machine; cached in ``workdir/closure.npz`` under
     :func:`closure_key`. The predictions theta are saved (``workdir/prediction.npz``) before the re-simulation
     starts, so a killed run resumes ``resim.h5`` from the same theta on any device; files left by another
     model, test store or setting are removed and recomputed, never reused. Test records the machine cannot read
-    are left out and counted (:attr:`ClosureResult.n_skipped_inputs`)."""
+    are left out and counted (:attr:`ClosureResult.n_skipped_inputs`).
+
+    ``model``: the model file ``model_path`` already loaded (:func:`crnet.machines.modelfile.load_model`; callers
+    that checked it pass it, so it is not read again); None reads ``model_path`` when the cache does not answer.
+    The cache key is ``model_path``'s bytes either way."""
     from crnet.machines.inference import predict_file
     from crnet.machines.modelfile import Predictor
 
@@ -367,7 +371,7 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     cached = load_keyed(cache, key)  # None when unreadable too: a cache keyed by content, recomputed
     if cached is not None and CLOSURE_ARRAYS <= cached.keys():
         return ClosureResult.from_arrays(cached)
-    predictor = Predictor.load(model_path, device)
+    predictor = Predictor.load(model_path, device) if model is None else Predictor(model, device)
     saved = load_keyed(pred_file, key)
     if saved is not None and PREDICTION_ARRAYS <= saved.keys():
         theta, truth = saved["theta"], (saved["truth"] if bool(saved["has_truth"]) else None)
@@ -443,8 +447,10 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
     Before round 0 and before ``out`` is created, :func:`crnet.feedback_inputs.check_feedback_inputs` refuses
     (FeedbackInputError, one line naming the argument, the file and the allowed value) an empty store, a
     ``train_store`` that is not the model's and re-simulation settings the retraining could not merge into
-    ``train_store``; a corrupt ``feedback_log.json`` is refused naming it (ValueError), and so is a second loop on an
-    ``out`` in use (:func:`crnet.run_lock.run_lock`, ``<out>/.lock``).
+    ``train_store``. The model file is read once (the checks and round 0's closure test share it) and the training
+    store hashed once (the checks' digest keys the loop, :func:`loop_identity`). A corrupt ``feedback_log.json`` is
+    refused naming it (ValueError), and so is a second loop on an ``out`` in use
+    (:func:`crnet.run_lock.run_lock`, ``<out>/.lock``).
 
     replace_other_run : rounds in ``out`` of another loop (a log of another identity, an unreadable log, or round
         directories without a log) are removed (:func:`crnet.feedback_state.remove_rounds`, once ``out`` is locked)
@@ -457,20 +463,25 @@ def run_feedback(model: Path | str, train_store: Path | str, test_store: Path | 
     out = Path(out)
     current, store = Path(model), Path(train_store)
     model_file = load_model(current)
-    check_feedback_inputs(current, model_file, store, test_store, cfg.sim)  # before anything is written
+    checked = check_feedback_inputs(current, model_file, store, test_store, cfg.sim)  # before anything is written
     with run_lock(out, "crnet feedback"):  # one loop per directory (crnet pipeline locks its own out besides)
-        return _run_rounds(current, store, Path(test_store), out, cfg, model_file, train_config, replace_other_run)
+        return _run_rounds(current, store, Path(test_store), out, cfg, model_file, train_config, replace_other_run,
+                           checked.train_store_sha256)
 
 
 def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: FeedbackConfig, model_file: ModelFile,
-                train_config: TrainConfig | None, replace_other_run: bool) -> FeedbackResult:
-    """:func:`run_feedback`'s rounds in ``out``, its inputs checked and the directory locked."""
+                train_config: TrainConfig | None, replace_other_run: bool,
+                train_store_sha256: str | None = None) -> FeedbackResult:
+    """:func:`run_feedback`'s rounds in ``out``, its inputs checked and the directory locked. ``model_file``: the
+    loaded ``current`` (round 0's closure test predicts with it); ``train_store_sha256``: ``store``'s digest, when
+    the checks computed it."""
     from crnet.machines.training import TrainConfig
 
     log_path = out / LOG_NAME
     tcfg = replace(train_config or TrainConfig(machine=model_file.machine), epochs=cfg.retrain_epochs,
                    progress=cfg.progress)
-    identity = loop_identity(current, store, test_store, cfg, tcfg)
+    identity = loop_identity(current, store, test_store, cfg, tcfg, train_store_sha256)
+    given = current
     if replace_other_run:
         why = _other_run(log_path, identity, store)
         if why:
@@ -508,7 +519,8 @@ def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: Fe
         current, store = Path(last["next_model"]), Path(last["next_store"])
     for k in range(len(rounds), cfg.max_rounds):
         rdir = out / f"round_{k}"
-        res = closure_test(current, test_store, rdir, cfg, device=_device())
+        res = closure_test(current, test_store, rdir, cfg, device=_device(),
+                           model=model_file if current == given else None)
         metrics = _round_metrics(k, res, cfg, current)
         metrics["stop"] = metrics["passing_share"] >= cfg.target_share
         if not metrics["stop"] and k + 1 < cfg.max_rounds:
@@ -544,11 +556,15 @@ LOOP_FREE_SETTINGS: tuple[str, ...] = ("max_rounds", "progress", "sim.backend", 
 it runs (progress bar, solver backend, models per call)."""
 
 
-def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: FeedbackConfig, tcfg) -> dict:
+def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: FeedbackConfig, tcfg,
+                  train_store_sha256: str | None = None) -> dict:
     """What a feedback directory's rounds depend on: the starting model, test pseudo-data and training store
-    (sha256: not their paths, so a moved run directory resumes; :func:`crnet.feedback_inputs.check_training_store`
-    hashes the training store on every start anyway, and large files' digests are remembered within a process), every
-    FeedbackConfig setting except :data:`LOOP_FREE_SETTINGS`, and the retraining's TrainConfig (except how it runs)."""
+    (sha256: not their paths, so a moved run directory resumes), every FeedbackConfig setting except
+    :data:`LOOP_FREE_SETTINGS`, and the retraining's TrainConfig (except how it runs).
+
+    ``train_store_sha256``: the training store's digest when the caller has it (:func:`run_feedback` passes the one
+    :func:`crnet.feedback_inputs.check_feedback_inputs` computed), so that the store is hashed once per run;
+    :func:`crnet.machines.modelfile.file_sha256` remembers digests of files of 256 MiB or more only."""
     from crnet.machines.modelfile import file_sha256
 
     settings = asdict(cfg)
@@ -566,7 +582,8 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
     train["lr_schedule"], train["patience"] = resolved.lr_schedule, resolved.patience
     return json.loads(json.dumps({
         "model_sha256": file_sha256(model), "test_store_sha256": file_sha256(test_store),
-        "train_store_sha256": file_sha256(train_store), "feedback": settings, "retraining": train}, default=str))
+        "train_store_sha256": train_store_sha256 if train_store_sha256 is not None else file_sha256(train_store),
+        "feedback": settings, "retraining": train}, default=str))
 
 
 

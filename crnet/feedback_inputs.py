@@ -6,6 +6,10 @@ training store is the model's (:func:`check_training_store`), the model was trai
 (:func:`check_resimulation_settings`, the rule the retraining's merge applies) on the model's energy grid. Each
 refusal is a :class:`FeedbackInputError` naming the argument, the file and the allowed value.
 :func:`sim_from_store` gives the re-simulation settings that repeat a store's.
+
+Each store is opened once for what the checks read of it (:class:`StoreSetup`, :func:`read_store_setup`) and the
+training store hashed once (:class:`CheckedInputs` hands the digest on to :func:`crnet.feedback.loop_identity`); the
+checks also take a path alone, reading it themselves.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,17 +59,51 @@ def _show(value: Any) -> str:
     return NOT_RECORDED if value is NOT_RECORDED else repr(value)
 
 
-def _store_content(path: Path | str, argument: str) -> tuple[int, dict[str, Any], list[str], np.ndarray]:
-    """(committed records, root attributes, species, energies in GeV/n) of the store ``path``; FeedbackInputError
-    naming ``argument`` when it is missing, foreign or corrupt."""
+@dataclass(frozen=True)
+class StoreSetup:
+    """What the input checks read of a store, in one opening (:func:`read_store_setup`): its committed records, root
+    attributes, species and energy grid (GeV/n)."""
+
+    path: Path
+    n_complete: int
+    attrs: dict[str, Any]
+    species: list[str]
+    energies: np.ndarray
+
+
+def read_store_setup(path: Path | str, argument: str = "train_store") -> StoreSetup:
+    """:class:`StoreSetup` of the store ``path``; FeedbackInputError naming ``argument`` when it is missing, foreign or
+    corrupt."""
     try:
-        with MockStore.open(path, "r") as st:
-            return st.n_complete, st.attrs(), list(st.species), st.ekin_gev_per_n
+        return _read_setup(path)
     except StoreError as exc:
         raise FeedbackInputError(argument, str(exc)) from None
 
 
-def sim_from_store(store: Path | str, backend: str = "auto", batch_size: int = 64) -> SimConfig:
+def _read_setup(path: Path | str) -> StoreSetup:
+    """:class:`StoreSetup` of the store ``path``; StoreError when it is missing, foreign or corrupt."""
+    with MockStore.open(path, "r") as st:
+        return StoreSetup(Path(path), st.n_complete, st.attrs(), list(st.species), st.ekin_gev_per_n)
+
+
+def _setup_of(store: Path | str, setup: StoreSetup | None) -> StoreSetup:
+    """``setup`` when given (read before, of ``store``), else ``store``'s read now (FeedbackInputError
+    'train_store')."""
+    return setup if setup is not None else read_store_setup(store, "train_store")
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """What :func:`check_feedback_inputs` read while checking, for the loop to use instead of reading it again: both
+    stores' :class:`StoreSetup` and the training store's sha256 (:func:`crnet.feedback.loop_identity`)."""
+
+    train: StoreSetup
+    test: StoreSetup
+    train_store_sha256: str
+
+
+def sim_from_store(store: Path | str, backend: str = "auto", batch_size: int = 64,
+                   setup: StoreSetup | None = None) -> SimConfig:
     """The re-simulation settings that repeat the simulations of ``store`` (a scan, a merged or pseudo-data store
     of it): grid, solver mode, tolerance, step cap and data set from its root attributes ``grid`` (what
     :meth:`crnet.scan.models.PropagateModel.store_fields` recorded, the tolerance and step cap included),
@@ -73,11 +111,12 @@ def sim_from_store(store: Path | str, backend: str = "auto", batch_size: int = 6
     merge keeps. A value equal to the paper galdef's (or the solver's default) is left unset (None), as a scan
     given only its changes records them. ``backend`` and ``batch_size`` (models per propagate call) are how the
     re-simulations run, not what they compute. FeedbackInputError ('train_store') for a store that is no crprop
-    scan (e.g. one of a FunctionModel) or whose solver mode cannot re-simulate."""
+    scan (e.g. one of a FunctionModel) or whose solver mode cannot re-simulate. ``setup``: the store's
+    :class:`StoreSetup` when already read (not opened again)."""
     from crnet.feedback import SimConfig
     from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
 
-    _, attrs, _, _ = _store_content(store, "train_store")
+    attrs = _setup_of(store, setup).attrs
     grid = attrs.get("grid")
     if not isinstance(grid, dict) or "dr_kpc" not in grid:
         raise FeedbackInputError("train_store", f"{store}: its attribute 'grid' = {grid!r} is not a crprop "
@@ -110,16 +149,19 @@ RETRAINING_CONSEQUENCE = "the retraining cannot merge them into it"
 """Why :func:`check_resimulation_settings` refuses, by default: the feedback loop merges its re-simulations."""
 
 
-def check_resimulation_settings(sim: SimConfig, store: Path | str, consequence: str = RETRAINING_CONSEQUENCE) -> None:
+def check_resimulation_settings(sim: SimConfig, store: Path | str, consequence: str = RETRAINING_CONSEQUENCE,
+                                setup: StoreSetup | None = None) -> None:
     """Refuse (FeedbackInputError naming the SimConfig field and both values) re-simulation settings whose records
     the retraining could not merge into ``store``: the species, energies and MERGE_KEYS attributes (grid with its
     tolerance and step cap, cross sections, solver mode, data set) that ``sim.model()`` would record must equal
     the store's, as :func:`crnet.store_read.merge_stores` demands. Where several differ the first settable one is
     named (grid options, tol, max_steps, mode, dataset) and the others listed. ``consequence`` ends the message:
-    what goes wrong otherwise (the feedback loop's merge; crnet evaluate passes its own)."""
+    what goes wrong otherwise (the feedback loop's merge; crnet evaluate passes its own). ``setup``: the store's
+    :class:`StoreSetup` when already read (not opened again)."""
     model = sim.model()
     ours = json.loads(json.dumps(model.store_fields(), default=str))  # as a store's JSON attributes read back
-    _, attrs, species, energies = _store_content(store, "train_store")
+    read = _setup_of(store, setup)
+    attrs, species, energies = read.attrs, read.species, read.energies
     diffs = merge_differences(ours, attrs)
     if diffs:
         order = {f"sim.grid.{n}": i for i, n in enumerate(_GRID_FIELDS)}
@@ -151,18 +193,21 @@ def _training_pseudo_file(model_path: Path, record: Mapping[str, Any]) -> Path |
     return None
 
 
-def _made_from(pseudo: Path, store: Path) -> bool:
-    """Whether every record of the pseudo-data store ``pseudo`` has its central parameters in ``store`` at the
-    record number it names (``step``: :func:`crnet.pseudodata.make_pseudodata`)."""
-    with MockStore.open(pseudo, "r") as ps, MockStore.open(store, "r") as st:
-        steps, params = ps.read("step"), ps.read("params")
-        if steps.size == 0 or steps.min() < 0 or steps.max() >= st.n_complete:
-            return False
+def _made_from(ps: MockStore, store: Path, n_complete: int) -> bool:
+    """Whether every record of the open pseudo-data store ``ps`` has its central parameters in ``store`` (of
+    ``n_complete`` committed records) at the record number it names (``step``: :func:`crnet.pseudodata.
+    make_pseudodata`)."""
+    steps = ps.read("step")
+    if steps.size == 0 or steps.min() < 0 or steps.max() >= n_complete:
+        return False
+    params = ps.read("params")
+    with MockStore.open(store, "r") as st:
         return bool(np.array_equal(st.read("params", steps), params))
 
 
 def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], train_store: Path | str,
-                         machine: str | None = None) -> None:
+                         machine: str | None = None, *, sha256: str | None = None,
+                         setup: StoreSetup | None = None) -> None:
     """Refuse (FeedbackInputError 'train_store', naming both files and what to pass) a ``train_store`` that is not
     the store the model learnt from, using the model's metadata ``training_store`` (:func:`crnet.machines.training.
     train`: path, sha256, pseudo_data, source_store).
@@ -183,7 +228,9 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
       (:func:`crnet.store_read.merge_differences`: grid, tolerance, solver mode, data set) the scan's. Without the
       file, ``train_store`` must be the recorded ``source_store`` path.
 
-    ``machine``: the model's ('A' or 'B'); None decides by whether it was trained on pseudo-data.
+    ``machine``: the model's ('A' or 'B'); None decides by whether it was trained on pseudo-data. ``sha256`` (of
+    ``train_store``) and ``setup`` (its :class:`StoreSetup`): what the caller read already, so that the store is not
+    hashed or opened again for it.
 
     A model file without the record (written before it existed) is not checked: a warning says so."""
     from crnet.machines.modelfile import file_sha256
@@ -195,7 +242,7 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
                       "checked against it", stacklevel=2)
         return
     trained_on = Path(str(record.get("path", "")))
-    sha = file_sha256(train_store)
+    sha = sha256 if sha256 is not None else file_sha256(train_store)
     is_machine_b = machine == "B" if machine is not None else bool(record.get("pseudo_data"))
     if not is_machine_b:
         # Machine A (also one trained on pseudo-data: the loop retrains it on that file, so it must be given)
@@ -206,26 +253,13 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
                 f"own training set. Pass {trained_on}, or train a model on {train_store} first"))
         return
     pseudo = _training_pseudo_file(model_path, record)
+    if pseudo is not None:
+        with MockStore.open(pseudo, "r") as ps:  # once, for its attributes and (below) its records
+            _check_against_pseudo(model_path, record, train_store, sha, setup, pseudo, ps)
+        return
     source = record.get("source_store")
-    if pseudo is not None:
-        with MockStore.open(pseudo, "r") as ps:
-            source = ps.attrs().get("source_store", source)
     if sha == record["sha256"]:
-        raise FeedbackInputError("train_store", (
-            f"{train_store}: is the pseudo-data Machine B {model_path} was trained on, not the scan they were made "
-            f"from ({source}); pass the scan: each retraining makes new pseudo-data of its store"))
-    if pseudo is not None:
-        with MockStore.open(pseudo, "r") as ps, MockStore.open(train_store, "r") as st:
-            # same records, other simulations (grid, tol ...); the data set the pseudo-data were scored against
-            # is no simulation setting (check_model_dataset compares the model's with the loop's)
-            differ = [d for d in merge_differences(ps.attrs(), st.attrs()) if d[0] != "dataset"]
-        if not differ and _made_from(pseudo, train_store):
-            return
-        why = (f"its pseudo-data {pseudo} were simulated otherwise ({', '.join(d[0] for d in differ)} differ)"
-               if differ else f"its pseudo-data {pseudo} were made from other records ({source})")
-        raise FeedbackInputError("train_store", (
-            f"{train_store}: not the scan Machine B {model_path} was trained on: {why}. Pass that scan, or train a "
-            f"model on {train_store} first"))
+        raise _is_the_pseudo_data(model_path, train_store, source)
     if source is not None and Path(str(source)) == trained_on:
         source = None  # an ensemble's members record the pseudo-data as their source: the scan is named in them only
     if source is not None and same_file(train_store, str(source)):
@@ -234,6 +268,33 @@ def check_training_store(model_path: Path | str, metadata: Mapping[str, Any], tr
     raise FeedbackInputError("train_store", (
         f"{train_store}: cannot be matched to Machine B {model_path}: its pseudo-data {trained_on} are gone and it "
         f"{named} put the pseudo-data file back beside the model"))
+
+
+def _is_the_pseudo_data(model_path: Path, train_store: Path, source: Any) -> FeedbackInputError:
+    return FeedbackInputError("train_store", (
+        f"{train_store}: is the pseudo-data Machine B {model_path} was trained on, not the scan they were made "
+        f"from ({source}); pass the scan: each retraining makes new pseudo-data of its store"))
+
+
+def _check_against_pseudo(model_path: Path, record: Mapping[str, Any], train_store: Path, sha: str,
+                          setup: StoreSetup | None, pseudo: Path, ps: MockStore) -> None:
+    """:func:`check_training_store` of a Machine B whose training pseudo-data ``pseudo`` (open as ``ps``) are at
+    hand: ``train_store`` (sha256 ``sha``) must be the scan they were made from."""
+    ps_attrs = ps.attrs()
+    source = ps_attrs.get("source_store", record.get("source_store"))
+    if sha == record["sha256"]:
+        raise _is_the_pseudo_data(model_path, train_store, source)
+    store = setup if setup is not None else _read_setup(train_store)
+    # same records, other simulations (grid, tol ...); the data set the pseudo-data were scored against
+    # is no simulation setting (check_model_dataset compares the model's with the loop's)
+    differ = [d for d in merge_differences(ps_attrs, store.attrs) if d[0] != "dataset"]
+    if not differ and _made_from(ps, train_store, store.n_complete):
+        return
+    why = (f"its pseudo-data {pseudo} were simulated otherwise ({', '.join(d[0] for d in differ)} differ)"
+           if differ else f"its pseudo-data {pseudo} were made from other records ({source})")
+    raise FeedbackInputError("train_store", (
+        f"{train_store}: not the scan Machine B {model_path} was trained on: {why}. Pass that scan, or train a "
+        f"model on {train_store} first"))
 
 
 def check_model_dataset(model_path: Path | str, metadata: Mapping[str, Any], dataset: str) -> None:
@@ -248,26 +309,35 @@ def check_model_dataset(model_path: Path | str, metadata: Mapping[str, Any], dat
 
 
 def check_feedback_inputs(model_path: Path | str, model: ModelFile, train_store: Path | str,
-                          test_store: Path | str, sim: SimConfig) -> None:
+                          test_store: Path | str, sim: SimConfig) -> CheckedInputs:
     """Every check :func:`crnet.feedback.run_feedback` makes before round 0 (FeedbackInputError naming the argument, the
     file and the allowed value): ``model`` (the loaded :class:`crnet.machines.modelfile.ModelFile` of ``model_path``) is
     a regressor; both stores are readable mock stores with committed records; ``train_store`` is the model's
     (:func:`check_training_store`); ``sim`` repeats its simulations (:func:`check_resimulation_settings`); and the
-    model takes spectra on the re-simulations' and the test store's energy grids (GeV/n)."""
+    model takes spectra on the re-simulations' and the test store's energy grids (GeV/n).
+
+    Each store is opened once for all of these (:func:`read_store_setup`; a Machine B's scan once more, for the
+    records its pseudo-data name) and the training store hashed once; what was read is returned
+    (:class:`CheckedInputs`: the loop's identity takes the digest from it)."""
+    from crnet.machines.modelfile import file_sha256
+
     if model.is_check:
         raise FeedbackInputError("model", f"{model_path}: is a Check Machine; the feedback loop needs a regressor "
                                  "(Machine A or B)")
-    content = {}
+    content: dict[str, StoreSetup] = {}
     for argument, path in (("train_store", train_store), ("test_store", test_store)):
-        content[argument] = _store_content(path, argument)
-        if content[argument][0] == 0:
+        content[argument] = read_store_setup(path, argument)
+        if content[argument].n_complete == 0:
             raise FeedbackInputError(argument, f"{path}: holds no committed records")
-    check_training_store(model_path, model.metadata, train_store, model.machine)
+    train = content["train_store"]
+    sha = file_sha256(train_store)
+    check_training_store(model_path, model.metadata, train_store, model.machine, sha256=sha, setup=train)
     check_model_dataset(model_path, model.metadata, sim.dataset)
-    check_resimulation_settings(sim, train_store)
+    check_resimulation_settings(sim, train_store, setup=train)
     for argument, path in (("train_store", train_store), ("test_store", test_store)):
-        energies = content[argument][3]
+        energies = content[argument].energies
         try:
             check_same_grid(model.energies, energies, "its")
         except ValueError as exc:
             raise FeedbackInputError(argument, f"{path}: {exc} ({model_path})") from None
+    return CheckedInputs(train, content["test_store"], sha)

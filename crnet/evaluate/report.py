@@ -30,7 +30,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -72,8 +72,10 @@ from crnet.feedback import (
 )
 from crnet.feedback_inputs import (
     FeedbackInputError,
+    StoreSetup,
     check_model_dataset,
     check_resimulation_settings,
+    read_store_setup,
     sim_from_store,
 )
 from crnet.feedback_state import load_keyed, savez_keyed
@@ -81,9 +83,12 @@ from crnet.likelihood import CHI2_SCAN_FACTOR, delta_chi2_threshold
 from crnet.paths import atomic_write_text
 from crnet.provenance import array_sha256
 from crnet.scan.runner import ScanConfig
-from crnet.store import MockStore, StoreError
+from crnet.store import MockStore
 from crnet.store_read import merge_differences
 from crprop.params import LOG_PARAM_NAMES, PARAM_NAMES
+
+if TYPE_CHECKING:
+    from crnet.machines.modelfile import ModelFile
 
 ORACLE_FLOOR_CENTRES = 4
 """Test centres whose floors (21 stencil solves each) are solved in one batch and then saved: a killed
@@ -225,16 +230,12 @@ EVALUATION_CONSEQUENCE = ("Table 4's chi2_tot of the predictions does not compar
 """Why :func:`check_evaluation_settings` refuses re-simulation settings other than the mocks'."""
 
 
-def _mock_store_setup(path: str) -> tuple[dict[str, Any], list[str], np.ndarray]:
-    """(root attributes, species, energies) of the mock store ``path``; FeedbackInputError 'mock_stores'."""
-    try:
-        with MockStore.open(path, "r") as st:
-            return st.attrs(), list(st.species), st.ekin_gev_per_n
-    except StoreError as exc:
-        raise FeedbackInputError("mock_stores", str(exc)) from None
+def _mock_store_setup(path: str) -> StoreSetup:
+    """What the checks read of the mock store ``path`` (one opening); FeedbackInputError 'mock_stores'."""
+    return read_store_setup(path, "mock_stores")
 
 
-def check_evaluation_settings(cfg: EvalConfig) -> None:
+def check_evaluation_settings(cfg: EvalConfig) -> dict[str, ModelFile]:
     """Refuse, before anything is predicted, re-simulated or written (FeedbackInputError, one line naming the
     argument and both values), an evaluation whose re-simulations would not repeat the collected mocks'
     simulations: Table 4 counts re-simulated predictions by Delta chi2_tot from chi2_min, the smallest chi2_tot of
@@ -251,11 +252,17 @@ def check_evaluation_settings(cfg: EvalConfig) -> None:
     The data set is the exception in both: :func:`load_mocks` recomputes the chi2 of every store scored against
     another data set than ``cfg.feedback.sim.dataset`` from its fluxes (the paper's updated-data case, Sec. 4.6), so
     the comparison stays like with like. crnet evaluate defaults it to the first store's. Each machine must have
-    been trained against it (:func:`crnet.feedback_inputs.check_model_dataset`: its inputs are normalised to it)."""
+    been trained against it (:func:`crnet.feedback_inputs.check_model_dataset`: its inputs are normalised to it).
+
+    Returns every machine's model file as loaded for the check (display name -> :class:`crnet.machines.modelfile.
+    ModelFile`): :func:`evaluate` predicts with them instead of reading each file again. Each mock store is opened
+    once."""
     first = cfg.mock_stores[0]
-    attrs, species, energies = _mock_store_setup(first)
+    setup = _mock_store_setup(first)
+    attrs, species, energies = setup.attrs, setup.species, setup.energies
     for path in cfg.mock_stores[1:]:
-        theirs, their_species, their_energies = _mock_store_setup(path)
+        their = _mock_store_setup(path)
+        theirs, their_species, their_energies = their.attrs, their.species, their.energies
         diffs = [d for d in merge_differences(theirs, attrs) if d[0] != "dataset"]
         if diffs:
             key, a, b = diffs[0]
@@ -268,31 +275,37 @@ def check_evaluation_settings(cfg: EvalConfig) -> None:
                                      f"{first}")
     from crnet.machines.modelfile import load_model
 
+    models: dict[str, ModelFile] = {}
     for name, path in cfg.machines.items():  # the closure tests predict with the evaluation's data set
+        models[name] = load_model(path)
         try:
-            check_model_dataset(path, load_model(path).metadata, cfg.feedback.sim.dataset)
+            check_model_dataset(path, models[name].metadata, cfg.feedback.sim.dataset)
         except FeedbackInputError as exc:
             raise FeedbackInputError(exc.argument, f"{exc.detail} (machine {name!r})") from None
     try:
-        own = sim_from_store(first)
-        check_resimulation_settings(replace(cfg.feedback.sim, dataset=own.dataset), first, EVALUATION_CONSEQUENCE)
+        own = sim_from_store(first, setup=setup)
+        check_resimulation_settings(replace(cfg.feedback.sim, dataset=own.dataset), first, EVALUATION_CONSEQUENCE,
+                                    setup=setup)
     except FeedbackInputError as exc:
         if exc.argument == "train_store":  # the feedback loop's name for the store it reads the settings from
             raise FeedbackInputError("mock_stores", exc.detail) from None
         raise
+    return models
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run the evaluation (module docstring); writes ``report.md``, ``report.json`` and the PNGs to
     ``cfg.out`` and returns the report dict. Re-simulation settings that do not repeat the mock stores' are
-    refused first, before ``cfg.out`` is created (:func:`check_evaluation_settings`)."""
-    check_evaluation_settings(cfg)
+    refused first, before ``cfg.out`` is created (:func:`check_evaluation_settings`). Each model file is read once:
+    the closure tests predict with the models the check loaded."""
+    models = check_evaluation_settings(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if _cuda() else "cpu"
     closures: dict[str, ClosureResult] = {}
-    for name, model in cfg.machines.items():
-        closures[name] = closure_test(model, cfg.test_store, out / "closure" / slug(name), cfg.feedback, device)
+    for name, path in cfg.machines.items():
+        closures[name] = closure_test(path, cfg.test_store, out / "closure" / slug(name), cfg.feedback, device,
+                                      model=models.pop(name))  # popped: the closure test's predictor owns it
     mocks = load_mocks(cfg.mock_stores, cfg.feedback.sim.dataset)
     finite = np.concatenate([mocks.chi2] + [c.chi2_resim for c in closures.values()])
     chi2_min = float(np.min(finite[np.isfinite(finite)]))
