@@ -323,13 +323,17 @@ def resimulated_chi2(store: MockStore, ok: np.ndarray) -> tuple[np.ndarray, np.n
     return out, good
 
 
-def closure_key(model_path: Path | str, test_store: Path | str, cfg: FeedbackConfig) -> str:
+def closure_key(model_path: Path | str, test_store: Path | str, cfg: FeedbackConfig,
+                model_sha256: str | None = None) -> str:
     """What a closure test's result depends on: the model and test-store bytes (sha256), n_test, the noise
-    seed and size, and the re-simulation's grid, solver and data set (not its backend or batch size)."""
+    seed and size, and the re-simulation's grid, solver and data set (not its backend or batch size).
+    ``model_sha256``: the digest of the model's bytes when the caller loaded them already
+    (:attr:`crnet.machines.modelfile.ModelFile.source_sha256`), else ``model_path`` is hashed."""
     from crnet.machines.modelfile import file_sha256
 
     sim = cfg.sim
-    return json.dumps({"model_sha256": file_sha256(model_path), "test_sha256": file_sha256(test_store),
+    model_sha256 = model_sha256 if model_sha256 is not None else file_sha256(model_path)
+    return json.dumps({"model_sha256": model_sha256, "test_sha256": file_sha256(test_store),
                        "n_test": cfg.n_test, "seed": cfg.seed, "max_relative": cfg.max_relative,
                        "sim": [sim.grid.settings(), sim.mode, sim.tol, sim.max_steps, sim.dataset]}, sort_keys=True)
 
@@ -360,14 +364,15 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
 
     ``model``: the model file ``model_path`` already loaded (:func:`crnet.machines.modelfile.load_model`; callers
     that checked it pass it, so it is not read again); None reads ``model_path`` when the cache does not answer.
-    The cache key is ``model_path``'s bytes either way."""
+    The cache key is the model's bytes: those ``model`` was loaded from (its ``source_sha256``, so a file rewritten
+    since then does not key the old model's predictions as the new file's), else ``model_path``'s."""
     from crnet.machines.inference import predict_file
     from crnet.machines.modelfile import Predictor
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache, pred_file, resim_path = workdir / "closure.npz", workdir / "prediction.npz", workdir / "resim.h5"
-    key = closure_key(model_path, test_store, cfg)
+    key = closure_key(model_path, test_store, cfg, model_sha256=None if model is None else model.source_sha256)
     cached = load_keyed(cache, key)  # None when unreadable too: a cache keyed by content, recomputed
     if cached is not None and CLOSURE_ARRAYS <= cached.keys():
         return ClosureResult.from_arrays(cached)

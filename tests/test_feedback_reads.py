@@ -165,3 +165,26 @@ def test_evaluate_loads_every_model_once(world, tmp_path, counts):
     counts["loaded"].clear()
     assert evaluate(cfg)["closure_counts"] == report["closure_counts"]  # resumed from the cached closures
     assert counts["loaded"] == {"a.pt": 1, "a2.pt": 1}
+
+
+def test_a_loaded_model_keys_the_closure_cache_by_the_bytes_it_came_from(world, tmp_path):
+    """The evaluation loads every model before its first closure test; a file rewritten in between must not key the
+    old model's predictions as the new file's: the key is the digest of the bytes loaded (ModelFile.source_sha256)."""
+    from dataclasses import replace
+
+    from crnet.feedback import closure_key, closure_test
+    from crnet.feedback_state import load_keyed
+    from crnet.machines.modelfile import file_sha256, load_model, save_model
+
+    path = tmp_path / "model.pt"
+    shutil.copy(world["a"], path)
+    loaded = load_model(path)
+    assert loaded.source_sha256 == file_sha256(path) == file_sha256(world["a"])
+    assert loaded.member(0).source_sha256 is None  # a member is not the file's content
+    save_model(path, replace(loaded, metadata={**loaded.metadata, "note": "rewritten"}))
+    assert file_sha256(path) != loaded.source_sha256
+    cfg = FeedbackConfig(sim=_sim(), n_test=1, progress=False)
+    closure_test(path, world["test"], tmp_path / "closure", cfg, model=loaded)
+    cache = tmp_path / "closure" / "closure.npz"
+    assert load_keyed(cache, closure_key(path, world["test"], cfg, model_sha256=loaded.source_sha256)) is not None
+    assert load_keyed(cache, closure_key(path, world["test"], cfg)) is None  # not filed under the new bytes

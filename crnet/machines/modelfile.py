@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,10 @@ class ModelFile:
     metadata: dict = field(default_factory=dict)
     members: list[tuple[dict[str, torch.Tensor], FeatureScaler]] = field(default_factory=list)
     """Ensemble members after the first: (state_dict, feature scaler) each (module docstring)."""
+    source_sha256: str | None = field(default=None, compare=False)
+    """sha256 of the file bytes :func:`load_model` read this from (None for one built in memory or a
+    :meth:`member`); not saved. A cache keyed by the file's content (the closure test's) keys a loaded model by the
+    bytes it was actually built from, not by what the path holds later."""
     _checked: dict[int, nn.Module] = field(default_factory=dict, repr=False, compare=False)
     """Networks :func:`load_model` built to check that the weights fit, by member, kept for the first
     :meth:`take_network` so a loaded model is not built twice."""
@@ -221,8 +226,9 @@ def load_model(path: Path | str) -> ModelFile:
     if not path.is_file():
         raise ValueError(f"{path}: no such model file")
     check_model_signature(path)
+    raw = path.read_bytes()  # read once: the digest is that of the bytes loaded (model files are a few MB)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign / corrupt files
         raise ValueError(f"{path}: not a crnet model file ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
@@ -231,7 +237,9 @@ def load_model(path: Path | str) -> ModelFile:
         raise ValueError(f"{path}: model format version {payload.get('format_version')} is not supported "
                          f"(this crnet reads versions {list(SUPPORTED_FORMAT_VERSIONS)})")
     try:
-        return _model_from_payload(path, payload)
+        model = _model_from_payload(path, payload)
+        model.source_sha256 = hashlib.sha256(raw).hexdigest()
+        return model
     except (KeyError, TypeError, AttributeError, IndexError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: malformed crnet model file ({type(exc).__name__}: {exc})") from None
     except ValueError as exc:  # e.g. from TargetTransform / FeatureScaler: name the file
