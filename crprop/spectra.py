@@ -166,12 +166,14 @@ class ForceField:
         on the whole grid, so they are the same numbers as the full result's columns. A scalar phi gives bit for
         bit what an (n,) array of that value gives."""
         phi = np.asarray(phi_mv, dtype=np.float64)
-        n = self.iso_flux.shape[0] if models is None else len(models)
+        # the models' indices, converted once: they pick the rows of the unmodulated fallback and the LIS nodes
+        model_idx = None if models is None else np.asarray(models)
+        n = self.iso_flux.shape[0] if model_idx is None else len(model_idx)
         if phi.ndim > 1 or (phi.ndim == 1 and phi.shape != (n,)):
             raise ValueError(f"phi_mv must be a scalar or have one entry per model ({n}), got shape {phi.shape}")
         if not np.all(np.isfinite(phi) & (phi >= 0)):
             raise ValueError(f"phi_mv must be finite and >= 0, got {phi_mv!r}")
-        rows = slice(None) if models is None else np.asarray(models)
+        rows = slice(None) if model_idx is None else model_idx  # a slice: all models without a fancy-index copy
         cols = slice(None) if energies is None else energies
         log_e = self.log_e
         e_mev = self.e_mev[cols]  # the energies modulated; the LIS is interpolated on all of self.e_mev
@@ -183,7 +185,7 @@ class ForceField:
         x = np.minimum(np.log(e_lis), log_e[-1])  # beyond the grid: kept unmodulated below, never extrapolated
         j = np.clip(np.searchsorted(log_e, x, side="right") - 1, 0, log_e.size - 2)
         # log(E^2 J_LIS) at nodes j and j + 1 of each model, isotope and energy (flat indices into log_e2j)
-        model = np.arange(n) if models is None else np.asarray(models)
+        model = np.arange(n) if model_idx is None else model_idx
         node = (model[:, None, None] * self.abs_z.size + np.arange(self.abs_z.size)[None, :, None]) * log_e.size + j
         lo, hi = np.take(self.log_e2j, node), np.take(self.log_e2j, node + 1)  # (n, n_iso, n_E')
         # np.interp's form (slope times offset plus the left node): x on a node gives that node's value exactly

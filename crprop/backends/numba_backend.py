@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -202,29 +204,16 @@ def _solve_p(p1, p2, p3, l2, l3, gam, rmask, zmask, theta, src, q, cn, qfac, out
 
 
 class _Scratch:
-    """c', d' of the Thomas recurrences for one batch shape, and the float64 tables a kernel call takes (Dirichlet
-    masks, theta), filled per call: views into the workspace's buffers, so no sweep allocates them."""
+    """c', d' of the Thomas recurrences for one batch shape, and the theta table a kernel call takes (filled per
+    call): views into the workspace's buffers, so no sweep allocates them. The Dirichlet masks are not here: they
+    are per operator and read-only (:func:`_masks`)."""
 
     def __init__(self, ws: _Workspace, shape: tuple[int, int, int, int]) -> None:
         nr, nz, ne, nb = shape
         self.zc, self.zd = ws.view("zc", (nr, nz, ne * nb)), ws.view("zd", (nr, nz, ne * nb))
         self.pc, self.pd = ws.view("pc", (nr, ne, nb)), ws.view("pd", (nr, ne, nb))
         self.rc, self.rd = ws.view("rc", (nz, nr, ne * nb)), ws.view("rd", (nz, nr, ne * nb))
-        self.rmask = ws.view("rmask", (nr,))
-        self.zmask = ws.view("zmask", (nz, nb))
-        self.zmask_full = ws.view("zmask_full", (nz, ne * nb))  # zmask repeated over E: index k * B + b
         self.theta = ws.view("theta", (ne, nb))
-
-    def fill_masks(self, op: TransportOperator, raw: bool, full: bool) -> None:
-        """rmask and zmask (``full``: zmask_full) = 1 on unknowns, 0 on Dirichlet nodes; all 1 when ``raw``."""
-        zm = self.zmask_full if full else self.zmask
-        if raw:
-            self.rmask.fill(1.0)
-            zm.fill(1.0)
-            return
-        np.copyto(self.rmask, op.r_interior)
-        nz, nb = op.z_interior.shape
-        np.copyto(zm.reshape(nz, -1, nb), op.z_interior[:, None, :])
 
 
 class _Workspace:
@@ -251,7 +240,90 @@ _KERNEL_LOCK = threading.Lock()
 """One kernel call at a time per process: the Thomas scratch ``_WS`` is shared (a second thread's call of another
 shape reallocated it mid-sweep: fluxes wrong by up to 8e9, or a shape error; review of session 12), and numba's
 default threading layer does not support concurrent parallel regions. The prange loops already use every core,
-so threads calling the solver (``run_distributed(processes=False)``) lose nothing by taking turns."""
+so threads calling the solver (``run_distributed(processes=False)``) lose nothing by taking turns. The per-operator
+Dirichlet masks (``_MASKS``) need no lock: an entry is never written once stored."""
+
+
+_MaskKey = tuple[tuple[int, int, int, int], bytes, bytes]
+"""(op.shape, op.r_interior.tobytes(), op.z_interior.tobytes()): what the cached masks of an operator depend on."""
+
+
+@dataclass(frozen=True, eq=False)
+class _DirichletMasks:
+    """One operator's Dirichlet masks in the forms the kernels and :func:`reset_dirichlet` take, built once.
+
+    rmask (n_r,), zmask (n_z, B), zmask_full (n_z, n_E * B; zmask repeated over E, index k * B + b): float64, 1 on
+    unknowns, 0 on Dirichlet nodes. z_rows: the z rows with a Dirichlet node in some model; z_keep: z_interior of
+    those rows as (1, len(z_rows), 1, B); r_rows: the Dirichlet r planes. zmask_full is as large as one of the
+    operator's z coefficient arrays, and lives as long as the operator (_MASKS). Never written after construction, so
+    threads share an entry without a lock (the float arrays stay writeable only because numba compiles another
+    specialisation of every kernel for read-only arrays)."""
+
+    key: _MaskKey
+    """What the entry was built from. The operator's fields can be replaced or written in place after construction
+    (it is a plain dataclass), so each use compares this (0.3 us) rather than trusting the entry."""
+    owner: weakref.ref
+    rmask: np.ndarray
+    zmask: np.ndarray
+    zmask_full: np.ndarray
+    z_rows: np.ndarray
+    z_keep: np.ndarray
+    r_rows: np.ndarray
+
+
+_MASKS: dict[int, _DirichletMasks] = {}
+"""Per-operator masks keyed by ``id(op)``. A side table rather than a weakref.WeakKeyDictionary because
+TransportOperator is an eq=True dataclass and so unhashable, and rather than a private attribute on the operator
+because that would travel with copies and pickles of it (dask workers) and hide state in another module's class.
+Each entry holds a weak reference to its operator whose callback removes the entry when the operator is collected
+(a scan builds thousands of operators: nothing accumulates); the callback runs before the id can be reused, and
+takes no lock (it may run from garbage collection inside a thread that holds _KERNEL_LOCK)."""
+
+
+def _mask_key(op: TransportOperator) -> _MaskKey:
+    return op.shape, op.r_interior.tobytes(), op.z_interior.tobytes()
+
+
+def _build_masks(op: TransportOperator, key: _MaskKey) -> _DirichletMasks:
+    _, nz, ne, nb = op.shape
+    zmask = np.ascontiguousarray(op.z_interior, dtype=np.float64)
+    zmask_full = np.empty((nz, ne * nb))
+    np.copyto(zmask_full.reshape(nz, ne, nb), zmask[:, None, :])
+    z_rows = np.flatnonzero(~op.z_interior.all(axis=1))
+    op_id = id(op)
+    # The callback must not reference op (that would keep it alive); pop with a default: a rebuilt entry's
+    # predecessor is dropped with its weakref, whose callback then never runs.
+    owner = weakref.ref(op, lambda _ref: _MASKS.pop(op_id, None))
+    return _DirichletMasks(key=key, owner=owner, rmask=np.ascontiguousarray(op.r_interior, dtype=np.float64),
+                           zmask=zmask, zmask_full=zmask_full, z_rows=z_rows,
+                           z_keep=op.z_interior[None, z_rows, None, :], r_rows=np.flatnonzero(~op.r_interior))
+
+
+def _masks(op: TransportOperator) -> _DirichletMasks:
+    """The operator's cached masks, (re)built when it has none or its r_interior / z_interior changed.
+
+    Was a copy into the shared workspace on every kernel call (34 us at the paper grid with 16 models, 69 us with
+    64: four calls per Douglas step) and np.flatnonzero per reset_dirichlet call. Two threads may both build a
+    missing entry; they build equal ones and the last stored wins (dict assignment is atomic)."""
+    key = _mask_key(op)
+    entry = _MASKS.get(id(op))
+    if entry is None or entry.owner() is not op or entry.key != key:
+        entry = _MASKS[id(op)] = _build_masks(op, key)
+    return entry
+
+
+_ONES = np.ones(0)
+"""All-ones masks of GALPROP's raw sweeps: views of the first elements of this flat buffer, which only grows (as
+_Workspace's do), so a call fills nothing. Read and replaced under _KERNEL_LOCK only; never written after creation,
+so a view handed out before a growth stays valid."""
+
+
+def _ones(shape: tuple[int, ...]) -> np.ndarray:
+    global _ONES
+    n = math.prod(shape)
+    if _ONES.size < n:
+        _ONES = np.ones(n)
+    return _ONES[:n].reshape(shape)
 
 
 def _field(op: TransportOperator, x, name: str) -> np.ndarray:
@@ -268,17 +340,22 @@ def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
     if d not in ("z", "p", "r"):
         raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
     out = np.empty_like(src) if out is None else out
-    with _KERNEL_LOCK:  # the scratch workspace (Thomas c', d', masks, theta) is shared
+    with _KERNEL_LOCK:  # the scratch workspace (Thomas c', d', theta) and _ONES are shared
         ws = _WS.get(op.shape)
         np.copyto(ws.theta, theta)  # a scalar or (n_E, B); always the same writable C array type for the kernels
-        ws.fill_masks(op, raw, full=d != "p")
+        nr, nz, ne, nb = op.shape
+        if raw:  # GALPROP's boundary rows: no Dirichlet identity rows
+            rmask, zmask = _ones((nr,)), _ones((nz, nb) if d == "p" else (nz, ne * nb))
+        else:
+            masks = _masks(op)
+            rmask, zmask = masks.rmask, (masks.zmask if d == "p" else masks.zmask_full)
         if d == "z":
-            _solve_z(op.z_a1, op.z_a2, op.z_a3, ws.rmask, ws.zmask_full, ws.theta, src, q, cn, qfac, out, ws.zc, ws.zd)
+            _solve_z(op.z_a1, op.z_a2, op.z_a3, rmask, zmask, ws.theta, src, q, cn, qfac, out, ws.zc, ws.zd)
         elif d == "p":
-            _solve_p(op.p_a1, op.p_a2, op.p_a3, op.loss_a2, op.loss_a3, op.gamma, ws.rmask, ws.zmask, ws.theta, src, q,
+            _solve_p(op.p_a1, op.p_a2, op.p_a3, op.loss_a2, op.loss_a3, op.gamma, rmask, zmask, ws.theta, src, q,
                      cn, qfac, out, ws.pc, ws.pd)
         else:
-            _solve_r(op.r_a1, op.r_a2, op.r_a3, ws.rmask, ws.zmask_full, ws.theta, src, q, cn, qfac, out, ws.rc, ws.rd)
+            _solve_r(op.r_a1, op.r_a2, op.r_a3, rmask, zmask, ws.theta, src, q, cn, qfac, out, ws.rc, ws.rd)
     return out
 
 
@@ -292,11 +369,10 @@ def residual(op: TransportOperator, psi: np.ndarray, q: np.ndarray, out: np.ndar
     """Q - A psi on interior nodes, 0 on Dirichlet nodes (into ``out`` when given)."""
     psi, q = _field(op, psi, "psi"), _field(op, q, "q")
     out = _out(op, out, "out", psi, q)
-    with _KERNEL_LOCK:
-        ws = _WS.get(op.shape)
-        ws.fill_masks(op, raw=False, full=False)
+    masks = _masks(op)
+    with _KERNEL_LOCK:  # numba's parallel regions, one at a time (the residual takes no scratch)
         _residual(op.r_a1, op.r_a2, op.r_a3, op.z_a1, op.z_a2, op.z_a3, op.p_a1, op.p_a2, op.p_a3,
-                  op.res_loss_a2, op.res_loss_a3, op.gamma, op.res_loss_a4, ws.rmask, ws.zmask, psi, q, out)
+                  op.res_loss_a2, op.res_loss_a3, op.gamma, op.res_loss_a4, masks.rmask, masks.zmask, psi, q, out)
     return out
 
 
@@ -320,11 +396,11 @@ def reset_dirichlet(op: TransportOperator, psi: np.ndarray, d: str | None = None
 
     Only the z rows and r planes that hold Dirichlet nodes are touched (numpy_backend multiplies the whole field by
     the masks: three field passes per galprop step, 12 % of the numba ladder's time)."""
+    masks = _masks(op)  # the rows and planes to touch, found once per operator
     if d in (None, "z"):
-        rows = np.flatnonzero(~op.z_interior.all(axis=1))  # rows with a Dirichlet node in some model
-        psi[:, rows] *= op.z_interior[None, rows, None, :]
+        psi[:, masks.z_rows] *= masks.z_keep  # rows with a Dirichlet node in some model
     if d in (None, "r"):
-        psi[~op.r_interior] = 0.0
+        psi[masks.r_rows] = 0.0
 
 
 def douglas_step(op: TransportOperator, tau_s: np.ndarray, psi: np.ndarray, q: np.ndarray,
