@@ -176,3 +176,18 @@ def test_masks_do_not_outlive_their_operator(problems):
     assert all(r() is None for r in refs)
     # the problems' operators stay alive, so no id of theirs was reused by the loop's
     assert not ids & set(numba_backend._MASKS) and len(numba_backend._MASKS) <= n_before
+
+
+def test_an_entry_of_a_dead_operator_under_a_reused_id_is_rebuilt(problems):
+    """The weakref callback drops an operator's entry before its id can be reused; should an entry ever outlive it
+    (a lost callback), the owner check keeps a new operator at that id from taking the old operator's masks."""
+    op, q, tau, psi = problems["three"]
+    right = numba_backend._masks(op)
+    stale = dataclasses.replace(right, owner=lambda: None, rmask=np.zeros_like(right.rmask))  # same key, dead owner
+    numba_backend._MASKS[id(op)] = stale
+    try:
+        got = numba_backend._masks(op)
+        assert got is not stale and got.owner() is op
+        np.testing.assert_array_equal(got.rmask, op.r_interior.astype(np.float64))
+    finally:
+        numba_backend._MASKS[id(op)] = numba_backend._masks(op)
