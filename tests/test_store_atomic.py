@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import h5py
 import numpy as np
 import pytest
 
@@ -133,3 +134,5 @@ def test_merge_failing_mid_way_leaves_no_temporary_and_keeps_the_old_output(tmp_
     with pytest.raises(OSError, match="No space left"):
         merge_stores([a, b], out, overwrite=True)
     assert _names(tmp_path) == ["a.h5", "b.h5", "m.h5"] and out.read_bytes() == before
+    # and no HDF5 file is left open (on Linux the temporary could be removed while still open)
+    assert not h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)
