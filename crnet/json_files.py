@@ -14,18 +14,21 @@ _JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool
 """JSON's names of the values json.loads returns (a JSON array is a list in Python and in these messages)."""
 
 
-def read_json_object(path: Path | str, what: str, *, error: type[Exception] = ValueError, hint: str = ""
-                     ) -> dict[str, Any]:
+def read_json_object(path: Path | str, what: str, *, error: type[Exception] = ValueError, hint: str = "",
+                     bad: str = "corrupt") -> dict[str, Any]:
     """The JSON object (a dict) in ``path``; ``error`` (ValueError unless given) naming the file and what is wrong:
 
     * ``<path>: missing <what> (no such file)``;
     * ``<path>: unreadable <what> (<reason>)``: a directory, no permission, an I/O error;
-    * ``<path>: corrupt <what> (not JSON text: <reason>)``: not UTF-8 (a binary file);
-    * ``<path>: corrupt <what> (<reason>: line <l> column <c> (char <n>))``: not JSON (a truncated copy);
-    * ``<path>: corrupt <what> (a JSON <type>, not an object)``.
+    * ``<path>: <bad> <what> (not JSON text: <reason>)``: not UTF-8 (a binary file);
+    * ``<path>: <bad> <what> (<reason>: line <l> column <c> (char <n>))``: not JSON (a truncated copy);
+    * ``<path>: <bad> <what> (a JSON <type>, not an object)``.
 
-    ``what`` names the kind of file (``"stage marker"``); ``hint``, when given, follows after ``"; "`` (what to do
-    about it), so a caller can keep only the first part with ``str(exc).split(";")[0]``.
+    ``bad`` is the word for a content problem: "corrupt" for files crnet writes itself into a directory it owns (a
+    stage marker, a run log: only a copy or an edit spoils them), "not a" for files a user names (``--from-fit``: a
+    wrong file is more likely than a damaged one). ``what`` names the kind of file (``"stage marker"``); ``hint``,
+    when given, follows after ``"; "`` (what to do about it), so a caller can keep only the first part with
+    ``str(exc).split(";")[0]``.
     """
     path = Path(path)
 
@@ -37,13 +40,13 @@ def read_json_object(path: Path | str, what: str, *, error: type[Exception] = Va
     except FileNotFoundError:
         raise fail("missing", "no such file") from None
     except UnicodeDecodeError as exc:
-        raise fail("corrupt", f"not JSON text: {exc}") from None
+        raise fail(bad, f"not JSON text: {exc}") from None
     except OSError as exc:
         raise fail("unreadable", exc.strerror or str(exc)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:  # its message ends with the line and column
-        raise fail("corrupt", str(exc)) from None
+        raise fail(bad, str(exc)) from None
     if not isinstance(data, dict):
-        raise fail("corrupt", f"a JSON {_JSON_TYPES.get(type(data), type(data).__name__)}, not an object")
+        raise fail(bad, f"a JSON {_JSON_TYPES.get(type(data), type(data).__name__)}, not an object")
     return data

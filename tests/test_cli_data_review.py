@@ -282,7 +282,7 @@ def test_scan_from_fit_refuses_files_that_are_not_fit_results(tmp_path: Path, sp
     extra.write_text(json.dumps({"format": "crnet-fit", "params": CRML_BASE.to_dict(),
                                  "covariance_log": np.eye(10).tolist(), "comment": "mine"}))
     for path, fragment in ((spectra_file, "not JSON text"),
-                           (listing, "corrupt crnet fit file (a JSON list, not an object)"),
+                           (listing, "not a crnet fit file (a JSON list, not an object)"),
                            (extra, "'comment'"), (tmp_path, "is a directory")):
         res = runner.invoke(app, ["scan", "--out", str(tmp_path / "scan.h5"), "--from-fit", str(path), *GRID])
         assert_usage_error(res, f"--from-fit {path}", fragment)

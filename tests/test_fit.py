@@ -123,7 +123,7 @@ def test_fit_result_roundtrip_and_bad_files(tmp_path):
     with pytest.raises(ValueError, match="covariance_log"):
         FitResult.load(tmp_path / "bad.json")
     (tmp_path / "junk.json").write_text("{")
-    with pytest.raises(ValueError, match=r"junk\.json: corrupt crnet fit file \(Expecting .*: line 1 column 2"):
+    with pytest.raises(ValueError, match=r"junk\.json: not a crnet fit file \(Expecting .*: line 1 column 2"):
         FitResult.load(tmp_path / "junk.json")
     with pytest.raises(ValueError, match="strictly inside"):
         fit_best(model, FitConfig(start=[1.0, 0.45, -1.0, 30.0, 6.0, 0.8, 2.4, 2.2, 1e3, 4e5]), progress=False)

@@ -55,3 +55,11 @@ def test_binary_and_unreadable_files(tmp_path):
         read_json_object(path, "crnet fit file")
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path}: unreadable crnet fit file (Is a directory)")):
         read_json_object(tmp_path, "crnet fit file")
+
+
+def test_a_file_the_user_named_is_not_called_corrupt(tmp_path):
+    path = tmp_path / "listing.json"
+    path.write_text("[1]")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not a crnet fit file (a JSON list, not an object); "
+                                                   "`crnet fit --out` writes one") + "$"):
+        read_json_object(path, "crnet fit file", hint="`crnet fit --out` writes one", bad="not a")

@@ -143,7 +143,7 @@ class FitResult:
         """The fit result written by :meth:`save` (``crnet fit --out``); ValueError naming the file for anything else:
         binary or unreadable, JSON that is not an object, another format, unknown or missing keys, a bad covariance."""
         path = Path(path)
-        raw = read_json_object(path, "crnet fit file", hint="`crnet fit --out` writes one")
+        raw = read_json_object(path, "crnet fit file", hint="`crnet fit --out` writes one", bad="not a")
         unknown = sorted(set(raw) - {f.name for f in fields(cls)} - {"format", "version"})
         if unknown:
             raise ValueError(f"{path}: not a crnet fit file written by `crnet fit` (unknown key(s) {unknown})")
