@@ -372,6 +372,9 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache, pred_file, resim_path = workdir / "closure.npz", workdir / "prediction.npz", workdir / "resim.h5"
+    if model is not None and model.source_sha256 is None:
+        raise ValueError(f"closure_test: model= must be {model_path} as load_model read it (its source_sha256 keys the "
+                         "cache); this one was built in memory or is an ensemble member")
     key = closure_key(model_path, test_store, cfg, model_sha256=None if model is None else model.source_sha256)
     cached = load_keyed(cache, key)  # None when unreadable too: a cache keyed by content, recomputed
     if cached is not None and CLOSURE_ARRAYS <= cached.keys():
@@ -485,7 +488,10 @@ def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: Fe
     log_path = out / LOG_NAME
     tcfg = replace(train_config or TrainConfig(machine=model_file.machine), epochs=cfg.retrain_epochs,
                    progress=cfg.progress)
-    identity = loop_identity(current, store, test_store, cfg, tcfg, train_store_sha256)
+    # the model digest of the bytes round 0 predicts with (model_file), not of the path read again: a file rewritten
+    # since the checks would otherwise name other bytes in the identity than those of round 0's predictions
+    identity = loop_identity(current, store, test_store, cfg, tcfg, train_store_sha256,
+                             model_sha256=model_file.source_sha256)
     given = current
     if replace_other_run:
         why = _other_run(log_path, identity, store)
@@ -562,14 +568,16 @@ it runs (progress bar, solver backend, models per call)."""
 
 
 def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: FeedbackConfig, tcfg,
-                  train_store_sha256: str | None = None) -> dict:
+                  train_store_sha256: str | None = None, model_sha256: str | None = None) -> dict:
     """What a feedback directory's rounds depend on: the starting model, test pseudo-data and training store
     (sha256: not their paths, so a moved run directory resumes), every FeedbackConfig setting except
     :data:`LOOP_FREE_SETTINGS`, and the retraining's TrainConfig (except how it runs).
 
     ``train_store_sha256``: the training store's digest when the caller has it (:func:`run_feedback` passes the one
     :func:`crnet.feedback_inputs.check_feedback_inputs` computed), so that the store is hashed once per run;
-    :func:`crnet.machines.modelfile.file_sha256` remembers digests of files of 256 MiB or more only."""
+    :func:`crnet.machines.modelfile.file_sha256` remembers digests of files of 256 MiB or more only.
+    ``model_sha256``: the digest of the model bytes the loop predicts with (``ModelFile.source_sha256`` of the
+    loaded model), else ``model`` is hashed."""
     from crnet.machines.modelfile import file_sha256
 
     settings = asdict(cfg)
@@ -586,7 +594,8 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
     resolved = tcfg.resolved()  # per-network defaults that decide the training (None would hide a change of them)
     train["lr_schedule"], train["patience"] = resolved.lr_schedule, resolved.patience
     return json.loads(json.dumps({
-        "model_sha256": file_sha256(model), "test_store_sha256": file_sha256(test_store),
+        "model_sha256": model_sha256 if model_sha256 is not None else file_sha256(model),
+        "test_store_sha256": file_sha256(test_store),
         "train_store_sha256": train_store_sha256 if train_store_sha256 is not None else file_sha256(train_store),
         "feedback": settings, "retraining": train}, default=str))
 

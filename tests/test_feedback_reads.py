@@ -188,3 +188,54 @@ def test_a_loaded_model_keys_the_closure_cache_by_the_bytes_it_came_from(world, 
     cache = tmp_path / "closure" / "closure.npz"
     assert load_keyed(cache, closure_key(path, world["test"], cfg, model_sha256=loaded.source_sha256)) is not None
     assert load_keyed(cache, closure_key(path, world["test"], cfg)) is None  # not filed under the new bytes
+
+
+def test_the_loop_identity_names_the_bytes_round_0_predicts_with(world, tmp_path, monkeypatch):
+    """The model is loaded before the checks, which hash the whole training store; a model file rewritten in that
+    window must not give the log the new bytes' digest while round 0 predicts with the old model (review,
+    helper-68): the identity takes the loaded model's source_sha256."""
+    from dataclasses import replace
+
+    from crnet.machines.modelfile import file_sha256, load_model, save_model
+
+    path = tmp_path / "model.pt"
+    shutil.copy(world["a"], path)
+    original = file_sha256(path)
+    checks, identities = feedback_mod.check_feedback_inputs, []
+
+    def checks_then_rewrite(*args, **kw):
+        result = checks(*args, **kw)
+        old = load_model(path)
+        save_model(path, replace(old, metadata={**old.metadata, "note": "rewritten"}))
+        return result
+
+    def recording_identity(*args, **kw):
+        identities.append(loop_identity(*args, **kw))
+        return identities[-1]
+
+    monkeypatch.setattr(feedback_mod, "check_feedback_inputs", checks_then_rewrite)
+    monkeypatch.setattr(feedback_mod, "loop_identity", recording_identity)
+    _stop_at_round_0(monkeypatch)
+    with pytest.raises(Stop):
+        run_feedback(path, world["scan"], world["test"], tmp_path / "fb", FeedbackConfig(sim=_sim()))
+    assert file_sha256(path) != original
+    assert [i["model_sha256"] for i in identities] == [original]
+
+
+def test_a_replaced_or_member_model_is_not_taken_for_the_file(world, tmp_path):
+    """dataclasses.replace and member() make models that are not the file's bytes: they carry no source digest and
+    no networks of the original, and closure_test refuses them as ``model=`` (they would be cached under the
+    file's digest)."""
+    from dataclasses import replace
+
+    from crnet.feedback import closure_test
+    from crnet.machines.modelfile import load_model
+
+    loaded = load_model(world["a"])
+    other = replace(loaded, state_dict={k: v + 1 for k, v in loaded.state_dict.items()})
+    assert loaded.source_sha256 is not None and other.source_sha256 is None
+    assert other._checked == {} and loaded._checked  # the check's networks hold the file's weights, not other's
+    cfg = FeedbackConfig(sim=_sim(), n_test=1, progress=False)
+    for model in (other, loaded.member(0)):
+        with pytest.raises(ValueError, match=r"^closure_test: model= must be .* as load_model read it"):
+            closure_test(world["a"], world["test"], tmp_path / "closure", cfg, model=model)

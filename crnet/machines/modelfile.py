@@ -132,11 +132,11 @@ class ModelFile:
     metadata: dict = field(default_factory=dict)
     members: list[tuple[dict[str, torch.Tensor], FeatureScaler]] = field(default_factory=list)
     """Ensemble members after the first: (state_dict, feature scaler) each (module docstring)."""
-    source_sha256: str | None = field(default=None, compare=False)
+    source_sha256: str | None = field(default=None, init=False, compare=False)
     """sha256 of the file bytes :func:`load_model` read this from (None for one built in memory or a
     :meth:`member`); not saved. A cache keyed by the file's content (the closure test's) keys a loaded model by the
     bytes it was actually built from, not by what the path holds later."""
-    _checked: dict[int, nn.Module] = field(default_factory=dict, repr=False, compare=False)
+    _checked: dict[int, nn.Module] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Networks :func:`load_model` built to check that the weights fit, by member, kept for the first
     :meth:`take_network` so a loaded model is not built twice."""
 
@@ -231,6 +231,8 @@ def load_model(path: Path | str) -> ModelFile:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign / corrupt files
         raise ValueError(f"{path}: not a crnet model file ({type(exc).__name__}: {exc})") from None
+    source_sha256 = hashlib.sha256(raw).hexdigest()
+    del raw  # the tensors are built: do not hold the file's bytes too while the networks are checked
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path}: not a crnet model file (format tag missing)")
     if payload.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
@@ -238,7 +240,7 @@ def load_model(path: Path | str) -> ModelFile:
                          f"(this crnet reads versions {list(SUPPORTED_FORMAT_VERSIONS)})")
     try:
         model = _model_from_payload(path, payload)
-        model.source_sha256 = hashlib.sha256(raw).hexdigest()
+        model.source_sha256 = source_sha256
         return model
     except (KeyError, TypeError, AttributeError, IndexError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: malformed crnet model file ({type(exc).__name__}: {exc})") from None
