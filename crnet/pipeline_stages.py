@@ -13,11 +13,12 @@ removing what an earlier training to its model file left there (:func:`remove_tr
 Paths in the markers are relative to the output directory (:data:`MARKER_PATHS`), so a copied or moved run
 directory uses its own files. A corrupt marker is refused, naming it.
 
-A finished marker also records the code that made it (:func:`stage_code`: crnet's version and git commit). A re-run
-whose code differs warns (:class:`StageCodeChangedWarning`, naming the stage and both versions) and keeps the
-result: settings are what a stage's result is defined by, and a code change (a speed-up, a fix elsewhere, a
-changed default the config does not name) may or may not change it, which only the user can judge; refusing
-would make every commit redo GPU hours of finished stages. Delete the marker (and the later ones) to redo it."""
+A finished marker also records the code that made it (:func:`stage_code`: a digest of the crnet and crprop package
+files, with the version and git commit for the reader). A re-run whose package sources differ warns
+(:class:`StageCodeChangedWarning`, naming the stage and both) and keeps the result: settings are what a stage's
+result is defined by, and a code change (a speed-up, a fix elsewhere, a changed default the config does not name)
+may or may not change it, which only the user can judge; refusing would make every code change redo GPU hours of
+finished stages. Delete the marker (and the later ones) to redo it."""
 
 from __future__ import annotations
 
@@ -31,10 +32,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from crnet import __version__
 from crnet.json_files import read_json_object
 from crnet.paths import atomic_write_text
 from crnet.pipeline_config import MACHINE_NAMES, PAPER_PROTOCOL_MACHINES, PipelineConfig
-from crnet.provenance import changed_settings, code_version, list_settings
+from crnet.provenance import changed_settings, git_commit, list_settings, source_sha256
 from crprop.backends import release_cached_device_memory
 
 
@@ -95,35 +97,30 @@ MACHINE_LIST_SETTINGS: tuple[str, ...] = ("train.machines", "train.check", "trai
 the noise / ensemble lists include it, so adding a machine to a finished run does not outdate the others' stages."""
 
 
-CODE_KEYS: tuple[str, ...] = ("crnet", "git_commit")
-"""The entries of :func:`crnet.provenance.code_version` a finished marker records: the git dirty flag is left
-out (a dirty tree's changes are not identified by it, so two dirty runs on one commit would look alike anyway)."""
-
-
 class StageCodeChangedWarning(UserWarning):
-    """A finished stage was made by another crnet version or commit than the one now running; its result is kept."""
+    """A finished stage was made by other code (package sources) than the code now running; its result is kept."""
 
 
 def stage_code() -> dict[str, Any]:
-    """The code a stage's result is recorded as made by: {'crnet': version, 'git_commit': hash or None}."""
-    code = code_version()
-    return {k: code[k] for k in CODE_KEYS}
+    """The code a stage's result is recorded as made by: {'crnet': version, 'source_sha256': digest of the crnet and
+    crprop packages (:func:`crnet.provenance.source_sha256`), 'git_commit': hash or None (for the reader only)}."""
+    return {"crnet": __version__, "source_sha256": source_sha256(), "git_commit": git_commit()}
 
 
 def code_difference(recorded: Any, current: dict[str, Any]) -> str | None:
-    """How ``recorded`` (a marker's ``code`` entry) differs from ``current`` ('crnet 0.1.0 (commit 1a2b3c4d5e6f)
-    -> crnet 0.2.0 (commit ...)'), or None when they agree or cannot be compared: a marker written before code was
-    recorded, or a commit unknown on either side (not a git checkout) with the same version."""
-    if not isinstance(recorded, dict):
+    """How ``recorded`` (a marker's ``code`` entry) differs from ``current``, as 'crnet 0.1.0 (commit 1a2b3c4d5e6f,
+    sources 0a1b2c3d4e5f) -> crnet 0.1.0 (sources 9f8e7d6c5b4a)', or None when their package sources agree or a
+    marker holds no source digest (written before it was recorded): the sources decide, not the commit (a commit that
+    changes only tests or documents changes no result; an uncommitted edit may)."""
+    if not isinstance(recorded, dict) or not recorded.get("source_sha256"):
         return None
-    commits = (recorded.get("git_commit"), current.get("git_commit"))
-    same_commit = None in commits or commits[0] == commits[1]
-    if recorded.get("crnet") == current.get("crnet") and same_commit:
+    if recorded["source_sha256"] == current.get("source_sha256"):
         return None
 
     def name(code: dict) -> str:
-        commit = code.get("git_commit")
-        return f"crnet {code.get('crnet')}" + (f" (commit {commit[:12]})" if commit else "")
+        parts = [f"commit {code['git_commit'][:12]}"] if code.get("git_commit") else []
+        parts.append(f"sources {str(code.get('source_sha256'))[:12]}")
+        return f"crnet {code.get('crnet')} ({', '.join(parts)})"
 
     return f"{name(recorded)} -> {name(current)}"
 

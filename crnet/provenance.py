@@ -11,22 +11,59 @@ from typing import Any
 
 from crnet import __version__
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+"""The directory holding the crnet and crprop packages (the repository root of a checkout)."""
+
+SOURCE_PACKAGES: tuple[str, ...] = ("crnet", "crprop")
+"""The packages whose files :func:`source_sha256` digests: everything a pipeline stage's result is computed by."""
+
+
+def git_commit() -> str | None:
+    """HEAD of the git checkout crnet lives in, or None: not a checkout, no git, or a checkout that is not crnet's
+    own (a package installed into a virtual environment inside another repository would report that repository's
+    HEAD: git searches upward)."""
+    try:
+        top, commit = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True, text=True,
+            timeout=10, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return commit if Path(top).resolve() == PACKAGE_ROOT else None
+
 
 def code_version(exclude: tuple[str, ...] = ()) -> dict:
-    """crnet version and, when the package lives in a git checkout, its commit and dirty flag (uncommitted changes
-    to tracked files outside the repository paths ``exclude``)."""
+    """crnet version and, when the package lives in its own git checkout (:func:`git_commit`), its commit and dirty
+    flag (uncommitted changes to tracked files outside the repository paths ``exclude``)."""
     out = {"crnet": __version__, "git_commit": None, "git_dirty": None}
-    root = Path(__file__).resolve().parents[1]
+    commit = git_commit()
+    if commit is None:
+        return out
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                *(f":(exclude){p}" for p in exclude)],
+        dirty = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", *(f":(exclude){p}" for p in exclude)],
                                capture_output=True, text=True, timeout=30, check=True).stdout.strip()
         out["git_commit"], out["git_dirty"] = commit, bool(dirty)
     except (OSError, subprocess.SubprocessError):
         pass
     return out
+
+
+def source_sha256() -> str:
+    """sha256 of the installed crnet and crprop packages (:data:`SOURCE_PACKAGES`): every file's path relative to
+    :data:`PACKAGE_ROOT` and its bytes, in path order, compiled caches left out (~10 ms). It identifies the code
+    itself: the same with or without git, blind to commits that change only tests or documents, and different for
+    uncommitted edits and for the bundled data tables (cross sections) the results depend on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = sorted(f for name in SOURCE_PACKAGES for f in (PACKAGE_ROOT / name).rglob("*")
+                   if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo"))
+    for f in files:
+        rel = f.relative_to(PACKAGE_ROOT).as_posix().encode()
+        data = f.read_bytes()
+        h.update(len(rel).to_bytes(8, "little") + rel + len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
 
 
 def array_sha256(*arrays: Any) -> str:

@@ -1,4 +1,5 @@
-"""A finished pipeline stage records the code that made it; a re-run on other code warns and keeps the result."""
+"""A finished pipeline stage records the code that made it (a digest of the package sources); a re-run on other
+sources warns and keeps the result."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import pytest
 from crnet import __version__
 from crnet.pipeline_config import load_config
 from crnet.pipeline_stages import StageCodeChangedWarning, _Stages, code_difference, stage_code
+from crnet.provenance import source_sha256
 
 CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
-OLD = {"crnet": "0.0.1", "git_commit": "a" * 40}
-NEW = {"crnet": "0.0.1", "git_commit": "b" * 40}
+OLD = {"crnet": "0.0.1", "source_sha256": "1" * 64, "git_commit": "a" * 40}
+NEW = {"crnet": "0.0.1", "source_sha256": "2" * 64, "git_commit": "b" * 40}
 
 
 def _stages(out: Path, code: dict) -> _Stages:
@@ -26,7 +28,9 @@ def test_a_finished_marker_records_the_running_code(tmp_path):
     assert st.run("test_pseudodata", lambda resume: "test_pseudo.h5") == "test_pseudo.h5"
     marker = json.loads((tmp_path / "stages/test_pseudodata.json").read_text())
     assert marker["code"] == OLD
-    assert stage_code()["crnet"] == __version__ and set(stage_code()) == {"crnet", "git_commit"}
+    code = stage_code()
+    assert code["crnet"] == __version__ and set(code) == {"crnet", "source_sha256", "git_commit"}
+    assert code["source_sha256"] == source_sha256() and len(code["source_sha256"]) == 64
 
 
 def test_other_code_warns_once_and_keeps_the_result(tmp_path):
@@ -41,18 +45,60 @@ def test_other_code_warns_once_and_keeps_the_result(tmp_path):
     assert len(record) == 1  # once per stage and run, though checked twice
     marker = tmp_path / "stages/test_pseudodata.json"
     assert str(record[0].message) == (
-        f"{marker}: stage 'test_pseudodata' was finished by other code (crnet 0.0.1 (commit aaaaaaaaaaaa) -> crnet "
-        "0.0.1 (commit bbbbbbbbbbbb)); its result is kept, as its settings are unchanged. Delete this marker and "
-        "those of the later stages to redo them with this code")
+        f"{marker}: stage 'test_pseudodata' was finished by other code (crnet 0.0.1 (commit aaaaaaaaaaaa, sources "
+        "111111111111) -> crnet 0.0.1 (commit bbbbbbbbbbbb, sources 222222222222)); its result is kept, as its "
+        "settings are unchanged. Delete this marker and those of the later stages to redo them with this code")
     assert json.loads(marker.read_text())["code"] == OLD  # the kept result still names the code that made it
 
 
 @pytest.mark.parametrize(("recorded", "current", "expected"), [
     (None, NEW, None),  # a marker from before code was recorded: nothing to compare
+    ({"crnet": "0.0.1", "git_commit": "a" * 40}, NEW, None),  # recorded before the sources were digested
     (OLD, {**OLD}, None),
-    ({"crnet": "0.0.1", "git_commit": None}, NEW, None),  # not a git checkout then: the versions agree
-    ({"crnet": "0.0.1", "git_commit": None}, {"crnet": "0.0.2", "git_commit": None}, "crnet 0.0.1 -> crnet 0.0.2"),
-    (OLD, {"crnet": "0.0.2", "git_commit": None}, "crnet 0.0.1 (commit aaaaaaaaaaaa) -> crnet 0.0.2"),
+    ({**OLD, "git_commit": "c" * 40}, OLD, None),  # another commit, the same package files (tests or docs changed)
+    ({**OLD, "git_commit": None}, NEW, "crnet 0.0.1 (sources 111111111111) -> crnet 0.0.1 (commit bbbbbbbbbbbb, "
+                                       "sources 222222222222)"),  # not a checkout then: the sources still decide
 ])
 def test_code_difference(recorded, current, expected):
     assert code_difference(recorded, current) == expected
+
+
+def test_the_source_digest_follows_the_package_files(tmp_path, monkeypatch):
+    """source_sha256 reads the files of crnet and crprop under PACKAGE_ROOT: an edited, added or renamed file
+    changes it, a compiled cache does not."""
+    import crnet.provenance as provenance
+
+    for name in provenance.SOURCE_PACKAGES:
+        (tmp_path / name / "__pycache__").mkdir(parents=True)
+        (tmp_path / name / "__init__.py").write_text("x = 1\n")
+    monkeypatch.setattr(provenance, "PACKAGE_ROOT", tmp_path)
+    first = provenance.source_sha256()
+    (tmp_path / "crnet" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"cache")
+    assert provenance.source_sha256() == first
+    (tmp_path / "crprop" / "__init__.py").write_text("x = 2\n")
+    edited = provenance.source_sha256()
+    assert edited != first
+    (tmp_path / "crprop" / "__init__.py").rename(tmp_path / "crprop" / "other.py")
+    assert provenance.source_sha256() not in (first, edited)
+
+
+def test_a_commit_of_another_repository_is_not_crnets(tmp_path, monkeypatch):
+    """crnet installed into a virtual environment inside the user's own git repository: git finds that repository
+    upward, whose HEAD is not crnet's commit (review, helper-68)."""
+    import subprocess
+
+    import crnet.provenance as provenance
+
+    if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("git is not installed")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", "x"], check=True,
+                   env={**__import__("os").environ, **env})
+    site = tmp_path / ".venv" / "site"
+    site.mkdir(parents=True)
+    monkeypatch.setattr(provenance, "PACKAGE_ROOT", site)
+    assert provenance.git_commit() is None
+    assert provenance.code_version()["git_commit"] is None
+    monkeypatch.setattr(provenance, "PACKAGE_ROOT", tmp_path.resolve())  # the repository's own root: its HEAD
+    assert provenance.git_commit() is not None and len(provenance.git_commit()) == 40
