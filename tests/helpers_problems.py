@@ -65,3 +65,22 @@ def galprop_c12_problem(internals_dir):
                         s["dpdt_f32"][i].astype(np.float64), gamma)
     q = (ps["primary_source_C12"] + ps["secondary_source_C12"])[..., None]
     return op, q, ps["psi_raw_C12"]
+
+
+def halo_problem(z_half_kpc, seed: int):
+    """(operator, source) on :func:`small_grid` with one model per halo half-height in ``z_half_kpc`` (kpc), so the
+    Dirichlet z masks differ between models: random diffusion (D ~ 1e28 cm^2/s), reacceleration, losses and
+    fragmentation, and a source ~ p^-2.3."""
+    rng = np.random.default_rng(seed)
+    grid = small_grid()
+    n_r, n_z, n_e = grid.shape
+    n_b = len(z_half_kpc)
+    p = proton_momentum(grid)
+    dxx = 1e28 * rng.uniform(0.5, 3.0, n_b)[None] * (p[:, None] / 1e3) ** 0.4
+    dpp = p[:, None] ** 2 * 3e6**2 / dxx * 0.3
+    gas = rng.uniform(0.2, 1.5, (n_r, n_z))
+    dpdt = gas[..., None] * 3e-13 * (p / 1e3)[None, None] ** -0.5
+    gamma = gas[..., None] * 5e-15 + 2e-15 * (1e3 / p)[None, None]
+    op = build_operator(grid, p, dxx, dpp, dpdt, gamma, z_half_kpc=np.array(z_half_kpc))
+    q = rng.uniform(0.5, 1.0, (n_r, n_z, n_e, n_b)) * (p / 1e3)[None, None, :, None] ** -2.3
+    return op, q

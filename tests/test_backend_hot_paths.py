@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers_problems import proton_momentum, random_problem, small_grid
+from helpers_problems import halo_problem, random_problem
 
 from crprop.backends import numba_backend, numpy_backend
-from crprop.discretization import build_operator
 from crprop.solvers import TimeLadder, douglas, galprop_cn, solve_species
 
 BACKEND_ROUND_OFF = 1e-13
@@ -26,19 +25,7 @@ so the Dirichlet z mask differs between models (the per-model mask tables the nu
 
 
 def mixed_halo_problem(seed: int = 7):
-    rng = np.random.default_rng(seed)
-    grid = small_grid()
-    n_r, n_z, n_e = grid.shape
-    n_b = len(ZH_MIXED)
-    p = proton_momentum(grid)
-    dxx = 1e28 * rng.uniform(0.5, 3.0, n_b)[None] * (p[:, None] / 1e3) ** 0.4
-    dpp = p[:, None] ** 2 * 3e6**2 / dxx * 0.3
-    gas = rng.uniform(0.2, 1.5, (n_r, n_z))
-    dpdt = gas[..., None] * 3e-13 * (p / 1e3)[None, None] ** -0.5
-    gamma = gas[..., None] * 5e-15 + 2e-15 * (1e3 / p)[None, None]
-    op = build_operator(grid, p, dxx, dpp, dpdt, gamma, z_half_kpc=np.array(ZH_MIXED))
-    q = rng.uniform(0.5, 1.0, (n_r, n_z, n_e, n_b)) * (p / 1e3)[None, None, :, None] ** -2.3
-    return op, q
+    return halo_problem(ZH_MIXED, seed)
 
 
 @pytest.fixture(scope="module", params=["mixed_halos", "upwind2"])

@@ -12,11 +12,10 @@ import weakref
 
 import numpy as np
 import pytest
-from helpers_problems import proton_momentum, small_grid
+from helpers_problems import halo_problem
 from test_backend_hot_paths import BACKEND_ROUND_OFF, slice_error
 
 from crprop.backends import numba_backend, numpy_backend
-from crprop.discretization import build_operator
 from crprop.operator import TransportOperator
 
 HALOS = {
@@ -25,22 +24,6 @@ HALOS = {
     "three": (0.7, 1.4, 1.0),  # another batch size
 }
 """Halo half-heights (kpc) per operator: the Dirichlet z masks differ between every pair of operators."""
-
-
-def halo_problem(z_half_kpc: tuple[float, ...], seed: int) -> tuple[TransportOperator, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    grid = small_grid()
-    n_r, n_z, n_e = grid.shape
-    n_b = len(z_half_kpc)
-    p = proton_momentum(grid)
-    dxx = 1e28 * rng.uniform(0.5, 3.0, n_b)[None] * (p[:, None] / 1e3) ** 0.4
-    dpp = p[:, None] ** 2 * 3e6**2 / dxx * 0.3
-    gas = rng.uniform(0.2, 1.5, (n_r, n_z))
-    dpdt = gas[..., None] * 3e-13 * (p / 1e3)[None, None] ** -0.5
-    gamma = gas[..., None] * 5e-15 + 2e-15 * (1e3 / p)[None, None]
-    op = build_operator(grid, p, dxx, dpp, dpdt, gamma, z_half_kpc=np.array(z_half_kpc))
-    q = rng.uniform(0.5, 1.0, (n_r, n_z, n_e, n_b)) * (p / 1e3)[None, None, :, None] ** -2.3
-    return op, q
 
 
 @pytest.fixture(scope="module")
