@@ -369,12 +369,12 @@ def closure_test(model_path: Path | str, test_store: Path | str, workdir: Path |
     from crnet.machines.inference import predict_file
     from crnet.machines.modelfile import Predictor
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    cache, pred_file, resim_path = workdir / "closure.npz", workdir / "prediction.npz", workdir / "resim.h5"
     if model is not None and model.source_sha256 is None:
         raise ValueError(f"closure_test: model= must be {model_path} as load_model read it (its source_sha256 keys the "
                          "cache); this one was built in memory or is an ensemble member")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cache, pred_file, resim_path = workdir / "closure.npz", workdir / "prediction.npz", workdir / "resim.h5"
     key = closure_key(model_path, test_store, cfg, model_sha256=None if model is None else model.source_sha256)
     cached = load_keyed(cache, key)  # None when unreadable too: a cache keyed by content, recomputed
     if cached is not None and CLOSURE_ARRAYS <= cached.keys():

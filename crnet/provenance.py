@@ -4,6 +4,7 @@ run's recorded settings with the current ones that every resume uses (light: no 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,14 +19,20 @@ SOURCE_PACKAGES: tuple[str, ...] = ("crnet", "crprop")
 """The packages whose files :func:`source_sha256` digests: everything a pipeline stage's result is computed by."""
 
 
+def _git(*args: str, timeout: float) -> str:
+    """stdout of ``git -C PACKAGE_ROOT <args>``, run without the caller's GIT_* variables: a git hook exports
+    GIT_DIR / GIT_WORK_TREE / GIT_INDEX_FILE, which would point the command at another repository than crnet's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return subprocess.run(["git", "-C", str(PACKAGE_ROOT), *args], capture_output=True, text=True, timeout=timeout,
+                          check=True, env=env).stdout
+
+
 def git_commit() -> str | None:
     """HEAD of the git checkout crnet lives in, or None: not a checkout, no git, or a checkout that is not crnet's
     own (a package installed into a virtual environment inside another repository would report that repository's
     HEAD: git searches upward)."""
     try:
-        top, commit = subprocess.run(
-            ["git", "-C", str(PACKAGE_ROOT), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True, text=True,
-            timeout=10, check=True).stdout.split()
+        top, commit = _git("rev-parse", "--show-toplevel", "HEAD", timeout=10).splitlines()  # a path may hold spaces
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return commit if Path(top).resolve() == PACKAGE_ROOT else None
@@ -39,9 +46,8 @@ def code_version(exclude: tuple[str, ...] = ()) -> dict:
     if commit is None:
         return out
     try:
-        dirty = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", *(f":(exclude){p}" for p in exclude)],
-                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     *(f":(exclude){p}" for p in exclude), timeout=30).strip()
         out["git_commit"], out["git_dirty"] = commit, bool(dirty)
     except (OSError, subprocess.SubprocessError):
         pass
@@ -50,14 +56,20 @@ def code_version(exclude: tuple[str, ...] = ()) -> dict:
 
 def source_sha256() -> str:
     """sha256 of the installed crnet and crprop packages (:data:`SOURCE_PACKAGES`): every file's path relative to
-    :data:`PACKAGE_ROOT` and its bytes, in path order, compiled caches left out (~10 ms). It identifies the code
-    itself: the same with or without git, blind to commits that change only tests or documents, and different for
-    uncommitted edits and for the bundled data tables (cross sections) the results depend on."""
+    :data:`PACKAGE_ROOT` and its bytes, in path order, compiled caches (``__pycache__``, where numba's on-disk
+    kernels go too) and hidden files (a path part starting with "."; editor swap files, .DS_Store) left out (~10 ms).
+    It identifies the code itself: the same with or without git, blind to commits that change only tests or the
+    documents outside the packages, and different for uncommitted edits and for the bundled data tables (cross
+    sections) the results depend on."""
     import hashlib
 
     h = hashlib.sha256()
-    files = sorted(f for name in SOURCE_PACKAGES for f in (PACKAGE_ROOT / name).rglob("*")
-                   if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo"))
+    def is_source(f: Path) -> bool:
+        parts = f.relative_to(PACKAGE_ROOT).parts
+        return (f.is_file() and f.suffix not in (".pyc", ".pyo")
+                and not any(part == "__pycache__" or part.startswith(".") for part in parts))
+
+    files = sorted(f for name in SOURCE_PACKAGES for f in (PACKAGE_ROOT / name).rglob("*") if is_source(f))
     for f in files:
         rel = f.relative_to(PACKAGE_ROOT).as_posix().encode()
         data = f.read_bytes()

@@ -4,6 +4,7 @@ sources warns and keeps the result."""
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def test_the_source_digest_follows_the_package_files(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "PACKAGE_ROOT", tmp_path)
     first = provenance.source_sha256()
     (tmp_path / "crnet" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"cache")
+    (tmp_path / "crnet" / ".__init__.py.swp").write_bytes(b"editor")  # hidden files: swap files, .DS_Store
+    (tmp_path / "crprop" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "crprop" / ".ipynb_checkpoints" / "x.py").write_text("y = 0\n")
     assert provenance.source_sha256() == first
     (tmp_path / "crprop" / "__init__.py").write_text("x = 2\n")
     edited = provenance.source_sha256()
@@ -91,10 +95,11 @@ def test_a_commit_of_another_repository_is_not_crnets(tmp_path, monkeypatch):
 
     if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
         pytest.skip("git is not installed")
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", "x"], check=True,
-                   env={**__import__("os").environ, **env})
+    # without the caller's GIT_* variables (a git hook sets GIT_DIR: the commit would land in that repository)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}, "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=env)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", "x"], check=True, env=env)
     site = tmp_path / ".venv" / "site"
     site.mkdir(parents=True)
     monkeypatch.setattr(provenance, "PACKAGE_ROOT", site)
@@ -102,3 +107,25 @@ def test_a_commit_of_another_repository_is_not_crnets(tmp_path, monkeypatch):
     assert provenance.code_version()["git_commit"] is None
     monkeypatch.setattr(provenance, "PACKAGE_ROOT", tmp_path.resolve())  # the repository's own root: its HEAD
     assert provenance.git_commit() is not None and len(provenance.git_commit()) == 40
+    # a GIT_DIR of another repository in the environment (a hook) does not redirect it
+    monkeypatch.setenv("GIT_DIR", str(Path(__file__).resolve().parents[1] / ".git"))
+    monkeypatch.setattr(provenance, "PACKAGE_ROOT", site)
+    assert provenance.git_commit() is None
+
+
+def test_a_checkout_path_with_spaces_keeps_its_commit(tmp_path, monkeypatch):
+    import subprocess
+
+    import crnet.provenance as provenance
+
+    if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("git is not installed")
+    root = tmp_path / "my proj"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}, "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", str(root)], check=True, env=env)
+    subprocess.run(["git", "-C", str(root), "commit", "-q", "--allow-empty", "-m", "x"], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                          env=env).stdout.strip()
+    monkeypatch.setattr(provenance, "PACKAGE_ROOT", root.resolve())
+    assert provenance.git_commit() == head
