@@ -239,3 +239,4 @@ def test_a_replaced_or_member_model_is_not_taken_for_the_file(world, tmp_path):
     for model in (other, loaded.member(0)):
         with pytest.raises(ValueError, match=r"^closure_test: model= must be .* as load_model read it"):
             closure_test(world["a"], world["test"], tmp_path / "closure", cfg, model=model)
+    assert not (tmp_path / "closure").exists()  # refused before anything was written
