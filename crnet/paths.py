@@ -15,6 +15,22 @@ def require_parent_dir(path: Path | str, what: str = "--out") -> Path:
     return path
 
 
+def require_output_dir(path: Path | str, what: str = "--out") -> Path:
+    """``path`` as a Path; ValueError naming ``what`` when it is an existing file, not a directory (a store or a
+    JSON file given by mistake: ``mkdir`` would end in a FileExistsError traceback). Nothing is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path}: an existing file, not a directory; give a new or existing directory")
+    return path
+
+
+def make_output_dir(path: Path | str, what: str = "--out") -> Path:
+    """Create the output directory ``path`` (and its parents) if missing, after :func:`require_output_dir`."""
+    path = require_output_dir(path, what)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def same_file(a: Path | str, b: Path | str) -> bool:
     """Whether ``a`` and ``b`` name the same file (links and relative paths resolved)."""
     a, b = Path(a), Path(b)

@@ -34,6 +34,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from crnet.paths import make_output_dir
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -72,8 +74,7 @@ def run_lock(directory: Path | str, what: str) -> Iterator[Path]:
     ``what`` says what runs ("crnet pipeline"); it is written into the lock file with the process id and start
     time. ValueError naming the lock file and the holder's pid when another run (another process, or this
     process on the same directory) holds the lock. See the module docstring for what is released when."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_output_dir(directory, f"{what}: output directory")
     path = lock_path(directory)
     if fcntl is None:
         warnings.warn(f"{path}: no fcntl on this platform, so {directory} is not locked against a second run; "

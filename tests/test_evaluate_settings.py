@@ -243,3 +243,20 @@ def test_caches_without_the_count_are_recomputed_without_re_simulating(world, tm
     assert resims == [1]  # resumed from the complete resim.h5: resimulate returns at once there
     assert again.n_skipped_inputs == 1 and np.array_equal(again.chi2_resim, first.chi2_resim)
     assert int(load_keyed(work / "closure.npz", key)["n_skipped_inputs"]) == 1
+
+
+def test_an_existing_file_as_out_is_refused_in_one_line(world, tmp_path):
+    """--out naming an existing file (here the mock store itself) ended in a FileExistsError traceback (walk-through,
+    helper-70); now one line, before any model is loaded, and the file is untouched. crnet feedback and crnet
+    pipeline lock their --out through run_lock, which refuses it the same way."""
+    from crnet.run_lock import run_lock
+
+    before = world["scan"].read_bytes()
+    _usage_error(_cli(world, world["scan"]), f"error: evaluate: out {world['scan']}: an existing file, not a "
+                                             "directory; give a new or existing directory")
+    assert world["scan"].read_bytes() == before
+    with pytest.raises(ValueError, match=r"^crnet feedback: output directory .*scan\.h5: an existing file, not a "
+                                         r"directory"):
+        with run_lock(world["scan"], "crnet feedback"):
+            pytest.fail("locked a file")
+    assert world["scan"].read_bytes() == before

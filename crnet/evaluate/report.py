@@ -80,7 +80,7 @@ from crnet.feedback_inputs import (
 )
 from crnet.feedback_state import load_keyed, savez_keyed
 from crnet.likelihood import CHI2_SCAN_FACTOR, delta_chi2_threshold
-from crnet.paths import atomic_write_text
+from crnet.paths import atomic_write_text, make_output_dir, require_output_dir
 from crnet.provenance import array_sha256
 from crnet.scan.runner import ScanConfig
 from crnet.store import MockStore
@@ -298,9 +298,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     ``cfg.out`` and returns the report dict. Re-simulation settings that do not repeat the mock stores' are
     refused first, before ``cfg.out`` is created (:func:`check_evaluation_settings`). Each model file is read once:
     the closure tests predict with the models the check loaded."""
+    require_output_dir(cfg.out, "evaluate: out")  # before the checks load every model
     models = check_evaluation_settings(cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(cfg.out, "evaluate: out")
     device = "cuda" if _cuda() else "cpu"
     closures: dict[str, ClosureResult] = {}
     for name, path in cfg.machines.items():
