@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from crnet.config_fields import check_seed
-from crnet.data import DEFAULT_DATASET
+from crnet.data import DATASETS, DEFAULT_DATASET
 from crnet.features import FEATURE_SPECIES, c_norm_index, species_rows
 from crnet.likelihood import RATIO_PARAMETERS, chi2, delta_chi2_threshold
 from crnet.machines.data import StoreReader
@@ -102,6 +102,8 @@ class PseudoDataConfig:
     holdout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:  # a typo was trained on and written into the model file (walk-through)
+            raise ValueError(f"dataset: unknown data set {self.dataset!r}; known: {', '.join(DATASETS)}")
         if self.centres not in CENTRE_SETS:
             raise ValueError(f"centres must be one of {CENTRE_SETS}, got {self.centres!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:

@@ -25,7 +25,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from crnet.data import DEFAULT_DATASET
+from crnet.data import DATASETS, DEFAULT_DATASET
 from crnet.features import FEATURE_SPECIES, features_from_raw, relative_change
 from crnet.likelihood import chi2
 from crnet.machines.data import DEFAULT_BLOCK_SIZE, StoreReader
@@ -77,7 +77,10 @@ def _collect(index: list, pred: list, truth: list) -> tuple[np.ndarray, np.ndarr
 def check_model_dataset(metadata: Mapping[str, Any], dataset: str, model: Path | str = "the model") -> None:
     """ValueError when ``dataset`` is not the data set the model (its ``metadata``) was trained against: its inputs'
     q_C is normalised to that one (features 0-2; another data set moves it by up to 2.4x, 0.38 dex, review of
-    session 13). A model that records none passes. ``model`` names it in the message."""
+    session 13). A model that records none passes. ``model`` names it in the message. An unknown name is refused as
+    such first (a typo was answered with "use 'paper', or a model trained against 'paperr'")."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset {dataset!r}: unknown data set; known: {', '.join(DATASETS)}")
     trained_on = metadata.get("dataset")
     if trained_on is not None and dataset != trained_on:
         raise ValueError(f"dataset {dataset!r}: {model}'s inputs were normalised (q_C) against {trained_on!r}; "
