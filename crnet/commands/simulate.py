@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
 
         --params takes a TOML file with the ten Table 1 parameters as top-level keys (crprop.params.PARAM_NAMES,
         units in the names: d0_1e28_cm2_s, delta, eta, v_alfven_km_s, z_halo_kpc, nu1, nu2, nu3, r_break1_mv,
-        r_break2_mv), or a list of [[model]] tables with those keys for a batch; an optional [galdef] table with
+        r_break2_mv), or a list of \\[\\[model]] tables with those keys for a batch; an optional \\[galdef] table with
         one entry path = "..." (relative to the TOML file) names the galdef of the Galaxy setup (default: the
         paper's, crprop/data/galdef/galdef_54_crml)."""
         from crnet.scan.models import HALF_LIVES, apply_half_lives
@@ -161,10 +161,10 @@ def register(app: typer.Typer) -> None:
     def compare(
         run_dir: Path = typer.Argument(..., help="directory with galdef_* and GALPROP output (npz or FITS)"),
         mode: str = typer.Option("galprop", "--mode", help=MODE_HELP),
-        backend: str = typer.Option("auto", "--backend"),
+        backend: str = typer.Option("auto", "--backend", help="solver backend: auto, numpy, numba or cupy"),
         emin: float = typer.Option(0.1, "--emin", help="lowest energy compared, GeV/n"),
         emax: float = typer.Option(1000.0, "--emax", help="highest energy compared, GeV/n"),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: bool = typer.Option(False, "--json", help="print the table as JSON (rows, wall time in s)"),
     ) -> None:
         """Per-element largest deviation of crprop from a GALPROP run (same galdef)."""
         from crprop.galprop.compare import deviation_table, format_table, load_run
@@ -177,12 +177,12 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            spectra = propagate(run.setup(), run.params, mode=mode, backend=backend, check_prior=False)
-            wall = time.perf_counter() - t0
-        try:
+        try:  # a mistyped --mode or --backend: one line, as every other command (was a traceback)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                spectra = propagate(run.setup(), run.params, mode=mode, backend=backend, check_prior=False)
+                wall = time.perf_counter() - t0
             rows = deviation_table(spectra, run.spectra(), emin, emax)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)

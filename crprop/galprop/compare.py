@@ -62,10 +62,12 @@ def load_run(run_dir: str | Path) -> GalpropRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir} is not a directory")
-    galdef = read_galdef(_find_galdef(run_dir))
-    params = params_from_galdef(galdef, check_prior=False)
     npz = run_dir / f"{run_dir.name}.npz"
     fits_files = sorted(run_dir.glob("nuclei_full_54_*")) + sorted(run_dir.glob("nuclei_54_*"))
+    if not npz.exists() and not fits_files:  # before the galdef: a directory of galdefs only is no run to compare
+        raise ValueError(f"{run_dir}: no GALPROP output ({npz.name} or nuclei_full_54_* / nuclei_54_* FITS)")
+    galdef = read_galdef(_find_galdef(run_dir))
+    params = params_from_galdef(galdef, check_prior=False)
     energies = galdef.grid().ekin_mev_per_n()
     if npz.exists():
         wanted = ("Ekin_MeV_per_n", "iso_Z", "iso_A", "iso_flux_LIS")
@@ -85,7 +87,7 @@ def load_run(run_dir: str | Path) -> GalpropRun:
             raise ValueError(f"{npz}: its z grid reaches {z_npz.max():.6g} kpc, the galdef's {z_top:.6g} kpc: output "
                              "of another run")
         flux = flux * FLUX_CGS_MEV_TO_SI_GEV
-    elif fits_files:
+    else:  # FITS output (checked above that there is some)
         from crprop.galprop.fits import read_nuclei_fits
 
         source = fits_files[0]
@@ -101,8 +103,6 @@ def load_run(run_dir: str | Path) -> GalpropRun:
         e_mev = out.ekin_mev_per_n
         iso_z, iso_a = np.asarray(out.Z)[keep], np.asarray(out.A)[keep]
         flux = at_sun[keep] * FLUX_CGS_MEV_TO_SI_GEV
-    else:
-        raise ValueError(f"{run_dir}: no GALPROP output ({npz.name} or nuclei_full_54_* / nuclei_54_* FITS)")
     _check_output(source, energies, np.asarray(e_mev, dtype=float), iso_z, iso_a, np.asarray(flux, dtype=float))
     return GalpropRun(run_dir.name, galdef, params, np.asarray(e_mev, dtype=float) / 1e3, np.asarray(iso_z).astype(int),
                       np.asarray(iso_a).astype(int), np.asarray(flux, dtype=float))

@@ -1,0 +1,40 @@
+"""What a new user's walk through the README found in the command line (helper-70, session 18): help text that lost
+its TOML syntax to Rich markup, and `crnet galprop compare` refusals that were tracebacks or the wrong message."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from crnet.cli import app
+from crprop.galaxy import paper_galdef_path
+
+runner = CliRunner()
+
+
+def test_simulate_help_keeps_the_toml_table_names():
+    res = runner.invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    assert "a list of [[model]] tables" in res.output and "an optional [galdef] table" in res.output
+
+
+def test_galprop_compare_refuses_a_mistyped_mode_or_backend_in_one_line(galprop_ref_dir):
+    """GALPROP's crml_base run is read, then the solve refuses the option: one line, exit 2 (was a traceback)."""
+    run = galprop_ref_dir / "crml_base"
+    for option, value, message in (("--mode", "fats", "error: mode must be one of ('fast', 'galprop', 'exact'), "
+                                                      "got 'fats'"),
+                                   ("--backend", "nmba", "error: backend must be one of ('auto', 'numpy', 'numba', "
+                                                         "'cupy'), got 'nmba'")):
+        res = runner.invoke(app, ["galprop", "compare", str(run), option, value])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert res.output.strip() == message
+
+
+def test_galprop_compare_says_a_directory_without_output_has_none(tmp_path):
+    shutil.copy(paper_galdef_path(), tmp_path / Path(paper_galdef_path()).name)
+    res = runner.invoke(app, ["galprop", "compare", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip() == (f"error: {tmp_path}: no GALPROP output ({tmp_path.name}.npz or nuclei_full_54_* / "
+                                  "nuclei_54_* FITS)")
