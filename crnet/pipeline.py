@@ -194,8 +194,8 @@ def _run_fit(cfg: PipelineConfig) -> dict[str, Any]:
     s = cfg.scan
     tol = DEFAULT_TOL if cfg.fit.tol is None else cfg.fit.tol
     model = PropagateModel(s.grid, s.mode, s.backend, tol, s.dataset, warm_start=False, max_steps=s.max_steps)
-    res = fit_best(model, FitConfig(start=cfg.fit.start or s.start, max_evaluations=cfg.fit.max_evaluations,
-                                    temperature=s.temperature), progress=cfg.run.progress)
+    res = fit_best(model, FitConfig(start=cfg.fit.start or s.start, max_evaluations=cfg.fit.max_evaluations),
+                   progress=cfg.run.progress)
     path = res.save(cfg.out / "fit.json")
     return {"path": str(path), "chi2": res.chi2, "success": res.success, "n_models": res.n_models}
 

@@ -54,8 +54,10 @@ STAGE_SECTIONS: dict[str, str] = {"fit": "scan", "scan": "scan", "train": "train
 """Stage (name prefix) -> the last config section its result depends on."""
 
 FIT_SCAN_SETTINGS: tuple[str, ...] = ("grid", "mode", "max_steps", "dataset", "start", "temperature")
-"""The [scan] entries the fit reads (its solver, data set, start and the temperature of its covariance): extending
-the scan (n_steps, chains) does not outdate the fit."""
+"""The [scan] entries the fit's stage depends on (its solver, data set and start): extending the scan (n_steps,
+chains) does not outdate the fit. The fit does not read ``temperature`` (the scan tempers the fit's covariance when it
+starts); it stays listed so that the fit markers already written still match (a changed T then re-runs the fit, which
+gives the same result)."""
 
 NOT_RESULT_SETTINGS: tuple[str, ...] = (
     "run.out", "run.threads", "run.progress", "scan.backend", "scan.warm_start", "scan.warm_start_max_gb",

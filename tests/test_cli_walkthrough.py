@@ -38,3 +38,19 @@ def test_galprop_compare_says_a_directory_without_output_has_none(tmp_path):
     assert res.exit_code == 2, res.output
     assert res.output.strip() == (f"error: {tmp_path}: no GALPROP output ({tmp_path.name}.npz or nuclei_full_54_* / "
                                   "nuclei_54_* FITS)")
+
+
+def test_crnet_fit_has_no_temperature_that_changes_nothing():
+    """The fit's result does not depend on T (the scan tempers the covariance when it starts, with its own T): the
+    option that was validated and then unused is gone, and the scan's T alone sets the start dispersion."""
+    import dataclasses
+
+    import numpy as np
+
+    from crnet.scan.fit import FitConfig, tempered_covariance
+
+    assert "temperature" not in {f.name for f in dataclasses.fields(FitConfig)}
+    res = runner.invoke(app, ["fit", "--out", "unused.json", "--temperature", "5"])
+    assert res.exit_code == 2 and "No such option: --temperature" in res.output
+    cov = np.diag(np.linspace(1e-5, 1e-4, 10))  # the fit's untempered covariance (log10 / linear parameters)
+    np.testing.assert_allclose(tempered_covariance(cov, 20.0), 2 * tempered_covariance(cov, 10.0), rtol=1e-12)

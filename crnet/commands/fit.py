@@ -29,8 +29,6 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("auto", "--backend", help="Solver backend: auto, numpy, numba, cupy."),
         tol: float | None = typer.Option(None, "--tol", help="Solver relative residual (default crprop's)."),
         dataset: str = typer.Option("paper", "--dataset", "-d", help="Likelihood data set."),
-        temperature: float = typer.Option(10.0, "--temperature", help="T of the tempered posterior the scan starts "
-                                          "from (paper: 10)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Print every evaluation."),
         grid: GridConfig | None = None,
     ) -> None:
@@ -43,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             check_output(out, overwrite=overwrite)  # before the fit, not at its final write
-            cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations, temperature=temperature)
+            cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations)
             model = PropagateModel(grid, backend=backend, tol=tol, dataset=dataset,
                                    warm_start=False)
             res = fit_best(model, cfg, progress=progress)

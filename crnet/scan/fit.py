@@ -25,7 +25,6 @@ deviation of MAX_START_STD_FRACTION of the box width.
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -70,14 +69,16 @@ class FitConfig:
     max_evaluations : cap on least_squares' residual evaluations (each Jacobian costs 10 more models).
     ftol, xtol : least_squares' relative tolerances on chi^2 and on the step (1e-4: Delta chi2 ~0.04 at
         chi2 ~ 400, far below the 1 sigma threshold of 15.9).
-    temperature : T of the tempered posterior whose Laplace covariance T C the scan starts from.
+
+    No temperature: the fit finds x_best and the untempered C; the scan tempers C with its own T when it starts
+    (:meth:`FitResult.scan_start`). (A ``temperature`` here was validated and then unused, so `crnet fit
+    --temperature` changed nothing; walk-through, session 18.)
     """
 
     start: list[float] | None = None
     max_evaluations: int = 60
     ftol: float = 1.0e-4
     xtol: float = 1.0e-4
-    temperature: float = 10.0
 
     def __post_init__(self) -> None:
         if self.start is not None and len(self.start) != len(PARAM_NAMES):
@@ -87,8 +88,6 @@ class FitConfig:
             raise ValueError(f"FitConfig.max_evaluations must be >= 1, got {self.max_evaluations}")
         if not (self.ftol > 0 and self.xtol > 0):
             raise ValueError("FitConfig.ftol and xtol must be > 0")
-        if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise ValueError(f"FitConfig.temperature must be > 0, got {self.temperature}")
 
 
 @dataclass
