@@ -186,3 +186,15 @@ def test_cli_fit_then_scan_from_fit(tmp_path):
         grid_meta = st.attrs()["grid"]
     assert first == pytest.approx(fit.chi2, rel=1e-6)  # same stretched grid in fit and scan
     assert (grid_meta["z_uniform_half_kpc"], grid_meta["dz_max_kpc"]) == (2.6, 2.0)
+    # the fit records its setup; a scan of another grid or data set is refused before any work (walk-through,
+    # session 18: it ran from another chi2 surface's best fit without a word), and an unconverged fit is named
+    assert fit.setup["dataset"] == "paper" and fit.setup["mode"] == "fast"
+    assert (fit.setup["grid"]["z_uniform_half_kpc"], fit.setup["grid"]["dz_max_kpc"]) == (2.6, 2.0)
+    assert ("warning: --from-fit" in res.output) == (not fit.success)
+    for other, fragment in ((grid[:-4], "another grid than this scan (grid: fit {"),
+                            (grid + ["--dataset", "ams02-2021"],
+                             "another dataset than this scan (dataset: fit 'paper', scan 'ams02-2021')")):
+        res = runner.invoke(app, ["scan", "--out", str(tmp_path / "s2.h5"), "--chains", "3", "--steps", "1",
+                                  "--from-fit", str(tmp_path / "fit.json"), "--no-progress"] + other)
+        assert res.exit_code == 2 and f"error: --from-fit: the fit was made with {fragment}" in res.output, res.output
+        assert not (tmp_path / "s2.h5").exists()

@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         grid: GridConfig | None = None,
     ) -> None:
         """Scan the Table 1 prior box (paper Sec. 4.1) and store every evaluated model with its spectra."""
+        from crnet.scan.models import GridConfig
         from crnet.scan.runner import ScanConfig, run_scan
         from crnet.scan.sampler import SamplerConfig
         from crnet.store import StoreError
@@ -107,7 +108,12 @@ def register(app: typer.Typer) -> None:
             if from_fit is not None:
                 if start is not None:
                     raise ValueError("give --start or --from-fit, not both")
-                start_values, start_cov = _load_fit(from_fit).scan_start(temperature)
+                fit = _load_fit(from_fit)
+                fit.check_setup((grid or GridConfig()).settings(), dataset, mode)
+                if not fit.success:
+                    typer.echo(f"warning: --from-fit {from_fit}: the fit did not converge ({fit.message}); the chains "
+                               "start from its last point", err=True)
+                start_values, start_cov = fit.scan_start(temperature)
             cfg = ScanConfig(design=design, n_chains=chains, n_steps=steps, n_points=points, batch_size=batch,
                              seed=seed, temperature=temperature, dataset=dataset, mode=mode, backend=backend, tol=tol,
                              max_steps=max_steps,

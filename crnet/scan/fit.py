@@ -101,6 +101,8 @@ class FitResult:
     success : least_squares reached ftol/xtol (not only the evaluation cap) and the final model converged.
     n_evaluations : residual evaluations; n_models : models propagated (with the Jacobians).
     history : chi2_tot of every residual evaluation, in order.
+    setup : what the chi2 was computed with: {'grid': GridConfig settings, 'dataset', 'mode'} (empty in fit files
+        written before it was recorded); `crnet scan --from-fit` refuses a scan of another setup (:meth:`check_setup`).
     """
 
     params: dict[str, float]
@@ -117,6 +119,20 @@ class FitResult:
     history: list[float] = field(default_factory=list)
     start: list[float] = field(default_factory=list)
     solver_converged: bool = True
+    setup: dict[str, Any] = field(default_factory=dict)
+
+    def check_setup(self, grid: dict[str, Any], dataset: str, mode: str, what: str = "--from-fit") -> None:
+        """ValueError naming ``what`` and the differing entries when this fit was made with another grid, data set or
+        solver mode than the scan it would start (its best fit and covariance belong to that other chi2 surface).
+        A fit file that records no setup passes."""
+        if not self.setup:
+            return
+        current = {"grid": grid, "dataset": dataset, "mode": mode}
+        diff = [k for k in ("grid", "dataset", "mode") if k in self.setup and self.setup[k] != current[k]]
+        if diff:
+            detail = "; ".join(f"{k}: fit {self.setup[k]!r}, scan {current[k]!r}" for k in diff)
+            raise ValueError(f"{what}: the fit was made with another {', '.join(diff)} than this scan ({detail}); "
+                             "fit again with the scan's options")
 
     @property
     def covariance(self) -> np.ndarray:
@@ -267,4 +283,13 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
         chi2=float(ev_best.chi2[0]), norms=[float(v) for v in ev_best.norms[0]], covariance_log=cov.tolist(),
         success=bool(res.status > 0 and ev_best.converged[0]), status=int(res.status), message=str(res.message),
         n_evaluations=len(history), n_models=counts["models"], wall_s=time.perf_counter() - t0,
-        history=history, start=[float(v) for v in start], solver_converged=bool(ev_best.converged[0]))
+        history=history, start=[float(v) for v in start], solver_converged=bool(ev_best.converged[0]),
+        setup=_model_setup(model))
+
+
+def _model_setup(model: Any) -> dict[str, Any]:
+    """{'grid', 'dataset', 'mode'} of a PropagateModel (JSON-ready); empty for a model without them (a test double)."""
+    grid = getattr(model, "grid_config", None)
+    if grid is None or not hasattr(model, "dataset"):
+        return {}
+    return json.loads(json.dumps({"grid": grid.settings(), "dataset": model.dataset, "mode": model.mode}))
