@@ -54,3 +54,9 @@ def test_crnet_fit_has_no_temperature_that_changes_nothing():
     assert res.exit_code == 2 and "No such option: --temperature" in res.output
     cov = np.diag(np.linspace(1e-5, 1e-4, 10))  # the fit's untempered covariance (log10 / linear parameters)
     np.testing.assert_allclose(tempered_covariance(cov, 20.0), 2 * tempered_covariance(cov, 10.0), rtol=1e-12)
+
+
+def test_a_design_scan_without_points_names_the_option(tmp_path):
+    res = runner.invoke(app, ["scan", "--out", str(tmp_path / "s.h5"), "--design", "sobol"])
+    assert res.exit_code == 2 and res.output.strip() == "error: --design sobol needs --points N > 0 (the design's size)"
+    assert not (tmp_path / "s.h5").exists()

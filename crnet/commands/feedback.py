@@ -35,10 +35,12 @@ def register(app: typer.Typer) -> None:
                                    "settings, and each round's retraining adds them to it."),
         test_store: Path = typer.Option(..., "--test", help="Pseudo-data store to predict from."),
         out: Path = typer.Option(..., "--out", help="Directory of the rounds and feedback_log.json (resumes)."),
-        max_rounds: int = typer.Option(3, "--max-rounds"),
+        max_rounds: int = typer.Option(3, "--max-rounds", help="Most rounds (re-simulate, retrain); raising it "
+                                       "extends a finished loop."),
         tau_threshold: float = typer.Option(0.1, "--tau", help="Pass: mean |tau| below this."),
         target_share: float = typer.Option(0.95, "--share", help="Stop when this share passes."),
-        n_test: int | None = typer.Option(None, "--n-test"),
+        n_test: int | None = typer.Option(None, "--n-test", help="Test pseudo-spectra predicted and re-simulated "
+                                          "per round (default: all of --test)."),
         epochs: int = typer.Option(20, "--epochs", help="Epochs of each warm-started retraining."),
         arch: str | None = typer.Option(None, "--arch", help="Network of the machine (paper or crnet); default: the "
                                         "model file's. Every other training setting (ensemble size, input noise, "
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
         max_steps: int | None = typer.Option(None, "--max-steps", help="Solver step cap per species of the "
                                              "re-simulations; default: the --store's."),
         dataset: str | None = typer.Option(None, "--dataset", help="Likelihood data set; default: the --store's."),
-        no_progress: bool = typer.Option(False, "--no-progress"),
+        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
         grid: dict[str, Any] | None = None,
     ) -> None:
         """Run (or resume) the feedback loop and print every round's metrics.

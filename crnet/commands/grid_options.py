@@ -28,9 +28,10 @@ GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
         "--dr", help="Radial grid step, kpc (default: the paper galdef; crnet feedback: its --store's; crnet "
         "evaluate: its first --mocks store's).")]),
     ("dz_kpc", Annotated[float | None, typer.Option(
-        "--dz", help="Vertical grid step (near the disc with --z-uniform-half), kpc (default: the paper galdef).")]),
+        "--dz", help="Vertical grid step (near the disc with --z-uniform-half), kpc (default as --dr's).")]),
     ("ekin_factor", Annotated[float | None, typer.Option(
-        "--ekin-factor", help="Energy grid factor: ratio of neighbouring kinetic energies per nucleon.")]),
+        "--ekin-factor", help="Energy grid factor: ratio of neighbouring kinetic energies per nucleon (default as "
+        "--dr's).")]),
     ("z_uniform_half_kpc", Annotated[float | None, typer.Option(
         "--z-uniform-half", help="Stretched halo: uniform z steps up to this |z| (kpc), wider beyond "
         "(crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid.")]),

@@ -97,6 +97,8 @@ def register(app: typer.Typer) -> None:
              "--shards needs --workers or --scheduler (a scan without them runs in this process, unsharded)"),
             (design == "mcmc" and points != 0, "--points sets the size of a uniform/lhs/sobol/gaussian design; "
              "an mcmc scan runs --chains chains for --steps steps"),
+            (design in SCAN_DESIGNS and design != "mcmc" and points <= 0,  # was "design 'sobol' needs n_points > 0"
+             f"--design {design} needs --points N > 0 (the design's size)"),
         ]
         for bad, message in conflicts:
             if bad:
