@@ -60,3 +60,21 @@ def test_a_design_scan_without_points_names_the_option(tmp_path):
     res = runner.invoke(app, ["scan", "--out", str(tmp_path / "s.h5"), "--design", "sobol"])
     assert res.exit_code == 2 and res.output.strip() == "error: --design sobol needs --points N > 0 (the design's size)"
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_a_profiled_ratio_on_its_bound_is_flagged():
+    """crnet chi2 marked a phi on a bound but not a normalisation ratio stuck at --norm-lo/--norm-hi: the record now
+    names it (``ratios_at_bound``) and the table marks it with '*', as for phi."""
+    import numpy as np
+
+    from crnet.likelihood.result import Chi2Result
+
+    box = (0.8, 1.2)
+    ratios = {"xi_Li": np.array([0.8, 1.0]), "xi_Be": np.array([1.0, 1.2]), "qO_over_qC": np.array([1.0, np.nan])}
+    res = Chi2Result("paper", 10, np.array([1.0, 2.0]), np.array([1.0, 1.0]), ratios, np.zeros((2, 1)), ["B"],
+                     bounds=dict.fromkeys(ratios, box))
+    first, second = res.to_records()
+    assert first["ratios_at_bound"] == ["xi_Li"] and second["ratios_at_bound"] == ["xi_Be"]
+    res.ratios["xi_Li"][0] = 0.8 * (1 + 1e-6)  # a free minimum near, not on, the bound
+    assert "ratios_at_bound" not in res.to_records()[0]
+

@@ -28,3 +28,4 @@ def test_the_model_data_set_rule_names_an_unknown_data_set_first():
     with pytest.raises(ValueError, match=r"use 'paper', or a model trained against 'ams02-2021'"):
         check_model_dataset({"dataset": "paper"}, "ams02-2021")  # a known one of another model: the old message
     check_model_dataset({"dataset": "paper"}, "paper")
+

@@ -143,7 +143,8 @@ def register(app: typer.Typer) -> None:
         for rec in records:
             line = (
                 f"{rec['model']:>6}{rec['chi2_tot']:>14.3f}{rec['n_points']:>10}{_fmt(rec['q_C']):>10}"
-                + "".join(f"{_fmt(rec[n]):>12}" for n in ratio_names)
+                + "".join(f"{_fmt(rec[n]):>11}{'*' if n in rec.get('ratios_at_bound', []) else ' '}"
+                          for n in ratio_names)
             )
             bound = rec.get("phi_at_bound", [])
             if res.phi_mv is not None:
@@ -155,6 +156,10 @@ def register(app: typer.Typer) -> None:
         if n_bad:
             typer.echo(f"# ! spectra not converged ({n_bad} of {len(records)} models, largest residual "
                        f"{content.spectra.residual[~converged].max():.2e}): chi2 of unconverged spectra")
+        n_ratio_bound = sum(bool(rec.get("ratios_at_bound")) for rec in records)
+        if n_ratio_bound:
+            typer.echo(f"# * normalisation ratio on a bound of --norm-lo/--norm-hi ({n_ratio_bound} of {len(records)} "
+                       "models): chi2 is the minimum inside the range, the fit wants a ratio outside it")
         n_bound = sum(bool(rec.get("phi_at_bound")) for rec in records)
         if n_bound:
             typer.echo(f"# * phi on a bound of its prior range ({n_bound} of {len(records)} models): chi2 is the "

@@ -70,5 +70,20 @@ class Chi2Result:
             at_bound = [key for key, v in self.phi_at_bound.items() if v[i]]
             if at_bound:
                 rec["phi_at_bound"] = at_bound
+            ratios_at_bound = [name for name, v in self.ratios.items() if _on_bound(v[i], self.bounds.get(name))]
+            if ratios_at_bound:
+                rec["ratios_at_bound"] = ratios_at_bound
             out.append(rec)
         return out
+
+
+RATIO_AT_BOUND_RTOL: float = 1e-9
+"""A profiled ratio within this relative distance of a bound of its range counts as on it: the bounded minimiser
+returns the bound itself (to rounding), while a free minimum inside lies ~1e-3 or more away."""
+
+
+def _on_bound(value: float, bounds: tuple[float, float] | None) -> bool:
+    """Whether a profiled ratio ``value`` sits on a bound of its range (:data:`RATIO_AT_BOUND_RTOL`)."""
+    if bounds is None or not np.isfinite(value):
+        return False
+    return any(abs(value - b) <= RATIO_AT_BOUND_RTOL * abs(b) for b in bounds)
