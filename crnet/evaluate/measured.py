@@ -24,7 +24,10 @@ Every input bin is labelled (``input_source``): 'data' (a data point within half
 interpolated and 269 extrapolated (84-bin paper grid), so the prediction leans on the reference mock; the
 machines are therefore also run with the next-best references (``n_references``) and the spread of their
 predictions is reported with each machine's prediction. Each machine's prediction from the best reference is
-re-simulated and its chi^2_tot reported.
+re-simulated and its chi^2_tot reported; a prediction outside the prior box is re-simulated clipped into it
+(:func:`crnet.feedback.clip_to_box`), so its chi^2_tot is that of the clipped point: ``outside_box`` names the
+parameters that were outside, ``params_simulated`` holds the values re-simulated, and ``measured.md`` marks those
+cells with a dagger.
 
 How far the measured inputs lie from the scan's mocks is measured in the machines' own feature space
 (:mod:`crnet.evaluate.input_distance`) and written with the predictions (``input_distance``, ``measured.md``); an
@@ -48,7 +51,14 @@ import numpy as np
 
 from crnet.data import effective_mass_number, get_dataset
 from crnet.evaluate.input_distance import input_distances
-from crnet.features import CHANNEL_FROM_ELEMENTS, CHANNEL_NAMES, FEATURE_SPECIES, features_from_raw, species_rows
+from crnet.features import (
+    CHANNEL_FROM_ELEMENTS,
+    CHANNEL_NAMES,
+    FEATURE_SPECIES,
+    TargetTransform,
+    features_from_raw,
+    species_rows,
+)
 from crnet.feedback import SimConfig, clip_to_box, read_in_row_order, resimulate
 from crnet.likelihood import RATIO_PARAMETERS, block_predictions, chi2
 from crnet.paths import atomic_write_text
@@ -147,6 +157,32 @@ def _channel_elements(channel: str) -> list[str]:
     return [FEATURE_SPECIES[e] for e in np.flatnonzero(row)]
 
 
+def machine_prediction(thetas: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
+    """One machine's entry of ``measured.json`` from its predictions (n_references, 10; the best reference's first)
+    and the point to re-simulate (``None`` when it cannot be simulated).
+
+    ``params`` is the raw prediction; ``outside_box`` the parameters of it outside the closed prior box (non-finite
+    ones included); ``params_simulated`` the prediction clipped into the box (:func:`crnet.feedback.clip_to_box`),
+    which is what is re-simulated and what ``chi2_tot`` belongs to (``None`` when not simulated, with
+    ``not_simulated_reason``)."""
+    thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
+    theta = thetas[:1]
+    p, good = clip_to_box(theta)
+    outside = TargetTransform().outside_box(theta)[0]
+    half = 0.5 * (thetas.max(axis=0) - thetas.min(axis=0))
+    entry: dict[str, Any] = {
+        "params": dict(zip(PARAM_NAMES, map(float, theta[0]), strict=True)), "chi2_tot": None,
+        "params_by_reference": [dict(zip(PARAM_NAMES, map(float, t), strict=True)) for t in thetas],
+        "reference_half_range": dict(zip(PARAM_NAMES, map(float, half), strict=True)),
+        "outside_box": [n for n, o in zip(PARAM_NAMES, outside, strict=True) if o],
+        "params_simulated": dict(zip(PARAM_NAMES, map(float, p[0]), strict=True)) if good[0] else None}
+    if not good[0]:
+        entry["not_simulated_reason"] = ("non-finite prediction" if not np.isfinite(theta).all()
+                                         else "R_br1 >= R_br2 after clipping into the prior box")
+        return entry, None
+    return entry, p[0]
+
+
 N_REFERENCES = 4
 """Reference mocks the machines are run with (the best and the next ones): their spread says how much of a
 prediction comes from the reference's shape where there are no data."""
@@ -194,15 +230,9 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
     for name, path in models.items():
         predictor = Predictor.load(path)
         thetas = np.concatenate([predictor.predict(f, inp["energies"]) for f in feats])
-        theta = thetas[:1]
-        p, good = clip_to_box(theta)
-        half = 0.5 * (thetas.max(axis=0) - thetas.min(axis=0))
-        result["machines"][name] = {
-            "params": dict(zip(PARAM_NAMES, map(float, theta[0]), strict=True)), "chi2_tot": None,
-            "params_by_reference": [dict(zip(PARAM_NAMES, map(float, t), strict=True)) for t in thetas],
-            "reference_half_range": dict(zip(PARAM_NAMES, map(float, half), strict=True))}
-        if good[0]:
-            to_simulate[name] = p[0]
+        result["machines"][name], point = machine_prediction(thetas)
+        if point is not None:
+            to_simulate[name] = point
     if to_simulate:  # every machine's prediction in one solver call
         resim, key_file = out / "resim.h5", out / "resim_key.json"
         params = np.stack(list(to_simulate.values()))
@@ -247,11 +277,22 @@ def measured_markdown(result: dict[str, Any]) -> str:
              f"Input bins: {shares}.", "", "Input distance: " + outside_message(result["input_distance"]) + ".", "",
              "| machine | chi2_tot of the re-simulated prediction | " + " | ".join(PARAM_NAMES) + " |",
              "|---|---|" + "---|" * len(PARAM_NAMES)]
+    any_outside = False
     for name, m in result["machines"].items():
-        chi = "not simulated (outside the prior box)" if m["chi2_tot"] is None else f"{m['chi2_tot']:.1f}"
-        cells = [f"{m['params'][p]:.4g} ± {m['reference_half_range'][p]:.2g}" for p in PARAM_NAMES]
+        if m["chi2_tot"] is not None:
+            chi = f"{m['chi2_tot']:.1f}"
+        else:  # measured.json written before the reason was recorded: non-finite or R_br1 >= R_br2 (clip_to_box)
+            chi = f"not simulated ({m.get('not_simulated_reason', 'non-finite prediction or R_br1 >= R_br2')})"
+        outside = set(m.get("outside_box", ()))  # absent from measured.json written before it was recorded
+        any_outside |= bool(outside)
+        cells = [f"{m['params'][p]:.4g}{' †' if p in outside else ''} ± {m['reference_half_range'][p]:.2g}"
+                 for p in PARAM_NAMES]
         lines.append(f"| {name} | {chi} | " + " | ".join(cells) + " |")
     units = ", ".join(f"{p} {PARAM_UNITS[p]}" for p in PARAM_NAMES if PARAM_UNITS[p])
-    lines += ["", "± : half the range of the predictions over the reference mocks, in the parameter's units (the "
+    lines += [""]
+    if any_outside:
+        lines += ["† outside the prior box: chi2_tot is that of the prediction clipped into the box (the values "
+                  "re-simulated, `params_simulated` in measured.json).", ""]
+    lines += ["± : half the range of the predictions over the reference mocks, in the parameter's units (the "
               f"input's dependence on the reference where there are no data). Units: {units}."]
     return "\n".join(lines) + "\n"
