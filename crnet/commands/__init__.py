@@ -8,7 +8,7 @@ import typer
 
 # Modules providing `register(app: typer.Typer) -> None`. A module is listed once it exists.
 COMMAND_MODULES: list[str] = ["simulate", "demo", "data", "chi2", "fit", "scan", "store", "train", "predict",
-                              "feedback", "evaluate", "pipeline"]
+                              "pseudodata", "feedback", "evaluate", "pipeline"]
 
 
 def register_all(app: typer.Typer) -> None:
