@@ -77,4 +77,28 @@ def test_a_profiled_ratio_on_its_bound_is_flagged():
     assert first["ratios_at_bound"] == ["xi_Li"] and second["ratios_at_bound"] == ["xi_Be"]
     res.ratios["xi_Li"][0] = 0.8 * (1 + 1e-6)  # a free minimum near, not on, the bound
     assert "ratios_at_bound" not in res.to_records()[0]
+    res.bounds = dict.fromkeys(ratios, (1.0, 1.0))  # --norm-lo = --norm-hi: the ratios are fixed, not profiled
+    res.ratios = {name: np.ones(2) for name in ratios}
+    assert all("ratios_at_bound" not in rec for rec in res.to_records())
+
+
+def test_a_fit_of_another_grid_or_data_set_is_refused_but_not_of_another_mode():
+    """`crnet fit` has no --mode (it records 'fast'): a scan in another converged mode on the same grid may start from
+    it (review, helper-73); another grid or data set may not."""
+    import numpy as np
+    import pytest
+
+    from crnet.scan.fit import FitResult
+    from crprop.params import CRML_BASE, PARAM_NAMES
+
+    fit = FitResult(params=dict(zip(PARAM_NAMES, CRML_BASE.as_vector(), strict=True)), x_log=[0.0] * 10, chi2=1.0,
+                    norms=[1.0] * 4, covariance_log=np.eye(10).tolist(), success=True, status=1, message="",
+                    n_evaluations=1, n_models=1, wall_s=0.0,
+                    setup={"grid": {"dr_kpc": 4.0}, "dataset": "paper", "mode": "fast"})
+    fit.check_setup({"dr_kpc": 4.0}, "paper")
+    with pytest.raises(ValueError, match=r"^--from-fit: the fit was made with another grid than this scan \(grid: "
+                                         r"fit \{'dr_kpc': 4.0\}, scan \{'dr_kpc': 2.0\}\)"):
+        fit.check_setup({"dr_kpc": 2.0}, "paper")
+    with pytest.raises(ValueError, match="another dataset than this scan"):
+        fit.check_setup({"dr_kpc": 4.0}, "ams02-2021")
 

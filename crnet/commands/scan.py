@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 if start is not None:
                     raise ValueError("give --start or --from-fit, not both")
                 fit = _load_fit(from_fit)
-                fit.check_setup((grid or GridConfig()).settings(), dataset, mode)
+                fit.check_setup((grid or GridConfig()).settings(), dataset)
                 if not fit.success:
                     typer.echo(f"warning: --from-fit {from_fit}: the fit did not converge ({fit.message}); the chains "
                                "start from its last point", err=True)

@@ -121,14 +121,15 @@ class FitResult:
     solver_converged: bool = True
     setup: dict[str, Any] = field(default_factory=dict)
 
-    def check_setup(self, grid: dict[str, Any], dataset: str, mode: str, what: str = "--from-fit") -> None:
-        """ValueError naming ``what`` and the differing entries when this fit was made with another grid, data set or
-        solver mode than the scan it would start (its best fit and covariance belong to that other chi2 surface).
-        A fit file that records no setup passes."""
+    def check_setup(self, grid: dict[str, Any], dataset: str, what: str = "--from-fit") -> None:
+        """ValueError naming ``what`` and the differing entries when this fit was made with another grid or data set
+        than the scan it would start (its best fit and covariance belong to that other chi2 surface). The solver
+        mode is recorded but not compared: converged modes agree to their tolerance on one grid (and `crnet fit`
+        has no --mode). A fit file that records no setup passes."""
         if not self.setup:
             return
-        current = {"grid": grid, "dataset": dataset, "mode": mode}
-        diff = [k for k in ("grid", "dataset", "mode") if k in self.setup and self.setup[k] != current[k]]
+        current = {"grid": grid, "dataset": dataset}
+        diff = [k for k in ("grid", "dataset") if k in self.setup and self.setup[k] != current[k]]
         if diff:
             detail = "; ".join(f"{k}: fit {self.setup[k]!r}, scan {current[k]!r}" for k in diff)
             raise ValueError(f"{what}: the fit was made with another {', '.join(diff)} than this scan ({detail}); "
