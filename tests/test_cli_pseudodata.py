@@ -84,6 +84,10 @@ def test_holdout_fraction_draws_test_centres_by_default(store, tmp_path):
     res = _make(store, out, "--n-pseudo", "8", "--holdout-fraction", "0.3", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["centres"] == "test"
+    # the default seed is the pipeline's test seed for run seed 0, not crnet train's default 0 (Machine B's own draws)
+    from crnet.pipeline_config import TEST_SEED_OFFSET
+
+    assert json.loads(res.output)["seed"] == TEST_SEED_OFFSET != 0
     assert holdout_mask(_arrays(out)["step"], 0.3).all()  # every central value is a held-out record
     res = _make(store, tmp_path / "train.h5", "--n-pseudo", "8", "--holdout-fraction", "0.3", "--centres", "train")
     assert res.exit_code == 0, res.output

@@ -16,6 +16,7 @@ import typer
 
 from crnet.commands.io_checks import check_input_file, check_output
 from crnet.data import DEFAULT_DATASET
+from crnet.pipeline_config import TEST_SEED_OFFSET
 from crnet.pseudodata import (
     CENTRE_SETS,
     DEFAULT_PSEUDO_SIGMA,
@@ -51,8 +52,10 @@ def register(app: typer.Typer) -> None:
                                  "unless --overwrite, and the --store file itself is refused."),
         n_pseudo: int = typer.Option(1000, "--n-pseudo", help="Number of pseudo-spectra to make (`crnet "
                                      "pipeline`: n_test of its test section)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the central-value draw and the fluctuations; use "
-                                 "another than the training's for new noise draws."),
+        seed: int = typer.Option(TEST_SEED_OFFSET, "--seed", help="Seed of the central-value draw and the "
+                                 f"fluctuations; default {TEST_SEED_OFFSET}: `crnet pipeline`'s test seed for a run "
+                                 "seed of 0, never the draws of `crnet train --seed 0` (Machine B's own pseudo-data). "
+                                 "Give the training seed + that offset for machines trained with another seed."),
         dataset: str | None = typer.Option(None, "--dataset", help="Data set for re-profiling the pseudo-spectra "
                                            f"(default: the store's, else {DEFAULT_DATASET!r})."),
         centres: str | None = typer.Option(None, "--centres", help=f"Central values from {', '.join(CENTRE_SETS)} "
