@@ -83,7 +83,8 @@ returns the bound itself (to rounding), while a free minimum inside lies ~1e-3 o
 
 
 def _on_bound(value: float, bounds: tuple[float, float] | None) -> bool:
-    """Whether a profiled ratio ``value`` sits on a bound of its range (:data:`RATIO_AT_BOUND_RTOL`)."""
-    if bounds is None or not np.isfinite(value):
+    """Whether a profiled ratio ``value`` sits on a bound of its range (:data:`RATIO_AT_BOUND_RTOL`); never for a
+    range of one value (--norm-lo = --norm-hi fixes the ratio: nothing is profiled against the bounds)."""
+    if bounds is None or not np.isfinite(value) or bounds[0] == bounds[1]:
         return False
     return any(abs(value - b) <= RATIO_AT_BOUND_RTOL * abs(b) for b in bounds)
