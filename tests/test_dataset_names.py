@@ -29,3 +29,20 @@ def test_the_model_data_set_rule_names_an_unknown_data_set_first():
         check_model_dataset({"dataset": "paper"}, "ams02-2021")  # a known one of another model: the old message
     check_model_dataset({"dataset": "paper"}, "paper")
 
+
+
+def test_a_model_file_holding_an_unknown_data_set_is_named(tmp_path):
+    """A model trained before names were checked may hold a typo in train_config.pseudo: TrainConfig.of_model (the
+    feedback loop's retraining settings) refuses it naming the file and the entry (review, helper-73)."""
+    from test_modelfile import make_model
+
+    from crnet.machines.modelfile import save_model
+    from crnet.machines.training import TrainConfig
+
+    model = make_model("crnet")
+    model.metadata["train_config"] = {"machine": "A", "pseudo": {"dataset": "paperr"}}
+    path = tmp_path / "old.pt"
+    save_model(path, model)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: train_config.pseudo: dataset: unknown data set 'paperr'; "
+                                                   f"known: {KNOWN}")):
+        TrainConfig.of_model(path)

@@ -158,7 +158,10 @@ class TrainConfig:
             pseudo = {**values["pseudo"], "envelope_delta": tuple(
                 values["pseudo"].get("envelope_delta", PseudoDataConfig().envelope_delta))}
             check_fields(PseudoDataConfig, pseudo, f"{model_path}: train_config.pseudo")
-            values["pseudo"] = PseudoDataConfig(**pseudo)
+            try:
+                values["pseudo"] = PseudoDataConfig(**pseudo)
+            except ValueError as exc:  # e.g. an unknown data set a model trained before names were checked holds
+                raise ValueError(f"{model_path}: train_config.pseudo: {exc}") from None
         return cls(**{**values, "ensemble": model.n_members})
 
     def resolved(self) -> TrainConfig:
