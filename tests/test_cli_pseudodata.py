@@ -119,3 +119,19 @@ def test_refusals(store, tmp_path):
         "error: --centres must be one of all, train, test, got 'some'")
     assert _error_line(_make(store, tmp_path / "c.h5", "--holdout-fraction", "1")) == (
         "error: --holdout-fraction must lie in [0, 1), got 1.0")
+
+
+def test_train_holds_out_what_pseudodata_then_tests_on(store, tmp_path):
+    """`crnet train --holdout-fraction F` (as the pipeline's [train] holdout_fraction): the model records it with
+    centres 'train', so `crnet pseudodata --holdout-fraction F` tests on records no machine trained on."""
+    from crnet.machines.modelfile import load_model
+
+    model = tmp_path / "a.pt"
+    res = runner.invoke(app, ["train", "--store", str(store), "--out", str(model), "--machine", "A", "--epochs", "1",
+                              "--holdout-fraction", "0.3", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    pseudo = load_model(model).metadata["train_config"]["pseudo"]
+    assert (pseudo["holdout_fraction"], pseudo["centres"]) == (0.3, "train")
+    res = runner.invoke(app, ["train", "--store", str(store), "--out", str(tmp_path / "b.pt"), "--epochs", "1",
+                              "--holdout-fraction", "1", "--no-progress"])
+    assert res.exit_code == 2 and res.output.strip() == "error: holdout_fraction must lie in [0, 1), got 1.0"

@@ -77,6 +77,11 @@ def register(app: typer.Typer) -> None:
         input_noise: float = typer.Option(0.0, "--input-noise", help="Machines A/B: train on fresh pseudo-experiment "
                                           "fluctuations of at most this relative size per element and bin (e.g. "
                                           "0.05); 0 = off (the paper's Machine A)."),
+        holdout_fraction: float = typer.Option(0.0, "--holdout-fraction", help="Share of the store's records held "
+                                               "out of training (a hash of each record, as `crnet pipeline`'s \\[train] "
+                                               "holdout_fraction): Machine A skips them and Machine B draws its "
+                                               "centres from the rest; `crnet pseudodata --holdout-fraction` with the "
+                                               "same value then tests on them. 0 = the paper's protocol."),
         ensemble: int = typer.Option(1, "--ensemble", help="Machines A/B: train this many members (seeds seed + "
                                      "1000 k) and predict their mean; members are kept as OUT.member<k>."),
         dataset: str | None = typer.Option(None, "--dataset", help="Data set for re-profiling pseudo-data (default: "
@@ -98,7 +103,9 @@ def register(app: typer.Typer) -> None:
                 dataset = str(read_store_info(store).attrs.get("dataset", DEFAULT_DATASET))
             pseudo = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise, max_relative=max_relative,
                                       envelope_delta=(delta_low, delta_high), dataset=dataset,
-                                      update_chi2=update_chi2, seed=seed)
+                                      update_chi2=update_chi2, seed=seed,
+                                      centres="train" if holdout_fraction > 0 else "all",  # as crnet pipeline
+                                      holdout_fraction=holdout_fraction)
             cfg = TrainConfig(machine=machine, arch=arch, epochs=epochs, batch_size=batch_size, learning_rate=lr,
                               weight_decay=weight_decay, lr_schedule=lr_schedule, patience=patience, seed=seed,
                               val_fraction=val_fraction, max_sigma=max_sigma, device=device, amp=amp,
