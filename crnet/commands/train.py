@@ -78,10 +78,11 @@ def register(app: typer.Typer) -> None:
                                           "fluctuations of at most this relative size per element and bin (e.g. "
                                           "0.05); 0 = off (the paper's Machine A)."),
         holdout_fraction: float = typer.Option(0.0, "--holdout-fraction", help="Share of the store's records held "
-                                               "out of training (a hash of each record, as `crnet pipeline`'s \\[train] "
-                                               "holdout_fraction): Machine A skips them and Machine B draws its "
-                                               "centres from the rest; `crnet pseudodata --holdout-fraction` with the "
-                                               "same value then tests on them. 0 = the paper's protocol."),
+                                               "out of training (a hash of each record, as `crnet pipeline`'s "
+                                               "\\[train] holdout_fraction): Machine A skips them and Machine B "
+                                               "draws its centres from the rest; `crnet pseudodata "
+                                               "--holdout-fraction` with the same value then tests on them. 0 = the "
+                                               "paper's protocol."),
         ensemble: int = typer.Option(1, "--ensemble", help="Machines A/B: train this many members (seeds seed + "
                                      "1000 k) and predict their mean; members are kept as OUT.member<k>."),
         dataset: str | None = typer.Option(None, "--dataset", help="Data set for re-profiling pseudo-data (default: "
