@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+import crnet.closure as closure_mod
 import crnet.evaluate.report as report_mod
-import crnet.feedback as feedback_mod
 import crnet.machines.inference as inference
 from crnet.evaluate.report import EvalConfig, oracle_chi2
 from crnet.feedback import FeedbackConfig, SimConfig, closure_test
@@ -51,7 +51,7 @@ def test_closure_cache_is_keyed_and_resumes_from_saved_predictions(tmp_path, mon
     def killed(*args, **kw):
         raise Killed
 
-    monkeypatch.setattr(feedback_mod, "resimulate", killed)
+    monkeypatch.setattr(closure_mod, "resimulate", killed)
     with pytest.raises(Killed):
         closure_test(tmp_path / "a.pt", tmp_path / "test.h5", work, cfg)
     assert (work / "prediction.npz").is_file() and not (work / "closure.npz").exists()
@@ -60,7 +60,7 @@ def test_closure_cache_is_keyed_and_resumes_from_saved_predictions(tmp_path, mon
     first = closure_test(tmp_path / "a.pt", tmp_path / "test.h5", work, cfg)
     assert predicted == [] and first.theta.shape == (2, 10)
     # same inputs: the cached result, no re-simulation
-    resims = _count_calls(monkeypatch, feedback_mod, "resimulate")
+    resims = _count_calls(monkeypatch, closure_mod, "resimulate")
     again = closure_test(tmp_path / "a.pt", tmp_path / "test.h5", work, cfg)
     assert resims == [] and np.array_equal(again.chi2_resim, first.chi2_resim)
     # another n_test or another model: recomputed, never the old result

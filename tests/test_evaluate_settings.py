@@ -16,8 +16,8 @@ from helpers_loop import GRID, OPTIONS_AGAINST_THE_STORE, TOL, build_loop_world
 from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
+import crnet.closure as closure_mod
 import crnet.evaluate.report as report_mod
-import crnet.feedback as feedback_mod
 import crnet.machines.inference as inference
 from crnet.cli import app
 from crnet.evaluate.report import EvalConfig, check_evaluation_settings, closure_counts, conventions_text, evaluate
@@ -48,7 +48,7 @@ def no_work(monkeypatch) -> None:
     def refuse(*args, **kw):
         raise WorkStarted("work started before the settings were checked")
 
-    for module, name in ((inference, "predict_file"), (feedback_mod, "resimulate"), (report_mod, "closure_test"),
+    for module, name in ((inference, "predict_file"), (closure_mod, "resimulate"), (report_mod, "closure_test"),
                          (report_mod, "resimulate"), (report_mod, "tau_floor")):
         monkeypatch.setattr(module, name, refuse)
 
@@ -214,7 +214,7 @@ def test_an_unusable_test_input_is_counted_and_left_out(world, tmp_path, monkeyp
     assert "left out of both tables" in text
     # the count is cached with the result
     resims: list[int] = []
-    monkeypatch.setattr(feedback_mod, "resimulate", lambda *a, **k: resims.append(1))
+    monkeypatch.setattr(closure_mod, "resimulate", lambda *a, **k: resims.append(1))
     assert closure_test(world["a"], bad, tmp_path / "c", cfg).n_skipped_inputs == 1 and resims == []
     monkeypatch.undo()
     # with --n-test: the unusable inputs before the last prediction kept (record 0 is before record 1's prediction)
@@ -238,7 +238,7 @@ def test_caches_without_the_count_are_recomputed_without_re_simulating(world, tm
         assert drop in arrays
         savez_keyed(work / name, key, **{k: v for k, v in arrays.items() if k != drop})
     resims: list[int] = []
-    monkeypatch.setattr(feedback_mod, "resimulate", lambda *a, **k: resims.append(1) or work / "resim.h5")
+    monkeypatch.setattr(closure_mod, "resimulate", lambda *a, **k: resims.append(1) or work / "resim.h5")
     again = closure_test(world["a"], bad, work, cfg)
     assert resims == [1]  # resumed from the complete resim.h5: resimulate returns at once there
     assert again.n_skipped_inputs == 1 and np.array_equal(again.chi2_resim, first.chi2_resim)

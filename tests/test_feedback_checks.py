@@ -16,6 +16,7 @@ from helpers_loop import GRID, OPTIONS_AGAINST_THE_STORE, TOL, build_loop_world
 from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
+import crnet.closure as closure_mod
 import crnet.feedback as feedback_mod
 import crnet.machines.inference as inference
 from crnet.cli import app
@@ -73,7 +74,7 @@ def no_work(monkeypatch) -> None:
     def refuse(*args, **kw):
         raise Resimulated("work started before the inputs were checked")
 
-    monkeypatch.setattr(feedback_mod, "resimulate", refuse)
+    monkeypatch.setattr(closure_mod, "resimulate", refuse)
     monkeypatch.setattr(inference, "predict_file", refuse)
 
 
