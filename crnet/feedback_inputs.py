@@ -121,9 +121,7 @@ def sim_from_store(store: Path | str, backend: str = "auto", batch_size: int = 6
     if not isinstance(grid, dict) or "dr_kpc" not in grid:
         raise FeedbackInputError("train_store", f"{store}: its attribute 'grid' = {grid!r} is not a crprop "
                                  "propagation grid (no 'dr_kpc'); only stores of crprop scans can be re-simulated")
-    paper = GridConfig().setup()
-    changes = {name: grid[name] for name in _GRID_FIELDS
-               if name != "half_lives" and name in grid and grid[name] != getattr(paper, name)}
+    changes = {name: grid[name] for name in _GRID_FIELDS if name != "half_lives" and name in grid}  # GridConfig
     tol, max_steps = grid.get("tol"), grid.get("max_steps")
     try:
         return SimConfig(grid=GridConfig(**changes, half_lives=grid.get("half_lives")),

@@ -20,7 +20,7 @@ from crprop.constants import C_CM_S, MB_CM2, YEAR_S
 from crprop.discretization import LOSS_SCHEMES
 from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef, symmetric_halo_kpc
 from crprop.galprop.galdef_keys import default_network_iter_compl
-from crprop.grid import Z_MAX_STEP_RATIO, Grid
+from crprop.grid import Z_MAX_STEP_RATIO, Grid, check_positive
 from crprop.nuclear.inelastic import loss_cross_sections
 from crprop.nuclear.pp_fusion import pp_fusion_kernel
 from crprop.nuclear.production import production_table
@@ -100,6 +100,11 @@ class GalaxySetup:
         if self.network_iter_compl is not None and self.network_iter_compl < 1:
             raise ValueError(f"GalaxySetup.network_iter_compl must be >= 1 (complete passes; 0 would never propagate "
                              f"a nucleus), got {self.network_iter_compl}")
+        for name in ("r_max_kpc", "dr_kpc", "dz_kpc", "ekin_min_mev_per_n", "ekin_max_mev_per_n"):
+            check_positive(name, getattr(self, name))  # here, not as a ZeroDivisionError inside grid() (walk-through)
+        if not (np.isfinite(self.ekin_factor) and self.ekin_factor > 1.0):
+            raise ValueError(f"ekin_factor must be a finite number > 1 (ratio of neighbouring energies), got "
+                             f"{self.ekin_factor!r}")
         if self.loss_scheme not in LOSS_SCHEMES:
             raise ValueError(f"GalaxySetup.loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; "
                              f"'upwind1' = GALPROP's), got {self.loss_scheme!r}")

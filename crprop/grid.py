@@ -24,7 +24,8 @@ Z_MAX_STEP_RATIO = 2.0
 grid is first-order where the steps jump, so steps must change gradually (the stretched halo uses 1.1-1.3)."""
 
 
-def _check_positive(name: str, value: float) -> None:
+def check_positive(name: str, value: float) -> None:
+    """ValueError naming ``name`` unless ``value`` is a finite number > 0."""
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
 
@@ -114,7 +115,7 @@ class Grid:
             ("ekin_min_mev_per_n", ekin_min_mev_per_n),
             ("ekin_max_mev_per_n", ekin_max_mev_per_n),
         ):
-            _check_positive(name, value)
+            check_positive(name, value)
         if not (np.isfinite(ekin_factor) and ekin_factor > 1.0):
             raise ValueError(f"ekin_factor must be > 1, got {ekin_factor!r}")
         if ekin_max_mev_per_n <= ekin_min_mev_per_n:

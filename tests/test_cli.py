@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -73,6 +75,14 @@ def test_simulate_params_toml_and_bad_input(coarse_galdef, tmp_path):
         be10 = f["flux_lis"][:, species.index("10Be")]
         b10 = f["flux_lis"][:, species.index("10B")]
         assert f.attrs["half_lives"] == "galprop" and f.attrs["solve_order"] == "parents_first"
+        shape = json.loads(f.attrs["grid"])["shape"]
+    coarse = tmp_path / "dz.h5"  # the grid options change the galdef's grid (walk-through, session 18)
+    res = runner.invoke(app, ["simulate", "--params", str(toml), "--out", str(coarse), "--backend", "numba",
+                              "--dz", "1.2"])
+    assert res.exit_code == 0, res.output
+    with h5py.File(coarse, "r") as f:
+        grid = json.loads(f.attrs["grid"])
+    assert grid["options"] == {"dz_kpc": 1.2} and grid["shape"][0] == shape[0] and grid["shape"][1] < shape[1]
     v54 = tmp_path / "v54.h5"
     res = runner.invoke(app, ["simulate", "--params", str(toml), "--out", str(v54), "--backend", "numba",
                               "--order", "galprop_v54"])

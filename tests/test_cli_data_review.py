@@ -89,6 +89,23 @@ def test_data_show_prints_energy_per_nucleon_as_gev_per_n() -> None:
     assert "[m^-2 s^-1 sr^-1 (GeV/n)^-1]" in res.output
 
 
+def test_data_show_file_says_how_the_data_sets_compare_it(tmp_path: Path) -> None:
+    """A file shown alone said nothing about solar modulation (walk-through, session 18): it now names the blocks
+    of the shipped data sets made from it (same content) with LIS or TOA and the period, and none for a new file."""
+    res = runner.invoke(app, ["data", "show", str(DATA_DIR / "voyager1" / "Voyager1_Cummings2016_B_Ekn.csv"),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    uses = json.loads(res.output)["used_in"]
+    assert {u["dataset"] for u in uses} == {"ams02-2021", "ams02-2021-ace2009"} and {u["kind"] for u in uses} == {"LIS"}
+    copy = tmp_path / "B_AMS.csv"  # a copy is recognised by content, wherever it lies
+    shutil.copy(DATA_DIR / "ams02_physrep2021" / "AMS02_PhysRep2021_B_R.csv", copy)
+    res = runner.invoke(app, ["data", "show", str(copy)])
+    assert res.exit_code == 0, res.output
+    assert "used in data set ams02-2021, block 'B AMS-02': top of atmosphere (TOA): force-field modulated" in res.output
+    res = runner.invoke(app, ["data", "show", str(csv_file(tmp_path, ["# x: rigidity R [GV]"]))])
+    assert res.exit_code == 0 and "used in no shipped data set" in res.output
+
+
 def test_data_show_files_by_existence_and_directories(tmp_path: Path) -> None:
     """An existing file without the .csv suffix was reported as an 'unknown data set'; a directory as 'no such
     data file'."""
@@ -237,7 +254,17 @@ def test_grid_option_values_are_usage_errors_not_tracebacks(tmp_path: Path) -> N
     """--half-lives lab raised a ValueError traceback from GridConfig (fit, scan, feedback, evaluate)."""
     for cmd in (["fit", "--out", str(tmp_path / "f.json")], ["scan", "--out", str(tmp_path / "s.h5")]):
         assert_usage_error(runner.invoke(app, [*cmd, "--half-lives", "lab", *GRID]),
-                           "half_lives must be one of ('galprop', 'measured')")
+                           "--half-lives must be one of ('galprop', 'measured')")
+    # a zero, negative or NaN step was a ZeroDivisionError traceback or a message about the z lattice (walk-through)
+    simulate = ["simulate", "--out", str(tmp_path / "x.h5"), "--params", str(tmp_path / "p.toml")]
+    (tmp_path / "p.toml").write_text(TOML)
+    for cmd in (["fit", "--out", str(tmp_path / "f.json")], ["scan", "--out", str(tmp_path / "s.h5")], simulate):
+        for value in ("0", "-1", "nan"):
+            assert_usage_error(runner.invoke(app, [*cmd, "--dz", value]), "--dz must be a finite number > 0 (kpc), got")
+        assert_usage_error(runner.invoke(app, [*cmd, "--ekin-factor", "1"]),
+                           "--ekin-factor must be a finite number > 1")
+        assert_usage_error(runner.invoke(app, [*cmd, "--z-stretch-factor", "3"]),
+                           "--z-stretch-factor must lie in (1, 2]")
 
 
 def test_start_values_outside_the_box_give_the_allowed_range(tmp_path: Path) -> None:

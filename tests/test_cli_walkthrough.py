@@ -102,3 +102,39 @@ def test_a_fit_of_another_grid_or_data_set_is_refused_but_not_of_another_mode():
     with pytest.raises(ValueError, match="another dataset than this scan"):
         fit.check_setup({"dr_kpc": 4.0}, "ams02-2021")
 
+
+def test_explicit_paper_grid_values_are_the_default():
+    """`--dr 1 --loss-scheme upwind1` (the paper galdef's values) is the default setup: one spelling in settings(),
+    cache keys and the --from-fit check, also against a fit file that recorded the explicit values."""
+    import numpy as np
+    import pytest
+
+    from crnet.scan import GridConfig
+    from crnet.scan.fit import FitResult
+
+    assert GridConfig(dr_kpc=1.0, dz_kpc=0.2, ekin_factor=1.25, loss_scheme="upwind1").settings() == {}
+    assert GridConfig(dr_kpc=1.0, dz_kpc=1.3, loss_scheme="upwind2").settings() == {"dz_kpc": 1.3,
+                                                                                     "loss_scheme": "upwind2"}
+    fit = FitResult(params={}, x_log=[0.0] * 10, chi2=1.0, norms=[1.0] * 4, covariance_log=np.eye(10).tolist(),
+                    success=True, status=1, message="", n_evaluations=1, n_models=1, wall_s=0.0,
+                    setup={"grid": {"loss_scheme": "upwind1", "dr_kpc": 4.0}, "dataset": "paper", "mode": "fast"})
+    fit.check_setup(GridConfig(dr_kpc=4.0).settings(), "paper")
+    with pytest.raises(ValueError, match=r"grid: fit \{'dr_kpc': 4.0\}, scan \{\}"):
+        fit.check_setup(GridConfig(loss_scheme="upwind1").settings(), "paper")
+
+
+
+def test_cli_prints_warnings_on_one_line_without_the_source(monkeypatch):
+    """A warning from a command reads `warning (Category): message`, not Python's file:line plus a line of crnet's
+    source (walk-through, session 18)."""
+    import warnings
+
+    from crnet.cli import format_warning
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    assert CliRunner().invoke(app, ["version"]).exit_code == 0
+    assert warnings.formatwarning is format_warning
+    # Python's own showwarning formats through warnings.formatwarning once it is replaced (pytest's capture
+    # replaces showwarning itself, so the formatter is called directly here)
+    text = warnings.formatwarning(RuntimeWarning("the fit did not converge"), RuntimeWarning, __file__, 1, "src")
+    assert text == "warning (RuntimeWarning): the fit did not converge\n"

@@ -143,3 +143,18 @@ def test_cupy_equals_numba_on_a_stretched_grid():
 
 GPU_CPU_RTOL = 1e-8
 """Both iterate to a relative residual of 1e-10; the fluxes then agree to ~1e-9 (float64 on both sides)."""
+
+
+def test_galaxy_setup_refuses_non_positive_steps():
+    """A zero step was a ZeroDivisionError inside GalaxySetup.grid(), a negative one a message about the z lattice
+    (walk-through, session 19): the setup itself names the field (galdef dz = 0 reaches it without GridConfig)."""
+    import pytest
+
+    from crprop.galaxy import GalaxySetup
+
+    paper = GalaxySetup.paper()
+    for name, value in (("dz_kpc", 0.0), ("dr_kpc", -1.0), ("r_max_kpc", float("nan"))):
+        with pytest.raises(ValueError, match=f"{name} must be a finite positive number"):
+            paper.with_changes(**{name: value})
+    with pytest.raises(ValueError, match="ekin_factor must be a finite number > 1"):
+        paper.with_changes(ekin_factor=1.0)

@@ -87,7 +87,23 @@ def _print_dataset(ds: Dataset, points: bool) -> None:
     typer.echo(f"  units: E kinetic energy per nucleon [GeV/n], flux [{FLUX_UNITS['Ekn']}]")
 
 
-def _table_dict(t: MeasurementTable, points: bool) -> dict:
+def _file_uses(path: Path) -> list[dict[str, str]]:
+    """The blocks of the shipped data sets made from a file with ``path``'s content (SHA-256), with how each is
+    compared with the model: 'LIS' (interstellar, unmodulated) or 'TOA' (force-field modulated, its period)."""
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    uses = []
+    for name in DATASETS:
+        for b in get_dataset(name).blocks:
+            src = Path(b.source)
+            if src.is_file() and hashlib.sha256(src.read_bytes()).hexdigest() == digest:
+                uses.append({"dataset": name, "block": b.label, "kind": "LIS" if b.lis else "TOA",
+                             "period": b.period})
+    return uses
+
+
+def _table_dict(t: MeasurementTable, points: bool, uses: list[dict[str, str]]) -> dict:
     out = {
         "path": t.path,
         "n_points": t.n_points,
@@ -98,6 +114,7 @@ def _table_dict(t: MeasurementTable, points: bool) -> dict:
         "value_unit": _value_unit(t),
         "x_range": [float(t.x_rep.min()), float(t.x_rep.max())],
         "meta": t.meta,
+        "used_in": uses,
     }
     if points:
         out["points"] = {
@@ -121,12 +138,18 @@ def _value_unit(t: MeasurementTable) -> str:
     return FLUX_UNITS[t.x_kind] if t.quantity == "flux" else "dimensionless"
 
 
-def _print_table(t: MeasurementTable, points: bool) -> None:
+def _print_table(t: MeasurementTable, points: bool, uses: list[dict[str, str]]) -> None:
     unit = X_UNIT_LABELS[t.x_kind]
     typer.echo(f"{t.path}: {t.n_points} rows, {t.quantity} vs {t.x_kind} [{unit}], species {t.species}")
-    for key in ("dataset", "experiment", "reference", "data_taking_period", "upstream"):
+    for key in ("dataset", "experiment", "reference", "data_taking_period", "crdb_phi_MV", "note", "upstream"):
         if key in t.meta:
             typer.echo(f"  {key}: {t.meta[key]}")
+    for use in uses:
+        how = ("interstellar (LIS): compared without modulation" if use["kind"] == "LIS"
+               else f"top of atmosphere (TOA): force-field modulated, period {use['period']}")
+        typer.echo(f"  used in data set {use['dataset']}, block '{use['block']}': {how}")
+    if not uses:
+        typer.echo("  used in no shipped data set (LIS or TOA is for the user to decide: see the header's notes)")
     typer.echo(f"  x range {t.x_rep.min():.4g} - {t.x_rep.max():.4g} {unit}")
     if points:
         typer.echo(f"  {t.x_kind + ' [' + unit + ']':>14}{t.quantity:>13}{'stat':>11}{'syst':>11}")
@@ -175,10 +198,11 @@ def register(app: typer.Typer) -> None:
         try:
             if name not in DATASETS and (Path(name).suffix.lower() == ".csv" or Path(name).exists()):
                 table = read_table(Path(name))
+                uses = _file_uses(Path(name))
                 if as_json:
-                    typer.echo(json.dumps(_table_dict(table, points), indent=2))
+                    typer.echo(json.dumps(_table_dict(table, points, uses), indent=2))
                 else:
-                    _print_table(table, points)
+                    _print_table(table, points, uses)
                 return
             if name not in DATASETS:
                 raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)} (or give an existing "

@@ -1,17 +1,19 @@
-"""The grid options shared by every command that propagates (fit, scan, feedback, evaluate), defined once.
+"""The grid options shared by every command that propagates (simulate, fit, scan, feedback, evaluate), defined once.
 
 ``@with_grid_options`` adds --dr, --dz, --ekin-factor, --z-uniform-half, --z-stretch-factor, --dz-max,
 --loss-scheme and --half-lives to a
 command and hands it one ``grid`` argument, a :class:`crnet.scan.models.GridConfig` (None for every option not
 given: the CR-ML galdef's value). A re-simulation must use the scan's grid: ``crnet feedback`` takes it from its
---store and ``crnet evaluate`` from its first --mocks store (``@with_given_grid_options``: the command gets only
-the options given, which must agree with the store; :func:`store_sim` puts them over the store's settings).
+--store and ``crnet evaluate`` from its first --mocks store, and ``crnet simulate`` changes its galdef's grid
+(``@with_given_grid_options``: the command gets only the options given, which must agree with the store;
+:func:`store_sim` puts them over the store's settings).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -25,8 +27,8 @@ if TYPE_CHECKING:
 
 GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("dr_kpc", Annotated[float | None, typer.Option(
-        "--dr", help="Radial grid step, kpc (default: the paper galdef; crnet feedback: its --store's; crnet "
-        "evaluate: its first --mocks store's).")]),
+        "--dr", help="Radial grid step, kpc (default: the paper galdef; crnet simulate: its galdef's; crnet "
+        "feedback: its --store's; crnet evaluate: its first --mocks store's).")]),
     ("dz_kpc", Annotated[float | None, typer.Option(
         "--dz", help="Vertical grid step (near the disc with --z-uniform-half), kpc (default as --dr's).")]),
     ("ekin_factor", Annotated[float | None, typer.Option(
@@ -109,8 +111,9 @@ def _grid_decorator(command: Callable[..., Any], given_only: bool) -> Callable[.
         values = {name: kwargs.pop(name, None) for name, _ in GRID_OPTIONS}  # None: not given
         try:
             grid = GridConfig(**values)
-        except ValueError as exc:  # e.g. --half-lives lab: a usage error, not a traceback
-            typer.echo(f"error: {exc}", err=True)
+        except ValueError as exc:  # e.g. --half-lives lab: a usage error naming the flag, not a traceback
+            message = re.sub(r"\b(\w+)\b", lambda m: GRID_FLAGS.get(m.group(1), m.group(1)), str(exc))
+            typer.echo(f"error: {message}", err=True)
             raise typer.Exit(code=2) from None
         if given_only:
             return command(**kwargs, grid={name: v for name, v in values.items() if v is not None})

@@ -7,11 +7,13 @@ import time
 import tomllib
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
 
 from crnet import __version__
+from crnet.commands.grid_options import with_given_grid_options
 from crnet.commands.io_checks import check_output
 
 MODE_HELP = "fast (converged steady state) | galprop (GALPROP's time ladder) | exact (sparse direct, small grids)"
@@ -66,6 +68,7 @@ def _echo_galdef_warnings(galdef, path: Path) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @with_given_grid_options
     def simulate(
         out: Path = typer.Option(..., "--out", help="output HDF5 file (spectra at the Sun: E in GeV/n, fluxes in "
                                  "m^-2 s^-1 sr^-1 (GeV/n)^-1); an existing file is kept unless --overwrite"),
@@ -78,13 +81,12 @@ def register(app: typer.Typer) -> None:
         check_prior: bool = typer.Option(True, "--check-prior/--no-check-prior",
                                          help="reject --params models outside the Table 1 prior box (a --galdef "
                                          "runs as GALPROP would, unchecked)"),
-        half_lives: str = typer.Option("galprop", "--half-lives",
-                                       help="galprop (GALPROP's tables; 10Be 1.60 Myr) or measured (10Be 1.387 Myr)"),
         order: str | None = typer.Option(None, "--order", help="solve order of the nuclear network: parents_first "
                                          "(every source known when a species is solved) or galprop_v54 (GALPROP's "
                                          "heavy-to-light pass: 10B before 10Be, 2H before 1H). Default: galprop_v54 "
                                          "with --galdef (reproduces GALPROP), parents_first with --params (as "
                                          "crnet demo, scan and fit)"),
+        grid: dict[str, Any] | None = None,
     ) -> None:
         """Propagate the models of a galdef or a parameter file and write their spectra at the Sun.
 
@@ -92,8 +94,9 @@ def register(app: typer.Typer) -> None:
         units in the names: d0_1e28_cm2_s, delta, eta, v_alfven_km_s, z_halo_kpc, nu1, nu2, nu3, r_break1_mv,
         r_break2_mv), or a list of \\[\\[model]] tables with those keys for a batch; an optional \\[galdef] table with
         one entry path = "..." (relative to the TOML file) names the galdef of the Galaxy setup (default: the
-        paper's, crprop/data/galdef/galdef_54_crml)."""
-        from crnet.scan.models import HALF_LIVES, apply_half_lives
+        paper's, crprop/data/galdef/galdef_54_crml). The grid options (--dr, --dz, --ekin-factor, the stretched
+        halo, --loss-scheme, --half-lives) change that galdef's grid; without them it runs on the galdef's own."""
+        from crnet.scan.models import apply_half_lives
         from crnet.spectra_io import write_spectra_h5
         from crprop.galaxy import GalaxySetup, paper_galdef_path
         from crprop.galprop.galdef import GaldefError, read_galdef
@@ -104,8 +107,6 @@ def register(app: typer.Typer) -> None:
 
         if (galdef is None) == (params is None):
             raise typer.BadParameter("give exactly one of --galdef or --params")
-        if half_lives not in HALF_LIVES[1:]:
-            raise typer.BadParameter(f"--half-lives must be one of {HALF_LIVES[1:]}, got {half_lives!r}")
         if order is not None and order not in SOLVE_ORDERS:
             raise typer.BadParameter(f"--order must be one of {SOLVE_ORDERS}, got {order!r}")
         order = order or ("galprop_v54" if galdef is not None else "parents_first")
@@ -130,7 +131,9 @@ def register(app: typer.Typer) -> None:
                 if gpath is not None:  # the shipped paper galdef's notes are known (README)
                     _echo_galdef_warnings(g, gpath)
                 setup = GalaxySetup.from_galdef(g, order=order)
-            setup = apply_half_lives(setup, half_lives)
+            changes = {name: value for name, value in (grid or {}).items() if name != "half_lives"}
+            setup = apply_half_lives(setup.with_changes(**changes) if changes else setup,
+                                     (grid or {}).get("half_lives"))
         except (GaldefError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -147,8 +150,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"warning: {w.message}", err=True)
         arr = PropagationParams.to_array(plist)
         attrs = {"mode": mode, "backend": spectra.meta.get("backend", backend), "crnet_version": __version__,
-                 "grid": json.dumps({"shape": list(spectra.meta["grid_shape"])}), "wall_time_s": wall,
-                 "source": str(galdef or params), "half_lives": half_lives, "solve_order": order}
+                 "grid": json.dumps({"shape": list(spectra.meta["grid_shape"]), "options": grid or {}}),
+                 "wall_time_s": wall, "source": str(galdef or params),
+                 "half_lives": (grid or {}).get("half_lives") or "galprop", "solve_order": order}
         write_spectra_h5(out, spectra, params=arr, param_names=list(PARAM_NAMES), attrs=attrs)
         n_bad = int((~spectra.converged).sum())
         typer.echo(f"{spectra.n_models} model(s), {len(spectra.isotopes)} isotopes, mode {mode}, "

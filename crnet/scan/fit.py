@@ -128,10 +128,11 @@ class FitResult:
         has no --mode). A fit file that records no setup passes."""
         if not self.setup:
             return
-        current = {"grid": grid, "dataset": dataset}
-        diff = [k for k in ("grid", "dataset") if k in self.setup and self.setup[k] != current[k]]
+        current = {"grid": _grid_settings(grid), "dataset": dataset}
+        recorded = {**self.setup, "grid": _grid_settings(self.setup["grid"])} if "grid" in self.setup else self.setup
+        diff = [k for k in ("grid", "dataset") if k in recorded and recorded[k] != current[k]]
         if diff:
-            detail = "; ".join(f"{k}: fit {self.setup[k]!r}, scan {current[k]!r}" for k in diff)
+            detail = "; ".join(f"{k}: fit {recorded[k]!r}, scan {current[k]!r}" for k in diff)
             raise ValueError(f"{what}: the fit was made with another {', '.join(diff)} than this scan ({detail}); "
                              "fit again with the scan's options")
 
@@ -286,6 +287,17 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
         n_evaluations=len(history), n_models=counts["models"], wall_s=time.perf_counter() - t0,
         history=history, start=[float(v) for v in start], solver_converged=bool(ev_best.converged[0]),
         setup=_model_setup(model))
+
+
+def _grid_settings(grid: dict[str, Any]) -> dict[str, Any]:
+    """``grid`` (GridConfig settings) with explicit paper values dropped, as GridConfig spells them (fit files of
+    session 18 recorded e.g. {'loss_scheme': 'upwind1'}); a dict of other keys is compared as it is."""
+    from crnet.scan.models import GridConfig
+
+    try:
+        return GridConfig(**grid).settings()
+    except (TypeError, ValueError):
+        return grid
 
 
 def _model_setup(model: Any) -> dict[str, Any]:

@@ -7,6 +7,8 @@ benchmarks of the pipeline, or another solver) behind the same interface.
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -118,8 +120,31 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         _check_half_lives(self.half_lives)
+        self._check_values()
         if self.half_lives == "galprop":  # one spelling of the default, so that cache keys and resumes agree
             self.half_lives = None
+        # An option given explicitly at the paper galdef's value is the default: one spelling (None), so that
+        # `--dr 1 --loss-scheme upwind1` and no options give the same settings(), cache keys and setup checks.
+        for name, default in paper_grid_defaults().items():
+            if getattr(self, name) == default:
+                setattr(self, name, None)
+
+    def _check_values(self) -> None:
+        """ValueError naming the field for a step that is not finite and > 0 kpc, an energy factor not > 1 or a
+        stretch factor outside (1, Z_MAX_STEP_RATIO] (a zero step was a ZeroDivisionError deep in the grid)."""
+        from crprop.grid import Z_MAX_STEP_RATIO
+
+        for name in ("dr_kpc", "dz_kpc", "z_uniform_half_kpc", "dz_max_kpc"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0 (kpc), got {value!r}")
+        if self.ekin_factor is not None and not (math.isfinite(self.ekin_factor) and self.ekin_factor > 1):
+            raise ValueError(f"ekin_factor must be a finite number > 1 (ratio of neighbouring kinetic energies), got "
+                             f"{self.ekin_factor!r}")
+        fac = self.z_stretch_factor
+        if fac is not None and not (math.isfinite(fac) and 1 < fac <= Z_MAX_STEP_RATIO):
+            raise ValueError(f"z_stretch_factor must lie in (1, {Z_MAX_STEP_RATIO:g}] (ratio of neighbouring z steps),"
+                             f" got {fac!r}")
 
     def settings(self) -> dict[str, Any]:
         """The options that are set (None = the default, left out): what cache keys and resume checks compare,
@@ -141,6 +166,18 @@ def apply_half_lives(setup, half_lives: str | None):
 
     _check_half_lives(half_lives)
     return setup.with_half_lives(MEASURED_HALF_LIVES_YR) if half_lives == "measured" else setup
+
+
+@functools.lru_cache(maxsize=1)
+def paper_grid_defaults() -> dict[str, Any]:
+    """The values GridConfig's None stands for, as crprop.galaxy.GalaxySetup.paper() has them: 'dr_kpc', 'dz_kpc'
+    (kpc), 'ekin_factor' from the CR-ML galdef; 'loss_scheme' and the stretched-halo options from GalaxySetup's
+    defaults (z_uniform_half_kpc None = GALPROP's uniform z grid; z_stretch_factor 1.15, dz_max_kpc 1.0 kpc)."""
+    from crprop.galaxy import GalaxySetup
+
+    paper = GalaxySetup.paper()
+    return {name: getattr(paper, name) for name in ("dr_kpc", "dz_kpc", "ekin_factor", "z_uniform_half_kpc",
+                                                     "z_stretch_factor", "dz_max_kpc", "loss_scheme")}
 
 
 HALF_LIVES: tuple[str | None, ...] = (None, "galprop", "measured")
