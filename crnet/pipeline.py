@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,10 @@ def versions() -> dict[str, Any]:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    """Run (or resume) every stage; returns {'timings': {stage: s}, 'report': ..., 'measured': ...}.
+    """Run (or resume) every stage; returns {'timings': {stage: s}, 'skipped': [stage], 'resumed': [stage], 'report':
+    ..., 'measured': ...}: 'skipped' are the stages found finished and not run again, whose timings are those of the
+    run that finished them; 'resumed' those finished by a run that resumed them after a kill, whose timings count
+    that run only.
 
     The whole run holds the lock of its output directory (:func:`crnet.run_lock.run_lock`): a second run on the
     same directory is refused (ValueError naming ``<out>/.lock`` and the holder's pid) before it reads or writes
@@ -154,7 +157,10 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
 
     ecfg = EvalConfig(machines={MACHINE_NAMES[n][2]: str(p) for n, p in models.items()}, test_store=str(test_path),
                       mock_stores=stores, out=str(out / "evaluation"),
-                      check_model=None if check is None else str(check), feedback=cfg.feedback.settings)
+                      check_model=None if check is None else str(check),
+                      # every [test] n_test spectrum is scored: [feedback] n_test sizes the loop's rounds only (the
+                      # evaluation took the first [feedback] n_test of the test set until session 19, walk-through)
+                      feedback=replace(cfg.feedback.settings, n_test=None))
     report_path = Path(ecfg.out) / "report.json"
     st.run("evaluate", lambda resume: (evaluate(ecfg), st.rel(report_path))[1])
     report = json.loads(report_path.read_text())
@@ -166,7 +172,8 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
             {n: str(p) for n, p in models.items()}, out / "measured", scan_path, dataset=cfg.measured.dataset,
             sim=cfg.sim(), progress=cfg.run.progress))
     atomic_json(out / "timings.json", st.timings)
-    return {"timings": st.timings, "report": report, "measured": measured}
+    return {"timings": st.timings, "skipped": list(st.skipped), "resumed": list(st.resumed), "report": report,
+            "measured": measured}
 
 
 def _check_scan_store(path: Path, scan: ScanConfig) -> None:

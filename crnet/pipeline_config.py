@@ -27,8 +27,9 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
   pseudo-data drawn from the same central spectra). The feedback loop predicts from its own pseudo-data
   (``feedback_pseudo.h5``: training centres, other noise draws), never from the test set, because it
   retrains on the re-simulations of what it predicts;
-* ``[test]``: n_test (pseudo-spectra of the test set, and of the feedback loop's own ``feedback_pseudo.h5``; at
-  least [feedback] n_test), seed;
+* ``[test]``: n_test (pseudo-spectra of the test set, every one scored by the evaluation, and of the feedback
+  loop's own ``feedback_pseudo.h5``, whose first [feedback] n_test each round predicts; at least [feedback]
+  n_test), seed;
 * ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields except
   ``sim`` and ``progress`` (re-simulations use the [scan] solver settings, progress is [run]'s); its ``seed`` (closure
   noise of the feedback loop and the evaluation) defaults to the [run] seed, so replicate runs draw their own;
@@ -194,9 +195,10 @@ def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the pipeline config ({exc})") from None
-    unknown = sorted(set(raw) - {f.name for f in fields(PipelineConfig)})
+    known = [f.name for f in fields(PipelineConfig)]
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ValueError(f"{path}: unknown sections {unknown}")
+        raise ValueError(f"{path}: unknown sections {unknown}; allowed {known}")
     run = _section(RunSection, raw.get("run", {}), "run")
     if out is not None:
         run.out = out
@@ -224,9 +226,8 @@ def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
     fb_n = cfg.feedback.settings.n_test
     if fb_n is not None and fb_n > cfg.test.n_test:  # it would be capped silently (review by helper-51, session 17)
         raise ValueError(f"{path}: [feedback] n_test = {fb_n} exceeds [test] n_test = {cfg.test.n_test}: the feedback "
-                         "loop and the evaluation predict from the first [feedback] n_test of the [test] n_test "
-                         "pseudo-spectra (feedback_pseudo.h5, test_pseudo.h5); lower [feedback] n_test (or leave "
-                         "it out: all) or raise [test] n_test")
+                         "loop predicts from the first [feedback] n_test of the [test] n_test pseudo-spectra of "
+                         "feedback_pseudo.h5; lower [feedback] n_test (or leave it out: all) or raise [test] n_test")
     cfg.feedback.settings.sim = cfg.sim()
     cfg.feedback.settings.progress = cfg.run.progress
     return cfg

@@ -142,6 +142,12 @@ class _Stages:
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
+        """Stage -> wall time (s) when it ran, in this run or (a finished stage that is skipped) an earlier one."""
+        self.skipped: list[str] = []
+        """Stages found finished and not run again by this run (their timings are the earlier run's)."""
+        self.resumed: list[str] = []
+        """Stages finished by an invocation that resumed them after a kill: their timings count only that
+        invocation (the killed one's time is not known)."""
         self.cfg = cfg
         self.started_before: dict[str, bool] = {}
         """Stage -> whether its started marker was there, with this run's settings, when this run first checked
@@ -165,7 +171,9 @@ class _Stages:
                 continue
             data = self.read_marker(marker)
             done_with = data.get("settings")  # None: a marker from before settings were recorded
-            diff = [] if done_with is None else changed_settings(done_with, settings)
+            # only the settings this code has for the stage: one it no longer records (train.patience for the paper
+            # machines, dropped in session 18) is no change by the user; the code change itself warns below
+            diff = [] if done_with is None else changed_settings(done_with, settings, keys=settings)
             if diff:
                 scan = (" (an MCMC scan then resumes and extends its store to a larger [scan] n_steps; any other "
                         "[scan] change, such as a Sobol design's n_points, needs another [run] out)"
@@ -200,6 +208,10 @@ class _Stages:
         info = self.check(name)
         if info is not None:
             self.timings[name] = info["wall_s"]
+            if name not in self.skipped:
+                self.skipped.append(name)
+            if info.get("resumed") and name not in self.resumed:
+                self.resumed.append(name)
             return info.get("result")
         resume = self.started_before[name]
         settings = stage_settings(self.cfg, name)
@@ -209,11 +221,13 @@ class _Stages:
         result = fn(resume)
         release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
         wall = time.perf_counter() - t0
-        atomic_json(self.dir / f"{name}.json", {"stage": name, "wall_s": wall, "result": result,
+        atomic_json(self.dir / f"{name}.json", {"stage": name, "wall_s": wall, "resumed": resume, "result": result,
                                                   "settings": settings, "paths": MARKER_PATHS, "code": self.code})
         started.unlink(missing_ok=True)
         self.legacy.discard(name)
         self.timings[name] = wall
+        if resume and name not in self.resumed:
+            self.resumed.append(name)
         return result
 
     def rel(self, path: Path | str, keep: bool = False) -> str:

@@ -35,6 +35,7 @@ START = [4.0, 0.45, -1.0, 20.0, 4.55, 1.0, 2.3, 2.4, 1000.0, 3e5]
     (("[scan]\n", "[scan]\ntol = nan\n"), r"\[scan\] tol: expected .*finite"),
     (("grid = { dr_kpc = 4.0,", 'grid = { dr_kpc = "one",'), r"\[scan.grid\] dr_kpc: expected"),
     (("[scan]\n", "[scan]\nstart_spread = -1.0\n"), "start_spread must be finite and > 0"),
+    (("[train]\n", "[trian]\n"), r"unknown sections \['trian'\]; allowed \['run', 'fit', 'scan', 'train', "),
 ])
 def test_pipeline_config_values_are_type_and_range_checked(tmp_path, edit, message) -> None:
     text = CI_CONFIG.read_text()

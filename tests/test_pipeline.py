@@ -83,6 +83,7 @@ def test_cli_pipeline_ci(tmp_path):
     finally:
         numba.set_num_threads(before)
     assert res.exit_code == 0, res.output
+    assert '"finished_before": []' in res.output and "nothing ran" not in res.output
     for f in ("resolved_config.json", "timings.json", "evaluation/report.md", "evaluation/report.json",
               "evaluation/fig5_tau.png", "evaluation/fig6_profile.png", "evaluation/fig7_allowed.png",
               "measured/measured.json", "feedback_A-paper/feedback_log.json"):
@@ -139,10 +140,13 @@ def test_cli_pipeline_ci(tmp_path):
     with MockStore.open(out / "feedback_pseudo.h5", "r") as fb, MockStore.open(out / "test_pseudo.h5", "r") as te:
         assert fb.attrs()["seed"] != te.attrs()["seed"] and fb.n_complete == te.n_complete == 4
     closure = json.loads((out / "feedback_A-paper/feedback_log.json").read_text())["rounds"][0]
-    assert closure["n_predictions"] == 3
-    # a re-run finds every stage done and only re-reads the markers
+    assert closure["n_predictions"] == 3  # [feedback] n_test
+    # ... while the evaluation scores every [test] n_test spectrum (it took [feedback] n_test's 3 until session 19)
+    assert report["accuracy_vs_truth_percent"]["Machine A (paper)"]["delta"]["n"] == 4
+    # a re-run finds every stage done and only re-reads the markers, and says that nothing ran
     res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert '"ran_now": []' in res.output and "every stage was finished before: nothing ran" in res.output
     # a marker written before an option existed (the setting absent there, None now) still counts as done
     marker = out / "stages/scan.json"
     info = json.loads(marker.read_text())

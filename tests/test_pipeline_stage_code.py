@@ -129,3 +129,39 @@ def test_a_checkout_path_with_spaces_keeps_its_commit(tmp_path, monkeypatch):
                           env=env).stdout.strip()
     monkeypatch.setattr(provenance, "PACKAGE_ROOT", root.resolve())
     assert provenance.git_commit() == head
+
+
+def test_a_setting_the_code_no_longer_records_is_no_change(tmp_path):
+    """A run directory of older code whose train marker records train.patience (dropped for the paper machines in
+    session 18) was refused as 'finished under other settings (train.patience differ)' though the config never
+    named it (walk-through, session 19); a setting this code records still counts."""
+    st = _stages(tmp_path, OLD)
+    st.run("train_A-paper", lambda resume: {"model": "A-paper.pt"})
+    marker = tmp_path / "stages/train_A-paper.json"
+    info = json.loads(marker.read_text())
+    assert "train.patience" not in info["settings"]
+    marker.write_text(json.dumps({**info, "settings": {**info["settings"], "train.patience": 20}}))
+    assert _stages(tmp_path, OLD).run("train_A-paper", lambda resume: pytest.fail("re-ran")) == {"model": "A-paper.pt"}
+    marker.write_text(json.dumps({**info, "settings": {**info["settings"], "train.epochs": 99}}))
+    with pytest.raises(ValueError, match=r"finished under other settings \(train.epochs differ\)"):
+        _stages(tmp_path, OLD).check("train_A-paper")
+
+
+def test_a_stage_resumed_after_a_kill_is_named_with_its_timing(tmp_path):
+    """A resumed stage's wall_s counts only the run that finished it (a scan of ~35 s read 17.7 s, walk-through,
+    session 19): the marker records that it was resumed, and every later run lists it as such."""
+    st = _stages(tmp_path, OLD)
+    (tmp_path / "stages").mkdir(exist_ok=True)
+    st.run("test_pseudodata", lambda resume: "test_pseudo.h5")  # ran in one go
+    settings = json.loads((tmp_path / "stages/test_pseudodata.json").read_text())["settings"]
+    (tmp_path / "stages/feedback_pseudodata.started.json").write_text(  # killed while running
+        json.dumps({"stage": "feedback_pseudodata", "settings": {**settings}}))
+    st = _stages(tmp_path, OLD)
+    seen = []
+    st.run("feedback_pseudodata", lambda resume: (seen.append(resume), "feedback_pseudo.h5")[1])
+    assert seen == [True] and st.resumed == ["feedback_pseudodata"]
+    assert json.loads((tmp_path / "stages/feedback_pseudodata.json").read_text())["resumed"] is True
+    again = _stages(tmp_path, OLD)
+    for name in ("test_pseudodata", "feedback_pseudodata"):
+        again.run(name, lambda resume: pytest.fail("re-ran"))
+    assert again.resumed == ["feedback_pseudodata"] and again.skipped == ["test_pseudodata", "feedback_pseudodata"]

@@ -25,5 +25,12 @@ def register(app: typer.Typer) -> None:
         except (ValueError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None
-        typer.echo(json.dumps({"out": str(cfg.out), "timings_s": res["timings"]}, indent=2))
+        ran = [name for name in res["timings"] if name not in res["skipped"]]
+        typer.echo(json.dumps({"out": str(cfg.out), "timings_s": res["timings"], "ran_now": ran,
+                               "finished_before": res["skipped"], "resumed_after_a_kill": res["resumed"]}, indent=2))
+        if not ran:
+            typer.echo("every stage was finished before: nothing ran (timings_s are those of the earlier runs)")
+        if res["resumed"]:
+            typer.echo(f"timings_s of {', '.join(res['resumed'])} count only the run that finished them, not the "
+                       "killed run before it")
         typer.echo(f"report: {cfg.out / 'evaluation' / 'report.md'}")
