@@ -97,6 +97,10 @@ def test_data_show_file_says_how_the_data_sets_compare_it(tmp_path: Path) -> Non
     assert res.exit_code == 0, res.output
     uses = json.loads(res.output)["used_in"]
     assert {u["dataset"] for u in uses} == {"ams02-2021", "ams02-2021-ace2009"} and {u["kind"] for u in uses} == {"LIS"}
+    assert json.loads(res.output)["read_alone_as"].startswith("LIS (interstellar")
+    res = runner.invoke(app, ["data", "show", str(DATA_DIR / "ace_cris" / "ACECRIS_C_200903_201001_Ekn.csv")])
+    assert "read on its own (crnet.data.block_from_table): TOA (top of atmosphere: force-field modulated, phi = 266 " \
+           "MV from its crdb_phi_MV column)" in res.output
     copy = tmp_path / "B_AMS.csv"  # a copy is recognised by content, wherever it lies
     shutil.copy(DATA_DIR / "ams02_physrep2021" / "AMS02_PhysRep2021_B_R.csv", copy)
     res = runner.invoke(app, ["data", "show", str(copy)])

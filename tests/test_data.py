@@ -242,6 +242,19 @@ def test_lis_markers_are_phrases_not_substrings(tmp_path: Path, note: str, lis: 
     assert block_from_table(read_table(path)).lis is lis
 
 
+@pytest.mark.parametrize("note", ["TOA flux; to compare with the unmodulated LIS apply a force field",
+                                  "Voyager (phi = 0) values are in a separate file"])
+def test_lis_phrases_in_notes_do_not_make_a_toa_file_interstellar(tmp_path: Path, note: str) -> None:
+    """A note or reference about something else made ACE-CRIS top-of-atmosphere data an LIS block and dropped its
+    266 MV phi: the model was compared unmodulated (walk-through, session 19). Only the lines about the measurement
+    itself (LIS_MARKER_KEYS) are searched."""
+    text = (DATA_DIR / "ace_cris" / "ACECRIS_C_200903_201001_Ekn.csv").read_text()
+    path = tmp_path / "ACE_C.csv"
+    path.write_text(f"# note: {note}\n# transformation: unmodulated spectra in Cummings et al. (phi = 0)\n" + text)
+    block = block_from_table(read_table(path))
+    assert block.lis is False and block.phi_mv == 266.0
+
+
 def test_explicit_lis_metadata_overrides_markers(tmp_path: Path) -> None:
     rows = "\n".join([HEADER, *GOOD_ROWS]) + "\n"
     path = tmp_path / "T_B_R.csv"

@@ -103,6 +103,21 @@ def _file_uses(path: Path) -> list[dict[str, str]]:
     return uses
 
 
+def _read_alone(t: MeasurementTable) -> str | None:
+    """How crnet.data.block_from_table takes the file on its own (a user's data set): 'LIS' or 'TOA' with the phi
+    of its crdb_phi_MV column; None for a table that is no nuclear flux (not a block)."""
+    from crnet.data import block_from_table
+
+    try:
+        block = block_from_table(t)
+    except ValueError:
+        return None
+    if block.lis:
+        return "LIS (interstellar: no modulation; its metadata say so, crnet.data.dataset.LIS_MARKERS)"
+    phi = "" if block.phi_mv is None else f", phi = {block.phi_mv:g} MV from its crdb_phi_MV column"
+    return f"TOA (top of atmosphere: force-field modulated{phi})"
+
+
 def _table_dict(t: MeasurementTable, points: bool, uses: list[dict[str, str]]) -> dict:
     out = {
         "path": t.path,
@@ -115,6 +130,7 @@ def _table_dict(t: MeasurementTable, points: bool, uses: list[dict[str, str]]) -
         "x_range": [float(t.x_rep.min()), float(t.x_rep.max())],
         "meta": t.meta,
         "used_in": uses,
+        "read_alone_as": _read_alone(t),
     }
     if points:
         out["points"] = {
@@ -144,6 +160,9 @@ def _print_table(t: MeasurementTable, points: bool, uses: list[dict[str, str]]) 
     for key in ("dataset", "experiment", "reference", "data_taking_period", "crdb_phi_MV", "note", "upstream"):
         if key in t.meta:
             typer.echo(f"  {key}: {t.meta[key]}")
+    alone = _read_alone(t)
+    if alone is not None:
+        typer.echo(f"  read on its own (crnet.data.block_from_table): {alone}")
     for use in uses:
         how = ("interstellar (LIS): compared without modulation" if use["kind"] == "LIS"
                else f"top of atmosphere (TOA): force-field modulated, period {use['period']}")

@@ -35,6 +35,12 @@ PHI_SAME_PERIOD_MV = 1.0
 """Top-of-atmosphere blocks whose attached phi (``DataBlock.phi_mv``, MV) differ by more than this come from
 different modulation periods; the blocks under one :class:`Modulation` (one period of a Dataset) must not mix
 them."""
+LIS_MARKER_KEYS: tuple[str, ...] = ("dataset", "experiment", "data_taking_period", "period", "crdb_phi_MV",
+                                     "modulation")
+"""The metadata lines searched for :data:`LIS_MARKERS`: those that describe this table's own measurement (where and
+when it was taken, its modulation). Free text about other things - 'note', 'reference', 'upstream',
+'transformation' - is not searched: a note such as 'to compare with the unmodulated LIS apply a force field' made a
+top-of-atmosphere file interstellar and dropped its phi (walk-through, session 19)."""
 LIS_NEGATION = re.compile(r"\b(?:not|never|nor)\s+(?:\w+\s+)?$")
 """A marker whose preceding text ends with this (e.g. 'not', 'not yet') is negated."""
 
@@ -130,14 +136,14 @@ def _is_isotope(label: str) -> bool:
 
 def table_is_lis(table: MeasurementTable) -> bool:
     """Whether a table's metadata marks it as an unmodulated interstellar spectrum: an explicit ``lis: true`` /
-    ``lis: false`` line, else a non-negated :data:`LIS_MARKERS` phrase anywhere in the metadata values."""
+    ``lis: false`` line, else a non-negated :data:`LIS_MARKERS` phrase in a :data:`LIS_MARKER_KEYS` line."""
     explicit = table.meta.get("lis")
     if explicit is not None:
         value = explicit.strip().lower()
         if value not in ("true", "false"):
             raise ValueError(f"{table.path}: metadata 'lis' must be 'true' or 'false', got {explicit!r}")
         return value == "true"
-    text = " ".join(table.meta.values()).lower()
+    text = " ".join(table.meta[key] for key in LIS_MARKER_KEYS if key in table.meta).lower()
     for pattern in LIS_MARKERS:
         for match in re.finditer(pattern, text):
             if not LIS_NEGATION.search(text[: match.start()]):
