@@ -260,3 +260,14 @@ def test_an_existing_file_as_out_is_refused_in_one_line(world, tmp_path):
         with run_lock(world["scan"], "crnet feedback"):
             pytest.fail("locked a file")
     assert world["scan"].read_bytes() == before
+
+
+def test_machine_names_given_twice_or_empty_are_refused(world, tmp_path):
+    """`--machine A=a.pt --machine A=b.pt` evaluated only b.pt and `--machine =a.pt` wrote its closure cache into
+    <out>/closure itself under an empty column (walk-through, session 19)."""
+    twice = _cli(world, tmp_path / "e1", "--machine", f"Machine A={world['a']}")
+    _usage_error(twice, "--machine: the name 'Machine A' is given twice")
+    _usage_error(_cli(world, tmp_path / "e2", "--machine", f"={world['a']}"),
+                 "--machine expects NAME=MODEL_FILE with a name and a file")
+    with pytest.raises(ValueError, match=r"names \['--'\] hold no letter or digit"):
+        EvalConfig({"--": str(world["a"])}, str(world["test"]), [str(world["scan"])], str(tmp_path / "e3"))

@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             try:
-                machines = dict(_pair(m) for m in machine)
+                machines = _machines(machine)
                 sim = store_sim(mocks[0], backend, grid, mode=mode, tol=tol, max_steps=max_steps, dataset=dataset)
                 fb = FeedbackConfig(sim=sim, n_test=n_test, progress=not no_progress)
                 evaluate(EvalConfig(machines, str(test_store), [str(p) for p in mocks], str(out),
@@ -76,8 +76,23 @@ def register(app: typer.Typer) -> None:
         typer.echo((out / "report.md").read_text())
 
 
+def _machines(given: list[str]) -> dict[str, str]:
+    """{name: model file} of the --machine options; ValueError for a malformed one or a name given twice (a dict
+    kept the last silently: the other machine was not evaluated)."""
+    machines: dict[str, str] = {}
+    for text in given:
+        name, path = _pair(text)
+        if name in machines:
+            raise ValueError(f"--machine: the name {name!r} is given twice ({machines[name]} and {path}); give each "
+                             "machine its own name")
+        machines[name] = path
+    return machines
+
+
 def _pair(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise ValueError(f"--machine expects NAME=MODEL_FILE, got {text!r}")
-    name, path = text.split("=", 1)
-    return name.strip(), path.strip()
+    name, path = (part.strip() for part in text.split("=", 1))
+    if not name or not path:
+        raise ValueError(f"--machine expects NAME=MODEL_FILE with a name and a file, got {text!r}")
+    return name, path

@@ -117,6 +117,10 @@ class EvalConfig:
             raise ValueError("EvalConfig.machines: give at least one machine (name -> model file)")
         if not self.mock_stores:
             raise ValueError("EvalConfig.mock_stores: give the store(s) of the collected mocks")
+        unnamed = [n for n in self.machines if not slug(n)]
+        if unnamed:  # '' wrote its closure cache into <out>/closure itself and headed its column with nothing
+            raise ValueError(f"EvalConfig.machines: names {unnamed} hold no letter or digit; name every machine "
+                             "(e.g. 'Machine A')")
         slugs = [slug(n) for n in self.machines]
         if len(set(slugs)) != len(slugs):
             raise ValueError(f"EvalConfig.machines: names {list(self.machines)} share a cache directory "
