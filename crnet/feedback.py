@@ -265,8 +265,10 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
     from crnet.machines.training import RUN_PLACE_SETTINGS
 
     train = {k: v for k, v in asdict(tcfg).items() if k not in RUN_PLACE_SETTINGS}
-    resolved = tcfg.resolved()  # per-network defaults that decide the training (None would hide a change of them)
-    train["lr_schedule"], train["patience"] = resolved.lr_schedule, resolved.patience
+    resolved = tcfg.resolved()  # per-network defaults that decide the training (None would hide a change of them,
+    # and a default given explicitly - a model file's recorded learning rate - would read as a change: walk-through)
+    for key in ("epochs", "batch_size", "learning_rate", "weight_decay", "lr_schedule", "patience"):
+        train[key] = getattr(resolved, key)
     return json.loads(json.dumps({
         "model_sha256": model_sha256 if model_sha256 is not None else file_sha256(model),
         "test_store_sha256": file_sha256(test_store),

@@ -98,6 +98,28 @@ def remove_rounds(directory: Path | str) -> list[Path]:
     return rounds + log
 
 
+RESOLVED_TRAINING_KEYS: tuple[str, ...] = ("epochs", "batch_size", "learning_rate", "weight_decay")
+"""Retraining settings an identity records as resolved (the network's default in place of None) since session 19;
+logs written before hold None for a default (:func:`_resolved_saved`)."""
+
+
+def _resolved_saved(saved: dict | None) -> dict | None:
+    """``saved`` with the None of :data:`RESOLVED_TRAINING_KEYS` replaced by the network's default, as
+    :meth:`crnet.machines.training.TrainConfig.resolved` gives it (a log of an earlier version, which left the
+    defaults unresolved, then still matches the same loop; an explicit value is kept and compared)."""
+    retraining = saved.get("retraining") if isinstance(saved, dict) else None
+    if not isinstance(retraining, dict) or all(retraining.get(k) is not None for k in RESOLVED_TRAINING_KEYS):
+        return saved
+    from crnet.machines.training import TrainConfig
+
+    try:
+        resolved = TrainConfig(machine=retraining["machine"], arch=retraining.get("arch", "paper"),
+                               **{k: retraining.get(k) for k in RESOLVED_TRAINING_KEYS}).resolved()
+    except (KeyError, TypeError, ValueError):  # not a retraining record this code can read: compared as it is
+        return saved
+    return {**saved, "retraining": {**retraining, **{k: getattr(resolved, k) for k in RESOLVED_TRAINING_KEYS}}}
+
+
 def _comparable_identity(saved: dict | None, ours: dict, train_store: Path) -> dict:
     """``ours`` in the form ``saved`` was recorded in (:func:`_earlier_identity` for logs of earlier versions)."""
     return ours if saved is None or "train_store_sha256" in saved else _earlier_identity(ours, train_store)
@@ -118,14 +140,14 @@ def _other_run(log_path: Path, identity: dict, train_store: Path) -> str | None:
         return str(exc).split(";")[0]
     if saved is None:
         return "its log records no identity (an earlier crnet)"
-    diff = changed_settings(saved, _comparable_identity(saved, identity, train_store), nested=True)
+    diff = changed_settings(_resolved_saved(saved), _comparable_identity(saved, identity, train_store), nested=True)
     return f"differs in {list_settings(diff)}" if diff else None
 
 
 def _check_identity(log_path: Path, saved: dict | None, ours: dict) -> None:
     if saved is None:  # a log written before identities were recorded
         return
-    diff = changed_settings(saved, ours, nested=True)
+    diff = changed_settings(_resolved_saved(saved), ours, nested=True)
     if diff:
         raise ValueError(f"{log_path}: this feedback directory belongs to another run (differs in "
                          f"{list_settings(diff)}); use another output directory or delete it")

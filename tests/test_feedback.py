@@ -126,3 +126,30 @@ def test_loop_identity_records_the_resolved_schedule(tmp_path):
     paper_a = loop_identity(model, store, test, FeedbackConfig(), TrainConfig(machine="A", arch="paper", epochs=7))
     assert (crnet_a["retraining"]["lr_schedule"], crnet_a["retraining"]["patience"]) == ("plateau", 10)
     assert (paper_a["retraining"]["lr_schedule"], paper_a["retraining"]["patience"]) == ("constant", 7)
+
+
+def test_loop_identity_spells_training_defaults_one_way(tmp_path):
+    """The pipeline leaves the learning rate and weight decay to the network (None), `crnet feedback` takes them from
+    the model file (8e-5, 0.0): the same retraining, which the identity records resolved, so a hand-run loop on the
+    pipeline's feedback directory is no other run (walk-through, session 19). A log written before, with None,
+    still matches; another explicit rate does not."""
+    from crnet.feedback import loop_identity
+    from crnet.feedback_state import _check_identity
+    from crnet.machines.training import PAPER_LEARNING_RATE
+
+    files = []
+    for name in ("model.pt", "test.h5", "train.h5"):
+        (tmp_path / name).write_bytes(name.encode())
+        files.append(tmp_path / name)
+    model, test, store = files
+    pipeline = loop_identity(model, store, test, FeedbackConfig(), TrainConfig(machine="A", arch="paper"))
+    by_hand = loop_identity(model, store, test, FeedbackConfig(),
+                            TrainConfig(machine="A", arch="paper", learning_rate=PAPER_LEARNING_RATE, weight_decay=0.0))
+    assert pipeline == by_hand and pipeline["retraining"]["learning_rate"] == PAPER_LEARNING_RATE
+    old_log = {**pipeline, "retraining": {**pipeline["retraining"], "learning_rate": None, "weight_decay": None,
+                                          "batch_size": None}}
+    _check_identity(tmp_path / "feedback_log.json", old_log, by_hand)
+    other = loop_identity(model, store, test, FeedbackConfig(), TrainConfig(machine="A", arch="paper",
+                                                                           learning_rate=1e-3))
+    with pytest.raises(ValueError, match=r"differs in retraining.learning_rate\)"):
+        _check_identity(tmp_path / "feedback_log.json", old_log, other)
