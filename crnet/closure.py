@@ -108,14 +108,18 @@ class FeedbackConfig:
     def __post_init__(self) -> None:
         if isinstance(self.sim, dict):
             self.sim = SimConfig(**self.sim)
-        if not (self.tau_threshold > 0 and np.isfinite(self.tau_threshold)) or not 0 < self.target_share <= 1:
-            raise ValueError(f"tau_threshold must be finite and > 0 and target_share in (0, 1], got "
-                             f"{self.tau_threshold} and {self.target_share}")
+        # one message per field, starting with its name (crnet feedback names its option instead)
+        if not (self.tau_threshold > 0 and np.isfinite(self.tau_threshold)):
+            raise ValueError(f"tau_threshold must be finite and > 0 (mean |tau|), got {self.tau_threshold}")
+        if not 0 < self.target_share <= 1:  # False for nan too
+            raise ValueError(f"target_share must lie in (0, 1] (share of passing predictions), got "
+                             f"{self.target_share}")
         if self.n_test is not None and self.n_test < 1:
             raise ValueError(f"n_test must be >= 1 (pseudo-spectra) or None (all), got {self.n_test}")
-        if self.max_rounds < 1 or self.retrain_epochs < 1:
-            raise ValueError(f"max_rounds and retrain_epochs must be >= 1, got {self.max_rounds} and "
-                             f"{self.retrain_epochs}")
+        if self.max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1 (rounds), got {self.max_rounds}")
+        if self.retrain_epochs < 1:
+            raise ValueError(f"retrain_epochs must be >= 1 (epochs per retraining), got {self.retrain_epochs}")
         if not 0.0 <= self.max_relative < 1.0:
             raise ValueError(f"max_relative must lie in [0, 1) (largest relative pseudo-data fluctuation), got "
                              f"{self.max_relative}")

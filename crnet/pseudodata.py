@@ -112,15 +112,16 @@ class PseudoDataConfig:
             raise ValueError(f"centres={self.centres!r} needs holdout_fraction > 0")
         if self.noise not in NOISE_MODELS:
             raise ValueError(f"noise must be one of {NOISE_MODELS}, got {self.noise!r}")
-        if self.n_pseudo < 1 or self.chunk_size < 1:
-            raise ValueError("n_pseudo and chunk_size must be >= 1")
+        for key in ("n_pseudo", "chunk_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1 (pseudo-spectra), got {getattr(self, key)}")
         if not 0.0 <= self.max_relative < 1.0:
             raise ValueError(f"max_relative must lie in [0, 1), got {self.max_relative}")
         lo, hi = self.envelope_delta
         if not 0 < lo <= hi:
             raise ValueError(f"envelope_delta must satisfy 0 < low <= high, got {self.envelope_delta}")
-        if self.n_sigma <= 0:
-            raise ValueError(f"n_sigma must be > 0, got {self.n_sigma}")
+        if not (np.isfinite(self.n_sigma) and self.n_sigma > 0):
+            raise ValueError(f"n_sigma must be finite and > 0 (confidence level in sigma), got {self.n_sigma}")
         check_seed(self.seed)
 
 

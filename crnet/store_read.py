@@ -223,7 +223,7 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
     if not paths:
         raise ValueError("merge_stores: no input stores")
     if out.exists() and not overwrite:
-        raise StoreError(f"{out}: file exists (pass overwrite=True / --overwrite)")
+        raise StoreError(f"{out}: file exists (pass overwrite=True to replace it)")
     if any(same_file(p, out) for p in paths):
         raise ValueError(f"merge_stores: output {out} is one of the inputs")
     for i, a in enumerate(paths):

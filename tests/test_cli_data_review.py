@@ -250,7 +250,7 @@ def test_fit_output_checks_before_the_fit(tmp_path: Path) -> None:
     old.write_text("{}")
     assert_usage_error(runner.invoke(app, ["fit", "--out", str(old), *GRID]), "file exists; pass --overwrite")
     res = runner.invoke(app, ["fit", "--out", str(old), "--overwrite", "--max-evaluations", "0", *GRID])
-    assert_usage_error(res, "max_evaluations must be >= 1")  # past the file check
+    assert_usage_error(res, "--max-evaluations must be >= 1", "got 0")  # past the file check
     assert old.read_text() == "{}"
 
 

@@ -134,4 +134,4 @@ def test_train_holds_out_what_pseudodata_then_tests_on(store, tmp_path):
     assert (pseudo["holdout_fraction"], pseudo["centres"]) == (0.3, "train")
     res = runner.invoke(app, ["train", "--store", str(store), "--out", str(tmp_path / "b.pt"), "--epochs", "1",
                               "--holdout-fraction", "1", "--no-progress"])
-    assert res.exit_code == 2 and res.output.strip() == "error: holdout_fraction must lie in [0, 1), got 1.0"
+    assert res.exit_code == 2 and res.output.strip() == "error: --holdout-fraction must lie in [0, 1), got 1.0"

@@ -160,7 +160,7 @@ def test_scan_start_cov_draws_the_laplace_start(tmp_path):
     np.testing.assert_allclose(x.std(axis=0) / std, 1.0, atol=0.06)  # sd of a sample sd ~ 1.1 %
     with pytest.raises(ValueError, match="positive definite"):
         ScanConfig(start=cfg.start, start_cov=(-np.eye(10)).tolist())
-    with pytest.raises(ValueError, match="needs design 'mcmc' and a start"):
+    with pytest.raises(ValueError, match=r"^start_cov needs a start \(the centre of the chains' starts\)$"):
         ScanConfig(start_cov=cov.tolist())
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from crnet.commands.io_checks import check_input_file
+from crnet.commands.scan import check_dataset_option
 from crnet.data import DATASETS, DEFAULT_DATASET, get_dataset
 from crnet.likelihood import (
     CONFIDENCE_THRESHOLDS,
@@ -25,16 +26,30 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
+def _check_phi_value(mv: float, given: str) -> None:
+    if not (math.isfinite(mv) and mv >= 0):
+        raise ValueError(f"--phi must be finite and >= 0 (MV), got {given!r}")
+
+
 def parse_phi_option(values: list[str] | None, periods: list[str]) -> float | dict[str, float] | None:
     """``--phi`` values as ``chi2``'s ``phi_mv``: one plain number (MV), or N=MV entries naming periods by their
     1-based number in ``periods``. Raises ValueError naming the bad entry and the allowed forms."""
     if not values:
         return None
+    if not periods:
+        raise ValueError(f"--phi {' '.join(values)}: the data set has no top-of-atmosphere block to modulate (all its "
+                         "blocks are interstellar spectra); leave --phi out")
     if len(values) == 1 and "=" not in values[0]:
         try:
-            return float(values[0])
+            mv = float(values[0])
         except ValueError:
             raise ValueError(f"--phi: {values[0]!r} is not a number (MV)") from None
+        if len(periods) > 1:  # the library's message shows its Python form {period: MV}
+            raise ValueError(f"--phi {values[0]}: the data set has {len(periods)} modulation periods {periods}; fix "
+                             "each with N=MV (N = its number, from 1): "
+                             + " ".join(f"--phi {j}=MV" for j in range(1, len(periods) + 1)))
+        _check_phi_value(mv, values[0])
+        return mv
     out: dict[str, float] = {}
     for item in values:
         index, sep, value = item.partition("=")
@@ -45,6 +60,7 @@ def parse_phi_option(values: list[str] | None, periods: list[str]) -> float | di
         if not sep or not 1 <= j <= len(periods) or not math.isfinite(mv):
             raise ValueError(f"--phi: {item!r} is not N=MV with N in 1..{len(periods)} (the data set's "
                              f"modulation periods {periods}) and MV a number")
+        _check_phi_value(mv, item)
         if periods[j - 1] in out:
             raise ValueError(f"--phi: period {j} is given twice ({out[periods[j - 1]]:g} MV, then {item!r}); give "
                              "each period once")
@@ -90,6 +106,7 @@ def register(app: typer.Typer) -> None:
             # parameters (bounds of xi_Li, interpolation), not these options: checked here first
             if interpolation not in INTERPOLATIONS:
                 raise ValueError(f"--interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+            check_dataset_option(dataset)  # before the spectra file is read
             if not (0 < norm_lo <= norm_hi < math.inf):
                 raise ValueError(f"--norm-lo {norm_lo:g} / --norm-hi {norm_hi:g}: need 0 < norm-lo <= norm-hi < inf "
                                  "(dimensionless normalisation factors)")

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from crnet.commands.grid_options import GRID_FLAGS, store_sim, with_given_grid_options
+from crnet.commands.scan import check_dataset_option, flag_message
 
 OPTION_NAMES: dict[str, str] = {
     "model": "--model", "train_store": "--store", "test_store": "--test", "sim.mode": "--mode", "sim.tol": "--tol",
@@ -23,6 +24,12 @@ OPTION_NAMES: dict[str, str] = {
     **{f"sim.grid.{name}": flag for name, flag in GRID_FLAGS.items()},
 }
 """crnet.feedback's argument names (FeedbackInputError.argument) -> this command's options."""
+
+CONFIG_FLAGS: dict[str, str] = {
+    "tau_threshold": "--tau", "target_share": "--share", "max_rounds": "--max-rounds", "n_test": "--n-test",
+    "retrain_epochs": "--epochs",
+}
+"""crnet.feedback.FeedbackConfig fields -> this command's options (crnet.commands.scan.flag_message)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +76,15 @@ def register(app: typer.Typer) -> None:
 
         try:
             try:
+                if n_test is not None and n_test < 1:  # FeedbackConfig's message offers None, which is no option
+                    raise ValueError(f"--n-test must be >= 1 (pseudo-spectra; leave it out for all of --test), got "
+                                     f"{n_test}")
+                try:  # its checks of these options first: before the store, the model and the data set are read
+                    FeedbackConfig(tau_threshold=tau_threshold, target_share=target_share, max_rounds=max_rounds,
+                                   n_test=n_test, retrain_epochs=epochs)
+                except ValueError as exc:
+                    raise ValueError(flag_message(str(exc), CONFIG_FLAGS)) from None
+                check_dataset_option(dataset)
                 sim = store_sim(store, backend, grid, mode=mode, tol=tol, max_steps=max_steps, dataset=dataset)
                 cfg = FeedbackConfig(sim=sim, tau_threshold=tau_threshold, target_share=target_share,
                                      max_rounds=max_rounds, n_test=n_test, retrain_epochs=epochs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,10 +10,14 @@ import typer
 
 from crnet.commands.grid_options import with_grid_options
 from crnet.commands.io_checks import check_output
-from crnet.commands.scan import _parse_start
+from crnet.commands.scan import _parse_start, check_dataset_option, flag_message
 
 if TYPE_CHECKING:
     from crnet.scan.models import GridConfig
+
+FIT_FLAGS: dict[str, str] = {"start": "--start", "max_evaluations": "--max-evaluations", "backend": "--backend",
+                             "tol": "--tol", "dataset": "--dataset"}
+"""crnet.scan.fit.FitConfig and crnet.scan.models.PropagateModel arguments -> this command's options."""
 
 
 def register(app: typer.Typer) -> None:
@@ -41,9 +46,14 @@ def register(app: typer.Typer) -> None:
 
         try:
             check_output(out, overwrite=overwrite)  # before the fit, not at its final write
-            cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations)
-            model = PropagateModel(grid, backend=backend, tol=tol, dataset=dataset,
-                                   warm_start=False)
+            check_dataset_option(dataset)  # PropagateModel reads it only at the first chi2, after a propagation
+            if tol is not None and not (math.isfinite(tol) and tol > 0):  # crprop refuses it only in the first solve
+                raise ValueError(f"--tol must be finite and > 0 (solver relative residual), got {tol}")
+            try:
+                cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations)
+                model = PropagateModel(grid, backend=backend, tol=tol, dataset=dataset, warm_start=False)
+            except ValueError as exc:  # their argument names, as this command's options
+                raise ValueError(flag_message(str(exc), FIT_FLAGS)) from None
             res = fit_best(model, cfg, progress=progress)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)

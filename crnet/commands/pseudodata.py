@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from crnet.commands.io_checks import check_input_file, check_output
+from crnet.commands.scan import check_dataset_option, flag_message
 from crnet.data import DEFAULT_DATASET
 from crnet.pipeline_config import TEST_SEED_OFFSET
 from crnet.pseudodata import (
@@ -26,6 +27,13 @@ from crnet.pseudodata import (
     PseudoDataConfig,
 )
 from crnet.store import StoreError
+
+PSEUDO_FLAGS: dict[str, str] = {
+    "n_pseudo": "--n-pseudo", "n_sigma": "--pseudo-sigma", "noise": "--noise", "max_relative": "--max-relative",
+    "envelope_delta": "--delta-low/--delta-high", "dataset": "--dataset", "seed": "--seed",
+    "holdout_fraction": "--holdout-fraction", "centres": "--centres",
+}
+"""crnet.pseudodata.PseudoDataConfig fields -> the options of this command (and of `crnet train`)."""
 
 
 def check_centres(centres: str | None, holdout_fraction: float) -> str:
@@ -98,13 +106,18 @@ def register(app: typer.Typer) -> None:
             if n_pseudo < 1:
                 raise ValueError(f"--n-pseudo must be >= 1 (pseudo-spectra), got {n_pseudo}")
             centre_set = check_centres(centres, holdout_fraction)
+            check_dataset_option(dataset)  # before the store is read
             if dataset is None:
                 from crnet.machines.data import read_store_info
 
                 dataset = str(read_store_info(store).attrs.get("dataset", DEFAULT_DATASET))
-            cfg = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise, max_relative=max_relative,
-                                   envelope_delta=(delta_low, delta_high), dataset=dataset, update_chi2=update_chi2,
-                                   seed=seed, centres=centre_set, holdout_fraction=holdout_fraction)
+            try:
+                cfg = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise, max_relative=max_relative,
+                                       envelope_delta=(delta_low, delta_high), dataset=dataset,
+                                       update_chi2=update_chi2, seed=seed, centres=centre_set,
+                                       holdout_fraction=holdout_fraction)
+            except ValueError as exc:  # its field names, as this command's options
+                raise ValueError(flag_message(str(exc), PSEUDO_FLAGS)) from None
             s = make_pseudodata(store, out, cfg, overwrite=overwrite)
         except (ValueError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)

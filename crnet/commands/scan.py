@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,10 +12,38 @@ import typer
 
 from crnet.commands.grid_options import with_grid_options
 from crnet.commands.io_checks import check_input_file, check_output
+from crnet.data import DATASETS
 from crnet.scan.runner import SCAN_DESIGNS
 
 if TYPE_CHECKING:
     from crnet.scan.models import GridConfig
+
+SCAN_FLAGS: dict[str, str] = {
+    "design": "--design", "n_chains": "--chains", "n_steps": "--steps", "n_points": "--points",
+    "batch_size": "--batch", "seed": "--seed", "temperature": "--temperature", "dataset": "--dataset",
+    "mode": "--mode", "backend": "--backend", "tol": "--tol", "max_steps": "--max-steps", "start_spread": "--spread",
+    "proposal_scale": "--proposal-scale",
+}
+"""crnet.scan.runner.ScanConfig fields -> this command's options (:func:`flag_message`)."""
+
+
+def flag_message(message: str, flags: Mapping[str, str]) -> str:
+    """A library config's ValueError message, which starts with the field it refuses (``n_sigma must be > 0, got
+    -1.0``, ``FitConfig.max_evaluations must be >= 1, got 0``, ``dataset: unknown data set 'foo'; ...``), with that
+    field replaced by the command's option (``flags``: field -> option); a message that starts with no field of
+    ``flags`` is returned unchanged. The library keeps field names: it is used from Python too."""
+    m = re.match(r"(?:[A-Z]\w*\.)?(\w+)\b", message)
+    if m is None or m.group(1) not in flags:
+        return message
+    return flags[m.group(1)] + message[m.end():]
+
+
+def check_dataset_option(name: str | None, option: str = "--dataset") -> str | None:
+    """``name`` (None: not given) when it is a known data set, else ValueError naming ``option``, the value and
+    the known names: checked before any work (`crnet fit -d foo` said so only after its first propagation)."""
+    if name is not None and name not in DATASETS:
+        raise ValueError(f"{option}: unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    return name
 
 
 def _parse_start(text: str | None) -> list[float] | None:
@@ -99,6 +130,10 @@ def register(app: typer.Typer) -> None:
              "an mcmc scan runs --chains chains for --steps steps"),
             (design in SCAN_DESIGNS and design != "mcmc" and points <= 0,  # was "design 'sobol' needs n_points > 0"
              f"--design {design} needs --points N > 0 (the design's size)"),
+            (tol is not None and not (math.isfinite(tol) and tol > 0),  # crprop refused it after the store was made
+             f"--tol must be finite and > 0 (solver relative residual), got {tol}"),
+            (from_fit is not None and design != "mcmc",  # was "start_cov needs design 'mcmc' and a start"
+             f"--from-fit needs --design mcmc (it starts the MCMC chains), got --design {design}"),
         ]
         for bad, message in conflicts:
             if bad:
@@ -106,6 +141,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(code=2)
         try:
             check_output(out, inputs={"--from-fit": from_fit})  # --resume / --overwrite: the store's own rules
+            check_dataset_option(dataset)
             start_values, start_cov = _parse_start(start), None
             if from_fit is not None:
                 if start is not None:
@@ -116,12 +152,14 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"warning: --from-fit {from_fit}: the fit did not converge ({fit.message}); the chains "
                                "start from its last point", err=True)
                 start_values, start_cov = fit.scan_start(temperature)
-            cfg = ScanConfig(design=design, n_chains=chains, n_steps=steps, n_points=points, batch_size=batch,
-                             seed=seed, temperature=temperature, dataset=dataset, mode=mode, backend=backend, tol=tol,
-                             max_steps=max_steps,
-                             warm_start=warm_start, start=start_values, start_spread=spread, start_cov=start_cov,
-                             proposal_scale=proposal_scale, grid=grid,
-                             sampler=SamplerConfig(freeze_after=freeze_after))
+            try:
+                cfg = ScanConfig(design=design, n_chains=chains, n_steps=steps, n_points=points, batch_size=batch,
+                                 seed=seed, temperature=temperature, dataset=dataset, mode=mode, backend=backend,
+                                 tol=tol, max_steps=max_steps, warm_start=warm_start, start=start_values,
+                                 start_spread=spread, start_cov=start_cov, proposal_scale=proposal_scale, grid=grid,
+                                 sampler=SamplerConfig(freeze_after=freeze_after))
+            except ValueError as exc:  # its field names, as this command's options
+                raise ValueError(flag_message(str(exc), SCAN_FLAGS)) from None
             if workers is None and scheduler is None:
                 s = run_scan(out, cfg, resume=resume, overwrite=overwrite, progress=progress)
                 acc = "" if s.acceptance_rate is None else f", acceptance {s.acceptance_rate:.3f}"

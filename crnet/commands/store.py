@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from crnet.commands.io_checks import check_input_file, check_output
+from crnet.paths import same_file
 
 store_app = typer.Typer(help="Inspect and combine mock stores written by `crnet scan`.", no_args_is_help=True)
 
@@ -58,7 +59,12 @@ def merge_cmd(
     from crnet.store_read import merge_stores, store_info
 
     try:
-        check_output(out, "OUT")  # an existing OUT: merge_stores' own --overwrite rule
+        # OUT among the inputs first (else "file exists" hid it); then an existing OUT named with --overwrite only
+        # (merge_stores' own message names its Python argument)
+        if any(same_file(out, a) for a in inputs):
+            raise ValueError(f"OUT {out} is also one of the INPUTS: writing it would destroy that input; give "
+                             "another file name")
+        check_output(out, "OUT", overwrite=overwrite)
         for a in inputs:
             check_input_file(a, "input")
         merge_stores(inputs, out, overwrite=overwrite)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import typer
 
 from crnet.commands.io_checks import check_output
+from crnet.commands.pseudodata import PSEUDO_FLAGS
+from crnet.commands.scan import check_dataset_option, flag_message
 from crnet.data import DEFAULT_DATASET
 from crnet.machines import ARCHITECTURES, LR_SCHEDULES, MACHINES
 from crnet.machines.data import DEFAULT_MEMORY_LIMIT_BYTES
@@ -16,6 +19,25 @@ from crnet.pseudodata import DEFAULT_PSEUDO_SIGMA, ENVELOPE_DELTA, NOISE_MODELS,
 from crnet.store import StoreError
 
 GIB = 1024**3
+
+TRAIN_FLAGS: dict[str, str] = {
+    "machine": "--machine", "arch": "--arch", "epochs": "--epochs", "batch_size": "--batch-size",
+    "learning_rate": "--lr", "weight_decay": "--weight-decay", "lr_schedule": "--lr-schedule",
+    "patience": "--patience", "seed": "--seed", "val_fraction": "--val-fraction", "max_sigma": "--max-sigma",
+    "device": "--device", "threads": "--threads", "input_noise": "--input-noise", "ensemble": "--ensemble",
+    "init_from": "--init-from", **PSEUDO_FLAGS,
+}
+"""crnet.machines.training.TrainConfig fields (and its pseudo-data settings') -> this command's options."""
+
+
+def _differing_options(message: str) -> str:
+    """A refused resume's "checkpoint was written by a different run (differs in learning_rate, ...)" with the
+    settings that are options of this command named by their option (--lr, ...)."""
+    def named(m: re.Match) -> str:
+        names = [TRAIN_FLAGS.get(name, name) for name in m.group(2).split(", ")]
+        return m.group(1) + ", ".join(names) + m.group(3)
+
+    return re.sub(r"(different run \(differs in )([^)]*)(\))", named, message, count=1)
 
 
 def _print_summary(result, as_json: bool) -> None:
@@ -92,28 +114,41 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Train Machine A (mock spectra), Machine B (pseudo-data) or the Check Machine; write the model file."""
-        from crnet.machines.training import TrainConfig, train  # torch is imported only when training
+        from crnet.machines.modelfile import resolve_device  # torch is imported only when training
+        from crnet.machines.training import TrainConfig, train
 
         try:
             check_output(out, inputs={"--store": store, "--init-from": init_from})
             if not (math.isfinite(memory_gb) and memory_gb >= 0):
                 raise ValueError(f"--memory-gb must be finite and >= 0 (GiB), got {memory_gb}")
+            if threads is not None and threads < 1:
+                raise ValueError(f"--threads must be >= 1 (CPU threads), got {threads}")
+            check_dataset_option(dataset)  # before the store is read
             if dataset is None:
                 from crnet.machines.data import read_store_info
 
                 dataset = str(read_store_info(store).attrs.get("dataset", DEFAULT_DATASET))
-            pseudo = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise, max_relative=max_relative,
-                                      envelope_delta=(delta_low, delta_high), dataset=dataset,
-                                      update_chi2=update_chi2, seed=seed,
-                                      centres="train" if holdout_fraction > 0 else "all",  # as crnet pipeline
-                                      holdout_fraction=holdout_fraction)
-            cfg = TrainConfig(machine=machine, arch=arch, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-                              weight_decay=weight_decay, lr_schedule=lr_schedule, patience=patience, seed=seed,
-                              val_fraction=val_fraction, max_sigma=max_sigma, device=device, amp=amp,
-                              threads=threads, memory_limit_bytes=int(memory_gb * GIB), progress=not no_progress,
-                              pseudo=pseudo, init_from=str(init_from) if init_from else None,
-                              input_noise=input_noise, ensemble=ensemble)
-            result = train(store, out, cfg, resume=resume)
+            try:
+                pseudo = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise,
+                                          max_relative=max_relative, envelope_delta=(delta_low, delta_high),
+                                          dataset=dataset, update_chi2=update_chi2, seed=seed,
+                                          centres="train" if holdout_fraction > 0 else "all",  # as crnet pipeline
+                                          holdout_fraction=holdout_fraction)
+                cfg = TrainConfig(machine=machine, arch=arch, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                                  weight_decay=weight_decay, lr_schedule=lr_schedule, patience=patience, seed=seed,
+                                  val_fraction=val_fraction, max_sigma=max_sigma, device=device, amp=amp,
+                                  threads=threads, memory_limit_bytes=int(memory_gb * GIB),
+                                  progress=not no_progress, pseudo=pseudo,
+                                  init_from=str(init_from) if init_from else None, input_noise=input_noise,
+                                  ensemble=ensemble)
+                cfg.resolved()  # its checks before any work, each naming one field: named here by its option
+                resolve_device(device)  # "device 'foo' is not a torch device" -> "--device 'foo' ..."
+            except ValueError as exc:
+                raise ValueError(flag_message(str(exc), TRAIN_FLAGS)) from None
+            try:
+                result = train(store, out, cfg, resume=resume)
+            except ValueError as exc:  # a refused --resume names the settings that differ by their options
+                raise ValueError(_differing_options(str(exc))) from None
         except (ValueError, StoreError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None

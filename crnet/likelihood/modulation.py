@@ -90,7 +90,8 @@ def phi_override(phi_mv: float | Mapping[str, float] | None, periods: Mapping[st
                          "fix them with {period: MV}, not one number")
     for key, v in given.items():
         if not math.isfinite(v) or v < 0:
-            raise ValueError(f"phi_mv must be finite and >= 0 MV, got {v} for period {key!r}")
+            where = f" for period {key!r}" if key else ""  # '' names the one period of files without a period
+            raise ValueError(f"phi_mv must be finite and >= 0 MV, got {v}{where}")
     return given
 
 

@@ -162,6 +162,11 @@ class TrainConfig:
                 values["pseudo"] = PseudoDataConfig(**pseudo)
             except ValueError as exc:  # e.g. an unknown data set a model trained before names were checked holds
                 raise ValueError(f"{model_path}: train_config.pseudo: {exc}") from None
+        if (network_name(values.get("machine", "A"), values.get("arch", "paper")) in ("paper-A", "paper-B")
+                and values.get("patience") == values.get("epochs")):
+            # the paper protocol's patience is its epoch count (no early stopping, resolved()): it follows the
+            # retraining's epochs, as the pipeline's None does, instead of keeping the first training's number
+            values["patience"] = None
         return cls(**{**values, "ensemble": model.n_members})
 
     def resolved(self) -> TrainConfig:
@@ -180,8 +185,21 @@ class TrainConfig:
         paper = net in ("paper-A", "paper-B")
         schedule = self.lr_schedule or ("constant" if paper else "plateau")
         patience = self.patience if self.patience is not None else (epochs if paper else DEFAULT_PATIENCE)
-        if epochs < 1 or batch < 1 or lr <= 0 or wd < 0:
-            raise ValueError("epochs and batch_size must be >= 1, learning_rate > 0, weight_decay >= 0")
+        # one message per field, naming it and the value (a command maps the field to its option)
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if batch < 1:
+            raise ValueError(f"batch_size must be >= 1 (records per mini-batch), got {batch}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning_rate must be finite and > 0, got {lr}")
+        if not (math.isfinite(wd) and wd >= 0):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {wd}")
+        if not 0.0 < self.val_fraction < 1.0:  # checked again where the split is made, after the store is read
+            raise ValueError(f"val_fraction must lie in (0, 1) (share of records held out), got {self.val_fraction}")
+        for key in ("max_sigma", "check_sigma"):
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{key} must be finite and > 0 (confidence level in sigma), got {value}")
         if not 0.0 <= self.input_noise < 1.0:
             raise ValueError(f"input_noise must lie in [0, 1) (max relative fluctuation), got {self.input_noise}")
         if self.input_noise > 0 and net == "check":
@@ -193,9 +211,10 @@ class TrainConfig:
         check_seed(self.seed)
         if schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if patience < 1 or self.lr_patience < 0:
-            raise ValueError(f"patience must be >= 1 and lr_patience >= 0 (epochs), got {patience} and "
-                             f"{self.lr_patience}")
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1 (epochs), got {patience}")
+        if self.lr_patience < 0:
+            raise ValueError(f"lr_patience must be >= 0 (epochs), got {self.lr_patience}")
         if not (self.memory_limit_bytes >= 0):
             raise ValueError(f"memory_limit_bytes must be >= 0, got {self.memory_limit_bytes}")
         return replace(self, epochs=int(epochs), batch_size=int(batch), learning_rate=float(lr),
@@ -309,11 +328,23 @@ def _run_epoch(net: nn.Module, data: RegressionData | CheckData, split: str, bat
 def _identity(cfg: TrainConfig, network: str, init: ModelFile | None, n_bins: int, store_sha: str,
               pseudo_store: bool) -> dict:
     """The checkpoint identity of a run (:func:`crnet.machines.checkpoint.checkpoint_identity`), with its resolved
-    architecture (given, the ``init_from`` model's, or the network's default for ``n_bins`` energy bins)."""
+    architecture (given, the ``init_from`` model's, or the network's default for ``n_bins`` energy bins).
+
+    The optimiser settings count too (:data:`OPTIMIZER_IDENTITY_KEYS`): a resume restores the optimiser's state,
+    its learning rate and weight decay included, so a changed ``learning_rate`` or ``weight_decay`` would be
+    silently ignored (walk-through, session 19: ``--lr 0.5 --resume`` gave the default rate's weights bit for bit).
+    Settings a resume applies anew (epochs, patience, min_delta, the schedule's factor, patience and floor) and
+    where the run happens (device, threads, memory limit) are not part of it."""
     arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
     return {**checkpoint_identity(cfg, network, arch, store_sha, pseudo_store,
                                   scaler_sha256(init.scaler) if init is not None else None),
+            **{key: getattr(cfg, key) for key in OPTIMIZER_IDENTITY_KEYS},
             "split_seed": _split_seed(cfg, init) if init is not None else None}  # None: cfg.seed (already in)
+
+
+OPTIMIZER_IDENTITY_KEYS: tuple[str, ...] = ("learning_rate", "weight_decay")
+"""TrainConfig fields a checkpoint must share with the run that resumes it besides
+:data:`crnet.machines.checkpoint.IDENTITY_KEYS`: the optimiser state a resume restores holds them."""
 
 
 def _split_seed(cfg: TrainConfig, init: ModelFile | None) -> int:

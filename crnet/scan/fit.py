@@ -85,7 +85,8 @@ class FitConfig:
             raise ValueError(f"FitConfig.start must hold the {len(PARAM_NAMES)} PARAM_NAMES values, "
                              f"got {len(self.start)}")
         if self.max_evaluations < 1:
-            raise ValueError(f"FitConfig.max_evaluations must be >= 1, got {self.max_evaluations}")
+            raise ValueError(f"FitConfig.max_evaluations must be >= 1 (residual evaluations), got "
+                             f"{self.max_evaluations}")
         if not (self.ftol > 0 and self.xtol > 0):
             raise ValueError("FitConfig.ftol and xtol must be > 0")
 

@@ -93,8 +93,11 @@ class ScanConfig:
             self.sampler = SamplerConfig(**self.sampler)
         if self.design not in SCAN_DESIGNS:
             raise ValueError(f"design must be one of {SCAN_DESIGNS}, got {self.design!r}")
-        if self.n_chains < 1 or self.n_steps < 0 or self.n_points < 0 or self.batch_size < 0:
-            raise ValueError("n_chains must be >= 1; n_steps, n_points and batch_size >= 0")
+        if self.n_chains < 1:
+            raise ValueError(f"n_chains must be >= 1, got {self.n_chains}")
+        for key in ("n_steps", "n_points", "batch_size"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.design != "mcmc" and self.n_points == 0:
             raise ValueError(f"design {self.design!r} needs n_points > 0")
         if self.design == "gaussian" and self.start is None:
@@ -122,8 +125,11 @@ class ScanConfig:
             raise ValueError(f"dataset: unknown data set {self.dataset!r}; known: {', '.join(DATASETS)}")
         if self.start_cov is not None:
             cov = np.asarray(self.start_cov, dtype=np.float64)
-            if self.start is None or self.design != "mcmc":
-                raise ValueError("start_cov needs design 'mcmc' and a start")
+            if self.design != "mcmc":
+                raise ValueError(f"start_cov needs design 'mcmc' (it spreads the chains' starts), got design "
+                                 f"{self.design!r}")
+            if self.start is None:
+                raise ValueError("start_cov needs a start (the centre of the chains' starts)")
             if cov.shape != (10, 10) or not np.all(np.isfinite(cov)) or not np.allclose(cov, cov.T, rtol=1e-10,
                                                                                            atol=0.0):
                 raise ValueError(f"start_cov must be a finite symmetric 10x10 matrix, got shape {cov.shape}")
