@@ -14,7 +14,7 @@ from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
 from crnet.cli import app
-from crnet.commands.scan import check_dataset_option, flag_message
+from crnet.commands.io_checks import check_dataset_option, flag_message
 from crnet.machines.paper import PAPER_LEARNING_RATE
 
 runner = CliRunner()

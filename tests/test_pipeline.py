@@ -171,6 +171,16 @@ def test_cli_pipeline_ci(tmp_path):
         {"stage": "measured", "settings": {**started["settings"], "measured.dataset": "ams02-2021"}}))
     res = runner.invoke(app, ["pipeline", str(CI), "--out", str(out)])
     assert res.exit_code == 2 and "stage 'measured' was started under other settings (measured.dataset" in res.output
+    # `crnet feedback` by hand goes on with the pipeline's loop given its settings (the model file's learning rate
+    # and patience, spelt otherwise than the pipeline's None, made it 'another run'; walk-through, session 19)
+    by_hand = ["feedback", "--model", str(out / "A-paper.pt"), "--store", str(out / "scan.h5"), "--test",
+               str(out / "feedback_pseudo.h5"), "--out", str(out / "feedback_A-paper"), "--n-test", "3",
+               "--backend", "numba", "--no-progress", "--max-rounds", "2"]
+    res = runner.invoke(app, [*by_hand, "--epochs", "2"])
+    assert res.exit_code == 2 and "differs in --epochs (feedback.retrain_epochs), --seed (feedback.seed)" in res.output
+    res = runner.invoke(app, [*by_hand, "--epochs", "1", "--seed", "3000017"])
+    assert res.exit_code == 0, res.output
+    assert [r["round"] for r in json.loads(res.output)["rounds"]] == [0, 1]
 
 
 def test_fit_stage_sets_the_scan_start(tmp_path, monkeypatch):

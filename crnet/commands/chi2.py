@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from crnet.commands.io_checks import check_input_file
-from crnet.commands.scan import check_dataset_option
+from crnet.commands.io_checks import check_dataset_option, check_input_file
 from crnet.data import DATASETS, DEFAULT_DATASET, get_dataset
 from crnet.likelihood import (
     CONFIDENCE_THRESHOLDS,

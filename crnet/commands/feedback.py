@@ -9,6 +9,7 @@ merges the re-simulations into it); the library refuses any other value before r
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import typer
 
 from crnet.commands.grid_options import GRID_FLAGS, store_sim, with_given_grid_options
-from crnet.commands.scan import check_dataset_option, flag_message
+from crnet.commands.io_checks import check_dataset_option, flag_message
+from crnet.pipeline_config import CLOSURE_SEED_OFFSET
 
 OPTION_NAMES: dict[str, str] = {
     "model": "--model", "train_store": "--store", "test_store": "--test", "sim.mode": "--mode", "sim.tol": "--tol",
@@ -27,9 +29,28 @@ OPTION_NAMES: dict[str, str] = {
 
 CONFIG_FLAGS: dict[str, str] = {
     "tau_threshold": "--tau", "target_share": "--share", "max_rounds": "--max-rounds", "n_test": "--n-test",
-    "retrain_epochs": "--epochs",
+    "retrain_epochs": "--epochs", "seed": "--seed",
 }
 """crnet.feedback.FeedbackConfig fields -> this command's options (crnet.commands.scan.flag_message)."""
+
+IDENTITY_OPTIONS: dict[str, str] = {
+    **{f"feedback.{field}": flag for field, flag in CONFIG_FLAGS.items()}, "retraining.epochs": "--epochs",
+    "retraining.arch": "--arch", "model_sha256": "--model", "test_store_sha256": "--test",
+    "train_store_sha256": "--store",
+}
+"""Entries of a feedback loop's identity (crnet.feedback.loop_identity) -> this command's options; the others are
+the model file's training settings."""
+
+
+def _identity_options(message: str) -> str:
+    """A refused loop's "belongs to another run (differs in feedback.seed, ...)" with the identity entries that are
+    options of this command named by their option (``--seed (feedback.seed)``)."""
+    def named(m: re.Match) -> str:
+        names = [f"{IDENTITY_OPTIONS[n]} ({n})" if n in IDENTITY_OPTIONS else n for n in m.group(2).split(", ")]
+        names = [n for i, n in enumerate(names) if n.split(" ")[0] not in [k.split(" ")[0] for k in names[:i]]]
+        return m.group(1) + ", ".join(names) + m.group(3)
+
+    return re.sub(r"(another run \(differs in )([^)]*)(\))", named, message, count=1)
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +70,9 @@ def register(app: typer.Typer) -> None:
         n_test: int | None = typer.Option(None, "--n-test", help="Test pseudo-spectra predicted and re-simulated "
                                           "per round (default: all of --test)."),
         epochs: int = typer.Option(20, "--epochs", help="Epochs of each warm-started retraining."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the closure-test noise (crnet pipeline: its [feedback] "
+                                 f"seed, else its [run] seed + {CLOSURE_SEED_OFFSET}: give that to go on with a "
+                                 "pipeline's loop by hand)."),
         arch: str | None = typer.Option(None, "--arch", help="Network of the machine (paper or crnet); default: the "
                                         "model file's. Every other training setting (ensemble size, input noise, "
                                         "batch size, seed, Machine B's pseudo-data) is the model file's."),
@@ -81,18 +105,21 @@ def register(app: typer.Typer) -> None:
                                      f"{n_test}")
                 try:  # its checks of these options first: before the store, the model and the data set are read
                     FeedbackConfig(tau_threshold=tau_threshold, target_share=target_share, max_rounds=max_rounds,
-                                   n_test=n_test, retrain_epochs=epochs)
+                                   n_test=n_test, retrain_epochs=epochs, seed=seed)
                 except ValueError as exc:
                     raise ValueError(flag_message(str(exc), CONFIG_FLAGS)) from None
                 check_dataset_option(dataset)
                 sim = store_sim(store, backend, grid, mode=mode, tol=tol, max_steps=max_steps, dataset=dataset)
                 cfg = FeedbackConfig(sim=sim, tau_threshold=tau_threshold, target_share=target_share,
-                                     max_rounds=max_rounds, n_test=n_test, retrain_epochs=epochs,
+                                     max_rounds=max_rounds, n_test=n_test, retrain_epochs=epochs, seed=seed,
                                      progress=not no_progress)
                 tcfg = replace(TrainConfig.of_model(model), progress=not no_progress)
                 if arch is not None and arch != tcfg.arch:
                     raise ValueError(f"--arch {arch}: the model {model} is a {tcfg.arch!r} machine")
-                res = run_feedback(model, store, test_store, out, cfg, tcfg)
+                try:
+                    res = run_feedback(model, store, test_store, out, cfg, tcfg)
+                except ValueError as exc:  # "belongs to another run (differs in feedback.seed, ...)": the options
+                    raise ValueError(_identity_options(str(exc))) from None
             except FeedbackInputError as exc:
                 raise ValueError(exc.named(OPTION_NAMES)) from None
         except (ValueError, StoreError) as exc:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from crnet.commands.grid_options import with_grid_options
-from crnet.commands.io_checks import check_output
-from crnet.commands.scan import _parse_start, check_dataset_option, flag_message
+from crnet.commands.io_checks import check_dataset_option, check_output, flag_message
+from crnet.commands.scan import _parse_start
 
 if TYPE_CHECKING:
     from crnet.scan.models import GridConfig

@@ -8,9 +8,11 @@ one of the command's own inputs (``crnet predict --out`` given the store it read
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from crnet.data import DATASETS
 from crnet.paths import require_parent_dir, same_file
 
 
@@ -52,3 +54,22 @@ def check_model_archive(path: Path | str, what: str = "--model") -> Path:
     from crnet.machines.modelfile import check_model_signature  # imports torch: only when a model is read
 
     return check_model_signature(check_input_file(path, what), what)
+
+
+def flag_message(message: str, flags: Mapping[str, str]) -> str:
+    """A library config's ValueError message, which starts with the field it refuses (``n_sigma must be > 0, got
+    -1.0``, ``FitConfig.max_evaluations must be >= 1, got 0``, ``dataset: unknown data set 'foo'; ...``), with that
+    field replaced by the command's option (``flags``: field -> option); a message that starts with no field of
+    ``flags`` is returned unchanged. The library keeps field names: it is used from Python too."""
+    m = re.match(r"(?:[A-Z]\w*\.)?(\w+)\b", message)
+    if m is None or m.group(1) not in flags:
+        return message
+    return flags[m.group(1)] + message[m.end():]
+
+
+def check_dataset_option(name: str | None, option: str = "--dataset") -> str | None:
+    """``name`` (None: not given) when it is a known data set, else ValueError naming ``option``, the value and
+    the known names: checked before any work (`crnet fit -d foo` said so only after its first propagation)."""
+    if name is not None and name not in DATASETS:
+        raise ValueError(f"{option}: unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    return name

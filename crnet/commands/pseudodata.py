@@ -14,8 +14,7 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.io_checks import check_input_file, check_output
-from crnet.commands.scan import check_dataset_option, flag_message
+from crnet.commands.io_checks import check_dataset_option, check_input_file, check_output, flag_message
 from crnet.data import DEFAULT_DATASET
 from crnet.pipeline_config import TEST_SEED_OFFSET
 from crnet.pseudodata import (

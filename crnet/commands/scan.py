@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from crnet.commands.grid_options import with_grid_options
-from crnet.commands.io_checks import check_input_file, check_output
-from crnet.data import DATASETS
+from crnet.commands.io_checks import check_dataset_option, check_input_file, check_output, flag_message
 from crnet.scan.runner import SCAN_DESIGNS
 
 if TYPE_CHECKING:
@@ -25,25 +22,6 @@ SCAN_FLAGS: dict[str, str] = {
     "proposal_scale": "--proposal-scale",
 }
 """crnet.scan.runner.ScanConfig fields -> this command's options (:func:`flag_message`)."""
-
-
-def flag_message(message: str, flags: Mapping[str, str]) -> str:
-    """A library config's ValueError message, which starts with the field it refuses (``n_sigma must be > 0, got
-    -1.0``, ``FitConfig.max_evaluations must be >= 1, got 0``, ``dataset: unknown data set 'foo'; ...``), with that
-    field replaced by the command's option (``flags``: field -> option); a message that starts with no field of
-    ``flags`` is returned unchanged. The library keeps field names: it is used from Python too."""
-    m = re.match(r"(?:[A-Z]\w*\.)?(\w+)\b", message)
-    if m is None or m.group(1) not in flags:
-        return message
-    return flags[m.group(1)] + message[m.end():]
-
-
-def check_dataset_option(name: str | None, option: str = "--dataset") -> str | None:
-    """``name`` (None: not given) when it is a known data set, else ValueError naming ``option``, the value and
-    the known names: checked before any work (`crnet fit -d foo` said so only after its first propagation)."""
-    if name is not None and name not in DATASETS:
-        raise ValueError(f"{option}: unknown data set {name!r}; known: {', '.join(DATASETS)}")
-    return name
 
 
 def _parse_start(text: str | None) -> list[float] | None:

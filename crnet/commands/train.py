@@ -9,9 +9,8 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.io_checks import check_output
+from crnet.commands.io_checks import check_dataset_option, check_output, flag_message
 from crnet.commands.pseudodata import PSEUDO_FLAGS
-from crnet.commands.scan import check_dataset_option, flag_message
 from crnet.data import DEFAULT_DATASET
 from crnet.machines import ARCHITECTURES, LR_SCHEDULES, MACHINES
 from crnet.machines.data import DEFAULT_MEMORY_LIMIT_BYTES
