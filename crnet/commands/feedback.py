@@ -118,6 +118,8 @@ def register(app: typer.Typer) -> None:
                     raise ValueError(f"--arch {arch}: the model {model} is a {tcfg.arch!r} machine")
                 try:
                     res = run_feedback(model, store, test_store, out, cfg, tcfg)
+                except FeedbackInputError:
+                    raise
                 except ValueError as exc:  # "belongs to another run (differs in feedback.seed, ...)": the options
                     raise ValueError(_identity_options(str(exc))) from None
             except FeedbackInputError as exc:
