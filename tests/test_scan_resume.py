@@ -179,11 +179,12 @@ def test_cli_scan_store_info_and_merge(tmp_path):
             "--no-progress"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
+    assert "(3 new records) in" in res.output  # a fresh scan did not say 'resumed from 0' (walk-through, session 19)
     data = read_store(out)
     assert len(data) == 3 and data.attrs["solver_mode"] == "fast" and data.attrs["dataset"] == "paper"
     assert np.all(np.isfinite(data.chi2)) and data.attrs["design"] == "gaussian"
     res = runner.invoke(app, args + ["--resume"])
-    assert res.exit_code == 0 and "0 new records" in res.output, res.output
+    assert res.exit_code == 0 and "(0 new records, resumed after 3 records)" in res.output, res.output
     res = runner.invoke(app, args)
     assert res.exit_code != 0 and "--resume" in res.output
     res = runner.invoke(app, ["store", "info", str(out)])

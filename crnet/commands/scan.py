@@ -141,9 +141,10 @@ def register(app: typer.Typer) -> None:
             if workers is None and scheduler is None:
                 s = run_scan(out, cfg, resume=resume, overwrite=overwrite, progress=progress)
                 acc = "" if s.acceptance_rate is None else f", acceptance {s.acceptance_rate:.3f}"
-                typer.echo(f"{s.records} records in {out} ({s.new_records} new records, resumed from "
-                           f"{s.resumed_from}) in {s.elapsed_s:.1f} s: {s.models_per_s:.2f} models/s{acc}, "
-                           f"best chi2_tot {s.best_chi2:.2f}")
+                # resumed_from: the records the store held when this run started (0: a fresh start, not a resume)
+                start = f", resumed after {s.resumed_from} records" if s.resumed_from else ""
+                typer.echo(f"{s.records} records in {out} ({s.new_records} new records{start}) in {s.elapsed_s:.1f} "
+                           f"s: {s.models_per_s:.2f} models/s{acc}, best chi2_tot {s.best_chi2:.2f}")
             else:
                 from crnet.scan.distributed import run_distributed
 
