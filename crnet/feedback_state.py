@@ -104,20 +104,48 @@ logs written before hold None for a default (:func:`_resolved_saved`)."""
 
 
 def _resolved_saved(saved: dict | None) -> dict | None:
-    """``saved`` with the None of :data:`RESOLVED_TRAINING_KEYS` replaced by the network's default, as
-    :meth:`crnet.machines.training.TrainConfig.resolved` gives it (a log of an earlier version, which left the
-    defaults unresolved, then still matches the same loop; an explicit value is kept and compared)."""
-    retraining = saved.get("retraining") if isinstance(saved, dict) else None
-    if not isinstance(retraining, dict) or all(retraining.get(k) is not None for k in RESOLVED_TRAINING_KEYS):
+    """``saved`` (a loop identity read from a log) as this code records the same loop, so that logs of earlier
+    versions still match: the None of :data:`RESOLVED_TRAINING_KEYS` replaced by the network's default
+    (:meth:`crnet.machines.training.TrainConfig.resolved`; an explicit value is kept and compared); a paper
+    machine's patience at or above the retraining's epochs (no early stopping) recorded as those epochs; the
+    re-simulation grid with explicit paper values as None (:func:`crnet.scan.models.normalised_grid`)."""
+    if not isinstance(saved, dict):
         return saved
-    from crnet.machines.training import TrainConfig
+    saved = _normalised_sim_grid(saved)
+    retraining = saved.get("retraining")
+    if not isinstance(retraining, dict):
+        return saved
+    from crnet.machines.training import TrainConfig, network_name
 
+    if all(retraining.get(k) is not None for k in RESOLVED_TRAINING_KEYS):
+        resolved = {}
+    else:
+        try:
+            config = TrainConfig(machine=retraining["machine"], arch=retraining.get("arch", "paper"),
+                                 **{k: retraining.get(k) for k in RESOLVED_TRAINING_KEYS}).resolved()
+        except (KeyError, TypeError, ValueError):  # not a retraining record this code can read: compared as it is
+            return saved
+        resolved = {k: getattr(config, k) for k in RESOLVED_TRAINING_KEYS}
+    retraining = {**retraining, **resolved}
     try:
-        resolved = TrainConfig(machine=retraining["machine"], arch=retraining.get("arch", "paper"),
-                               **{k: retraining.get(k) for k in RESOLVED_TRAINING_KEYS}).resolved()
-    except (KeyError, TypeError, ValueError):  # not a retraining record this code can read: compared as it is
+        paper = network_name(retraining["machine"], retraining.get("arch", "paper")) in ("paper-A", "paper-B")
+        no_stopping = paper and retraining["patience"] >= retraining["epochs"]
+    except (KeyError, TypeError, ValueError):
+        no_stopping = False
+    if no_stopping:  # a paper machine's first-training epochs (crnet feedback before session 19): no early stop
+        retraining["patience"] = retraining["epochs"]  # either way, as the resolved None now records it
+    return {**saved, "retraining": retraining}
+
+
+def _normalised_sim_grid(saved: dict) -> dict:
+    """``saved`` with its re-simulation grid as this code records it (crnet.scan.models.normalised_grid)."""
+    feedback = saved.get("feedback")
+    sim = feedback.get("sim") if isinstance(feedback, dict) else None
+    if not isinstance(sim, dict) or "grid" not in sim:
         return saved
-    return {**saved, "retraining": {**retraining, **{k: getattr(resolved, k) for k in RESOLVED_TRAINING_KEYS}}}
+    from crnet.scan.models import normalised_grid
+
+    return {**saved, "feedback": {**feedback, "sim": {**sim, "grid": normalised_grid(sim["grid"])}}}
 
 
 def _comparable_identity(saved: dict | None, ours: dict, train_store: Path) -> dict:

@@ -93,6 +93,26 @@ def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     return flat
 
 
+GRID_SETTING_PREFIXES: tuple[str, ...] = ("scan.grid.", "feedback.settings.sim.grid.")
+"""Where a stage's flattened settings hold a GridConfig (the scan's, the re-simulations')."""
+
+
+def _normalised_grids(settings: Any) -> Any:
+    """A marker's flattened settings with each grid (:data:`GRID_SETTING_PREFIXES`) as this code records it
+    (:func:`crnet.scan.models.normalised_grid`: markers written before session 19 hold explicit paper values, such
+    as z_stretch_factor 1.15, where the settings now hold None)."""
+    if not isinstance(settings, dict):
+        return settings
+    from crnet.scan.models import normalised_grid
+
+    out = dict(settings)
+    for prefix in GRID_SETTING_PREFIXES:
+        grid = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
+        if grid:
+            out.update({prefix + k: v for k, v in normalised_grid(grid).items()})
+    return out
+
+
 MACHINE_LIST_SETTINGS: tuple[str, ...] = ("train.machines", "train.check", "train.input_noise_machines",
                                           "train.ensemble_machines", "feedback.machines")
 """Settings naming which machines run: a machine's own stages (and the test pseudo-data) depend only on whether
@@ -170,7 +190,7 @@ class _Stages:
             if not marker.is_file():
                 continue
             data = self.read_marker(marker)
-            done_with = data.get("settings")  # None: a marker from before settings were recorded
+            done_with = _normalised_grids(data.get("settings"))  # None: a marker from before settings were recorded
             # only the settings this code has for the stage: one it no longer records (train.patience for the paper
             # machines, dropped in session 18) is no change by the user; the code change itself warns below
             diff = [] if done_with is None else changed_settings(done_with, settings, keys=settings)

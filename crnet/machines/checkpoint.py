@@ -70,6 +70,12 @@ def save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, sched
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+OPTIMIZER_IDENTITY_KEYS: tuple[str, ...] = ("learning_rate", "weight_decay")
+"""TrainConfig fields a checkpoint must share with the run that resumes it besides :data:`IDENTITY_KEYS`: the
+optimiser state a resume restores holds them (crnet.machines.training._identity adds them). Recorded since
+session 19: a checkpoint written before lacks them and is compared without them, as it was then."""
+
+
 def read_checkpoint(path: Path, identity: dict) -> dict:
     """The payload of the checkpoint ``path`` (weights only, never pickled objects), after checking that it was
     written by a run with this ``identity`` (:func:`checkpoint_identity`). ValueError naming the file for a
@@ -87,11 +93,15 @@ def read_checkpoint(path: Path, identity: dict) -> dict:
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: crnet training checkpoint without a readable identity or state ({exc!r}); "
                          "delete it to train from the start") from None
-    diff = changed_settings(saved, identity)
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: crnet training checkpoint whose identity is no table ({saved!r}); delete it to "
+                         "train from the start")
+    unrecorded = {key for key in OPTIMIZER_IDENTITY_KEYS if key not in saved}
+    diff = changed_settings(saved, identity, keys=(set(saved) | set(identity)) - unrecorded)
     if diff:
         raise ValueError(f"{path}: checkpoint was written by a different run (differs in {list_settings(diff)}); "
-                         "resume with the same store, machine, architecture, init_from, seed and split settings, "
-                         "or train without --resume to start over")
+                         "resume with the same store, machine, architecture, init_from, seed, split settings, "
+                         "learning rate and weight decay, or train without --resume to start over")
     return payload
 
 

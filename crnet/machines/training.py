@@ -44,6 +44,7 @@ from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_arc
 from crnet.machines.augment import VALIDATION_NOISE_SEED_OFFSET, InputNoise
 from crnet.machines.check import CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, confusion_matrix
 from crnet.machines.checkpoint import (
+    OPTIMIZER_IDENTITY_KEYS,
     checkpoint_identity,
     checkpoint_path,
     load_checkpoint,
@@ -342,9 +343,6 @@ def _identity(cfg: TrainConfig, network: str, init: ModelFile | None, n_bins: in
             "split_seed": _split_seed(cfg, init) if init is not None else None}  # None: cfg.seed (already in)
 
 
-OPTIMIZER_IDENTITY_KEYS: tuple[str, ...] = ("learning_rate", "weight_decay")
-"""TrainConfig fields a checkpoint must share with the run that resumes it besides
-:data:`crnet.machines.checkpoint.IDENTITY_KEYS`: the optimiser state a resume restores holds them."""
 
 
 def _split_seed(cfg: TrainConfig, init: ModelFile | None) -> int:

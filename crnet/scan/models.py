@@ -180,6 +180,20 @@ def paper_grid_defaults() -> dict[str, Any]:
                                                      "z_stretch_factor", "dz_max_kpc", "loss_scheme")}
 
 
+def normalised_grid(recorded: Any) -> Any:
+    """A grid recorded by an earlier run (``asdict`` of a GridConfig, or its :meth:`GridConfig.settings`) as this
+    code records the same grid: explicit paper values and 'galprop' half-lives as None (since session 19), the keys
+    it had kept. What is no GridConfig record (another dict, or not a dict) comes back unchanged. Resume checks
+    apply it to the recorded side, so that stores, stage markers and feedback logs written before still match."""
+    if not isinstance(recorded, dict):
+        return recorded
+    try:
+        normal = asdict(GridConfig(**recorded))
+    except (TypeError, ValueError):
+        return recorded
+    return {key: normal[key] for key in recorded}
+
+
 HALF_LIVES: tuple[str | None, ...] = (None, "galprop", "measured")
 """Allowed GridConfig.half_lives: GALPROP's table (None, 'galprop') or the laboratory values ('measured')."""
 

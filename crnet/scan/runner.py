@@ -26,7 +26,14 @@ from crnet.config_fields import check_seed
 from crnet.data import DATASETS
 from crnet.provenance import changed_settings
 from crnet.scan.designs import DESIGNS, design_points, design_slice, gaussian_design, prior_box, to_log, to_physical
-from crnet.scan.models import Evaluation, GridConfig, PropagateModel, ScanModel, require_converging_mode
+from crnet.scan.models import (
+    Evaluation,
+    GridConfig,
+    PropagateModel,
+    ScanModel,
+    normalised_grid,
+    require_converging_mode,
+)
 from crnet.scan.sampler import OPTIMAL_SCALE, AdaptiveMetropolis, SamplerConfig
 from crnet.store import MockStore, RecordBatch, StoreError, StoreMeta
 from crprop.params import PARAM_NAMES
@@ -198,6 +205,8 @@ def _check_resume_config(store: MockStore, config: ScanConfig) -> None:
     if "merged_from" in attrs:
         raise StoreError(f"{store.path}: a merged store cannot be resumed; resume its shards")
     old = attrs.get("config", {})
+    if isinstance(old, dict) and "grid" in old:  # written before explicit paper values were spelt None
+        old = {**old, "grid": normalised_grid(old["grid"])}
     new = config.to_dict()
     diff = changed_settings(old, new, keys=[k for k in new if k not in RESUME_MUTABLE])
     if diff:
