@@ -73,3 +73,16 @@ def check_dataset_option(name: str | None, option: str = "--dataset") -> str | N
     if name is not None and name not in DATASETS:
         raise ValueError(f"{option}: unknown data set {name!r}; known: {', '.join(DATASETS)}")
     return name
+
+
+def store_dataset(store: Path) -> str:
+    """The data set a store records (attribute 'dataset'; crnet.data.DEFAULT_DATASET when it has none), the default
+    of a command's --dataset; ValueError naming the store, not --dataset, when this crnet does not know it."""
+    from crnet.data import DEFAULT_DATASET
+    from crnet.machines.data import read_store_info
+
+    name = str(read_store_info(store).attrs.get("dataset", DEFAULT_DATASET))
+    if name not in DATASETS:
+        raise ValueError(f"--store {store} records the data set {name!r}, which this crnet does not know (known: "
+                         f"{', '.join(DATASETS)}); pass --dataset")
+    return name

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.io_checks import check_dataset_option, check_input_file, check_output, flag_message
+from crnet.commands.io_checks import (
+    check_dataset_option,
+    check_input_file,
+    check_output,
+    flag_message,
+    store_dataset,
+)
 from crnet.data import DEFAULT_DATASET
 from crnet.pipeline_config import TEST_SEED_OFFSET
 from crnet.pseudodata import (
@@ -107,9 +113,7 @@ def register(app: typer.Typer) -> None:
             centre_set = check_centres(centres, holdout_fraction)
             check_dataset_option(dataset)  # before the store is read
             if dataset is None:
-                from crnet.machines.data import read_store_info
-
-                dataset = str(read_store_info(store).attrs.get("dataset", DEFAULT_DATASET))
+                dataset = store_dataset(store)
             try:
                 cfg = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise, max_relative=max_relative,
                                        envelope_delta=(delta_low, delta_high), dataset=dataset,

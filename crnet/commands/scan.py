@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +18,7 @@ SCAN_FLAGS: dict[str, str] = {
     "design": "--design", "n_chains": "--chains", "n_steps": "--steps", "n_points": "--points",
     "batch_size": "--batch", "seed": "--seed", "temperature": "--temperature", "dataset": "--dataset",
     "mode": "--mode", "backend": "--backend", "tol": "--tol", "max_steps": "--max-steps", "start_spread": "--spread",
-    "proposal_scale": "--proposal-scale",
+    "proposal_scale": "--proposal-scale", "start": "--start",
 }
 """crnet.scan.runner.ScanConfig fields -> this command's options (:func:`flag_message`)."""
 
@@ -108,8 +107,6 @@ def register(app: typer.Typer) -> None:
              "an mcmc scan runs --chains chains for --steps steps"),
             (design in SCAN_DESIGNS and design != "mcmc" and points <= 0,  # was "design 'sobol' needs n_points > 0"
              f"--design {design} needs --points N > 0 (the design's size)"),
-            (tol is not None and not (math.isfinite(tol) and tol > 0),  # crprop refused it after the store was made
-             f"--tol must be finite and > 0 (solver relative residual), got {tol}"),
             (from_fit is not None and design != "mcmc",  # was "start_cov needs design 'mcmc' and a start"
              f"--from-fit needs --design mcmc (it starts the MCMC chains), got --design {design}"),
         ]

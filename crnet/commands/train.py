@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from crnet.commands.io_checks import check_dataset_option, check_output, flag_message
+from crnet.commands.io_checks import check_dataset_option, check_output, flag_message, store_dataset
 from crnet.commands.pseudodata import PSEUDO_FLAGS
 from crnet.data import DEFAULT_DATASET
 from crnet.machines import ARCHITECTURES, LR_SCHEDULES, MACHINES
@@ -124,9 +124,7 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"--threads must be >= 1 (CPU threads), got {threads}")
             check_dataset_option(dataset)  # before the store is read
             if dataset is None:
-                from crnet.machines.data import read_store_info
-
-                dataset = str(read_store_info(store).attrs.get("dataset", DEFAULT_DATASET))
+                dataset = store_dataset(store)
             try:
                 pseudo = PseudoDataConfig(n_pseudo=n_pseudo, n_sigma=pseudo_sigma, noise=noise,
                                           max_relative=max_relative, envelope_delta=(delta_low, delta_high),

@@ -93,6 +93,21 @@ class ScanConfig:
     shard: int = 0
     n_shards: int = 1
 
+    def _check_solver(self) -> None:
+        """The solver settings, checked here, before a store file is created (crprop refused them at the first
+        propagation, after `crnet scan` had written an empty store; review by helper-77)."""
+        from crprop.backends import BACKENDS
+        from crprop.solvers import MODES
+
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.backend not in ("auto", *BACKENDS):
+            raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {self.backend!r}")
+        if self.tol is not None and not (np.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol must be finite and > 0 (solver relative residual), got {self.tol}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 (solver iterations per species), got {self.max_steps}")
+
     def __post_init__(self) -> None:
         if isinstance(self.grid, dict):
             self.grid = GridConfig(**self.grid)
@@ -108,7 +123,7 @@ class ScanConfig:
         if self.design != "mcmc" and self.n_points == 0:
             raise ValueError(f"design {self.design!r} needs n_points > 0")
         if self.design == "gaussian" and self.start is None:
-            raise ValueError("the gaussian design needs a centre (start)")
+            raise ValueError("start: the gaussian design needs a centre (the 10 PARAM_NAMES values)")
         if not (self.temperature > 0 and np.isfinite(self.temperature)):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.start is not None and len(self.start) != 10:
@@ -130,6 +145,7 @@ class ScanConfig:
                 raise ValueError(f"{key} must be finite and > 0 (fraction of each box width), got {value}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset: unknown data set {self.dataset!r}; known: {', '.join(DATASETS)}")
+        self._check_solver()
         if self.start_cov is not None:
             cov = np.asarray(self.start_cov, dtype=np.float64)
             if self.design != "mcmc":
