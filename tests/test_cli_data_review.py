@@ -108,6 +108,11 @@ def test_data_show_file_says_how_the_data_sets_compare_it(tmp_path: Path) -> Non
     assert "used in data set ams02-2021, block 'B AMS-02': top of atmosphere (TOA): force-field modulated" in res.output
     res = runner.invoke(app, ["data", "show", str(csv_file(tmp_path, ["# x: rigidity R [GV]"]))])
     assert res.exit_code == 0 and "used in no shipped data set" in res.output
+    bad = tmp_path / "Bad_B_Ekn.csv"  # a file that cannot be a block says why (it vanished silently; helper-77)
+    bad.write_text("# lis: yes\n" + (DATA_DIR / "voyager1" / "Voyager1_Cummings2016_B_Ekn.csv").read_text())
+    res = runner.invoke(app, ["data", "show", str(bad)])
+    assert res.exit_code == 0 and ("read on its own (crnet.data.block_from_table): not usable as a data block: "
+                                   "metadata 'lis' must be 'true' or 'false', got 'yes'") in res.output
 
 
 def test_data_show_files_by_existence_and_directories(tmp_path: Path) -> None:

@@ -333,3 +333,31 @@ def test_scan_solver_settings_are_refused_before_the_store_is_made(tmp_path: Pat
                               "1.3", "--ekin-factor", "3", "--no-progress", *args])
     assert_usage_error(res, message)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--loss-scheme", "foo"], "--loss-scheme must be one of ('upwind1', 'upwind2') (momentum-loss stencil"),
+    (["--z-uniform-half", "0.5"], "--z-uniform-half must be >= --dz (1.3 kpc), got 0.5"),
+    (["--dz-max", "0.5", "--z-uniform-half", "2"], "--dz-max must be >= --dz (1.3 kpc), got 0.5"),
+    # only the leading field is a flag: the refused value is the user's, even when it spells a field
+    (["--half-lives", "dr_kpc"], "--half-lives must be one of ('galprop', 'measured') (default 'galprop'), got "
+                                 "'dr_kpc'"),
+])
+def test_grid_options_are_named_by_flag_before_any_work(tmp_path: Path, args, message) -> None:
+    """--loss-scheme foo said 'GalaxySetup.loss_scheme ...' and --z-uniform-half 0.5 'z_uniform_half_kpc must be >=
+    dz' from crprop; --half-lives dr_kpc came back as "got '--dr'" (review by helper-77)."""
+    for cmd in (["fit", "--out", str(tmp_path / "f.json")], ["scan", "--out", str(tmp_path / "s.h5")]):
+        assert_usage_error(runner.invoke(app, [*cmd, "--dr", "4", "--dz", "1.3", "--ekin-factor", "3", *args]),
+                           message)
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_refused_loop_names_each_option_once_also_when_the_list_is_cut() -> None:
+    from crnet.commands.feedback import _identity_options
+
+    cut = "x: belongs to another run (differs in a, b, c, d, e, f, g, feedback.seed ...); use another"
+    assert _identity_options(cut) == "x: belongs to another run (differs in a, b, c, d, e, f, g, --seed " \
+                                     "(feedback.seed) ...); use another"
+    both = "x: belongs to another run (differs in feedback.retrain_epochs, retraining.epochs, model_sha256); use"
+    assert _identity_options(both) == "x: belongs to another run (differs in --epochs (feedback.retrain_epochs), " \
+                                      "--model (model_sha256)); use"

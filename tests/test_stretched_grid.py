@@ -147,7 +147,8 @@ GPU_CPU_RTOL = 1e-8
 
 def test_galaxy_setup_refuses_non_positive_steps():
     """A zero step was a ZeroDivisionError inside GalaxySetup.grid(), a negative one a message about the z lattice
-    (walk-through, session 19): the setup itself names the field (galdef dz = 0 reaches it without GridConfig)."""
+    (walk-through, session 19): the setup itself names the field, for every way a setup is made (GridConfig and the
+    galdef reader check their own inputs; with_changes in Python checks nothing else)."""
     import pytest
 
     from crprop.galaxy import GalaxySetup

@@ -105,13 +105,16 @@ def _file_uses(path: Path) -> list[dict[str, str]]:
 
 def _read_alone(t: MeasurementTable) -> str | None:
     """How crnet.data.block_from_table takes the file on its own (a user's data set): 'LIS' or 'TOA' with the phi
-    of its crdb_phi_MV column; None for a table that is no nuclear flux (not a block)."""
+    of its crdb_phi_MV column, or why it cannot be a block (a malformed '# lis:' line, no nuclear species); None for
+    a table that is no flux (ratios do not enter the chi^2 as blocks)."""
     from crnet.data import block_from_table
 
+    if t.quantity != "flux":
+        return None
     try:
         block = block_from_table(t)
-    except ValueError:
-        return None
+    except ValueError as exc:
+        return f"not usable as a data block: {str(exc).removeprefix(f'{t.path}: ')}"
     if block.lis:
         return "LIS (interstellar: no modulation; its metadata say so, crnet.data.dataset.LIS_MARKERS)"
     phi = "" if block.phi_mv is None else f", phi = {block.phi_mv:g} MV from its crdb_phi_MV column"

@@ -46,9 +46,10 @@ def _identity_options(message: str) -> str:
     """A refused loop's "belongs to another run (differs in feedback.seed, ...)" with the identity entries that are
     options of this command named by their option (``--seed (feedback.seed)``)."""
     def named(m: re.Match) -> str:
-        names = [f"{IDENTITY_OPTIONS[n]} ({n})" if n in IDENTITY_OPTIONS else n for n in m.group(2).split(", ")]
+        listed, more = m.group(2).removesuffix(" ..."), m.group(2).endswith(" ...")  # list_settings' cut
+        names = [f"{IDENTITY_OPTIONS[n]} ({n})" if n in IDENTITY_OPTIONS else n for n in listed.split(", ")]
         names = [n for i, n in enumerate(names) if n.split(" ")[0] not in [k.split(" ")[0] for k in names[:i]]]
-        return m.group(1) + ", ".join(names) + m.group(3)
+        return m.group(1) + ", ".join(names) + (" ..." if more else "") + m.group(3)
 
     return re.sub(r"(another run \(differs in )([^)]*)(\))", named, message, count=1)
 

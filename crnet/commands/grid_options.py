@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from crnet.commands.io_checks import flag_message
 
 if TYPE_CHECKING:
     from crnet.feedback import SimConfig
@@ -112,7 +113,8 @@ def _grid_decorator(command: Callable[..., Any], given_only: bool) -> Callable[.
         try:
             grid = GridConfig(**values)
         except ValueError as exc:  # e.g. --half-lives lab: a usage error naming the flag, not a traceback
-            message = re.sub(r"\b(\w+)\b", lambda m: GRID_FLAGS.get(m.group(1), m.group(1)), str(exc))
+            # every GridConfig message starts with its field (and names another only as 'dz_kpc' against it)
+            message = flag_message(str(exc), GRID_FLAGS).replace("dz_kpc (", f"{GRID_FLAGS['dz_kpc']} (")
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(code=2) from None
         if given_only:

@@ -145,6 +145,16 @@ class GridConfig:
         if fac is not None and not (math.isfinite(fac) and 1 < fac <= Z_MAX_STEP_RATIO):
             raise ValueError(f"z_stretch_factor must lie in (1, {Z_MAX_STEP_RATIO:g}] (ratio of neighbouring z steps),"
                              f" got {fac!r}")
+        from crprop.discretization import LOSS_SCHEMES
+
+        if self.loss_scheme is not None and self.loss_scheme not in LOSS_SCHEMES:
+            raise ValueError(f"loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; 'upwind1' = "
+                             f"GALPROP's), got {self.loss_scheme!r}")
+        dz = self.dz_kpc if self.dz_kpc is not None else paper_grid_defaults()["dz_kpc"]
+        for name in ("z_uniform_half_kpc", "dz_max_kpc"):  # the stretched halo starts at dz and widens from it
+            value = getattr(self, name)
+            if value is not None and value < dz:
+                raise ValueError(f"{name} must be >= dz_kpc ({dz:g} kpc), got {value!r}")
 
     def settings(self) -> dict[str, Any]:
         """The options that are set (None = the default, left out): what cache keys and resume checks compare,
@@ -200,7 +210,7 @@ HALF_LIVES: tuple[str | None, ...] = (None, "galprop", "measured")
 
 def _check_half_lives(half_lives: str | None) -> None:
     if half_lives not in HALF_LIVES:
-        raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (or None = 'galprop'), got {half_lives!r}")
+        raise ValueError(f"half_lives must be one of {HALF_LIVES[1:]} (default 'galprop'), got {half_lives!r}")
 
 
 NON_CONVERGING_MODES: tuple[str, ...] = ("galprop",)
