@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers_cli import assert_usage_error, write_test_spectra
 from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
@@ -36,24 +37,10 @@ def csv_file(tmp_path: Path, meta: list[str], header: str = HEADER, rows: list[s
     return path
 
 
-def assert_usage_error(res, *fragments: str) -> None:
-    assert res.exit_code == 2, res.output
-    assert isinstance(res.exception, SystemExit), repr(res.exception)  # not an uncaught exception
-    assert "Traceback" not in res.output
-    for f in fragments:
-        assert f in res.output, (f, res.output)
-
-
 @pytest.fixture
 def spectra_file(tmp_path: Path) -> Path:
     """Three models on the CR-ML grid; model 1 did not converge (residual 5.05e-8)."""
-    from test_spectra_io import make_spectra
-
-    from crnet.spectra_io import write_spectra_h5
-
-    path = tmp_path / "s.h5"
-    write_spectra_h5(path, make_spectra(), params=np.arange(6.0).reshape(3, 2), param_names=["D0", "delta"])
-    return path
+    return write_test_spectra(tmp_path / "s.h5")
 
 
 @pytest.fixture

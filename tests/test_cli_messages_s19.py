@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_cli import assert_usage_error, write_test_spectra
 from helpers_store import write_synthetic_store
 from typer.testing import CliRunner
 
@@ -23,14 +24,6 @@ GRID = ["--dr", "4", "--dz", "1.3", "--ekin-factor", "3", "--backend", "numpy", 
 UNKNOWN = "--dataset: unknown data set 'foo'; known: paper, ams02-2021, ams02-2021-ace2009"
 
 
-def assert_usage_error(res, *fragments: str) -> None:
-    assert res.exit_code == 2, res.output
-    assert isinstance(res.exception, SystemExit), repr(res.exception)  # not an uncaught exception
-    assert "Traceback" not in res.output
-    for f in fragments:
-        assert f in res.output, (f, res.output)
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     path = tmp_path / "mocks.h5"
@@ -40,13 +33,8 @@ def store(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def spectra_file(tmp_path: Path) -> Path:
-    from test_spectra_io import make_spectra
-
-    from crnet.spectra_io import write_spectra_h5
-
-    path = tmp_path / "s.h5"
-    write_spectra_h5(path, make_spectra(), params=np.arange(6.0).reshape(3, 2), param_names=["D0", "delta"])
-    return path
+    """Three models on the CR-ML grid; model 1 did not converge (residual 5.05e-8)."""
+    return write_test_spectra(tmp_path / "s.h5")
 
 
 def _no_work(*args, **kwargs):
