@@ -35,7 +35,7 @@ def test_a_scan_store_with_explicit_paper_grid_values_resumes(tmp_path):
     resume with a different configuration (grid: store {... 1.15} vs now {... None})'."""
     path = tmp_path / "s.h5"
     write_synthetic_store(path, 4)
-    grid = {"dr_kpc": 4.0, "dz_kpc": 1.3, "ekin_factor": 3.0, "z_uniform_half_kpc": 2.0}
+    grid = {"dr_kpc": 4.0, "dz_kpc": 0.5, "ekin_factor": 3.0, "z_uniform_half_kpc": 2.0}
     cfg = ScanConfig(design="sobol", n_points=4, grid=GridConfig(**grid, z_stretch_factor=1.15))
     old = {**cfg.to_dict(), "grid": {**cfg.to_dict()["grid"], "z_stretch_factor": 1.15, "loss_scheme": "upwind1"}}
     with h5py.File(path, "r+") as f:

@@ -128,6 +128,7 @@ class GridConfig:
         for name, default in paper_grid_defaults().items():
             if getattr(self, name) == default:
                 setattr(self, name, None)
+        self._check_stretched_halo()
 
     def _check_values(self) -> None:
         """ValueError naming the field for a step that is not finite and > 0 kpc, an energy factor not > 1 or a
@@ -150,11 +151,21 @@ class GridConfig:
         if self.loss_scheme is not None and self.loss_scheme not in LOSS_SCHEMES:
             raise ValueError(f"loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; 'upwind1' = "
                              f"GALPROP's), got {self.loss_scheme!r}")
-        dz = self.dz_kpc if self.dz_kpc is not None else paper_grid_defaults()["dz_kpc"]
-        for name in ("z_uniform_half_kpc", "dz_max_kpc"):  # the stretched halo starts at dz and widens from it
-            value = getattr(self, name)
-            if value is not None and value < dz:
-                raise ValueError(f"{name} must be >= dz_kpc ({dz:g} kpc), got {value!r}")
+
+    def _check_stretched_halo(self) -> None:
+        """With a stretched halo (z_uniform_half_kpc set), its uniform part and its largest step must reach dz
+        (given or the galdef's), as crprop.galaxy.GalaxySetup requires; without one, z_stretch_factor and dz_max_kpc
+        are unused (a store records GalaxySetup's 1.0 kpc dz_max next to a 1.3 kpc dz)."""
+        if self.z_uniform_half_kpc is None:
+            return
+        paper = paper_grid_defaults()
+        dz = self.dz_kpc if self.dz_kpc is not None else paper["dz_kpc"]
+        if self.z_uniform_half_kpc < dz:
+            raise ValueError(f"z_uniform_half_kpc must be >= dz_kpc ({dz:g} kpc), got {self.z_uniform_half_kpc!r}")
+        dz_max = self.dz_max_kpc if self.dz_max_kpc is not None else paper["dz_max_kpc"]
+        if dz_max < dz:
+            given = "" if self.dz_max_kpc is not None else " (the default)"
+            raise ValueError(f"dz_max_kpc must be >= dz_kpc ({dz:g} kpc), got {dz_max!r}{given}")
 
     def settings(self) -> dict[str, Any]:
         """The options that are set (None = the default, left out): what cache keys and resume checks compare,
