@@ -199,6 +199,8 @@ def test_cli_chi2_table_and_json(tmp_path: Path) -> None:
     for bad, message in ((["600"], "2 modulation periods"), (["3=600"], "N in 1..2"), (["1=x"], "N=MV")):
         res = runner.invoke(app, ["chi2", str(path), "-d", "ams02-2021-ace2009", *sum((["--phi", b] for b in bad), [])])
         assert res.exit_code == 2 and message in res.output, res.output
+    res = runner.invoke(app, ["chi2", str(path), "-d", "ams02-2021", "--phi", "2=500"])  # its one period was ['']
+    assert res.exit_code == 2 and "modulation periods ['all its top-of-atmosphere blocks'])" in res.output, res.output
 
 
 def test_cli_chi2_refuses_wrong_species_or_grid(tmp_path: Path) -> None:

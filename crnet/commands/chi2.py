@@ -57,8 +57,9 @@ def parse_phi_option(values: list[str] | None, periods: list[str]) -> float | di
         except ValueError:
             j, mv = 0, math.nan
         if not sep or not 1 <= j <= len(periods) or not math.isfinite(mv):
+            named = [p or "all its top-of-atmosphere blocks" for p in periods]  # '' is the one unnamed period
             raise ValueError(f"--phi: {item!r} is not N=MV with N in 1..{len(periods)} (the data set's "
-                             f"modulation periods {periods}) and MV a number")
+                             f"modulation periods {named}) and MV a number")
         _check_phi_value(mv, item)
         if periods[j - 1] in out:
             raise ValueError(f"--phi: period {j} is given twice ({out[periods[j - 1]]:g} MV, then {item!r}); give "
