@@ -262,6 +262,7 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
             d = d[p]
         d.pop(leaf, None)
     settings["sim"]["grid"] = cfg.sim.grid.settings()
+    from crnet.machines import network_name
     from crnet.machines.training import RUN_PLACE_SETTINGS
 
     train = {k: v for k, v in asdict(tcfg).items() if k not in RUN_PLACE_SETTINGS}
@@ -269,6 +270,8 @@ def loop_identity(model: Path, train_store: Path, test_store: Path | str, cfg: F
     # and a default given explicitly - a model file's recorded learning rate - would read as a change: walk-through)
     for key in ("epochs", "batch_size", "learning_rate", "weight_decay", "lr_schedule", "patience"):
         train[key] = getattr(resolved, key)
+    if network_name(resolved.machine, resolved.arch) in ("paper-A", "paper-B"):  # patience >= epochs: no early
+        train["patience"] = min(train["patience"], train["epochs"])  # stop, however far above (one spelling)
     return json.loads(json.dumps({
         "model_sha256": model_sha256 if model_sha256 is not None else file_sha256(model),
         "test_store_sha256": file_sha256(test_store),

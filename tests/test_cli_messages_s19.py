@@ -349,3 +349,15 @@ def test_refused_loop_names_each_option_once_also_when_the_list_is_cut() -> None
     both = "x: belongs to another run (differs in feedback.retrain_epochs, retraining.epochs, model_sha256); use"
     assert _identity_options(both) == "x: belongs to another run (differs in --epochs (feedback.retrain_epochs), " \
                                       "--model (model_sha256)); use"
+
+
+def test_simulate_leaves_the_stretched_halo_to_its_galdefs_dz(tmp_path: Path) -> None:
+    """`crnet simulate --galdef G --z-uniform-half 0.15` was refused against the paper galdef's 0.2 kpc dz, though
+    G's dz may be 0.1 (review by helper-78): the options are checked one by one, the halo where the galdef is known."""
+    res = runner.invoke(app, ["simulate", "--params", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "x.h5"),
+                              "--z-uniform-half", "0.15"])
+    assert_usage_error(res, "missing.toml")
+    assert "--z-uniform-half" not in res.output
+    res = runner.invoke(app, ["simulate", "--params", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "x.h5"),
+                              "--z-uniform-half", "-1"])  # a value wrong whatever the galdef: refused up front
+    assert_usage_error(res, "--z-uniform-half must be a finite number > 0 (kpc), got -1.0")

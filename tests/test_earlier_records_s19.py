@@ -96,3 +96,24 @@ def test_a_checkpoint_without_the_optimiser_settings_resumes(tmp_path):
     with pytest.raises(ValueError, match=r"differs in seed\)"):  # what the old identity holds is still compared
         torch.save({"format": CHECKPOINT_FORMAT, "identity_json": json.dumps(old), "state_json": "{}"}, path)
         read_checkpoint(path, {**identity, "seed": 1})
+
+
+def test_a_paper_loop_with_patience_above_its_epochs_matches_its_own_log(tmp_path):
+    """A paper machine trained with --patience 40, retrained for 20 epochs: its identity recorded patience 40, the
+    log read back said 20, and the loop could not resume itself (review by helper-78). Both spell it 20 now."""
+    from dataclasses import replace
+
+    from crnet.closure import FeedbackConfig
+    from crnet.feedback import loop_identity
+    from crnet.machines.training import TrainConfig
+
+    for name in ("m.pt", "s.h5", "t.h5"):
+        (tmp_path / name).write_bytes(name.encode())
+    cfg = FeedbackConfig(retrain_epochs=20)
+    tcfg = replace(TrainConfig(machine="A", patience=40, epochs=200).resolved(), epochs=cfg.retrain_epochs)
+    ident = loop_identity(tmp_path / "m.pt", tmp_path / "s.h5", tmp_path / "t.h5", cfg, tcfg)
+    assert ident["retraining"]["patience"] == 20
+    _check_identity(tmp_path / "feedback_log.json", json.loads(json.dumps(ident)), ident)
+    crnet_a = loop_identity(tmp_path / "m.pt", tmp_path / "s.h5", tmp_path / "t.h5", cfg,
+                            replace(tcfg, arch="crnet"))
+    assert crnet_a["retraining"]["patience"] == 40  # early stopping is the crnet network's: kept as given

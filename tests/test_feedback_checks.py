@@ -447,3 +447,13 @@ def test_another_loops_rounds_are_replaced_only_when_asked(world, tmp_path):
     with pytest.warns(ReplacedRoundsWarning, match=r"\(round_0, round_7 without a log\)"):
         fresh = run_feedback(world["a"], world["scan"], world["test"], out, other, tcfg, replace_other_run=True)
     assert len(fresh.rounds) == 1 and not (out / "round_7").exists()
+
+
+def test_cli_stretched_halo_is_checked_against_the_stores_dz(world, tmp_path, no_work):
+    """--z-uniform-half was checked against the paper galdef's 0.2 kpc dz before the store was read (a galdef or
+    store of smaller dz was refused, one of larger dz passed to a message in field names); it is checked against
+    the store's 1.3 kpc, by flag (review by helper-78)."""
+    res = _cli(world, tmp_path / "fb", "--z-uniform-half", "1.0")
+    _usage_error(res, f"error: --z-uniform-half must be >= --dz (1.3 kpc), got 1.0 (the grid of {world['scan']} with "
+                      "the options given)")
+    assert not (tmp_path / "fb").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -64,6 +65,12 @@ GRID_FLAGS: dict[str, str] = {name: _flag(option) for name, option in GRID_OPTIO
 """GridConfig field -> its command-line flag ('dr_kpc' -> '--dr'), for messages that name the option."""
 
 
+def grid_message(exc: Exception) -> str:
+    """A GridConfig message with its fields named by flag: every message starts with its field, and names another
+    only as '>= dz_kpc (' in the stretched halo's checks (the value refused, the user's, is left as it is)."""
+    return re.sub(r">= dz_kpc \(", f">= {GRID_FLAGS['dz_kpc']} (", flag_message(str(exc), GRID_FLAGS), count=1)
+
+
 def store_sim(store: Path | str, backend: str, grid: dict[str, Any] | None = None, **given: Any) -> SimConfig:
     """The re-simulation settings (:class:`crnet.feedback.SimConfig`) of a command whose defaults are a store's
     (crnet feedback: --store; crnet evaluate: the first --mocks): :func:`crnet.feedback_inputs.sim_from_store`'s, with
@@ -76,7 +83,11 @@ def store_sim(store: Path | str, backend: str, grid: dict[str, Any] | None = Non
 
     base = sim_from_store(store, backend=backend)
     options = {name: value for name, value in given.items() if value is not None}
-    return replace(base, grid=GridConfig(**{**asdict(base.grid), **(grid or {})}), **options)
+    try:
+        merged = GridConfig(**{**asdict(base.grid), **(grid or {})})
+    except ValueError as exc:  # a stretched halo that does not reach the store's dz
+        raise ValueError(f"{grid_message(exc)} (the grid of {store} with the options given)") from None
+    return replace(base, grid=merged, **options)
 
 
 def with_grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,11 +122,12 @@ def _grid_decorator(command: Callable[..., Any], given_only: bool) -> Callable[.
 
         values = {name: kwargs.pop(name, None) for name, _ in GRID_OPTIONS}  # None: not given
         try:
-            grid = GridConfig(**values)
+            if given_only:  # the dz the stretched halo must reach is the galdef's or the store's: checked there
+                GridConfig.check_options(values)
+            else:
+                grid = GridConfig(**values)
         except ValueError as exc:  # e.g. --half-lives lab: a usage error naming the flag, not a traceback
-            # every GridConfig message starts with its field (and names another only as 'dz_kpc' against it)
-            message = flag_message(str(exc), GRID_FLAGS).replace("dz_kpc (", f"{GRID_FLAGS['dz_kpc']} (")
-            typer.echo(f"error: {message}", err=True)
+            typer.echo(f"error: {grid_message(exc)}", err=True)
             raise typer.Exit(code=2) from None
         if given_only:
             return command(**kwargs, grid={name: v for name, v in values.items() if v is not None})

@@ -343,8 +343,6 @@ def _identity(cfg: TrainConfig, network: str, init: ModelFile | None, n_bins: in
             "split_seed": _split_seed(cfg, init) if init is not None else None}  # None: cfg.seed (already in)
 
 
-
-
 def _split_seed(cfg: TrainConfig, init: ModelFile | None) -> int:
     """Seed of the train/validation split (:func:`crnet.machines.data.split_indices`): this run's ``seed``, or for
     a warm start the split seed of the model it starts from, so that no record those weights trained on validates

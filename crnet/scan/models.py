@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -151,6 +151,17 @@ class GridConfig:
         if self.loss_scheme is not None and self.loss_scheme not in LOSS_SCHEMES:
             raise ValueError(f"loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; 'upwind1' = "
                              f"GALPROP's), got {self.loss_scheme!r}")
+
+    @classmethod
+    def check_options(cls, values: dict[str, Any]) -> None:
+        """Each option of ``values`` (GridConfig fields, None = not given) on its own, without the stretched halo's
+        check against dz: for commands whose dz is another galdef's or a store's (crnet simulate, feedback,
+        evaluate), which check the merged grid where it is known. ValueError naming the field."""
+        given = cls.__new__(cls)  # the fields only: no normalisation, no cross-check
+        for name in (f.name for f in fields(cls)):
+            setattr(given, name, values.get(name))
+        _check_half_lives(given.half_lives)
+        given._check_values()
 
     def _check_stretched_halo(self) -> None:
         """With a stretched halo (z_uniform_half_kpc set), its uniform part and its largest step must reach dz
