@@ -50,6 +50,7 @@ from crnet.spectra_io import parse_species
 from crnet.store import MockStore, RecordBatch, StoreMeta
 from crnet.store_read import spectra_from_flux
 from crprop.params import PARAM_NAMES
+from crprop.solvers import check_solver_settings
 from crprop.spectra import SYMBOL_TO_Z
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class SimConfig:
             self.grid = GridConfig(**self.grid)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_solver_settings(self.mode, self.tol, self.max_steps, self.backend)
         require_converging_mode(self.mode, "re-simulating predictions (a non-converged re-simulation counts as "
                                 "chi^2 = inf)")
 

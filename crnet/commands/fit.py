@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,8 +46,6 @@ def register(app: typer.Typer) -> None:
         try:
             check_output(out, overwrite=overwrite)  # before the fit, not at its final write
             check_dataset_option(dataset)  # PropagateModel reads it only at the first chi2, after a propagation
-            if tol is not None and not (math.isfinite(tol) and tol > 0):  # crprop refuses it only in the first solve
-                raise ValueError(f"--tol must be finite and > 0 (solver relative residual), got {tol}")
             try:
                 cfg = FitConfig(start=_parse_start(start), max_evaluations=max_evaluations)
                 model = PropagateModel(grid, backend=backend, tol=tol, dataset=dataset, warm_start=False)

@@ -274,11 +274,10 @@ class PropagateModel:
                  n_slots: int = 0, warm_start_max_bytes: float = 8e9, max_steps: int | None = None) -> None:
         from crprop.backends import get_backend
         from crprop.params import PRIOR_BOX
-        from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL, MODES
+        from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL, check_solver_settings
         from crprop.spectra import Spectra
 
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_solver_settings(mode, tol, max_steps, backend)  # tol: refused only in the first solve before
         self.grid_config = grid or GridConfig()
         self.setup = self.grid_config.setup()
         self.mode, self.dataset = mode, dataset

@@ -37,6 +37,7 @@ from crnet.scan.models import (
 from crnet.scan.sampler import OPTIMAL_SCALE, AdaptiveMetropolis, SamplerConfig
 from crnet.store import MockStore, RecordBatch, StoreError, StoreMeta
 from crprop.params import PARAM_NAMES
+from crprop.solvers import check_solver_settings
 
 SCAN_DESIGNS: tuple[str, ...] = ("mcmc",) + DESIGNS
 
@@ -93,21 +94,6 @@ class ScanConfig:
     shard: int = 0
     n_shards: int = 1
 
-    def _check_solver(self) -> None:
-        """The solver settings, checked here, before a store file is created (crprop refused them at the first
-        propagation, after `crnet scan` had written an empty store; review by helper-77)."""
-        from crprop.backends import BACKENDS
-        from crprop.solvers import MODES
-
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.backend not in ("auto", *BACKENDS):
-            raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {self.backend!r}")
-        if self.tol is not None and not (np.isfinite(self.tol) and self.tol > 0):
-            raise ValueError(f"tol must be finite and > 0 (solver relative residual), got {self.tol}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 (solver iterations per species), got {self.max_steps}")
-
     def __post_init__(self) -> None:
         if isinstance(self.grid, dict):
             self.grid = GridConfig(**self.grid)
@@ -145,7 +131,9 @@ class ScanConfig:
                 raise ValueError(f"{key} must be finite and > 0 (fraction of each box width), got {value}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset: unknown data set {self.dataset!r}; known: {', '.join(DATASETS)}")
-        self._check_solver()
+        # before a store file is created (crprop refused them at the first propagation, after `crnet scan` had
+        # written an empty store; review by helper-77)
+        check_solver_settings(self.mode, self.tol, self.max_steps, self.backend)
         if self.start_cov is not None:
             cov = np.asarray(self.start_cov, dtype=np.float64)
             if self.design != "mcmc":

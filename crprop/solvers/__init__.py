@@ -27,7 +27,24 @@ DEFAULT_MAX_STEPS = 600
 EXACT_TOL = 1.0e-9
 """Residual the sparse direct solve must reach to be flagged converged (round-off is ~1e-13)."""
 
-__all__ = ["MODES", "NonConvergenceWarning", "SolveResult", "TimeLadder", "solve_species"]
+__all__ = ["MODES", "NonConvergenceWarning", "SolveResult", "TimeLadder", "check_solver_settings", "solve_species"]
+
+
+def check_solver_settings(mode: str | None = None, tol: float | None = None, max_steps: int | None = None,
+                          backend: str | None = None) -> None:
+    """ValueError naming the setting for a mode not in :data:`MODES`, a tolerance (relative residual) that is not
+    finite and > 0, a step cap below 1, or a backend name crprop does not know; None skips a setting. The one check
+    of these settings: the solver runs it, and configs run it before any work (crnet's scan, fit, feedback)."""
+    from crprop.backends import BACKENDS
+
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if tol is not None and not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be finite and > 0 (solver relative residual), got {tol!r}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1 (solver iterations per species), got {max_steps}")
+    if backend is not None and backend not in ("auto", *BACKENDS):
+        raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {backend!r}")
 
 
 def solve_species(
@@ -53,14 +70,9 @@ def solve_species(
     backend_options : keyword options of a device backend's own solve_species (cupy: precision,
     keep_on_device, check_every, ...); source/psi0 may then be device arrays.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_solver_settings(mode, tol, max_steps)
     if on_nonconverged not in ("warn", "raise", "ignore"):
         raise ValueError(f"on_nonconverged must be 'warn', 'raise' or 'ignore', got {on_nonconverged!r}")
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive relative residual, got {tol!r}")
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if mode == "galprop":
         op.require_first_order_losses("mode 'galprop'")
     be = get_backend("numpy" if mode == "exact" else backend)
