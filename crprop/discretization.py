@@ -149,6 +149,13 @@ the Douglas iteration solves with the first-order stencil and evaluates the resi
 CUDA kernels take its rows as separate residual tables; GALPROP's time marching (mode 'galprop') refuses it."""
 
 
+def check_loss_scheme(loss_scheme: str) -> None:
+    """ValueError unless ``loss_scheme`` is one of :data:`LOSS_SCHEMES`."""
+    if loss_scheme not in LOSS_SCHEMES:
+        raise ValueError(f"loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; 'upwind1' = GALPROP's), "
+                         f"got {loss_scheme!r}")
+
+
 def momentum_coefficients(
     p_mev: np.ndarray, dpp_mev2_s: np.ndarray, dpdt_mev_s: np.ndarray, loss_scheme: str = "upwind1"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...] | None]:
@@ -164,8 +171,7 @@ def momentum_coefficients(
     a3 = b_k+1 (h1 + h2)/(h1 h2), a4 = b_k+2 h1/(h2 (h1 + h2)) with h2 = p_k+2 - p_k+1.
     Rows k = 0 and k = n-1 copy their neighbours (GALPROP).
     """
-    if loss_scheme not in LOSS_SCHEMES:
-        raise ValueError(f"loss_scheme must be one of {LOSS_SCHEMES}, got {loss_scheme!r}")
+    check_loss_scheme(loss_scheme)
     p = np.asarray(p_mev, dtype=np.float64)
     n = p.size
     if n < 4 or not np.all(np.diff(p) > 0):

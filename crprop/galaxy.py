@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from crprop.constants import C_CM_S, MB_CM2, YEAR_S
-from crprop.discretization import LOSS_SCHEMES
+from crprop.discretization import check_loss_scheme
 from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef, symmetric_halo_kpc
 from crprop.galprop.galdef_keys import default_network_iter_compl
-from crprop.grid import Z_MAX_STEP_RATIO, Grid, check_positive
+from crprop.grid import Grid, check_energy_factor, check_positive, check_stretch_factor
 from crprop.nuclear.inelastic import loss_cross_sections
 from crprop.nuclear.pp_fusion import pp_fusion_kernel
 from crprop.nuclear.production import production_table
@@ -102,12 +102,8 @@ class GalaxySetup:
                              f"a nucleus), got {self.network_iter_compl}")
         for name in ("r_max_kpc", "dr_kpc", "dz_kpc", "ekin_min_mev_per_n", "ekin_max_mev_per_n"):
             check_positive(name, getattr(self, name))  # here, not as a ZeroDivisionError inside grid() (walk-through)
-        if not (np.isfinite(self.ekin_factor) and self.ekin_factor > 1.0):
-            raise ValueError(f"ekin_factor must be a finite number > 1 (ratio of neighbouring energies), got "
-                             f"{self.ekin_factor!r}")
-        if self.loss_scheme not in LOSS_SCHEMES:
-            raise ValueError(f"GalaxySetup.loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; "
-                             f"'upwind1' = GALPROP's), got {self.loss_scheme!r}")
+        check_energy_factor(self.ekin_factor)
+        check_loss_scheme(self.loss_scheme)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -204,8 +200,7 @@ class GalaxySetup:
         z_u, fac, dz_max = float(self.z_uniform_half_kpc), float(self.z_stretch_factor), float(self.dz_max_kpc)
         if not (np.isfinite(z_u) and z_u >= dz):
             raise ValueError(f"z_uniform_half_kpc must be >= dz ({dz} kpc) or None, got {self.z_uniform_half_kpc}")
-        if not (np.isfinite(fac) and 1.0 < fac <= Z_MAX_STEP_RATIO):
-            raise ValueError(f"z_stretch_factor must be in (1, {Z_MAX_STEP_RATIO}], got {self.z_stretch_factor}")
+        check_stretch_factor(fac)
         if not (np.isfinite(dz_max) and dz_max >= dz):
             raise ValueError(f"dz_max_kpc must be >= dz ({dz} kpc), got {self.dz_max_kpc}")
         nodes = [offset]

@@ -26,8 +26,22 @@ grid is first-order where the steps jump, so steps must change gradually (the st
 
 def check_positive(name: str, value: float) -> None:
     """ValueError naming ``name`` unless ``value`` is a finite number > 0."""
-    if not np.isfinite(value) or value <= 0:
+    if not isinstance(value, int | float | np.number) or not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+
+
+def check_energy_factor(ekin_factor: float) -> None:
+    """ValueError unless the energy grid factor (ratio of neighbouring kinetic energies) is a finite number > 1."""
+    if not (np.isfinite(ekin_factor) and ekin_factor > 1.0):
+        raise ValueError(f"ekin_factor must be a finite number > 1 (ratio of neighbouring kinetic energies), got "
+                         f"{ekin_factor!r}")
+
+
+def check_stretch_factor(z_stretch_factor: float) -> None:
+    """ValueError unless a stretched halo's ratio of neighbouring z steps lies in (1, :data:`Z_MAX_STEP_RATIO`]."""
+    if not (np.isfinite(z_stretch_factor) and 1.0 < z_stretch_factor <= Z_MAX_STEP_RATIO):
+        raise ValueError(f"z_stretch_factor must lie in (1, {Z_MAX_STEP_RATIO:g}] (ratio of neighbouring z steps), "
+                         f"got {z_stretch_factor!r}")
 
 
 @dataclass(frozen=True)
@@ -116,8 +130,7 @@ class Grid:
             ("ekin_max_mev_per_n", ekin_max_mev_per_n),
         ):
             check_positive(name, value)
-        if not (np.isfinite(ekin_factor) and ekin_factor > 1.0):
-            raise ValueError(f"ekin_factor must be > 1, got {ekin_factor!r}")
+        check_energy_factor(ekin_factor)
         if ekin_max_mev_per_n <= ekin_min_mev_per_n:
             raise ValueError("ekin_max_mev_per_n must exceed ekin_min_mev_per_n")
         n_r = int(r_max_kpc / dr_kpc + 1.5)

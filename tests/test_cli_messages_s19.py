@@ -360,4 +360,4 @@ def test_simulate_leaves_the_stretched_halo_to_its_galdefs_dz(tmp_path: Path) ->
     assert "--z-uniform-half" not in res.output
     res = runner.invoke(app, ["simulate", "--params", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "x.h5"),
                               "--z-uniform-half", "-1"])  # a value wrong whatever the galdef: refused up front
-    assert_usage_error(res, "--z-uniform-half must be a finite number > 0 (kpc), got -1.0")
+    assert_usage_error(res, "--z-uniform-half must be a finite positive number, got -1.0")

@@ -8,7 +8,6 @@ benchmarks of the pipeline, or another solver) behind the same interface.
 from __future__ import annotations
 
 import functools
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -131,26 +130,22 @@ class GridConfig:
         self._check_stretched_halo()
 
     def _check_values(self) -> None:
-        """ValueError naming the field for a step that is not finite and > 0 kpc, an energy factor not > 1 or a
-        stretch factor outside (1, Z_MAX_STEP_RATIO] (a zero step was a ZeroDivisionError deep in the grid)."""
-        from crprop.grid import Z_MAX_STEP_RATIO
+        """ValueError naming the field for a step that is not a finite number > 0 kpc, an energy factor not > 1, a
+        stretch factor outside (1, Z_MAX_STEP_RATIO] or an unknown loss scheme: crprop's own checks of these values
+        (crprop.grid, crprop.discretization), run on the options given before any work (a zero step was a
+        ZeroDivisionError deep in the grid)."""
+        from crprop.discretization import check_loss_scheme
+        from crprop.grid import check_energy_factor, check_positive, check_stretch_factor
 
         for name in ("dr_kpc", "dz_kpc", "z_uniform_half_kpc", "dz_max_kpc"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0 (kpc), got {value!r}")
-        if self.ekin_factor is not None and not (math.isfinite(self.ekin_factor) and self.ekin_factor > 1):
-            raise ValueError(f"ekin_factor must be a finite number > 1 (ratio of neighbouring kinetic energies), got "
-                             f"{self.ekin_factor!r}")
-        fac = self.z_stretch_factor
-        if fac is not None and not (math.isfinite(fac) and 1 < fac <= Z_MAX_STEP_RATIO):
-            raise ValueError(f"z_stretch_factor must lie in (1, {Z_MAX_STEP_RATIO:g}] (ratio of neighbouring z steps),"
-                             f" got {fac!r}")
-        from crprop.discretization import LOSS_SCHEMES
-
-        if self.loss_scheme is not None and self.loss_scheme not in LOSS_SCHEMES:
-            raise ValueError(f"loss_scheme must be one of {LOSS_SCHEMES} (momentum-loss stencil; 'upwind1' = "
-                             f"GALPROP's), got {self.loss_scheme!r}")
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
+        if self.ekin_factor is not None:
+            check_energy_factor(self.ekin_factor)
+        if self.z_stretch_factor is not None:
+            check_stretch_factor(self.z_stretch_factor)
+        if self.loss_scheme is not None:
+            check_loss_scheme(self.loss_scheme)
 
     @classmethod
     def check_options(cls, values: dict[str, Any]) -> None:
