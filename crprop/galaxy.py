@@ -20,7 +20,7 @@ from crprop.constants import C_CM_S, MB_CM2, YEAR_S
 from crprop.discretization import check_loss_scheme
 from crprop.galprop.galdef import TOTAL_CROSS_SECTION_MODELS, Galdef, read_galdef, symmetric_halo_kpc
 from crprop.galprop.galdef_keys import default_network_iter_compl
-from crprop.grid import Grid, check_energy_factor, check_positive, check_stretch_factor
+from crprop.grid import Grid, check_energy_factor, check_positive, check_stretch_factor, check_stretched_halo
 from crprop.nuclear.inelastic import loss_cross_sections
 from crprop.nuclear.pp_fusion import pp_fusion_kernel
 from crprop.nuclear.production import production_table
@@ -198,11 +198,8 @@ class GalaxySetup:
             n_top = max(int(np.ceil((top - offset) / dz - 1e-6)), 1)
             return offset + dz * np.arange(n_top + 1)
         z_u, fac, dz_max = float(self.z_uniform_half_kpc), float(self.z_stretch_factor), float(self.dz_max_kpc)
-        if not (np.isfinite(z_u) and z_u >= dz):
-            raise ValueError(f"z_uniform_half_kpc must be >= dz ({dz} kpc) or None, got {self.z_uniform_half_kpc}")
+        check_stretched_halo(z_u, dz_max, dz)
         check_stretch_factor(fac)
-        if not (np.isfinite(dz_max) and dz_max >= dz):
-            raise ValueError(f"dz_max_kpc must be >= dz ({dz} kpc), got {self.dz_max_kpc}")
         nodes = [offset]
         step = dz
         while nodes[-1] < top - 1e-6 * dz:

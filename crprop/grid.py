@@ -37,6 +37,15 @@ def check_energy_factor(ekin_factor: float) -> None:
                          f"{ekin_factor!r}")
 
 
+def check_stretched_halo(z_uniform_half_kpc: float, dz_max_kpc: float, dz_kpc: float) -> None:
+    """ValueError unless a stretched halo's uniform part (|z| up to z_uniform_half_kpc) and its largest step reach
+    the disc's step dz_kpc (all kpc): the lattice starts at dz and only widens."""
+    if not (np.isfinite(z_uniform_half_kpc) and z_uniform_half_kpc >= dz_kpc):
+        raise ValueError(f"z_uniform_half_kpc must be >= dz_kpc ({dz_kpc:g} kpc), got {z_uniform_half_kpc!r}")
+    if not (np.isfinite(dz_max_kpc) and dz_max_kpc >= dz_kpc):
+        raise ValueError(f"dz_max_kpc must be >= dz_kpc ({dz_kpc:g} kpc), got {dz_max_kpc!r}")
+
+
 def check_stretch_factor(z_stretch_factor: float) -> None:
     """ValueError unless a stretched halo's ratio of neighbouring z steps lies in (1, :data:`Z_MAX_STEP_RATIO`]."""
     if not (np.isfinite(z_stretch_factor) and 1.0 < z_stretch_factor <= Z_MAX_STEP_RATIO):

@@ -159,3 +159,9 @@ def test_galaxy_setup_refuses_non_positive_steps():
             paper.with_changes(**{name: value})
     with pytest.raises(ValueError, match="ekin_factor must be a finite number > 1"):
         paper.with_changes(ekin_factor=1.0)
+    with pytest.raises(ValueError, match=r"z_uniform_half_kpc must be >= dz_kpc \(0.2 kpc\), got 0.1"):
+        paper.with_changes(z_uniform_half_kpc=0.1).grid()
+    with pytest.raises(ValueError, match=r"dz_max_kpc must be >= dz_kpc \(0.2 kpc\), got 0.1"):
+        paper.with_changes(z_uniform_half_kpc=1.0, dz_max_kpc=0.1).grid()
+    with pytest.raises(ValueError, match=r"z_stretch_factor must lie in \(1, 2\]"):
+        paper.with_changes(z_uniform_half_kpc=1.0, z_stretch_factor=2.5).grid()

@@ -293,12 +293,9 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
 def _grid_settings(grid: dict[str, Any]) -> dict[str, Any]:
     """``grid`` (GridConfig settings) with explicit paper values dropped, as GridConfig spells them (fit files of
     session 18 recorded e.g. {'loss_scheme': 'upwind1'}); a dict of other keys is compared as it is."""
-    from crnet.scan.models import GridConfig
+    from crnet.scan.models import normalised_grid
 
-    try:
-        return GridConfig(**grid).settings()
-    except (TypeError, ValueError):
-        return grid
+    return {key: value for key, value in normalised_grid(grid).items() if value is not None}
 
 
 def _model_setup(model: Any) -> dict[str, Any]:

@@ -164,14 +164,15 @@ class GridConfig:
         are unused (a store records GalaxySetup's 1.0 kpc dz_max next to a 1.3 kpc dz)."""
         if self.z_uniform_half_kpc is None:
             return
+        from crprop.grid import check_stretched_halo
+
         paper = paper_grid_defaults()
         dz = self.dz_kpc if self.dz_kpc is not None else paper["dz_kpc"]
-        if self.z_uniform_half_kpc < dz:
-            raise ValueError(f"z_uniform_half_kpc must be >= dz_kpc ({dz:g} kpc), got {self.z_uniform_half_kpc!r}")
-        dz_max = self.dz_max_kpc if self.dz_max_kpc is not None else paper["dz_max_kpc"]
-        if dz_max < dz:
-            given = "" if self.dz_max_kpc is not None else " (the default)"
-            raise ValueError(f"dz_max_kpc must be >= dz_kpc ({dz:g} kpc), got {dz_max!r}{given}")
+        try:
+            check_stretched_halo(self.z_uniform_half_kpc, self.dz_max_kpc or paper["dz_max_kpc"], dz)
+        except ValueError as exc:
+            default = " (the default)" if self.dz_max_kpc is None and str(exc).startswith("dz_max_kpc") else ""
+            raise ValueError(f"{exc}{default}") from None
 
     def settings(self) -> dict[str, Any]:
         """The options that are set (None = the default, left out): what cache keys and resume checks compare,
