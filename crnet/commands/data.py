@@ -92,12 +92,17 @@ def _file_uses(path: Path) -> list[dict[str, str]]:
     compared with the model: 'LIS' (interstellar, unmodulated) or 'TOA' (force-field modulated, its period)."""
     import hashlib
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    def sha256(file: Path) -> str:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+
+    digest = sha256(path)
+    sources = {Path(b.source) for name in DATASETS for b in get_dataset(name).blocks}
+    same = {src for src in sources if src.is_file() and src.stat().st_size == path.stat().st_size
+            and sha256(src) == digest}  # each shipped file read once, and only when its size matches
     uses = []
     for name in DATASETS:
         for b in get_dataset(name).blocks:
-            src = Path(b.source)
-            if src.is_file() and hashlib.sha256(src.read_bytes()).hexdigest() == digest:
+            if Path(b.source) in same:
                 uses.append({"dataset": name, "block": b.label, "kind": "LIS" if b.lis else "TOA",
                              "period": b.period})
     return uses
