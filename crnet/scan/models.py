@@ -11,7 +11,7 @@ import functools
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -118,8 +118,7 @@ class GridConfig:
     half_lives: str | None = None
 
     def __post_init__(self) -> None:
-        _check_half_lives(self.half_lives)
-        self._check_values()
+        self.check_options(vars(self))
         if self.half_lives == "galprop":  # one spelling of the default, so that cache keys and resumes agree
             self.half_lives = None
         # An option given explicitly at the paper galdef's value is the default: one spelling (None), so that
@@ -129,34 +128,24 @@ class GridConfig:
                 setattr(self, name, None)
         self._check_stretched_halo()
 
-    def _check_values(self) -> None:
-        """ValueError naming the field for a step that is not a finite number > 0 kpc, an energy factor not > 1, a
-        stretch factor outside (1, Z_MAX_STEP_RATIO] or an unknown loss scheme: crprop's own checks of these values
-        (crprop.grid, crprop.discretization), run on the options given before any work (a zero step was a
-        ZeroDivisionError deep in the grid)."""
+    @staticmethod
+    def check_options(values: dict[str, Any]) -> None:
+        """Each option of ``values`` (GridConfig fields, None = not given) on its own, with crprop's own checks of
+        these values (crprop.grid, crprop.discretization; a zero step was a ZeroDivisionError deep in the grid):
+        steps finite and > 0 kpc, energy factor > 1, stretch factor in (1, Z_MAX_STEP_RATIO], a known loss scheme
+        and half-lives. Not the stretched halo against dz: commands whose dz is another galdef's or a store's
+        (crnet simulate, feedback, evaluate) check that on the merged grid. ValueError naming the field."""
         from crprop.discretization import check_loss_scheme
         from crprop.grid import check_energy_factor, check_positive, check_stretch_factor
 
+        _check_half_lives(values.get("half_lives"))
         for name in ("dr_kpc", "dz_kpc", "z_uniform_half_kpc", "dz_max_kpc"):
-            if getattr(self, name) is not None:
-                check_positive(name, getattr(self, name))
-        if self.ekin_factor is not None:
-            check_energy_factor(self.ekin_factor)
-        if self.z_stretch_factor is not None:
-            check_stretch_factor(self.z_stretch_factor)
-        if self.loss_scheme is not None:
-            check_loss_scheme(self.loss_scheme)
-
-    @classmethod
-    def check_options(cls, values: dict[str, Any]) -> None:
-        """Each option of ``values`` (GridConfig fields, None = not given) on its own, without the stretched halo's
-        check against dz: for commands whose dz is another galdef's or a store's (crnet simulate, feedback,
-        evaluate), which check the merged grid where it is known. ValueError naming the field."""
-        given = cls.__new__(cls)  # the fields only: no normalisation, no cross-check
-        for name in (f.name for f in fields(cls)):
-            setattr(given, name, values.get(name))
-        _check_half_lives(given.half_lives)
-        given._check_values()
+            if values.get(name) is not None:
+                check_positive(name, values[name])
+        for name, check in (("ekin_factor", check_energy_factor), ("z_stretch_factor", check_stretch_factor),
+                            ("loss_scheme", check_loss_scheme)):
+            if values.get(name) is not None:
+                check(values[name])
 
     def _check_stretched_halo(self) -> None:
         """With a stretched halo (z_uniform_half_kpc set), its uniform part and its largest step must reach dz
