@@ -44,10 +44,12 @@ def versions() -> dict[str, Any]:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    """Run (or resume) every stage; returns {'timings': {stage: s}, 'skipped': [stage], 'resumed': [stage], 'report':
-    ..., 'measured': ...}: 'skipped' are the stages found finished and not run again, whose timings are those of the
-    run that finished them; 'resumed' those finished by a run that resumed them after a kill, whose timings count
-    that run only.
+    """Run (or resume) every stage; returns {'timings': {stage: s}, 'skipped': [stage], 'resumed': [stage],
+    'killed_runs_s': {stage: [s or None]}, 'report': ..., 'measured': ...}: 'skipped' are the stages found finished
+    and not run again, whose timings are those of the runs that worked on them; 'resumed' those finished by a run that
+    resumed them after a kill. A stage's timing adds the time of the runs killed before it finished
+    ('killed_runs_s', from the started marker's heartbeat, :mod:`crnet.stage_clock`: each undercounted by at most
+    HEARTBEAT_S; None for a run killed under code before session 20, whose time is unknown and not in the timing).
 
     The whole run holds the lock of its output directory (:func:`crnet.run_lock.run_lock`): a second run on the
     same directory is refused (ValueError naming ``<out>/.lock`` and the holder's pid) before it reads or writes
@@ -172,8 +174,8 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
             {n: str(p) for n, p in models.items()}, out / "measured", scan_path, dataset=cfg.measured.dataset,
             sim=cfg.sim(), progress=cfg.run.progress))
     atomic_json(out / "timings.json", st.timings)
-    return {"timings": st.timings, "skipped": list(st.skipped), "resumed": list(st.resumed), "report": report,
-            "measured": measured}
+    return {"timings": st.timings, "skipped": list(st.skipped), "resumed": list(st.resumed),
+            "killed_runs_s": dict(st.killed_runs), "report": report, "measured": measured}
 
 
 def _check_scan_store(path: Path, scan: ScanConfig) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import glob
 import json
 import re
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -37,6 +36,7 @@ from crnet.json_files import read_json_object
 from crnet.paths import atomic_write_text
 from crnet.pipeline_config import MACHINE_NAMES, PAPER_PROTOCOL_MACHINES, PipelineConfig
 from crnet.provenance import changed_settings, git_commit, list_settings, source_sha256
+from crnet.stage_clock import StageClock, killed_runs, recorded_killed_runs
 from crprop.backends import release_cached_device_memory
 
 
@@ -162,12 +162,16 @@ class _Stages:
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
-        """Stage -> wall time (s) when it ran, in this run or (a finished stage that is skipped) an earlier one."""
+        """Stage -> wall time (s) of every run that worked on it: the run that finished it (this one, or an earlier
+        one for a finished stage that is skipped) and the runs killed before (:attr:`killed_runs`)."""
         self.skipped: list[str] = []
         """Stages found finished and not run again by this run (their timings are the earlier run's)."""
         self.resumed: list[str] = []
-        """Stages finished by an invocation that resumed them after a kill: their timings count only that
-        invocation (the killed one's time is not known)."""
+        """Stages finished by an invocation that resumed them after a kill (or an error)."""
+        self.killed_runs: dict[str, list[float | None]] = {}
+        """Resumed stage -> the time (s) of each run killed before the one that finished it, as its started marker's
+        heartbeat left it (:mod:`crnet.stage_clock`: undercounted by at most HEARTBEAT_S per kill); None for a run
+        whose time is unknown (killed under code before session 20). The known ones are in :attr:`timings`."""
         self.cfg = cfg
         self.started_before: dict[str, bool] = {}
         """Stage -> whether its started marker was there, with this run's settings, when this run first checked
@@ -227,28 +231,34 @@ class _Stages:
         marker, and the scan store): a refused start leaves nothing behind."""
         info = self.check(name)
         if info is not None:
-            self.timings[name] = info["wall_s"]
             if name not in self.skipped:
                 self.skipped.append(name)
-            if info.get("resumed") and name not in self.resumed:
-                self.resumed.append(name)
+            self._record(name, info["wall_s"], bool(info.get("resumed")), recorded_killed_runs(info))
             return info.get("result")
         resume = self.started_before[name]
         settings = stage_settings(self.cfg, name)
         started = self.dir / f"{name}.started.json"
-        atomic_json(started, {"stage": name, "settings": settings})
-        t0 = time.perf_counter()
-        result = fn(resume)
-        release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
-        wall = time.perf_counter() - t0
-        atomic_json(self.dir / f"{name}.json", {"stage": name, "wall_s": wall, "resumed": resume, "result": result,
-                                                  "settings": settings, "paths": MARKER_PATHS, "code": self.code})
+        killed = killed_runs(self.read_marker(started)) if resume and started.is_file() else []
+        clock = StageClock(lambda content: atomic_json(started, content),
+                           {"stage": name, "settings": settings, "killed_runs_s": killed})
+        with clock:  # the started marker's elapsed_s follows this run: a kill leaves its time to the next run
+            result = fn(resume)
+            release_cached_device_memory()  # CuPy's cache would starve the next stage's PyTorch on the GPU
+        wall = clock.elapsed_s + sum(t for t in killed if t is not None)
+        atomic_json(self.dir / f"{name}.json", {
+            "stage": name, "wall_s": wall, "this_run_s": clock.elapsed_s, "killed_runs_s": killed,
+            "resumed": resume, "result": result, "settings": settings, "paths": MARKER_PATHS, "code": self.code})
         started.unlink(missing_ok=True)
         self.legacy.discard(name)
-        self.timings[name] = wall
-        if resume and name not in self.resumed:
-            self.resumed.append(name)
+        self._record(name, wall, resume, killed)
         return result
+
+    def _record(self, name: str, wall: float, resumed: bool, killed: list[float | None]) -> None:
+        self.timings[name] = wall
+        if resumed and name not in self.resumed:
+            self.resumed.append(name)
+        if resumed:
+            self.killed_runs[name] = killed
 
     def rel(self, path: Path | str, keep: bool = False) -> str:
         """``path`` (under out) relative to out, for a marker; one outside out is an error, or with ``keep``

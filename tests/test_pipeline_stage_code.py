@@ -148,8 +148,9 @@ def test_a_setting_the_code_no_longer_records_is_no_change(tmp_path):
 
 
 def test_a_stage_resumed_after_a_kill_is_named_with_its_timing(tmp_path):
-    """A resumed stage's wall_s counts only the run that finished it (a scan of ~35 s read 17.7 s, walk-through,
-    session 19): the marker records that it was resumed, and every later run lists it as such."""
+    """A resumed stage's marker records that it was resumed, and every later run lists it as such (a scan of ~35 s
+    read 17.7 s, walk-through, session 19). A started marker written before session 20 holds no time: its killed
+    run counts as one of unknown time (tests/test_stage_clock.py has the timed kills)."""
     st = _stages(tmp_path, OLD)
     (tmp_path / "stages").mkdir(exist_ok=True)
     st.run("test_pseudodata", lambda resume: "test_pseudo.h5")  # ran in one go
@@ -165,3 +166,4 @@ def test_a_stage_resumed_after_a_kill_is_named_with_its_timing(tmp_path):
     for name in ("test_pseudodata", "feedback_pseudodata"):
         again.run(name, lambda resume: pytest.fail("re-ran"))
     assert again.resumed == ["feedback_pseudodata"] and again.skipped == ["test_pseudodata", "feedback_pseudodata"]
+    assert again.killed_runs == {"feedback_pseudodata": [None]}

@@ -27,10 +27,28 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code=2) from None
         ran = [name for name in res["timings"] if name not in res["skipped"]]
         typer.echo(json.dumps({"out": str(cfg.out), "timings_s": res["timings"], "ran_now": ran,
-                               "finished_before": res["skipped"], "resumed_after_a_kill": res["resumed"]}, indent=2))
+                               "finished_before": res["skipped"], "resumed_after_a_kill": res["resumed"],
+                               "killed_runs_s": res["killed_runs_s"]}, indent=2))
         if not ran:
             typer.echo("every stage was finished before: nothing ran (timings_s are those of the earlier runs)")
-        if res["resumed"]:
-            typer.echo(f"timings_s of {', '.join(res['resumed'])} count only the run that finished them, not the "
-                       "killed run before it")
+        for line in killed_run_lines(res["killed_runs_s"]):
+            typer.echo(line)
         typer.echo(f"report: {cfg.out / 'evaluation' / 'report.md'}")
+
+
+def killed_run_lines(killed_runs_s: dict[str, list[float | None]]) -> list[str]:
+    """What the timings of stages resumed after a kill include: one line per stage."""
+    from crnet.stage_clock import HEARTBEAT_S
+
+    lines = []
+    for stage, runs in killed_runs_s.items():
+        known = [t for t in runs if t is not None]
+        unknown = len(runs) - len(known)
+        parts = []
+        if known:
+            parts.append(f"includes {len(known)} killed run(s) ({sum(known):.1f} s, each undercounted by at most "
+                         f"{HEARTBEAT_S:.0f} s)")
+        if unknown:
+            parts.append(f"leaves out {unknown} killed run(s) of unknown time (killed under code before session 20)")
+        lines.append(f"timings_s of {stage} {' and '.join(parts)}")
+    return lines
