@@ -71,8 +71,8 @@ def register(app: typer.Typer) -> None:
         n_test: int | None = typer.Option(None, "--n-test", help="Test pseudo-spectra predicted and re-simulated "
                                           "per round (default: all of --test)."),
         epochs: int = typer.Option(20, "--epochs", help="Epochs of each warm-started retraining."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the closure-test noise (crnet pipeline: its [feedback] "
-                                 f"seed, else its [run] seed + {CLOSURE_SEED_OFFSET}: give that to go on with a "
+        seed: int = typer.Option(0, "--seed", help="Seed of the closure-test noise (crnet pipeline: its \\[feedback] "
+                                 f"seed, else its \\[run] seed + {CLOSURE_SEED_OFFSET}: give that to go on with a "
                                  "pipeline's loop by hand)."),
         arch: str | None = typer.Option(None, "--arch", help="Network of the machine (paper or crnet); default: the "
                                         "model file's. Every other training setting (ensemble size, input noise, "
