@@ -24,6 +24,12 @@ MIN_CONVERGENCE_ORDER = 1.8
 MAX_CONVERGENCE_ORDER = 2.3
 """... and not above it: an observed order well over 2 means the error no longer comes from the scheme (e.g. a
 cancellation at the coarse step), so the measured number would not say what the test claims."""
+AXIS_TOL = 0.02
+"""On the axis (r = 0, z = 0) the paper grid's error is 1.02e-2 (session 20), above the Sun's 0.70 %: the r = 0 row is
+GALPROP's (README, numerics review)."""
+AXIS_MIN_ORDER = 1.7
+"""... and it still converges at nearly second order there (measured 1.86-1.88): a row that lost consistency would
+give an order near 1 or 0."""
 FIRST_ORDER_BAND = (0.8, 1.3)
 """Observed order of the first-order (upwind1) loss stencil between Ekin factors 1.04 and 1.02: 1 up to the
 next term of the error expansion at these steps."""
@@ -68,16 +74,21 @@ def _sun_value(grid: Grid, field: np.ndarray) -> float:
 
 
 def test_diffusion_matches_bessel_series_and_is_second_order():
-    errors = []
+    errors, axis_errors = [], []
     for dr, dz in ((1.0, 0.2), (0.5, 0.1), (0.25, 0.05)):
         grid, psi = _diffusion_problem(dr, dz)
         exact = _series(grid.r_kpc, grid.z_kpc)
         errors.append(abs(_sun_value(grid, psi) / _sun_value(grid, exact) - 1))
+        mid = int(np.argmin(np.abs(grid.z_kpc)))
+        axis_errors.append(abs(psi[0, mid] / exact[0, mid] - 1))
     print("relative error at the Sun for dr = 1, 0.5, 0.25 kpc:", errors)
     assert errors[0] < DIFFUSION_SUN_TOL
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     print("observed orders:", orders)
     assert orders.min() > MIN_CONVERGENCE_ORDER
+    axis_orders = np.log2(np.array(axis_errors[:-1]) / np.array(axis_errors[1:]))
+    print("relative error at the axis (r = 0, z = 0):", axis_errors, "orders:", axis_orders)
+    assert axis_errors[0] < AXIS_TOL and axis_orders.min() > AXIS_MIN_ORDER
 
 
 def _local_grid(factor: float) -> Grid:
