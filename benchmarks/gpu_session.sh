@@ -5,11 +5,20 @@
 #   bash benchmarks/gpu_session.sh prepare             # here: copy what GPU runs need from ../shared (~21 MB)
 #   bash benchmarks/gpu_session.sh tests               # on the device (carry [".devcarry"]): GPU tests
 #   bash benchmarks/gpu_session.sh pipe CONFIG [S]     # on the device: crnet pipeline CONFIG for at most S s
-#                                                      # (default 560); a later call resumes from the stage markers
+#                                                      # (default 540, at most 560); a later call resumes from the
+#                                                      # stage markers
 #
 # ../shared does not travel to the device, so `prepare` copies the GALPROP reference run crml_base (tests and the
 # GALPROP timing in benchmark tables) and GALPROP's internals of crml_base (the emulated-kernel test) into the
 # git-ignored .devcarry/shared, which the device commands point CRNET_SHARED at. Results are copied under $OUT.
+#
+# The device tool (/work/.library/device/README.md) ends a command at 600 s and brings back at most 8 files from
+# $OUT, so `pipe` keeps S below that (the rest is for packing) and packs the run's small outputs (reports, timings,
+# figures, stage markers) into one archive, $OUT/pipe_results.tar.gz (here: tar xzf it into
+# benchmarks/results/<name>), beside the whole log, $OUT/pipeline_log.txt. Exit status of `pipe`: 0 the pipeline
+# finished, 3 it was stopped at S s (call `pipe` again to resume), otherwise the pipeline's own. Resuming needs the
+# same machine: the run directory ([run] out, git-ignored) stays on the device, which is given back 30 s after a
+# call (and after 30 min held), so make the next `pipe` call at once; a fresh machine starts the run from the start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED_SRC="${CRNET_SHARED:-../shared}"
@@ -34,18 +43,38 @@ case "${1:-}" in
   pipe)
     : "${OUT:?run on the device, where \$OUT is set}"
     config="${2:?pipe needs a config, e.g. configs/pipeline_gpu_ensemble_seed2.toml}"
-    limit="${3:-560}"
-    export CRNET_SHARED="$PWD/$CARRY" PYTHONPATH="$PWD"
+    limit="${3:-540}"
+    if ! [[ "$limit" =~ ^[0-9]+$ ]] || (( limit < 1 || limit > 560 )); then
+      echo "pipe: SECONDS must be 1..560 (the device ends a command at 600 s), got '$limit'" >&2
+      exit 2
+    fi
+    out_dir=$(cd "$OUT" && pwd)
+    export CRNET_SHARED="$PWD/$CARRY" PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+    # the run directory as the pipeline resolves it (a config that does not load fails here, before any work)
+    run_dir=$(python -c "import sys; from crnet.pipeline_config import load_config as c; print(c(sys.argv[1]).out)" \
+      "$config")
     set +e
-    timeout "$limit" python -c "from crnet.cli import app; app()" pipeline "$config" 2>&1 | tail -n 200 \
-      > "$OUT/pipeline_log.txt"
+    # the whole log under $OUT (it comes back even if the device ends the command) and on stdout (the call's tail)
+    timeout -k 20 "$limit" python -c "from crnet.cli import app; app()" pipeline "$config" 2>&1 \
+      | tee "$out_dir/pipeline_log.txt"
     rc=${PIPESTATUS[0]}
     set -e
-    run_dir=$(python -c "import tomllib,sys; print(tomllib.load(open(sys.argv[1],'rb'))['run']['out'])" "$config")
-    # small outputs only (reports, timings, figures, markers); stores and models stay on the device
-    (cd "$run_dir" && find . -type f \( -name '*.md' -o -name '*.json' -o -name '*.png' -o -name '*.txt' \) \
-      -size -5M -print0 | xargs -0 -I{} cp --parents {} "$OUT/") || true
-    echo "pipeline exit $rc (124 = stopped at the time limit; re-run to resume)" | tee -a "$OUT/pipeline_log.txt"
+    # small outputs only (reports, timings, figures, markers), as one file; stores and models stay on the device
+    if [ -d "$run_dir" ]; then
+      (cd "$run_dir" && find . -type f \( -name '*.md' -o -name '*.json' -o -name '*.png' -o -name '*.txt' \) \
+        -size -5M -print0 | tar -czf "$out_dir/pipe_results.tar.gz" --null -T -) \
+        || echo "pipe: could not pack $run_dir" >&2
+      size=$(stat -c %s "$out_dir/pipe_results.tar.gz" 2>/dev/null || echo 0)
+      (( size < 16 * 1024 * 1024 )) || echo "pipe: pipe_results.tar.gz is over 16 MiB and will not come back" >&2
+    fi
+    case $rc in
+      0) what="finished" ;;
+      124) what="stopped at the ${limit} s limit: call pipe again now (same machine) to resume"; rc=3 ;;
+      137) what="killed (SIGKILL: 20 s after the time limit, or out of memory)" ;;
+      *) what="failed" ;;
+    esac
+    echo "pipeline exit $rc: $what; outputs of $run_dir in pipe_results.tar.gz" | tee -a "$out_dir/pipeline_log.txt"
+    exit "$rc"
     ;;
   *)
     echo "usage: $0 prepare | tests | pipe CONFIG [SECONDS]" >&2

@@ -1,11 +1,14 @@
 """Table 4's unbiased-floor oracle for a pipeline run whose report is saved in benchmarks/results.
 
 For a finished `crnet pipeline` run, the saved report.json (chi^2_tot minimum) and the closure files (the test
-truths, closure/machine_a_crnet.npz) are enough: the script computes the unbiased tau floor at every distinct
-test centre (21 solves each, crnet.evaluate.floor.tau_floors), moves every test truth by a draw from its
-centre's floor covariance (oracle_predictions), re-simulates the draws with the run's solver settings and scores
+truths, closure/machine_a_crnet.npz or, as `crnet evaluate` writes them, closure/machine_a_crnet/closure.npz) are
+enough: the script computes the unbiased tau floor at every distinct test centre (21 solves each,
+crnet.evaluate.floor.tau_floors), moves every test truth by a draw from its centre's floor covariance
+(oracle_predictions), re-simulates the draws with the run's solver settings and scores
 them as Table 4 does (crnet.evaluate.report.oracle_chi2, the code `crnet evaluate` runs). It prints the oracle
 row beside the machines' rows, with a per-centre table (truth's own Delta chi2 needs one more solve per centre).
+`crnet evaluate` scores the oracle itself now (report.json's table4_fractions, 'Unbiased-floor oracle'); this script
+adds the per-centre table, or the oracle for runs evaluated before it did.
 
     python benchmarks/oracle_table4.py --config configs/pipeline_gpu_ensemble.toml \
         --results pipeline_gpu_ensemble_h100 [--backend auto|cupy|numba]
@@ -31,6 +34,13 @@ from crnet.pipeline_config import load_config
 from crnet.store import MockStore
 
 
+def closure_file(res_dir: Path, name: str) -> Path:
+    """A machine's closure results: closure/<name>.npz as saved from the session-6 runs, or closure/<name>/closure.npz,
+    where `crnet evaluate` writes them now (one folder per machine, crnet.evaluate.report)."""
+    flat = res_dir / "closure" / f"{name}.npz"
+    return flat if flat.exists() else res_dir / "closure" / name / "closure.npz"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="the run's pipeline TOML")
@@ -40,7 +50,7 @@ def main() -> None:
     res_dir = RESULTS / args.results
     report = json.loads((res_dir / "report.json").read_text())
     chi2_min = float(report["chi2_min"])
-    truth = np.load(res_dir / "closure" / "machine_a_crnet.npz")["truth"]
+    truth = np.load(closure_file(res_dir, "machine_a_crnet"))["truth"]
     cfg = load_config(args.config)
     fb = cfg.feedback.settings
     fb = replace(fb, sim=replace(fb.sim, backend=args.backend), progress=False)
@@ -60,7 +70,7 @@ def main() -> None:
     wall_truth = time.perf_counter() - t0
     four = delta_chi2_threshold(4.0)
     per_centre = []
-    closures = {n: np.load(res_dir / "closure" / f"{n}.npz") for n in ("machine_a_crnet", "machine_b_crnet")}
+    closures = {n: np.load(closure_file(res_dir, n)) for n in ("machine_a_crnet", "machine_b_crnet")}
     for k in range(centres.shape[0]):
         s = labels == k
         entry = {"n": int(s.sum()), "truth_delta_chi2": float(truth_chi2[k] - chi2_min),

@@ -22,7 +22,6 @@ the provenance of common.machine.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -91,16 +90,18 @@ def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path
     start = list(CRML_BASE)
     if z_halo_kpc is not None:
         start[4] = z_halo_kpc
-    cfg = ScanConfig(n_chains=k, n_steps=steps, seed=1, backend=backend, start=start, start_spread=0.01,
-                     proposal_scale=0.004, warm_start=warm, grid=GRIDS[grid], warm_start_max_gb=warm_max_gb,
-                     max_steps=max_steps)
+    # 'analytic' is no solver backend (ScanConfig refuses it): its config names numpy, whose model is built only
+    # for the species and energy grid of the stand-in
+    cfg = ScanConfig(n_chains=k, n_steps=steps, seed=1, backend="numpy" if backend == "analytic" else backend,
+                     start=start, start_spread=0.01, proposal_scale=0.004, warm_start=warm, grid=GRIDS[grid],
+                     warm_start_max_gb=warm_max_gb, max_steps=max_steps)
     if backend == "cupy":  # empty CuPy's pool, so what it holds after the row is the row's high-water mark
         from crprop.backends import release_cached_device_memory
 
         release_cached_device_memory()
     with PeakRSS() as mem:
         with warnings.catch_warnings(record=True):
-            real = build_model(dataclasses.replace(cfg, backend="numpy") if backend == "analytic" else cfg)
+            real = build_model(cfg)
         model = TimedModel(analytic_like(real) if backend == "analytic" else real)
         if warm and (not real.warm_start or backend == "analytic"):
             print(f"# {backend} K={k}: warm start needs more than {warm_max_gb} GB; row skipped", flush=True)
