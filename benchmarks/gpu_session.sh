@@ -20,6 +20,9 @@
 # same machine: the run directory ([run] out, git-ignored) stays on the device, which is given back 30 s after a
 # call (and after 30 min held), so make the next `pipe` call at once; a fresh machine starts the run from the start.
 set -euo pipefail
+if [ -n "${OUT:-}" ]; then  # a relative $OUT is the caller's, not the repository root's
+  mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+fi
 cd "$(dirname "$0")/.."
 SHARED_SRC="${CRNET_SHARED:-../shared}"
 CARRY=.devcarry/shared
@@ -44,11 +47,11 @@ case "${1:-}" in
     : "${OUT:?run on the device, where \$OUT is set}"
     config="${2:?pipe needs a config, e.g. configs/pipeline_gpu_ensemble_seed2.toml}"
     limit="${3:-540}"
-    if ! [[ "$limit" =~ ^[0-9]+$ ]] || (( limit < 1 || limit > 560 )); then
+    if ! [[ "$limit" =~ ^[1-9][0-9]*$ ]] || (( limit > 560 )); then
       echo "pipe: SECONDS must be 1..560 (the device ends a command at 600 s), got '$limit'" >&2
       exit 2
     fi
-    out_dir=$(cd "$OUT" && pwd)
+    out_dir=$OUT
     export CRNET_SHARED="$PWD/$CARRY" PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
     # the run directory as the pipeline resolves it (a config that does not load fails here, before any work)
     run_dir=$(python -c "import sys; from crnet.pipeline_config import load_config as c; print(c(sys.argv[1]).out)" \
@@ -59,13 +62,19 @@ case "${1:-}" in
       | tee "$out_dir/pipeline_log.txt"
     rc=${PIPESTATUS[0]}
     set -e
-    # small outputs only (reports, timings, figures, markers), as one file; stores and models stay on the device
+    # small outputs only, as one file: reports, timings, figures, markers, and the closure tests'
+    # evaluation/closure/*/closure.npz that benchmarks/oracle_table4.py reads (--results <name>/evaluation once
+    # unpacked in benchmarks/results/<name>); stores and models stay on the device
+    packed="no archive: $run_dir does not exist"
     if [ -d "$run_dir" ]; then
-      (cd "$run_dir" && find . -type f \( -name '*.md' -o -name '*.json' -o -name '*.png' -o -name '*.txt' \) \
-        -size -5M -print0 | tar -czf "$out_dir/pipe_results.tar.gz" --null -T -) \
-        || echo "pipe: could not pack $run_dir" >&2
-      size=$(stat -c %s "$out_dir/pipe_results.tar.gz" 2>/dev/null || echo 0)
-      (( size < 16 * 1024 * 1024 )) || echo "pipe: pipe_results.tar.gz is over 16 MiB and will not come back" >&2
+      if (cd "$run_dir" && find . -type f \( -name '*.md' -o -name '*.json' -o -name '*.png' -o -name '*.txt' \
+            -o -name 'closure.npz' \) -size -5M -print0 | tar -czf "$out_dir/pipe_results.tar.gz" --null -T -); then
+        size=$(stat -c %s "$out_dir/pipe_results.tar.gz")
+        packed="outputs of $run_dir in pipe_results.tar.gz ($size bytes)"
+        (( size < 16 * 1024 * 1024 )) || packed="$packed: over 16 MiB, it will not come back"
+      else
+        packed="could not pack $run_dir"
+      fi
     fi
     case $rc in
       0) what="finished" ;;
@@ -73,7 +82,7 @@ case "${1:-}" in
       137) what="killed (SIGKILL: 20 s after the time limit, or out of memory)" ;;
       *) what="failed" ;;
     esac
-    echo "pipeline exit $rc: $what; outputs of $run_dir in pipe_results.tar.gz" | tee -a "$out_dir/pipeline_log.txt"
+    echo "pipeline exit $rc: $what; $packed" | tee -a "$out_dir/pipeline_log.txt"
     exit "$rc"
     ;;
   *)

@@ -1,17 +1,19 @@
 """The stage bookkeeping of ``crnet pipeline`` (:mod:`crnet.pipeline`): stage markers, the settings they record,
 what a re-run skips, refuses or resumes, and the removal of an earlier training's files.
 
-Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, and their settings,
-:func:`stage_settings`: the stage's own config section and every earlier one, except where and how it runs, and for
-the fit only the [scan] entries it reads) when done, and ``stages/<stage>.started.json`` (the settings) when they
-begin, after the stage's own up-front checks (an existing scan store this config cannot extend is refused before
-anything is written); a re-run skips finished stages, refuses a finished or started stage whose settings changed
-(naming them; checked for every stage before anything runs or is written, the fit's first since it sets the scan's
-start), and resumes the running one. A training stage resumes its checkpoints only when its own started marker was
-there, with these settings, before the run began (it was killed while running); otherwise it starts afresh, first
-removing what an earlier training to its model file left there (:func:`remove_training_files`: only those files).
-Paths in the markers are relative to the output directory (:data:`MARKER_PATHS`), so a copied or moved run
-directory uses its own files. A corrupt marker is refused, naming it.
+Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, summed over the runs that worked on
+the stage, and their settings, :func:`stage_settings`: the stage's own config section and every earlier one, except
+where and how it runs, and for the fit only the [scan] entries it reads) when done, and
+``stages/<stage>.started.json`` (the settings, and the time of this run and of earlier killed ones, kept current by
+:class:`crnet.stage_clock.StageClock`) when they begin, after the stage's own up-front checks (an existing scan
+store this config cannot extend is refused before anything is written); a re-run skips finished stages, refuses a
+finished or started stage whose settings changed (naming them; checked for every stage before anything runs or is
+written, the fit's first since it sets the scan's start), and resumes the running one. A training stage resumes its
+checkpoints only when its own started marker was there, with these settings, before the run began (it was killed
+while running); otherwise it starts afresh, first removing what an earlier training to its model file left there
+(:func:`remove_training_files`: only those files). Paths in the markers are relative to the output directory
+(:data:`MARKER_PATHS`), so a copied or moved run directory uses its own files. A corrupt marker is refused, naming
+it.
 
 A finished marker also records the code that made it (:func:`stage_code`: a digest of the crnet and crprop package
 files, with the version and git commit for the reader). A re-run whose package sources differ warns
@@ -165,7 +167,7 @@ class _Stages:
         """Stage -> wall time (s) of every run that worked on it: the run that finished it (this one, or an earlier
         one for a finished stage that is skipped) and the runs killed before (:attr:`killed_runs`)."""
         self.skipped: list[str] = []
-        """Stages found finished and not run again by this run (their timings are the earlier run's)."""
+        """Stages found finished and not run again by this run (their timings are the earlier runs')."""
         self.resumed: list[str] = []
         """Stages finished by an invocation that resumed them after a kill (or an error)."""
         self.killed_runs: dict[str, list[float | None]] = {}

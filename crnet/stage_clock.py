@@ -17,7 +17,8 @@ from typing import Any
 
 HEARTBEAT_S = 10.0
 """Seconds between rewrites of the started marker's ``elapsed_s``: a killed run's time is known to within this
-(undercounted by at most HEARTBEAT_S per kill). A rewrite is one ~1 kB file, nothing against stages of minutes."""
+(undercounted by at most HEARTBEAT_S per kill). A rewrite is one file of a few kB, nothing against stages of
+minutes."""
 
 
 class StageClock:
@@ -25,9 +26,14 @@ class StageClock:
 
     ``write(marker_content)`` writes the started marker (atomically); ``content`` is the rest of the marker (stage,
     settings, ``killed_runs_s`` of earlier runs). Use as a context manager around the stage's work: on entry the
-    marker is written with ``elapsed_s`` 0, every ``heartbeat_s`` seconds (default :data:`HEARTBEAT_S`) with the
-    time so far, and on exit (also on an exception or Ctrl-C, which run ``__exit__``) with the final time, so an
-    error that leaves the stage unfinished counts like a kill."""
+    marker is written with ``elapsed_s`` 0 and then every ``heartbeat_s`` seconds (default :data:`HEARTBEAT_S`)
+    with the time so far. When an exception (Ctrl-C included) leaves the block, the marker gets this run's exact
+    final time, so an error that leaves the stage unfinished counts like a kill; a normal exit writes nothing more
+    (the caller writes the finished marker and removes this one).
+
+    A failed rewrite (a full disk) stops the heartbeat; the warning about it is given in the caller's thread when
+    the block is left, never from the heartbeat's thread (whose warnings filters and recorders are the process's),
+    and never in place of the stage's own exception."""
 
     def __init__(self, write: Callable[[dict[str, Any]], None], content: dict[str, Any],
                  heartbeat_s: float | None = None) -> None:
@@ -40,6 +46,7 @@ class StageClock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
+        self._failed: OSError | None = None
         self.elapsed_s = 0.0
         """Seconds this run has worked on the stage (final once the context is left)."""
 
@@ -47,8 +54,7 @@ class StageClock:
         try:
             self._write({**self._content, "elapsed_s": time.perf_counter() - self._t0})
         except OSError as exc:  # a full disk must not stop the stage; its time is then known less well
-            warnings.warn(f"the stage's started marker could not be updated ({exc}); a kill now loses the time "
-                          "since its last update", RuntimeWarning, stacklevel=2)
+            self._failed = self._failed or exc
             self._stop.set()
 
     def _loop(self) -> None:
@@ -69,6 +75,15 @@ class StageClock:
         self.elapsed_s = time.perf_counter() - self._t0
         if exc[0] is not None:  # the stage stays unfinished: the next run reads this run's time from the marker
             self._beat()
+        if self._failed is not None:
+            message = (f"the stage's started marker could not be updated ({self._failed}); its time since the last "
+                       "update is not counted if this run is killed")
+            if exc[0] is None:
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+            else:  # the stage's own exception goes on unchanged, whatever the warnings filters say
+                with warnings.catch_warnings():
+                    warnings.simplefilter("always")
+                    warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def _times(values: list[Any]) -> list[float | None]:
@@ -76,9 +91,10 @@ def _times(values: list[Any]) -> list[float | None]:
 
 
 def killed_runs(started: dict[str, Any]) -> list[float | None]:
-    """The times (s) of the runs a started marker says were killed before finishing the stage: its
-    ``killed_runs_s`` plus its own ``elapsed_s`` (as its last heartbeat left it). None stands for a run whose time is
-    unknown: a marker written before session 20 holds neither, and counts as one such run."""
+    """The times (s) of the runs a started marker says were killed (or failed) before finishing the stage: its
+    ``killed_runs_s`` plus its own ``elapsed_s`` (as its last heartbeat, or a failed run's exit, left it). None
+    stands for time that is unknown: a marker written before session 20 holds neither, and counts as one such entry
+    (the code then rewrote the marker on every run, so it may stand for several)."""
     earlier = started.get("killed_runs_s")
     if not isinstance(earlier, list):
         return [None]

@@ -29,6 +29,7 @@ def _api_block() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 def test_the_readme_python_api_block_runs():
     code = _api_block()
     scope: dict = {}

@@ -5,11 +5,14 @@ finished it."""
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,8 @@ CODE = {"crnet": "0.0.1", "source_sha256": "1" * 64, "git_commit": None}
 HEARTBEAT_S = 0.05
 """The heartbeat of these tests (the default is 10 s)."""
 KILL_AFTER_S = 1.0
+STARTUP_LIMIT_S = 120.0
+"""How long the subprocess may take to import crnet and begin the stage (~1.5 s idle) before the test fails."""
 TIMING_SLACK_S = 0.5
 """How far a killed run's recorded time may be below the time it ran: the heartbeat (0.05 s) plus the scheduling of
 a loaded 2-core CI machine, where a thread may wait long for the GIL and the CPU."""
@@ -54,6 +59,8 @@ def _killed_run(out: Path) -> tuple[str, float]:
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(CI), str(out), str(HEARTBEAT_S)],
                             stdout=subprocess.PIPE, text=True)
     try:
+        ready, _, _ = select.select([proc.stdout], [], [], STARTUP_LIMIT_S)
+        assert ready, f"the stage did not start within {STARTUP_LIMIT_S} s"
         began = proc.stdout.readline().strip()
         t0 = time.perf_counter()
         time.sleep(KILL_AFTER_S)
@@ -96,7 +103,8 @@ def test_two_killed_runs_count_in_the_finished_stage(tmp_path):
     again.run("test_pseudodata", lambda resume: pytest.fail("re-ran"))
     assert again.timings == st.timings and again.killed_runs == st.killed_runs
     (line,) = killed_run_lines(again.killed_runs)
-    assert line.startswith(f"timings_s of test_pseudodata includes 2 killed run(s) ({sum(killed):.1f} s, each ")
+    assert line.startswith(f"timings_s of test_pseudodata includes 2 earlier run(s) killed or failed "
+                           f"({sum(killed):.1f} s; ")
 
 
 def test_a_stage_that_raises_leaves_its_time_to_the_next_run(tmp_path):
@@ -129,18 +137,33 @@ def test_the_heartbeat_rewrites_the_marker_while_the_stage_runs(tmp_path):
         StageClock(written.append, {}, heartbeat_s=0)
 
 
-def test_a_failing_heartbeat_warns_and_the_stage_goes_on():
-    calls = []
-
+def _full_disk_after_first_write(calls: list) -> Callable[[dict], None]:
     def write(content: dict) -> None:
         calls.append(content)
         if len(calls) > 1:
             raise OSError(28, "No space left on device")
 
-    with pytest.warns(RuntimeWarning, match="No space left on device"):
-        with StageClock(write, {}, heartbeat_s=HEARTBEAT_S):
+    return write
+
+
+def test_a_failing_heartbeat_warns_in_the_callers_thread_and_the_stage_goes_on():
+    calls: list = []
+    with pytest.warns(RuntimeWarning, match="No space left on device") as record:
+        with StageClock(_full_disk_after_first_write(calls), {}, heartbeat_s=HEARTBEAT_S):
             time.sleep(0.3)
     assert len(calls) == 2  # the heartbeat stopped after the failed write
+    assert len(record) == 1 and record[0].filename == __file__  # warned when the block was left, not from the thread
+
+
+def test_a_failing_heartbeat_never_replaces_the_stages_own_error():
+    calls: list = []
+    with pytest.warns(RuntimeWarning, match="No space left on device"):
+        warnings.simplefilter("error")  # -W error: the warning must not become the exception that leaves the stage
+        with pytest.raises(KeyError, match="the stage's own"):
+            with StageClock(_full_disk_after_first_write(calls), {}, heartbeat_s=HEARTBEAT_S):
+                time.sleep(0.3)
+                raise KeyError("the stage's own")
+    assert len(calls) == 3  # entry, the failed heartbeat, and the failed final write at the exception
 
 
 def test_markers_of_earlier_code_count_as_runs_of_unknown_time():
@@ -150,7 +173,8 @@ def test_markers_of_earlier_code_count_as_runs_of_unknown_time():
     assert recorded_killed_runs({"wall_s": 4.0, "resumed": False}) == []
     assert recorded_killed_runs({"wall_s": 4.0, "resumed": True, "killed_runs_s": [1.0, None]}) == [1.0, None]
     assert killed_run_lines({"scan": [None]}) == [
-        "timings_s of scan leaves out 1 killed run(s) of unknown time (killed under code before session 20)"]
+        "timings_s of scan leaves out at least 1 earlier run of unknown time (killed under code before session 20)"]
     assert killed_run_lines({"scan": [2.04, None]}) == [
-        "timings_s of scan includes 1 killed run(s) (2.0 s, each undercounted by at most 10 s) and leaves out 1 "
-        "killed run(s) of unknown time (killed under code before session 20)"]
+        "timings_s of scan includes 1 earlier run(s) killed or failed (2.0 s; a kill loses at most 10 s of its "
+        "count) and leaves out at least 1 earlier run of unknown time (killed under code before session 20)"]
+    assert killed_run_lines({"scan": []}) == []

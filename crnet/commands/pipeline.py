@@ -37,18 +37,18 @@ def register(app: typer.Typer) -> None:
 
 
 def killed_run_lines(killed_runs_s: dict[str, list[float | None]]) -> list[str]:
-    """What the timings of stages resumed after a kill include: one line per stage."""
+    """What the timings of stages resumed after a kill (or a failed run) include: one line per stage."""
     from crnet.stage_clock import HEARTBEAT_S
 
     lines = []
     for stage, runs in killed_runs_s.items():
         known = [t for t in runs if t is not None]
-        unknown = len(runs) - len(known)
         parts = []
         if known:
-            parts.append(f"includes {len(known)} killed run(s) ({sum(known):.1f} s, each undercounted by at most "
-                         f"{HEARTBEAT_S:.0f} s)")
-        if unknown:
-            parts.append(f"leaves out {unknown} killed run(s) of unknown time (killed under code before session 20)")
-        lines.append(f"timings_s of {stage} {' and '.join(parts)}")
+            parts.append(f"includes {len(known)} earlier run(s) killed or failed ({sum(known):.1f} s; a kill loses "
+                         f"at most {HEARTBEAT_S:.0f} s of its count)")
+        if len(known) < len(runs):
+            parts.append("leaves out at least 1 earlier run of unknown time (killed under code before session 20)")
+        if parts:
+            lines.append(f"timings_s of {stage} {' and '.join(parts)}")
     return lines
