@@ -24,7 +24,7 @@ TRAIN_FLAGS: dict[str, str] = {
     "learning_rate": "--lr", "weight_decay": "--weight-decay", "lr_schedule": "--lr-schedule",
     "patience": "--patience", "seed": "--seed", "val_fraction": "--val-fraction", "max_sigma": "--max-sigma",
     "device": "--device", "threads": "--threads", "input_noise": "--input-noise", "ensemble": "--ensemble",
-    "init_from": "--init-from", **PSEUDO_FLAGS,
+    "init_from": "--init-from", "stream_block_size": "--memory-gb", **PSEUDO_FLAGS,
 }
 """crnet.machines.training.TrainConfig fields (and its pseudo-data settings') -> this command's options."""
 

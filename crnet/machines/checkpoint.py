@@ -72,14 +72,39 @@ def save_checkpoint(path: Path, identity: dict, net: nn.Module, optimizer, sched
 
 OPTIMIZER_IDENTITY_KEYS: tuple[str, ...] = ("learning_rate", "weight_decay")
 """TrainConfig fields a checkpoint must share with the run that resumes it besides :data:`IDENTITY_KEYS`: the
-optimiser state a resume restores holds them (crnet.machines.training._identity adds them). Recorded since
-session 19: a checkpoint written before lacks them and is compared without them, as it was then."""
+optimiser state a resume restores holds them (crnet.machines.training._identity adds them). Recorded in the
+identity since session 19; for a checkpoint written before, :func:`optimizer_settings` reads them back from its
+optimiser state, so that a changed ``--lr`` or ``--weight-decay`` is refused there too."""
+
+LAYOUT_IDENTITY_KEY = "stream_block_size"
+"""Identity entry for how the training records are read (crnet.machines.training._identity): None when they are held
+in memory, else the streaming block size. The two visit the records in different orders, so a resume that crossed
+``memory_limit_bytes`` (``--memory-gb``) would continue on another batch sequence. Recorded since session 21; a
+checkpoint written before lacks it and is compared without it."""
 
 
-def read_checkpoint(path: Path, identity: dict) -> dict:
+def optimizer_settings(payload: dict) -> dict:
+    """``learning_rate`` (the initial rate) and ``weight_decay`` of the run that wrote a checkpoint, read from its
+    optimiser state: the scheduler's ``initial_lr`` (cosine, constant) or else the first epoch's recorded rate
+    (plateau: recorded before the schedule's first step), and the parameter group's weight decay. For checkpoints
+    written before those settings were part of the identity."""
+    try:
+        group = payload["optimizer"]["param_groups"][0]
+        history = checkpoint_state(payload).get("history") or [{}]
+        lr = group.get("initial_lr", history[0].get("lr"))
+        out = {"weight_decay": float(group["weight_decay"])}
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return {}
+    if lr is not None:
+        out["learning_rate"] = float(lr)
+    return out
+
+
+def read_checkpoint(path: Path, identity: dict, compare_layout: bool = True) -> dict:
     """The payload of the checkpoint ``path`` (weights only, never pickled objects), after checking that it was
     written by a run with this ``identity`` (:func:`checkpoint_identity`). ValueError naming the file for a
-    foreign, corrupt or other-run checkpoint."""
+    foreign, corrupt or other-run checkpoint. ``compare_layout=False``: leave :data:`LAYOUT_IDENTITY_KEY` out of
+    the check (for a caller that only asks whether a run has ended, before reading the records)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign / corrupt files
@@ -96,12 +121,15 @@ def read_checkpoint(path: Path, identity: dict) -> dict:
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: crnet training checkpoint whose identity is no table ({saved!r}); delete it to "
                          "train from the start")
-    unrecorded = {key for key in OPTIMIZER_IDENTITY_KEYS if key not in saved}
+    saved = {**optimizer_settings(payload), **saved}  # a checkpoint from before session 19: from its optimiser
+    unrecorded = {key for key in (*OPTIMIZER_IDENTITY_KEYS, LAYOUT_IDENTITY_KEY) if key not in saved}
+    if not compare_layout:
+        unrecorded.add(LAYOUT_IDENTITY_KEY)
     diff = changed_settings(saved, identity, keys=(set(saved) | set(identity)) - unrecorded)
     if diff:
         raise ValueError(f"{path}: checkpoint was written by a different run (differs in {list_settings(diff)}); "
                          "resume with the same store, machine, architecture, init_from, seed, split settings, "
-                         "learning rate and weight decay, or train without --resume to start over")
+                         "learning rate, weight decay and memory limit, or train without --resume to start over")
     return payload
 
 

@@ -107,6 +107,9 @@ def _finished_member(ckpt: Path, cfg: TrainConfig, data_path: Path, store_sha: s
     n_bins = 0 if network == "check" else read_store_info(data_path).energies.size
     # a member trains on data_path itself (Machine B: the pseudo-data file made once for all members), so its
     # checkpoint was written with pseudo_store False, whatever store the ensemble was given
-    payload = read_checkpoint(ckpt, _identity(resolved, network, init, n_bins, store_sha, False))
+    # the record layout (in memory or streamed) is not known before the records are read; a member that has not
+    # ended resumes through train(), which compares it
+    payload = read_checkpoint(ckpt, _identity(resolved, network, init, n_bins, store_sha, False, streamed=False),
+                              compare_layout=False)
     state = checkpoint_state(payload)
     return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= resolved.epochs

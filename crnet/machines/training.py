@@ -44,6 +44,7 @@ from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_arc
 from crnet.machines.augment import VALIDATION_NOISE_SEED_OFFSET, InputNoise
 from crnet.machines.check import CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, confusion_matrix
 from crnet.machines.checkpoint import (
+    LAYOUT_IDENTITY_KEY,
     OPTIMIZER_IDENTITY_KEYS,
     checkpoint_identity,
     checkpoint_path,
@@ -327,19 +328,22 @@ def _run_epoch(net: nn.Module, data: RegressionData | CheckData, split: str, bat
 
 
 def _identity(cfg: TrainConfig, network: str, init: ModelFile | None, n_bins: int, store_sha: str,
-              pseudo_store: bool) -> dict:
+              pseudo_store: bool, streamed: bool) -> dict:
     """The checkpoint identity of a run (:func:`crnet.machines.checkpoint.checkpoint_identity`), with its resolved
     architecture (given, the ``init_from`` model's, or the network's default for ``n_bins`` energy bins).
 
     The optimiser settings count too (:data:`OPTIMIZER_IDENTITY_KEYS`): a resume restores the optimiser's state,
     its learning rate and weight decay included, so a changed ``learning_rate`` or ``weight_decay`` would be
     silently ignored (walk-through, session 19: ``--lr 0.5 --resume`` gave the default rate's weights bit for bit).
+    So does how the records are read (``streamed``: :data:`LAYOUT_IDENTITY_KEY`), which ``memory_limit_bytes``
+    decides: in memory and streamed in blocks visit them in different orders.
     Settings a resume applies anew (epochs, patience, min_delta, the schedule's factor, patience and floor) and
-    where the run happens (device, threads, memory limit) are not part of it."""
+    where the run happens (device, threads) are not part of it."""
     arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
     return {**checkpoint_identity(cfg, network, arch, store_sha, pseudo_store,
                                   scaler_sha256(init.scaler) if init is not None else None),
             **{key: getattr(cfg, key) for key in OPTIMIZER_IDENTITY_KEYS},
+            LAYOUT_IDENTITY_KEY: cfg.block_size if streamed else None,
             "split_seed": _split_seed(cfg, init) if init is not None else None}  # None: cfg.seed (already in)
 
 
@@ -419,7 +423,8 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                                        scaler=init.scaler if init is not None else None)
         loss_fn = log_cosh_loss
         n_bins = data.info.energies.size
-    identity = _identity(cfg, network, init, n_bins, file_sha256(data_path), data_path != store)
+    identity = _identity(cfg, network, init, n_bins, file_sha256(data_path), data_path != store,
+                         streamed=getattr(data, "cache", None) is None)
     arch = identity["architecture"]
 
     with _deterministic(device.type == "cpu"):
