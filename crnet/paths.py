@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,11 +44,48 @@ def same_file(a: Path | str, b: Path | str) -> bool:
     return a.resolve() == b.resolve()
 
 
+STALE_TEMPORARY_AGE_S = 600.0
+"""A ``<name>.<pid>.tmp`` left beside a file is removed by the next write of that file when its process is gone and
+it was last written this long ago (s): no write of a model, checkpoint or marker takes minutes, so a temporary this
+old whose process no longer exists is what a SIGKILL during a write left behind. The age also spares a writer on
+another host that shares the directory (its pid means nothing here)."""
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path | str, min_age_s: float = STALE_TEMPORARY_AGE_S) -> list[Path]:
+    """Remove the temporaries of :func:`atomic_write` for ``path`` (``<name>.<pid>.tmp``) whose process no longer
+    exists and that are at least ``min_age_s`` old; returns those removed. Files of any other name are left."""
+    path = Path(path)
+    removed = []
+    now = time.time()
+    for tmp in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 1: -len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
+            continue
+        try:
+            if now - tmp.stat().st_mtime >= min_age_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # removed meanwhile by another run's sweep
+            pass
+    return removed
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path`` and rename it to ``path``, so a reader never sees
     half a file and a failed or interrupted write keeps the previous one. The temporary name
     (``<name>.<pid>.tmp``) carries the process id: two processes writing the same file do not rename each other's
-    half-written file away. A failed ``write`` removes its temporary file (a SIGKILL leaves it behind, harmless)."""
+    half-written file away. A failed ``write`` removes its temporary file; one a SIGKILL left behind is removed by
+    a later successful write of the same file (:func:`remove_stale_temporaries`: a dead process's, 10 min old)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -55,6 +94,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    remove_stale_temporaries(path)
     return path
 
 

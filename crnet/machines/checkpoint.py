@@ -121,7 +121,8 @@ def read_checkpoint(path: Path, identity: dict, compare_layout: bool = True) -> 
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: crnet training checkpoint whose identity is no table ({saved!r}); delete it to "
                          "train from the start")
-    saved = {**optimizer_settings(payload), **saved}  # a checkpoint from before session 19: from its optimiser
+    # a checkpoint from before session 19: the optimiser settings this run compares, read from its optimiser state
+    saved = {**{k: v for k, v in optimizer_settings(payload).items() if k in identity}, **saved}
     unrecorded = {key for key in (*OPTIMIZER_IDENTITY_KEYS, LAYOUT_IDENTITY_KEY) if key not in saved}
     if not compare_layout:
         unrecorded.add(LAYOUT_IDENTITY_KEY)
