@@ -8,11 +8,13 @@ Closure test of one machine on a pseudo-data store (:mod:`crnet.pseudodata`):
    normalisations go into a mock store ``resim.h5`` (resumable, committed batch by batch);
 3. make pseudo-data of the new spectra (the paper's noise: every element's spectrum multiplied by
    1 + eps per energy bin, eps ~ U(-max_relative, max_relative), q_C re-profiled) and predict theta';
-4. tau_i = (theta'_i - theta_i) / theta_i per parameter (Eq. 4.4), with the breaks as log10(R/MV)
+4. tau_i = (theta'_i - theta_i) / |theta_i| per parameter (Eq. 4.4; |theta_i| keeps the shift's sign for
+   eta < 0), with the breaks as log10(R/MV)
    as in the paper's Table 3 (columns :data:`crprop.params.LOG_PARAM_NAMES`).
 
 A prediction *passes* when mean_i |tau_i| < ``tau_threshold`` (0.1). Predictions that cannot be
-re-simulated (R_br1 >= R_br2 after clipping to the prior box) or whose re-simulated spectra are
+re-simulated (a non-finite entry; out-of-box ones are clipped into the box, where the two break boxes
+keep R_br1 < R_br2) or whose re-simulated spectra are
 unusable fail. The arrays are cached in ``closure.npz`` keyed by what they were computed from
 (:func:`closure_key`). The loop that repeats this and retrains is :mod:`crnet.feedback`; ``crnet evaluate`` runs
 it once per machine (:mod:`crnet.evaluate.report`).
@@ -196,8 +198,9 @@ class ClosureResult:
 
 # ------------------------------------------------------------------------------------------ pieces
 def tau(theta: np.ndarray, theta_prime: np.ndarray) -> np.ndarray:
-    """Eq. 4.4: (theta' - theta) / theta per parameter, breaks as log10(R/MV) (LOG_PARAM_NAMES columns); NaN rows
-    where theta' is not finite (:func:`crnet.features.relative_change`)."""
+    """Eq. 4.4: (theta' - theta) / |theta| per parameter (|theta|: the sign follows the shift also for eta < 0),
+    breaks as log10(R/MV) (LOG_PARAM_NAMES columns); NaN rows where theta' is not finite
+    (:func:`crnet.features.relative_change`)."""
     return relative_change(np.asarray(theta, dtype=np.float64), np.asarray(theta_prime, dtype=np.float64))
 
 

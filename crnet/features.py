@@ -386,14 +386,20 @@ def r2_score(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def relative_change(theta: np.ndarray, theta_prime: np.ndarray,
                     transform: TargetTransform | None = None) -> np.ndarray:
-    """(n, 10) (theta' - theta) / theta per parameter with the breaks as log10(R/MV): the paper's tau (Eq. 4.4,
+    """(n, 10) (theta' - theta) / |theta| per parameter with the breaks as log10(R/MV): the paper's tau (Eq. 4.4,
     Table 3; crnet.feedback.tau). A 1 % change of R_br in MV is ~0.14 % of log10 R_br ~ 3.1 (log10(1.01) / 3.1).
-    Rows of theta' with a non-finite entry are NaN."""
+    Rows of theta' with a non-finite entry are NaN.
+
+    Divided by |theta| rather than theta (the paper's Eq. 4.4 as printed): the two agree wherever theta > 0, which
+    is every parameter but eta, whose prior box [-4, 4] holds negative values. There Eq. 4.4 flips the sign, and an
+    upward shift of eta printed as a negative median in Table 3 (review by helper-83, session 21: theta' above theta
+    in all three closure tests of the example run, Table 3 eta -441 %). |tau|, and so the feedback stop rule, is the
+    same either way. Near theta = 0 (eta, and v_A and nu1 at their box edge) tau stays large: it is relative."""
     transform = transform or TargetTransform()
     finite = np.all(np.isfinite(theta_prime), axis=1)
     a, b = transform.to_log(theta), transform.to_log(np.where(finite[:, None], theta_prime, 1.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = (b - a) / a
+        out = (b - a) / np.abs(a)
     out[~finite] = np.nan
     return out
 

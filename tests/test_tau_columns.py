@@ -65,7 +65,7 @@ def test_the_review_repro_keeps_the_other_parameters():
 def test_a_zero_eta_counts_in_the_other_nine_parameters():
     n = 40
     theta = _theta_with_zeros(n, {0: ("eta",), 1: ("v_alfven_km_s", "nu1")})
-    prime = theta * 1.02
+    prime = theta + 0.02 * np.abs(theta)  # 2 % upwards, also where eta < 0
     prime[2] = np.nan  # a prediction without theta': out of every column
     t = tau(theta, prime)
     cols = finite_tau_columns(t)
@@ -193,3 +193,18 @@ def test_conventions_give_the_per_parameter_counts():
     res = ClosureResult(theta, theta * 1.01, np.full(n, 400.0), np.ones(n, dtype=bool))
     rep = {"table4_fractions": {}, "closure_counts": {"Machine A": closure_counts(res)}}
     assert f"{n - 1}-{n} (by parameter) with a finite tau, {n - 1} with all ten finite." in conventions_text(rep)
+
+
+def test_tau_of_a_negative_eta_has_the_sign_of_the_shift():
+    """Eq. 4.4 as printed divides by theta: for eta < 0 (its box is [-4, 4]) an upward shift gave a negative tau,
+    and Table 3 printed a median of -441 % for predictions that all moved up (review by helper-83, session 21)."""
+    theta = _theta_with_zeros(3, {})
+    eta = LOG_PARAM_NAMES.index("eta")
+    theta[:, eta] = [-0.5, 0.5, -2.0]
+    prime = theta.copy()
+    prime[:, eta] += 0.1
+    t = tau(theta, prime)
+    np.testing.assert_allclose(t[:, eta], [0.2, 0.2, 0.05], rtol=1e-12)
+    assert tau_summary(t)["eta"]["median"] == pytest.approx(20.0)
+    prime[:, eta] -= 0.2  # and a downward shift is negative on both sides of zero
+    np.testing.assert_allclose(tau(theta, prime)[:, eta], [-0.2, -0.2, -0.05], rtol=1e-12)

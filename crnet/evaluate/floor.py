@@ -1,6 +1,6 @@
 """The smallest tau spread a machine that follows the spectra can reach, and how far predictions are from the truth.
 
-Eq. 4.4's tau = (theta' - theta) / theta compares two predictions: theta from a test pseudo-spectrum and
+Eq. 4.4's tau = (theta' - theta) / |theta| compares two predictions: theta from a test pseudo-spectrum and
 theta' from a pseudo-spectrum of theta's re-simulation. For a machine that is unbiased near theta (its mean
 prediction from spectra simulated at theta is theta), theta' - theta is its estimation error at theta, so the
 spread of tau_i is bounded below by sigma_i / |theta_i|, with sigma_i from the linearised Gauss-Markov bound
@@ -218,7 +218,7 @@ run's 2 centres the printed slopes ranged from -2.8 to 5.0)."""
 
 
 def truth_accuracy(theta: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per parameter: the median and 68 % interval (percent) of (prediction - truth) / truth, and the slope of
+    """Per parameter: the median and 68 % interval (percent) of (prediction - truth) / |truth|, and the slope of
     prediction against truth over the test set (cov / var: 1 = follows the truth, 0 = ignores the spectrum),
     over rows with finite values. ``theta`` and ``truth`` (n, 10) are in PARAM_NAMES units (breaks in MV); the
     comparison is made in LOG_PARAM_NAMES coordinates (breaks as log10(R/MV)), as Eq. 4.4's tau.
@@ -241,7 +241,7 @@ def truth_accuracy(theta: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, 
             out[name] = {"median": float("nan"), "plus": float("nan"), "minus": float("nan"),
                          "slope": float("nan"), "n": int(p.shape[0]), "n_distinct_truths": n_distinct}
             continue
-        err = 100.0 * (p[:, j] - t[:, j]) / t[:, j]
+        err = 100.0 * (p[:, j] - t[:, j]) / np.abs(t[:, j])  # signed as the shift, like tau (relative_change)
         lo, med, hi = np.percentile(err, [INTERVAL_PERCENTILES[0], 50.0, INTERVAL_PERCENTILES[1]])
         var = float(np.var(t[:, j]))
         slope = (float(np.cov(p[:, j], t[:, j], bias=True)[0, 1] / var)

@@ -374,7 +374,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# crnet evaluation", "",
              f"chi^2_tot minimum over {report['n_mocks']} collected mocks and the re-simulations: "
              f"{report['chi2_min']:.2f} (paper: 347.0 on its full data).", "",
-             "## Table 3 - tau = (theta' - theta) / theta, median and 68 % interval, in %", "",
+             "## Table 3 - tau = (theta' - theta) / |theta|, median and 68 % interval, in %", "",
              table3_markdown(report["table3_percent"], (report.get("tau_floor") or {}).get("tau_percent")), ""]
     floor = report.get("tau_floor")
     lines += _explained("Unbiased floor", floor and (
@@ -386,7 +386,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     acc = report.get("accuracy_vs_truth_percent")
     if acc:
         first = next(iter(next(iter(acc.values())).values()))
-        lines += ["## Prediction against the truth - (theta - theta_true) / theta_true, median and 68 % interval, "
+        lines += ["## Prediction against the truth - (theta - theta_true) / |theta_true|, median and 68 % interval, "
                   "in % (slope of theta on theta_true)", "",
                   f"{first['n']} test pseudo-spectra from {first['n_distinct_truths']} distinct central spectra"
                   + (f" (a slope needs at least {MIN_DISTINCT_TRUTHS_FOR_SLOPE})."
@@ -466,7 +466,9 @@ def conventions_text(report: dict[str, Any]) -> str:
     text = (f"Delta chi2_tot is measured from the minimum above; 4 sigma is Delta chi2 <= {t4:.2f} and 6 sigma "
             f"<= {t6:.2f} (14 dof, as the paper; it prints 69.91). Predictions outside the prior box are "
             "re-simulated clipped into it; predictions that cannot be simulated, or whose re-simulation has no "
-            "finite converged chi2, count as > 6 sigma; Table 3 uses, per parameter, the predictions whose tau "
+            "finite converged chi2, count as > 6 sigma; tau_i = (theta'_i - theta_i) / |theta_i| (Eq. 4.4 with "
+            "|theta_i|, so that its sign is the shift's also for eta < 0; the same as the paper's wherever "
+            "theta_i > 0); Table 3 uses, per parameter, the predictions whose tau "
             "of that parameter is finite (tau_i is not finite where theta_i = 0, e.g. eta = 0, or where theta' "
             "is missing), while the feedback stop rule needs all ten. Test inputs a machine cannot read (unusable "
             "spectra) give no prediction and are left out of both tables (the paper's shares are of the "
@@ -523,8 +525,9 @@ def _floor(cfg: EvalConfig, mocks: Mocks, out: Path) -> TauFloor:
 
 
 def oracle_chi2(cfg: EvalConfig, truth: np.ndarray, out: Path) -> np.ndarray:
-    """(n,) chi^2_tot of the re-simulated :func:`oracle_predictions` around the test truths (inf where a draw
-    left the prior box or did not converge), each drawn with the floor at its own centre (21 solves per distinct
+    """(n,) chi^2_tot of the re-simulated :func:`oracle_predictions` around the test truths (draws outside the
+    prior box are clipped into it, as a machine's predictions; inf where a draw is not finite or its re-simulation
+    did not converge), each drawn with the floor at its own centre (21 solves per distinct
     truth). Resumable: the floors are computed ORACLE_FLOOR_CENTRES centres per batch and saved
     (``out/oracle_floors.npz``), the draws are saved before their re-simulation (``out/oracle_draws.npz``), which
     resumes ``out/oracle_resim.h5``; the result is cached in ``out/oracle.npz``. All are keyed on the truths,

@@ -61,7 +61,7 @@ def finite_tau_columns(tau: np.ndarray) -> list[np.ndarray]:
     """Per parameter (LOG_PARAM_NAMES order), the finite tau (fractions) of that parameter from tau (n, 10).
 
     The one rule of Table 3 (:func:`tau_summary`) and Fig. 5 (:func:`crnet.evaluate.figures.tau_histograms`):
-    each column keeps its own finite values. tau_i = (theta'_i - theta_i) / theta_i (Eq. 4.4) is +-inf or NaN
+    each column keeps its own finite values. tau_i = (theta'_i - theta_i) / |theta_i| (Eq. 4.4) is +-inf or NaN
     where theta_i = 0, and exact zeros are reachable (eta = 0 is the centre of its prior box; v_A = 0 and nu1 = 0
     are lower box edges a bounded output reaches exactly in float32), so a row-wise filter would drop such a
     prediction from all ten parameters because of one. A missing theta' (NaN) leaves every column of its row."""
