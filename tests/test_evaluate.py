@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from crnet.evaluate.figures import allowed_2d, profile_1d, profile_curve, tau_histograms
-from crnet.evaluate.report import chain_weights, render_markdown
+from crnet.evaluate.mocks import chain_weights
+from crnet.evaluate.report import render_markdown
 from crnet.evaluate.tables import check_machine_row, sigma_bands, table3_markdown, table4_markdown, tau_summary
 from crnet.likelihood import delta_chi2_threshold
 from crprop.params import LOG_PARAM_NAMES
@@ -112,7 +113,7 @@ def test_mock_chi2_is_recomputed_against_the_evaluation_data_set(tmp_path):
     fluxes (Sec. 4.6's updated data), so chi2_min and Table 4 compare like with like."""
     from helpers_store import write_synthetic_store
 
-    from crnet.evaluate.report import load_mocks
+    from crnet.evaluate.mocks import load_mocks
     from crnet.store import MockStore
     from crnet.store_read import recompute_chi2
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers_store import SPECIES, synthetic_flux
 
-from crnet.evaluate.report import load_mocks
+from crnet.evaluate.mocks import load_mocks
 from crnet.features import paper_energy_grid
 from crnet.store import NORM_NAMES, MockStore, RecordBatch, StoreMeta
 

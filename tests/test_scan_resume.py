@@ -237,7 +237,7 @@ def test_weights_and_acceptance_count_out_of_box_proposals(tmp_path):
     """Chains near a box corner propose outside the prior box often; those proposals are rejected without a
     record. Every chain must still carry n_steps + 1 steps of weight (its state holds to the end of the run),
     and `store info`'s acceptance rate must divide by every proposal, as the sampler does."""
-    from crnet.evaluate.report import load_mocks
+    from crnet.evaluate.mocks import load_mocks
     from crnet.store_read import store_info
 
     sim = AnalyticSimulator(centre=(0.01,) * 10, width=0.05)

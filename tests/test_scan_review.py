@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers_store import write_synthetic_store
 
-from crnet.evaluate.report import chain_weights, load_mocks
+from crnet.evaluate.mocks import chain_weights, load_mocks
 from crnet.scan.analytic import AnalyticSimulator
 from crnet.scan.designs import prior_box, to_log
 from crnet.scan.runner import ScanConfig, _initial_points, run_scan

@@ -261,7 +261,7 @@ def table4_markdown(rows: dict[str, dict[str, float]]) -> str:
 
 
 MCMC_ROW = "MCMC (re-weighted)"
-"""Table 4 row of the scan's chain records, weighted by multiplicity (:func:`crnet.evaluate.report.chain_weights`)."""
+"""Table 4 row of the scan's chain records, weighted by multiplicity (:func:`crnet.evaluate.mocks.chain_weights`)."""
 
 DESIGN_ROW = "Scan design (unweighted)"
 """Table 4 row of a first store that holds a design (Sobol, LHS, ...) rather than chains: no paper counterpart."""
