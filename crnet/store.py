@@ -53,7 +53,10 @@ records) and a CRC32, goes into the slot *not* holding the current checkpoint, f
 ``n_complete`` is overwritten in place and flushed. A kill before (3) leaves the old ``n_complete``
 and its intact checkpoint slot: readers see the previous batch boundary, a resume continues from it.
 A new store is created under a temporary name and renamed into place. The only metadata changes after
-creation are capacity growths (:meth:`MockStore.reserve`), which the scan does once, at its start.
+creation are capacity growths (:meth:`MockStore.reserve`), which the scan does once, at its start. A growth
+resizes the record datasets one after another in many writes, so a kill inside it can leave them with different
+lengths: the capacity is the shortest length (all are >= ``n_complete``), and the next growth completes the others
+(review by helper-85, session 21: a kill inside the resize of a resume with more steps made the store unreadable).
 """
 
 from __future__ import annotations
@@ -239,23 +242,24 @@ def validate_file(f: h5py.File, path: Path) -> tuple[int, int]:
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise StoreError(f"{path}: dataset '{name}' is missing; the file is corrupt or not a complete store")
     n_species, n_e = f["species"].shape[0], f["Ekin_GeV_per_n"].shape[0]
-    capacity = f["chi2"].shape[0]
-    expect = {"params": (capacity, len(PARAM_NAMES)), "norms": (capacity, len(NORM_NAMES)),
-              "flux": (capacity, n_species, n_e)}
+    tails = {"params": (len(PARAM_NAMES),), "norms": (len(NORM_NAMES),), "flux": (n_species, n_e)}
     for name, dtype in RECORD_DTYPES.items():
         dset = f[name]
-        shape = expect.get(name, (capacity,))
-        if dset.shape != shape:
-            raise StoreError(f"{path}: dataset '{name}' has shape {dset.shape}, expected {shape} "
-                             "(capacity x species x energies from 'chi2', 'species', 'Ekin_GeV_per_n')")
+        tail = tails.get(name, ())
+        if dset.ndim != 1 + len(tail) or dset.shape[1:] != tail:
+            raise StoreError(f"{path}: dataset '{name}' has shape {dset.shape}, expected (records,) + {tail} "
+                             "(species x energies from 'species', 'Ekin_GeV_per_n')")
         if np.dtype(dset.dtype) != np.dtype(dtype):
             raise StoreError(f"{path}: dataset '{name}' has dtype {dset.dtype}, expected {np.dtype(dtype)}")
     names = [str(n) for n in _decode(f["params"].attrs.get("names", []))]
     if tuple(names) != PARAM_NAMES:
         raise StoreError(f"{path}: params attribute 'names' is {names}, expected {list(PARAM_NAMES)}")
+    # a growth killed midway leaves the datasets at different lengths (module docstring): the shortest counts
+    capacity = min(f[name].shape[0] for name in RECORD_DTYPES)
     n_complete = _decode(f.attrs.get("n_complete"))
     if not isinstance(n_complete, int) or not 0 <= n_complete <= capacity:
-        raise StoreError(f"{path}: root attribute 'n_complete' = {n_complete!r} outside 0 .. capacity {capacity}")
+        raise StoreError(f"{path}: root attribute 'n_complete' = {n_complete!r} outside 0 .. capacity {capacity} "
+                         "(the shortest record dataset)")
     return n_complete, capacity
 
 
@@ -400,15 +404,17 @@ class MockStore:
             raise StoreError(f"{self.path}: opened read-only")
 
     def reserve(self, n_records: int) -> None:
-        """Grow the capacity to at least ``n_records`` (one flushed metadata change)."""
+        """Grow the capacity to at least ``n_records`` (one flushed metadata change): every record dataset shorter
+        than that is resized; a longer one (a growth killed midway) is kept."""
         self._require_writable()
         if n_records <= self.capacity:
             return
         for name in RECORD_DTYPES:
             dset = self._f[name]
-            dset.resize((n_records,) + dset.shape[1:])
+            if dset.shape[0] < n_records:
+                dset.resize((n_records,) + dset.shape[1:])
         self._f.flush()
-        self.capacity = n_records
+        self.capacity = min(self._f[name].shape[0] for name in RECORD_DTYPES)
 
     def append_batch(self, batch: RecordBatch, state: Mapping[str, Any] | None = None) -> int:
         """Commit ``batch`` (and the checkpoint ``state``, JSON-able); returns the new ``n_complete``."""

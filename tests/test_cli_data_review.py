@@ -320,6 +320,28 @@ def test_scan_from_fit_refuses_files_that_are_not_fit_results(tmp_path: Path, sp
             FitResult.load(path)
 
 
+def test_a_fit_file_without_a_field_or_with_bad_params_is_refused_by_name(tmp_path: Path) -> None:
+    """A fit file missing 'chi2' or holding params as a list gave a TypeError traceback (rc 1) from
+    `crnet scan --from-fit` (review by helper-85, session 21)."""
+    from crprop.params import CRML_BASE
+
+    fit = tmp_path / "fit.json"
+    fit.write_text(json.dumps({"format": "crnet-fit", "params": CRML_BASE.to_dict(),
+                               "covariance_log": np.eye(10).tolist()}))
+    res = runner.invoke(app, ["scan", "--out", str(tmp_path / "scan.h5"), "--from-fit", str(fit), *GRID])
+    assert_usage_error(res, f"--from-fit {fit}", "crnet fit file without ['x_log', 'chi2', 'norms', 'success'")
+    good = {"x_log": [0.0] * 10, "chi2": 450.0, "norms": [1.0] * 4, "success": True, "status": 1, "message": "",
+            "n_evaluations": 1, "n_models": 1, "wall_s": 1.0, "format": "crnet-fit",
+            "covariance_log": np.eye(10).tolist()}
+    nan_d0 = {**CRML_BASE.to_dict(), "d0_1e28_cm2_s": float("nan")}
+    for params, fragment in ((list(CRML_BASE.to_dict().values()), "params must be an object"),
+                             (nan_d0, "params ['d0_1e28_cm2_s'] must be finite numbers, got [nan]"),
+                             ({**CRML_BASE.to_dict(), "delta": "0.5"}, "params ['delta'] must be finite numbers")):
+        fit.write_text(json.dumps({**good, "params": params}))
+        res = runner.invoke(app, ["scan", "--out", str(tmp_path / "scan.h5"), "--from-fit", str(fit), *GRID])
+        assert_usage_error(res, f"--from-fit {fit}", fragment)
+
+
 # ---------------------------------------------------------------------------------------------- crnet store
 def test_store_merge_refuses_a_store_given_twice(tmp_path: Path, store: Path) -> None:
     """The same shard twice was merged twice: every record duplicated in the training data."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +168,22 @@ class FitResult:
         if raw.get("format") != FIT_FORMAT:
             raise ValueError(f"{path}: format {raw.get('format')!r}, expected {FIT_FORMAT!r}")
         raw.pop("format"), raw.pop("version", None)
-        missing = [n for n in PARAM_NAMES if n not in raw.get("params", {})]
+        # a TypeError traceback from cls(**raw) or later from scan_start otherwise (review by helper-85, session 21)
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        absent = [n for n in required if n not in raw]
+        if absent:
+            raise ValueError(f"{path}: crnet fit file without {absent}; `crnet fit --out` writes every one")
+        params = raw["params"]
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: params must be an object of parameter name -> value, got "
+                             f"{type(params).__name__}")
+        missing = [n for n in PARAM_NAMES if n not in params]
         if missing:
             raise ValueError(f"{path}: params lacks {missing}")
+        bad = [n for n in PARAM_NAMES if isinstance(params[n], bool) or not isinstance(params[n], (int, float))
+               or not np.isfinite(params[n])]
+        if bad:
+            raise ValueError(f"{path}: params {bad} must be finite numbers, got {[params[n] for n in bad]}")
         cov = np.asarray(raw.get("covariance_log"), dtype=np.float64)
         if cov.shape != (len(PARAM_NAMES),) * 2 or not np.all(np.isfinite(cov)):
             raise ValueError(f"{path}: covariance_log must be a finite {len(PARAM_NAMES)}x{len(PARAM_NAMES)} matrix")
