@@ -372,6 +372,9 @@ def _flux_unit_contradiction(unit: str, kind: str) -> str | None:
     for prefix in ("kev", "mev", "tev"):
         if prefix in unit:
             return f"an energy in {prefix[0].upper()}eV (the format's energies are in GeV)"
+    for prefix in ("kv", "mv", "tv"):  # a rigidity in other than GV (review by helper-84, session 21)
+        if re.search(rf"(?<![a-z]){prefix}(?![a-z])", unit):
+            return f"a rigidity in {prefix[0].replace('m', 'M').replace('t', 'T')}V (the format's rigidities are in GV)"
     per_gv, per_gevn = "gv" in unit, "gev/n" in unit
     per_gev = "gev" in unit.replace("gev/n", "")
     if kind == "R" and (per_gevn or per_gev):
@@ -386,8 +389,9 @@ def _flux_unit_contradiction(unit: str, kind: str) -> str | None:
 def _check_unit_metadata(path: Path, meta: dict[str, str], meta_lines: dict[str, int], kind: str,
                          quantity: str) -> None:
     """ValueError naming file, line and key when the unit metadata contradict the x columns / the quantity. Keys are
-    matched without regard to case, 'flux unit' as 'flux units'."""
-    keys = {re.sub(r"^(flux|ratio) units?$", r"\1 units", " ".join(k.lower().split())): k for k in meta}
+    matched without regard to case, 'flux unit', 'flux_units' and 'flux-units' as 'flux units'."""
+    keys = {re.sub(r"^(flux|ratio) units?$", r"\1 units", " ".join(re.sub(r"[_-]", " ", k.lower()).split())): k
+            for k in meta}
     other = "ratio units" if quantity == "flux" else "flux units"
     if other in keys:
         raise _err(path, meta_lines[keys[other]], keys[other], f"metadata {keys[other]!r} on a {quantity} table "
