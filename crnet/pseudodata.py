@@ -44,7 +44,7 @@ from crnet.features import FEATURE_SPECIES, c_norm_index, species_rows
 from crnet.likelihood import RATIO_PARAMETERS, chi2, delta_chi2_threshold
 from crnet.machines.data import StoreReader
 from crnet.spectra_io import parse_species
-from crnet.store import NORM_NAMES, MockStore, RecordBatch, StoreMeta
+from crnet.store import HOLDOUT_RECORDS_ATTR, NORM_NAMES, MockStore, RecordBatch, StoreMeta
 from crnet.store_read import recompute_chi2, spectra_from_flux
 from crprop.spectra import SYMBOL_TO_Z
 
@@ -69,15 +69,28 @@ _GOLDEN_64 = np.uint64(0x9E3779B97F4A7C15)
 """2^64 / golden ratio: Fibonacci hashing spreads consecutive record indices evenly over [0, 2^64)."""
 
 
-def holdout_mask(record_index: np.ndarray, fraction: float) -> np.ndarray:
+def holdout_mask(record_index: np.ndarray, fraction: float, holdout_records: int | None = None) -> np.ndarray:
     """True for the records held out as test centres: a deterministic hash of the record index below
-    ``fraction`` (stable when the store grows, the same in every process, independent of any seed)."""
+    ``fraction`` (stable when the store grows, the same in every process, independent of any seed).
+
+    ``holdout_records``: only indices below it can be held out (a store's :data:`crnet.store.HOLDOUT_RECORDS_ATTR`,
+    :func:`store_holdout_records`): the feedback loop's re-simulations appended to the scan are never test centres,
+    and the hash took ~``fraction`` of them from every retraining (review by helper-86, session 21)."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"holdout fraction must lie in [0, 1), got {fraction}")
     idx = np.asarray(record_index, dtype=np.uint64)
     with np.errstate(over="ignore"):
         h = (idx + np.uint64(1)) * _GOLDEN_64
-    return (h >> np.uint64(11)).astype(np.float64) / 2.0**53 < fraction
+    held = (h >> np.uint64(11)).astype(np.float64) / 2.0**53 < fraction
+    if holdout_records is not None:
+        held &= np.asarray(record_index) < holdout_records
+    return held
+
+
+def store_holdout_records(attrs: dict) -> int | None:
+    """The :data:`crnet.store.HOLDOUT_RECORDS_ATTR` of a store's root attributes (None: every record)."""
+    value = attrs.get(HOLDOUT_RECORDS_ATTR)
+    return None if value is None else int(value)
 
 
 @dataclass
@@ -257,14 +270,17 @@ def make_pseudodata(store: Path | str, out: Path | str, config: PseudoDataConfig
         chi2_all = updated_chi2(reader, cfg.dataset) if cfg.update_chi2 else reader.chi2()
         selected, c_min, delta = select_within_confidence(np.where(reader.converged(), chi2_all, np.nan),
                                                           cfg.n_sigma)
+        # the envelope of the whole selection, before the train / test split: computed on the test part alone (20 %
+        # of the records) it was narrower, the test pseudo-data less noisy than Machine B's training pseudo-data
+        # (median 0.71 of the whole's; review by helper-86, session 21)
+        envelope = _selection_envelope(reader, selected, c_idx, cfg.chunk_size) if cfg.noise == "envelope" else None
         if cfg.centres != "all":
-            held = holdout_mask(selected, cfg.holdout_fraction)
+            held = holdout_mask(selected, cfg.holdout_fraction, store_holdout_records(info.attrs))
             selected = selected[held] if cfg.centres == "test" else selected[~held]
             if selected.size == 0:
                 raise ValueError(f"{store}: no {cfg.centres} centres among the records within {cfg.n_sigma} sigma "
                                  f"(hold-out fraction {cfg.holdout_fraction}); scan more or change the fraction")
         sources = rng.choice(selected, size=cfg.n_pseudo, replace=cfg.n_pseudo > selected.size)
-        envelope = _selection_envelope(reader, selected, c_idx, cfg.chunk_size) if cfg.noise == "envelope" else None
         el_rows = _element_rows(info.species)
         extra = {"source_chi2_min": c_min, "source_delta_chi2": delta, "n_selected": int(selected.size),
                  "centres": cfg.centres, "holdout_fraction": cfg.holdout_fraction,

@@ -94,6 +94,12 @@ RECORD_DTYPES: dict[str, Any] = {
 JSON_ATTRS: tuple[str, ...] = ("grid", "config", "merged_from")
 """Root attributes stored as JSON text."""
 
+HOLDOUT_RECORDS_ATTR = "holdout_records"
+"""Root attribute of a store made by appending records to another (the feedback loop's ``train_store.h5``): only
+records below this index can be test centres (:func:`crnet.pseudodata.holdout_mask`). The appended ones
+(re-simulations of predictions) never are, so the hold-out must not take them from training. Absent: every record
+can be one."""
+
 STATE_SLOTS: tuple[str, str] = ("sampler_state_0", "sampler_state_1")
 STATE_CAPACITY_BYTES = 48_000
 """Fixed size of a checkpoint slot (under HDF5's 64 KiB object-header message limit; a slot is

@@ -15,6 +15,7 @@ import numpy as np
 
 from crnet.paths import atomic_write, same_file
 from crnet.store import (
+    HOLDOUT_RECORDS_ATTR,
     NORM_NAMES,
     RECORD_DTYPES,
     MockStore,
@@ -209,14 +210,16 @@ def iter_batches(store: MockStore, block: int = READ_BLOCK_RECORDS):
         yield RecordBatch(**{name: store.read(name, sl) for name in RECORD_DTYPES})
 
 
-def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool = False) -> Path:
+def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool = False,
+                 holdout_records: int | None = None) -> Path:
     """Combine the committed records of ``paths`` (shards) into a new store ``out``; returns its path.
 
     The shards must share species, energies and the attributes in MERGE_KEYS. Chain ids are kept when
     the shards' MCMC chain ids are disjoint (shards of one distributed scan), otherwise shifted so that
     every chain stays distinct; -1 (designs) stays -1. The merged store records the shards in the
     ``merged_from`` attribute and holds no resume checkpoint. Written through :func:`crnet.paths.atomic_write`
-    (a temporary file beside ``out``, renamed once).
+    (a temporary file beside ``out``, renamed once). ``holdout_records``: recorded as the merged store's
+    :data:`crnet.store.HOLDOUT_RECORDS_ATTR` (records appended to a scan, which are never test centres).
     """
     paths = [Path(p) for p in paths]
     out = Path(out)
@@ -268,7 +271,9 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
                      backend=",".join(sorted({str(i["attrs"].get("backend")) for i in infos})),
                      design=designs[0] if len(designs) == 1 else "+".join(designs), dataset=a.get("dataset", ""),
                      temperature=float(a.get("temperature", np.nan)), seed=int(a.get("seed", 0)),
-                     config={"merged": True, "inputs": [str(p) for p in paths]}, extra={"merged_from": merged_from})
+                     config={"merged": True, "inputs": [str(p) for p in paths]},
+                     extra={"merged_from": merged_from,
+                            **({} if holdout_records is None else {HOLDOUT_RECORDS_ATTR: int(holdout_records)})})
 
     def write(tmp: Path) -> None:
         with MockStore.create_in_place(tmp, meta, capacity=sum(i["n"] for i in infos)) as dst:

@@ -62,6 +62,7 @@ def test_feedback_loop_retrains_and_resumes(tmp_path):
 
     with MockStore.open(tmp_path / "fb" / "round_0" / "train_store.h5") as st:
         assert st.n_complete == 8 + 2  # the re-simulated points were appended
+        assert st.attrs()["holdout_records"] == 8  # only the scan's records can be test centres
     # resume after completion: nothing is recomputed, same result
     mtime = (tmp_path / "fb" / "round_0" / "model.pt").stat().st_mtime
     again = run_feedback(tmp_path / "a.pt", scan, tmp_path / "test.h5", tmp_path / "fb", cfg, tcfg)
@@ -84,6 +85,8 @@ def test_feedback_loop_retrains_and_resumes(tmp_path):
     assert [r["model"] for r in longer.rounds] == [str(tmp_path / "a.pt"), str(tmp_path / "fb/round_0/model.pt"),
                                                    str(tmp_path / "fb/round_1/model.pt")]
     assert longer.rounds[1]["next_model"] == str(tmp_path / "fb/round_1/model.pt")
+    with MockStore.open(tmp_path / "fb" / "round_1" / "train_store.h5") as st:  # round 0's store + 2 more
+        assert st.n_complete == 8 + 2 + 2 and st.attrs()["holdout_records"] == 8
 
 
 def test_resimulate_batches_by_halo_and_reads_back_in_row_order(tmp_path):

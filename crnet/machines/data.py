@@ -139,7 +139,8 @@ def record_filter(reader: StoreReader, transform: TargetTransform, max_sigma: fl
     holdout_fraction : drop every record of the hold-out hash (:func:`crnet.pseudodata.holdout_mask`), the
         records test pseudo-data may be made from, so that a closure test never sees a spectrum the machine
         trained on. All of them, not only those inside today's n-sigma selection: merging re-simulations
-        into the store (feedback) lowers chi2_min and would move that selection.
+        into the store (feedback) lowers chi2_min and would move that selection. The re-simulations themselves
+        (after the store's :data:`crnet.store.HOLDOUT_RECORDS_ATTR`) are never test centres and are kept.
     """
     params = reader.params()
     conv = reader.converged()
@@ -160,9 +161,9 @@ def record_filter(reader: StoreReader, transform: TargetTransform, max_sigma: fl
         dropped["outside_max_sigma"] = int((mask & ~within).sum())
         mask &= within
     if holdout_fraction > 0:
-        from crnet.pseudodata import holdout_mask
+        from crnet.pseudodata import holdout_mask, store_holdout_records
 
-        held = holdout_mask(np.arange(params.shape[0]), holdout_fraction)
+        held = holdout_mask(np.arange(params.shape[0]), holdout_fraction, store_holdout_records(reader.info.attrs))
         dropped["held_out_for_tests"] = int((mask & held).sum())
         mask &= ~held
     return mask, dropped
