@@ -3,7 +3,8 @@
 As in the CR-ML Keras code, the input (8 ratio spectra x n_E energy bins) is read with the 8 spectra as
 the *length* axis and the energy bins as *channels*: every Conv1D has kernel size 1, i.e. it is one
 dense layer applied to each ratio spectrum separately with weights shared across the 8 spectra. Max
-pooling (pool 2, stride 2) then merges the spectra pairwise (Li/C with Be/C, ...), the result is
+pooling (pool 2, stride 2, Keras' MaxPooling1D(pool_size=2) of CR-ML; the paper's "strides=1" is read as the
+convolutions') then merges the spectra pairwise (Li/C with Be/C, ...), the result is
 flattened and passed through the dense head; the 10 outputs are linear (scaled targets, nothing
 keeps them inside [0, 1]). ELU everywhere, Glorot-uniform weights and zero biases (Keras defaults).
 

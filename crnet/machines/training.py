@@ -18,7 +18,9 @@ predictions outside the prior box) and provenance go into the model file.
 Schedule: ReduceLROnPlateau on the validation loss (factor ``lr_factor`` after ``lr_patience`` epochs
 without improvement, not below ``min_lr``), a cosine decay to ``min_lr`` over ``epochs``, or a constant rate;
 training stops after ``patience`` epochs without an improvement by more than ``min_delta`` (relative). By
-default the paper's machines train as CR-ML did (constant rate, every epoch, the best validation epoch kept)
+default the paper's machines train as CR-ML did (constant rate, every epoch, the best validation epoch kept;
+an epoch counts as better when its loss is lower by more than ``min_delta``, 1e-4 relative, where Keras'
+``save_best_only`` keeps any lower loss: the kept loss differs by at most that)
 and crnet's and the Check Machine with the plateau schedule and a patience of 20.
 Deterministic on CPU for a given seed and thread count. On CUDA, in-memory splits are uploaded once,
 mini-batches are gathered and input noise is drawn on the device, and the epoch loss is summed there: no host
@@ -39,7 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from crnet.config_fields import check_fields, check_seed
-from crnet.features import TargetTransform, regression_metrics
+from crnet.features import TargetTransform, check_same_grid, regression_metrics
 from crnet.machines import CHECK_SIGMA, LR_SCHEDULES, build_network, default_architecture, network_name
 from crnet.machines.augment import VALIDATION_NOISE_SEED_OFFSET, InputNoise
 from crnet.machines.check import CHECK_BATCH_SIZE, CHECK_LEARNING_RATE, confusion_matrix
@@ -340,8 +342,10 @@ def _identity(cfg: TrainConfig, network: str, init: ModelFile | None, n_bins: in
     Settings a resume applies anew (epochs, patience, min_delta, the schedule's factor, patience and floor) and
     where the run happens (device, threads) are not part of it."""
     arch = cfg.architecture or (init.architecture if init is not None else default_architecture(network, n_bins))
-    return {**checkpoint_identity(cfg, network, arch, store_sha, pseudo_store,
-                                  scaler_sha256(init.scaler) if init is not None else None),
+    # the Check Machine reads parameters, not features: its model files have no scaler (review by helper-88,
+    # session 21: a warm-started Check Machine died here with an AttributeError)
+    init_scaler = None if init is None or init.scaler is None else scaler_sha256(init.scaler)
+    return {**checkpoint_identity(cfg, network, arch, store_sha, pseudo_store, init_scaler),
             **{key: getattr(cfg, key) for key in OPTIMIZER_IDENTITY_KEYS},
             LAYOUT_IDENTITY_KEY: cfg.block_size if streamed else None,
             "split_seed": _split_seed(cfg, init) if init is not None else None}  # None: cfg.seed (already in)
@@ -423,6 +427,10 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
                                        scaler=init.scaler if init is not None else None)
         loss_fn = log_cosh_loss
         n_bins = data.info.energies.size
+        if init is not None and init.energies is not None:
+            # the inherited first layer and scaler are per energy bin: another grid of the same size was accepted
+            # (only the scaler's shape was compared; review by helper-88, session 21)
+            check_same_grid(init.energies, data.info.energies, f"init_from {cfg.init_from}: training store {data_path}")
     identity = _identity(cfg, network, init, n_bins, file_sha256(data_path), data_path != store,
                          streamed=getattr(data, "cache", None) is None)
     arch = identity["architecture"]
