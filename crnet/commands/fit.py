@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         """Minimise chi2_tot over the Table 1 box (least squares, profiled normalisations); the result starts
         a scan with `crnet scan --from-fit`. Exit status 1 when the minimiser did not converge (e.g. stopped at
         --max-evaluations; the file is still written, marked not converged), 2 for bad input."""
-        from crnet.scan.fit import FitConfig, fit_best
+        from crnet.scan.fit import FitConfig, FitFailed, fit_best
         from crnet.scan.models import PropagateModel
         from crprop.params import PARAM_UNITS
 
@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None
+        except FitFailed as exc:  # not bad input: the fit met a model it cannot differentiate (nothing written)
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
         res.save(out)
         state = "converged" if res.success else f"NOT converged ({res.message})"
         typer.echo(f"chi2_tot {res.chi2:.2f} after {res.n_evaluations} evaluations ({res.n_models} models, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import typer
 
 from crnet.commands.grid_options import with_grid_options
@@ -140,8 +141,12 @@ def register(app: typer.Typer) -> None:
                 acc = "" if s.acceptance_rate is None else f", acceptance {s.acceptance_rate:.3f}"
                 # resumed_from: the records the store held when this run started (0: a fresh start, not a resume)
                 start = f", resumed after {s.resumed_from} records" if s.resumed_from else ""
+                bad = (f"; {s.n_nonconverged} of the {s.new_records} new records NOT converged (solver tolerance "
+                       "missed: raise --max-steps or loosen --tol)" if s.n_nonconverged else "")
+                best = (f"best chi2_tot {s.best_chi2:.2f} (converged records)" if np.isfinite(s.best_chi2)
+                        else "no converged record")
                 typer.echo(f"{s.records} records in {out} ({s.new_records} new records{start}) in {s.elapsed_s:.1f} "
-                           f"s: {s.models_per_s:.2f} models/s{acc}, best chi2_tot {s.best_chi2:.2f}")
+                           f"s: {s.models_per_s:.2f} models/s{acc}, {best}{bad}")
             else:
                 from crnet.scan.distributed import run_distributed
 

@@ -60,6 +60,11 @@ FIT_FORMAT = "crnet-fit"
 FIT_VERSION = 1
 
 
+class FitFailed(RuntimeError):
+    """The fit cannot go on: the model where a Jacobian is needed did not converge or gave a non-finite chi2.
+    `crnet fit` prints it as an error line (exit 1) instead of a traceback (walk-through by helper-87, session 21)."""
+
+
 @dataclass
 class FitConfig:
     """Settings of :func:`fit_best`.
@@ -264,9 +269,9 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
     def jac(u: np.ndarray) -> np.ndarray:
         r0 = point(u)[0]
         if last["failed"]:
-            raise RuntimeError(f"fit: the model at {to_physical(lo + w * u)[0].tolist()} did not converge or gave "
-                               "non-finite chi2, so no Jacobian can be taken there; start the fit elsewhere or "
-                               "raise the solver's max_steps")
+            raise FitFailed(f"fit: the model at {to_physical(lo + w * u)[0].tolist()} did not converge or gave "
+                            "non-finite chi2, so no Jacobian can be taken there; start the fit elsewhere (`crnet fit "
+                            "--start`, FitConfig.start) or on a grid where it converges")
         h = FD_STEP_FRACTION
         steps = np.where(u + h <= 1.0, h, -h)
         ev = run(u[None, :] + np.diag(steps))

@@ -189,7 +189,11 @@ class ScanSummary:
     solver_steps: int
     acceptance_rate: float | None
     best_chi2: float
+    """Smallest chi2_tot of the store's converged records (inf when none converged; walk-through by helper-87,
+    session 21: it was taken over every record, and `crnet scan --max-steps 1` reported 200001 from models that all
+    missed the tolerance)."""
     n_nonconverged: int
+    """Records of this run whose solve did not converge."""
 
     @property
     def models_per_s(self) -> float:
@@ -294,7 +298,8 @@ def run_scan(out: Path | str, config: ScanConfig, model: ScanModel | None = None
         first = store.n_complete
         loop = _run_mcmc if config.design == "mcmc" else _run_design
         stats = loop(store, config, model, progress, on_batch)
-        best = float(np.nanmin(store.read("chi2"), initial=np.inf)) if store.n_complete else float("nan")
+        conv = store.read("converged")
+        best = float(np.nanmin(store.read("chi2")[conv], initial=np.inf)) if store.n_complete else float("nan")
         return ScanSummary(path=str(out), records=store.n_complete, new_records=store.n_complete - first,
                            resumed_from=first, batches=stats["batches"], elapsed_s=time.perf_counter() - t_start,
                            model_s=stats["model_s"], solver_steps=stats["solver_steps"],
