@@ -65,3 +65,14 @@ def test_fit_that_cannot_differentiate_is_an_error_line(tmp_path, monkeypatch) -
     res = CliRunner().invoke(app, ["fit", "--out", str(tmp_path / "f.json"), *TINY_GRID])
     assert res.exit_code == 1 and res.output.startswith("error: fit: the model at"), res.output
     assert not (tmp_path / "f.json").exists()
+
+
+def test_training_on_a_store_without_converged_records_says_why(tmp_path) -> None:
+    from helpers_store import write_synthetic_store
+
+    from crnet.machines.training import TrainConfig, train
+
+    store = tmp_path / "s.h5"
+    write_synthetic_store(store, 20, seed=1, n_unconverged=20)
+    with pytest.raises(ValueError, match=r"only 0 usable records .* of its 20 records, dropped: \{'not_converged': 20"):
+        train(store, tmp_path / "a.pt", TrainConfig(machine="A", epochs=1, progress=False))

@@ -330,7 +330,11 @@ def prepare_regression_data(path: Path | str, transform: TargetTransform, *, val
         # provisional split on the candidates: records whose features turn out unusable are dropped from
         # both parts afterwards, so the split does not depend on the feature pass.
         groups = reader.take("step", cand) if info.is_pseudo else None  # pseudo-data: split by central record
-        train_c, val_c = split_indices(cand, val_fraction, seed, groups)
+        try:
+            train_c, val_c = split_indices(cand, val_fraction, seed, groups)
+        except ValueError as exc:  # say why so few remain (walk-through by helper-87, session 21: a scan whose
+            # models all missed the solver tolerance gave "only 0 usable records" and nothing else)
+            raise ValueError(f"{path}: {exc}; of its {info.n_records} records, dropped: {dropped}") from None
         is_train = np.zeros(info.n_records, dtype=bool)
         is_train[train_c] = True
         acc = MomentAccumulator()
