@@ -161,6 +161,8 @@ def test_model_files_with_the_tag_but_bad_content(tmp_path) -> None:
 def test_cli_checks_cheap_things_before_long_work(tmp_path) -> None:
     res = runner.invoke(app, ["demo", "--dataset", "bogus", "--out", str(tmp_path / "d.png")])
     assert res.exit_code == 2 and "unknown data set 'bogus'" in res.output
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d.txt")])  # refused before the propagation
+    assert res.exit_code == 2 and "a figure file must end in one of" in res.output and ".pdf" in res.output
     store = tmp_path / "mocks.h5"
     write_synthetic_store(store, 40)
     res = runner.invoke(app, ["train", "--store", str(store), "--machine", "A", "--out",

@@ -9,11 +9,22 @@ import typer
 from crnet.commands.io_checks import check_output
 
 
+def check_figure_suffix(out: Path) -> None:
+    """ValueError naming --out unless its suffix is a format matplotlib writes: checked before the propagation, not
+    after it (walk-through by helper-87, session 21: `--out demo.txt` was refused only after the 7 s run)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise ValueError(f"--out {out}: a figure file must end in one of {', '.join('.' + f for f in sorted(formats))}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
-        out: Path = typer.Option(Path("crnet_demo.png"), "--out", help="figure to write (PNG; an existing file "
-                                 "is replaced)"),
+        out: Path = typer.Option(Path("crnet_demo.png"), "--out", help="figure to write, its format from the "
+                                 "suffix (png, pdf, svg, ...; an existing file is replaced)"),
         backend: str = typer.Option("auto", "--backend", help="auto | numpy | numba | cupy"),
         dataset: str = typer.Option("paper", "--dataset", help="measured data set (crnet data list)"),
     ) -> None:
@@ -27,6 +38,7 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"--dataset: unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
             get_backend(backend)
             check_output(out)
+            check_figure_suffix(out)
             res = run_demo(out, backend=backend, dataset=dataset)
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
