@@ -76,3 +76,18 @@ def test_training_on_a_store_without_converged_records_says_why(tmp_path) -> Non
     write_synthetic_store(store, 20, seed=1, n_unconverged=20)
     with pytest.raises(ValueError, match=r"only 0 usable records .* of its 20 records, dropped: \{'not_converged': 20"):
         train(store, tmp_path / "a.pt", TrainConfig(machine="A", epochs=1, progress=False))
+
+
+def test_flag_nonfinite_is_shared_by_every_backend() -> None:
+    """The CPU path and the CuPy backend (crprop.backends.cupy_backend.solve_species) both call it."""
+    import inspect
+
+    from crprop.backends import cupy_backend
+    from crprop.solvers.result import SolveResult
+
+    psi = np.ones((2, 3, 4, 3))
+    psi[1, 2, 3, 2] = np.inf
+    res = SolveResult(psi, np.array([True, True, True]), np.array([1e-7, 1e-7, 1e-7]), 5, "fast", "numpy", 1e-6)
+    res.flag_nonfinite()
+    assert res.converged.tolist() == [True, True, False] and res.residual[2] == np.inf
+    assert "result.flag_nonfinite()" in inspect.getsource(cupy_backend.solve_species)

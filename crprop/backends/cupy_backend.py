@@ -302,6 +302,7 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
             k.stream().synchronize()
     label = "cupy-emulated" if emulate else name
     result = SolveResult(psi, res <= tol, res, steps, mode, f"{label}-{precision}", tol, model_steps)
+    result.flag_nonfinite()
     if on_nonconverged == "raise" and not result.converged.all():
         raise RuntimeError(f"{mode}/{result.backend}: models {np.nonzero(~result.converged)[0].tolist()} "
                            f"not converged (residuals {result.residual[~result.converged]})")

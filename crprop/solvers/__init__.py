@@ -105,11 +105,7 @@ def solve_species(
         else:
             psi, res, steps, model_steps = douglas.iterate(be, op, q, tol, max_steps, psi0)
         result = SolveResult(psi, res <= tol, res, steps, mode, be.name, tol, model_steps)
-    # a non-finite field never counts as converged, whatever its residual reads
-    finite = np.isfinite(result.psi).all(axis=(0, 1, 2))
-    if not finite.all():
-        result.converged = result.converged & finite
-        result.residual = np.where(finite, result.residual, np.inf)
+    result.flag_nonfinite()  # a non-finite field never counts as converged, whatever its residual reads
     if on_nonconverged == "raise" and not result.converged.all():
         raise RuntimeError(f"{mode}/{result.backend}: models {np.nonzero(~result.converged)[0].tolist()} "
                            f"not converged (residuals {result.residual[~result.converged]})")

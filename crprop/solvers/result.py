@@ -34,6 +34,19 @@ class SolveResult:
     tol: float
     model_steps: np.ndarray | None = None
 
+    def flag_nonfinite(self) -> None:
+        """Mark models whose field holds a NaN or inf as not converged, residual inf, whatever the residual read
+        (walk-through by helper-87, session 21). ``psi`` may be a device (CuPy) array; only a (B,) mask comes back."""
+        if type(self.psi).__module__.split(".")[0] == "cupy":
+            import cupy
+
+            finite = cupy.isfinite(self.psi).all(axis=(0, 1, 2)).get()
+        else:
+            finite = np.isfinite(self.psi).all(axis=(0, 1, 2))
+        if not finite.all():
+            self.converged = np.asarray(self.converged) & finite
+            self.residual = np.where(finite, self.residual, np.inf)
+
     def warn_if_not_converged(self, species: str = "") -> None:
         """Emit a NonConvergenceWarning naming the models that missed the tolerance."""
         bad = np.nonzero(~self.converged)[0]
