@@ -184,7 +184,7 @@ def test_feedback_config_messages_name_one_field() -> None:
 # ---------------------------------------------------------------------------------------------- fit, pseudodata
 @pytest.mark.parametrize(("args", "message"), [
     (["--max-evaluations", "0"], "--max-evaluations must be >= 1 (residual evaluations), got 0"),
-    (["--tol", "-1"], "--tol must be finite and > 0 (solver relative residual), got -1.0"),
+    (["--tol", "-1"], "--tol must be in (0, 0.01] (solver relative residual), got -1.0"),
     (["--backend", "foo"], "--backend must be one of ('auto', 'numpy', 'numba', 'cupy'), got 'foo'"),
 ])
 def test_fit_names_the_option_and_the_value(tmp_path: Path, monkeypatch, args, message) -> None:
@@ -219,7 +219,7 @@ def test_scan_from_fit_needs_the_mcmc_design(tmp_path: Path) -> None:
     (["--chains", "0"], "--chains must be >= 1, got 0"),
     (["--design", "mcmc", "--steps", "-1"], "--steps must be >= 0, got -1"),
     (["--spread", "0"], "--spread must be finite and > 0 (fraction of each box width), got 0.0"),
-    (["--tol", "-1"], "--tol must be finite and > 0 (solver relative residual), got -1.0"),
+    (["--tol", "-1"], "--tol must be in (0, 0.01] (solver relative residual), got -1.0"),
 ])
 def test_scan_names_the_option_and_the_value(tmp_path: Path, args, message) -> None:
     res = runner.invoke(app, ["scan", "--out", str(tmp_path / "s.h5"), *GRID, *args])
