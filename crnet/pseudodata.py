@@ -268,8 +268,17 @@ def make_pseudodata(store: Path | str, out: Path | str, config: PseudoDataConfig
                              "rescore the store against the other one")
         c_idx = c_norm_index(info.energies)
         chi2_all = updated_chi2(reader, cfg.dataset) if cfg.update_chi2 else reader.chi2()
-        selected, c_min, delta = select_within_confidence(np.where(reader.converged(), chi2_all, np.nan),
-                                                          cfg.n_sigma)
+        converged = reader.converged()
+        if not np.any(converged & np.isfinite(chi2_all)):
+            # said 'no finite chi2 values to select from' of finite chi2 values whose records had not converged
+            # (walk-through by helper-87, session 21)
+            n_conv, n_finite = int(converged.sum()), int(np.isfinite(chi2_all).sum())
+            fix = ("scan again with a solver that converges (`crnet scan`: raise --max-steps or loosen --tol)"
+                   if n_conv == 0 else f"the chi2 of all {n_conv} converged records are NaN or infinite")
+            raise ValueError(f"{store}: no converged record with a finite chi2 to draw central spectra from "
+                             f"({n_conv} of {converged.size} records converged, {n_finite} have a finite chi2); "
+                             f"pseudo-data are made from converged spectra only: {fix}")
+        selected, c_min, delta = select_within_confidence(np.where(converged, chi2_all, np.nan), cfg.n_sigma)
         # the envelope of the whole selection, before the train / test split: computed on the test part alone (20 %
         # of the records) it was narrower, the test pseudo-data less noisy than Machine B's training pseudo-data
         # (median 0.71 of the whole's; review by helper-86, session 21)

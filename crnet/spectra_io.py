@@ -34,12 +34,31 @@ from crprop.physics._checks import REAL_DTYPE_KINDS
 from crprop.spectra import SYMBOL_TO_Z, Spectra
 
 ELEMENT_SUM_RTOL: float = 1e-9
-"""Relative tolerance between a stored element row and the sum of its stored isotopes (rounding only)."""
+"""Relative tolerance between a stored element row and the sum of its stored isotopes (rounding only), for float64
+storage; a coarser stored float raises it to :data:`ELEMENT_SUM_EPS_FACTOR` times its machine epsilon
+(:func:`element_sum_rtol`)."""
+
+ELEMENT_SUM_EPS_FACTOR: float = 16.0
+"""Tolerance of the element sums in units of the stored float's machine epsilon. Each stored value is rounded to
+within eps/2: the element row and the (positive) isotope sum then differ by up to eps from storage alone, and a writer
+that summed the isotopes in the stored precision adds up to eps/2 per isotope. 16 covers that for elements of up to
+~30 isotopes, and is still ~1e-6 for float32, far below any physical inconsistency (a 1 % error). A float32
+``flux_lis`` was refused with the float64 tolerance 1e-9 (walk-through by helper-87, session 21)."""
 
 FLUX_UNITS = TABLE_FLUX_UNITS["Ekn"]  # one spelling of the per-(GeV/n) flux unit: crnet.data.table's
 ENERGY_UNITS = "GeV/n"
 REQUIRED_DATASETS: tuple[str, ...] = ("Ekin_GeV_per_n", "species", "flux_lis", "converged", "residual")
 ISOTOPE_LABEL = re.compile(r"^(\d+)([A-Z][a-z]?)$")
+
+
+def element_sum_rtol(dtype: np.dtype | type) -> float:
+    """Relative tolerance of the element-row check for ``flux_lis`` stored as ``dtype``: :data:`ELEMENT_SUM_RTOL`,
+    or :data:`ELEMENT_SUM_EPS_FACTOR` x machine epsilon of a coarser float (float32, float16). Integers: the float64
+    tolerance (walk-through by helper-87, session 21)."""
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        return ELEMENT_SUM_RTOL
+    return max(ELEMENT_SUM_RTOL, ELEMENT_SUM_EPS_FACTOR * float(np.finfo(dt).eps))
 
 
 class SpectraH5(NamedTuple):
@@ -196,6 +215,7 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
         if not all(isinstance(s, str) for s in species):
             raise ValueError(f"{path}: dataset 'species': labels must be strings, got {species[:3]}")
         flux = read("flux_lis")
+        flux_dtype = f["flux_lis"].dtype  # as stored: its precision sets the element-sum tolerance
         converged_raw = read("converged", real=False)
         residual = read("residual")
         if "params" in f:
@@ -270,6 +290,7 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
     iso_z = np.array([parsed[i][1] for i in iso_idx])
     iso_a = np.array([parsed[i][2] for i in iso_idx])
     iso_flux = flux[:, iso_idx, :]
+    rtol = element_sum_rtol(flux_dtype)
     for i, (kind, z, _) in enumerate(parsed):
         if kind != "element":
             continue
@@ -277,8 +298,15 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
         if not members.any():
             raise bad("species", f"element {species[i]!r} is stored but none of its isotopes is")
         total = iso_flux[:, members, :].sum(axis=1)
-        if not np.allclose(flux[:, i, :], total, rtol=ELEMENT_SUM_RTOL, atol=0.0):
-            raise bad("flux_lis", f"element row {species[i]!r} is not the sum of its isotopes")
+        if not np.allclose(flux[:, i, :], total, rtol=rtol, atol=0.0):
+            # the largest deviation and the tolerance, not only that it failed (walk-through by helper-87, session 21)
+            diff = np.abs(flux[:, i, :] - total)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.where(diff == 0, 0.0, diff / total)  # a row > 0 over isotopes summing to 0: inf
+            model, e_bin = np.unravel_index(int(np.argmax(rel)), rel.shape)
+            raise bad("flux_lis", f"element row {species[i]!r} is not the sum of its isotopes: largest relative "
+                                  f"deviation {rel[model, e_bin]:.3g} (model {model}, E = {energy[e_bin]:.4g} GeV/n), "
+                                  f"tolerance {rtol:.3g} for {flux_dtype} storage")
     meta = {k: v for k, v in attrs.items() if k not in ("flux_units", "energy_units")}
     spectra = Spectra(energy, iso_z, iso_a, iso_flux, converged, residual, phi_mv=0.0, meta=meta)
     return SpectraH5(spectra, params, names, attrs)

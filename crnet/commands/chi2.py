@@ -25,9 +25,22 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
+PHI_MAX_MV: float = 2000.0
+"""Largest fixed ``--phi`` (MV) accepted. The force-field potentials reconstructed from neutron monitors reach
+~1500-1700 MV at the strongest solar maxima (Usoskin et al.), the shipped data sets profile phi within at most
+200-1200 MV (crnet.data.registry, AMS-02) and a Modulation's default range ends at 1500 MV: 2000 MV covers every
+physical potential with room to probe beyond a prior's edge. Far above it the force field is no longer modulating:
+where E + Phi lies above the model's energy grid, crprop.spectra.ForceField keeps the unmodulated flux (GALPROP's
+behaviour), so `--phi 1e9` gave the chi2 of --phi 0 labelled phi_MV 1e9 (walk-through by helper-87, session 21)."""
+
+
 def _check_phi_value(mv: float, given: str) -> None:
     if not (math.isfinite(mv) and mv >= 0):
         raise ValueError(f"--phi must be finite and >= 0 (MV), got {given!r}")
+    if mv > PHI_MAX_MV:  # walk-through by helper-87, session 21: silently the unmodulated chi2 (see PHI_MAX_MV)
+        raise ValueError(f"--phi {given}: {mv:g} MV is above {PHI_MAX_MV:g} MV; the allowed range is 0 to "
+                         f"{PHI_MAX_MV:g} MV (physical force-field potentials lie below it; far above it E + Phi "
+                         "leaves the model's energy grid, where the flux is kept unmodulated)")
 
 
 def parse_phi_option(values: list[str] | None, periods: list[str]) -> float | dict[str, float] | None:
@@ -86,9 +99,9 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(
                 "--phi",
-                help="Fix the force-field phi [MV] of top-of-atmosphere data: MV for a data set with one "
-                "modulation period; N=MV (N = the period's number in `crnet data show`, from 1) for one of "
-                "several periods, repeatable.",
+                help=f"Fix the force-field phi [MV, 0 to {PHI_MAX_MV:g}] of top-of-atmosphere data: MV for a data "
+                "set with one modulation period; N=MV (N = the period's number in `crnet data show`, from 1) for "
+                "one of several periods, repeatable.",
             ),
         ] = None,
         interpolation: Annotated[

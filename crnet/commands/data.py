@@ -110,8 +110,10 @@ def _file_uses(path: Path) -> list[dict[str, str]]:
 
 def _read_alone(t: MeasurementTable) -> str | None:
     """How crnet.data.block_from_table takes the file on its own (a user's data set): 'LIS' or 'TOA' with the phi
-    of its crdb_phi_MV column, or why it cannot be a block (a malformed '# lis:' line, no nuclear species); None for
-    a table that is no flux (ratios do not enter the chi^2 as blocks)."""
+    of its crdb_phi_MV column, or why it cannot be a block (a malformed '# lis:' line, no nuclear species, a
+    crdb_phi_MV column with an empty, negative or second value: its line and column; walk-through by helper-87,
+    session 21); None for a table that is no flux (ratios do not enter the chi^2 as blocks). The file, named on the
+    output's first line, is cut from the message."""
     from crnet.data import block_from_table
 
     if t.quantity != "flux":

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from crnet.data.kinematics import convert_x_to_ekn, effective_mass_number
-from crnet.data.table import MeasurementTable, read_table
+from crnet.data.table import LEPTON_SPECIES, NAMED_SPECIES, MeasurementTable, _err, read_table
 from crprop.spectra import SYMBOL_TO_Z
 
 LIS_MARKERS: tuple[str, ...] = (r"phi\s*=\s*0(?:\.0*)?(?![\d.])", r"no solar modulation", r"\bunmodulated",
@@ -173,16 +173,12 @@ def block_from_table(
         raise ValueError(f"{table.path}: is a {table.quantity} table; only fluxes enter the chi^2")
     species = table.species
     if species is None or species not in SYMBOL_TO_Z:
-        raise ValueError(
-            f"{table.path}: species {species!r} is not a nuclear element; pass species= to read_table"
-        )
+        raise ValueError(f"{table.path}: {_species_problem(table)}")
     a_eff = None if table.x_kind == "Ekn" else effective_mass_number(species, isotope_mix)
     ekn, factor = convert_x_to_ekn(table.x_rep, table.x_kind, species, a_eff or 1.0)
-    if phi_mv is None and "crdb_phi_MV" in table.extra:
-        col = table.extra["crdb_phi_MV"]
-        if np.all(col == col[0]):
-            phi_mv = float(col[0])
     is_lis = table_is_lis(table) if lis is None else lis
+    if phi_mv is None and not is_lis and PHI_COLUMN in table.extra:  # an interstellar block has no phi
+        phi_mv = _phi_from_column(table)
     return DataBlock(
         label=label or f"{species} {Path(table.path).stem}",
         species=species,
@@ -203,6 +199,50 @@ def block_from_table(
         x_native_kind=table.x_kind,
         a_eff=a_eff,
     )
+
+
+PHI_COLUMN = "crdb_phi_MV"
+"""Extra CSV column giving the force-field phi (MV) that CRDB attaches to each row's sub-experiment; a block takes it
+as its ``phi_mv`` when every row gives the same value (:func:`_phi_from_column`)."""
+
+
+def _phi_from_column(table: MeasurementTable) -> float:
+    """The one phi (MV) of a top-of-atmosphere table's :data:`PHI_COLUMN`. ValueError naming the file, line and
+    column for an empty cell, a negative phi or a second value: a negative phi surfaced as DataBlock's 'phi_mv must be
+    finite and >= 0, got -5.0' without line or column, and an empty cell or mixed values dropped the phi without a
+    word (walk-through by helper-87, session 21)."""
+    col = table.extra[PHI_COLUMN]
+    lines = table.lines if table.lines.shape == col.shape else np.arange(1, col.size + 1)
+    for i, value in enumerate(col):
+        line = int(lines[i])
+        if not np.isfinite(value):  # read_table refuses NaN / inf text: an empty cell
+            raise _err(table.path, line, PHI_COLUMN, "empty field: the column gives the force-field phi (MV) of "
+                                                     "every row; fill it, or remove the column")
+        if value < 0:
+            raise _err(table.path, line, PHI_COLUMN, f"phi {value:g} MV is negative; a force-field potential is "
+                                                     ">= 0 MV")
+        if value != col[0]:
+            raise _err(table.path, line, PHI_COLUMN,
+                       f"phi {value:g} MV differs from {col[0]:g} MV on line {int(lines[0])}: a block has one "
+                       "modulation period (one phi); split the file by period, or from Python pass phi_mv= to "
+                       "block_from_table")
+    return float(col[0])
+
+
+def _species_problem(table: MeasurementTable) -> str:
+    """Why a flux table's species is not a nuclear element, and how to fix it from the CLI (the file name) and from
+    Python: the hint was only 'pass species= to read_table' (walk-through by helper-87, session 21)."""
+    name = Path(table.path).name
+    rename = (f"rename the file so that one '_'-separated part of its name is the element, an element symbol "
+              f"('B', 'C', 'O', ...) or one of {', '.join(repr(w) for w in NAMED_SPECIES)} (e.g. "
+              f"'MyExp_B_Ekn.csv'), or, from Python, pass species= to crnet.data.read_table")
+    if table.species is None:
+        return f"the species could not be inferred from the file name {name!r} (no element or several); {rename}"
+    if table.species in LEPTON_SPECIES.values() or "/" in table.species:
+        return (f"species {table.species!r} (from the file name {name!r}) is not a nuclear element; only nuclear "
+                f"fluxes enter the chi^2 as data blocks; if the file holds a nuclear flux, {rename}")
+    return (f"species {table.species!r} is not a nuclear element: pass an element symbol ('B', 'C', ...) as "
+            "species= to crnet.data.read_table")  # infer_species gives elements, ratios or leptons: species= gave it
 
 
 @dataclass(frozen=True)
