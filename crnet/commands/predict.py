@@ -24,11 +24,14 @@ def register(app: typer.Typer) -> None:
         dataset: str | None = typer.Option(None, "--dataset", help="Data set profiling q_C of spectra files without "
                                            "normalisations (default: the model's, else "
                                            f"{DEFAULT_DATASET!r})."),
-        skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out records with unusable spectra."),
+        skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out records with unusable spectra "
+                                          "(or, in a spectra file, a solve that did not converge); fails when it "
+                                          "leaves out every record."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
-        """Predict the 10 Table 1 parameters (or, for a Check Machine, the inside-region probability)."""
+        """Predict the 10 Table 1 parameters (or, for a Check Machine, the inside-region probability). Exit status 2
+        for bad input, 1 when --skip-invalid leaves out every record (nothing is written)."""
         from crnet.machines.inference import model_meta, predict_file, prediction_suffix, summary, write_predictions
         from crnet.machines.modelfile import Predictor  # torch is imported only when predicting
 
@@ -39,6 +42,13 @@ def register(app: typer.Typer) -> None:
             check_input_file(spectra, "--spectra")
             predictor = Predictor.load(check_model_archive(model, "--model"), device)
             pred = predict_file(predictor, spectra, dataset=dataset, skip_invalid=skip_invalid)
+            if pred.index.size == 0:
+                # every record skipped: a header-only file and exit status 0 read as a successful prediction
+                # (walk-through by helper-87, session 21); status 1, as for a run that found nothing, nothing written
+                why = "non-finite parameters" if predictor.model.is_check else "unusable spectra or not converged"
+                typer.echo(f"error: --spectra {spectra}: all {pred.skipped.size} records were skipped ({why}); "
+                           "nothing predicted" + (f", {out} not written" if out is not None else ""), err=True)
+                raise typer.Exit(code=1)
             if out is not None:
                 write_predictions(pred, out, {**model_meta(model), "spectra": str(spectra.resolve())})
         except (ValueError, StoreError) as exc:
@@ -48,8 +58,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(info, indent=2))
             return
-        typer.echo(f"{info['n_predicted']} records predicted, {info['n_skipped']} skipped (unusable spectra or, in a "
-                   "mock store, not converged)"
+        typer.echo(f"{info['n_predicted']} records predicted, {info['n_skipped']} skipped (unusable spectra or not "
+                   "converged)"
                    + (f"; written to {out}" if out is not None else ""))
         if "frac_outside_box_any" in info:
             typer.echo(f"share of predictions outside the prior box: {info['frac_outside_box_any']:.3%}")

@@ -9,7 +9,9 @@ Accepted inputs:
 * a spectra file of :mod:`crnet.spectra_io` (``flux_lis``, no normalisations): q_C is profiled against a
   data set with :func:`crnet.likelihood.chi2` (the normalisations are determined by chi^2, paper Sec. 4.3),
   then the features are built the same way; its ``params`` are kept as the truth when they are the 10
-  Table 1 columns.
+  Table 1 columns. Its models whose solve did not converge (``converged`` false) are unusable inputs: refused,
+  or left out with ``skip_invalid``, like records with unusable fluxes (the file was named on purpose, unlike
+  the routine failures of a store).
 
 A Check Machine classifies the file's parameters instead of reading spectra.
 """
@@ -46,8 +48,8 @@ class Predictions:
     index : (n,) record numbers in the input file; params : (n, 10) predicted parameters in
     PARAM_NAMES units (regressors) or None; prob_inside : (n,) Check Machine probabilities or None;
     truth : (n, 10) parameters stored in the input (None when absent); skipped : records left out
-    because their spectra are unusable (non-positive / non-finite fluxes of Li, Be, B, C, O) or, in a mock
-    store, their solve did not converge.
+    because their spectra are unusable (non-positive / non-finite fluxes of Li, Be, B, C, O) or their solve did
+    not converge (in a mock store always; in a spectra file with ``skip_invalid``).
     """
 
     index: np.ndarray
@@ -89,9 +91,10 @@ def check_model_dataset(metadata: Mapping[str, Any], dataset: str, model: Path |
 
 def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = None, skip_invalid: bool = False,
                  block_size: int = DEFAULT_BLOCK_SIZE) -> Predictions:
-    """Predict every record of ``path`` (see the module docstring). Records with unusable spectra raise
-    ValueError unless ``skip_invalid``, which leaves them out (listed in ``skipped``); a file with no records
-    raises ValueError naming it.
+    """Predict every record of ``path`` (see the module docstring). Records with unusable spectra (in a spectra
+    file also those whose solve did not converge) raise ValueError unless ``skip_invalid``, which leaves them out
+    (listed in ``skipped``); a file with no records raises ValueError naming it. A result with every record
+    skipped is returned empty: the caller decides (``crnet predict`` fails on it).
 
     ``dataset``: the data set q_C of a spectra file (no stored normalisations) is profiled against; None = the
     model's (its metadata ``dataset``, else crnet.data.DEFAULT_DATASET). Another data set than the model's is
@@ -144,7 +147,13 @@ def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = N
             raise ValueError(f"{path}: holds no spectra to predict from")
         q_c = chi2(spectra, dataset).q_c
         feats, ok = features_from_raw(raw, q_c, spectra.ekin_gev_per_n, strict=False)
-        _bad(ok, skip_invalid, path, "unusable spectra")
+        # a solve that did not converge is no spectrum to predict from, here as in a store; the file was named on
+        # purpose, so it is refused unless --skip-invalid (it was predicted as if converged: walk-through by
+        # helper-87, session 21)
+        converged = np.asarray(spectra.converged, dtype=bool)
+        _bad(converged, skip_invalid, path, _not_converged(spectra.residual, converged))
+        _bad(ok | ~converged, skip_invalid, path, "unusable spectra")
+        ok &= converged
         index.append(np.flatnonzero(ok))
         skipped.append(np.flatnonzero(~ok))
         pred.append(predictor.predict(feats[ok], spectra.ekin_gev_per_n))
@@ -159,6 +168,13 @@ def _bad(ok: np.ndarray, skip: bool, path: Path, what: str, offset: int = 0) -> 
         first = offset + int(np.argmin(ok))
         raise ValueError(f"{path}: {int((~ok).sum())} records with {what} (first: record {first}); the model "
                          "refuses them - pass --skip-invalid to leave them out")
+
+
+def _not_converged(residual: np.ndarray, converged: np.ndarray) -> str:
+    """What :func:`_bad` says of a spectra file's records whose solve did not converge: the dataset that says so
+    and their largest residual, so that the message shows why they are refused."""
+    worst = float(np.max(residual[~converged])) if (~converged).any() else 0.0
+    return f"solves that did not converge (dataset 'converged' false, largest residual {worst:.3g})"
 
 
 def _file_params(path: Path, store: bool) -> np.ndarray | None:

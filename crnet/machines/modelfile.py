@@ -26,8 +26,10 @@ import functools
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from pickle import UnpicklingError  # the class of torch's weights-only refusal; nothing is unpickled
 
 import numpy as np
 import torch
@@ -221,7 +223,8 @@ def _json_default(obj):
 
 def load_model(path: Path | str) -> ModelFile:
     """Read a model file written by :func:`save_model` (``weights_only=True``); ValueError naming the file when it
-    is missing, not a zip archive (an HDF5 store, a text file: :func:`check_model_signature`) or not a crnet model."""
+    is missing, not a zip archive (an HDF5 store, a text file: :func:`check_model_signature`), holds pickled objects,
+    is not a crnet model or has NaN / inf network weights (:func:`_check_finite_weights`)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such model file")
@@ -229,8 +232,12 @@ def load_model(path: Path | str) -> ModelFile:
     raw = path.read_bytes()  # read once: the digest is that of the bytes loaded (model files are a few MB)
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except UnpicklingError as exc:
+        # torch's text runs to many lines and advises loading with weights_only=False, i.e. running the pickle,
+        # which crnet never does: one line naming the file instead (walk-through by helper-87, session 21)
+        raise ValueError(_pickle_refusal(path, exc)) from None
     except Exception as exc:  # torch raises several types for foreign / corrupt files
-        raise ValueError(f"{path}: not a crnet model file ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{path}: not a crnet model file ({type(exc).__name__}: {_first_line(exc)})") from None
     source_sha256 = hashlib.sha256(raw).hexdigest()
     del raw  # the tensors are built: do not hold the file's bytes too while the networks are checked
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
@@ -238,6 +245,7 @@ def load_model(path: Path | str) -> ModelFile:
     if payload.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
         raise ValueError(f"{path}: model format version {payload.get('format_version')} is not supported "
                          f"(this crnet reads versions {list(SUPPORTED_FORMAT_VERSIONS)})")
+    _check_finite_weights(path, payload)
     try:
         model = _model_from_payload(path, payload)
         model.source_sha256 = source_sha256
@@ -248,6 +256,47 @@ def load_model(path: Path | str) -> ModelFile:
         if str(exc).startswith(str(path)):
             raise
         raise ValueError(f"{path}: malformed crnet model file ({exc})") from None
+
+
+UNSAFE_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
+"""How torch's weights-only refusal names the pickled object (class or function) a file asks for."""
+
+
+def _pickle_refusal(path: Path, exc: Exception) -> str:
+    """One line for a torch archive the weights-only loader refused: it asks for pickled objects (named when torch
+    names them). Never torch's own text, which tells how to load the file with ``weights_only=False``."""
+    found = UNSAFE_GLOBAL.search(str(exc))
+    what = f" ({found.group(1)})" if found else ""
+    return (f"{path}: not a crnet model file: it holds pickled objects{what}, which crnet never loads (a model file "
+            "written by `crnet train` holds only tensors, numbers and text)")
+
+
+def _first_line(exc: Exception) -> str:
+    """The first non-empty line of an exception's text (torch's messages run to several lines)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def _check_finite_weights(path: Path, payload: dict) -> None:
+    """ValueError naming the file and the tensor when a network weight of ``payload`` (its ``state_dict``, and each
+    ensemble member's) is NaN or inf. Such a file loaded, and `crnet predict` wrote NaN parameters with exit status 0
+    (the scalers were checked, the weights were not: walk-through by helper-87, session 21). Entries that are no
+    dict or no tensor are left to :func:`_model_from_payload`, which reports a malformed file."""
+    dicts = [("state_dict", payload.get("state_dict"))]
+    members = payload.get("members")
+    if isinstance(members, list):
+        dicts += [(f"ensemble member {k + 1}'s state_dict", m.get("state_dict"))
+                  for k, m in enumerate(members) if isinstance(m, dict)]
+    for where, sd in dicts:
+        if not isinstance(sd, dict):
+            continue
+        for name, tensor in sd.items():
+            if not (isinstance(tensor, torch.Tensor) and (tensor.is_floating_point() or tensor.is_complex())):
+                continue  # integer buffers (counters) are always finite
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise ValueError(f"{path}: {where} tensor {name!r} holds {bad} NaN or inf value(s) of "
+                                 f"{tensor.numel()}; every network weight must be finite (the model would predict "
+                                 "NaN): retrain it, or use another model file")
 
 
 def _model_from_payload(path: Path, payload: dict) -> ModelFile:
