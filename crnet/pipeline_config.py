@@ -12,7 +12,8 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
 * ``[scan]``: :class:`crnet.scan.runner.ScanConfig` fields (``[scan.grid]`` = dr_kpc, dz_kpc, ekin_factor and the
   stretched halo z_uniform_half_kpc, z_stretch_factor, dz_max_kpc, the loss stencil loss_scheme and the half-lives
   half_lives ("galprop" or "measured"), see
-  crnet.scan.models.GridConfig);
+  crnet.scan.models.GridConfig; dz_kpc must leave an interior z node for the prior box's smallest halo, 1 kpc:
+  dz_kpc <= 1 always does, and z_stretch_factor / dz_max_kpc need z_uniform_half_kpc);
   its grid, solver mode, backend, tol, max_steps and data set are also used for every re-simulation;
 * ``[train]``: machines (names ``A-paper``, ``A-crnet``, ``B-paper``, ``B-crnet``), check (bool),
   epochs, batch_size, patience (early stopping of the crnet machines and the Check Machine, default 20; the
@@ -33,17 +34,24 @@ Config sections (all optional except ``[run] out``; see configs/pipeline_*.toml)
 * ``[feedback]``: machines (subset of train.machines), and :class:`crnet.feedback.FeedbackConfig` fields except
   ``sim`` and ``progress`` (re-simulations use the [scan] solver settings, progress is [run]'s); its ``seed`` (closure
   noise of the feedback loop and the evaluation) defaults to the [run] seed, so replicate runs draw their own;
-* ``[measured]``: enabled (bool), dataset."""
+* ``[measured]``: enabled (bool), dataset.
+
+A value a section's checks refuse is named with its section (``[scan] backend must be one of ...``,
+``[scan.grid] dz_kpc ...``); these checks run when the config is read, before any file is written."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from crnet.config_fields import check_fields, check_seed
 from crnet.feedback import FeedbackConfig, SimConfig
+from crnet.scan.models import GridConfig
 from crnet.scan.runner import ScanConfig
 
 MACHINE_NAMES: dict[str, tuple[str, str, str]] = {
@@ -181,11 +189,44 @@ class PipelineConfig:
                          dataset=s.dataset, batch_size=s.batch_size or s.n_chains)
 
 
-def _section(cls, raw: Any, name: str):
+_CLASS_PREFIX = re.compile(r"^[A-Z]\w*(?:\.|: )")
+"""A library message's leading 'SamplerConfig.' / 'SamplerConfig: ' (the class in Python terms), which the section
+name replaces in a config's message."""
+
+
+def section_message(name: str, exc: Exception) -> str:
+    """A section dataclass's ValueError message prefixed with its section, ``[scan] backend must be one of ...``: the
+    library checks name the field only (they are used from Python too), and a config's reader could not tell which
+    of [scan], [train], [feedback] had the refused key (walk-through by helper-87, session 21). A message that names
+    its section already (it starts with '[') is kept."""
+    message = str(exc)
+    if message.startswith("["):
+        return message
+    return f"[{name}] {_CLASS_PREFIX.sub('', message, count=1)}"
+
+
+def _section(cls: type, raw: Any, name: str) -> Any:
+    """Dataclass ``cls`` from the TOML table ``raw`` of section ``name`` ('scan', 'scan.grid'): keys and types
+    checked (crnet.config_fields.check_fields), the tables of nested dataclass fields ([scan.grid], [scan.sampler])
+    built here as sections of their own, and every ValueError of the dataclass's checks prefixed with the section
+    (:func:`section_message`), in this one place. A [scan.grid] table is also checked as a user's grid options
+    (:meth:`GridConfig.check_stretch_options`)."""
     if not isinstance(raw, dict):
         raise ValueError(f"[{name}] must be a table of settings, got {raw!r}")
     check_fields(cls, raw, name)
-    return cls(**raw)
+    hints = typing.get_type_hints(cls)
+    values = dict(raw)
+    for key, value in raw.items():
+        nested = [t for t in (typing.get_args(hints[key]) or (hints[key],)) if dataclasses.is_dataclass(t)]
+        if nested and isinstance(value, dict):
+            values[key] = _section(nested[0], value, f"{name}.{key}")
+    try:
+        section = cls(**values)
+        if cls is GridConfig:  # the user's values, not a record of an earlier run (GridConfig.check_stretch_options)
+            GridConfig.check_stretch_options(values)
+        return section
+    except ValueError as exc:
+        raise ValueError(section_message(name, exc)) from None
 
 
 def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:

@@ -30,6 +30,15 @@ def _as_model_table(name: str, arr: np.ndarray, n_e: int) -> np.ndarray:
     return arr
 
 
+def _no_interior_node_message(model: int, z_halo_kpc: float, dz_kpc: float, z_nearest_kpc: float) -> str:
+    """The refusal of a halo with no interior z node, in the terms a user sets (walk-through by helper-87, session 21:
+    it said only 'z_half_kpc = 5.89 leaves no interior z node', from inside a scan)."""
+    return (f"model {model}: its halo z_halo_kpc = {z_halo_kpc:.4g} kpc leaves no interior z node on this grid: the "
+            f"z step dz is {dz_kpc:g} kpc and the node nearest the disc lies at |z| = {z_nearest_kpc:g} kpc, but the "
+            "halo boundary must lie more than half a step beyond a node. Use a z step dz <= "
+            f"{z_halo_kpc:.4g} kpc (the galdef's dz; crnet: --dz or [scan.grid] dz_kpc) or a larger z_halo_kpc")
+
+
 def radial_coefficients(grid: Grid, dxx_cm2_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GALPROP's cylindrical r stencil, each (n_r, n_E, B) in s^-1.
 
@@ -77,7 +86,7 @@ def vertical_coefficients(
     interior = (zh[None, :] - np.abs(z)[:, None]) > (0.5 - _ON_BOUNDARY_FRACTION) * dz
     if not interior.any(axis=0).all():
         bad = int(np.nonzero(~interior.any(axis=0))[0][0])
-        raise ValueError(f"model {bad}: z_half_kpc = {zh[bad]} leaves no interior z node")
+        raise ValueError(_no_interior_node_message(bad, zh[bad], dz, float(np.abs(z).min())))
     # Geometric factors in units of D/dz^2, (n_z, B): GALPROP's rows, then Shortley-Weller rows at the
     # outermost interior nodes (vectorised over models: this runs for every species of every batch).
     g1 = np.ones((n_z, n_b))
@@ -120,7 +129,7 @@ def _vertical_coefficients_stretched(
     interior = dist > (0.5 - _ON_BOUNDARY_FRACTION) * h_out[:, None]
     if not interior.any(axis=0).all():
         bad = int(np.nonzero(~interior.any(axis=0))[0][0])
-        raise ValueError(f"model {bad}: z_half_kpc = {zh[bad]} leaves no interior z node")
+        raise ValueError(_no_interior_node_message(bad, zh[bad], grid.dz_kpc, float(np.abs(z).min())))
     lo = np.broadcast_to(h_lo[:, None], (n_z, n_b)).copy()
     hi = np.broadcast_to(h_hi[:, None], (n_z, n_b)).copy()
     cols = np.arange(n_b)

@@ -15,11 +15,12 @@ import functools
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
 import typer
 
 from crnet.commands.io_checks import flag_message
@@ -41,9 +42,10 @@ GRID_OPTIONS: tuple[tuple[str, Any], ...] = (
         "(crprop GalaxySetup.z_uniform_half_kpc); default GALPROP's uniform grid.")]),
     ("z_stretch_factor", Annotated[float | None, typer.Option(
         "--z-stretch-factor", help="Stretched halo: ratio of neighbouring z steps beyond --z-uniform-half "
-        "(default 1.15).")]),
+        "(default 1.15; with --dz-max, only together with --z-uniform-half).")]),
     ("dz_max_kpc", Annotated[float | None, typer.Option(
-        "--dz-max", help="Stretched halo: largest z step, kpc, >= --dz (default 1.0).")]),
+        "--dz-max", help="Stretched halo: largest z step, kpc, >= --dz (default 1.0, whatever --dz: a --dz above it "
+        "needs --dz-max).")]),
     ("loss_scheme", Annotated[str | None, typer.Option(
         "--loss-scheme", help="Momentum-loss stencil: upwind1 (GALPROP's, default) or upwind2 (second order; "
         "not with --mode galprop).")]),
@@ -65,10 +67,51 @@ GRID_FLAGS: dict[str, str] = {name: _flag(option) for name, option in GRID_OPTIO
 """GridConfig field -> its command-line flag ('dr_kpc' -> '--dr'), for messages that name the option."""
 
 
+_FIELD_WORD = re.compile(r"(?<![\w.'\"])(" + "|".join(sorted(GRID_FLAGS, key=len, reverse=True)) + r")(?![\w'\"])")
+"""A GridConfig field named as a word of a message, not inside a quoted value (``got 'dr_kpc'``: the user's) nor as
+part of a dotted name (``GalaxySetup.dz_kpc``)."""
+
+
 def grid_message(exc: Exception) -> str:
-    """A GridConfig message with its fields named by flag: every message starts with its field, and names another
-    only as '>= dz_kpc (' in the stretched halo's checks (the value refused, the user's, is left as it is)."""
-    return re.sub(r">= dz_kpc \(", f">= {GRID_FLAGS['dz_kpc']} (", flag_message(str(exc), GRID_FLAGS), count=1)
+    """A GridConfig message with its fields named by flag: every message starts with its field, and the stretched
+    halo's and the halo's checks name others ('>= dz_kpc (', 'needs z_uniform_half_kpc', 'use dz_kpc <= 1'), which
+    are flags on the command line too (walk-through by helper-87, session 21: 'set dz_max_kpc' in a CLI message); a
+    quoted value refused, the user's, is left as it is (``--half-lives dr_kpc``: got 'dr_kpc')."""
+    return _FIELD_WORD.sub(lambda m: GRID_FLAGS[m.group(1)], flag_message(str(exc), GRID_FLAGS))
+
+
+_GALDEF_DZ = "the galdef's dz"
+"""How crnet simulate names its z step when --dz is not given: the galdef's key, which --dz would replace."""
+
+
+def check_galdef_grid(setup: Any, given: Mapping[str, Any], z_halos_kpc: Sequence[float]) -> None:
+    """crnet simulate's checks of the grid it will propagate on, before any work: ``setup`` (a crprop GalaxySetup,
+    its galdef's with the grid options ``given`` applied; {GridConfig field: value}, from
+    ``@with_given_grid_options``) for the models of halos ``z_halos_kpc`` (kpc). GridConfig's rules
+    (``check_stretch_options``, ``check_stretched_halo``, ``check_halo`` of :class:`crnet.scan.models.GridConfig`)
+    on the galdef's dz instead of the paper's and the models' halos instead of the prior box's smallest:
+    --z-stretch-factor / --dz-max need --z-uniform-half, the stretched halo must reach dz (--dz-max not given:
+    GalaxySetup's 1.0 kpc, named as the default), and every model's halo needs an interior z node; ValueError
+    naming the options, and the galdef's dz as such when --dz is not given.
+    Before, these failed inside the propagation in crprop's field names (``dz_max_kpc must be >= dz_kpc``), or
+    not at all (the stretch options without --z-uniform-half ran on the uniform grid and were recorded as applied;
+    walk-through by helper-87, session 21)."""
+    from crnet.scan.models import GridConfig
+
+    def named(exc: Exception) -> str:
+        message = str(exc)
+        if "dz_kpc" not in given:  # the dz in the message is the galdef's, not an option given
+            message = re.sub(r"(^|>= )dz_kpc\b", lambda m: m.group(1) + _GALDEF_DZ, message)
+        return grid_message(ValueError(message))
+
+    try:
+        GridConfig.check_stretch_options(given)  # the galdef's grid has no stretched halo: only an option sets one
+        GridConfig.check_stretched_halo(given, float(setup.dz_kpc))
+        if len(z_halos_kpc):
+            i = int(np.argmin(z_halos_kpc))
+            GridConfig.check_halo(setup, float(z_halos_kpc[i]), f"model {i}'s z_halo_kpc = {z_halos_kpc[i]:g} kpc")
+    except ValueError as exc:
+        raise ValueError(named(exc)) from None
 
 
 def store_sim(store: Path | str, backend: str, grid: dict[str, Any] | None = None, **given: Any) -> SimConfig:
@@ -125,6 +168,10 @@ def _grid_decorator(command: Callable[..., Any], given_only: bool) -> Callable[.
             if given_only:  # the dz the stretched halo must reach is the galdef's or the store's: checked there
                 GridConfig.check_options(values)
             else:
+                # the stretch options without --z-uniform-half changed nothing and were recorded as applied
+                # (walk-through by helper-87, session 21; a store's, given_only, may have it), after each value's check
+                GridConfig.check_options(values)
+                GridConfig.check_stretch_options(values)
                 grid = GridConfig(**values)
         except ValueError as exc:  # e.g. --half-lives lab: a usage error naming the flag, not a traceback
             typer.echo(f"error: {grid_message(exc)}", err=True)

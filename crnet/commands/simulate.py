@@ -13,7 +13,7 @@ import numpy as np
 import typer
 
 from crnet import __version__
-from crnet.commands.grid_options import with_given_grid_options
+from crnet.commands.grid_options import check_galdef_grid, with_given_grid_options
 from crnet.commands.io_checks import check_output
 
 MODE_HELP = "fast (converged steady state) | galprop (GALPROP's time ladder) | exact (sparse direct, small grids)"
@@ -60,10 +60,26 @@ def _load_params_toml(path: Path):
     return out, resolved
 
 
-def _echo_galdef_warnings(galdef, path: Path) -> None:
-    """What GALPROP would do differently from what the galdef seems to say (repeated keys, ...), on stderr."""
+STEP_OPTIONS: dict[str, str] = {"dr": "dr_kpc", "dz": "dz_kpc"}
+"""Galdef grid step -> the GridConfig field (grid option) that replaces it."""
+
+
+def _echo_galdef_warnings(galdef, path: Path, grid: dict[str, Any] | None = None) -> None:
+    """What GALPROP would do differently from what the galdef seems to say (repeated keys, ...), on stderr. A note
+    on a grid step the grid options replace (--dr, --dz) is given for the step used, naming the option, not for the
+    galdef's (walk-through by helper-87, session 21: a galdef's dz = 5.0 was warned about under --dz 1.3)."""
+    from crnet.commands.grid_options import GRID_FLAGS
+    from crprop.galprop.galdef import grid_step_note
+
+    used = {step: (grid or {}).get(field) for step, field in STEP_OPTIONS.items()}
+    replaced = {grid_step_note(galdef, step) for step, value in used.items() if value is not None}
     for note in galdef.warnings:
-        typer.echo(f"warning: galdef {path}: {note}", err=True)
+        if note not in replaced:
+            typer.echo(f"warning: galdef {path}: {note}", err=True)
+    for step, value in used.items():
+        note = None if value is None else grid_step_note(galdef, step, value)
+        if note is not None:
+            typer.echo(f"warning: galdef {path} with {GRID_FLAGS[STEP_OPTIONS[step]]} {value:g}: {note}", err=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -115,7 +131,7 @@ def register(app: typer.Typer) -> None:
             check_output(out, overwrite=overwrite, inputs={"--galdef": galdef, "--params": params})
             if galdef is not None:
                 g = read_galdef(galdef)
-                _echo_galdef_warnings(g, galdef)
+                _echo_galdef_warnings(g, galdef, grid)
                 plist = [params_from_galdef(g, check_prior=False)]
                 setup = GalaxySetup.from_galdef(g, order=order)
                 check_prior = False  # a galdef is taken as GALPROP would run it
@@ -129,11 +145,14 @@ def register(app: typer.Typer) -> None:
                         raise ValueError(f"{params}: model {i}: {msg}") from None
                 g = read_galdef(gpath or paper_galdef_path())
                 if gpath is not None:  # the shipped paper galdef's notes are known (README)
-                    _echo_galdef_warnings(g, gpath)
+                    _echo_galdef_warnings(g, gpath, grid)
                 setup = GalaxySetup.from_galdef(g, order=order)
             changes = {name: value for name, value in (grid or {}).items() if name != "half_lives"}
             setup = apply_half_lives(setup.with_changes(**changes) if changes else setup,
                                      (grid or {}).get("half_lives"))
+            # the stretched halo and every model's halo on the grid it will run on, by option, before any work
+            # (walk-through by helper-87, session 21)
+            check_galdef_grid(setup, grid or {}, [p.z_halo_kpc for p in plist])
         except (GaldefError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

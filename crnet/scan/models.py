@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -106,7 +106,14 @@ class GridConfig:
     z_stretch_factor times the previous one, up to dz_max_kpc (kpc). None/None/None: GALPROP's uniform z grid.
     loss_scheme: the momentum-loss stencil (crprop.discretization.LOSS_SCHEMES; None = GALPROP's 'upwind1').
     half_lives: 'galprop' (None: GALPROP's tables, 10Be 1.60 Myr) or 'measured' (crprop.nuclear.decay.
-    MEASURED_HALF_LIVES_YR: 10Be 1.387 Myr)."""
+    MEASURED_HALF_LIVES_YR: 10Be 1.387 Myr).
+
+    Checked when made (:meth:`check_options`, :meth:`check_stretched_halo`, :meth:`check_halo`): the stretched halo
+    must reach dz (dz_max_kpc not set is GalaxySetup's 1.0 kpc, whatever dz), and the z lattice must leave an
+    interior z node for the smallest halo of the prior box (crprop.params.PRIOR_BOX z_halo_kpc, 1 kpc), so that a
+    config that cannot run is refused before any file is written. Where a user's values come in (command-line
+    options, the pipeline's [scan.grid]), :meth:`check_stretch_options` also refuses z_stretch_factor and dz_max_kpc
+    without z_uniform_half_kpc (walk-through by helper-87, session 21)."""
 
     dr_kpc: float | None = None
     dz_kpc: float | None = None
@@ -117,6 +124,11 @@ class GridConfig:
     loss_scheme: str | None = None
     half_lives: str | None = None
 
+    STRETCH_SHAPE_FIELDS: ClassVar[tuple[str, ...]] = ("z_stretch_factor", "dz_max_kpc")
+    """Fields that shape the stretched halo beyond z_uniform_half_kpc (unused without it)."""
+    STRETCH_FIELDS: ClassVar[tuple[str, ...]] = ("z_uniform_half_kpc",) + STRETCH_SHAPE_FIELDS
+    """Fields of the stretched halo (crprop.galaxy.GalaxySetup.grid)."""
+
     def __post_init__(self) -> None:
         self.check_options(vars(self))
         if self.half_lives == "galprop":  # one spelling of the default, so that cache keys and resumes agree
@@ -126,7 +138,9 @@ class GridConfig:
         for name, default in paper_grid_defaults().items():
             if getattr(self, name) == default:
                 setattr(self, name, None)
-        self._check_stretched_halo()
+        paper = paper_grid_defaults()
+        self.check_stretched_halo(vars(self), self.dz_kpc if self.dz_kpc is not None else paper["dz_kpc"])
+        self._check_halo_interior()
 
     @staticmethod
     def check_options(values: dict[str, Any]) -> None:
@@ -147,21 +161,96 @@ class GridConfig:
             if values.get(name) is not None:
                 check(values[name])
 
-    def _check_stretched_halo(self) -> None:
-        """With a stretched halo (z_uniform_half_kpc set), its uniform part and its largest step must reach dz
-        (given or the galdef's), as crprop.galaxy.GalaxySetup requires; without one, z_stretch_factor and dz_max_kpc
-        are unused (a store records GalaxySetup's 1.0 kpc dz_max next to a 1.3 kpc dz)."""
-        if self.z_uniform_half_kpc is None:
+    @staticmethod
+    def check_stretch_options(values: Mapping[str, Any]) -> None:
+        """z_stretch_factor and dz_max_kpc of ``values`` (GridConfig fields as a user gave them, None = not given)
+        shape the halo beyond z_uniform_half_kpc: without it (GALPROP's uniform z grid) a value other than
+        GalaxySetup's default is refused, naming the field, since it would change nothing while a store or an output
+        file recorded it as applied (walk-through by helper-87, session 21). GalaxySetup's defaults themselves (1.15,
+        1.0 kpc) pass: they change nothing either way.
+
+        Checked where a user's values come in (crnet scan / fit options, crnet simulate, the pipeline's [scan.grid]),
+        not in __post_init__: a GridConfig is also made from what earlier runs recorded (crnet.scan.models.
+        normalised_grid, stage markers, stores), which such an option, accepted before session 21, may hold, and a
+        record that could not be made would not be normalised for the comparison with the current settings."""
+        defaults = paper_grid_defaults()
+        shaping = [name for name in GridConfig.STRETCH_SHAPE_FIELDS
+                   if values.get(name) is not None and values[name] != defaults[name]]
+        if values.get("z_uniform_half_kpc") is not None or not shaping:
             return
+        named, several = " and ".join(shaping), len(shaping) > 1
+        raise ValueError(f"{shaping[0]} = {values[shaping[0]]:g} needs z_uniform_half_kpc: {named} "
+                         f"{'shape' if several else 'shapes'} the stretched halo, which z_uniform_half_kpc turns on "
+                         "(uniform z steps up to that |z|, wider beyond); without it the z grid is uniform and "
+                         f"{named} would change nothing. Set z_uniform_half_kpc or leave {'them' if several else 'it'} "
+                         "out")
+
+    @staticmethod
+    def check_stretched_halo(values: Mapping[str, Any], dz_kpc: float) -> None:
+        """With a stretched halo (z_uniform_half_kpc of ``values`` set; GridConfig fields, None = not set), its
+        uniform part and its largest step must reach the z step ``dz_kpc`` (kpc; given, the galdef's or a store's),
+        as crprop.galaxy.GalaxySetup requires; ValueError naming the field (GridConfig, and crnet simulate on its
+        galdef's grid: one rule for both). Without one, z_stretch_factor and dz_max_kpc are unused here (a store
+        records GalaxySetup's 1.0 kpc dz_max next to a 1.3 kpc dz; :meth:`check_stretch_options`).
+
+        dz_max_kpc not set means GalaxySetup's 1.0 kpc, also when dz is larger: a default that followed dz
+        (dz_max = dz) would make the 'stretched' halo uniform, silently, and any other multiple of dz would be a grid
+        nobody chose; so that case is refused with the default named and the value to give (walk-through by
+        helper-87, session 21)."""
         from crprop.grid import check_stretched_halo
 
-        paper = paper_grid_defaults()
-        dz = self.dz_kpc if self.dz_kpc is not None else paper["dz_kpc"]
+        z_uniform = values.get("z_uniform_half_kpc")
+        if z_uniform is None:
+            return
+        dz_max = values.get("dz_max_kpc")
         try:
-            check_stretched_halo(self.z_uniform_half_kpc, self.dz_max_kpc or paper["dz_max_kpc"], dz)
+            check_stretched_halo(z_uniform, paper_grid_defaults()["dz_max_kpc"] if dz_max is None else dz_max, dz_kpc)
         except ValueError as exc:
-            default = " (the default)" if self.dz_max_kpc is None and str(exc).startswith("dz_max_kpc") else ""
-            raise ValueError(f"{exc}{default}") from None
+            if dz_max is None and str(exc).startswith("dz_max_kpc"):
+                raise ValueError(f"{exc} (the default, below the z step: set dz_max_kpc >= {dz_kpc:g} kpc, the "
+                                 "stretched halo's largest z step)") from None
+            raise
+
+    def _check_halo_interior(self) -> None:
+        """The z lattice must leave an interior z node for every halo the scans, fits and re-simulations on this
+        grid can reach: the whole Table 1 box (MCMC chains walk it, the designs cover it; a start only centres
+        them), down to PRIOR_BOX's smallest z_halo_kpc. Before, a 100 kpc dz failed inside the scan, after the
+        pipeline had written an empty store and a stage marker (walk-through by helper-87, session 21)."""
+        from crprop.params import PRIOR_BOX
+
+        z_low = PRIOR_BOX["z_halo_kpc"][0]
+        changes = {name: getattr(self, name) for name in ("dz_kpc",) + self.STRETCH_FIELDS
+                   if getattr(self, name) is not None}
+        paper = self._paper_setup()
+        setup = paper.with_changes(**changes) if changes else paper
+        self.check_halo(setup, z_low, f"z_halo_kpc = {z_low:g} kpc, the smallest halo of the prior box "
+                        "(crprop.params.PRIOR_BOX), which a scan can reach")
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1)
+    def _paper_setup():
+        """crprop.galaxy.GalaxySetup.paper(), read once: the halo check builds a z lattice for every GridConfig
+        (reading the galdef and building the network costs ~25 ms; with_changes makes fresh copies)."""
+        from crprop.galaxy import GalaxySetup
+
+        return GalaxySetup.paper()
+
+    @staticmethod
+    def check_halo(setup, z_halo_kpc: float, halo: str) -> None:
+        """ValueError, led by dz_kpc, unless the z lattice of ``setup`` (a crprop GalaxySetup) leaves an interior z
+        node for a halo of ``z_halo_kpc`` (kpc; ``halo`` describes it in the message), as
+        crprop.discretization.vertical_coefficients needs; the message gives the largest dz always allowed."""
+        from crprop.grid import smallest_halo_kpc
+
+        z = setup.grid(z_halo_kpc).z_kpc
+        if z_halo_kpc > smallest_halo_kpc(z):
+            return
+        raise ValueError(f"dz_kpc = {setup.dz_kpc:g} kpc leaves no interior z node for {halo}: the z node nearest "
+                         f"the disc lies at |z| = {float(np.abs(z).min()):g} kpc and the halo boundary must lie more "
+                         f"than half a z step beyond a node; use dz_kpc <= {z_halo_kpc:g} kpc (the largest value that "
+                         f"works on any lattice; up to {2 * z_halo_kpc:g} kpc only where a node sits at z = 0, i.e. "
+                         f"where the galdef's halo, {setup.z_halo_kpc:g} kpc, is within a quarter step of a whole "
+                         "number of steps)")
 
     def settings(self) -> dict[str, Any]:
         """The options that are set (None = the default, left out): what cache keys and resume checks compare,

@@ -460,6 +460,26 @@ def _check_spec(spec: KeySpec, galdef: Galdef, where: str) -> None:
             raise _fail(spec, value, message, galdef, where)
 
 
+GRID_STEP_KEYS: Mapping[str, tuple[str, str]] = MappingProxyType({"dr": ("r_min", "r_max"), "dz": ("z_min", "z_max")})
+"""Galdef grid steps (kpc) -> the (lower, upper) keys of the range they divide."""
+
+
+def grid_step_note(g: Galdef, step: str, value: float | None = None) -> str | None:
+    """The warning of :func:`parse_galdef` (:attr:`Galdef.warnings`) when the step ``step`` ('dr' or 'dz',
+    :data:`GRID_STEP_KEYS`) does not divide its range into a whole number of steps, or None when it does.
+    ``value``: the step actually used, kpc, where a caller replaces the galdef's (crnet simulate --dr / --dz); None =
+    the galdef's own. The same text as the galdef's warning for the same value, so that a caller can tell the note
+    of the step it replaced (walk-through by helper-87, session 21: a galdef's dz = 5 was warned about under
+    --dz 1.3)."""
+    lo, hi = GRID_STEP_KEYS[step]
+    size = g[step] if value is None else value
+    steps = (g[hi] - g[lo]) / size
+    if abs(steps - round(steps)) <= GRID_RATIO_SLACK:
+        return None
+    return (f"({hi} - {lo}) / {step} = {steps:.6g} is not a whole number: GALPROP's nodes are {lo} + i {step} for "
+            f"i < int(that + 1.5), so the last one is not at {hi} = {g[hi]} kpc")
+
+
 def _validate(g: Galdef, where: str) -> list[str]:
     """Per-key and cross-key checks; returns warnings, raises GaldefError."""
     warnings: list[str] = []
@@ -491,11 +511,10 @@ def _validate(g: Galdef, where: str) -> list[str]:
         raise GaldefError(f"D_g_1 = {g['D_g_1']}{where}: reacceleration (D_pp ~ 1/(delta (4 - delta^2)"
                           f" (4 - delta))) needs 0 < D_g_1 < 2", "D_g_1")
     grid = g.grid()
-    for lo, hi, step in (("r_min", "r_max", "dr"), ("z_min", "z_max", "dz")):
-        steps = (g[hi] - g[lo]) / g[step]
-        if abs(steps - round(steps)) > GRID_RATIO_SLACK:
-            warnings.append(f"({hi} - {lo}) / {step} = {steps:.6g} is not a whole number: GALPROP's nodes are "
-                            f"{lo} + i {step} for i < int(that + 1.5), so the last one is not at {hi} = {g[hi]} kpc")
+    for step in GRID_STEP_KEYS:
+        note = grid_step_note(g, step)
+        if note is not None:
+            warnings.append(note)
     if grid.n_r < 3 or grid.n_z < 3 or grid.n_E < 3:
         raise GaldefError(f"grid {grid.n_r} x {grid.n_z} x {grid.n_E} (r, z, E){where}: need >= 3 nodes each",
                           "dr")
