@@ -56,14 +56,16 @@ def _process_exists(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # PermissionError: it exists, owned by someone else
+    except (OSError, OverflowError, ValueError):  # PermissionError: someone else's; a pid no process can have: keep
         return True
     return True
 
 
 def remove_stale_temporaries(path: Path | str, min_age_s: float = STALE_TEMPORARY_AGE_S) -> list[Path]:
     """Remove the temporaries of :func:`atomic_write` for ``path`` (``<name>.<pid>.tmp``) whose process no longer
-    exists and that are at least ``min_age_s`` old; returns those removed. Files of any other name are left."""
+    exists and that are at least ``min_age_s`` old; returns those removed. Files of any other name are left. Never
+    raises: it is housekeeping after a successful write, and one it cannot remove (another user's in a shared
+    directory, a directory of that name) must not fail the write, nor every later one (review by helper-92)."""
     path = Path(path)
     removed = []
     now = time.time()
@@ -75,7 +77,7 @@ def remove_stale_temporaries(path: Path | str, min_age_s: float = STALE_TEMPORAR
             if now - tmp.stat().st_mtime >= min_age_s:
                 tmp.unlink()
                 removed.append(tmp)
-        except FileNotFoundError:  # removed meanwhile by another run's sweep
+        except OSError:  # removed meanwhile by another run's sweep, not ours to remove, or a directory
             pass
     return removed
 

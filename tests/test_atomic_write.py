@@ -76,3 +76,21 @@ def test_a_write_removes_the_temporary_a_killed_writer_left(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p.name for p in (path, fresh_dead, alive, other, sibling))
     assert remove_stale_temporaries(path, min_age_s=0.0) == [fresh_dead]
+
+
+def test_a_temporary_the_sweep_cannot_remove_does_not_fail_the_write(tmp_path: Path) -> None:
+    """A directory named like a stale temporary (or another user's file in a shared directory) raised out of
+    atomic_write after the rename: the write had succeeded, and every later write of the file failed the same way
+    (review by helper-92, session 21). A pid no process can have is left alone."""
+    path = tmp_path / "out.txt"
+    stuck = tmp_path / f"out.txt.{_dead_pid()}.tmp"
+    stuck.mkdir()
+    huge = tmp_path / "out.txt.99999999999999999999.tmp"
+    huge.write_text("?")
+    old = os.stat(stuck).st_mtime - 2 * STALE_TEMPORARY_AGE_S
+    for f in (stuck, huge):
+        os.utime(f, (old, old))
+    for text in ("first", "second"):
+        atomic_write_text(path, text)
+        assert path.read_text() == text
+    assert stuck.is_dir() and huge.is_file()

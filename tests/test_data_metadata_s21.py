@@ -26,13 +26,16 @@ def _copy(tmp_path: Path, old: str, new: str) -> Path:
 
 
 @pytest.mark.parametrize("phrase", ["top of atmosphere (uncorrected to LIS)", "to be corrected to LIS later",
-                                    "spectrum was not, however, corrected to LIS", "not yet corrected to LIS"])
+                                    "spectrum was not, however, corrected to LIS", "not yet corrected to LIS",
+                                    "un-corrected to LIS", "never been corrected to LIS", "not unmodulated"])
 def test_phrases_that_deny_a_lis_correction_keep_the_file_top_of_atmosphere(tmp_path, phrase) -> None:
     path = _copy(tmp_path, DATASET_LINE, f"{DATASET_LINE}, {phrase}")
     assert not table_is_lis(read_table(path))
 
 
-@pytest.mark.parametrize("phrase", ["corrected to LIS", "unmodulated", "phi = 0"])
+@pytest.mark.parametrize("phrase", ["corrected to LIS", "unmodulated", "phi = 0", "not applied, phi = 0",
+                                    "not applicable, unmodulated", "not modelled, no solar modulation",
+                                    "taken to be unmodulated (LIS)", "assumed to be phi = 0"])
 def test_lis_markers_still_mark_a_file_interstellar(tmp_path, phrase) -> None:
     path = _copy(tmp_path, DATASET_LINE, f"{DATASET_LINE}, {phrase}")
     assert table_is_lis(read_table(path))

@@ -53,3 +53,15 @@ def test_a_chain_of_unconverged_states_alone_still_gives_a_row(tmp_path) -> None
     _chain_store(path, converged_start=False)
     row = load_mocks([str(path)]).mcmc_row(CHI2_MIN)
     assert row["gt_6sigma"] == 1.0 and row["weight_sum"] == 11.0
+
+
+def test_unconverged_design_points_count_beyond_6_sigma_in_the_design_row(tmp_path) -> None:
+    from helpers_store import write_synthetic_store
+
+    path = tmp_path / "design.h5"
+    write_synthetic_store(path, 10, seed=1, n_unconverged=5)
+    mocks = load_mocks([str(path)])
+    assert not mocks.from_chains and mocks.chi2.size == 5
+    np.testing.assert_array_equal(mocks.unconverged_weights, np.ones(5))
+    row = mocks.mcmc_row(float(mocks.chi2.min()))
+    assert row["gt_6sigma"] >= 0.5 and row["weight_sum"] == 10.0 and row["n"] == 10

@@ -160,6 +160,24 @@ def test_pickle_refusal_is_one_line_without_advice_to_load_it(files, tmp_path) -
     assert "this must never run" not in res.output
 
 
+def test_a_damaged_pickle_stream_is_called_corrupt_not_pickled_objects(tmp_path) -> None:
+    """torch raises the same UnpicklingError for a damaged data.pkl (review by helper-92, session 21)."""
+    import zipfile
+
+    good = tmp_path / "good.pt"
+    torch.save({"format": "crnet-model", "x": torch.zeros(3)}, good)
+    bad = tmp_path / "corrupt.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("data.pkl"):
+                data = b"\xff\xff" + data[2:]
+            dst.writestr(item, data)
+    with pytest.raises(ValueError, match=r"corrupt\.pt: corrupt model file: its weights cannot be read \(") as err:
+        load_model(bad)
+    assert "pickled objects" not in str(err.value) and "\n" not in str(err.value)
+
+
 def test_checkpoint_pickle_refusal_gives_no_advice_to_load_it(tmp_path) -> None:
     """read_checkpoint names only the exception type (checked by experiment, session 21): kept that way."""
     evil = tmp_path / "m.pt.ckpt"

@@ -26,7 +26,7 @@ from crnet.data.table import LEPTON_SPECIES, NAMED_SPECIES, MeasurementTable, _e
 from crprop.spectra import SYMBOL_TO_Z
 
 LIS_MARKERS: tuple[str, ...] = (r"phi\s*=\s*0(?:\.0*)?(?![\d.])", r"no solar modulation", r"\bunmodulated",
-                                 r"\bcorrected to lis\b")
+                                 r"(?<![\w-])corrected to lis\b")
 """Patterns (regular expressions, matched in the lower-cased metadata) that mark a table as an interstellar
 (unmodulated) spectrum. ``phi = 0`` must be a zero, not the start of 'phi = 0.55'; a marker preceded by a
 negation ('NOT corrected to LIS', 'not unmodulated') does not count (:data:`LIS_NEGATION`). An explicit
@@ -41,11 +41,15 @@ LIS_MARKER_KEYS: tuple[str, ...] = ("dataset", "experiment", "data_taking_period
 when it was taken, its modulation). Free text about other things - 'note', 'reference', 'upstream',
 'transformation' - is not searched: a note such as 'to compare with the unmodulated LIS apply a force field' made a
 top-of-atmosphere file interstellar and dropped its phi (walk-through, session 19)."""
-LIS_NEGATION = re.compile(r"\b(?:not|never|nor|to be)\b[\s,]+(?:\w+[\s,]+){0,2}$")
-"""A marker whose preceding text ends with this is negated: 'not', 'not yet', 'not, however,', 'never been', and
-the future 'to be' ('to be corrected to LIS later'). With :data:`LIS_MARKERS`' word boundaries, 'uncorrected to
-LIS' is no marker either (review by helper-84, session 21: both made top-of-atmosphere files interstellar, their
-model compared unmodulated: chi2 14765 against 1912 at the fitted phi)."""
+LIS_NEGATION = re.compile(r"\b(?:not|never|nor)[\s,]+(?:(?:yet|however|been|fully|entirely)[\s,]+)?$")
+"""A marker whose preceding text ends with this is negated: the negation must govern the marker itself ('not',
+'not yet', 'not, however,', 'never been'), so that 'not applied, phi = 0' or 'not applicable, unmodulated' stay
+interstellar (review of session 21 by helper-92: a looser rule, any two words after 'not', flipped them). 'uncorrected'
+and 'un-corrected to LIS' are no marker (:data:`LIS_MARKERS`), and 'to be corrected to LIS' is a future correction
+(:data:`LIS_FUTURE`) (review by helper-84, session 21: each made a top-of-atmosphere file interstellar, its model
+compared unmodulated: chi2 14765 against 1912 at the fitted phi)."""
+LIS_FUTURE = re.compile(r"\bto be\s+$")
+"""Before 'corrected to LIS' only: 'to be corrected to LIS later' negates it, 'assumed to be phi = 0' affirms."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,7 +153,9 @@ def table_is_lis(table: MeasurementTable) -> bool:
     text = " ".join(table.meta[key] for key in LIS_MARKER_KEYS if key in table.meta).lower()
     for pattern in LIS_MARKERS:
         for match in re.finditer(pattern, text):
-            if not LIS_NEGATION.search(text[: match.start()]):
+            before = text[: match.start()]
+            future = match.group().startswith("corrected") and LIS_FUTURE.search(before)
+            if not (LIS_NEGATION.search(before) or future):
                 return True
     return False
 

@@ -28,10 +28,11 @@ class Mocks:
     temperature: float = float("nan")
     """The first store's T (log p = -chi2_tot / (2 T) of its chains; its ``temperature`` attribute), NaN if absent."""
     unconverged_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    """MCMC weights of the first store's records without a converged solve (a chain's start, or every state with
-    ``reject_nonconverged`` off): not in params / chi2, but part of the chains, so :func:`mcmc_row` counts their
-    weight as > 6 sigma, as a machine's prediction without a converged re-simulation (review by helper-83,
-    session 21: left out, a chain that sat 10 of 11 steps on such a state gave 100 % within 4 sigma)."""
+    """Weights of the first store's records without a converged solve: MCMC chain states (a chain's start, or every
+    state with ``reject_nonconverged`` off) and design points (weight 1 each). Not in params / chi2, but part of the
+    scan, so :meth:`mcmc_row` counts their weight as > 6 sigma in the MCMC or design row, as a machine's prediction
+    without a converged re-simulation (review by helper-83, session 21: left out, a chain that sat 10 of 11 steps on
+    such a state gave 100 % within 4 sigma; design points were dropped the same way)."""
 
     def mcmc_row(self, chi2_min: float) -> dict[str, float] | None:
         """Table 4 shares of the first store's chain states (or design points) by weight, those without a converged

@@ -388,7 +388,8 @@ def conventions_text(report: dict[str, Any]) -> str:
     text = (f"Delta chi2_tot is measured from the minimum above; 4 sigma is Delta chi2 <= {t4:.2f} and 6 sigma "
             f"<= {t6:.2f} (14 dof, as the paper; it prints 69.91). Predictions outside the prior box are "
             "re-simulated clipped into it; predictions that cannot be simulated, or whose re-simulation has no "
-            "finite converged chi2, count as > 6 sigma; tau_i = (theta'_i - theta_i) / |theta_i| (Eq. 4.4 with "
+            "finite converged chi2, count as > 6 sigma, and so do the scan's records (chain states, design points) "
+            "without a converged solve in its own row; tau_i = (theta'_i - theta_i) / |theta_i| (Eq. 4.4 with "
             "|theta_i|, so that its sign is the shift's also for eta < 0; the same as the paper's wherever "
             "theta_i > 0); Table 3 uses, per parameter, the predictions whose tau "
             "of that parameter is finite (tau_i is not finite where theta_i = 0, e.g. eta = 0, or where theta' "
@@ -398,8 +399,7 @@ def conventions_text(report: dict[str, Any]) -> str:
     rows = [name for name in report["table4_fractions"] if name in (MCMC_ROW, DESIGN_ROW)]
     if rows == [MCMC_ROW]:
         text += (f" {MCMC_ROW}: the scan's records weighted by chain multiplicity (the steps each chain stayed in "
-                 "a state; no burn-in removed, the chains start from the fit when there is one; states without a "
-                 "converged solve count as > 6 sigma). "
+                 "a state; no burn-in removed, the chains start from the fit when there is one). "
                  + stationary_chain_text(report.get("scan_temperature")))
     for name, k in (report.get("closure_counts") or {}).items():
         lo, hi = k["n_finite_tau_min"], k["n_finite_tau_max"]

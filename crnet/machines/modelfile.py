@@ -263,12 +263,16 @@ UNSAFE_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
 
 
 def _pickle_refusal(path: Path, exc: Exception) -> str:
-    """One line for a torch archive the weights-only loader refused: it asks for pickled objects (named when torch
-    names them). Never torch's own text, which tells how to load the file with ``weights_only=False``."""
+    """One line for a torch archive the weights-only loader refused: it asks for pickled objects (named as torch
+    names them), or, when torch names none, its pickle stream is damaged (review by helper-92, session 21: a corrupt
+    file was reported as holding pickled objects). Never torch's own advice to load with ``weights_only=False``."""
     found = UNSAFE_GLOBAL.search(str(exc))
-    what = f" ({found.group(1)})" if found else ""
-    return (f"{path}: not a crnet model file: it holds pickled objects{what}, which crnet never loads (a model file "
-            "written by `crnet train` holds only tensors, numbers and text)")
+    if found is None:
+        text = next((line.strip() for line in str(exc).splitlines() if "WeightsUnpickler error" in line),
+                    _first_line(exc))
+        return f"{path}: corrupt model file: its weights cannot be read ({text})"
+    return (f"{path}: not a crnet model file: it holds pickled objects ({found.group(1)}), which crnet never loads "
+            "(a model file written by `crnet train` holds only tensors, numbers and text)")
 
 
 def _first_line(exc: Exception) -> str:

@@ -361,7 +361,9 @@ class _Tally:
 
     def __init__(self, store: MockStore, on_batch: Callable[[int, int], None] | None) -> None:
         self.stats: dict[str, Any] = {"batches": 0, "model_s": 0.0, "solver_steps": 0, "nonconverged": 0}
-        self.best = float(np.nanmin(store.read("chi2"), initial=np.inf)) if store.n_complete else np.inf
+        # the best chi2 of converged records, as the summary's (review by helper-92, session 21)
+        self.best = (float(np.nanmin(store.read("chi2")[store.read("converged")], initial=np.inf)) if store.n_complete
+                     else np.inf)
         self.store, self.on_batch = store, on_batch
 
     def evaluate(self, model: ScanModel, x_log: np.ndarray, slots: np.ndarray | None) -> Evaluation:
@@ -372,9 +374,11 @@ class _Tally:
         self.stats["nonconverged"] += int((~ev.converged).sum())
         return ev
 
-    def committed(self, bar: _Progress, n: int, acceptance: float | None, chi2: np.ndarray) -> None:
+    def committed(self, bar: _Progress, n: int, acceptance: float | None, chi2: np.ndarray,
+                  converged: np.ndarray) -> None:
         self.stats["batches"] += 1
-        self.best = min(self.best, float(np.nanmin(chi2, initial=np.inf)))
+        self.best = min(self.best, float(np.nanmin(np.asarray(chi2)[np.asarray(converged, dtype=bool)],
+                                                   initial=np.inf)))
         bar.update(n, acceptance, self.best)
         if self.on_batch:
             self.on_batch(self.stats["batches"], self.store.n_complete)
@@ -402,7 +406,7 @@ def _run_mcmc(store: MockStore, config: ScanConfig, model: ScanModel, progress: 
             bar = _Progress(config.planned_records(), 0, progress, f"mcmc x{k}")
             store.append_batch(_batch(x0, ev, chain_ids, np.zeros(k, np.int64), np.ones(k, bool)),
                                {"kind": "mcmc", "sampler": sampler.state_dict(include_chains=False)})
-            tally.committed(bar, k, None, ev.chi2)
+            tally.committed(bar, k, None, ev.chi2, ev.converged)
         else:
             if state.get("kind") != "mcmc":
                 raise StoreError(f"{store.path}: checkpoint of kind {state.get('kind')!r}, expected 'mcmc'")
@@ -424,7 +428,7 @@ def _run_mcmc(store: MockStore, config: ScanConfig, model: ScanModel, progress: 
             else:
                 batch = _empty_batch(store)
             store.append_batch(batch, {"kind": "mcmc", "sampler": sampler.state_dict(include_chains=False)})
-            tally.committed(bar, k, sampler.acceptance_rate, batch.chi2)
+            tally.committed(bar, k, sampler.acceptance_rate, batch.chi2, batch.converged)
         tally.stats["acceptance"] = sampler.acceptance_rate
     finally:
         bar.close()
@@ -462,7 +466,7 @@ def _run_design(store: MockStore, config: ScanConfig, model: ScanModel, progress
             store.append_batch(_batch(x, ev, np.full(n, -1, np.int32), steps, np.ones(n, bool)),
                                {"kind": "design", "cursor": cursor + n})
             cursor += n
-            tally.committed(bar, n, None, ev.chi2)
+            tally.committed(bar, n, None, ev.chi2, ev.converged)
     finally:
         bar.close()
     return tally.stats
