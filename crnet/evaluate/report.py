@@ -128,6 +128,19 @@ class EvalConfig:
                              f"({slugs}); give names that differ in letters or digits")
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) as None, so that report.json is strict JSON (null): Python's
+    default NaN / Infinity tokens are not JSON, and strict readers (jq, JavaScript) refused the file (review by
+    helper-83, session 21). report.md and the returned report keep the floats."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
 
@@ -287,7 +300,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
               "table4_fractions": table4, "check_machine": check, "feedback_passing_share": stop,
               "paper": {"table3_percent": PAPER_TABLE3, "table4_percent": PAPER_TABLE4},
               "figures": figs, "config": asdict(cfg)}
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
+    atomic_write_text(out / "report.json", json.dumps(strict_json(report), indent=2, default=str, allow_nan=False))
     atomic_write_text(out / "report.md", render_markdown(report))
     return report
 
