@@ -39,6 +39,27 @@ def _no_interior_node_message(model: int, z_halo_kpc: float, dz_kpc: float, z_ne
             f"{z_halo_kpc:.4g} kpc (the galdef's dz; crnet: --dz or [scan.grid] dz_kpc) or a larger z_halo_kpc")
 
 
+def _z_steps(z_kpc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(h_lo, h_hi, h_out) per z node, kpc: the step to the node below (the first node: its own step), to the node
+    above (the last: its own), and away from the plane (the interior rule of :func:`vertical_coefficients`)."""
+    steps = np.diff(z_kpc)
+    h_lo = np.concatenate([[steps[0]], steps])
+    h_hi = np.concatenate([steps, [steps[-1]]])
+    return h_lo, h_hi, np.where(z_kpc >= 0.0, h_hi, h_lo)
+
+
+def smallest_halo_kpc(z_kpc: np.ndarray) -> float:
+    """The halo half-height (kpc) at or below which the z nodes ``z_kpc`` (a symmetric lattice: a Grid's, uniform or
+    stretched) hold no interior node, by :func:`vertical_coefficients`' rule (a node is interior when its distance to
+    |z| = z_h exceeds (1/2 - the on-boundary fraction) of its outward step). A model's z_halo_kpc must lie above it.
+
+    On the lattices of crprop.galaxy.GalaxySetup.grid the nearest node to the disc is at z = 0 or at |z| = dz/2,
+    so this is about dz/2 or dz: a z step dz <= z_h always leaves an interior node, one up to 2 z_h only with a
+    node at z = 0 (walk-through by helper-87, session 21: a 100 kpc dz failed only inside the scan)."""
+    z = np.asarray(z_kpc, dtype=np.float64)
+    return float(np.min(np.abs(z) + (0.5 - _ON_BOUNDARY_FRACTION) * _z_steps(z)[2]))
+
+
 def radial_coefficients(grid: Grid, dxx_cm2_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GALPROP's cylindrical r stencil, each (n_r, n_E, B) in s^-1.
 
@@ -119,10 +140,7 @@ def _vertical_coefficients_stretched(
     """
     z = grid.z_kpc
     n_z, n_b = z.size, zh.size
-    steps = np.diff(z)
-    h_lo = np.concatenate([[steps[0]], steps])  # step to the node below (the first node: its own step)
-    h_hi = np.concatenate([steps, [steps[-1]]])
-    h_out = np.where(z >= 0.0, h_hi, h_lo)  # step away from the plane
+    h_lo, h_hi, h_out = _z_steps(z)
     if np.any(zh > grid.z_half_kpc + (0.5 - _ON_BOUNDARY_FRACTION) * h_out[-1]):
         raise ValueError(f"z_half_kpc up to {zh.max()} exceeds the grid's halo {grid.z_half_kpc} kpc")
     dist = zh[None, :] - np.abs(z)[:, None]  # (n_z, B), kpc

@@ -46,23 +46,6 @@ def check_stretched_halo(z_uniform_half_kpc: float, dz_max_kpc: float, dz_kpc: f
         raise ValueError(f"dz_max_kpc must be >= dz_kpc ({dz_kpc:g} kpc), got {dz_max_kpc!r}")
 
 
-def smallest_halo_kpc(z_kpc: np.ndarray) -> float:
-    """The halo half-height (kpc) at or below which the z nodes ``z_kpc`` (a symmetric lattice: a Grid's, uniform or
-    stretched) hold no interior node: min over the nodes of |z| + (1/2 - the on-boundary fraction) x the node's
-    outward step, the rule of :func:`crprop.discretization.vertical_coefficients` (a node is interior when its
-    distance to |z| = z_h exceeds about half its outward step). A model's z_halo_kpc must lie above it.
-
-    On the lattices of crprop.galaxy.GalaxySetup.grid the nearest node to the disc is at z = 0 or at |z| = dz/2,
-    so this is about dz/2 or dz: a z step dz <= z_h always leaves an interior node, one up to 2 z_h only with a
-    node at z = 0 (walk-through by helper-87, session 21: a 100 kpc dz failed only inside the scan)."""
-    from crprop.discretization import _ON_BOUNDARY_FRACTION  # here: crprop.discretization imports this module
-
-    z = np.asarray(z_kpc, dtype=np.float64)
-    steps = np.diff(z)
-    h_out = np.where(z >= 0.0, np.concatenate([steps, steps[-1:]]), np.concatenate([steps[:1], steps]))
-    return float(np.min(np.abs(z) + (0.5 - _ON_BOUNDARY_FRACTION) * h_out))
-
-
 def check_stretch_factor(z_stretch_factor: float) -> None:
     """ValueError unless a stretched halo's ratio of neighbouring z steps lies in (1, :data:`Z_MAX_STEP_RATIO`]."""
     if not (np.isfinite(z_stretch_factor) and 1.0 < z_stretch_factor <= Z_MAX_STEP_RATIO):

@@ -135,10 +135,10 @@ class GridConfig:
             self.half_lives = None
         # An option given explicitly at the paper galdef's value is the default: one spelling (None), so that
         # `--dr 1 --loss-scheme upwind1` and no options give the same settings(), cache keys and setup checks.
-        for name, default in paper_grid_defaults().items():
+        paper = paper_grid_defaults()
+        for name, default in paper.items():
             if getattr(self, name) == default:
                 setattr(self, name, None)
-        paper = paper_grid_defaults()
         self.check_stretched_halo(vars(self), self.dz_kpc if self.dz_kpc is not None else paper["dz_kpc"])
         self._check_halo_interior()
 
@@ -240,7 +240,7 @@ class GridConfig:
         """ValueError, led by dz_kpc, unless the z lattice of ``setup`` (a crprop GalaxySetup) leaves an interior z
         node for a halo of ``z_halo_kpc`` (kpc; ``halo`` describes it in the message), as
         crprop.discretization.vertical_coefficients needs; the message gives the largest dz always allowed."""
-        from crprop.grid import smallest_halo_kpc
+        from crprop.discretization import smallest_halo_kpc
 
         z = setup.grid(z_halo_kpc).z_kpc
         if z_halo_kpc > smallest_halo_kpc(z):
