@@ -59,7 +59,7 @@ from crnet.feedback_state import (
     remove_rounds,
 )
 from crnet.run_lock import run_lock
-from crnet.store import HOLDOUT_RECORDS_ATTR, MockStore
+from crnet.store import MockStore, store_holdout_records
 from crnet.store_read import merge_stores
 from crprop.backends import release_cached_device_memory
 from crprop.params import LOG_PARAM_NAMES
@@ -231,8 +231,9 @@ def _retrain(rdir: Path, store: Path, current: Path, tcfg) -> tuple[Path, Path]:
     if not next_store.is_file():
         # test centres come from the scan only: the re-simulations appended after it are never held out
         with MockStore.open(store, "r") as st:
-            scan_records = st.attrs().get(HOLDOUT_RECORDS_ATTR, st.n_complete)
-        merge_stores([store, rdir / "resim.h5"], next_store, holdout_records=int(scan_records))
+            limit = store_holdout_records(st.attrs())
+            scan_records = st.n_complete if limit is None else limit
+        merge_stores([store, rdir / "resim.h5"], next_store, holdout_records=scan_records)
     if not next_model.is_file():
         release_cached_device_memory()  # the re-simulations' CuPy cache would starve PyTorch on the GPU
         train(next_store, next_model, replace(tcfg, init_from=str(current)),

@@ -44,7 +44,7 @@ from crnet.features import FEATURE_SPECIES, c_norm_index, species_rows
 from crnet.likelihood import RATIO_PARAMETERS, chi2, delta_chi2_threshold
 from crnet.machines.data import StoreReader
 from crnet.spectra_io import parse_species
-from crnet.store import HOLDOUT_RECORDS_ATTR, NORM_NAMES, MockStore, RecordBatch, StoreMeta
+from crnet.store import NORM_NAMES, MockStore, RecordBatch, StoreMeta, store_holdout_records
 from crnet.store_read import recompute_chi2, spectra_from_flux
 from crprop.spectra import SYMBOL_TO_Z
 
@@ -73,9 +73,9 @@ def holdout_mask(record_index: np.ndarray, fraction: float, holdout_records: int
     """True for the records held out as test centres: a deterministic hash of the record index below
     ``fraction`` (stable when the store grows, the same in every process, independent of any seed).
 
-    ``holdout_records``: only indices below it can be held out (a store's :data:`crnet.store.HOLDOUT_RECORDS_ATTR`,
-    :func:`store_holdout_records`): the feedback loop's re-simulations appended to the scan are never test centres,
-    and the hash took ~``fraction`` of them from every retraining (review by helper-86, session 21)."""
+    ``holdout_records``: only indices below it can be held out (a store's :func:`crnet.store.store_holdout_records`):
+    the feedback loop's re-simulations appended to the scan are never test centres, and the hash took ~``fraction``
+    of them from every retraining (review by helper-86, session 21)."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"holdout fraction must lie in [0, 1), got {fraction}")
     idx = np.asarray(record_index, dtype=np.uint64)
@@ -87,10 +87,6 @@ def holdout_mask(record_index: np.ndarray, fraction: float, holdout_records: int
     return held
 
 
-def store_holdout_records(attrs: dict) -> int | None:
-    """The :data:`crnet.store.HOLDOUT_RECORDS_ATTR` of a store's root attributes (None: every record)."""
-    value = attrs.get(HOLDOUT_RECORDS_ATTR)
-    return None if value is None else int(value)
 
 
 @dataclass

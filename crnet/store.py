@@ -100,6 +100,12 @@ records below this index can be test centres (:func:`crnet.pseudodata.holdout_ma
 (re-simulations of predictions) never are, so the hold-out must not take them from training. Absent: every record
 can be one."""
 
+
+def store_holdout_records(attrs: Mapping[str, Any]) -> int | None:
+    """The :data:`HOLDOUT_RECORDS_ATTR` of a store's root attributes (None: every record can be a test centre)."""
+    value = attrs.get(HOLDOUT_RECORDS_ATTR)
+    return None if value is None else int(value)
+
 STATE_SLOTS: tuple[str, str] = ("sampler_state_0", "sampler_state_1")
 STATE_CAPACITY_BYTES = 48_000
 """Fixed size of a checkpoint slot (under HDF5's 64 KiB object-header message limit; a slot is

@@ -32,7 +32,7 @@ from crnet.features import (
 )
 from crnet.likelihood import delta_chi2_threshold
 from crnet.machines import CHECK_SIGMA
-from crnet.store import NORM_NAMES, MockStore
+from crnet.store import NORM_NAMES, MockStore, store_holdout_records
 
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
 """Feature arrays up to this size (float32) are held in memory; larger stores are streamed."""
@@ -161,7 +161,7 @@ def record_filter(reader: StoreReader, transform: TargetTransform, max_sigma: fl
         dropped["outside_max_sigma"] = int((mask & ~within).sum())
         mask &= within
     if holdout_fraction > 0:
-        from crnet.pseudodata import holdout_mask, store_holdout_records
+        from crnet.pseudodata import holdout_mask
 
         held = holdout_mask(np.arange(params.shape[0]), holdout_fraction, store_holdout_records(reader.info.attrs))
         dropped["held_out_for_tests"] = int((mask & held).sum())
