@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
+import numpy as np
 import pytest
 
-from crnet.json_files import read_json_object
+from crnet.json_files import read_json_object, strict_json_text
 
 
 class MarkerError(ValueError):
@@ -63,3 +65,15 @@ def test_a_file_the_user_named_is_not_called_corrupt(tmp_path):
     with pytest.raises(ValueError, match=re.escape(f"{path}: not a crnet fit file (a JSON list, not an object); "
                                                    "`crnet fit --out` writes one") + "$"):
         read_json_object(path, "crnet fit file", hint="`crnet fit --out` writes one", bad="not a")
+
+
+# strict JSON of the result files (review by helper-83, session 21: report.json held NaN tokens)
+def _refuse(token: str):
+    raise AssertionError(f"{token} is not JSON")
+
+
+def test_non_finite_numbers_become_null_at_any_depth() -> None:
+    value = {"a": float("nan"), "b": [1.5, np.float64("inf"), (np.float32("-inf"), 2)], "c": {"d": np.float32(0.25)},
+             "e": "NaN", "f": None, "g": 3}
+    back = json.loads(strict_json_text(value), parse_constant=_refuse)
+    assert back == {"a": None, "b": [1.5, None, [None, 2]], "c": {"d": 0.25}, "e": "NaN", "f": None, "g": 3}

@@ -116,7 +116,7 @@ def test_cli_pipeline_ci(tmp_path):
     assert load_model(out / "A-paper.pt").metadata["train_config"]["input_noise"] == 0.05  # [train] input_noise
     assert load_model(out / "B-paper.pt").metadata["train_config"]["input_noise"] == 0.0
     assert load_model(out / "A-paper.pt").n_members == 2 and load_model(out / "B-paper.pt").n_members == 1
-    measured = json.loads((out / "measured/measured.json").read_text())
+    measured = json.loads((out / "measured/measured.json").read_text(), parse_constant=not_json)
     assert set(measured["machines"]) == {"A-paper", "B-paper"}
     dist = measured["input_distance"]  # one distance per reference, against a baseline of pseudo-spectra
     assert len(dist["by_reference"]) == len(measured["reference_records"]) and dist["baseline"]["n"] > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 
 from crnet.data import DATASETS, Dataset, MeasurementTable, get_dataset, list_datasets, read_table
 from crnet.data.table import FLUX_UNITS, X_UNIT_LABELS
+from crnet.json_files import strict_json
 
 
 def _dataset_dict(ds: Dataset, points: bool) -> dict:
@@ -157,7 +157,7 @@ def _table_dict(t: MeasurementTable, points: bool, uses: list[dict[str, str]]) -
 
 
 def _nan_to_none(arr) -> list[float | None]:
-    return [None if math.isnan(v) else float(v) for v in arr]  # empty bin edges: JSON has no NaN
+    return strict_json([float(v) for v in arr])  # empty bin edges: JSON has no NaN
 
 
 def _value_unit(t: MeasurementTable) -> str:

@@ -60,6 +60,7 @@ from crnet.features import (
     species_rows,
 )
 from crnet.feedback import SimConfig, clip_to_box, read_in_row_order, resimulate
+from crnet.json_files import strict_json_text
 from crnet.likelihood import RATIO_PARAMETERS, block_predictions, chi2
 from crnet.paths import atomic_write_text
 from crnet.store import MockStore
@@ -247,7 +248,7 @@ def predict_measured(models: dict[str, str], out: Path | str, store: Path | str,
             chi2, converged = read_in_row_order(st, "chi2"), read_in_row_order(st, "converged")
         for i, name in enumerate(to_simulate):
             result["machines"][name].update(chi2_tot=float(chi2[i]), converged=bool(converged[i]))
-    atomic_write_text(out / "measured.json", json.dumps(result, indent=2))
+    atomic_write_text(out / "measured.json", strict_json_text(result))  # an unconverged chi2_tot: null, not Infinity
     atomic_write_text(out / "measured.md", measured_markdown(result))
     return result
 

@@ -80,6 +80,7 @@ from crnet.feedback_inputs import (
     sim_from_store,
 )
 from crnet.feedback_state import load_keyed, savez_keyed
+from crnet.json_files import strict_json_text
 from crnet.likelihood import CHI2_SCAN_FACTOR, delta_chi2_threshold
 from crnet.paths import atomic_write_text, make_output_dir, require_output_dir
 from crnet.provenance import array_sha256
@@ -126,19 +127,6 @@ class EvalConfig:
         if len(set(slugs)) != len(slugs):
             raise ValueError(f"EvalConfig.machines: names {list(self.machines)} share a cache directory "
                              f"({slugs}); give names that differ in letters or digits")
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, inf) as None, so that report.json is strict JSON (null): Python's
-    default NaN / Infinity tokens are not JSON, and strict readers (jq, JavaScript) refused the file (review by
-    helper-83, session 21). report.md and the returned report keep the floats."""
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    if isinstance(value, float | np.floating) and not np.isfinite(value):
-        return None
-    return value
 
 
 def slug(name: str) -> str:
@@ -300,7 +288,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
               "table4_fractions": table4, "check_machine": check, "feedback_passing_share": stop,
               "paper": {"table3_percent": PAPER_TABLE3, "table4_percent": PAPER_TABLE4},
               "figures": figs, "config": asdict(cfg)}
-    atomic_write_text(out / "report.json", json.dumps(strict_json(report), indent=2, default=str, allow_nan=False))
+    atomic_write_text(out / "report.json", strict_json_text(report))
     atomic_write_text(out / "report.md", render_markdown(report))
     return report
 
