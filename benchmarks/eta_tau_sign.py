@@ -9,24 +9,24 @@ says how many predictions had eta < 0 (where they differ).
     python benchmarks/eta_tau_sign.py benchmarks/results/pipeline_gpu_ensemble_h100 \
         benchmarks/results/pipeline_gpu_ensemble_seed1_h100
 
-Writes ``benchmarks/results/eta_tau_sign.md`` and ``.json``.
+Writes ``benchmarks/results/eta_tau_sign.md`` and ``.json`` (with the command and commit,
+:func:`common.save_results`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from common import save_results
 
 from crnet.closure import tau
 from crnet.evaluate.tables import tau_summary
-from crnet.features import TargetTransform
 from crprop.params import LOG_PARAM_NAMES
 
-RESULTS = Path(__file__).resolve().parent / "results"
-ETA = LOG_PARAM_NAMES.index("eta")
+ETA = LOG_PARAM_NAMES.index("eta")  # not log-transformed: theta[:, ETA] is eta itself
+PICK = ("median", "plus", "minus", "n")
 
 
 def closure_files(run: Path) -> list[tuple[str, Path]]:
@@ -39,15 +39,11 @@ def closure_files(run: Path) -> list[tuple[str, Path]]:
 def eta_rows(path: Path) -> dict:
     with np.load(path, allow_pickle=False) as d:
         theta, theta_prime = d["theta"], d["theta_prime"]
-    t = tau(theta, theta_prime)
-    eta = TargetTransform().to_log(theta)[:, ETA]
-    before = t.copy()
-    with np.errstate(invalid="ignore"):
-        before[:, ETA] = t[:, ETA] * np.sign(eta)  # (theta' - theta) / theta
-    pick = ("median", "plus", "minus", "n")
-    return {"n_predictions": int(theta.shape[0]), "n_eta_negative": int(np.count_nonzero(eta < 0)),
-            "before": {k: tau_summary(before)["eta"][k] for k in pick},
-            "now": {k: tau_summary(t)["eta"][k] for k in pick}}
+    now = tau(theta, theta_prime)
+    before = now.copy()
+    before[:, ETA] *= np.sign(theta[:, ETA])  # (theta' - theta) / theta
+    return {"n_predictions": int(theta.shape[0]), "n_eta_negative": int(np.count_nonzero(theta[:, ETA] < 0)),
+            **{key: {k: tau_summary(t)["eta"][k] for k in PICK} for key, t in (("before", before), ("now", now))}}
 
 
 def fmt(row: dict) -> str:
@@ -61,7 +57,6 @@ def main() -> None:
     args = ap.parse_args()
     out = {}
     lines = ["# Table 3's eta row: tau = (theta' - theta) / theta (before session 21) and / |theta| (now)", "",
-             f"Command: `python benchmarks/eta_tau_sign.py {' '.join(str(r) for r in args.runs)}`", "",
              "Every `report.md` under benchmarks/results/ written before session 21 uses the first definition. Where "
              "all eta predictions are negative (the best fit has eta ~ -1.2), the row now is that row mirrored: the "
              "median's sign flipped, + and - widths swapped.", "",
@@ -71,14 +66,11 @@ def main() -> None:
         files = closure_files(run)
         if not files:
             raise SystemExit(f"{run}: no closure arrays (closure/*.npz or evaluation/closure/*/closure.npz)")
-        for machine, path in files:
-            r = out.setdefault(run.name, {})[machine] = eta_rows(path)
-            lines.append(f"| {run.name} | {machine} | {r['n_predictions']} | {r['n_eta_negative']} | "
+        for machine_name, path in files:
+            r = out.setdefault(run.name, {})[machine_name] = eta_rows(path)
+            lines.append(f"| {run.name} | {machine_name} | {r['n_predictions']} | {r['n_eta_negative']} | "
                          f"{fmt(r['before'])} | {fmt(r['now'])} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (RESULTS / f"{args.name}.md").write_text(text)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    save_results(args.name, "\n".join(lines), out)
 
 
 if __name__ == "__main__":
