@@ -392,11 +392,12 @@ def conventions_text(report: dict[str, Any]) -> str:
             "finite converged chi2, count as > 6 sigma, and so do the scan's records (chain states, design points) "
             "without a converged solve in its own row; tau_i = (theta'_i - theta_i) / |theta_i| (Eq. 4.4 with "
             "|theta_i|, so that its sign is the shift's also for eta < 0; the same as the paper's wherever "
-            "theta_i > 0); Table 3 uses, per parameter, the predictions whose tau "
-            "of that parameter is finite (tau_i is not finite where theta_i = 0, e.g. eta = 0, or where theta' "
-            "is missing), while the feedback stop rule needs all ten. Test inputs a machine cannot read (unusable "
-            "spectra) give no prediction and are left out of both tables (the paper's shares are of the "
-            "predictions); their number is given per machine.")
+            "theta_i > 0; the paper's eta column is as printed, and with its eta < 0, as in crml_base's -1.55, "
+            "its sign and its + and - sides are mirrored against crnet's); Table 3 uses, per parameter, the "
+            "predictions whose tau of that parameter is finite (tau_i is not finite where theta_i = 0, e.g. "
+            "eta = 0, or where theta' is missing), while the feedback stop rule needs all ten. Test inputs a "
+            "machine cannot read (unusable spectra) give no prediction and are left out of both tables (the "
+            "paper's shares are of the predictions); their number is given per machine.")
     rows = [name for name in report["table4_fractions"] if name in (MCMC_ROW, DESIGN_ROW)]
     if rows == [MCMC_ROW]:
         text += (f" {MCMC_ROW}: the scan's records weighted by chain multiplicity (the steps each chain stayed in "
