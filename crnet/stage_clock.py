@@ -50,9 +50,10 @@ class StageClock:
         self.elapsed_s = 0.0
         """Seconds this run has worked on the stage (final once the context is left)."""
 
-    def _beat(self) -> None:
+    def _beat(self, elapsed_s: float | None = None) -> None:
         try:
-            self._write({**self._content, "elapsed_s": time.perf_counter() - self._t0})
+            elapsed_s = time.perf_counter() - self._t0 if elapsed_s is None else elapsed_s
+            self._write({**self._content, "elapsed_s": elapsed_s})
         except OSError as exc:  # a full disk must not stop the stage; its time is then known less well
             self._failed = self._failed or exc
             self._stop.set()
@@ -74,16 +75,13 @@ class StageClock:
             self._thread.join()
         self.elapsed_s = time.perf_counter() - self._t0
         if exc[0] is not None:  # the stage stays unfinished: the next run reads this run's time from the marker
-            self._beat()
+            self._beat(self.elapsed_s)
         if self._failed is not None:
-            message = (f"the stage's started marker could not be updated ({self._failed}); its time since the last "
-                       "update is not counted if this run is killed")
-            if exc[0] is None:
-                warnings.warn(message, RuntimeWarning, stacklevel=2)
-            else:  # the stage's own exception goes on unchanged, whatever the warnings filters say
-                with warnings.catch_warnings():
+            with warnings.catch_warnings():
+                if exc[0] is not None:  # the stage's own exception goes on unchanged, whatever the filters say
                     warnings.simplefilter("always")
-                    warnings.warn(message, RuntimeWarning, stacklevel=2)
+                warnings.warn(f"the stage's started marker could not be updated ({self._failed}); its time since the "
+                              "last update is not counted if this run is killed", RuntimeWarning, stacklevel=2)
 
 
 def _times(values: list[Any]) -> list[float | None]:
