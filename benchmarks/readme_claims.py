@@ -52,7 +52,7 @@ from crprop.nuclear.decay import MEASURED_HALF_LIVES_YR
 from crprop.params import CRML_BASE
 from crprop.solvers import NonConvergenceWarning, solve_species
 from crprop.solvers.exact import assemble_matrix
-from crprop.solvers.result import relative_residual, residual_scale, slice_norms
+from crprop.solvers.result import relative_residual
 from crprop.spectra import isotope_label
 
 EXTREME = {"d0_1e28_cm2_s": 1.0, "delta": 0.2, "eta": -4.0}
@@ -194,9 +194,7 @@ def round_off_floor(op, psi: np.ndarray, q: np.ndarray) -> float:
     mat = abs(assemble_matrix(op, 0))
     a_psi = (mat @ np.abs(psi[..., 0]).ravel()).reshape(op.shape)
     a_psi = np.where(op.interior_mask(), a_psi, 0.0)
-    scale = residual_scale(slice_norms(q))
-    num = slice_norms(a_psi)
-    return float((np.finfo(float).eps * np.where(scale > 0, num / np.where(scale > 0, scale, 1.0), 0.0)).max())
+    return float(np.finfo(float).eps * relative_residual(a_psi, q)[0])  # |A||psi| measured as the solver's residual
 
 
 def negative_nodes(energies: np.ndarray, flux: np.ndarray) -> dict:
@@ -292,7 +290,7 @@ def claim_upwind2_negative(args, clock: Clock) -> tuple[list[Row], dict]:
             f"{i_lo:.3g}–{i_hi:.3g} MeV/n ({', '.join(neg_isos)}); most negative {i_worst}, "
             f"{-isos[i_worst]['most_negative_over_element_ref']:.2g} of its element's 0.1 GeV/n flux",
             bool(neg_isos) and same_at(i_lo, "3.8") and same_at(i_hi, "23"),
-            "lowest and highest negative node round to 2 and 23", 0.0),
+            "lowest and highest negative node round to 3.8 and 23", 0.0),
         Row(name, "most negative / flux at 0.1 GeV/n", "5.2e-4 (magnitude, Li)",
             f"{-els[worst]['most_negative_over_ref']:.2g} ({worst}; {ratios})",
             worst == "Li" and same_at(-els[worst]["most_negative_over_ref"], "5.2e-4"), "Li, rounds to 5.2e-4", 0.0),
@@ -456,7 +454,8 @@ def claim_half_life(args, clock: Clock) -> tuple[list[Row], dict]:
     for name, quoted in (("Be", ("0.18", "0.49")), ("B", ("0.05", "0.19"))):
         c = change[name]
         sign = -1 if name == "Be" else 1  # README: Be moves down, B up
-        rows.append(Row(what, f"{name} change, 0.1–3 GeV/n", f"{'−' if sign < 0 else '+'}{quoted[0]}…{quoted[1]} %",
+        mark = "−" if sign < 0 else "+"
+        rows.append(Row(what, f"{name} change, 0.1–3 GeV/n", f"{mark}{quoted[0]}…{mark}{quoted[1]} %",
                         span(name), sign * c["max_pct"] > 0 and sign * c["min_pct"] > 0
                         and within_range(c["min_abs_pct"], c["max_abs_pct"], *quoted),
                         f"{'lower' if sign < 0 else 'higher'} everywhere, |change| within the quoted range", 0.0))
