@@ -87,7 +87,8 @@ def vertical_coefficients(
     distance h' to the boundary lies in [dz/2, 3dz/2), and it uses the Shortley-Weller stencil
     a_centre = 2D/(dz(dz+h')), a2 = 2D/(dz h'): second-order accurate, continuous in z_h, and never
     stiffer than 4D/dz^2 (a boundary just beyond a node, h' -> 0, would make the row arbitrarily stiff
-    and stall the pseudo-time iteration). Nodes between that node and z_h are held at psi = 0.
+    and stall the pseudo-time iteration). Nodes between that node and z_h are held at psi = 0. A halo whose
+    only interior node is z = 0 has the boundary h' away on both sides: a2 = 2D/h'^2.
     """
     zh = np.asarray(z_half_kpc, dtype=np.float64).reshape(-1)
     n_b = dxx_cm2_s.shape[1]
@@ -108,21 +109,27 @@ def vertical_coefficients(
     if not interior.any(axis=0).all():
         bad = int(np.nonzero(~interior.any(axis=0))[0][0])
         raise ValueError(_no_interior_node_message(bad, zh[bad], dz, float(np.abs(z).min())))
-    # Geometric factors in units of D/dz^2, (n_z, B): GALPROP's rows, then Shortley-Weller rows at the
-    # outermost interior nodes (vectorised over models: this runs for every species of every batch).
-    g1 = np.ones((n_z, n_b))
-    g3 = np.ones((n_z, n_b))
-    g2 = np.full((n_z, n_b), 2.0)
+    # Geometric factors in units of D/dz^2, (n_z, B), from each node's distances to its neighbours below and above
+    # (units of dz): 1 (GALPROP's rows, g = 1, 2, 1 exactly), or h' to the boundary at the outermost interior
+    # nodes (Shortley-Weller: 2/(h_dn (h_dn + h_up)), 2/(h_dn h_up), 2/(h_up (h_dn + h_up)), the boundary side's
+    # coupling 0). A halo with one interior node (z = 0) has the boundary on both sides: g2 = 2/h'^2 (setting the
+    # two sides one after the other gave 2/h', fluxes off by up to 2.2x on the CI grid: review by helper-95,
+    # session 22). Vectorised over models: this runs for every species of every batch.
+    h_dn = np.ones((n_z, n_b))
+    h_up = np.ones((n_z, n_b))
     cols = np.arange(n_b)
     top = n_z - 1 - np.argmax(interior[::-1], axis=0)
     bottom = np.argmax(interior, axis=0)
-    for j, toward_boundary_up in ((top, True), (bottom, False)):
+    boundary_up = np.zeros((n_z, n_b), dtype=bool)
+    boundary_dn = np.zeros((n_z, n_b), dtype=bool)
+    for j, h, at_boundary in ((top, h_up, boundary_up), (bottom, h_dn, boundary_dn)):
         h_prime = (zh - np.abs(z[j])) / dz  # in units of dz, in [1/2, 3/2)
         sw = np.abs(h_prime - 1.0) >= _ON_BOUNDARY_FRACTION
-        jj, cc, hp = j[sw], cols[sw], h_prime[sw]
-        (g1 if toward_boundary_up else g3)[jj, cc] = 2.0 / (1.0 + hp)
-        (g3 if toward_boundary_up else g1)[jj, cc] = 0.0
-        g2[jj, cc] = 2.0 / hp
+        h[j[sw], cols[sw]] = h_prime[sw]
+        at_boundary[j[sw], cols[sw]] = True
+    g1 = np.where(boundary_dn, 0.0, 2.0 / (h_dn * (h_dn + h_up)))
+    g3 = np.where(boundary_up, 0.0, 2.0 / (h_up * (h_dn + h_up)))
+    g2 = 2.0 / (h_dn * h_up)
     k = dxx_cm2_s[None] / grid.dz_cm**2  # (1, n_E, B)
     return g1[:, None, :] * k, g2[:, None, :] * k, g3[:, None, :] * k, interior
 
@@ -267,22 +274,27 @@ def build_operator(
     dxx = _as_model_table("dxx_cm2_s", dxx_cm2_s, n_e)
     if np.any(dxx <= 0):
         raise ValueError("dxx_cm2_s must be > 0 (cm^2/s)")
-    n_b = dxx.shape[1]
     dpp = np.zeros_like(dxx) if dpp_mev2_s is None else _as_model_table("dpp_mev2_s", dpp_mev2_s, n_e)
     if dpp.shape != dxx.shape:
         raise ValueError(f"dpp_mev2_s has shape {dpp.shape}, expected {dxx.shape} like dxx_cm2_s")
     if np.any(dpp < 0):
         raise ValueError("dpp_mev2_s must be >= 0 ((MeV/c)^2/s)")
-    dpdt = np.zeros((n_r, n_z, n_e)) if dpdt_mev_s is None else dpdt_mev_s
+    # the shared tables checked here, naming the argument (review by helper-95, session 22: a wrong dpdt shape was
+    # reported as TransportOperator.loss_a2's, a NaN gamma as TransportOperator.gamma)
+    dpdt = np.zeros((n_r, n_z, n_e)) if dpdt_mev_s is None else np.asarray(dpdt_mev_s, dtype=np.float64)
+    if dpdt.shape != (n_r, n_z, n_e):
+        raise ValueError(f"dpdt_mev_s has shape {dpdt.shape}, expected {(n_r, n_z, n_e)} (n_r, n_z, n_E of the grid)")
     gamma = np.zeros((n_r, n_z, n_e)) if gamma_s is None else np.asarray(gamma_s, dtype=np.float64)
     if gamma.shape != (n_r, n_z, n_e):
         raise ValueError(f"gamma_s has shape {gamma.shape}, expected {(n_r, n_z, n_e)}")
+    if not np.all(np.isfinite(gamma)) or np.any(gamma < 0):
+        raise ValueError("gamma_s must be finite and >= 0 (a catastrophic loss rate, s^-1)")
     p = np.asarray(p_mev, dtype=np.float64)
     if p.shape != (n_e,):
         raise ValueError(f"p_mev has shape {p.shape}, expected ({n_e},) like the grid's energies")
     r_a1, r_a2, r_a3 = radial_coefficients(grid, dxx)
     zh = grid.z_half_kpc if z_half_kpc is None else z_half_kpc
-    z_a1, z_a2, z_a3, z_int = vertical_coefficients(grid, dxx, np.broadcast_to(zh, (n_b,)))
+    z_a1, z_a2, z_a3, z_int = vertical_coefficients(grid, dxx, zh)  # its checks name z_half_kpc
     p_a1, p_a2, p_a3, l2, l3, high = momentum_coefficients(p, dpp, dpdt, loss_scheme)
     r_int = np.ones(n_r, dtype=bool)
     r_int[-1] = False

@@ -105,6 +105,11 @@ def propagate(
                          f"({z_halo.max()} kpc)")
     grid = batch_grid(setup, z_extent_kpc)
     net = setup.network
+    if psi0 is not None:  # a warm start under another key was ignored silently (review by helper-95, session 22)
+        unknown = [k for k in psi0 if not (isinstance(k, int | np.integer) and 0 <= k < len(net.species))]
+        if unknown:
+            raise ValueError(f"psi0 keys must be species indices 0..{len(net.species) - 1} of the setup's network, "
+                             f"got {unknown[:5]!r}")
     be = get_backend(backend)
     n_models = len(plist)
     if max_batch is not None and max_batch < 1:
