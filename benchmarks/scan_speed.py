@@ -26,6 +26,7 @@ import json
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,7 @@ from common import PeakRSS, device_pool_mib, galprop_seconds_per_model, save_res
 from crnet.scan.analytic import AnalyticSimulator
 from crnet.scan.models import FunctionModel, GridConfig
 from crnet.scan.runner import ScanConfig, build_model, run_scan
-from crprop.params import CRML_BASE as CRML_BASE_PARAMS
-
-CRML_BASE = CRML_BASE_PARAMS.as_vector().tolist()
-"""crml_base (../shared/reference/galprop/crml_base): the chains start around it (PARAM_NAMES order)."""
+from crprop.params import CRML_BASE
 
 GOAL_MODELS = 200_000
 GOAL_SECONDS = 300.0
@@ -87,9 +85,9 @@ def analytic_like(real) -> FunctionModel:
 
 def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path, max_steps: int | None,
           warm_max_gb: float, z_halo_kpc: float | None) -> dict | None:
-    start = list(CRML_BASE)
-    if z_halo_kpc is not None:
-        start[4] = z_halo_kpc
+    # the chains start around crml_base (../shared/reference/galprop/crml_base), optionally with another halo
+    base = CRML_BASE if z_halo_kpc is None else replace(CRML_BASE, z_halo_kpc=z_halo_kpc)
+    start = base.as_vector().tolist()
     # 'analytic' is no solver backend (ScanConfig refuses it): its config names numpy, whose model is built only
     # for the species and energy grid of the stand-in
     cfg = ScanConfig(n_chains=k, n_steps=steps, seed=1, backend="numpy" if backend == "analytic" else backend,

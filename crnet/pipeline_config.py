@@ -45,13 +45,14 @@ import dataclasses
 import re
 import tomllib
 import typing
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from crnet.config_fields import check_fields, check_seed
 from crnet.feedback import FeedbackConfig, SimConfig
-from crnet.scan.models import GridConfig
+from crnet.scan.models import GridConfig, IdleStretchWarning
 from crnet.scan.runner import ScanConfig
 
 MACHINE_NAMES: dict[str, tuple[str, str, str]] = {
@@ -221,7 +222,9 @@ def _section(cls: type, raw: Any, name: str) -> Any:
         if nested and isinstance(value, dict):
             values[key] = _section(nested[0], value, f"{name}.{key}")
     try:
-        section = cls(**values)
+        with warnings.catch_warnings():  # an idle stretch option is refused just below, not warned about
+            warnings.simplefilter("ignore", IdleStretchWarning)
+            section = cls(**values)
         if cls is GridConfig:  # the user's values, not a record of an earlier run (GridConfig.check_stretch_options)
             GridConfig.check_stretch_options(values)
         return section

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import h5py
@@ -25,7 +26,7 @@ from typer.testing import CliRunner
 
 from crnet.cli import app
 from crnet.pipeline_config import load_config
-from crnet.scan.models import GridConfig
+from crnet.scan.models import GridConfig, IdleStretchWarning
 from crprop.galaxy import GalaxySetup, paper_galdef_path
 from crprop.params import PRIOR_BOX
 
@@ -236,7 +237,14 @@ def test_stretch_options_are_refused_as_input_but_records_of_them_still_normalis
     GridConfig.check_stretch_options({"z_stretch_factor": 1.15, "dz_max_kpc": 1.0})
     assert GridConfig(dz_kpc=1.3, z_stretch_factor=1.15, dz_max_kpc=1.0).settings() == {"dz_kpc": 1.3}
     recorded = {"dr_kpc": 4.0, "dz_kpc": 1.3, "z_stretch_factor": 1.5, "loss_scheme": "upwind1"}
-    assert normalised_grid(recorded) == {"dr_kpc": 4.0, "dz_kpc": 1.3, "z_stretch_factor": 1.5, "loss_scheme": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a record is remade silently
+        assert normalised_grid(recorded) == {"dr_kpc": 4.0, "dz_kpc": 1.3, "z_stretch_factor": 1.5,
+                                             "loss_scheme": None}
+    # made in Python (session 22): warned, naming the field, and the z grid stays uniform
+    with pytest.warns(IdleStretchWarning, match=r"^GridConfig: z_stretch_factor = 1.5 needs z_uniform_half_kpc"):
+        idle = GridConfig(dz_kpc=1.3, z_stretch_factor=1.5)
+    assert np.allclose(np.diff(idle.setup().grid().z_kpc), 1.3)
 
 
 # ----------------------------------------------------------------------------- 4. the galdef's dz note

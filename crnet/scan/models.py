@@ -98,6 +98,11 @@ class FunctionModel:
         return None
 
 
+class IdleStretchWarning(UserWarning):
+    """A GridConfig made in Python with z_stretch_factor / dz_max_kpc but no z_uniform_half_kpc: the z grid is
+    GALPROP's uniform one and those options change nothing (the command line and [scan.grid] refuse them)."""
+
+
 @dataclass
 class GridConfig:
     """Overrides of the paper setup's grid (None = the CR-ML galdef's value): r and z steps in kpc,
@@ -113,7 +118,8 @@ class GridConfig:
     interior z node for the smallest halo of the prior box (crprop.params.PRIOR_BOX z_halo_kpc, 1 kpc), so that a
     config that cannot run is refused before any file is written. Where a user's values come in (command-line
     options, the pipeline's [scan.grid]), :meth:`check_stretch_options` also refuses z_stretch_factor and dz_max_kpc
-    without z_uniform_half_kpc (walk-through by helper-87, session 21)."""
+    without z_uniform_half_kpc (walk-through by helper-87, session 21); a GridConfig made with them in Python warns
+    (:class:`IdleStretchWarning`) instead, since records of earlier runs, remade here, may hold such a value."""
 
     dr_kpc: float | None = None
     dz_kpc: float | None = None
@@ -141,6 +147,10 @@ class GridConfig:
                 setattr(self, name, None)
         self.check_stretched_halo(vars(self), self.dz_kpc if self.dz_kpc is not None else paper["dz_kpc"])
         self._check_halo_interior()
+        try:  # a Python caller's idle stretch option is told, not refused: records of earlier runs may hold one
+            self.check_stretch_options(vars(self))
+        except ValueError as exc:
+            warnings.warn(f"GridConfig: {exc}; it has no effect on this grid", IdleStretchWarning, stacklevel=3)
 
     @staticmethod
     def check_options(values: dict[str, Any]) -> None:
@@ -294,7 +304,9 @@ def normalised_grid(recorded: Any) -> Any:
     if not isinstance(recorded, dict):
         return recorded
     try:
-        normal = asdict(GridConfig(**recorded))
+        with warnings.catch_warnings():  # a record's idle stretch option was warned about when it was made
+            warnings.simplefilter("ignore", IdleStretchWarning)
+            normal = asdict(GridConfig(**recorded))
     except (TypeError, ValueError):
         return recorded
     return {key: normal[key] for key in recorded}
