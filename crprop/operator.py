@@ -144,6 +144,29 @@ class TransportOperator:
         a3 = self.p_a3[None, None] + l3[..., None]
         return a1, a2, a3
 
+    def raw_z_keep(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keep1, keep3), each (n_z, B) float64 1.0 / 0.0: which z couplings GALPROP's raw sweeps keep.
+
+        GALPROP's z grid ends at the model's halo boundary, so its boundary row couples inward only. Here a model's
+        halo may end inside the batch's z grid (a taller-halo model shares the batch), and its Dirichlet rows beyond
+        the boundary node would be solved too and couple to it (the galprop-mode result then depended on the batch:
+        3e-3 on crml_base, review by helper-95, session 22). The rule: a Dirichlet row couples only to unknowns
+        (a1 of row j kept iff row j-1 is an unknown, a3 iff row j+1 is); unknowns keep both. On a grid whose
+        Dirichlet rows are its two edge rows this drops only couplings that point out of the grid (never read)."""
+        zi = self.z_interior
+        below = np.zeros_like(zi)
+        below[1:] = zi[:-1]
+        above = np.zeros_like(zi)
+        above[:-1] = zi[1:]
+        return (zi | below).astype(np.float64), (zi | above).astype(np.float64)
+
+    def raw_z_coefficients(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """z rows (a1, a2, a3), each (n_z, n_E, B), of GALPROP's raw Crank-Nicolson sweeps (``raw=True`` in the
+        backends): the operator's, with the couplings of :meth:`raw_z_keep` cut (multiplied by 0; the others by 1,
+        bitwise unchanged). Unknowns' rows are the operator's, so a residual evaluated with these equals A's."""
+        keep1, keep3 = self.raw_z_keep()
+        return self.z_a1 * keep1[:, None, :], self.z_a2, self.z_a3 * keep3[:, None, :]
+
     def select(self, models: np.ndarray | list[int]) -> TransportOperator:
         """Operator restricted to a subset of models."""
         idx = np.asarray(models)

@@ -275,7 +275,7 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
         k.stream().wait_event(xp.cuda.get_current_stream().record())
     with SOLVE_LOCK, (contextlib.nullcontext() if emulate else k.stream()):
         ws = workspace(xp, op.shape, precision, taus.shape[0])
-        targs = ws.load(op)
+        targs = ws.load(op, raw=mode == "galprop")  # galprop: GALPROP's z rows on Dirichlet nodes (fill_tables)
         put(xp, ws.taus, taus)
         put(xp, ws.q, q)
         ws.qnorm[...] = residual_scale(xp.sqrt((ws.q * ws.q).sum(axis=(0, 1))))  # zero slices still checked
@@ -284,8 +284,7 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
         else:
             put(xp, ws.psi, psi0)
             reset_dirichlet(op, ws.psi)
-            if mode == "fast":
-                ws.psi *= douglas.has_source(ws.q).astype(ws.psi.dtype)  # as douglas.iterate
+            ws.psi *= douglas.has_source(ws.q).astype(ws.psi.dtype)  # as douglas.iterate and galprop_cn.march
         _set_scale(ws, precision, psi0)
         model_steps = None
         if mode == "fast":
@@ -312,11 +311,12 @@ def solve_species(op: TransportOperator, q, mode: str = "fast", tol: float = 1e-
 
 
 # ------------------------------------------------------------------------------------------ primitives
-def _prim(op: TransportOperator, x, precision: str, emulate: bool):
-    """Kernels, array module, operator arguments and a 'back to the caller's side' function."""
+def _prim(op: TransportOperator, x, precision: str, emulate: bool, raw: bool = False):
+    """Kernels, array module, operator arguments (``raw``: GALPROP's z rows, fill_tables) and a 'back to the
+    caller's side' function."""
     k = _kernels(op.shape, precision, emulate)
     xp = k.xp
-    targs = fill_tables(xp, alloc_tables(xp, op.shape), op)
+    targs = fill_tables(xp, alloc_tables(xp, op.shape), op, raw)
     keep = xp is np or not isinstance(x, np.ndarray)
     return k, xp, targs, ((lambda a: a) if keep else to_host)
 
@@ -334,7 +334,7 @@ def solve(op: TransportOperator, d: str, theta, rhs, raw: bool = False, *, preci
     """Solve (I + theta A_d) x = rhs along direction d; theta scalar or (n_E, B) in s (numpy_backend.solve)."""
     if d not in ("r", "z", "p"):
         raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
-    k, xp, targs, back = _prim(op, rhs, precision, emulate)
+    k, xp, targs, back = _prim(op, rhs, precision, emulate, raw)
     th = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(theta, dtype=np.float64), op.shape[2:]))
     src = xp.ascontiguousarray(rhs, dtype=k.real)
     out = xp.empty(op.shape, k.real)
@@ -349,7 +349,7 @@ def cn_sweep(op: TransportOperator, d: str, dt_s: float, psi, q, *, precision: s
     op.require_first_order_losses("cn_sweep")
     if d not in ("r", "z", "p"):
         raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
-    k, xp, targs, back = _prim(op, psi, precision, emulate)
+    k, xp, targs, back = _prim(op, psi, precision, emulate, raw=True)
     src = xp.ascontiguousarray(psi, dtype=k.real)
     qs = xp.ascontiguousarray(q, dtype=k.real)
     out = xp.empty(op.shape, k.real)

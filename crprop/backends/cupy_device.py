@@ -68,11 +68,16 @@ def alloc_tables(xp, shape: tuple[int, int, int, int]) -> Tables:
     return Tables(*(xp.empty(s, np.float64) for s in shapes), nb=nb)
 
 
-def fill_tables(xp, t: Tables, op: TransportOperator) -> tuple:
-    """Copy op's coefficients and masks into t; returns t.args()."""
+def fill_tables(xp, t: Tables, op: TransportOperator, raw: bool = False) -> tuple:
+    """Copy op's coefficients and masks into t; returns t.args(). ``raw``: z1, z3 are GALPROP's raw z rows
+    (TransportOperator.raw_z_coefficients: a Dirichlet row couples only to unknowns), for the raw sweeps of galprop
+    mode; unknowns' rows are op's, so the residual kernels give the same numbers with either table."""
+    values = {f: getattr(op, f) for f in _FIELDS}
+    if raw:
+        values["z_a1"], _, values["z_a3"] = op.raw_z_coefficients()
     for field_name, dst in zip(_FIELDS, (t.r1, t.r2, t.r3, t.z1, t.z2, t.z3, t.p1, t.p2, t.p3, t.l2, t.l3, t.gam),
                                strict=True):
-        put(xp, dst, getattr(op, field_name))
+        put(xp, dst, values[field_name])
     put(xp, t.rmask, op.r_interior.astype(np.float64))
     put(xp, t.zmask, op.z_interior.astype(np.float64))
     for field_name, dst in zip(_RES_LOSS_FIELDS, (t.rl2, t.rl3, t.rl4), strict=True):
@@ -201,9 +206,10 @@ class Workspace:
         self.state = xp.zeros(8, np.int32)  # [all done, n_bad, done step, blocks, step counter, models left]
         self.no_state = xp.zeros(8, np.int32)  # never set: kernels run unconditionally
 
-    def load(self, op: TransportOperator) -> tuple:
-        """Upload op's tables into the preallocated buffers; returns the kernels' argument tuple."""
-        return fill_tables(self.xp, self.tables, op)
+    def load(self, op: TransportOperator, raw: bool = False) -> tuple:
+        """Upload op's tables (``raw``: galprop mode's z rows, see fill_tables) into the preallocated buffers;
+        returns the kernels' argument tuple."""
+        return fill_tables(self.xp, self.tables, op, raw)
 
     def packed(self, keep: np.ndarray) -> Workspace:
         """The models ``keep`` (host indices into this batch) as a smaller batch in the same memory.

@@ -7,7 +7,8 @@ Semantics equal crprop.backends.numpy_backend to round-off (tests/test_backend_h
 
 Every solve kernel handles both uses:
 * ``cn = True``: GALPROP Crank-Nicolson sweep — rhs = (1 - theta A_d) psi + qfac Q on every row,
-  solve (I + theta A_d) x = rhs with GALPROP's raw boundary rows, clip negatives;
+  solve (I + theta A_d) x = rhs with GALPROP's raw boundary rows (in z: TransportOperator.raw_z_coefficients),
+  clip negatives;
 * ``cn = False``: (I + theta A_d) x = rhs with identity rows (x = 0) on Dirichlet nodes.
 
 A solve kernel reads each of its lines completely (forward sweep) before it writes that line back (back
@@ -269,6 +270,9 @@ class _DirichletMasks:
     z_rows: np.ndarray
     z_keep: np.ndarray
     r_rows: np.ndarray
+    raw_keep: tuple[np.ndarray, np.ndarray] | None
+    """GALPROP's raw z rows (TransportOperator.raw_z_keep) as (n_z, 1, B) factors of z_a1 and z_a3, or None when
+    they cut no coupling the kernels read (every model's Dirichlet rows are the grid's two edge rows)."""
 
 
 _MASKS: dict[int, _DirichletMasks] = {}
@@ -290,13 +294,16 @@ def _build_masks(op: TransportOperator, key: _MaskKey) -> _DirichletMasks:
     zmask_full = np.empty((nz, ne * nb))
     np.copyto(zmask_full.reshape(nz, ne, nb), zmask[:, None, :])
     z_rows = np.flatnonzero(~op.z_interior.all(axis=1))
+    keep1, keep3 = op.raw_z_keep()
+    cuts = not (keep1[1:].all() and keep3[:-1].all())  # a1 of row 0 and a3 of the last row are never read
     op_id = id(op)
     # The callback must not reference op (that would keep it alive); pop with a default: a rebuilt entry's
     # predecessor is dropped with its weakref, whose callback then never runs.
     owner = weakref.ref(op, lambda _ref: _MASKS.pop(op_id, None))
     return _DirichletMasks(key=key, owner=owner, rmask=np.ascontiguousarray(op.r_interior, dtype=np.float64),
                            zmask=zmask, zmask_full=zmask_full, z_rows=z_rows,
-                           z_keep=op.z_interior[None, z_rows, None, :], r_rows=np.flatnonzero(~op.r_interior))
+                           z_keep=op.z_interior[None, z_rows, None, :], r_rows=np.flatnonzero(~op.r_interior),
+                           raw_keep=(keep1[:, None, :], keep3[:, None, :]) if cuts else None)
 
 
 def _masks(op: TransportOperator) -> _DirichletMasks:
@@ -326,6 +333,18 @@ def _ones(shape: tuple[int, ...]) -> np.ndarray:
     return _ONES[:n].reshape(shape)
 
 
+def _raw_z_rows(op: TransportOperator) -> tuple[np.ndarray, np.ndarray]:
+    """z_a1, z_a3 of GALPROP's raw sweeps (TransportOperator.raw_z_coefficients): the operator's own when the cut
+    changes nothing the kernel reads, else products written into the workspace (two passes over the z tables,
+    1 / n_r of a field each; the keep factors are cached with the masks). Called under _KERNEL_LOCK."""
+    keep = _masks(op).raw_keep
+    if keep is None:
+        return op.z_a1, op.z_a3
+    shape = op.z_a1.shape
+    return (np.multiply(op.z_a1, keep[0], out=_WS.view("z1raw", shape)),
+            np.multiply(op.z_a3, keep[1], out=_WS.view("z3raw", shape)))
+
+
 def _field(op: TransportOperator, x, name: str) -> np.ndarray:
     """x as a C-contiguous float64 array (no copy when it is one), checked against the operator's shape.
 
@@ -350,7 +369,8 @@ def _run(op, d, theta, src, q, cn, qfac, raw, out=None):
             masks = _masks(op)
             rmask, zmask = masks.rmask, (masks.zmask if d == "p" else masks.zmask_full)
         if d == "z":
-            _solve_z(op.z_a1, op.z_a2, op.z_a3, rmask, zmask, ws.theta, src, q, cn, qfac, out, ws.zc, ws.zd)
+            z1, z3 = _raw_z_rows(op) if raw else (op.z_a1, op.z_a3)
+            _solve_z(z1, op.z_a2, z3, rmask, zmask, ws.theta, src, q, cn, qfac, out, ws.zc, ws.zd)
         elif d == "p":
             _solve_p(op.p_a1, op.p_a2, op.p_a3, op.loss_a2, op.loss_a3, op.gamma, rmask, zmask, ws.theta, src, q,
                      cn, qfac, out, ws.pc, ws.pd)

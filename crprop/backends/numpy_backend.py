@@ -5,7 +5,9 @@ Three primitives on the ``[r, z, E, model]`` layout (see crprop.operator):
 * ``solve(op, d, theta, rhs)``: (I + theta A_d) x = rhs by the Thomas algorithm along d;
 * ``residual(op, psi, q)``: Q - A psi.
 ``raw=True`` uses GALPROP's rows on the Dirichlet nodes as well (its time stepping solves them and
-resets them afterwards); ``raw=False`` makes Dirichlet rows the identity with x = 0 (exact steady state).
+resets them afterwards; a Dirichlet z row couples only to unknowns, TransportOperator.raw_z_coefficients, as on
+GALPROP's grid, which ends at the halo boundary); ``raw=False`` makes Dirichlet rows the identity with x = 0
+(exact steady state).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ AXIS = {"r": 0, "z": 1, "p": 2}
 name = "numpy"
 
 
-def _coefficients(op: TransportOperator, d: str, residual: bool = False
+def _coefficients(op: TransportOperator, d: str, residual: bool = False, raw: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a1, a2, a3) broadcastable to the field shape (n_r, n_z, n_E, B); ``residual``: the residual's p rows."""
+    """(a1, a2, a3) broadcastable to the field shape (n_r, n_z, n_E, B); ``residual``: the residual's p rows;
+    ``raw``: GALPROP's z rows (TransportOperator.raw_z_coefficients: a Dirichlet row couples only to unknowns)."""
     if d == "r":
         return op.r_a1[:, None], op.r_a2[:, None], op.r_a3[:, None]
     if d == "z":
-        return op.z_a1[None], op.z_a2[None], op.z_a3[None]
+        z1, z2, z3 = op.raw_z_coefficients() if raw else (op.z_a1, op.z_a2, op.z_a3)
+        return z1[None], z2[None], z3[None]
     if d == "p":
         return op.p_coefficients(residual)
     raise ValueError(f"direction must be one of 'r', 'z', 'p', got {d!r}")
@@ -48,7 +52,7 @@ def apply(op: TransportOperator, d: str, psi: np.ndarray, raw: bool = False) -> 
     """A_d psi (s^-1 [psi]); rows of Dirichlet nodes are 0 unless ``raw``. In p this is the residual's
     loss stencil (second order, with its psi_k+2 term, when op.high_order_losses; :func:`solve` keeps the
     first-order rows)."""
-    a1, a2, a3 = _coefficients(op, d, residual=True)
+    a1, a2, a3 = _coefficients(op, d, residual=True, raw=raw)
     ax = AXIS[d]
     out = -a1 * _shift(psi, ax, 1) + a2 * psi - a3 * _shift(psi, ax, -1)
     if d == "p" and op.high_order_losses:
@@ -71,7 +75,7 @@ def solve(op: TransportOperator, d: str, theta: np.ndarray | float, rhs: np.ndar
     theta: scalar or (n_E, B) pseudo-time step (s). Dirichlet rows are the identity with x = 0
     unless ``raw`` (GALPROP's time stepping).
     """
-    a1, a2, a3 = _coefficients(op, d)
+    a1, a2, a3 = _coefficients(op, d, raw=raw)
     th = np.broadcast_to(np.asarray(theta, dtype=np.float64), op.shape[2:])[None, None]
     shape = rhs.shape
     sub = np.broadcast_to(-th * a1, shape).copy()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crprop.constants import YEAR_S
+from crprop.solvers.douglas import has_source
 from crprop.solvers.result import initial_field
 
 
@@ -57,6 +58,7 @@ def march(backend, op, q: np.ndarray, ladder: TimeLadder, psi0: np.ndarray | Non
     numba ladder's time (page faults of fresh memory; 21 x 41 x 32 cells x 16 models, one thread)."""
     q, psi = op.check_source(q), initial_field(op, psi0)
     backend.reset_dirichlet(op, psi, None)  # a warm start's boundary nodes, as the CuPy backend (review, session 13)
+    psi *= has_source(q)  # a model without any source: steady state 0 (its residual has no scale), as douglas.iterate
     steps = ladder.steps_s()
     for dt in steps:
         psi = backend.cn_sweep(op, "z", float(dt), psi, q, out=psi)
