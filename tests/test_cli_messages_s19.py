@@ -310,7 +310,7 @@ def test_a_store_with_an_unknown_data_set_is_named_not_the_option(tmp_path: Path
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--max-steps", "0"], "--max-steps must be >= 1 (solver iterations per species), got 0"),
+    (["--max-steps", "0"], "--max-steps must be an integer >= 1 (solver iterations per species), got 0"),
     (["--mode", "foo"], "--mode must be one of ('fast', 'galprop', 'exact'), got 'foo'"),
     (["--backend", "foo"], "--backend must be one of ('auto', 'numpy', 'numba', 'cupy'), got 'foo'"),
 ])

@@ -1,10 +1,11 @@
 """Compare crprop with a GALPROP run: a run directory holds the galdef and GALPROP's output.
 
 Output accepted: the reference-run npz layout of ../shared/reference/galprop (``<run>.npz`` with
-``Ekin_MeV_per_n``, ``elem_Z``, ``elem_flux_LIS``, ``iso_Z``, ``iso_A``, ``iso_flux_LIS`` in
+``Ekin_MeV_per_n``, ``r_kpc``, ``z_kpc`` (kpc), ``iso_Z``, ``iso_A``, ``iso_flux_LIS`` in
 cm^-2 s^-1 sr^-1 (MeV/n)^-1, the Sun at r = 8.5 kpc and z = mean of the +-dz/2 nodes), or GALPROP's
 own nuclei FITS file (``nuclei_full_54_*`` / ``nuclei_54_*``, read with crprop.galprop.fits and taken
-at the same solar position).
+at the same solar position; its electrons, positrons and antiprotons are left out).
+Output on another energy, r or z grid than the galdef's is refused (it is another run's).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from crprop.spectra import Spectra
 COMPARE_EMIN_GEV = 0.1
 COMPARE_EMAX_GEV = 1000.0
 """Energy window of the comparison, GeV/n (the issue's 0.1 - 1000 GeV/n)."""
+
+GRID_NODE_TOL_STEPS = 1e-3
+"""Largest distance, in units of the galdef's step (dr or dz), of an output r or z node from the galdef's node for the
+output to count as on the galdef's grid. The node values carry only round-off (decimal steps such as 0.2 kpc summed in
+binary, FITS CRVAL + i CDELT header values): ~1e-7 of a step; output of another grid is off by a sizeable part of a
+step somewhere (dz = 0.2 -> 0.2002 kpc moves the 40th node by 0.04 step)."""
 
 
 @dataclass
@@ -70,10 +77,10 @@ def load_run(run_dir: str | Path) -> GalpropRun:
     params = params_from_galdef(galdef, check_prior=False)
     energies = galdef.grid().ekin_mev_per_n()
     if npz.exists():
-        wanted = ("Ekin_MeV_per_n", "iso_Z", "iso_A", "iso_flux_LIS")
+        wanted = ("Ekin_MeV_per_n", "r_kpc", "z_kpc", "iso_Z", "iso_A", "iso_flux_LIS")
         try:
             with np.load(npz, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in (*wanted, "z_kpc") if k in f}
+                arrays = {k: f[k] for k in wanted if k in f}
         except (OSError, EOFError, ValueError) as exc:  # ValueError: an object array would need pickles
             raise ValueError(f"{npz}: not a readable npz file without pickles ({exc})") from None
         missing = [k for k in wanted if k not in arrays]
@@ -82,10 +89,7 @@ def load_run(run_dir: str | Path) -> GalpropRun:
         source = npz
         e_mev, iso_z, iso_a = arrays["Ekin_MeV_per_n"], arrays["iso_Z"], arrays["iso_A"]
         flux = arrays["iso_flux_LIS"]
-        z_npz, z_top = np.asarray(arrays.get("z_kpc", []), dtype=float), float(galdef.grid().z_kpc()[-1])
-        if z_npz.size and not np.isclose(z_npz.max(), z_top, rtol=1e-6, atol=1e-6):
-            raise ValueError(f"{npz}: its z grid reaches {z_npz.max():.6g} kpc, the galdef's {z_top:.6g} kpc: output "
-                             "of another run")
+        _check_nodes(npz, galdef, arrays["r_kpc"], arrays["z_kpc"])
         flux = flux * FLUX_CGS_MEV_TO_SI_GEV
     else:  # FITS output (checked above that there is some)
         from crprop.galprop.fits import read_nuclei_fits
@@ -96,9 +100,12 @@ def load_run(run_dir: str | Path) -> GalpropRun:
             raise ValueError(f"{source}: {len(out.r_kpc)} r x {len(out.z_kpc)} z nodes; crnet compares the full "
                              "(r, z) output at the Sun (GALPROP's nuclei_full_54_* with output_gcr_full = 1), not "
                              "a single z slice")
+        _check_nodes(source, galdef, out.r_kpc, out.z_kpc)
         grid = Grid(out.r_kpc, out.z_kpc, out.ekin_mev_per_n)
         weights = grid.sun_weights(R_SUN_KPC, Z_SUN_KPC)
-        keep = np.asarray(out.K_electron) == 0
+        # nuclei only: GALPROP's default runs also write electrons and positrons (A = 0) and antiprotons and
+        # antideuterons (Z = -1) to this file, and K-shell electron states (K_electron = 1) are not species
+        keep = (np.asarray(out.K_electron) == 0) & (np.asarray(out.Z) >= 1) & (np.asarray(out.A) >= 1)
         at_sun = sum(w * out.flux[:, ir, jz, :] for ir, jz, w in weights)
         e_mev = out.ekin_mev_per_n
         iso_z, iso_a = np.asarray(out.Z)[keep], np.asarray(out.A)[keep]
@@ -106,6 +113,25 @@ def load_run(run_dir: str | Path) -> GalpropRun:
     _check_output(source, energies, np.asarray(e_mev, dtype=float), iso_z, iso_a, np.asarray(flux, dtype=float))
     return GalpropRun(run_dir.name, galdef, params, np.asarray(e_mev, dtype=float) / 1e3, np.asarray(iso_z).astype(int),
                       np.asarray(iso_a).astype(int), np.asarray(flux, dtype=float))
+
+
+def _describe_nodes(nodes: np.ndarray) -> str:
+    """'lo..hi kpc in n nodes (step d kpc)' of a grid axis, for messages."""
+    if nodes.size == 0:
+        return "no node"
+    step = f"{(nodes[-1] - nodes[0]) / (nodes.size - 1):.6g} kpc" if nodes.size > 1 else "none"
+    return f"{nodes[0]:.6g}..{nodes[-1]:.6g} kpc in {nodes.size} nodes (step {step})"
+
+
+def _check_nodes(source: Path, galdef: Galdef, r_kpc, z_kpc) -> None:
+    """ValueError naming the file and the axis when the output's r or z nodes (kpc) are not the galdef's, in number
+    or, to :data:`GRID_NODE_TOL_STEPS` of a step, in value: the Sun's flux of another grid is another run's."""
+    grid = galdef.grid()
+    for axis, got, want, step in (("r", r_kpc, grid.r_kpc(), grid.dr), ("z", z_kpc, grid.z_kpc(), grid.dz)):
+        got = np.asarray(got, dtype=float)
+        if got.ndim != 1 or got.shape != want.shape or not np.all(np.abs(got - want) <= GRID_NODE_TOL_STEPS * step):
+            raise ValueError(f"{source}: its {axis} grid reaches {_describe_nodes(got.ravel())}, the galdef's "
+                             f"{_describe_nodes(want)}: output of another run")
 
 
 def _check_output(source: Path, energies_mev: np.ndarray, e_mev: np.ndarray, iso_z, iso_a, flux: np.ndarray) -> None:

@@ -12,6 +12,8 @@ crprop reads ``key = value  comment`` lines the same way, and in addition
 * rejects (:class:`GaldefError`, a ``ValueError``) an unknown key, a value of the wrong type, a value
   GALPROP would read differently (not at its fixed column, or ``key=value`` with no space, which GALPROP
   does not recognise), and physics crprop does not reproduce (see :mod:`crprop.galprop.galdef_keys`);
+* rejects a key line holding a character that Python takes for whitespace but C's sscanf does not (\\x1c-\\x1f,
+  \\x85, \\xa0; :func:`crprop.galprop.galdef_values.check_c_whitespace`), where the two would read different values;
 * keeps every line verbatim (header lines such as ``1234567890123456789012`` and
   ``======================value``, blank lines, comments, ignored keys) so that writing reproduces the file.
 
@@ -43,6 +45,7 @@ from crprop.galprop.galdef_keys import (
     KeySpec,
     key_spec,
 )
+from crprop.galprop.galdef_values import DECIMAL_NUMBER, FLOAT_LIST, check_c_whitespace, parse_value
 from crprop.physics._checks import as_real
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "GaldefError",
     "GaldefGrid",
     "KeyClass",
+    "DECIMAL_NUMBER",
     "MAX_Z_SUPPORTED",
     "TOTAL_CROSS_SECTION_MODELS",
     "parse_galdef",
@@ -72,14 +76,6 @@ GALPROP_VALUE_COLUMN = 22
 """GALPROP parses a value from this 0-based column on (``sscanf(input, "%22c%le")``)."""
 
 _KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
-_INT = re.compile(r"[+-]?[0-9]+")
-DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
-"""A plain ASCII decimal number as GALPROP's sscanf reads one (also what crnet's data files may hold)."""
-_FLOAT_LIST = re.compile(rf"[ \t]*((?:{DECIMAL_NUMBER.pattern})(?:,[ \t]*(?:{DECIMAL_NUMBER.pattern}))*)")
-"""A list value as GALPROP's ``sscanf(.., "%le,%n")`` loop reads it: whitespace may precede each number,
-a comma must follow it directly."""
-_LEADING_NUMBER = re.compile(rf"[ \t]*(,|(?:{DECIMAL_NUMBER.pattern})(?:,|\s|$))")
-"""Text that starts like another list item (a comma, or a number on its own): not a comment."""
 
 
 @dataclass(frozen=True)
@@ -172,55 +168,6 @@ def _format_value(spec: KeySpec, value: Any) -> str:
         raise GaldefError(f"{key}: value must not contain a newline", key)
     return text
 
-
-def _parse_value(spec: KeySpec, rest: str, loc: str) -> tuple[Any, str, str]:
-    """(typed value, raw token, comment) of the text after ``=``; ``loc`` locates the line in messages."""
-    key = spec.name
-    if spec.vtype == "text":
-        return rest.strip(), rest.strip(), ""
-    if spec.vtype == "floats" and rest.strip():
-        return _parse_floats(key, rest, loc)
-    parts = rest.split(None, 1)
-    if not parts:
-        raise GaldefError(f"{loc}: {key} has no value (GALPROP would keep its default silently)", key)
-    tok, comment = parts[0], (parts[1].strip() if len(parts) > 1 else "")
-    if spec.vtype == "int":
-        if not _INT.fullmatch(tok):
-            raise GaldefError(f"{loc}: {key} = {tok!r} is not an integer (GALPROP reads %d)", key)
-        return int(tok, 10), tok, comment
-    if spec.vtype == "float":
-        if not DECIMAL_NUMBER.fullmatch(tok):
-            raise GaldefError(f"{loc}: {key} = {tok!r} is not a finite number", key)
-        return float(tok), tok, comment
-    return tok, tok, comment
-
-
-def _parse_floats(key: str, rest: str, loc: str) -> tuple[tuple[float, ...], str, str]:
-    """(values, raw list text, comment) of a comma-separated list value such as ``B_field_parameters``.
-
-    GALPROP reads n values with ``sscanf(&input[start], "%le,%n", ...)``: leading whitespace before a
-    number is skipped, but the comma must follow the number directly. So ``1,2,3`` and ``1, 2, 3`` are
-    accepted; a space-separated list (``1 2 3``), a comma after whitespace (``1 ,2``), a trailing comma or
-    junk glued to a number is refused naming the key (GALPROP would mis-read or half-read those).
-    """
-    shown = rest.strip()
-    m = _FLOAT_LIST.match(rest)
-    if m is None:
-        raise GaldefError(f"{loc}: {key} = {shown!r} is not a comma-separated list of numbers "
-                          "(GALPROP reads '%le,' per value)", key)
-    raw, tail = m.group(1), rest[m.end():]
-    if tail and not tail[0].isspace():
-        if tail.startswith(","):
-            what = "ends with a comma" if not tail[1:].strip() else "has a comma not followed by a number"
-        else:
-            what = f"has {tail.split()[0]!r} glued to the number {raw.split(',')[-1].strip()!r}"
-        raise GaldefError(f"{loc}: {key} = {shown!r} is not a comma-separated list of numbers: it {what}", key)
-    if _LEADING_NUMBER.match(tail):
-        raise GaldefError(f"{loc}: {key} = {shown!r}: values must be separated by commas, as in '1,2,3' or "
-                          "'1, 2, 3' (GALPROP reads each with sscanf '%le,', the comma right after the number, "
-                          "and would mis-read a space-separated list or ' ,'); a comment after the values must "
-                          "not start with a number or a comma", key)
-    return tuple(float(t) for t in raw.split(",")), raw, tail.strip()
 
 
 @dataclass(frozen=True)
@@ -405,6 +352,8 @@ def parse_galdef(text: str, source: str | None = None) -> Galdef:
         spec = key_spec(key)
         if spec is None:
             raise GaldefError(f"line {lineno}{where}: {_unknown_message(key)}", key)
+        if spec.read_by_galprop:  # Python splits this line where GALPROP's sscanf would not
+            check_c_whitespace(line, key, f"line {lineno}{where}")
         if first_token != key:
             raise GaldefError(f"line {lineno}{where}: GALPROP does not recognise {first_token!r}: "
                               f"write '{key} = ...' with whitespace before '='", key)
@@ -413,12 +362,12 @@ def parse_galdef(text: str, source: str | None = None) -> Galdef:
                             f"(line {entries[key].line_index + 1}: {entries[key].raw}), "
                             f"ignores {rest.split()[:1]}")
             continue
-        value, raw, comment = _parse_value(spec, rest, f"line {lineno}{where}")
+        value, raw, comment = parse_value(spec, rest, f"line {lineno}{where}")
         if spec.vtype != "text":
             galprop_text = line[GALPROP_VALUE_COLUMN:]
             galprop_tokens = galprop_text.split()
             galprop_token = galprop_tokens[0] if galprop_tokens else ""
-            listed = _FLOAT_LIST.match(galprop_text) if spec.vtype == "floats" else None
+            listed = FLOAT_LIST.match(galprop_text) if spec.vtype == "floats" else None
             if listed is not None:
                 galprop_token = listed.group(1)
             if galprop_token != raw:

@@ -222,6 +222,13 @@ _add("SNR_events", "int", _U, 0, "stochastic SNR sources", allowed=(0,))
 _add("secondary_protons", "int", _U, 0, "secondary protons (they add to the proton flux)", allowed=(0,))
 _add("warm_start", "int", _U, 0, "continuing from a previous nuclei file", allowed=(0,))
 _add("test_suite", "int", _U, 0, "GALPROP's test suite instead of a run", allowed=(0,))
+DM_TEST_MODE = 99
+"""|DM_int0| that switches GALPROP v54 into its analytic propagation test (a test run, not a model of the Galaxy)."""
+# other DM_int0 values only pick a dark-matter profile, which does not touch nuclei (accepted, as DM_int1 .. 9)
+_add("DM_int0", "int", _U, 0, f"GALPROP's analytic propagation test of |DM_int0| = {DM_TEST_MODE} (it forces max_Z = 1 "
+     "and diff_reacc = 0, a slab source of half-height DM_double6 and its own D_xx, whatever the rest of the galdef "
+     "says)",
+     check=lambda v: None if abs(v) != DM_TEST_MODE else f"any value other than {DM_TEST_MODE} or -{DM_TEST_MODE}")
 
 # ------------------------------------------------ (c) output-only / irrelevant for nuclei (accepted)
 _IGNORED_PLAIN: tuple[tuple[str, str, Any, str], ...] = (
@@ -269,7 +276,7 @@ _IGNORED_PLAIN: tuple[tuple[str, str, Any, str], ...] = (
     ("control_diagnostics", "int", 0, "diagnostics detail"),
     ("prop_x", "int", 1, "3D only"), ("prop_y", "int", 1, "3D only"), ("use_symmetry", "int", 0, "3D only"),
     ("vectorized", "int", 0, "GALPROP implementation detail"),
-    ("pi0_decay", "int", 1, "pi0 gamma-ray formalism"), ("IC_isotropic", "int", 1, "inverse Compton maps"),
+    ("IC_isotropic", "int", 1, "inverse Compton maps"),
     ("IC_anisotropic", "int", 0, "inverse Compton maps"), ("bremss", "int", 1, "bremsstrahlung maps"),
     ("free_free_absorption", "int", 1, "synchrotron absorption"),
     ("spiral_fraction", "float", 0.0, "3D only"), ("kennicutt_index", "float", 1.0, "3D only"),
@@ -295,6 +302,8 @@ for _name, _d, _doc in (("COR_filename", " ", "CO rings for gamma-ray maps"),
                         ("HIR_filename", " ", "HI rings for gamma-ray maps"),
                         ("ISRF_file", " ", "interstellar radiation field")):
     _add(_name, "str", _G, _d, _doc, galprop_required=True)
+_add("pi0_decay", "int", _G, 1, "pi0 gamma-ray formalism (GALPROP v54 exits when the key is absent)",
+     galprop_required=True)
 _add("ISRF_filetype", "int", _G, 0, "ISRF file type", galprop_required=True,
      check=lambda v: None if v != 1 else "a value other than 1 (it stops on ISRF_filetype = 1)")
 _add("ISRF_healpixOrder", "int", _G, 0, "ISRF skymap order", galprop_required=True)
