@@ -62,7 +62,7 @@ class PeakRSS:
 
     On Linux the high-water mark is reset at entry (``/proc/self/clear_refs`` 5), so the peak is the block's own,
     including memory numba and torch allocate outside Python. Elsewhere ``peak_mib`` is the process's peak since its
-    start (``resource.ru_maxrss``) and ``exact`` is False."""
+    start (``resource.ru_maxrss``) and ``exact`` is False; a table says which through :func:`peak_rss_scope`."""
 
     def __enter__(self) -> PeakRSS:
         try:
@@ -81,6 +81,35 @@ class PeakRSS:
 
             self.peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         self.increase_mib = max(self.peak_mib - (self.start_mib or 0.0), 0.0)
+
+
+PEAK_RSS_RESET = "reset per row"
+PEAK_RSS_LIFETIME = ("not reset: /proc/self/clear_refs could not be written, so it is the process's peak since it "
+                     "started, not the row's own")
+
+
+def peak_rss_scope(rows: Sequence[dict]) -> str:
+    """What a table's peak-RSS column is, from its rows' ``peak_rss_exact`` (:class:`PeakRSS` ``exact``; a row
+    without the key counts as not reset): :data:`PEAK_RSS_RESET` when every row's high-water mark was reset at the
+    row's start, else :data:`PEAK_RSS_LIFETIME` (naming the rows when only some were)."""
+    exact = [bool(r.get("peak_rss_exact", False)) for r in rows if "peak_rss_mib" in r]
+    if all(exact):
+        return PEAK_RSS_RESET
+    if not any(exact):
+        return PEAK_RSS_LIFETIME
+    return f"{PEAK_RSS_LIFETIME}, in {exact.count(False)} of {len(exact)} rows; the others {PEAK_RSS_RESET}"
+
+
+FIXED_LADDER = "fixed ladder, not converged"
+"""The converged cell of a `galprop`-mode row: GALPROP's time ladder stops short of the steady state by design."""
+
+
+def converged_cell(mode: str, n_nonconverged: int, n_models: int) -> str:
+    """A timing table's "converged" cell: :data:`FIXED_LADDER` for `galprop` mode, else "yes" when every model
+    reached its tolerance and "no (n of N)" when ``n_nonconverged`` of ``n_models`` did not."""
+    if mode == "galprop":
+        return FIXED_LADDER
+    return "yes" if n_nonconverged == 0 else f"no ({n_nonconverged} of {n_models})"
 
 
 def _status_mib(key: str) -> float | None:
@@ -161,7 +190,8 @@ def save_results(stem: str, text: str, payload: dict, out_dir: Path | None = Non
     where = machine()
     text = (f"{text}\n\nMeasured with `{where['command']}` at commit {where['commit'][:10]}"
             f"{' (uncommitted changes)' if where['dirty_tree'] else ''}; numba threads {where.get('numba_threads')}, "
-            f"{where['cores']} cores{', GPU ' + where['gpu'] if 'gpu' in where else ''}.")
+            f"{where['cores']} cores{', GPU ' + where['gpu'] if 'gpu' in where else ''}"
+            f"{', load average ' + ' / '.join(f'{x:.2f}' for x in where['loadavg']) if where.get('loadavg') else ''}.")
     payload = {**payload, "provenance": where}
     if echo:
         print(text)
@@ -174,7 +204,9 @@ def save_results(stem: str, text: str, payload: dict, out_dir: Path | None = Non
 
 def machine() -> dict:
     """Where and from what a result was measured: CPU, cores and the threads numba / torch use, the command line,
-    the git commit (and whether the tree had uncommitted changes), the GPU if CuPy sees one."""
+    the git commit (and whether the tree had uncommitted changes), the GPU if CuPy sees one, and the load averages
+    (1, 5, 15 min) when the results are written (``loadavg``; None where the OS has none): a CPU shared with other
+    jobs slows every timing."""
     from crnet.provenance import code_version
 
     # results files the benchmarks themselves rewrite do not make the code differ from the commit
@@ -182,6 +214,10 @@ def machine() -> dict:
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version(), "command": " ".join(sys.argv),
             "commit": version["git_commit"] or "", "dirty_tree": bool(version["git_dirty"])}
+    try:
+        info["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # no getloadavg (Windows) or none available
+        info["loadavg"] = None
     try:
         import numba
 

@@ -20,7 +20,7 @@ import warnings
 from dataclasses import asdict
 
 import numpy as np
-from common import PeakRSS, galprop_seconds_per_model, repeat_timings, save_results, wall_stats
+from common import PeakRSS, galprop_seconds_per_model, peak_rss_scope, repeat_timings, save_results, wall_stats
 
 from crprop.galaxy import GalaxySetup
 from crprop.params import CRML_BASE as CRML_BASE_PARAMS
@@ -72,7 +72,7 @@ def main() -> None:
         wall = timing["wall_s"]
         rows.append({"grouped": grouped, **timing, "models_per_s": len(plist) / wall,
                      "ms_per_model": wall / len(plist) * 1e3, "x_galprop_core": galprop_s * len(plist) / wall,
-                     "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
+                     "peak_rss_mib": mem.peak_mib, "peak_rss_exact": mem.exact, "rss_increase_mib": mem.increase_mib,
                      "z_cells_per_column": cells_grouped if grouped else cells_one,
                      "groups": [int(g.size) for g in groups] if grouped else [len(plist)],
                      "all_converged": bool(sp.converged.all()), "max_residual": float(sp.residual.max())})
@@ -81,8 +81,8 @@ def main() -> None:
     lines = [f"# Halo grouping, {args.models} models, z_h uniform in [{args.zh_min}, {args.zh_max}] kpc, "
              f"grid {args.grid} ({batch_grid(setup, args.zh_max).shape}), backend {args.backend}", "",
              f"Median of {args.repeats} propagate calls per row (range in brackets); peak RSS: the process's "
-             "resident-memory high-water mark during the row's calls (reset per row), increase: above the resident "
-             f"size before. GALPROP: {galprop_s:.1f} s per model on one core ({galprop_src}); its grid is the "
+             f"resident-memory high-water mark during the row's calls ({peak_rss_scope(rows)}), increase: above the "
+             f"resident size before. GALPROP: {galprop_s:.1f} s per model on one core ({galprop_src}); its grid is the "
              "paper's at z_h = 3.9 kpc, so x GALPROP is for scale only.", "",
              "| grouped | groups | z nodes x models | wall s | ms/model | models/s | x GALPROP core | peak RSS MiB "
              "| increase MiB | all converged |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -10,7 +10,9 @@ the row, i.e. its high-water mark) and GALPROP's time per model in the same tabl
     python benchmarks/network_speed.py --backend numba --batches 1 8
     python benchmarks/network_speed.py --backend cupy --modes fast galprop --precisions float32 float64 \
         --batches 1 64 512 2048 --only fast:float32:8192 --tag cupy_h100
-Writes benchmarks/results/network_speed_<tag>.{json,md} (tag defaults to the backend).
+Writes <out-dir>/network_speed_<tag>.{json,md} (default benchmarks/results; tag defaults to the backend). The
+table says per row whether every model converged (`galprop` mode: GALPROP's fixed time ladder, which stops short of
+the steady state by design); NonConvergenceWarning is silenced (the table carries it), other warnings are not.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ from __future__ import annotations
 import argparse
 import warnings
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 from common import (
     PeakRSS,
+    converged_cell,
     copy_bandwidth_gb_s,
     device_pool_mib,
     galprop_seconds_per_model,
     nominal_bytes,
+    peak_rss_scope,
     repeat_timings,
     save_results,
     wall_stats,
@@ -36,6 +41,7 @@ from crprop.galaxy import GalaxySetup
 from crprop.params import CRML_BASE as CRML_BASE_PARAMS
 from crprop.params import PropagationParams
 from crprop.propagate import propagate
+from crprop.solvers import NonConvergenceWarning
 
 CRML_BASE = asdict(CRML_BASE_PARAMS)
 
@@ -60,8 +66,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=[], help="extra mode:precision:B rows, e.g. fast:float32:8192")
     ap.add_argument("--tag", default=None, help="results file suffix (default: the backend)")
     ap.add_argument("--repeats", type=int, default=3, help="timed propagate calls per row (median and range)")
+    ap.add_argument("--out-dir", type=Path, default=None, help="where the results go (default benchmarks/results)")
     args = ap.parse_args()
-    warnings.simplefilter("ignore")
+    warnings.simplefilter("ignore", NonConvergenceWarning)  # each row's converged column says it
     setup = GalaxySetup.paper()
     galprop_s, galprop_src = galprop_seconds_per_model()
     copy_bw = copy_bandwidth_gb_s() if args.backend == "cupy" else None  # GB/s, read + write
@@ -99,44 +106,55 @@ def main() -> None:
                **timing, "models_per_s": b / wall, "ms_per_model": wall / b * 1e3,
                "mean_steps_per_species": float(np.mean(list(steps.values()))),
                "max_residual": float(sp.residual.max()), "all_converged": bool(sp.converged.all()),
+               "n_nonconverged": int((~sp.converged).sum()),
+               "converged": converged_cell(mode, int((~sp.converged).sum()), b),
                "speedup_vs_galprop_core": galprop_s / (wall / b), "chunks": chunks,
                "nominal_GB_per_s": traffic / wall / 1e9 if copy_bw else None,
                "of_copy_bandwidth": traffic / wall / 1e9 / copy_bw if copy_bw else None,
                "device_pool_mib": device_pool_mib() if args.backend == "cupy" else None,
-               "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib}
+               "peak_rss_mib": mem.peak_mib, "peak_rss_exact": mem.exact, "rss_increase_mib": mem.increase_mib}
         rows.append(row)
         print(f"{mode:7s} {args.backend:5s} {label:7s} B={b:5d} {row['models_per_s']:9.2f} models/s "
               f"{row['ms_per_model']:10.1f} ms/model ({row['wall_min_s'] / b * 1e3:.1f}-"
               f"{row['wall_max_s'] / b * 1e3:.1f}, {args.repeats} calls) "
               f"steps/species {row['mean_steps_per_species']:6.1f} residual "
               f"{row['max_residual']:.1e} x{row['speedup_vs_galprop_core']:.0f} vs GALPROP ({galprop_s:.1f} s)"
-              f" peak RSS {row['peak_rss_mib']:.0f} MiB"
+              f" peak RSS {row['peak_rss_mib']:.0f} MiB converged: {row['converged']}"
               + (f" {row['nominal_GB_per_s']:.0f} GB/s nominal" if copy_bw else ""), flush=True)
     tag = args.tag or args.backend
-    lines = ["| mode | backend | precision | B | models/s | ms/model | steps/species | max residual | "
+    lines = ["| mode | backend | precision | B | models/s | ms/model | steps/species | max residual | converged | "
              "nominal GB/s | of copy BW | device pool GiB | x GALPROP core | peak RSS MiB | increase MiB |",
-             "|" + "---|" * 14]
+             "|" + "---|" * 15]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['mode']} | {r['backend']} | {r['precision']} | {r['B']} | {r['error']} |" + " |" * 9)
+            lines.append(f"| {r['mode']} | {r['backend']} | {r['precision']} | {r['B']} | {r['error']} |" + " |" * 10)
             continue
         bw = f"{r['nominal_GB_per_s']:.0f} | {100 * r['of_copy_bandwidth']:.0f} %" if copy_bw else "- | -"
         pool = f"{r['device_pool_mib'] / 1024:.1f}" if r["device_pool_mib"] is not None else "-"
         lines.append(f"| {r['mode']} | {r['backend']} | {r['precision']} | {r['B']} | {r['models_per_s']:.2f} | "
                      f"{r['ms_per_model']:.2f} ({r['wall_min_s'] / r['B'] * 1e3:.2f}–"
                      f"{r['wall_max_s'] / r['B'] * 1e3:.2f}) | {r['mean_steps_per_species']:.1f} | "
-                     f"{r['max_residual']:.1e} | {bw} | {pool} | {r['speedup_vs_galprop_core']:.0f} | "
+                     f"{r['max_residual']:.1e} | {r['converged']} | {bw} | {pool} | "
+                     f"{r['speedup_vs_galprop_core']:.0f} | "
                      f"{r['peak_rss_mib']:.0f} | {r['rss_increase_mib']:.0f} |")
     lines.append(f"\nMedian of {args.repeats} propagate calls per row (ms/model range in brackets); peak RSS: the "
-                 "process's resident-memory high-water mark during the row's calls (reset per row), increase: above "
-                 "the resident size before; device pool: CuPy's default pool after the row, emptied before it."
+                 f"process's resident-memory high-water mark during the row's calls ({peak_rss_scope(rows)}), "
+                 "increase: above the resident size before; device pool: CuPy's default pool after the row, emptied "
+                 "before it. converged: every model of the row reached the solver tolerance (`fast`, `exact`); "
+                 "`galprop` mode runs GALPROP's fixed time ladder, which stops short of the steady state by design."
                  f"\nGALPROP: {galprop_s:.1f} s per model, one core ({galprop_src})."
                  + (f" Device copy bandwidth (read + write): {copy_bw:.0f} GB/s. nominal GB/s = nominal DRAM bytes "
                     "per cell-step (fast: 32 + 4 x word, galprop: 9 x word) x cells x steps of all species / wall."
                     if copy_bw else ""))
+    bad = [r for r in rows if "error" not in r and r["mode"] != "galprop" and not r["all_converged"]]
+    if bad:
+        lines.append("\n**Warning: not every model converged** in "
+                     + "; ".join(f"{r['mode']} {r['precision']} B={r['B']} ({r['n_nonconverged']} of {r['B']})"
+                                 for r in bad) + "; their times are for non-converged solves.")
     save_results(f"network_speed_{tag}", "\n".join(lines) + "\n",
-                 {"args": vars(args), "galprop_s_per_model": galprop_s, "galprop_source": galprop_src,
-                  "copy_bandwidth_GB_s": copy_bw, "rows": rows})
+                 {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                  "galprop_s_per_model": galprop_s, "galprop_source": galprop_src,
+                  "copy_bandwidth_GB_s": copy_bw, "rows": rows}, out_dir=args.out_dir)
 
 
 if __name__ == "__main__":

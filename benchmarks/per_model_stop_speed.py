@@ -10,7 +10,8 @@ against GALPROP's time per model (its paper grid, for scale: the grid here is th
 
     git worktree add /tmp/crnet_before 68eab3e   # the last commit with the all-models stop
     python benchmarks/per_model_stop_speed.py --before /tmp/crnet_before --models 64 --ekin-factor 2
-Writes benchmarks/results/per_model_stop_speed_<backend>_<models>[_<tag>].{json,md}.
+Writes <out-dir>/per_model_stop_speed_<backend>_<models>[_<tag>].{json,md} (default benchmarks/results), with the
+commit of --before (``git -C <before> rev-parse HEAD``; "unknown (not a git checkout)" where git cannot tell).
 """
 
 from __future__ import annotations
@@ -54,6 +55,22 @@ print("RESULT" + json.dumps(out))
 """
 
 
+UNKNOWN_COMMIT = "unknown (not a git checkout)"
+
+
+def checkout_commit(tree: Path) -> str:
+    """``git -C tree rev-parse HEAD`` (with "+ uncommitted changes" when ``git status --porcelain`` lists any), or
+    :data:`UNKNOWN_COMMIT` where that fails (no git, or ``tree`` is no checkout)."""
+    try:
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return UNKNOWN_COMMIT
+    return f"{head} + uncommitted changes" if dirty else (head or UNKNOWN_COMMIT)
+
+
 def run_tree(tree: Path, args) -> dict:
     code = CHILD.format(bench=str(REPO / "benchmarks"), ekin=args.ekin_factor, models=args.models,
                         jitter=args.jitter, backend=args.backend, tol=args.tol, repeats=args.repeats)
@@ -81,15 +98,18 @@ def main() -> None:
     ap.add_argument("--ekin-factor", type=float, default=None)
     ap.add_argument("--repeats", type=int, default=3, help="timed propagate calls per start (median and range)")
     ap.add_argument("--tag", default=None, help="extra results file suffix (e.g. a smaller setting than usual)")
+    ap.add_argument("--out-dir", type=Path, default=None, help="where the results go (default benchmarks/results)")
     args = ap.parse_args()
     galprop_s, galprop_src = galprop_seconds_per_model()
+    before_commit = checkout_commit(args.before.resolve())
     rows = {"before": run_tree(args.before.resolve(), args), "this tree": run_tree(REPO, args)}
     flux_b = np.array(rows["before"].pop("flux_C_warm"))
     flux_a = np.array(rows["this tree"].pop("flux_C_warm"))
     good = flux_b > 1e-30 * flux_b.max()
     diff = float(np.abs(flux_a[good] / flux_b[good] - 1.0).max())
     out = {"args": {k: str(v) for k, v in vars(args).items()}, "galprop_s_per_model": galprop_s,
-           "galprop_source": galprop_src, "rows": rows, "max_rel_C_flux_difference": diff}
+           "galprop_source": galprop_src, "before": str(args.before.resolve()), "before_commit": before_commit,
+           "rows": rows, "max_rel_C_flux_difference": diff}
     for start in ("cold", "warm"):
         wall = rows["this tree"][start + "_s"]
         rows["this tree"].update({f"{start}_ms_per_model": wall / args.models * 1e3,
@@ -99,7 +119,7 @@ def main() -> None:
     tag = f"{args.backend}_{args.models}" + (f"_{args.tag}" if args.tag else "")
     b, a = rows["before"], rows["this tree"]
     lines = [f"# Per-model stop: {args.models} posterior-like models, full network, {args.backend}", "",
-             f"Checkout of 68eab3e as --before; --tol {args.tol:g} --jitter {args.jitter:g}"
+             f"--before: {args.before.resolve()} at commit {before_commit}; --tol {args.tol:g} --jitter {args.jitter:g}"
              f"{' --ekin-factor ' + str(args.ekin_factor) if args.ekin_factor else ''}. Stretched halo; warm = "
              "every model started from the solution of a neighbouring point (log-normal jitter), as in a scan. "
              f"Wall times: median of {args.repeats} propagate calls (range in brackets); peak RSS: the child "
@@ -120,7 +140,7 @@ def main() -> None:
               f"at the Sun (warm batch, all energies) between the two: {diff:.1e}. Both stop every model at a "
               f"residual <= {args.tol:g}, which leaves flux errors of this order (scan_tolerance_numba.md: 2.3e-4 "
               "at tol 1e-4 against tol 1e-8)."]
-    save_results(f"per_model_stop_speed_{tag}", "\n".join(lines), out)
+    save_results(f"per_model_stop_speed_{tag}", "\n".join(lines), out, out_dir=args.out_dir)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import PeakRSS, device_pool_mib, galprop_seconds_per_model, save_results, wall_stats
+from common import (
+    PeakRSS,
+    device_pool_mib,
+    galprop_seconds_per_model,
+    peak_rss_scope,
+    save_results,
+    wall_stats,
+)
 
 from crnet.scan.analytic import AnalyticSimulator
 from crnet.scan.models import FunctionModel, GridConfig
@@ -48,11 +55,11 @@ GRIDS = {"paper": GridConfig(), "small": GridConfig(dr_kpc=2.0, dz_kpc=0.39, eki
 
 
 class TimedModel:
-    """Wraps a ScanModel and records (wall seconds, models, solver steps) per evaluate()."""
+    """Wraps a ScanModel and records (wall seconds, models, solver steps, non-converged models) per evaluate()."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        self.calls: list[tuple[float, int, int]] = []
+        self.calls: list[tuple[float, int, int, int]] = []
         self.species = inner.species
         self.ekin_gev_per_n = inner.ekin_gev_per_n
 
@@ -62,7 +69,8 @@ class TimedModel:
     def evaluate(self, params, slots=None):
         t0 = time.perf_counter()
         ev = self.inner.evaluate(params, slots)
-        self.calls.append((time.perf_counter() - t0, params.shape[0], ev.solver_steps))
+        self.calls.append((time.perf_counter() - t0, params.shape[0], ev.solver_steps,
+                           int((~np.asarray(ev.converged, dtype=bool)).sum())))
         return ev
 
     def commit(self, slots, accepted):
@@ -127,8 +135,11 @@ def bench(backend: str, k: int, steps: int, warm: bool, grid: str, workdir: Path
         "steps_per_species_per_batch": sum(c[2] for c in later) / max(len(later), 1) / n_species,
         "overhead_fraction": 1.0 - model_s / wall if wall > 0 else float("nan"),
         "acceptance": summary.acceptance_rate, "best_chi2": summary.best_chi2,
-        "nonconverged": summary.n_nonconverged,
-        "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib, "device_pool_mib": device_mib,
+        # every evaluated model is stored, converged or not: the rates above count the non-converged ones too
+        "nonconverged_timed": sum(c[3] for c in later), "models_timed": evaluated,
+        "nonconverged_whole_run": summary.n_nonconverged,  # the untimed starting batch included
+        "peak_rss_mib": mem.peak_mib, "peak_rss_exact": mem.exact, "rss_increase_mib": mem.increase_mib,
+        "device_pool_mib": device_mib,
     }
 
 
@@ -181,14 +192,18 @@ def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, 
            "goal": f"{GOAL_MODELS} models in {GOAL_SECONDS:.0f} s ({GOAL_MODELS / GOAL_SECONDS:.0f} models/s)",
            "grid": grid, "timed_steps": steps, "start_z_halo_kpc": zh, "max_steps": max_steps, "rows": rows}
     zh_text = f"z_h = {zh} kpc" if zh is not None else "crml_base z_h = 3.9 kpc"
+    # GALPROP's time is crml_base's: the paper grid at z_h 3.9 kpc; another grid or halo makes the ratio a scale only
+    scale_only = grid != "paper" or zh is not None
+    out["galprop_comparison"] = ("for scale only: GALPROP's time is for the paper grid at z_h 3.9 kpc" if scale_only
+                                 else "paper grid, chains around GALPROP's crml_base")
     lines = [f"# Scan speed ({tag}; grid {grid}, {steps} timed MH steps after the start batch; chains "
              f"start around crml_base with {zh_text})", "",
              f"GALPROP: {galprop_s:.1f} s per model on one core ({galprop_src}) = "
              f"{1 / galprop_s:.3f} models/s. Goal: {out['goal']}.", "",
              "| backend | K | warm | samples/s | models/s (solver+chi2) | ADI steps/species/batch | overhead | "
-             "x GALPROP core | min for 2e5 | batch s | first batch s | acceptance | peak RSS MiB | increase MiB | "
-             "device pool MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "x GALPROP core | min for 2e5 | batch s | first batch s | acceptance | non-converged (timed) | "
+             "peak RSS MiB | increase MiB | device pool MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = np.nan if r["acceptance"] is None else r["acceptance"]
         pool = f"{r['device_pool_mib']:.0f}" if r.get("device_pool_mib") is not None else "-"
@@ -196,17 +211,29 @@ def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, 
                      f"{r['records_per_s']:.2f} | {r['models_per_s']:.2f} | {r['steps_per_species_per_batch']:.0f} | "
                      f"{100 * r['overhead_fraction']:.2f} % | {r['x_galprop_core']:.0f} | {r['minutes_for_2e5']:.0f} | "
                      f"{r['wall_s']:.2f} ({r['wall_min_s']:.2f}–{r['wall_max_s']:.2f}) | {r['first_batch_s']:.1f} | "
-                     f"{acc:.2f} | {r['peak_rss_mib']:.0f} | {r['rss_increase_mib']:.0f} | {pool} |")
+                     f"{acc:.2f} | {r['nonconverged_timed']} of {r['models_timed']} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['rss_increase_mib']:.0f} | {pool} |")
     lines += ["", "samples/s = stored mock spectra per wall second over the timed steps (proposals outside the "
-              "prior box are not evaluated); batch s = median wall time of a timed batch (range in brackets); "
+              "prior box are not evaluated); samples/s and models/s count every stored record, converged or not "
+              "(non-converged (timed) = models of the timed batches whose solve did not converge; the JSON's "
+              "nonconverged_whole_run adds the untimed starting batch); batch s = median wall time of a timed "
+              "batch (range in brackets); "
               "models/s = evaluated models per second inside propagate + chi2; "
               "ADI steps/species/batch = solver iterations per species per batch (its slowest model's, capped "
               "by max_steps; before session 7 every model of the batch paid for them); overhead = sampler, "
               "store commits (3 flushes per "
-              f"batch) and warm-start bookkeeping. max_steps = {max_steps or 'crprop default'}. peak RSS = the "
-              "process's resident-memory high-water mark while the row's model is built and its scan runs (reset "
-              "per row), increase = above the resident size before; device pool = bytes CuPy's memory pool holds "
-              "after the row (emptied before it), '-' off the GPU."]
+              f"batch) and warm-start bookkeeping. max_steps = {max_steps or 'crprop default'}. x GALPROP core and "
+              f"min for 2e5 use GALPROP's {galprop_s:.1f} s per model"
+              + (f" ({out['galprop_comparison']})" if scale_only else "") + ". peak RSS = the "
+              f"process's resident-memory high-water mark while the row's model is built and its scan runs "
+              f"({peak_rss_scope(rows)}), increase = above the resident size before; device pool = bytes CuPy's "
+              "memory pool holds after the row (emptied before it), '-' off the GPU."]
+    bad = [r for r in rows if r["nonconverged_timed"]]
+    if bad:
+        lines += ["", "**Warning: not every timed model converged** ("
+                  + "; ".join(f"{r['backend']} K={r['chains']} warm {'yes' if r['warm_start'] else 'no'}: "
+                              f"{r['nonconverged_timed']} of {r['models_timed']}" for r in bad)
+                  + "); the rates above include them."]
     return save_results(f"scan_speed_{tag}", "\n".join(lines) + "\n", out, out_dir=out_dir, echo=echo)
 
 

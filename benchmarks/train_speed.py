@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import REPO, PeakRSS, machine, repeat_timings, save_results, wall_stats
+from common import REPO, PeakRSS, machine, peak_rss_scope, repeat_timings, save_results, wall_stats
 
 from crnet.machines.crnet_variant import CRNET_BATCH_SIZE
 from crnet.machines.paper import PAPER_BATCH_SIZE, PAPER_EPOCHS
@@ -79,8 +79,8 @@ def main() -> None:
                 rows.append({"machine": f"A-{arch}", "input_noise": noise, "batch_size": batch, "amp": amp,
                              "records": args.records, "epochs": res.epochs_run, **timing,
                              "record_epochs_per_s": rate, "paper_scale_minutes_upper": paper_min,
-                             "peak_rss_mib": mem.peak_mib, "rss_increase_mib": mem.increase_mib,
-                             "cuda_max_allocated_mib": cuda_mib})
+                             "peak_rss_mib": mem.peak_mib, "peak_rss_exact": mem.exact,
+                             "rss_increase_mib": mem.increase_mib, "cuda_max_allocated_mib": cuda_mib})
                 print(f"A-{arch} amp={amp} {wall:.2f} s ({min(walls):.2f}-{max(walls):.2f}) {rate:.0f} record-epochs/s "
                       f"peak RSS {mem.peak_mib:.0f} MiB"
                       + (f" CUDA max allocated {cuda_mib:.0f} MiB" if cuda_mib is not None else ""), flush=True)
@@ -88,8 +88,9 @@ def main() -> None:
     lines = [f"# Training throughput ({name})", "",
              f"torch {torch.__version__}. Synthetic store, paper grid; time of the whole train call (validation, "
              f"checkpoints, data pipeline included), median of {args.repeats} calls per row (range in brackets). "
-             "Peak RSS: the process's resident-memory high-water mark during the row's calls (reset per row), "
-             "increase: above the resident size before; CUDA MiB: torch.cuda.max_memory_allocated over the row.", "",
+             "Peak RSS: the process's resident-memory high-water mark during the row's calls "
+             f"({peak_rss_scope(rows)}), increase: above the resident size before; CUDA MiB: "
+             "torch.cuda.max_memory_allocated over the row.", "",
              "| machine | batch | bf16 autocast | records x epochs | wall s | records x epochs / s | "
              f"paper scale ({PAPER_SCALE_TRAIN_RECORDS:,} records x default epochs), min, upper bound | "
              "peak RSS MiB | increase MiB | CUDA MiB |",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -71,3 +72,42 @@ def test_save_results_echo_off_writes_without_printing(tmp_path: Path, capsys: p
     assert (tmp_path / "probe.md").read_text() == text
     assert text.startswith("| b |") and text.count("Measured with") == 1
     assert json.loads((tmp_path / "probe.json").read_text())["rows"] == [2]
+
+
+def test_peak_rss_scope_says_whether_the_peak_was_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a writable /proc/self/clear_refs the peak is the process's lifetime maximum: tables must say so
+    instead of "reset per row" (review by helper-102, session 22)."""
+    real_write = Path.write_text
+
+    def refuse_clear_refs(self, *args, **kwargs):
+        if str(self) == "/proc/self/clear_refs":
+            raise PermissionError("read-only /proc")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(Path("/")), "write_text", refuse_clear_refs)
+    with common.PeakRSS() as mem:
+        pass
+    assert mem.exact is False and mem.peak_mib > 0.0
+    row = {"peak_rss_mib": mem.peak_mib, "peak_rss_exact": mem.exact}
+    assert common.peak_rss_scope([row]) == common.PEAK_RSS_LIFETIME
+    assert common.peak_rss_scope([{"peak_rss_mib": 1.0, "peak_rss_exact": True}] * 2) == common.PEAK_RSS_RESET
+    mixed = common.peak_rss_scope([row, {"peak_rss_mib": 1.0, "peak_rss_exact": True}])
+    assert mixed.startswith(common.PEAK_RSS_LIFETIME) and "1 of 2 rows" in mixed
+    assert common.peak_rss_scope([{"peak_rss_mib": 1.0}]) == common.PEAK_RSS_LIFETIME  # unknown: not claimed reset
+    assert common.peak_rss_scope([{"error": "out of memory"}]) == common.PEAK_RSS_RESET  # no memory column to qualify
+
+
+def test_converged_cell_names_galprop_modes_fixed_ladder() -> None:
+    assert common.converged_cell("galprop", 3, 3) == common.FIXED_LADDER == "fixed ladder, not converged"
+    assert common.converged_cell("galprop", 0, 3) == common.FIXED_LADDER
+    assert common.converged_cell("fast", 0, 8) == "yes"
+    assert common.converged_cell("fast", 2, 8) == "no (2 of 8)"
+
+
+def test_machine_records_the_load_average(tmp_path: Path) -> None:
+    info = common.machine()
+    assert "loadavg" in info
+    if hasattr(os, "getloadavg"):
+        assert len(info["loadavg"]) == 3 and all(x >= 0.0 for x in info["loadavg"])
+    text = common.save_results("probe", "| c |", {}, out_dir=tmp_path, echo=False)
+    assert ("load average" in text) == bool(info["loadavg"])
