@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import _missing  # skips, or fails under CRNET_REQUIRE_SHARED=1
 
 import crprop
 from crprop.nuclear import loss_cross_sections, nucleon_cs, production_table
@@ -234,12 +235,12 @@ def read_extracted_csv(path: Path) -> dict[tuple[int, int, int, int], tuple[np.n
 @pytest.fixture(params=["package", "shared"])
 def xs_dir(request) -> dict[str, Path]:
     """Directories of the raw tables: the copies crprop reads (always present) and the upstream copies in
-    ../shared/data/cross_sections (skipped when ../shared is absent)."""
+    ../shared/data/cross_sections (skipped when ../shared is absent, failed then under CRNET_REQUIRE_SHARED=1)."""
     if request.param == "package":
         return {"dragon2": PKG_XS / "dragon2", "usine": PKG_XS / "usine"}
     root = request.getfixturevalue("shared_dir") / "data" / "cross_sections"
     if not root.is_dir():
-        pytest.skip("../shared/data/cross_sections not present")
+        _missing("../shared/data/cross_sections not present")
     return {"dragon2": root / "dragon2", "usine": root / "usine_v3.5"}
 
 
@@ -248,7 +249,7 @@ def usine_galprop(shared_dir) -> dict[int, tuple[np.ndarray, dict[str, np.ndarra
     d = shared_dir / "data" / "cross_sections" / "usine_v3.5"
     files = {kopt: d / f"sigProdGALPROP17_OPT{kopt}.dat" for kopt in (12, 22)}
     if not all(f.is_file() for f in files.values()):
-        pytest.skip("USINE GALPROP17 production tables not present in ../shared")
+        _missing("USINE GALPROP17 production tables not present in ../shared")
     return {kopt: read_usine(f) for kopt, f in files.items()}
 
 
@@ -408,7 +409,7 @@ def test_table_models_match_extracted_csv(shared_dir, model, fname):
     """The project's independent CSV extraction of the DRAGON2 tables (CNO -> LiBeB) agrees with table_sigma."""
     path = shared_dir / "data" / "cross_sections" / "extracted" / fname
     if not path.is_file():
-        pytest.skip(f"{fname} not present in ../shared")
+        _missing(f"{fname} not present in ../shared")
     rows = read_extracted_csv(path)
     assert len(rows) >= 35 and all(ch in rows for ch in CHANNELS)
     for (zp, ap, zf, af), (energy, sig) in rows.items():

@@ -18,6 +18,13 @@ FP64_EQUALITY = 1e-10
 """Issue: the GPU kernels (and their emulation) equal numba to 1e-10 in float64."""
 FP32_AGREEMENT = 1e-5
 """Issue: float32 agrees with numba to 1e-5, relative to each energy slice's largest |psi|."""
+RESIDUAL_FP64_RTOL = 1e-6
+"""Reported relative residuals (float64) against numba's: near convergence (~6e-9 at tol 1e-8) the residual is a
+difference of nearly equal terms, so a psi equal to FP64_EQUALITY moves it by up to 5.6e-8 relative (measured in the
+emulation, fast mode; galprop mode 5e-15); the rest is room for the GPU's own operation order."""
+RESIDUAL_FP32_RTOL = 1e-3
+"""The same with float32 sweeps (psi and the residual in float64): measured 5.8e-7 in the emulation; the GPU's float32
+rounding order differs from the emulation's and was not measured with these problems, so this stays as it was."""
 SHORT_LADDER = TimeLadder(repeat=3)
 
 GPU_OK, GPU_WHY = cupy_available()
@@ -74,7 +81,8 @@ def _check_modes(op, q, emulate: bool, precision: str, tol: float, **extra) -> N
         if mode == "fast":
             assert np.array_equal(got.model_steps, ref.model_steps)
         assert slice_rel(got.psi, ref.psi) <= tol, mode
-        np.testing.assert_allclose(got.residual, ref.residual, rtol=1e-6 if precision == "float64" else 1e-3)
+        np.testing.assert_allclose(got.residual, ref.residual,
+                                   rtol=RESIDUAL_FP64_RTOL if precision == "float64" else RESIDUAL_FP32_RTOL)
         assert np.array_equal(got.converged, got.residual <= got.tol)
 
 
@@ -236,7 +244,7 @@ def test_per_model_stop_and_repacking_equal_the_cpu_loop(spread_problem, check_e
     got = cupy_backend.solve_species(op, q, "fast", 1e-8, emulate=True, check_every=check_every, precision="float64")
     assert packs, "the batch was never re-packed: the test would not exercise Workspace.packed"
     assert got.steps == ref.steps and np.array_equal(got.model_steps, ref.model_steps)
-    np.testing.assert_allclose(got.residual, ref.residual, rtol=1e-6)
+    np.testing.assert_allclose(got.residual, ref.residual, rtol=RESIDUAL_FP64_RTOL)
     assert max_rel(got.psi, ref.psi) <= FP64_EQUALITY
 
 
@@ -252,7 +260,7 @@ def test_repacked_batch_with_a_model_that_never_converges(spread_problem):
     assert got.steps == ref.steps == cap
     assert np.array_equal(got.converged, ref.converged) and (~got.converged).sum() == 1
     assert np.array_equal(got.model_steps, ref.model_steps)
-    np.testing.assert_allclose(got.residual, ref.residual, rtol=1e-6)
+    np.testing.assert_allclose(got.residual, ref.residual, rtol=RESIDUAL_FP64_RTOL)
     assert max_rel(got.psi, ref.psi) <= FP64_EQUALITY
 
 

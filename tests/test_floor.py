@@ -23,6 +23,17 @@ MC_RTOL = 0.03
 """Monte Carlo with 20,000 draws: the standard deviation of a sample standard deviation is 1/sqrt(2n) = 0.5 %;
 3 % is six of those."""
 
+MC_VARIANCE_RTOL = 3e-3
+"""Variance of 2,000,000 draws of log1p(U(-a, a)): a sample variance scatters by sqrt((kurtosis - 1) / n) = 6.3e-4
+relative (kurtosis 1.8); measured 5.2e-4 and 2.7e-4. Five of those; was 5e-3."""
+
+SMALL_NOISE_LIMIT_RTOL = 2e-3
+"""log_noise_variance(a) -> a^2 / 3: the next order is ~0.47 a^2 = 1.2e-3 relative at a = 0.05 (measured 1.17e-3)."""
+
+CLOSURE_SLOPE_ABS_TOL = 5e-3
+"""Slope of estimate on truth over 20,000 pairs with var_est / var_truth <= 0.009: it scatters by
+sqrt(0.009 / 20000) = 6.7e-4 (measured 7.4e-4 fair, 3.7e-4 shrunk); seven of those. Was 0.05."""
+
 NU2_DERIVATIVE_RTOL = 5e-3
 """Without reacceleration, d log Phi_O / d nu2 between 19.7 and 59 GeV/n is -ln(R2/R1) up to ionisation
 losses (they move a 20 GeV/n nucleus by ~1e-3 of its energy during its confinement). Measured on the test
@@ -46,8 +57,8 @@ def test_log_noise_variance_matches_monte_carlo():
     rng = np.random.default_rng(3)
     for a in (0.05, 0.3):
         draws = np.log1p(rng.uniform(-a, a, size=2_000_000))
-        assert log_noise_variance(a) == pytest.approx(np.var(draws), rel=5e-3)
-    assert log_noise_variance(0.05) == pytest.approx(0.05**2 / 3, rel=2e-3)  # small-noise limit
+        assert log_noise_variance(a) == pytest.approx(np.var(draws), rel=MC_VARIANCE_RTOL)
+    assert log_noise_variance(0.05) == pytest.approx(0.05**2 / 3, rel=SMALL_NOISE_LIMIT_RTOL)  # small-noise limit
     with pytest.raises(ValueError, match="max_relative"):
         log_noise_variance(1.2)
 
@@ -68,13 +79,13 @@ def test_floor_equals_the_closure_spread_of_an_unbiased_estimator():
     # a shrinking estimator (halfway to x0) is below the floor in tau and gives itself away by its slope
     shrink = x0 + 0.5 * (theta - x0)
     shrink_prime = x0 + 0.5 * (theta_prime - x0)
-    assert np.all(np.std(shrink_prime - shrink, axis=0) < 0.6 * floor.sigma_log)
+    assert np.all(np.std(shrink_prime - shrink, axis=0) < 0.5 * (1 + MC_RTOL) * floor.sigma_log)  # half the floor
     phys = lambda u: np.column_stack([u[:, :8], 10.0 ** u[:, 8:]])  # noqa: E731
     fair, biased = truth_accuracy(phys(theta), phys(truth)), truth_accuracy(phys(shrink), phys(truth))
     for name in LOG_PARAM_NAMES:
         var_t, var_e = 0.05**2, floor.sigma_log[LOG_PARAM_NAMES.index(name)] ** 2
-        assert fair[name]["slope"] == pytest.approx(1.0, abs=0.05)
-        assert biased[name]["slope"] == pytest.approx(0.5, abs=0.05)
+        assert fair[name]["slope"] == pytest.approx(1.0, abs=CLOSURE_SLOPE_ABS_TOL)
+        assert biased[name]["slope"] == pytest.approx(0.5, abs=CLOSURE_SLOPE_ABS_TOL)
         assert var_e < 10 * var_t  # the truths spread enough for the slope to mean something
     assert fair["delta"]["n"] == n and fair["delta"]["n_distinct_truths"] == n
 

@@ -274,7 +274,8 @@ def test_with_overrides(tmp_path: Path) -> None:
 
 
 def test_total_cross_section_models_match_the_nuclear_module() -> None:
-    inelastic = pytest.importorskip("crprop.nuclear.inelastic")
+    from crprop.nuclear import inelastic
+
     assert set(TOTAL_CROSS_SECTION_MODELS.values()) <= set(inelastic.INELASTIC_MODELS)
     for model, option in inelastic.GALPROP_TOTAL_CS_OPTION.items():
         assert TOTAL_CROSS_SECTION_MODELS[option] == model

@@ -15,6 +15,11 @@ fits = pytest.importorskip("astropy.io.fits")
 SPECIES = ((1, 1, 0), (1, 2, 0), (4, 7, 0), (4, 10, 0), (5, 10, 0), (6, 12, 0))
 R0, DR, Z0, DZ, E0, EF = 0.0, 1.0, -3.9, 0.2, 1.0, 1.25
 N_R, N_Z, N_E = 21, 40, 84
+# GALPROP stores E^2 * flux as float32 (eps 6e-8); the reader divides E^2 back out in float64, so a flux read
+# back is the written one to a few float32 roundings
+FLOAT32_STORAGE_RTOL = 2e-7
+# grids rebuilt from the header's CRVAL / CDELT in float64 (10 ** log10 for E): a few ulp
+HEADER_GRID_TOL = 1e-12
 
 
 def flux_model() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -52,14 +57,14 @@ def test_reads_full_file(tmp_path: Path) -> None:
     out = read_nuclei_fits(path)
     assert out.full and out.flux.shape == (len(SPECIES), N_R, N_Z, N_E)
     np.testing.assert_allclose(out.r_kpc, r)
-    np.testing.assert_allclose(out.z_kpc, z, atol=1e-12)
-    np.testing.assert_allclose(out.ekin_mev_per_n, e, rtol=1e-12)
-    np.testing.assert_allclose(out.flux, flux, rtol=2e-7)  # float32 storage
-    np.testing.assert_allclose(out.e2_flux(), flux * e ** 2, rtol=2e-7)
+    np.testing.assert_allclose(out.z_kpc, z, atol=HEADER_GRID_TOL)
+    np.testing.assert_allclose(out.ekin_mev_per_n, e, rtol=HEADER_GRID_TOL)
+    np.testing.assert_allclose(out.flux, flux, rtol=FLOAT32_STORAGE_RTOL)
+    np.testing.assert_allclose(out.e2_flux(), flux * e ** 2, rtol=FLOAT32_STORAGE_RTOL)
     assert out.Z.tolist() == [s[0] for s in SPECIES] and out.A.tolist() == [s[1] for s in SPECIES]
     assert out.K_electron.tolist() == [0] * len(SPECIES) and out.nucnorm == 1.0
     i_b10 = out.species_index(5, 10)
-    np.testing.assert_allclose(out.flux[i_b10, 8, 19], flux[4, 8, 19], rtol=2e-7)
+    np.testing.assert_allclose(out.flux[i_b10, 8, 19], flux[4, 8, 19], rtol=FLOAT32_STORAGE_RTOL)
     with pytest.raises(KeyError):
         out.species_index(26, 56)
 
@@ -78,7 +83,7 @@ def test_reads_gzipped_single_slice_file_and_species_table(tmp_path: Path) -> No
     path.write_bytes(gzip.compress(buffer.read_bytes()))
     out = read_nuclei_fits(path)
     assert not out.full and out.z_kpc == pytest.approx([-0.1])
-    np.testing.assert_allclose(out.flux[:, :, 0, :], flux[:, :, iz, :], rtol=2e-7)
+    np.testing.assert_allclose(out.flux[:, :, 0, :], flux[:, :, iz, :], rtol=FLOAT32_STORAGE_RTOL)
     assert out.A.tolist() == [s[1] for s in SPECIES] and out.names == ("",) * len(SPECIES)
 
 
@@ -135,10 +140,19 @@ def test_load_run_refuses_a_single_slice_and_output_of_another_run(tmp_path: Pat
     galprop_hdu(flux, e, Z0).writeto(run / "nuclei_full_54_slice")
     full = load_run(run)
     assert full.iso_flux_si.shape == (len(SPECIES), N_E)  # the full file of the same grid is accepted
+    # the Sun (r = 8.5 kpc, z = 0) of flux_model: linear in r, so the r interpolation between the 8 and 9 kpc
+    # nodes is exact; exp(-|z|) is the same at the z = -0.1 and +0.1 nodes that bracket z = 0; then cgs MeV -> SI GeV
+    r_sun_kpc, z_node_kpc = 8.5, 0.1
+    np.testing.assert_allclose(z[np.abs(z) < DZ], [-z_node_kpc, z_node_kpc], atol=HEADER_GRID_TOL)  # none at z = 0
+    s = np.arange(1, len(SPECIES) + 1)[:, None]
+    at_sun = s * 1e-3 * (1.0 + r_sun_kpc / 20.0) * np.exp(-z_node_kpc) * e[None, :] ** -2.7
+    cgs_mev_to_si_gev = 1e4 * 1e3  # cm^-2 -> m^-2, MeV^-1 -> GeV^-1
+    np.testing.assert_allclose(full.iso_flux_si, at_sun * cgs_mev_to_si_gev, rtol=FLOAT32_STORAGE_RTOL)
+    np.testing.assert_allclose(full.ekin_gev_per_n, e / 1e3, rtol=HEADER_GRID_TOL)
+    assert full.iso_z.tolist() == [sp[0] for sp in SPECIES] and full.iso_a.tolist() == [sp[1] for sp in SPECIES]
     from crprop.galprop.compare import deviation_table
 
     ref = full.spectra()
-    assert all(row["max_abs_dev"] == 0.0 for row in deviation_table(ref, ref))
     with pytest.raises(ValueError, match="holds no grid energy"):
         deviation_table(ref, ref, 2e5, 1e6)
     for other, message in (("p6", "z grid reaches"), ("crml_base_efine", "energies")):

@@ -48,6 +48,11 @@ REFINEMENT_RESPONSE_MIN = {"crml_base_efine": 0.04, "crml_base_xfine": 0.015}
 measured 5.6 % and 2.1 %): the test is only a test of grid handling if the grid change matters this much."""
 
 
+B_RISE_PEAK_MIN = 0.05
+"""Largest rise of boron from the second network pass (10Be -> 10B), 0.1-1000 GeV/n: GALPROP's and crprop's are 5.35 %
+(at ~1.6 GeV/n, measured): the feed is tested where it matters. Was 0.01."""
+
+
 @pytest.fixture(scope="module")
 def runs(galprop_ref_dir):
     return lambda name: load_run(galprop_ref_dir / name)
@@ -120,7 +125,7 @@ def _isotope_deviation(model, ref, energy_gev: tuple[float, float] | None) -> di
 
 @pytest.mark.slow
 def test_network_iterations_feed_10be_decay_into_boron(runs):
-    """network_iterations = 2 (crml_base_net2): 10Be decay now feeds 10B (B rises by 1-5 % as in GALPROP) and the
+    """network_iterations = 2 (crml_base_net2): 10Be decay now feeds 10B (B rises by up to 5.4 % as in GALPROP) and the
     protons of the first pass feed 2H by p + p -> d + pi+."""
     base, net2 = runs("crml_base"), runs("crml_base_net2")
     m1, m2 = _model(base, "galprop"), _model(net2, "galprop")
@@ -133,7 +138,8 @@ def test_network_iterations_feed_10be_decay_into_boron(runs):
     sel = (e > 0.1) & (e < 1000)
     rise = (m2.flux("B")[0] / m1.flux("B")[0])[sel] - 1
     ref_rise = (net2.spectra().flux("B")[0] / base.spectra().flux("B")[0])[sel] - 1
-    assert rise.max() > 0.01 and rise.min() > -1e-6
+    # a feed only adds boron: the smallest rise is 7.3e-5 (at 1 TeV/n, measured), far above round-off
+    assert rise.max() > B_RISE_PEAK_MIN and rise.min() > 0.0
     assert np.abs(rise - ref_rise).max() < 2 * GALPROP_MODE_TOL  # a difference of two runs each within it
     # the second pass has 1H, so p + p -> d + pi+ feeds 2H (crprop.nuclear.pp_fusion): 2H as GALPROP's, which
     # without that term was up to 8.7x lower (ratio 0.115 at 87 MeV/n)

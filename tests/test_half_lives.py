@@ -23,6 +23,17 @@ DECAY_MATTERS = 1e-4
 """Energies where the half-life changes 10Be by more than this fraction (below ~1 TeV/n on the test grid); above,
 the difference of two nearly equal fluxes is round-off."""
 
+DECAY_DOMINATED_RATIO = (0.83, 0.94)
+"""10Be with the measured over GALPROP's half-life below 3 GeV/n on the test grid: measured 0.843 (1 MeV/n) .. 0.930
+(2.2 GeV/n), near the leaky-box 1.387 / 1.60 = 0.867 at the bottom; the bounds keep ~1 % either side."""
+
+TIME_DILATED_MAX_CHANGE = 5e-4
+"""|10Be ratio - 1| above 300 GeV/n, where gamma > 300 dilates the decay away: measured 3.2e-4 (531 GeV/n), falling as
+1 / E above. Was 1e-3."""
+
+BE9_MAX_CHANGE = 3e-4
+"""|9Be ratio - 1|: 9Be only feels the half-life through 10Be's fragmentation into it (measured 2.5e-4)."""
+
 BASE = dict(d0_1e28_cm2_s=3.25, delta=0.478, eta=-1.55, v_alfven_km_s=0.0, z_halo_kpc=3.9, nu1=0.28,
             nu2=2.42, nu3=2.12, r_break1_mv=880.0, r_break2_mv=4.67e5)
 
@@ -69,7 +80,7 @@ def test_decay_conserves_diffusion_weighted_a10_density(tiny):
 
 def test_measured_half_life_lowers_10be_only_where_it_decays(tiny):
     """Full physics on the test grid: 10Be falls by 7-16 % below 3 GeV/n (decay-dominated; the coarse z grid makes
-    it close to the leaky-box ratio 1.387/1.60 at 1 MeV/n) and by < 0.1 % above 300 GeV/n (time dilation);
+    it close to the leaky-box ratio 1.387/1.60 at 1 MeV/n) and by < 0.05 % above 300 GeV/n (time dilation);
     9Be moves by < 0.03 % (10Be fragments into it)."""
     params = [PropagationParams(**{**BASE, "v_alfven_km_s": 34.9})]
     old = propagate(tiny, params, mode="exact", backend="numpy")
@@ -78,8 +89,9 @@ def test_measured_half_life_lowers_10be_only_where_it_decays(tiny):
     e = old.ekin_gev_per_n
     ratio = new.flux("10Be")[0] / old.flux("10Be")[0]
     low, high = e < 3.0, e > 300.0
-    assert np.all((ratio[low] > 0.83) & (ratio[low] < 0.94)) and np.all(np.abs(ratio[high] - 1) < 1e-3)
-    assert np.max(np.abs(new.flux("9Be")[0] / old.flux("9Be")[0] - 1)) < 3e-4
+    assert np.all((ratio[low] > DECAY_DOMINATED_RATIO[0]) & (ratio[low] < DECAY_DOMINATED_RATIO[1]))
+    assert np.all(np.abs(ratio[high] - 1) < TIME_DILATED_MAX_CHANGE)
+    assert np.max(np.abs(new.flux("9Be")[0] / old.flux("9Be")[0] - 1)) < BE9_MAX_CHANGE
     assert np.all(new.flux("10B")[0] >= old.flux("10B")[0])
 
 

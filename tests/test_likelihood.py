@@ -46,6 +46,11 @@ ISOTOPES = [
 BRUTE_RTOL = 1e-6
 """Required agreement of the exact profile with scipy's minimisation (the issue's criterion)."""
 
+PROTON_NORM_RTOL = 1e-4
+"""crml_base's 1H at 100 GeV against the galdef's proton_norm_flux 4.45e-9 cm^-2 s^-1 sr^-1 MeV^-1: GALPROP normalises
+on its own grid, read here by log-log interpolation between the 87.6 and 109.5 GeV nodes, 1.9e-5 off (measured); a
+unit slip is a factor >= 10. Was 1e-3."""
+
 CRML_BASE_RANGE = (1.0e4, 1.6e4)
 """Accepted chi2_tot of crml_base vs 'paper'. The GALPROP numerical variants of this one parameter
 point (converged time steps, finer grids, network iterations; ../shared/reference/galprop) span
@@ -436,7 +441,7 @@ def test_crml_base_chi2_against_paper(galprop_ref_dir: Path) -> None:
         )
     # unit check: GALPROP normalises 1H at 100 GeV to 4.45e-9 cm^-2 s^-1 sr^-1 MeV^-1
     p100 = interpolate_spectra(spectra.ekin_gev_per_n, spectra.flux("1H"), np.array([100.0]))[0, 0]
-    assert p100 == pytest.approx(0.0445, rel=1e-3)
+    assert p100 == pytest.approx(0.0445, rel=PROTON_NORM_RTOL)
     res = chi2(spectra, "paper")
     value = float(res.chi2_tot[0])
     assert np.isfinite(value)

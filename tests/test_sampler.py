@@ -16,6 +16,11 @@ Z_MAX = 4.0
 
 N_CHAINS = 64
 
+PROPOSAL_COV_TOL = 0.15
+"""The learnt proposal covariance vs the target's (relative, and absolute in units of the largest sigma_i sigma_j): it
+is estimated from the first 1000 steps of 64 correlated chains, ~1000 independent draws in d = 6, a scatter of
+sqrt(2 / 1000) ~ 4.5 % (measured 4.6 %); about three of those."""
+
 
 def _gaussian_target(dim: int, seed: int):
     rng = np.random.default_rng(seed)
@@ -54,7 +59,8 @@ def test_gaussian_moments_with_frozen_adaptation():
     assert 0.15 < trace.accepted[1000:].mean() < 0.35  # tuned near the 0.234 target
     # the learnt proposal is close to the optimal (2.38^2/d) Sigma: correlation structure recovered
     emp = sampler.empirical_cov()
-    assert np.allclose(emp, cov, rtol=0.15, atol=0.15 * np.sqrt(np.outer(np.diag(cov), np.diag(cov))).max())
+    scale = np.sqrt(np.outer(np.diag(cov), np.diag(cov))).max()
+    assert np.allclose(emp, cov, rtol=PROPOSAL_COV_TOL, atol=PROPOSAL_COV_TOL * scale)
 
 
 def test_banana_moments_with_diminishing_adaptation():
@@ -159,7 +165,8 @@ def test_gaussian_design_and_slices():
     pts = design_points("gaussian", 4000, 1, centre=centre, sigma=0.05 * (hi - lo))
     assert np.all((pts >= lo) & (pts <= hi))
     assert np.all(np.abs(pts.mean(axis=0) - centre) < Z_MAX * 0.05 * (hi - lo) / np.sqrt(4000))
-    np.testing.assert_allclose(pts.std(axis=0), 0.05 * (hi - lo), rtol=0.1)
+    # a sample standard deviation of n draws scatters by 1 / sqrt(2n) relative (measured 2.2 % at most; was 0.1)
+    np.testing.assert_allclose(pts.std(axis=0), 0.05 * (hi - lo), rtol=Z_MAX / np.sqrt(2 * 4000))
     parts = [design_slice(10, 3, i) for i in range(3)]
     assert parts == [(0, 4), (4, 7), (7, 10)]
     assert unit_design("sobol", 0, 3, 0).shape == (0, 3)

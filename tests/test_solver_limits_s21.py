@@ -78,16 +78,25 @@ def test_training_on_a_store_without_converged_records_says_why(tmp_path) -> Non
         train(store, tmp_path / "a.pt", TrainConfig(machine="A", epochs=1, progress=False))
 
 
-def test_flag_nonfinite_is_shared_by_every_backend() -> None:
-    """The CPU path and the CuPy backend (crprop.backends.cupy_backend.solve_species) both call it."""
-    import inspect
+def test_flag_nonfinite_is_shared_by_every_backend(monkeypatch) -> None:
+    """The CuPy backend (crprop.backends.cupy_backend.solve_species), run through its numpy emulation: a NaN in one
+    model's psi from the device iteration is flagged not converged with an infinite residual, as on the CPU path."""
+    import dataclasses
 
     from crprop.backends import cupy_backend
-    from crprop.solvers.result import SolveResult
 
-    psi = np.ones((2, 3, 4, 3))
-    psi[1, 2, 3, 2] = np.inf
-    res = SolveResult(psi, np.array([True, True, True]), np.array([1e-7, 1e-7, 1e-7]), 5, "fast", "numpy", 1e-6)
-    res.flag_nonfinite()
-    assert res.converged.tolist() == [True, True, False] and res.residual[2] == np.inf
-    assert "result.flag_nonfinite()" in inspect.getsource(cupy_backend.solve_species)
+    _, op, q = random_problem(seed=1, n_models=3)
+    real = cupy_backend._run_fast
+
+    def nan_in_model_1(k, ws, *args):
+        run = real(k, ws, *args)
+        psi = np.array(run.psi if run.psi is not None else ws.psi, dtype=float, copy=True)
+        psi[0, 0, 0, 1] = np.nan
+        return dataclasses.replace(run, psi=psi)
+
+    monkeypatch.setattr(cupy_backend, "_run_fast", nan_in_model_1)
+    with pytest.warns(solvers.NonConvergenceWarning, match="1 of 3 models not converged"):
+        out = cupy_backend.solve_species(op, q, "fast", 1e-6, max_steps=2000, emulate=True, precision="float64")
+    assert out.backend.startswith("cupy-emulated")
+    assert out.converged.tolist() == [True, False, True]
+    assert np.isinf(out.residual[1]) and np.all(out.residual[[0, 2]] <= 1e-6)

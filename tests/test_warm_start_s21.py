@@ -16,6 +16,13 @@ from crnet.machines.training import TrainConfig, train
 
 torch.set_num_threads(1)
 
+# Adam moves a weight by ~learning_rate per step: at 1e-30 nothing a real update would change exceeds this
+# (measured: the weights are bit-identical on CPU)
+FROZEN_WEIGHT_ATOL = 1e-12
+# the same weights on the same validation split (a warm start inherits the split seed) give the same loss; measured
+# equal to the last bit on CPU, this leaves room for float32 reduction order only
+SAME_WEIGHTS_LOSS_REL = 1e-6
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
@@ -25,10 +32,18 @@ def store(tmp_path_factory):
 
 
 def test_a_check_machine_warm_starts(store, tmp_path) -> None:
-    first = train(store, tmp_path / "c.pt", TrainConfig(machine="check", epochs=1, progress=False))
-    again = train(store, tmp_path / "c2.pt", TrainConfig(machine="check", epochs=1, progress=False,
-                                                          init_from=str(first.model_path)))
-    assert load_model(again.model_path).metadata["train_config"]["init_from"] == str(first.model_path)
+    """It starts at the given weights: with a learning rate of ~0 (as test_training's
+    test_init_from_starts_at_the_given_weights) the warm-started machine ends where the first one did, and its first
+    validation loss is the first run's best; another seed makes a skipped load start from other weights."""
+    first = train(store, tmp_path / "c.pt", TrainConfig(machine="check", epochs=1, seed=2, progress=False))
+    again = train(store, tmp_path / "c2.pt", TrainConfig(machine="check", epochs=1, seed=7, progress=False,
+                                                          learning_rate=1e-30, init_from=str(first.model_path)))
+    a, b = load_model(first.model_path), load_model(again.model_path)
+    assert b.metadata["train_config"]["init_from"] == str(first.model_path)
+    assert b.network == a.network == "check" and b.state_dict.keys() == a.state_dict.keys()
+    for name, weights in a.state_dict.items():
+        assert torch.allclose(b.state_dict[name], weights, rtol=0.0, atol=FROZEN_WEIGHT_ATOL), name
+    assert again.history[0]["val_loss"] == pytest.approx(first.best_val_loss, rel=SAME_WEIGHTS_LOSS_REL)
 
 
 def test_a_warm_start_on_another_energy_grid_of_the_same_size_is_refused(store, tmp_path) -> None:
