@@ -183,6 +183,9 @@ def test_key_lines_with_whitespace_sscanf_does_not_skip_are_refused(ch) -> None:
     for c_space in ("\t", "\x0b", "\x0c"):
         assert parse_galdef(base.replace(good, good.replace("= 3", "=" + c_space + "3")))["D0_xx"] == 3.25e28
     assert parse_galdef(base.replace("tiny test", "tiny" + ch + "test")).title is not None
+    # a comment after the value is read by neither (helper-104, session 22: it was refused)
+    commented = parse_galdef(base.replace(good, good + "  D at 4" + ch + "GV"))
+    assert commented["D0_xx"] == 3.25e28
 
 
 # ------------------------------------------------------------------------- 5. crnet galprop compare

@@ -179,10 +179,11 @@ class GridConfig:
         file recorded it as applied (walk-through by helper-87, session 21). GalaxySetup's defaults themselves (1.15,
         1.0 kpc) pass: they change nothing either way.
 
-        Checked where a user's values come in (crnet scan / fit options, crnet simulate, the pipeline's [scan.grid]),
-        not in __post_init__: a GridConfig is also made from what earlier runs recorded (crnet.scan.models.
-        normalised_grid, stage markers, stores), which such an option, accepted before session 21, may hold, and a
-        record that could not be made would not be normalised for the comparison with the current settings."""
+        Refused where a user's values come in (crnet scan / fit options, crnet simulate, the pipeline's [scan.grid]);
+        __post_init__ only warns (IdleStretchWarning): a GridConfig is also made from what earlier runs recorded
+        (crnet.scan.models.normalised_grid, stage markers, stores), which such an option, accepted before session 21,
+        may hold, and a record that could not be made would not be normalised for the comparison with the current
+        settings."""
         defaults = paper_grid_defaults()
         shaping = [name for name in GridConfig.STRETCH_SHAPE_FIELDS
                    if values.get(name) is not None and values[name] != defaults[name]]
