@@ -29,6 +29,7 @@ import numpy as np
 
 from crnet import __version__
 from crnet.data.table import FLUX_UNITS as TABLE_FLUX_UNITS
+from crnet.paths import atomic_write
 from crnet.store import FORMAT as STORE_FORMAT  # crnet.store imports nothing of crnet but __version__: no cycle
 from crprop.physics._checks import REAL_DTYPE_KINDS
 from crprop.spectra import SYMBOL_TO_Z, Spectra
@@ -48,7 +49,9 @@ that summed the isotopes in the stored precision adds up to eps/2 per isotope. 1
 FLUX_UNITS = TABLE_FLUX_UNITS["Ekn"]  # one spelling of the per-(GeV/n) flux unit: crnet.data.table's
 ENERGY_UNITS = "GeV/n"
 REQUIRED_DATASETS: tuple[str, ...] = ("Ekin_GeV_per_n", "species", "flux_lis", "converged", "residual")
-ISOTOPE_LABEL = re.compile(r"^(\d+)([A-Z][a-z]?)$")
+ISOTOPE_LABEL = re.compile(r"^([1-9][0-9]*)([A-Z][a-z]?)$", re.ASCII)
+"""An isotope label as crnet writes it: mass number (ASCII digits, no leading zero) then the element symbol; '012C'
+or full-width digits named 12C a second time, and its element row counted it twice (helper-105, session 22)."""
 
 
 def element_sum_rtol(dtype: np.dtype | type) -> float:
@@ -112,19 +115,31 @@ def write_spectra_h5(
             raise ValueError(
                 f"param_names has {len(names)} entries, params has {params_arr.shape[1]} columns"
             )
+    # a diverged model (crprop.solvers.result.SolveResult.flag_nonfinite: converged False, residual inf) would make
+    # a file that read_spectra_h5 refuses as a whole (helper-105, session 22): refused here, naming the models
+    diverged = np.nonzero(~np.isfinite(spectra.residual) | ~np.isfinite(spectra.iso_flux).all(axis=(1, 2)))[0]
+    if diverged.size:
+        raise ValueError(f"models {diverged[:10].tolist()} have a non-finite field or residual (their solve "
+                         "diverged), which a spectra file cannot hold; propagate them apart or leave them out")
     species, table = spectra.species_table()
     merged = {**spectra.meta, **(attrs or {})}
-    path = Path(path)
+    atomic_write(path, lambda tmp: _write_file(tmp, spectra.ekin_gev_per_n, species, table, params_arr, names,
+                                                spectra.converged, spectra.residual, merged))
+
+
+def _write_file(path: Path, energies: np.ndarray, species: list[str], table: np.ndarray, params_arr: np.ndarray,
+                names: list[str], converged: np.ndarray, residual: np.ndarray, merged: dict[str, Any]) -> None:
+    """The HDF5 layout of :func:`write_spectra_h5`, written to ``path`` (a temporary file: atomic_write)."""
     with h5py.File(path, "w") as f:
-        f.create_dataset("Ekin_GeV_per_n", data=spectra.ekin_gev_per_n)
+        f.create_dataset("Ekin_GeV_per_n", data=energies)
         f.create_dataset("species", data=np.array(species, dtype=object), dtype=h5py.string_dtype("utf-8"))
         f.create_dataset("flux_lis", data=table, compression="gzip", shuffle=True)
         dset = f.create_dataset("params", data=params_arr)
         dset.attrs.create(
             "names", np.array(names, dtype=object), shape=(len(names),), dtype=h5py.string_dtype("utf-8")
         )
-        f.create_dataset("converged", data=spectra.converged)
-        f.create_dataset("residual", data=spectra.residual)
+        f.create_dataset("converged", data=converged)
+        f.create_dataset("residual", data=residual)
         json_attrs = []
         for key, value in merged.items():
             stored, encoded = _attr_value(value)
@@ -242,7 +257,8 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
                                        and np.all(np.isin(converged_raw, (0, 1)))):
         converged = converged_raw.astype(bool)
     else:
-        raise bad("converged", f"must be booleans (or 0/1), got {converged_raw.dtype} {converged_raw[:3]!r}")
+        raise bad("converged", f"must be booleans (or 0/1), got {converged_raw.dtype} "
+                               f"{np.atleast_1d(converged_raw)[:3]!r}")  # a 0-d dataset was an IndexError
     if not np.all(np.isfinite(residual)) or np.any(residual < 0):
         raise bad("residual", "relative residuals must be finite and >= 0")
     for key, unit in (("flux_units", FLUX_UNITS), ("energy_units", ENERGY_UNITS)):
@@ -263,6 +279,8 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
             parsed.append(parse_species(label))
         except ValueError as exc:
             raise bad("species", str(exc)) from None
+    if len(set(parsed)) != len(parsed):  # e.g. 'C' and an element row spelt otherwise: one species twice
+        raise bad("species", f"a species named twice in {species}")
     if flux.ndim != 3 or flux.shape[1:] != (len(species), energy.size):
         raise bad(
             "flux_lis",

@@ -287,6 +287,7 @@ def _propagate_groups(setup, plist, groups, grid, mode, backend, tol, max_steps,
     order = np.concatenate(groups)
     spectra = concatenate_spectra(parts).select(np.argsort(order))
     spectra.meta["halo_groups"] = [int(g.size) for g in groups]
+    spectra.meta["grid_shape"] = grid.shape  # the batch's grid; each group ran on a centred subset of it
     return (spectra, psi_out) if return_psi else spectra
 
 

@@ -82,6 +82,10 @@ class Spectra:
             raise ValueError("Spectra.converged / residual must have one entry per model")
         if not np.all(np.diff(self.ekin_gev_per_n) > 0):
             raise ValueError("Spectra.ekin_gev_per_n must be strictly increasing")
+        pairs = list(zip(self.iso_z.tolist(), self.iso_a.tolist(), strict=True))
+        if len(set(pairs)) != len(pairs):  # an element sum would count the isotope twice (helper-105, session 22)
+            twice = sorted({p for p in pairs if pairs.count(p) > 1})
+            raise ValueError(f"Spectra.iso_z / iso_a name an isotope more than once: (Z, A) {twice}")
 
     # ------------------------------------------------------------------ naming
     @property
@@ -121,12 +125,16 @@ class Spectra:
         )
 
     def select(self, models: np.ndarray | slice | list[int]) -> Spectra:
-        """Subset of models."""
+        """Subset of models; the per-model meta entries (:data:`PER_MODEL_META`) follow them."""
         idx = np.arange(self.n_models)[models]
         idx = np.atleast_1d(idx)
+        meta = dict(self.meta)
+        for key in PER_MODEL_META:
+            if key in meta and np.ndim(meta[key]) == 1 and len(meta[key]) == self.n_models:
+                meta[key] = np.asarray(meta[key])[idx]
         return Spectra(
             self.ekin_gev_per_n, self.iso_z, self.iso_a, self.iso_flux[idx], self.converged[idx],
-            self.residual[idx], phi_mv=self.phi_mv, meta=dict(self.meta),
+            self.residual[idx], phi_mv=self.phi_mv, meta=meta,
         )
 
 
@@ -196,10 +204,18 @@ class ForceField:
         return np.where(inside, j_lis * factor, self.iso_flux[:, :, cols][rows])
 
 
+PER_MODEL_META: tuple[str, ...] = ("normalisation_factor",)
+"""Spectra.meta entries with one value per model (crprop.propagate: the proton normalisation factor of each model):
+select indexes them and concatenate_spectra joins them (the first part's alone were written for a whole batch of halo
+groups, in the first group's order: helper-105, session 22)."""
+
+
 def concatenate_spectra(parts: list[Spectra]) -> Spectra:
     """One Spectra of the models of ``parts`` in order (same energies, isotopes and modulation).
 
-    meta: the first part's, with ``steps_per_species`` the largest over the parts and ``chunks`` their sizes.
+    meta: the first part's, with ``steps_per_species`` the largest over the parts, ``chunks`` their sizes, the
+    :data:`PER_MODEL_META` entries joined (left out when a part lacks them) and ``grid_shape`` left out when the
+    parts were solved on different grids (halo groups: crprop.propagate records the batch's grid).
     """
     if not parts:
         raise ValueError("concatenate_spectra: no parts")
@@ -215,6 +231,14 @@ def concatenate_spectra(parts: list[Spectra]) -> Spectra:
     if all(isinstance(x, dict) for x in steps):
         meta["steps_per_species"] = {k: max(x[k] for x in steps) for k in steps[0]}
     meta["chunks"] = [p.n_models for p in parts]
+    for key in PER_MODEL_META:
+        values = [p.meta.get(key) for p in parts]
+        if all(v is not None and np.ndim(v) == 1 and len(v) == p.n_models for v, p in zip(values, parts, strict=True)):
+            meta[key] = np.concatenate([np.asarray(v) for v in values])
+        else:
+            meta.pop(key, None)
+    if len({tuple(p.meta.get("grid_shape", ())) for p in parts}) > 1:
+        meta.pop("grid_shape", None)
     return Spectra(first.ekin_gev_per_n, first.iso_z, first.iso_a, np.concatenate([p.iso_flux for p in parts]),
                    np.concatenate([p.converged for p in parts]), np.concatenate([p.residual for p in parts]),
                    first.phi_mv, meta)

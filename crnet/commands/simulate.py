@@ -172,7 +172,11 @@ def register(app: typer.Typer) -> None:
                  "grid": json.dumps({"shape": list(spectra.meta["grid_shape"]), "options": grid or {}}),
                  "wall_time_s": wall, "source": str(galdef or params),
                  "half_lives": (grid or {}).get("half_lives") or "galprop", "solve_order": order}
-        write_spectra_h5(out, spectra, params=arr, param_names=list(PARAM_NAMES), attrs=attrs)
+        try:
+            write_spectra_h5(out, spectra, params=arr, param_names=list(PARAM_NAMES), attrs=attrs)
+        except ValueError as exc:  # a diverged model: nothing written (a file of it could not be read back)
+            typer.echo(f"error: {exc}; nothing written to {out}", err=True)
+            raise typer.Exit(1) from None
         n_bad = int((~spectra.converged).sum())
         typer.echo(f"{spectra.n_models} model(s), {len(spectra.isotopes)} isotopes, mode {mode}, "
                    f"backend {attrs['backend']}: {wall:.1f} s; max residual {spectra.residual.max():.2e}"
