@@ -121,3 +121,29 @@ def test_halo_groups_record_each_model_s_normalisation() -> None:
     assert len(both.meta["halo_groups"]) == 2  # numpy groups halos from one model up
     alone = [propagate(setup, [m], backend="numpy").meta["normalisation_factor"][0] for m in models]
     np.testing.assert_allclose(both.meta["normalisation_factor"], alone, rtol=SAME_SOLVE_RTOL)
+
+
+def test_simulate_with_a_diverged_model_exits_1_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """crnet simulate wrote a file its own readers refused; now exit 1, the models named, no file."""
+    from test_grid_options_s21 import TINY, _params
+    from typer.testing import CliRunner
+
+    import crprop.propagate as propagate_module
+    from crnet.cli import app
+
+    real = propagate_module.propagate
+
+    def diverging(*args, **kwargs):  # what crprop.solvers.result.SolveResult.flag_nonfinite leaves for model 0
+        spectra = real(*args, **kwargs)
+        spectra.iso_flux[0, 0, 3] = np.inf
+        spectra.converged[0], spectra.residual[0] = False, np.inf
+        return spectra
+
+    monkeypatch.setattr(propagate_module, "propagate", diverging)
+    out = tmp_path / "s.h5"
+    res = CliRunner().invoke(app, ["simulate", "--params", str(_params(tmp_path)), "--out", str(out), *TINY,
+                                   "--dz", "1.3"])
+    assert res.exit_code == 1, res.output
+    assert "error: models [0] have a non-finite field or residual (their solve diverged)" in res.output
+    assert f"nothing written to {out}" in res.output
+    assert not out.exists()
