@@ -25,7 +25,7 @@ from crprop.nuclear.inelastic import loss_cross_sections
 from crprop.nuclear.pp_fusion import pp_fusion_kernel
 from crprop.nuclear.production import production_table
 from crprop.nuclear.species import Network, build_network, fusion_link
-from crprop.physics.gas import GasMaps, gas_maps
+from crprop.physics.gas import GasMaps, check_gas_z_step, gas_maps
 from crprop.physics.kinematics import Kinematics, nucleus_kinematics
 from crprop.physics.losses import loss_coefficients, momentum_loss_rate
 from crprop.physics.source import source_distribution_from_parameters
@@ -102,6 +102,7 @@ class GalaxySetup:
                              f"a nucleus), got {self.network_iter_compl}")
         for name in ("r_max_kpc", "dr_kpc", "dz_kpc", "ekin_min_mev_per_n", "ekin_max_mev_per_n"):
             check_positive(name, getattr(self, name))  # here, not as a ZeroDivisionError inside grid() (walk-through)
+        check_gas_z_step("dz_kpc", self.dz_kpc)
         check_energy_factor(self.ekin_factor)
         check_loss_scheme(self.loss_scheme)
 

@@ -10,6 +10,7 @@ All on grids of a few nodes: seconds."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -108,3 +109,25 @@ def test_a_warm_start_under_an_unknown_species_key_is_refused() -> None:
         warnings.simplefilter("ignore", NonConvergenceWarning)
         with pytest.raises(ValueError, match=rf"^psi0 keys must be species indices 0..{n_species - 1} .*\[999\]"):
             propagate(setup, CRML_BASE, psi0={999: np.zeros(1)})
+
+
+def test_a_z_step_below_the_gas_averaging_step_is_refused_where_it_is_set(tmp_path) -> None:
+    """dz below GALPROP's 0.01 kpc gas sub-step was accepted by GalaxySetup and refused only when its tables were
+    built, naming dzz_kpc (review by helper-106, session 22)."""
+    from helpers_cli import assert_usage_error
+    from typer.testing import CliRunner
+
+    from crnet.cli import app
+    from crnet.scan.models import GridConfig
+
+    message = "dz_kpc must be >= 0.01 kpc (the gas is averaged over each z cell in sub-steps of 0.01 kpc"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GalaxySetup.paper().with_changes(dz_kpc=0.005)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GridConfig(dz_kpc=0.005)
+    assert GalaxySetup.paper().with_changes(dz_kpc=0.01).dz_kpc == 0.01
+    out = tmp_path / "s.h5"
+    res = CliRunner().invoke(app, ["scan", "--out", str(out), "--design", "sobol", "--points", "2", "--dz", "0.005",
+                                   "--no-progress"])
+    assert_usage_error(res, "--dz must be >= 0.01 kpc")
+    assert not out.exists()

@@ -161,11 +161,14 @@ class GridConfig:
         (crnet simulate, feedback, evaluate) check that on the merged grid. ValueError naming the field."""
         from crprop.discretization import check_loss_scheme
         from crprop.grid import check_energy_factor, check_positive, check_stretch_factor
+        from crprop.physics.gas import check_gas_z_step
 
         _check_half_lives(values.get("half_lives"))
         for name in ("dr_kpc", "dz_kpc", "z_uniform_half_kpc", "dz_max_kpc"):
             if values.get(name) is not None:
                 check_positive(name, values[name])
+        if values.get("dz_kpc") is not None:
+            check_gas_z_step("dz_kpc", values["dz_kpc"])
         for name, check in (("ekin_factor", check_energy_factor), ("z_stretch_factor", check_stretch_factor),
                             ("loss_scheme", check_loss_scheme)):
             if values.get(name) is not None:

@@ -29,6 +29,7 @@ from crprop.physics._checks import as_array
 
 __all__ = [
     "GAS_AVERAGING_STEP_KPC",
+    "check_gas_z_step",
     "GasMaps",
     "cell_sample_heights",
     "gas_maps",
@@ -39,6 +40,15 @@ __all__ = [
 
 GAS_AVERAGING_STEP_KPC: float = 0.01
 """Sub-step dzz of GALPROP's z averaging of the gas densities over a grid cell, kpc (create_galaxy.cc)."""
+
+
+def check_gas_z_step(name: str, dz_kpc: float) -> None:
+    """ValueError naming ``name`` unless the z step ``dz_kpc`` (kpc) is at least :data:`GAS_AVERAGING_STEP_KPC`,
+    the sub-step over which the gas is averaged in each z cell (a finer dz was accepted by GalaxySetup and refused
+    only when its tables were built, naming dzz_kpc: review by helper-106, session 22)."""
+    if not dz_kpc >= GAS_AVERAGING_STEP_KPC:
+        raise ValueError(f"{name} must be >= {GAS_AVERAGING_STEP_KPC:g} kpc (the gas is averaged over each z cell in "
+                         f"sub-steps of {GAS_AVERAGING_STEP_KPC:g} kpc, as GALPROP does), got {dz_kpc!r}")
 
 _LN2: float = float(np.log(2.0))
 
