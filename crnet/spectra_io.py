@@ -272,15 +272,13 @@ def read_spectra_h5(path: Path | str) -> SpectraH5:
     if not np.all(np.isfinite(energy)) or np.any(energy <= 0) or np.any(np.diff(energy) <= 0):
         raise bad("Ekin_GeV_per_n", "energies must be finite, > 0 and strictly increasing (GeV/n)")
     if len(set(species)) != len(species):
-        raise bad("species", f"duplicate labels in {species}")
+        raise bad("species", f"duplicate labels in {species}")  # one label per species: ISOTOPE_LABEL's spelling
     parsed = []
     for label in species:
         try:
             parsed.append(parse_species(label))
         except ValueError as exc:
             raise bad("species", str(exc)) from None
-    if len(set(parsed)) != len(parsed):  # e.g. 'C' and an element row spelt otherwise: one species twice
-        raise bad("species", f"a species named twice in {species}")
     if flux.ndim != 3 or flux.shape[1:] != (len(species), energy.size):
         raise bad(
             "flux_lis",
