@@ -113,8 +113,9 @@ def vertical_coefficients(
     # (units of dz): 1 (GALPROP's rows, g = 1, 2, 1 exactly), or h' to the boundary at the outermost interior
     # nodes (Shortley-Weller: 2/(h_dn (h_dn + h_up)), 2/(h_dn h_up), 2/(h_up (h_dn + h_up)), the boundary side's
     # coupling 0). A halo with one interior node (z = 0) has the boundary on both sides: g2 = 2/h'^2 (setting the
-    # two sides one after the other gave 2/h': crml_base's fluxes off by up to ~2x on the CI grid, reviews by
-    # helpers 95 and 104, session 22). Vectorised over models: this runs for every species of every batch.
+    # two sides one after the other gave 2/h': the 1-D quadratic's psi(0) off by 1.30 / 0.68 at z_h 1.0 / 1.9 kpc on
+    # the CI grid's dz 1.3 kpc, tests/test_solver_review_s22.py; review by helper-95, session 22). Vectorised over
+    # models: this runs for every species of every batch.
     h_dn = np.ones((n_z, n_b))
     h_up = np.ones((n_z, n_b))
     cols = np.arange(n_b)

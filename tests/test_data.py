@@ -29,6 +29,7 @@ from crnet.data import (
 )
 
 PAPER_COUNTS = {"Li": 71, "Be": 68, "B": 83, "C": 87, "O": 88}
+"""Points per species in the CR-ML arrays (../shared/reference/cr-ml/PROVENANCE.md)."""
 
 PRINTED_6_DIGITS_RTOL = 5e-6
 """A value printed to 6 significant digits is off by at most half a unit of the 6th, 5e-6 relative (CR-ML's Voyager
@@ -40,7 +41,6 @@ ROUND_TRIP_RTOL = 1e-12
 CENTRAL_DIFFERENCE_RTOL = 1e-8
 """d Ekn / d R against central differences with h = 1e-6 R: truncation (h / R)^2 = 1e-12, cancellation ~eps R / h
 = 2e-10 (measured 2.2e-10). Was 1e-7."""
-"""Points per species in the CR-ML arrays (../shared/reference/cr-ml/PROVENANCE.md)."""
 
 HEADER = "R_low_GV,R_high_GV,R_rep_GV,flux,stat_err_lo,stat_err_hi,sys_err_lo,sys_err_hi"
 GOOD_ROWS = [

@@ -76,10 +76,9 @@ def test_floor_equals_the_closure_spread_of_an_unbiased_estimator():
     y2 = theta @ jac.T + np.log1p(rng.uniform(-a, a, size=(n, jac.shape[0])))
     theta_prime = _least_squares(jac, y2)
     np.testing.assert_allclose(np.std(theta_prime - theta, axis=0), floor.sigma_log, rtol=MC_RTOL)
-    # a shrinking estimator (halfway to x0) is below the floor in tau and gives itself away by its slope
+    # a shrinking estimator (halfway to x0) is below the floor in tau (by construction: half of theta' - theta,
+    # whose spread is asserted just above) and gives itself away by its slope
     shrink = x0 + 0.5 * (theta - x0)
-    shrink_prime = x0 + 0.5 * (theta_prime - x0)
-    assert np.all(np.std(shrink_prime - shrink, axis=0) < 0.5 * (1 + MC_RTOL) * floor.sigma_log)  # half the floor
     phys = lambda u: np.column_stack([u[:, :8], 10.0 ** u[:, 8:]])  # noqa: E731
     fair, biased = truth_accuracy(phys(theta), phys(truth)), truth_accuracy(phys(shrink), phys(truth))
     for name in LOG_PARAM_NAMES:

@@ -29,8 +29,9 @@ COMPARE_EMAX_GEV = 1000.0
 GRID_NODE_TOL_STEPS = 1e-3
 """Largest distance, in units of the galdef's step (dr or dz), of an output r or z node from the galdef's node for the
 output to count as on the galdef's grid. The node values carry only round-off (decimal steps such as 0.2 kpc summed in
-binary, FITS CRVAL + i CDELT header values): ~1e-7 of a step; output of another grid is off by a sizeable part of a
-step somewhere (dz = 0.2 -> 0.2002 kpc moves the 40th node by 0.04 step)."""
+binary, FITS CRVAL + i CDELT header values): the reference npz runs' nodes equal the galdef's exactly (session 22);
+output of another grid is off by a sizeable part of a step somewhere (dz = 0.2 -> 0.2002 kpc moves the 40th node
+by 0.04 step)."""
 
 
 @dataclass
