@@ -87,8 +87,6 @@ def holdout_mask(record_index: np.ndarray, fraction: float, holdout_records: int
     return held
 
 
-
-
 @dataclass
 class PseudoDataConfig:
     """Settings of :func:`make_pseudodata` (see the module docstring).

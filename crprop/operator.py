@@ -152,8 +152,8 @@ class TransportOperator:
         the boundary node would be solved too and couple to it (the galprop-mode result then depended on the batch:
         2.4e-3 of psi on tests/test_galprop_mode_s22.py's problem, review by helper-95, session 22). The rule: a
         Dirichlet row couples only to unknowns (a1 of row j kept iff row j-1 is an unknown, a3 iff row j+1 is);
-        unknowns keep both. On a grid whose
-        Dirichlet rows are its two edge rows this drops only couplings that point out of the grid (never read)."""
+        unknowns keep both. On a grid whose Dirichlet rows are its two edge rows this drops only couplings that point
+        out of the grid (never read)."""
         zi = self.z_interior
         below = np.zeros_like(zi)
         below[1:] = zi[:-1]

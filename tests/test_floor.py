@@ -147,6 +147,8 @@ def test_accuracy_markdown_lists_every_parameter():
     truth = PropagationParams.to_array([CRML_BASE]) * (1 + 0.05 * rng.normal(size=(40, 10)))
     acc = truth_accuracy(truth * 1.01, truth)
     assert acc["nu1"]["median"] == pytest.approx(1.0, abs=1e-9) and acc["nu1"]["slope"] == pytest.approx(1.01)
+    # eta < 0 (crml_base -1.55): 1 % more is a shift down, -1 % as tau's sign (relative to |truth|, session 21)
+    assert acc["eta"]["median"] == pytest.approx(-1.0, abs=1e-9)
     md = accuracy_markdown({"Machine A (crnet)": acc})
     assert all(n in md for n in LOG_PARAM_NAMES) and "slope 1.01" in md
 

@@ -197,6 +197,7 @@ def register(app: typer.Typer) -> None:
         """Per-element largest deviation of crprop from a GALPROP run (same galdef). Exit status 1 when crprop's
         solve did not converge (modes fast and exact; mode galprop runs GALPROP's time ladder, which stops short of
         the steady state as GALPROP's run did, and fails only on a non-finite field), 2 for bad input."""
+        from crnet.json_files import strict_json
         from crprop.backends import get_backend
         from crprop.galprop.compare import deviation_table, format_table, load_run
         from crprop.propagate import propagate
@@ -234,10 +235,9 @@ def register(app: typer.Typer) -> None:
         # mode galprop: the ladder's residual is GALPROP's (not a failure) unless the field is not finite
         failed = not np.isfinite(residual) if mode == "galprop" else not bool(np.all(spectra.converged))
         if as_json:
-            typer.echo(json.dumps({"run": run.name, "mode": mode, "wall_s": wall,
-                                   "converged": bool(np.all(spectra.converged)),
-                                   "max_residual": residual if np.isfinite(residual) else None,  # strict JSON
-                                   "rows": rows}, indent=1))
+            typer.echo(json.dumps(strict_json({"run": run.name, "mode": mode, "wall_s": wall,  # NaN, inf: null
+                                               "converged": bool(np.all(spectra.converged)),
+                                               "max_residual": residual, "rows": rows}), indent=1))
         else:
             typer.echo(format_table(rows, f"crprop ({mode}, {spectra.meta['backend']}, {wall:.1f} s) vs GALPROP "
                                           f"{run.name}, {emin:g}-{emax:g} GeV/n:"))

@@ -157,7 +157,7 @@ def predict_file(predictor: Predictor, path: Path | str, dataset: str | None = N
         index.append(np.flatnonzero(ok))
         skipped.append(np.flatnonzero(~ok))
         pred.append(predictor.predict(feats[ok], spectra.ekin_gev_per_n))
-        params = _file_params(path, store)
+        params = _table1_params(content)  # the file read once (it was read and checked a second time here)
         truth.append(None if params is None else params[ok])
     idx, p, t = _collect(index, pred, truth)
     return Predictions(idx, p, None, t, np.concatenate(skipped), predictor.model.transform.outside_box(p))
@@ -181,10 +181,12 @@ def _file_params(path: Path, store: bool) -> np.ndarray | None:
     if store:
         with StoreReader(path) as reader:
             return reader.params()
-    content = read_spectra_h5(path)
-    if list(content.param_names) != list(PARAM_NAMES):
-        return None
-    return content.params
+    return _table1_params(read_spectra_h5(path))
+
+
+def _table1_params(content) -> np.ndarray | None:
+    """The Table 1 parameters of a read spectra file (crnet.spectra_io.SpectraH5), or None when it holds others."""
+    return content.params if list(content.param_names) == list(PARAM_NAMES) else None
 
 
 def prediction_suffix(out: Path | str, what: str = "output") -> str:
