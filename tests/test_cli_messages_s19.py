@@ -263,7 +263,7 @@ def test_chi2_phi_values_are_named_by_the_option(spectra_file: Path, dataset: st
 def test_phi_override_omits_the_unnamed_period() -> None:
     from crnet.likelihood.modulation import phi_override
 
-    with pytest.raises(ValueError, match=r"^phi_mv must be finite and >= 0 MV, got -1.0$"):
+    with pytest.raises(ValueError, match=r"^phi_mv must be finite and in \[0, 2000\] MV \(PHI_MAX_MV\), got -1.0$"):
         phi_override(-1.0, {"": object()})
     with pytest.raises(ValueError, match=r"got -1.0 for period 'p1'$"):
         phi_override({"p1": -1.0}, {"p1": object(), "p2": object()})

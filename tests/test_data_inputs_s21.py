@@ -55,10 +55,14 @@ def spectra_file(tmp_path: Path) -> Path:
     return write_test_spectra(tmp_path / "s.h5")
 
 
-def test_a_phi_far_above_the_grid_is_the_unmodulated_chi2(spectra_file: Path) -> None:
-    """Why a huge --phi must be refused: E + Phi above the model's grid keeps the unmodulated flux (crprop)."""
+def test_a_phi_far_above_the_grid_is_refused_by_the_library(spectra_file: Path) -> None:
+    """Why a huge phi must be refused: E + Phi above the model's grid keeps the unmodulated flux (crprop), so
+    chi2(phi_mv=1e9) was the chi2 of phi 0; since session 22 the library refuses it, not only `crnet chi2 --phi`."""
     sp = read_spectra_h5(spectra_file).spectra
-    assert chi2(sp, "ams02-2021", phi_mv=1e9).chi2_tot == pytest.approx(chi2(sp, "ams02-2021", phi_mv=0.0).chi2_tot)
+    message = r"^phi_mv must be finite and in \[0, 2000\] MV \(PHI_MAX_MV\), got 1000000000.0$"
+    with pytest.raises(ValueError, match=message):
+        chi2(sp, "ams02-2021", phi_mv=1e9)
+    assert np.all(np.isfinite(chi2(sp, "ams02-2021", phi_mv=2000.0).chi2_tot))  # the bound itself is allowed
 
 
 @pytest.mark.parametrize(("dataset", "phi", "shown"), [

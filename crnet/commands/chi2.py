@@ -18,20 +18,12 @@ from crnet.likelihood import (
     RATIO_PARAMETERS,
     chi2,
 )
+from crnet.likelihood.modulation import PHI_MAX_MV
 from crnet.spectra_io import read_spectra_h5
 
 
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
-
-
-PHI_MAX_MV: float = 2000.0
-"""Largest fixed ``--phi`` (MV) accepted. The force-field potentials reconstructed from neutron monitors reach
-~1500-1700 MV at the strongest solar maxima (Usoskin et al.), the shipped data sets profile phi within at most
-200-1200 MV (crnet.data.registry, AMS-02) and a Modulation's default range ends at 1500 MV: 2000 MV covers every
-physical potential with room to probe beyond a prior's edge. Far above it the force field is no longer modulating:
-where E + Phi lies above the model's energy grid, crprop.spectra.ForceField keeps the unmodulated flux (GALPROP's
-behaviour), so `--phi 1e9` gave the chi2 of --phi 0 labelled phi_MV 1e9 (walk-through by helper-87, session 21)."""
 
 
 def _check_phi_value(mv: float, given: str) -> None:

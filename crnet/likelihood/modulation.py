@@ -71,6 +71,16 @@ PHI_AT_BOUND_MV: float = 0.01
 an interior one never is."""
 
 
+PHI_MAX_MV: float = 2000.0
+"""Largest fixed phi_mv (MV) accepted (chi2's phi_mv, `crnet chi2 --phi`). The force-field potentials reconstructed from
+neutron monitors reach ~1500-1700 MV at the strongest solar maxima (Usoskin et al.), the shipped data sets profile phi
+within at most 200-1200 MV (crnet.data.registry, AMS-02) and a Modulation's default range ends at 1500 MV: 2000 MV
+covers every physical potential with room to probe beyond a prior's edge. Far above it the force field is no longer
+modulating: where E + Phi lies above the model's energy grid, crprop.spectra.ForceField keeps the unmodulated flux
+(GALPROP's behaviour), so `--phi 1e9` gave the chi2 of --phi 0 labelled phi_MV 1e9 (walk-through by helper-87, session
+21; checked here, in the library, since session 22)."""
+
+
 def phi_override(phi_mv: float | Mapping[str, float] | None, periods: Mapping[str, Modulation]) -> dict[str, float]:
     """``chi2``'s ``phi_mv`` argument as {period: MV} (empty when nothing is fixed)."""
     if phi_mv is None:
@@ -89,9 +99,9 @@ def phi_override(phi_mv: float | Mapping[str, float] | None, periods: Mapping[st
         raise ValueError(f"phi_mv: the data set has {len(periods)} modulation periods {list(periods)}; "
                          "fix them with {period: MV}, not one number")
     for key, v in given.items():
-        if not math.isfinite(v) or v < 0:
+        if not (math.isfinite(v) and 0 <= v <= PHI_MAX_MV):
             where = f" for period {key!r}" if key else ""  # '' names the one period of files without a period
-            raise ValueError(f"phi_mv must be finite and >= 0 MV, got {v}{where}")
+            raise ValueError(f"phi_mv must be finite and in [0, {PHI_MAX_MV:g}] MV (PHI_MAX_MV), got {v}{where}")
     return given
 
 
