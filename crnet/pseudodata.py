@@ -275,7 +275,7 @@ def make_pseudodata(store: Path | str, out: Path | str, config: PseudoDataConfig
         selected, c_min, delta = select_within_confidence(np.where(converged, chi2_all, np.nan), cfg.n_sigma)
         # the envelope of the whole selection, before the train / test split: computed on the test part alone (20 %
         # of the records) it was narrower, the test pseudo-data less noisy than Machine B's training pseudo-data
-        # (median 0.71 of the whole's; review by helper-86, session 21)
+        # (a max - min over a subset can only be narrower; review by helper-86, session 21)
         envelope = _selection_envelope(reader, selected, c_idx, cfg.chunk_size) if cfg.noise == "envelope" else None
         if cfg.centres != "all":
             held = holdout_mask(selected, cfg.holdout_fraction, store_holdout_records(info.attrs))

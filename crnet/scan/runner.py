@@ -191,7 +191,8 @@ class ScanSummary:
     best_chi2: float
     """Smallest chi2_tot of the store's converged records (inf when none converged; walk-through by helper-87,
     session 21: it was taken over every record, and `crnet scan --max-steps 1` reported 200001 from models that all
-    missed the tolerance)."""
+    missed the tolerance: `crnet scan --out X --design sobol --points 4 --batch 4 --max-steps 1 --dr 4 --dz 1.3
+    --ekin-factor 3` stores chi2 200001.19 as its smallest, re-measured in session 23)."""
     n_nonconverged: int
     """Records of this run whose solve did not converge."""
 
