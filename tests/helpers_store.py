@@ -116,3 +116,23 @@ def write_synthetic_store(path: Path | str, n: int, seed: int = 0, energies: np.
                                         chain=np.full(m, -1), step=np.arange(lo, hi), accepted=np.ones(m, bool),
                                         converged=converged[lo:hi], residual=np.zeros(m)))
     return p
+
+
+# --------------------------------------------- small C, O stores (8 energies) for the store-writing tests
+ENERGIES = 1e-3 * 2.0 ** np.arange(8)
+
+
+def store_meta(**changes) -> StoreMeta:
+    base = dict(species=["C", "O"], ekin_gev_per_n=ENERGIES, grid={"dr_kpc": 1.0}, cross_sections="cs",
+                solver_mode="fast", backend="numpy", design="mcmc", dataset="paper", temperature=10.0, seed=5)
+    return StoreMeta(**{**base, **changes})
+
+
+def record_batch(start: int, n: int, chain: int) -> RecordBatch:
+    rng = np.random.default_rng(start + 100 * chain)
+    params = np.tile([4.0, 0.45, -1.0, 20.0, 4.0, 1.0, 2.3, 2.4, 1e3, 3e5], (n, 1))
+    params[:, 1] = rng.uniform(0.2, 1.0, n)
+    flux = rng.uniform(1.0, 2.0, (n, 2, ENERGIES.size))
+    return RecordBatch(params=params, norms=rng.uniform(0.5, 1.5, (n, 4)), flux=flux,
+                       chi2=100.0 + rng.uniform(0, 10, n), chain=np.full(n, chain), step=np.arange(start, start + n),
+                       accepted=rng.uniform(size=n) < 0.5, converged=np.ones(n, bool), residual=np.full(n, 1e-7))

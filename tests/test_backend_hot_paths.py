@@ -5,19 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers_problems import halo_problem, random_problem
+from helpers_problems import BACKEND_ROUND_OFF, halo_problem, random_problem, slice_error
 
 from crprop.backends import numba_backend, numpy_backend
 from crprop.solvers import TimeLadder, douglas, galprop_cn, solve_species
-
-BACKEND_ROUND_OFF = 1e-13
-"""numba vs numpy, max |difference| / max |numpy| within each (energy, model) slice. Both run the same float64
-recurrences; the numba kernels sum the p rows' diagonal as (p2 + l2) + gamma (numpy p2 + (l2 + gamma)) and assemble
-the Crank-Nicolson right-hand side in another order, so results differ by round-off that the recurrences carry: at
-most 2e-15 measured on these problems (single sweeps 5e-16, 36 galprop steps 1.9e-15, fast to 1e-8 1.6e-15).
-1e-13 leaves a 50x margin over that for other problems.
-tests/test_solver_core.py's BACKEND_EQUALITY (1e-10 of the field's overall maximum) is 5 decades looser and, psi
-spanning ~20 decades over energy, blind to the high-energy slices."""
 
 ZH_MIXED = (1.4, 1.0, 0.7, 1.2, 0.9)
 """Halo half-heights (kpc) of the mixed batch on small_grid (z to 1.4 kpc, dz 0.4): 6, 4, 2, 6 and 4 interior z rows,
@@ -39,12 +30,6 @@ def case(request):
     tau = rng.uniform(1e12, 1e15, op.shape[2:])
     psi = q * rng.uniform(1e13, 1e14, q.shape)
     return request.param, op, q, tau, psi
-
-
-def slice_error(a: np.ndarray, ref: np.ndarray) -> float:
-    """max over (energy, model) slices of max |a - ref| / max |ref| in the slice."""
-    scale = np.abs(ref).max(axis=(0, 1))
-    return float((np.abs(a - ref).max(axis=(0, 1)) / np.where(scale > 0, scale, 1.0)).max())
 
 
 @pytest.mark.parametrize("d", ["r", "z", "p"])

@@ -87,7 +87,7 @@ def test_damaged_stores_are_named_not_tracebacks(tmp_path) -> None:
 
 
 def test_malformed_spectra_files_name_the_dataset(tmp_path) -> None:
-    from test_spectra_io import make_spectra
+    from helpers_spectra import make_spectra
 
     from crnet.spectra_io import read_spectra_h5, write_spectra_h5
 
@@ -112,7 +112,7 @@ def test_malformed_spectra_files_name_the_dataset(tmp_path) -> None:
 
 
 def test_model_files_with_the_tag_but_bad_content(tmp_path) -> None:
-    from test_modelfile import make_model
+    from helpers_modelfile import make_model
 
     from crnet.machines.modelfile import load_model, save_model
 
@@ -201,7 +201,7 @@ def test_galprop_compare_checks_the_energy_range(galprop_ref_dir) -> None:
 
 
 def test_data_tables_refuse_non_utf8_and_non_positive_bin_edges(tmp_path) -> None:
-    from test_data import GOOD_ROWS, HEADER
+    from helpers_csv import GOOD_ROWS, HEADER
 
     from crnet.data import read_table
 

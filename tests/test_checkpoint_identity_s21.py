@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_store import write_synthetic_store
+from helpers_training import TINY_CRNET
 from typer.testing import CliRunner
 
 from crnet.cli import app
@@ -22,10 +23,6 @@ from crnet.machines.checkpoint import CHECKPOINT_FORMAT, optimizer_settings, rea
 from crnet.machines.training import TrainConfig, train
 
 torch.set_num_threads(1)
-
-TINY_CRNET = {"n_bins": 84, "n_channels": 8, "n_outputs": 10, "conv_channels": [4], "kernel_size": 3,
-              "dense_units": [8], "dropout": 0.0}
-"""Smallest crnet network: these tests exercise the checkpoint's bookkeeping, not the learning."""
 
 
 def _old_checkpoint(path, lr_schedule: str, lr: float, weight_decay: float) -> dict:

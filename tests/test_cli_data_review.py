@@ -373,7 +373,7 @@ def test_store_paths_that_are_directories_or_missing(tmp_path: Path, store: Path
 # ---------------------------------------------------------------------------------------------- crnet predict
 @pytest.fixture
 def model_file(tmp_path: Path) -> Path:
-    from test_modelfile import make_model
+    from helpers_modelfile import make_model
 
     from crnet.machines.modelfile import save_model
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_csv import GOOD_ROWS, HEADER
 from typer.testing import CliRunner
 
 from crnet.cli import app
@@ -42,12 +43,6 @@ CENTRAL_DIFFERENCE_RTOL = 1e-8
 """d Ekn / d R against central differences with h = 1e-6 R: truncation (h / R)^2 = 1e-12, cancellation ~eps R / h
 = 2e-10 (measured 2.2e-10). Was 1e-7."""
 
-HEADER = "R_low_GV,R_high_GV,R_rep_GV,flux,stat_err_lo,stat_err_hi,sys_err_lo,sys_err_hi"
-GOOD_ROWS = [
-    "2.15,2.4,2.271,0.5117,0.0015,0.0015,0.0259,0.0259",
-    "2.4,2.67,2.531,0.4927,0.0013,0.0013,0.0224,0.0224",
-    "2.67,2.97,2.815,0.4549,0.0011,0.0011,0.0188,0.0188",
-]
 runner = CliRunner()
 
 

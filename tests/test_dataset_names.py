@@ -34,7 +34,7 @@ def test_the_model_data_set_rule_names_an_unknown_data_set_first():
 def test_a_model_file_holding_an_unknown_data_set_is_named(tmp_path):
     """A model trained before names were checked may hold a typo in train_config.pseudo: TrainConfig.of_model (the
     feedback loop's retraining settings) refuses it naming the file and the entry (review, helper-73)."""
-    from test_modelfile import make_model
+    from helpers_modelfile import make_model
 
     from crnet.machines.modelfile import save_model
     from crnet.machines.training import TrainConfig

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_galdef import RUNS, line, tiny, tiny_text
 
 from crprop.galprop.galdef import (
     TOTAL_CROSS_SECTION_MODELS,
-    Galdef,
     GaldefError,
     KeyClass,
     parse_galdef,
@@ -18,40 +18,6 @@ from crprop.galprop.galdef import (
     write_galdef,
 )
 from crprop.galprop.galdef_keys import REGISTRY, key_spec
-
-RUNS = (
-    "crml_base", "crml_base_efine", "crml_base_net2", "crml_base_split", "crml_base_tconv",
-    "crml_base_tconv1000", "crml_base_tconvsplit", "crml_base_tfine", "crml_base_xfine",
-    "p1", "p1_tconv", "p2", "p2_tconv", "p4", "p6",
-)
-
-
-def line(key: str, value: object, comment: str = "") -> str:
-    """A galdef line with '=' in GALPROP's column 22."""
-    return f"{key:<20} = {value}" + (f"   {comment}" if comment else "")
-
-
-BASE = {
-    "n_spatial_dimensions": 2, "r_min": 0.0, "r_max": 20.0, "dr": 1.0, "z_min": -3.9, "z_max": 3.9, "dz": 0.2,
-    "Ekin_min": 1.0, "Ekin_max": 1.0e8, "Ekin_factor": 1.25, "D0_xx": "3.25e28", "D_g_1": 0.478,
-    "D_g_2": 0.478, "nuc_g_0": 0.28, "nuc_rigid_br0": 880.0, "nuc_g_1": 2.42, "nuc_rigid_br": 4.67e5,
-    "nuc_g_2": 2.12, "nuc_rigid_br2": 1.0e12, "nuc_g_3": 2.12, "total_cross_section": 2,
-    "cross_section_option": "012", "source_model": 1,
-    "max_Z": 6, "use_Z_1": 1, "use_Z_6": 1, "iso_abundance_01_001": "1.06e6", "iso_abundance_06_012": 3600,
-}
-HEADER = ["1234567890123456789012", "======================value", line("Title", "tiny test galdef")]
-
-
-def tiny_text(**overrides: object) -> str:
-    values = {**BASE, **overrides}
-    body = [line(k, v) for k, v in values.items() if v is not None]
-    return "\n".join(HEADER + body) + "\n"
-
-
-def tiny(tmp_path: Path, extra_lines: tuple[str, ...] = (), **overrides: object) -> Galdef:
-    path = tmp_path / "galdef_54_tiny"
-    path.write_text(tiny_text(**overrides) + "".join(x + "\n" for x in extra_lines))
-    return read_galdef(path)
 
 
 # ------------------------------------------------------------------------------ reference galdefs

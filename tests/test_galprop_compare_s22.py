@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_galdef import line, tiny_text  # tests/ is on sys.path (pytest rootdir conftest)
+from helpers_galdef import line, tiny_text  # tests/ is on sys.path (pytest rootdir conftest)
 from typer.testing import CliRunner
 
 from crnet.cli import app

@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers_cli import assert_usage_error
+from helpers_cli import TINY, assert_usage_error, write_params_toml
 from typer.testing import CliRunner
 
 from crnet.cli import app
@@ -35,13 +35,8 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 CI_CONFIG = ROOT / "configs" / "pipeline_ci.toml"
 CI_GRID = "grid = { dr_kpc = 4.0, dz_kpc = 1.3, ekin_factor = 3.0 }"
-TINY = ["--dr", "4", "--ekin-factor", "3", "--backend", "numba"]
-"""The tiny grid's r step and energy factor (its dz, 1.3 kpc, given where a test needs it)."""
 Z_LOW = PRIOR_BOX["z_halo_kpc"][0]
 """The smallest halo of the prior box (1 kpc): what every GridConfig's z lattice must leave an interior node for."""
-MODEL = {"d0_1e28_cm2_s": 5.0, "delta": 0.4, "eta": 0.5, "v_alfven_km_s": 20.0, "z_halo_kpc": 3.9, "nu1": 0.8,
-         "nu2": 2.3, "nu3": 2.25, "r_break1_mv": 1000.0, "r_break2_mv": 3.0e5}
-"""A Table 1 parameter set inside the prior box (crml_base-like)."""
 
 
 def _ci_config(tmp_path: Path, grid: str | None = None, **replace: str) -> Path:
@@ -57,15 +52,6 @@ def _ci_config(tmp_path: Path, grid: str | None = None, **replace: str) -> Path:
     text = text.replace('out = "runs/pipeline_ci"', f'out = "{tmp_path / "run"}"')
     path = tmp_path / "ci.toml"
     path.write_text(text)
-    return path
-
-
-def _params(tmp_path: Path, galdef: Path | None = None, **changes: float) -> Path:
-    path = tmp_path / "model.toml"
-    lines = [f"{k} = {v!r}" for k, v in {**MODEL, **changes}.items()]
-    if galdef is not None:
-        lines += ["[galdef]", f'path = "{galdef}"']
-    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -148,14 +134,15 @@ def test_scan_and_simulate_refuse_the_dz_by_option(tmp_path: Path) -> None:
     assert "dz_kpc" not in res.output and not out.exists()
     # crnet simulate: its models' halos on its galdef's grid (here a 1 kpc halo, --dz 2.5: nodes at +-1.25 kpc)
     sim = tmp_path / "sim.h5"
-    res = runner.invoke(app, ["simulate", "--params", str(_params(tmp_path, z_halo_kpc=1.0)), "--out", str(sim),
+    res = runner.invoke(app, ["simulate", "--params", str(write_params_toml(tmp_path, z_halo_kpc=1.0)),
+                              "--out", str(sim),
                               *TINY, "--dz", "2.5"])
     assert_usage_error(res, "error: --dz = 2.5 kpc leaves no interior z node for model 0's z_halo_kpc = 1 kpc: the z "
                             "node nearest the disc lies at |z| = 1.25 kpc", "use --dz <= 1 kpc")
     assert not sim.exists()
     # the galdef's own dz, named as such (--dz not given)
     galdef = _galdef_with_dz(tmp_path, "5.0")
-    res = runner.invoke(app, ["simulate", "--params", str(_params(tmp_path, galdef, z_halo_kpc=1.0)), "--out",
+    res = runner.invoke(app, ["simulate", "--params", str(write_params_toml(tmp_path, galdef, z_halo_kpc=1.0)), "--out",
                               str(sim), *TINY])
     assert_usage_error(res, "error: the galdef's dz = 5 kpc leaves no interior z node for model 0's z_halo_kpc = 1 kpc",
                        "use --dz <= 1 kpc")
@@ -167,7 +154,7 @@ def test_scan_and_simulate_refuse_the_dz_by_option(tmp_path: Path) -> None:
 def test_simulate_names_dz_max_by_option_and_as_the_default(tmp_path: Path) -> None:
     """`crnet simulate --z-uniform-half 2` on the 1.3 kpc dz said 'dz_max_kpc must be >= dz_kpc (1.3 kpc), got 1.0',
     from inside the propagation: a library field, and a value the user never set."""
-    params = _params(tmp_path)
+    params = write_params_toml(tmp_path)
     out = tmp_path / "st.h5"
     res = runner.invoke(app, ["simulate", "--params", str(params), "--out", str(out), *TINY, "--dz", "1.3",
                               "--z-uniform-half", "2"])
@@ -176,7 +163,8 @@ def test_simulate_names_dz_max_by_option_and_as_the_default(tmp_path: Path) -> N
     assert "dz_max_kpc" not in res.output and "dz_kpc" not in res.output and not out.exists()
     # --dz not given: the galdef's dz is named as such
     galdef = _galdef_with_dz(tmp_path, "1.3")
-    res = runner.invoke(app, ["simulate", "--params", str(_params(tmp_path, galdef)), "--out", str(out), *TINY,
+    res = runner.invoke(app, ["simulate", "--params", str(write_params_toml(tmp_path, galdef)),
+                              "--out", str(out), *TINY,
                               "--z-uniform-half", "2"])
     assert_usage_error(res, "error: --dz-max must be >= the galdef's dz (1.3 kpc), got 1.0 (the default, below the z "
                             "step: set --dz-max >= 1.3 kpc")
@@ -191,7 +179,8 @@ def test_simulate_names_dz_max_by_option_and_as_the_default(tmp_path: Path) -> N
 
 def test_simulate_runs_the_stretched_halo_when_dz_max_is_given(tmp_path: Path) -> None:
     out = tmp_path / "st.h5"
-    res = runner.invoke(app, ["simulate", "--params", str(_params(tmp_path)), "--out", str(out), *TINY, "--dz", "1.3",
+    res = runner.invoke(app, ["simulate", "--params", str(write_params_toml(tmp_path)),
+                              "--out", str(out), *TINY, "--dz", "1.3",
                               "--z-uniform-half", "2.6", "--dz-max", "2"])
     assert res.exit_code == 0, res.output
     with h5py.File(out, "r") as f:
@@ -213,7 +202,8 @@ def test_stretch_options_without_the_stretched_halo_are_refused(tmp_path: Path, 
     """`crnet simulate --z-stretch-factor 1.5 --dz-max 3` ran on the uniform grid and recorded both options in the
     output's grid attribute as if applied; crnet scan took them too."""
     out = tmp_path / "u.h5"
-    res = runner.invoke(app, ["simulate", "--params", str(_params(tmp_path)), "--out", str(out), *TINY, "--dz", "1.3",
+    res = runner.invoke(app, ["simulate", "--params", str(write_params_toml(tmp_path)),
+                              "--out", str(out), *TINY, "--dz", "1.3",
                               *args])
     assert_usage_error(res, message)
     assert not out.exists()

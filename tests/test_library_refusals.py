@@ -46,7 +46,7 @@ def store(tmp_path: Path) -> Path:
 @pytest.fixture
 def model_file(tmp_path: Path) -> Path:
     """A crnet-network model file (random weights) on the store's energy grid."""
-    from test_modelfile import make_model
+    from helpers_modelfile import make_model
 
     path = tmp_path / "m.pt"
     save_model(path, make_model("crnet"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_likelihood import GRID, make_spectra, predictions, toa_dataset, two_period_dataset
 from scipy import optimize, stats
 
 from crnet.data import DataBlock, Dataset, Modulation, get_dataset
@@ -23,25 +24,6 @@ from crnet.likelihood import (
 )
 from crprop.constants import FLUX_CGS_MEV_TO_SI_GEV
 from crprop.spectra import Spectra
-
-GRID = 1e-3 * 1.25 ** np.arange(84)
-"""The CR-ML / GALPROP energy grid, GeV/n."""
-
-ISOTOPES = [
-    (3, 6, 0.5),
-    (3, 7, 0.5),
-    (4, 7, 0.55),
-    (4, 9, 0.35),
-    (4, 10, 0.10),
-    (5, 10, 0.3),
-    (5, 11, 0.7),
-    (6, 12, 0.95),
-    (6, 13, 0.05),
-    (7, 14, 0.5),
-    (7, 15, 0.5),
-    (8, 16, 1.0),
-]
-"""(Z, A, fraction of the element) of the random test spectra."""
 
 BRUTE_RTOL = 1e-6
 """Required agreement of the exact profile with scipy's minimisation (the issue's criterion)."""
@@ -73,42 +55,6 @@ CRML_BASE_RTOL: float = 1e-6
 """Tolerance of those pins: far above rounding and the phi search tolerance (1000x tighter phi tolerances move
 crml_base's chi2 by 1.4e-10 relative on ams02-2021, 8e-16 on ams02-2021-ace2009; session 12), far below the slips
 listed."""
-
-
-def make_spectra(rng: np.random.Generator, n_models: int, ds: Dataset, spread: float = 0.35) -> Spectra:
-    """Random smooth spectra close to the data of ``ds`` (element flux = data x smooth distortion)."""
-    flux = np.zeros((n_models, len(ISOTOPES), GRID.size))
-    logx = np.log(GRID)
-    for el_z, sym in ((3, "Li"), (4, "Be"), (5, "B"), (6, "C"), (7, "N"), (8, "O")):
-        blocks = [b for b in ds.blocks if b.species == sym]
-        if blocks:
-            e = np.concatenate([b.ekin_gev_per_n for b in blocks])
-            f = np.concatenate([b.flux for b in blocks])
-            order = np.argsort(e)
-            base = np.exp(np.interp(logx, np.log(e[order]), np.log(f[order])))
-        else:
-            base = np.exp(-2.7 * logx)
-        for m in range(n_models):
-            c = rng.normal(0.0, [spread, 0.05, 0.01])
-            distort = np.exp(c[0] + c[1] * (logx - 1.0) + c[2] * (logx - 1.0) ** 2)
-            for i, (z, _, frac) in enumerate(ISOTOPES):
-                if z == el_z:
-                    flux[m, i] = frac * base * distort
-    return Spectra(
-        GRID,
-        [z for z, _, _ in ISOTOPES],
-        [a for _, a, _ in ISOTOPES],
-        flux,
-        np.ones(n_models, bool),
-        np.zeros(n_models),
-    )
-
-
-def predictions(spectra: Spectra, ds: Dataset) -> list[np.ndarray]:
-    return [
-        interpolate_spectra(spectra.ekin_gev_per_n, spectra.flux(b.species), b.ekin_gev_per_n)
-        for b in ds.blocks
-    ]
 
 
 def species_arrays(preds: list[np.ndarray], ds: Dataset, model: int) -> dict[str, tuple[np.ndarray, ...]]:
@@ -359,7 +305,7 @@ def test_degenerate_model_gets_infinite_chi2_without_failing_the_batch() -> None
     assert res.chi2_tot[0] == alone[0]
     assert np.isposinf(res.chi2_tot[1]) and np.isposinf(res.chi2_tot[2])
     # the same with a profiled (nuisance) phi: no Brent search on an infinite chi^2, no warnings
-    toa = _toa_dataset(nuisance=True)
+    toa = toa_dataset(nuisance=True)
     spectra = make_spectra(np.random.default_rng(12), 3, toa)
     alone = chi2(spectra, toa).chi2_tot
     flux = spectra.iso_flux.copy()
@@ -370,40 +316,8 @@ def test_degenerate_model_gets_infinite_chi2_without_failing_the_batch() -> None
     assert res.chi2_tot[0] == alone[0] and res.chi2_tot[2] == alone[2] and np.isposinf(res.chi2_tot[1])
 
 
-def _toa_dataset(nuisance: bool) -> Dataset:
-    paper = get_dataset("paper")
-    blocks = [
-        DataBlock(
-            **{
-                **{
-                    f: getattr(b, f)
-                    for f in (
-                        "label",
-                        "species",
-                        "experiment",
-                        "ekin_gev_per_n",
-                        "flux",
-                        "stat_lo",
-                        "stat_hi",
-                        "sys_lo",
-                        "sys_hi",
-                    )
-                },
-                "lis": b.experiment == "Voyager 1",
-            }
-        )
-        for b in paper.blocks
-    ]
-    return Dataset(
-        "toa-test",
-        "paper values treated as top of atmosphere",
-        tuple(blocks),
-        modulation=Modulation(phi_mv=400.0, nuisance=nuisance, bounds_mv=(100.0, 900.0)),
-    )
-
-
 def test_fixed_modulation_uses_force_field() -> None:
-    ds = _toa_dataset(nuisance=False)
+    ds = toa_dataset(nuisance=False)
     spectra = make_spectra(np.random.default_rng(9), 2, get_dataset("paper"))
     res = chi2(spectra, ds, profile=False)
     mod = spectra.modulate(400.0)
@@ -418,7 +332,7 @@ def test_fixed_modulation_uses_force_field() -> None:
 
 
 def test_nuisance_phi_is_profiled() -> None:
-    ds = _toa_dataset(nuisance=True)
+    ds = toa_dataset(nuisance=True)
     spectra = make_spectra(np.random.default_rng(10), 2, get_dataset("paper"), spread=0.1)
     res = chi2(spectra, ds)
     for model in range(2):
@@ -495,7 +409,7 @@ def test_residuals_square_sum_to_chi2() -> None:
     np.testing.assert_allclose(res.residuals[:, :blk.flux.size], (s[:, None] * m - blk.flux) / blk.sigma,
                                rtol=1e-12)
     assert chi2(spectra, ds).residuals is None
-    toa = _toa_dataset(nuisance=True)
+    toa = toa_dataset(nuisance=True)
     res_toa = chi2(make_spectra(np.random.default_rng(12), 2, ds, spread=0.1), toa, residuals=True)
     np.testing.assert_allclose((res_toa.residuals**2).sum(axis=1), res_toa.chi2_tot, rtol=1e-10)
 
@@ -506,28 +420,9 @@ PHI_XATOL_MV = 1e-3 MV; 0.5 MV leaves room for the flat chi^2 valley without adm
 tests/test_phi_profile.py holds the profile to PHI_XATOL_MV)."""
 
 
-def _two_period_dataset(spectra: Spectra, phi_a: float, phi_b: float) -> Dataset:
-    """Noise-free top-of-atmosphere data of model 0: B and C of period 'A' at phi_a, C and O of period 'B'
-    (ACE-like energies) at phi_b, 2 % errors; normalisations all 1."""
-    blocks = []
-    for period, phi, species, energies in (
-        ("A", phi_a, ("B", "C"), np.geomspace(0.5, 50.0, 12)),
-        ("B", phi_b, ("C", "O"), np.geomspace(0.08, 0.4, 7)),
-    ):
-        toa = spectra.select([0]).modulate(phi)
-        for sp in species:
-            flux = interpolate_spectra(GRID, toa.flux(sp), energies)[0]
-            zeros = np.zeros_like(flux)
-            blocks.append(DataBlock(label=f"{sp} {period}", species=sp, experiment=period, ekin_gev_per_n=energies,
-                                    flux=flux, stat_lo=zeros, stat_hi=zeros, sys_lo=0.02 * flux,
-                                    sys_hi=0.02 * flux, lis=False, period=period))
-    mods = {key: Modulation(phi_mv=500.0, nuisance=True, bounds_mv=(100.0, 900.0)) for key in ("A", "B")}
-    return Dataset("two-periods", "", tuple(blocks), modulation=mods)
-
-
 def test_two_modulation_periods_recover_their_own_phi() -> None:
     spectra = make_spectra(np.random.default_rng(21), 2, get_dataset("paper"), spread=0.1)
-    ds = _two_period_dataset(spectra, phi_a=650.0, phi_b=280.0)
+    ds = two_period_dataset(spectra, phi_a=650.0, phi_b=280.0)
     assert list(ds.periods) == ["A", "B"]
     res = chi2(spectra, ds)
     assert res.phi_mv is None and res.phi_converged.all()
@@ -574,7 +469,7 @@ def test_phi_on_a_bound_of_its_range_is_reported() -> None:
     """Data made at 650 / 280 MV: with room in the ranges no phi is at a bound; with period A's range ending at
     500 MV its phi stops there and is flagged (chi^2 then > 0), period B's is not."""
     spectra = make_spectra(np.random.default_rng(21), 1, get_dataset("paper"), spread=0.1)
-    ds = _two_period_dataset(spectra, phi_a=650.0, phi_b=280.0)
+    ds = two_period_dataset(spectra, phi_a=650.0, phi_b=280.0)
     free = chi2(spectra, ds)
     assert not free.phi_at_bound["A"][0] and not free.phi_at_bound["B"][0] and "phi_at_bound" not in \
         free.to_records()[0]

@@ -12,8 +12,7 @@ import weakref
 
 import numpy as np
 import pytest
-from helpers_problems import halo_problem
-from test_backend_hot_paths import BACKEND_ROUND_OFF, slice_error
+from helpers_problems import BACKEND_ROUND_OFF, halo_problem, slice_error
 
 from crprop.backends import numba_backend, numpy_backend
 from crprop.operator import TransportOperator
@@ -77,7 +76,7 @@ def fresh_numba_results(op, q, tau, psi) -> list[np.ndarray]:
 
 
 def assert_equals_numpy(got: list[np.ndarray], op, q, tau, psi) -> None:
-    """numba against numpy: within BACKEND_ROUND_OFF per (energy, model) slice (tests/test_backend_hot_paths.py)."""
+    """numba against numpy: within BACKEND_ROUND_OFF per (energy, model) slice (tests/helpers_problems.py)."""
     for k, (a, b) in enumerate(zip(all_kernel_results(numpy_backend, op, q, tau, psi), got, strict=True)):
         assert slice_error(b, a) <= BACKEND_ROUND_OFF, k
 

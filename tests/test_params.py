@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_galdef import RUNS, tiny  # tests/ is on sys.path (pytest rootdir conftest)
+from helpers_galdef import RUNS, tiny  # tests/ is on sys.path (pytest rootdir conftest)
 
 from crprop.galprop.galdef import GaldefError, read_galdef, write_galdef
 from crprop.params import (

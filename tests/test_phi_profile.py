@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_likelihood import GRID, make_spectra, toa_dataset, two_period_dataset
 from scipy import optimize
-from test_likelihood import GRID, _toa_dataset, _two_period_dataset, make_spectra
 
 from crnet.data import DataBlock, Dataset, Modulation, get_dataset
 from crnet.likelihood import PHI_AT_BOUND_MV, PHI_GRID_POINTS, PHI_XATOL_MV, chi2, interpolate_spectra
@@ -278,7 +278,7 @@ def test_known_phi_is_recovered() -> None:
     spectra = make_spectra(np.random.default_rng(21), 3, get_dataset("paper"), spread=0.1)
     one = chi2(spectra, _one_period_dataset(spectra, 437.3, (100.0, 900.0)))
     assert one.phi_mv[0] == pytest.approx(437.3, abs=PHI_KNOWN_MV) and one.chi2_tot[0] < 1e-6
-    two = chi2(spectra, _two_period_dataset(spectra, phi_a=650.0, phi_b=280.0))
+    two = chi2(spectra, two_period_dataset(spectra, phi_a=650.0, phi_b=280.0))
     assert two.phi_by_period["A"][0] == pytest.approx(650.0, abs=PHI_KNOWN_MV)
     assert two.phi_by_period["B"][0] == pytest.approx(280.0, abs=PHI_KNOWN_MV)
     assert two.chi2_tot[0] < 1e-6 and one.phi_converged.all() and two.phi_converged.all()
@@ -296,7 +296,7 @@ def test_minimum_on_a_bound_is_flagged() -> None:
     assert res.phi_mv[0] == pytest.approx(500.0, abs=PHI_AT_BOUND_MV) and res.chi2_tot[0] > 1.0
     assert res.phi_at_bound[""].tolist() == [True, False]
     assert res.phi_mv[1] == pytest.approx(350.0, abs=5.0)  # 5 MV: the grid's interpolation of the composed field
-    two = _two_period_dataset(spectra, phi_a=650.0, phi_b=480.0)
+    two = two_period_dataset(spectra, phi_a=650.0, phi_b=480.0)
     capped = Dataset(two.name, "", two.blocks, modulation={
         "A": Modulation(phi_mv=400.0, nuisance=True, bounds_mv=(100.0, 500.0)),
         "B": Modulation(phi_mv=500.0, nuisance=True, bounds_mv=(100.0, 900.0))})
@@ -315,7 +315,7 @@ def test_models_without_finite_chi2_do_not_break_the_batch(two_periods: bool) ->
         ds = get_dataset("ams02-2021-ace2009")
         spectra = make_spectra(np.random.default_rng(41), 4, ds, spread=0.1)
     else:
-        ds = _toa_dataset(nuisance=True)
+        ds = toa_dataset(nuisance=True)
         spectra = make_spectra(np.random.default_rng(42), 4, get_dataset("paper"), spread=0.1)
     flux = spectra.iso_flux.copy()
     flux[1] = 0.0

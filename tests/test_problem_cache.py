@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
-from test_likelihood import make_spectra, predictions
+from helpers_likelihood import make_spectra, predictions
 
 from crnet.data import Dataset, get_dataset
 from crnet.likelihood.normalisation import DEFAULT_NORM_BOUNDS, RATIO_PARAMETERS, profile_normalisations

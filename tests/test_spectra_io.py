@@ -8,38 +8,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers_spectra import GRID, ISO, make_spectra
 from typer.testing import CliRunner
 
 from crnet.cli import app
 from crnet.likelihood import chi2
 from crnet.spectra_io import parse_species, read_spectra_h5, write_spectra_h5
-from crprop.spectra import Spectra
-
-GRID = 1e-3 * 1.25 ** np.arange(84)
-"""GALPROP / CR-ML energy grid, GeV/n."""
-
-ISO = [(1, 1), (1, 2), (3, 6), (3, 7), (4, 7), (4, 9), (4, 10), (5, 10), (5, 11), (6, 12), (6, 13), (8, 16)]
-"""(Z, A) of the test spectra."""
 
 runner = CliRunner()
-
-
-def make_spectra(n_models: int = 3, iso: list[tuple[int, int]] = ISO, grid: np.ndarray = GRID) -> Spectra:
-    rng = np.random.default_rng(0)
-    norm = {1: 1.0e4, 3: 1.0, 4: 0.5, 5: 2.0, 6: 7.0, 8: 7.0}
-    flux = np.empty((n_models, len(iso), grid.size))
-    for j, (z, a) in enumerate(iso):
-        flux[:, j] = norm[z] / a * (grid / 1.0)[None] ** -2.7 * rng.uniform(0.9, 1.1, (n_models, 1))
-        flux[:, j] *= (1 + 1 / grid[None]) ** -1.5
-    return Spectra(
-        grid,
-        [z for z, _ in iso],
-        [a for _, a in iso],
-        flux,
-        np.array([True, False, True][:n_models]),
-        np.linspace(1e-9, 1e-7, n_models),
-        meta={"mode": "lis", "backend": "numpy", "grid": {"n_r": 21, "n_z": 40}},
-    )
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from test_spectra_io import make_spectra
+from helpers_spectra import make_spectra
 
 import crnet.spectra_io as spectra_io
 from crnet.spectra_io import parse_species, read_spectra_h5, write_spectra_h5
@@ -125,7 +125,7 @@ def test_halo_groups_record_each_model_s_normalisation() -> None:
 
 def test_simulate_with_a_diverged_model_exits_1_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
     """crnet simulate wrote a file its own readers refused; now exit 1, the models named, no file."""
-    from test_grid_options_s21 import TINY, _params
+    from helpers_cli import TINY, write_params_toml
     from typer.testing import CliRunner
 
     import crprop.propagate as propagate_module
@@ -141,7 +141,7 @@ def test_simulate_with_a_diverged_model_exits_1_and_writes_nothing(tmp_path: Pat
 
     monkeypatch.setattr(propagate_module, "propagate", diverging)
     out = tmp_path / "s.h5"
-    res = CliRunner().invoke(app, ["simulate", "--params", str(_params(tmp_path)), "--out", str(out), *TINY,
+    res = CliRunner().invoke(app, ["simulate", "--params", str(write_params_toml(tmp_path)), "--out", str(out), *TINY,
                                    "--dz", "1.3"])
     assert res.exit_code == 1, res.output
     assert "error: models [0] have a non-finite field or residual (their solve diverged)" in res.output

@@ -7,34 +7,17 @@ import os
 import h5py
 import numpy as np
 import pytest
+from helpers_store import ENERGIES, record_batch, store_meta
 
 import crnet.store as store_module
-from crnet.store import MockStore, RecordBatch, StoreMeta
+from crnet.store import MockStore
 from crnet.store_read import merge_stores, read_store
-
-ENERGIES = 1e-3 * 2.0 ** np.arange(8)
-
-
-def _meta(**changes) -> StoreMeta:
-    base = dict(species=["C", "O"], ekin_gev_per_n=ENERGIES, grid={"dr_kpc": 1.0}, cross_sections="cs",
-                solver_mode="fast", backend="numpy", design="mcmc", dataset="paper", temperature=10.0, seed=5)
-    return StoreMeta(**{**base, **changes})
-
-
-def _batch(start: int, n: int, chain: int) -> RecordBatch:
-    rng = np.random.default_rng(start + 100 * chain)
-    params = np.tile([4.0, 0.45, -1.0, 20.0, 4.0, 1.0, 2.3, 2.4, 1e3, 3e5], (n, 1))
-    params[:, 1] = rng.uniform(0.2, 1.0, n)
-    flux = rng.uniform(1.0, 2.0, (n, 2, ENERGIES.size))
-    return RecordBatch(params=params, norms=rng.uniform(0.5, 1.5, (n, 4)), flux=flux,
-                       chi2=100.0 + rng.uniform(0, 10, n), chain=np.full(n, chain), step=np.arange(start, start + n),
-                       accepted=rng.uniform(size=n) < 0.5, converged=np.ones(n, bool), residual=np.full(n, 1e-7))
 
 
 def _make(path, chain: int, n_batches: int = 2, size: int = 3) -> None:
-    with MockStore.create(path, _meta()) as st:
+    with MockStore.create(path, store_meta()) as st:
         for b in range(n_batches):
-            st.append_batch(_batch(b * size, size, chain), {"batch": b})
+            st.append_batch(record_batch(b * size, size, chain), {"batch": b})
 
 
 def _names(directory) -> list[str]:
@@ -58,7 +41,7 @@ def test_create_writes_under_the_atomic_write_name(tmp_path, monkeypatch):
     seen = []
     real = store_module._write_new_file
     monkeypatch.setattr(store_module, "_write_new_file", lambda path, *a: (seen.append(path), real(path, *a)))
-    with MockStore.create(tmp_path / "s.h5", _meta(), capacity=4) as st:
+    with MockStore.create(tmp_path / "s.h5", store_meta(), capacity=4) as st:
         assert st.capacity == 4 and st.n_complete == 0
     assert seen == [tmp_path / f"s.h5.{os.getpid()}.tmp"]
     assert _names(tmp_path) == ["s.h5"]
@@ -66,7 +49,7 @@ def test_create_writes_under_the_atomic_write_name(tmp_path, monkeypatch):
 
 def test_create_failing_mid_way_leaves_no_file_and_no_temporary(tmp_path, failing_layout):
     with pytest.raises(OSError, match="No space left"):
-        MockStore.create(tmp_path / "s.h5", _meta())
+        MockStore.create(tmp_path / "s.h5", store_meta())
     assert _names(tmp_path) == []
 
 
@@ -82,20 +65,20 @@ def test_overwrite_failing_mid_way_keeps_the_old_store(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store_module, "_write_layout", fail)
     with pytest.raises(OSError, match="No space left"):
-        MockStore.create(path, _meta(), overwrite=True)
+        MockStore.create(path, store_meta(), overwrite=True)
     assert _names(tmp_path) == ["s.h5"] and path.read_bytes() == before
     assert len(read_store(path)) == 6
 
 
 def test_create_refusals_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="strictly increasing"):
-        MockStore.create(tmp_path / "s.h5", _meta(ekin_gev_per_n=ENERGIES[::-1]))
+        MockStore.create(tmp_path / "s.h5", store_meta(ekin_gev_per_n=ENERGIES[::-1]))
     with pytest.raises(ValueError, match="unique non-empty"):
-        MockStore.create(tmp_path / "s.h5", _meta(species=["C", "C"]))
+        MockStore.create(tmp_path / "s.h5", store_meta(species=["C", "C"]))
     assert _names(tmp_path) == []
     _make(tmp_path / "s.h5", chain=0)
     with pytest.raises(store_module.StoreError, match="file exists"):
-        MockStore.create(tmp_path / "s.h5", _meta())
+        MockStore.create(tmp_path / "s.h5", store_meta())
 
 
 def test_merge_is_the_inputs_concatenated_and_leaves_no_temporaries(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from test_store_atomic import _batch, _meta
+from helpers_store import record_batch, store_meta
 
 from crnet.store import RECORD_DTYPES, MockStore, StoreError
 from crnet.store_read import read_store
@@ -18,8 +18,8 @@ HALF_GROWN = ("params", "chi2", "flux")
 
 
 def _half_grown(path, old: int = 6, new: int = 40) -> None:
-    with MockStore.create(path, _meta(), capacity=old) as st:
-        st.append_batch(_batch(0, 3, 0), {"batch": 0})
+    with MockStore.create(path, store_meta(), capacity=old) as st:
+        st.append_batch(record_batch(0, 3, 0), {"batch": 0})
     with h5py.File(path, "r+") as f:
         for name in HALF_GROWN:
             f[name].resize((new,) + f[name].shape[1:])
@@ -30,7 +30,7 @@ def test_a_half_grown_store_opens_with_its_records_intact(tmp_path) -> None:
     _half_grown(path)
     with MockStore.open(path, "r") as st:
         assert (st.n_complete, st.capacity) == (3, 6)  # the shortest dataset
-        np.testing.assert_array_equal(st.read("params"), _batch(0, 3, 0).params)
+        np.testing.assert_array_equal(st.read("params"), record_batch(0, 3, 0).params)
     assert read_store(path).chi2.shape == (3,)
 
 
@@ -41,7 +41,7 @@ def test_the_next_growth_completes_a_half_grown_store(tmp_path) -> None:
         st.reserve(30)  # below the grown datasets' 40: those are kept, the others grow to 30
         assert st.capacity == 30
         for b in range(1, 8):
-            st.append_batch(_batch(3 * b, 3, 0), {"batch": b})  # 24 records: within the capacity
+            st.append_batch(record_batch(3 * b, 3, 0), {"batch": b})  # 24 records: within the capacity
     with h5py.File(path, "r") as f:
         lengths = {name: f[name].shape[0] for name in RECORD_DTYPES}
     assert lengths == {name: 40 if name in HALF_GROWN else 30 for name in RECORD_DTYPES}

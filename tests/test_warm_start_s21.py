@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_store import write_synthetic_store
-from test_checkpoint_identity_s21 import TINY_CRNET
+from helpers_training import TINY_CRNET
 
 from crnet.features import paper_energy_grid
 from crnet.machines.modelfile import load_model

@@ -3,7 +3,8 @@
 Each kernel runs ``prange`` over independent lines and keeps the model index innermost, so the
 recurrences of the Thomas algorithm are vectorised across models (the CPU analogue of one GPU
 thread per (line, model)). Kernels are JIT-compiled once and cached on disk (``cache=True``).
-Semantics equal crprop.backends.numpy_backend to round-off (tests/test_backend_hot_paths.py: BACKEND_ROUND_OFF).
+Semantics equal crprop.backends.numpy_backend to round-off (tests/test_backend_hot_paths.py; BACKEND_ROUND_OFF in
+tests/helpers_problems.py).
 
 Every solve kernel handles both uses:
 * ``cn = True``: GALPROP Crank-Nicolson sweep — rhs = (1 - theta A_d) psi + qfac Q on every row,
