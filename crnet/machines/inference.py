@@ -13,7 +13,9 @@ Accepted inputs:
   or left out with ``skip_invalid``, like records with unusable fluxes (the file was named on purpose, unlike
   the routine failures of a store).
 
-A Check Machine classifies the file's parameters instead of reading spectra.
+A Check Machine classifies the file's parameters instead of reading spectra: every record with finite parameters,
+converged or not, since it reads no flux (review by helper-110, session 23: this said nothing, and the sentence on
+skipped records above read as if it applied to it too).
 """
 
 from __future__ import annotations

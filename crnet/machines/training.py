@@ -198,6 +198,16 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be finite and > 0, got {lr}")
         if not (math.isfinite(wd) and wd >= 0):
             raise ValueError(f"weight_decay must be finite and >= 0, got {wd}")
+        # min_delta >= 1 made no epoch count as better (inf * 0 = nan): the model file held the untrained weights,
+        # best_epoch -1, with no error (review by helper-110, session 23)
+        if not 0.0 <= self.min_delta < 1.0:
+            raise ValueError(f"min_delta must lie in [0, 1) (relative improvement of the validation loss), got "
+                             f"{self.min_delta}")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise ValueError(f"lr_factor must lie in (0, 1) (learning-rate reduction on a plateau), got "
+                             f"{self.lr_factor}")
+        if not (math.isfinite(self.min_lr) and self.min_lr >= 0):
+            raise ValueError(f"min_lr must be finite and >= 0 (learning-rate floor), got {self.min_lr}")
         if not 0.0 < self.val_fraction < 1.0:  # checked again where the split is made, after the store is read
             raise ValueError(f"val_fraction must lie in (0, 1) (share of records held out), got {self.val_fraction}")
         for key in ("max_sigma", "check_sigma"):
@@ -468,6 +478,10 @@ def train(store: Path | str, out: Path | str, config: TrainConfig | None = None,
             elif cfg.lr_schedule == "plateau":
                 scheduler.factor, scheduler.patience = cfg.lr_factor, cfg.lr_patience
                 scheduler.min_lrs = [cfg.min_lr] * len(optimizer.param_groups)
+            # early stopping judged with this run's patience, as the docstring of _identity says a resume applies it
+            # anew: the checkpoint's flag kept a run stopped at patience 2 stopped when resumed with patience 8
+            # (review by helper-110, session 23)
+            state["stopped_early"] = state["bad_epochs"] >= cfg.patience
         bar = tqdm(total=cfg.epochs, initial=min(state["epoch"], cfg.epochs), disable=not cfg.progress,
                    desc=f"train {network}", unit="epoch")
         for epoch in range(state["epoch"], cfg.epochs):
