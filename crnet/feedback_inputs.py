@@ -86,6 +86,16 @@ def _read_setup(path: Path | str) -> StoreSetup:
         return StoreSetup(Path(path), st.n_complete, st.attrs(), list(st.species), st.ekin_gev_per_n)
 
 
+def check_test_store(setup: StoreSetup) -> None:
+    """FeedbackInputError 'test_store' unless ``setup`` is a pseudo-data store (`crnet pseudodata`): the closure
+    tests (paper Sec. 4.5) predict from pseudo-spectra, noisy copies of collected mocks. A scan's noise-free store was
+    accepted, its Tables 3 and 4 printed as the pseudo-data test's (review by helper-112, session 23)."""
+    if not setup.attrs.get("pseudo_data", False):
+        raise FeedbackInputError("test_store", f"{setup.path}: is no pseudo-data store (its attribute pseudo_data is "
+                                 "not set); the closure tests predict from pseudo-spectra: make them with `crnet "
+                                 "pseudodata` from the scan's store")
+
+
 def _setup_of(store: Path | str, setup: StoreSetup | None) -> StoreSetup:
     """``setup`` when given (read before, of ``store``), else ``store``'s read now (FeedbackInputError
     'train_store')."""
@@ -327,6 +337,7 @@ def check_feedback_inputs(model_path: Path | str, model: ModelFile, train_store:
         content[argument] = read_store_setup(path, argument)
         if content[argument].n_complete == 0:
             raise FeedbackInputError(argument, f"{path}: holds no committed records")
+    check_test_store(content["test_store"])
     train = content["train_store"]
     sha = file_sha256(train_store)
     check_training_store(model_path, model.metadata, train_store, model.machine, sha256=sha, setup=train)

@@ -188,6 +188,11 @@ def channels_to_fluxes(channels: np.ndarray, c_idx: int) -> np.ndarray:
                      channels[:, 4] * c_shape], axis=1)
 
 
+ENVELOPE_STREAM = 1
+"""Second word of the envelope noise's per-spectrum seeds ``[seed, ENVELOPE_STREAM, index]``: apart from the stream of
+``default_rng(seed)``, which draws the central spectra and the paper noise."""
+
+
 def envelope_noise(rng: np.random.Generator, channels: np.ndarray, envelope: np.ndarray,
                    delta_range: tuple[float, float]) -> np.ndarray:
     """Noisy channels: value + U(-h, h) per bin with h = envelope / Delta, Delta ~ U(*delta_range) per model.
@@ -254,6 +259,11 @@ def make_pseudodata(store: Path | str, out: Path | str, config: PseudoDataConfig
     rng = np.random.default_rng(cfg.seed)
     with StoreReader(store) as reader:
         info = reader.info
+        if info.is_pseudo:  # a second draw on pseudo-data: ~10 % fluctuations reported as "max 4.99 %" (review by
+            # helper-112, session 23)
+            raise ValueError(f"{store}: is a pseudo-data store already (made from {info.attrs.get('source_store')}); "
+                             "make pseudo-data from the scan's mock store, so that each spectrum carries one noise "
+                             "draw")
         scanned = info.attrs.get("dataset")
         if scanned is not None and str(scanned) != cfg.dataset and not cfg.update_chi2:
             raise ValueError(f"{store}: pseudo-data would re-profile q_C (features 0-2) against data set "
@@ -299,8 +309,12 @@ def make_pseudodata(store: Path | str, out: Path | str, config: PseudoDataConfig
                 n_flux = _n_space(reader, uniq)[inverse]
                 if cfg.noise == "paper":
                     factor = paper_noise(rng, n_flux.shape, cfg.max_relative)
-                else:
-                    noisy = envelope_noise(rng, envelope_channels(n_flux, c_idx), envelope, cfg.envelope_delta)
+                else:  # one generator per pseudo-spectrum: the same seed gives the same spectra whatever chunk_size
+                    # (one stream per chunk interleaved Delta, bins and redraws by chunk; review by helper-112, s23)
+                    channels = envelope_channels(n_flux, c_idx)
+                    noisy = np.concatenate([
+                        envelope_noise(np.random.default_rng([cfg.seed, ENVELOPE_STREAM, start + j]),
+                                       channels[j: j + 1], envelope, cfg.envelope_delta) for j in range(src.size)])
                     factor = channels_to_fluxes(noisy, c_idx) / n_flux
                 for k, rows in enumerate(el_rows):
                     flux[:, rows, :] *= factor[:, k][:, None, :]

@@ -156,7 +156,7 @@ def test_evaluate_loads_every_model_once(world, tmp_path, counts):
     fb = FeedbackConfig(sim=_sim(), n_test=1, progress=False)
     cfg = EvalConfig({"Machine A": str(world["a"]), "Machine A2": str(world["a2"])}, str(world["test"]),
                      [str(world["scan"])], str(tmp_path / "ev"), feedback=fb, tau_floor=False)
-    models = check_evaluation_settings(cfg)
+    models, _ = check_evaluation_settings(cfg)
     assert set(models) == {"Machine A", "Machine A2"} and counts["opened"]["scan.h5"] == 1
     counts["loaded"].clear()
     report = evaluate(cfg)

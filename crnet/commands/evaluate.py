@@ -21,7 +21,8 @@ from crnet.commands.grid_options import store_sim, with_given_grid_options
 
 OPTION_NAMES: dict[str, str] = {
     **{k: v for k, v in FEEDBACK_OPTION_NAMES.items() if k.startswith("sim")},
-    "train_store": "--mocks", "mock_stores": "--mocks", "test_store": "--test",
+    "train_store": "--mocks", "mock_stores": "--mocks", "test_store": "--test", "machines": "--machine",
+    "check_model": "--check",
 }
 """crnet.feedback / crnet.evaluate argument names (FeedbackInputError.argument) -> this command's options."""
 

@@ -76,6 +76,7 @@ from crnet.feedback_inputs import (
     StoreSetup,
     check_model_dataset,
     check_resimulation_settings,
+    check_test_store,
     read_store_setup,
     sim_from_store,
 )
@@ -162,7 +163,7 @@ def _mock_store_setup(path: str) -> StoreSetup:
     return read_store_setup(path, "mock_stores")
 
 
-def check_evaluation_settings(cfg: EvalConfig) -> dict[str, ModelFile]:
+def check_evaluation_settings(cfg: EvalConfig) -> tuple[dict[str, ModelFile], ModelFile | None]:
     """Refuse, before anything is predicted, re-simulated or written (FeedbackInputError, one line naming the
     argument and both values), an evaluation whose re-simulations would not repeat the collected mocks'
     simulations: Table 4 counts re-simulated predictions by Delta chi2_tot from chi2_min, the smallest chi2_tot of
@@ -181,9 +182,13 @@ def check_evaluation_settings(cfg: EvalConfig) -> dict[str, ModelFile]:
     the comparison stays like with like. crnet evaluate defaults it to the first store's. Each machine must have
     been trained against it (:func:`crnet.feedback_inputs.check_model_dataset`: its inputs are normalised to it).
 
+    Also refused: a Check Machine among ``cfg.machines`` (argument 'machines'), a ``cfg.check_model`` that is no
+    Check Machine ('check_model') and a ``cfg.test_store`` that is no pseudo-data store ('test_store',
+    :func:`crnet.feedback_inputs.check_test_store`).
+
     Returns every machine's model file as loaded for the check (display name -> :class:`crnet.machines.modelfile.
-    ModelFile`): :func:`evaluate` predicts with them instead of reading each file again. Each mock store is opened
-    once."""
+    ModelFile`) and the Check Machine's (None without one): :func:`evaluate` predicts with them instead of reading
+    each file again. Each mock store is opened once."""
     first = cfg.mock_stores[0]
     setup = _mock_store_setup(first)
     attrs, species, energies = setup.attrs, setup.species, setup.energies
@@ -205,10 +210,20 @@ def check_evaluation_settings(cfg: EvalConfig) -> dict[str, ModelFile]:
     models: dict[str, ModelFile] = {}
     for name, path in cfg.machines.items():  # the closure tests predict with the evaluation's data set
         models[name] = load_model(path)
+        if models[name].is_check:  # was an AttributeError traceback in the closure test (review by helper-112, s23)
+            raise FeedbackInputError("machines", f"{path}: is a Check Machine (machine {name!r}); the closure tests "
+                                     "need a regressor (Machine A or B); give a Check Machine as the check model")
         try:
             check_model_dataset(path, models[name].metadata, cfg.feedback.sim.dataset)
         except FeedbackInputError as exc:
             raise FeedbackInputError(exc.argument, f"{exc.detail} (machine {name!r})") from None
+    check_model = None
+    if cfg.check_model:  # checked here, not after every closure test and the floor (review by helper-112, s23)
+        check_model = load_model(cfg.check_model)
+        if not check_model.is_check:
+            raise FeedbackInputError("check_model", f"{cfg.check_model}: is a {check_model.machine!r} machine, not a "
+                                     "Check Machine")
+    check_test_store(read_store_setup(cfg.test_store, "test_store"))
     try:
         own = sim_from_store(first, setup=setup)
         check_resimulation_settings(replace(cfg.feedback.sim, dataset=own.dataset), first, EVALUATION_CONSEQUENCE,
@@ -217,7 +232,7 @@ def check_evaluation_settings(cfg: EvalConfig) -> dict[str, ModelFile]:
         if exc.argument == "train_store":  # the feedback loop's name for the store it reads the settings from
             raise FeedbackInputError("mock_stores", exc.detail) from None
         raise
-    return models
+    return models, check_model
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -226,7 +241,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     refused first, before ``cfg.out`` is created (:func:`check_evaluation_settings`). Each model file is read once:
     the closure tests predict with the models the check loaded."""
     require_output_dir(cfg.out, "evaluate: out")  # before the checks load every model
-    models = check_evaluation_settings(cfg)
+    models, check_model = check_evaluation_settings(cfg)
     out = make_output_dir(cfg.out, "evaluate: out")
     device = "cuda" if _cuda() else "cpu"
     closures: dict[str, ClosureResult] = {}
@@ -260,7 +275,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.check_model:
         from crnet.machines.modelfile import Predictor
 
-        predictor = Predictor.load(cfg.check_model, device)
+        predictor = Predictor(check_model, device)
         trained = check_training_rows(predictor.model, cfg.mock_stores[0])
         unseen = np.ones(mocks.chi2.size, dtype=bool)
         if trained is not None:
