@@ -7,7 +7,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -110,6 +111,47 @@ def converged_cell(mode: str, n_nonconverged: int, n_models: int) -> str:
     if mode == "galprop":
         return FIXED_LADDER
     return "yes" if n_nonconverged == 0 else f"no ({n_nonconverged} of {n_models})"
+
+
+def nonconverged_warning(counts: Iterable[tuple[str, int, int]], subject: str = "model",
+                         entry: str = "{label} ({n} of {total})", opening: str = " in ",
+                         closing: str = "; their times are for non-converged solves.") -> list[str]:
+    """The lines a timing table ends with when some rows timed non-converged solves: none when every ``(label, n,
+    total)`` of ``counts`` has n = 0, else a blank line and "**Warning: not every <subject> converged**" followed by
+    ``opening``, each row with n > 0 as ``entry`` (a format of label, n, total) joined by "; ", and ``closing``.
+    The caller leaves out the rows whose non-convergence is by design (`galprop` mode, :data:`FIXED_LADDER`) and
+    those without a count (a row that failed)."""
+    bad = [entry.format(label=label, n=n, total=total) for label, n, total in counts if n]
+    if not bad:
+        return []
+    return ["", f"**Warning: not every {subject} converged**{opening}" + "; ".join(bad) + closing]
+
+
+TINY_GRID = {"dr_kpc": 4.0, "dz_kpc": 1.3, "ekin_factor": 3.0}
+"""The warm-ups' tiny grid (GalaxySetup.with_changes): the tests' dr 4 kpc, dz 1.3 kpc, Ekin factor 3."""
+
+
+def warm_up(*runs: Callable[[], object]) -> float:
+    """Call each of ``runs`` once, every warning silenced: a solve on a tiny grid (:data:`TINY_GRID`) before the
+    timings, so that JIT / kernel compilation falls outside them. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for run in runs:
+            run()
+    return time.perf_counter() - t0
+
+
+def warm_up_propagate(setup, params, backend: str, modes: Sequence[str] = ("fast",)) -> float:
+    """:func:`warm_up` with one crprop.propagate call per mode of ``modes`` on ``setup`` made tiny
+    (:data:`TINY_GRID`), for ``params`` (prior not checked); returns the seconds it took."""
+    from functools import partial
+
+    from crprop.propagate import propagate
+
+    tiny = setup.with_changes(**TINY_GRID)
+    return warm_up(*(partial(propagate, tiny, params, mode=mode, backend=backend, check_prior=False)
+                     for mode in modes))
 
 
 def _status_mib(key: str) -> float | None:

@@ -20,7 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import RESULTS, galprop_reference_dir, save_results  # noqa: E402
+from common import RESULTS, galprop_reference_dir, save_results, warm_up_propagate  # noqa: E402
 
 from crprop.galprop.compare import deviation_table, format_table, load_run  # noqa: E402
 from crprop.propagate import propagate  # noqa: E402
@@ -63,10 +63,7 @@ def main() -> None:
     md = [f"crprop vs GALPROP v54 ({args.backend}); deviations in % of GALPROP's flux; crprop wall times after a "
           "warm-up (no JIT compilation), GALPROP's from each run's json (one OpenMP thread).", ""]
     warm = load_run(ref / args.runs[0])  # compile the kernels once, outside the timings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        propagate(warm.setup().with_changes(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0), warm.params, mode="fast",
-                  backend=args.backend, check_prior=False)
+    warm_up_propagate(warm.setup(), warm.params, args.backend)
     for name in args.runs:
         run = load_run(ref / name)
         mode = "fast" if "tconv" in name else "galprop"

@@ -25,7 +25,7 @@ import time
 import warnings
 
 import numpy as np
-from common import galprop_reference_dir, save_results
+from common import galprop_reference_dir, save_results, warm_up_propagate
 
 from crprop.galprop.compare import load_run
 from crprop.propagate import propagate
@@ -53,18 +53,6 @@ def responses(fine, standard, energies: np.ndarray) -> dict[str, np.ndarray]:
     return {el: on_grid(fine, el, energies) / on_grid(standard, el, energies) - 1 for el in ELEMENTS}
 
 
-def warm_up(run, backend: str, modes=("galprop", "fast")) -> float:
-    """Compile the kernels of each mode once on a tiny grid (dr 4 kpc, dz 1.3 kpc, Ekin factor 3, as
-    galprop_compare.py), outside the timings; returns the seconds it took."""
-    t0 = time.perf_counter()
-    tiny = run.setup().with_changes(dr_kpc=4.0, dz_kpc=1.3, ekin_factor=3.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for mode in modes:
-            propagate(tiny, run.params, mode=mode, backend=backend, check_prior=False)
-    return time.perf_counter() - t0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="numba")
@@ -73,7 +61,8 @@ def main() -> None:
     base, efine, xfine = (load_run(ref / n) for n in ("crml_base", "crml_base_efine", "crml_base_xfine"))
     energies = base.ekin_gev_per_n[(base.ekin_gev_per_n >= EMIN_GEV) & (base.ekin_gev_per_n <= EMAX_GEV)]
     walls: dict[str, float] = {}
-    warm_s = warm_up(base, args.backend)  # JIT compilation outside the printed wall times
+    # JIT compilation of both modes outside the printed wall times
+    warm_s = warm_up_propagate(base.setup(), base.params, args.backend, modes=("galprop", "fast"))
     print(f"warm-up (tiny grid, both modes): {warm_s:.1f} s", flush=True)
 
     def solve(name: str, run, mode: str, setup=None):

@@ -30,6 +30,7 @@ from common import (
     device_pool_mib,
     galprop_seconds_per_model,
     nominal_bytes,
+    nonconverged_warning,
     peak_rss_scope,
     repeat_timings,
     save_results,
@@ -146,11 +147,8 @@ def main() -> None:
                  + (f" Device copy bandwidth (read + write): {copy_bw:.0f} GB/s. nominal GB/s = nominal DRAM bytes "
                     "per cell-step (fast: 32 + 4 x word, galprop: 9 x word) x cells x steps of all species / wall."
                     if copy_bw else ""))
-    bad = [r for r in rows if "error" not in r and r["mode"] != "galprop" and not r["all_converged"]]
-    if bad:
-        lines.append("\n**Warning: not every model converged** in "
-                     + "; ".join(f"{r['mode']} {r['precision']} B={r['B']} ({r['n_nonconverged']} of {r['B']})"
-                                 for r in bad) + "; their times are for non-converged solves.")
+    lines += nonconverged_warning((f"{r['mode']} {r['precision']} B={r['B']}", r["n_nonconverged"], r["B"])
+                                  for r in rows if "error" not in r and r["mode"] != "galprop")
     save_results(f"network_speed_{tag}", "\n".join(lines) + "\n",
                  {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                   "galprop_s_per_model": galprop_s, "galprop_source": galprop_src,

@@ -11,7 +11,8 @@ against GALPROP's time per model (its paper grid, for scale: the grid here is th
     git worktree add /tmp/crnet_before 68eab3e   # the last commit with the all-models stop
     python benchmarks/per_model_stop_speed.py --before /tmp/crnet_before --models 64 --ekin-factor 2
 Writes <out-dir>/per_model_stop_speed_<backend>_<models>[_<tag>].{json,md} (default benchmarks/results), with the
-commit of --before (``git -C <before> rev-parse HEAD``; "unknown (not a git checkout)" where git cannot tell).
+commit of --before (crnet.provenance.code_version on that checkout; "unknown (not a git checkout)" where git cannot
+tell).
 """
 
 from __future__ import annotations
@@ -59,16 +60,15 @@ UNKNOWN_COMMIT = "unknown (not a git checkout)"
 
 
 def checkout_commit(tree: Path) -> str:
-    """``git -C tree rev-parse HEAD`` (with "+ uncommitted changes" when ``git status --porcelain`` lists any), or
-    :data:`UNKNOWN_COMMIT` where that fails (no git, or ``tree`` is no checkout)."""
-    try:
-        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, timeout=60).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    """HEAD of the checkout ``tree`` (with "+ uncommitted changes" when tracked files differ from it), read by
+    crnet.provenance.code_version(root=tree) (its git runs without the caller's GIT_* variables);
+    :data:`UNKNOWN_COMMIT` where that fails (no git, or ``tree`` is not the top of a checkout)."""
+    from crnet.provenance import code_version
+
+    version = code_version(root=tree)
+    if not version["git_commit"]:
         return UNKNOWN_COMMIT
-    return f"{head} + uncommitted changes" if dirty else (head or UNKNOWN_COMMIT)
+    return version["git_commit"] + (" + uncommitted changes" if version["git_dirty"] else "")
 
 
 def run_tree(tree: Path, args) -> dict:

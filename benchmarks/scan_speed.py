@@ -34,6 +34,7 @@ from common import (
     PeakRSS,
     device_pool_mib,
     galprop_seconds_per_model,
+    nonconverged_warning,
     peak_rss_scope,
     save_results,
     wall_stats,
@@ -228,12 +229,11 @@ def report(rows: list[dict], tag: str, grid: str, steps: int, zh: float | None, 
               f"process's resident-memory high-water mark while the row's model is built and its scan runs "
               f"({peak_rss_scope(rows)}), increase = above the resident size before; device pool = bytes CuPy's "
               "memory pool holds after the row (emptied before it), '-' off the GPU."]
-    bad = [r for r in rows if r["nonconverged_timed"]]
-    if bad:
-        lines += ["", "**Warning: not every timed model converged** ("
-                  + "; ".join(f"{r['backend']} K={r['chains']} warm {'yes' if r['warm_start'] else 'no'}: "
-                              f"{r['nonconverged_timed']} of {r['models_timed']}" for r in bad)
-                  + "); the rates above include them."]
+    lines += nonconverged_warning(
+        ((f"{r['backend']} K={r['chains']} warm {'yes' if r['warm_start'] else 'no'}", r["nonconverged_timed"],
+          r["models_timed"]) for r in rows),
+        subject="timed model", entry="{label}: {n} of {total}", opening=" (",
+        closing="); the rates above include them.")
     return save_results(f"scan_speed_{tag}", "\n".join(lines) + "\n", out, out_dir=out_dir, echo=echo)
 
 

@@ -22,6 +22,7 @@ from common import (
     carbon_problem,
     converged_cell,
     galprop_seconds_per_model,
+    nonconverged_warning,
     peak_rss_scope,
     repeat_timings,
     save_results,
@@ -110,11 +111,8 @@ def main() -> None:
               f"({r['wall_min_s'] / r['B'] * 1e3:.2f}–{r['wall_max_s'] / r['B'] * 1e3:.2f}) | "
               f"{r['models_per_s_25_isotopes']:.3f} | {r['speedup_vs_galprop']:.1f} | {r['peak_rss_mib']:.0f} | "
               f"{r['rss_increase_mib']:.0f} |" for r in rows]
-    bad = [r for r in rows if r["mode"] != "galprop" and not r["all_converged"]]
-    if bad:
-        lines.append("\n**Warning: not every model converged** in "
-                     + "; ".join(f"{r['mode']} {r['backend']} B={r['B']} ({r['n_nonconverged']} of {r['B']})"
-                                 for r in bad) + "; their times are for non-converged solves.")
+    lines += nonconverged_warning((f"{r['mode']} {r['backend']} B={r['B']}", r["n_nonconverged"], r["B"])
+                                  for r in rows if r["mode"] != "galprop")
     lines.append(f"\nGALPROP: {galprop_s:.1f} s per model (25 isotopes, one core; {galprop_src}).")
     lines.append("\nAccuracy against the exact sparse solve (small grid, 12C): "
                  + ", ".join(f"{k} {v['max_rel_error_vs_exact']:.2e} (converged: {v['converged']})"

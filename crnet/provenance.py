@@ -19,35 +19,38 @@ SOURCE_PACKAGES: tuple[str, ...] = ("crnet", "crprop")
 """The packages whose files :func:`source_sha256` digests: everything a pipeline stage's result is computed by."""
 
 
-def _git(*args: str, timeout: float) -> str:
-    """stdout of ``git -C PACKAGE_ROOT <args>``, run without the caller's GIT_* variables: a git hook exports
-    GIT_DIR / GIT_WORK_TREE / GIT_INDEX_FILE, which would point the command at another repository than crnet's."""
+def _git(*args: str, timeout: float, root: Path | None = None) -> str:
+    """stdout of ``git -C root <args>`` (``root`` None: :data:`PACKAGE_ROOT`), run without the caller's GIT_*
+    variables: a git hook exports GIT_DIR / GIT_WORK_TREE / GIT_INDEX_FILE, which would point the command at another
+    repository than crnet's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return subprocess.run(["git", "-C", str(PACKAGE_ROOT), *args], capture_output=True, text=True, timeout=timeout,
-                          check=True, env=env).stdout
+    return subprocess.run(["git", "-C", str(PACKAGE_ROOT if root is None else root), *args], capture_output=True,
+                          text=True, timeout=timeout, check=True, env=env).stdout
 
 
-def git_commit() -> str | None:
-    """HEAD of the git checkout crnet lives in, or None: not a checkout, no git, or a checkout that is not crnet's
-    own (a package installed into a virtual environment inside another repository would report that repository's
-    HEAD: git searches upward)."""
-    try:
-        top, commit = _git("rev-parse", "--show-toplevel", "HEAD", timeout=10).splitlines()  # a path may hold spaces
+def git_commit(root: Path | None = None) -> str | None:
+    """HEAD of the git checkout crnet lives in (or whose top is ``root``: another checkout of crnet, as a benchmark's
+    --before tree), or None: not a checkout, no git, or a checkout that is not crnet's own (a package installed into a
+    virtual environment inside another repository would report that repository's HEAD: git searches upward)."""
+    root = (PACKAGE_ROOT if root is None else Path(root)).resolve()
+    try:  # splitlines: a path may hold spaces
+        top, commit = _git("rev-parse", "--show-toplevel", "HEAD", timeout=10, root=root).splitlines()
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    return commit if Path(top).resolve() == PACKAGE_ROOT else None
+    return commit if Path(top).resolve() == root else None
 
 
-def code_version(exclude: tuple[str, ...] = ()) -> dict:
-    """crnet version and, when the package lives in its own git checkout (:func:`git_commit`), its commit and dirty
-    flag (uncommitted changes to tracked files outside the repository paths ``exclude``)."""
+def code_version(exclude: tuple[str, ...] = (), root: Path | None = None) -> dict:
+    """crnet version and, when the package lives in its own git checkout (:func:`git_commit`; or the checkout whose
+    top is ``root``), its commit and dirty flag (uncommitted changes to tracked files outside the repository paths
+    ``exclude``). ``crnet`` is this package's version either way."""
     out = {"crnet": __version__, "git_commit": None, "git_dirty": None}
-    commit = git_commit()
+    commit = git_commit(root)
     if commit is None:
         return out
     try:
         dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                     *(f":(exclude){p}" for p in exclude), timeout=30).strip()
+                     *(f":(exclude){p}" for p in exclude), timeout=30, root=root).strip()
         out["git_commit"], out["git_dirty"] = commit, bool(dirty)
     except (OSError, subprocess.SubprocessError):
         pass
