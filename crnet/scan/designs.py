@@ -106,7 +106,13 @@ def gaussian_design(n: int, centre: np.ndarray, sigma: np.ndarray, seed: int | n
         if not bad.any():
             return out
         out[bad] = draw(int(bad.sum()))
-    raise ValueError("gaussian design: too many draws outside the prior box; reduce sigma")
+    # each centre coordinate on a face of the box halves a draw's chance to land inside, whatever sigma: "reduce
+    # sigma" alone could not help there (review by helper-111, session 23)
+    names = LOG_PARAM_NAMES if centre.size == len(LOG_PARAM_NAMES) else [f"coordinate {i}" for i in range(centre.size)]
+    on_face = [names[i] for i in np.flatnonzero((centre <= lower) | (centre >= upper))]
+    face = (f"; the centre lies on the prior box's face in {on_face}, which halves the chance per coordinate "
+            "whatever sigma: move the centre inside the box" if on_face else "")
+    raise ValueError(f"gaussian design: too many draws outside the prior box; reduce sigma{face}")
 
 
 def design_points(kind: str, n: int, seed: int, centre: np.ndarray | None = None,

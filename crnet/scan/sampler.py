@@ -87,8 +87,12 @@ class SamplerConfig:
         if not 0.5 < self.scale_decay <= 1.0:
             raise ValueError(f"SamplerConfig.scale_decay must lie in (0.5, 1] (diminishing adaptation), "
                              f"got {self.scale_decay}")
-        if self.scale_gain < 0 or self.regularization <= 0 or self.max_log_scale <= 0:
-            raise ValueError("SamplerConfig: scale_gain must be >= 0, regularization and max_log_scale > 0")
+        # finite too: a NaN passed every comparison and froze every chain, all proposals NaN and rejected (review by
+        # helper-111, session 23)
+        for name, value, lowest in (("scale_gain", self.scale_gain, ">= 0"), ("regularization", self.regularization,
+                                    "> 0"), ("max_log_scale", self.max_log_scale, "> 0")):
+            if not (math.isfinite(value) and (value >= 0 if lowest == ">= 0" else value > 0)):
+                raise ValueError(f"SamplerConfig.{name} must be finite and {lowest}, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +141,9 @@ class AdaptiveMetropolis:
         log_p0 = np.asarray(log_p0, dtype=np.float64).reshape(-1)
         if log_p0.shape != (self.n_chains,):
             raise ValueError(f"log_p0 must have one value per chain ({self.n_chains}), got shape {log_p0.shape}")
+        if np.any(np.isnan(log_p0)):  # -inf (a start of zero density) is allowed; NaN made a chain that never moves
+            raise ValueError(f"log_p0 must not be NaN (chains {np.flatnonzero(np.isnan(log_p0)).tolist()}); -inf marks "
+                             "a start of zero density")
         cov0 = np.asarray(proposal_cov, dtype=np.float64)
         if cov0.shape == (self.dim,):
             cov0 = np.diag(cov0**2)
