@@ -167,7 +167,7 @@ def check_evaluation_settings(cfg: EvalConfig) -> tuple[dict[str, ModelFile], Mo
     """Refuse, before anything is predicted, re-simulated or written (FeedbackInputError, one line naming the
     argument and both values), an evaluation whose re-simulations would not repeat the collected mocks'
     simulations: Table 4 counts re-simulated predictions by Delta chi2_tot from chi2_min, the smallest chi2_tot of
-    the mocks, so both must come from one propagation setup.
+    the mocks and of every machine's re-simulations, so both must come from one propagation setup.
 
     * every ``cfg.mock_stores`` store agrees with the first on what :func:`crnet.store_read.merge_stores` compares
       (:func:`crnet.store_read.merge_differences`: grid with tolerance and step cap, cross sections, solver mode;
