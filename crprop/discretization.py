@@ -48,6 +48,18 @@ def _z_steps(z_kpc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return h_lo, h_hi, np.where(z_kpc >= 0.0, h_hi, h_lo)
 
 
+def _interior_nodes(z_kpc: np.ndarray, h_out_kpc: np.ndarray | float, zh_kpc: np.ndarray, dz_kpc: float) -> np.ndarray:
+    """(n_z, B) mask of the z nodes interior to each model's halo: the node's distance to |z| = z_h exceeds (1/2 - the
+    on-boundary fraction) of its outward step ``h_out_kpc`` (dz on a uniform grid); ValueError naming z_halo_kpc and
+    ``dz_kpc`` for a model left without one. The one statement of the rule, which :func:`smallest_halo_kpc` inverts."""
+    h_out = np.broadcast_to(np.asarray(h_out_kpc, dtype=np.float64), z_kpc.shape)
+    interior = (zh_kpc[None, :] - np.abs(z_kpc)[:, None]) > (0.5 - _ON_BOUNDARY_FRACTION) * h_out[:, None]
+    if not interior.any(axis=0).all():
+        bad = int(np.nonzero(~interior.any(axis=0))[0][0])
+        raise ValueError(_no_interior_node_message(bad, zh_kpc[bad], dz_kpc, float(np.abs(z_kpc).min())))
+    return interior
+
+
 def smallest_halo_kpc(z_kpc: np.ndarray) -> float:
     """The halo half-height (kpc) at or below which the z nodes ``z_kpc`` (a symmetric lattice: a Grid's, uniform or
     stretched) hold no interior node, by :func:`vertical_coefficients`' rule (a node is interior when its distance to
@@ -105,10 +117,7 @@ def vertical_coefficients(
     if np.any(zh > grid.z_half_kpc + (0.5 - _ON_BOUNDARY_FRACTION) * dz):
         raise ValueError(f"z_half_kpc up to {zh.max()} exceeds the grid's halo {grid.z_half_kpc} kpc")
     n_z = z.size
-    interior = (zh[None, :] - np.abs(z)[:, None]) > (0.5 - _ON_BOUNDARY_FRACTION) * dz
-    if not interior.any(axis=0).all():
-        bad = int(np.nonzero(~interior.any(axis=0))[0][0])
-        raise ValueError(_no_interior_node_message(bad, zh[bad], dz, float(np.abs(z).min())))
+    interior = _interior_nodes(z, dz, zh, dz)
     # Geometric factors in units of D/dz^2, (n_z, B), from each node's distances to its neighbours below and above
     # (units of dz): 1 (GALPROP's rows, g = 1, 2, 1 exactly), or h' to the boundary at the outermost interior
     # nodes (Shortley-Weller: 2/(h_dn (h_dn + h_up)), 2/(h_dn h_up), 2/(h_up (h_dn + h_up)), the boundary side's
@@ -152,10 +161,7 @@ def _vertical_coefficients_stretched(
     if np.any(zh > grid.z_half_kpc + (0.5 - _ON_BOUNDARY_FRACTION) * h_out[-1]):
         raise ValueError(f"z_half_kpc up to {zh.max()} exceeds the grid's halo {grid.z_half_kpc} kpc")
     dist = zh[None, :] - np.abs(z)[:, None]  # (n_z, B), kpc
-    interior = dist > (0.5 - _ON_BOUNDARY_FRACTION) * h_out[:, None]
-    if not interior.any(axis=0).all():
-        bad = int(np.nonzero(~interior.any(axis=0))[0][0])
-        raise ValueError(_no_interior_node_message(bad, zh[bad], grid.dz_kpc, float(np.abs(z).min())))
+    interior = _interior_nodes(z, h_out, zh, grid.dz_kpc)
     lo = np.broadcast_to(h_lo[:, None], (n_z, n_b)).copy()
     hi = np.broadcast_to(h_hi[:, None], (n_z, n_b)).copy()
     cols = np.arange(n_b)
