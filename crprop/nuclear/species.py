@@ -15,7 +15,11 @@ when present). Two solve orders are available:
 * ``"parents_first"`` (default): A descending; at equal A every decay / K-capture parent before its
   daughter (e.g. 10Be before 10B, 7Be before 7Li); remaining ties by descending index; and 1H before 2H,
   which p + p -> d pi+ feeds from 1H (the network's one source that goes up in A; 1H has no parent in the
-  network). One pass then has every source: ``network_iterations = 2`` changes nothing;
+  network). One pass then has every source but one: the bare nucleus and its H-like ion, when both are
+  propagated (26Al / 26Al* in the default Z <= 14 network; 7Be* or 22Na* below their half-lives' limits), feed
+  each other by electron attachment and stripping, a cycle no order breaks. crprop.propagate iterates each such
+  block to convergence in the pass (review by helper-116, session 23: one pass left 26Al 55 % low at 1 MeV/n).
+  So ``network_iterations = 2`` changes nothing;
 * ``"galprop_v54"``: GALPROP v54's single pass in descending index order (24, 23, ..., 0 for the
   CR-ML network), in which 10B (index 7) is solved *before* 10Be (index 6) so the 10Be -> 10B decay
   source is zero in that pass.
@@ -202,6 +206,9 @@ class Network:
     solve_order: np.ndarray
     decays: tuple[Decay, ...]
     t_half_limit_yr: float
+    order: str = "parents_first"
+    """The solve order's name (:data:`SOLVE_ORDERS`): crprop.propagate iterates the attach / strip cycles of
+    ``parents_first`` to convergence, and leaves ``galprop_v54`` as GALPROP's single pass."""
 
     @property
     def names(self) -> list[str]:
@@ -309,7 +316,7 @@ def build_network(
             species.append(Species(iso, k_el, t_half))
     decays = _decay_links(species, t_half_limit_yr)
     solve = _solve_order(species, decays, order, k_capture)
-    return Network(tuple(species), solve, tuple(decays), float(t_half_limit_yr))
+    return Network(tuple(species), solve, tuple(decays), float(t_half_limit_yr), order)
 
 
 def _decay_links(species: list[Species], t_half_limit_yr: float) -> list[Decay]:

@@ -111,7 +111,8 @@ def diffusion_coefficient_pp(
     p_mev : array of shape S. Total momentum of the nucleus, MeV/c, > 0.
     D_xx_cm2_s : array of shape ``S + (B,)`` (as returned by :func:`diffusion_coefficient_xx`), cm^2/s, > 0.
     v_alfven_km_s : scalar or (B,). Alfven speed v_A, km/s, >= 0.
-    delta : scalar or (B,). Diffusion index used in the constant (galdef D_g_1), 0 < delta < 2.
+    delta : scalar or (B,). Diffusion index used in the constant (galdef D_g_1), 0 < delta < 2 where v_A > 0
+        (finite otherwise: D_pp is 0 without reacceleration).
 
     Returns
     -------
@@ -124,8 +125,12 @@ def diffusion_coefficient_pp(
             f"D_xx_cm2_s must have shape p_mev.shape + (B,) = {p.shape} + (B,), got {dxx.shape}"
         )
     va = as_array("v_alfven_km_s", v_alfven_km_s, 0.0)
-    const = dpp_constant(delta)
-    va, const = as_params(v_alfven_km_s=va, delta=const)
+    va, dl = as_params(v_alfven_km_s=va, delta=as_array("delta", delta))
+    # without reacceleration D_pp = 0 whatever delta: GALPROP runs diff_reacc = 0 with any D_g_1, and crprop's
+    # validate() accepts it, but delta <= 0 made every such propagate raise here (review by helper-116, session 23)
+    const = np.zeros(dl.shape)
+    if np.any(va > 0):
+        const[va > 0] = dpp_constant(dl[va > 0])
     n_models = dxx.shape[-1]
     if va.size not in (1, n_models):
         raise ValueError(
