@@ -21,6 +21,8 @@ while it was being written). :func:`run_lock` takes an exclusive, non-blocking `
   refusing there would make the pipeline unusable for a protection the user can give by hand (one run per
   directory). On network file systems flock is as reliable as the file system's locking (Linux NFS emulates it
   with byte-range locks).
+
+:func:`file_lock` is the same lock for one file (a mock store), on the sidecar ``<file>.lock`` beside it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from crnet.paths import make_output_dir
@@ -76,34 +78,81 @@ def run_lock(directory: Path | str, what: str) -> Iterator[Path]:
     process on the same directory) holds the lock. See the module docstring for what is released when."""
     directory = make_output_dir(directory, f"{what}: output directory")
     path = lock_path(directory)
-    if fcntl is None:
-        warnings.warn(f"{path}: no fcntl on this platform, so {directory} is not locked against a second run; "
-                      "start only one run per output directory", RunLockWarning, stacklevel=3)
+    with _exclusive(path, what, f"{directory} is not locked against a second run; start only one run per output "
+                    "directory", lambda holder: f"{path}: {directory} is in use by another run ({holder}); wait for "
+                    "it to end or use another output directory (the lock goes when that process ends)"):
+        yield path
+
+
+def file_lock_path(target: Path | str) -> Path:
+    """The sidecar lock file of the file ``target``: ``<target>.lock`` beside it."""
+    target = Path(target)
+    return target.with_name(target.name + ".lock")
+
+
+@contextlib.contextmanager
+def file_lock(target: Path | str, what: str, busy: str | None = None,
+              error: type[ValueError] = ValueError) -> Iterator[Path]:
+    """Hold an exclusive lock on the file ``target`` (which need not exist) for the ``with`` block, through its
+    sidecar :func:`file_lock_path` (``<target>.lock``); yields the lock file. The same rules as :func:`run_lock`
+    (released when the process ends; the same file twice in one process is refused; warned and unlocked where
+    the platform or file system cannot lock). Used by ``crnet scan`` (:func:`crnet.scan.runner.run_scan`,
+    :func:`crnet.scan.distributed.run_distributed`) on its store: HDF5's own file lock does not stop a second
+    ``--overwrite`` (a new file renamed over the path) and is off where HDF5_USE_FILE_LOCKING=FALSE.
+
+    ``busy`` : the refusal's text after '<target>: ' (default: in use by another run, wait for it to end); the
+    holder (pid, start, what) and the lock file follow in parentheses; ``error`` : its class (a ValueError).
+    A directory that does not exist (nothing can be written there) or cannot take the lock file (read-only) is
+    not locked: the caller's own write fails, or the run goes on with a :class:`RunLockWarning`."""
+    target = Path(target)
+    path = file_lock_path(target)
+    if not target.parent.is_dir():
         yield path
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    text = busy or "in use by another run; wait for it to end (the lock goes when that process ends)"
+    with _exclusive(path, what, f"{target} is not locked against a second writer; start only one run on it",
+                    lambda holder: f"{target}: {text} ({holder}; lock file {path})", unwritable_ok=True, error=error):
+        yield path
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path, what: str, unprotected: str, refusal: Callable[[str], str],
+               unwritable_ok: bool = False, error: type[ValueError] = ValueError) -> Iterator[None]:
+    """The flock of :func:`run_lock` and :func:`file_lock` on the lock file ``path``: error(refusal(holder))
+    when held elsewhere; ``unprotected`` ends the warning where nothing can be locked."""
+    if fcntl is None:
+        warnings.warn(f"{path}: no fcntl on this platform, so {unprotected}", RunLockWarning, stacklevel=5)
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if not (unwritable_ok and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)):
+            raise
+        warnings.warn(f"{path}: cannot create the lock file ({exc.strerror}), so {unprotected}", RunLockWarning,
+                      stacklevel=5)
+        yield
+        return
     try:
         unsupported = None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"{path}: {directory} is in use by another run ({_holder(fd)}); wait for it to end or "
-                             "use another output directory (the lock goes when that process ends)") from None
+            raise error(refusal(_holder(fd))) from None
         except OSError as exc:
             if exc.errno not in NO_LOCKING_ERRNOS:
-                raise OSError(exc.errno, f"{path}: cannot lock {directory} ({exc.strerror})") from None
+                raise OSError(exc.errno, f"{path}: cannot lock ({exc.strerror})") from None
             unsupported = exc.strerror
         if unsupported is not None:  # outside the except: the run's own errors must not carry the flock error
-            warnings.warn(f"{path}: the file system does not support locking ({unsupported}), so {directory} is "
-                          "not locked against a second run; start only one run per output directory",
-                          RunLockWarning, stacklevel=3)
-            yield path
+            warnings.warn(f"{path}: the file system does not support locking ({unsupported}), so {unprotected}",
+                          RunLockWarning, stacklevel=5)
+            yield
             return
         info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "what": what}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         try:
-            yield path
+            yield
         finally:
             os.ftruncate(fd, 0)  # still held: no other run has written its own entry yet
             fcntl.flock(fd, fcntl.LOCK_UN)

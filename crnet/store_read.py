@@ -22,6 +22,7 @@ from crnet.store import (
     RecordBatch,
     StoreError,
     StoreMeta,
+    store_holdout_records,
 )
 from crprop.params import PARAM_NAMES
 from crprop.spectra import Spectra
@@ -132,18 +133,20 @@ def spectra_from_flux(flux: np.ndarray, species: Sequence[str], ekin_gev_per_n: 
 
 
 def recompute_chi2(store: MockStore, dataset: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(chi2 (n,), norms (n, 4)) of the stored fluxes against ``dataset``, block by block."""
+    """(chi2 (n,), norms (n, 4)) of the stored fluxes against ``dataset``, block by block; ``rows`` in any order
+    (repeats allowed), read in increasing order through :func:`read_flux_rows` (bounded memory)."""
     from crnet.likelihood import RATIO_PARAMETERS, chi2
 
-    rows = np.arange(store.n_complete) if rows is None else np.asarray(rows)
+    rows = np.arange(store.n_complete) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+    order = np.argsort(rows, kind="stable")  # a block's span was first..last row: unsorted rows read nothing
     out_c = np.empty(rows.size)
     out_n = np.empty((rows.size, len(NORM_NAMES)))
     for s in range(0, rows.size, READ_BLOCK_RECORDS):
-        block = rows[s:s + READ_BLOCK_RECORDS]
-        flux = store.read("flux", slice(int(block[0]), int(block[-1]) + 1))[block - block[0]]
+        at = order[s:s + READ_BLOCK_RECORDS]
+        flux = read_flux_rows(store, rows[at])
         res = chi2(spectra_from_flux(flux, store.species, store.ekin_gev_per_n), dataset)
-        out_c[s:s + block.size] = res.chi2_tot
-        out_n[s:s + block.size] = np.column_stack([res.q_c] + [res.ratios[k] for k in RATIO_PARAMETERS.values()])
+        out_c[at] = res.chi2_tot
+        out_n[at] = np.column_stack([res.q_c] + [res.ratios[k] for k in RATIO_PARAMETERS.values()])
     return out_c, out_n
 
 
@@ -185,28 +188,54 @@ def read_store(path: Path | str, select: Selection | None = None, load_flux: boo
         if sel.accepted_only:
             keep &= cols["accepted"]
         index = np.nonzero(keep)[0]
-        flux = _read_rows(store, index) if load_flux else None
+        flux = read_flux_rows(store, index) if load_flux else None
         return StoreData(index=index, delta_chi2=delta[index], flux=flux, species=list(store.species),
                          ekin_gev_per_n=store.ekin_gev_per_n.copy(), dataset=dataset, attrs=attrs,
                          **{k: v[index] for k, v in cols.items()})
 
 
-def _read_rows(store: MockStore, index: np.ndarray) -> np.ndarray:
-    """flux rows ``index`` (sorted), reading contiguous blocks rather than point selections."""
+READ_GAP_RECORDS = 16
+"""Unselected records :func:`read_flux_rows` reads through rather than starting another read."""
+
+
+def row_spans(index: np.ndarray, max_gap: int = READ_GAP_RECORDS,
+              max_span: int = READ_BLOCK_RECORDS) -> list[tuple[int, int]]:
+    """(start, stop) positions in the sorted ``index`` whose records one contiguous read covers: neighbours at most
+    ``max_gap`` records apart, and no read longer than ``max_span`` records (so memory stays bounded however
+    scattered the selection is)."""
+    index = np.asarray(index, dtype=np.int64)
+    if index.size == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(index) > max_gap + 1) + 1
+    spans = []
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, index.size], strict=True):
+        piece = (index[a:b] - index[a]) // max_span  # a long dense run, in reads of <= max_span records
+        edges = np.flatnonzero(np.diff(piece)) + 1 + a
+        spans += list(zip(np.r_[a, edges].tolist(), np.r_[edges, b].tolist(), strict=True))
+    return spans
+
+
+def read_flux_rows(store: MockStore, index: np.ndarray) -> np.ndarray:
+    """flux rows ``index`` (sorted increasing, repeats allowed), read as contiguous spans of at most
+    READ_BLOCK_RECORDS records (:func:`row_spans`) rather than point selections. Reading a block's whole
+    first-to-last span held every record between two scattered selected ones in memory (review by helper-115,
+    session 23)."""
+    index = np.asarray(index, dtype=np.int64)
+    if index.size > 1 and np.any(np.diff(index) < 0):
+        raise ValueError("read_flux_rows: index must be sorted increasing")
     out = np.empty((index.size, len(store.species), store.ekin_gev_per_n.size), dtype=np.float32)
-    pos = 0
-    for s in range(0, index.size, READ_BLOCK_RECORDS):
-        block = index[s:s + READ_BLOCK_RECORDS]
-        span = store.read("flux", slice(int(block[0]), int(block[-1]) + 1))
-        out[pos:pos + block.size] = span[block - block[0]]
-        pos += block.size
+    for a, b in row_spans(index):
+        first = int(index[a])
+        out[a:b] = store.read("flux", slice(first, int(index[b - 1]) + 1))[index[a:b] - first]
     return out
 
 
-def iter_batches(store: MockStore, block: int = READ_BLOCK_RECORDS):
-    """Yield the committed records as RecordBatch blocks of at most ``block`` records."""
-    for s in range(0, store.n_complete, block):
-        sl = slice(s, min(s + block, store.n_complete))
+def iter_batches(store: MockStore, block: int = READ_BLOCK_RECORDS, stop: int | None = None):
+    """Yield the committed records (the first ``stop`` of them, default all) as RecordBatch blocks of at most
+    ``block`` records."""
+    end = store.n_complete if stop is None else min(int(stop), store.n_complete)
+    for s in range(0, end, block):
+        sl = slice(s, min(s + block, end))
         yield RecordBatch(**{name: store.read(name, sl) for name in RECORD_DTYPES})
 
 
@@ -219,7 +248,11 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
     every chain stays distinct; -1 (designs) stays -1. The merged store records the shards in the
     ``merged_from`` attribute and holds no resume checkpoint. Written through :func:`crnet.paths.atomic_write`
     (a temporary file beside ``out``, renamed once). ``holdout_records``: recorded as the merged store's
-    :data:`crnet.store.HOLDOUT_RECORDS_ATTR` (records appended to a scan, which are never test centres).
+    :data:`crnet.store.HOLDOUT_RECORDS_ATTR` (records appended to a scan, which are never test centres). When None
+    it is derived from the inputs, conservatively: if an input carries the attribute (a feedback loop's
+    ``train_store.h5``), the limit is the records of the inputs before the first such input plus that input's own
+    limit, so that no record of it or of a later input beyond that becomes a test centre (a re-merge used to drop
+    the attribute and hold re-simulations out as test centres: review by helper-115, session 23); else none.
     """
     paths = [Path(p) for p in paths]
     out = Path(out)
@@ -240,6 +273,8 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
             infos.append({"path": p, "n": st.n_complete, "attrs": st.attrs(), "species": st.species,
                           "ekin": st.ekin_gev_per_n, "chains": np.unique(chains[chains >= 0]),
                           "steps_done": mcmc_steps_done(st)})
+    if holdout_records is None:
+        holdout_records = _inherited_holdout(infos)
     ref = infos[0]
     for info in infos[1:]:
         if info["species"] != ref["species"] or not np.array_equal(info["ekin"], ref["ekin"]):
@@ -279,13 +314,26 @@ def merge_stores(paths: Sequence[Path | str], out: Path | str, overwrite: bool =
         with MockStore.create_in_place(tmp, meta, capacity=sum(i["n"] for i in infos)) as dst:
             for info, off in zip(infos, offsets, strict=True):
                 with MockStore.open(info["path"], "r") as src:
-                    for batch in iter_batches(src):
+                    # the records counted above, not what a scan still appending has committed since (they
+                    # would enter the store but not merged_from's 'records': review by helper-115, session 23)
+                    for batch in iter_batches(src, stop=info["n"]):
                         if off:
                             batch.chain = np.where(batch.chain >= 0, batch.chain + off, batch.chain).astype(np.int32)
                         dst.append_batch(batch, None)
 
     atomic_write(out, write)  # one rename: a failed merge leaves no half store, and an old ``out`` whole
     return out
+
+
+def _inherited_holdout(infos: list[dict[str, Any]]) -> int | None:
+    """The merged store's holdout limit implied by its inputs' (see :func:`merge_stores`); None when none has one."""
+    before = 0
+    for info in infos:
+        limit = store_holdout_records(info["attrs"])
+        if limit is not None:
+            return before + min(max(limit, 0), info["n"])
+        before += info["n"]
+    return None
 
 
 def _sigma_shares(chi2: np.ndarray) -> dict[str, float] | None:
@@ -325,6 +373,27 @@ def record_steps_done(store: MockStore) -> np.ndarray | None:
     return np.repeat([int(i.get("steps_done") or 0) for i in inputs], counts).astype(np.int64)
 
 
+def _n_proposals(st: MockStore, attrs: Mapping[str, Any], chain: np.ndarray, step: np.ndarray, n_chains: int) -> int:
+    """MCMC proposals behind a store's records: chains x steps done (checkpoint); for a merged store the sum over
+    its inputs of their chains x their steps done (``merged_from``, where :func:`record_steps_done` knows them: one
+    store-wide count was wrong for inputs of different lengths, review by helper-115, session 23); else chains x
+    the largest stored step."""
+    mcmc = chain >= 0
+    done = mcmc_steps_done(st)
+    if done is not None:
+        return n_chains * done
+    inputs = attrs.get("merged_from")
+    if inputs and record_steps_done(st) is not None:
+        total, start = 0, 0
+        for i in inputs:
+            n = int(i["records"])
+            seg = chain[start:start + n]
+            total += int(np.unique(seg[seg >= 0]).size) * int(i.get("steps_done") or 0)
+            start += n
+        return total
+    return n_chains * int(step[mcmc].max()) if mcmc.any() else 0
+
+
 def store_info(path: Path | str) -> dict[str, Any]:
     """Summary of a store: attributes, record counts, chains, acceptance, chi2 range, checkpoint."""
     path = Path(path)
@@ -347,8 +416,7 @@ def store_info(path: Path | str) -> dict[str, Any]:
         n_chains = int(np.unique(chain[mcmc]).size)
         # proposals outside the prior box are rejected without a record: the acceptance rate divides by every
         # proposal (chains x completed steps, from the checkpoint; else the largest stored step)
-        done = mcmc_steps_done(st)
-        n_proposals = n_chains * (int(step[mcmc].max()) if done is None and mcmc.any() else int(done or 0))
+        n_proposals = _n_proposals(st, attrs, chain, step, n_chains)
         info: dict[str, Any] = {
             "path": str(path), "file_bytes": path.stat().st_size, "format": attrs.get("format"),
             "format_version": attrs.get("format_version"), "n_complete": n, "capacity": st.capacity,

@@ -224,7 +224,7 @@ def test_resume_with_fewer_steps_stops_early(tmp_path):
 
     with pytest.raises(Stop):
         run_scan(path, cfg, model=model, progress=False, on_batch=stop_after_step_3)
-    with pytest.raises(StoreError, match="below the 3 steps already stored"):
+    with pytest.raises(StoreError, match="below the 3 steps already run"):
         run_scan(path, dataclasses.replace(cfg, n_steps=2), model=model, resume=True, progress=False)
     before = read_store(path, load_flux=False)
     s = run_scan(path, dataclasses.replace(cfg, n_steps=4), model=model, resume=True, progress=False)

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crnet.run_lock import file_lock
 from crnet.scan.models import ScanModel
-from crnet.scan.runner import ScanConfig, run_scan
+from crnet.scan.runner import SCAN_BUSY, ScanConfig, run_scan
 from crnet.store import MockStore, StoreError
 from crnet.store_read import merge_stores
 
@@ -106,16 +107,50 @@ def run_distributed(out: Path | str, config: ScanConfig, n_workers: int | None =
         as threads of this process). scheduler : address of an existing cluster (then n_workers is unused).
     n_shards : number of shards (default: the number of workers).
     model_factory : picklable callable ScanConfig -> ScanModel run on the worker (default: the real model).
+    resume : resume every shard, then merge again; an existing ``out`` must be the merge of this run's shards (a
+        store written without workers is refused: resume it with :func:`crnet.scan.runner.run_scan`).
+    overwrite : a fresh run replaces ``out`` and its shards, and removes the shard files of ``out`` with another
+        shard count (without it they are refused, as ``out`` is).
+    The run holds ``<out>.lock`` (:func:`crnet.run_lock.file_lock`): a second scan on ``out`` is refused.
     """
-    from dask.distributed import Client, LocalCluster
-
     out = Path(out)
     if (n_workers is None) == (scheduler is None):
         raise ValueError("give exactly one of n_workers (embedded LocalCluster) or scheduler (existing cluster)")
+    if scheduler is None and n_workers < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    # the whole run holds <out>.lock, as run_scan does (each shard's run_scan holds its own shard's lock)
+    with file_lock(out, "crnet scan (distributed)", SCAN_BUSY, StoreError):
+        return _run_locked(out, config, n_workers, scheduler, n_shards, resume, overwrite, progress, model_factory,
+                           processes)
+
+
+def _check_own_merge(out: Path, paths: list[Path]) -> None:
+    """Resume: an existing ``out`` must be the merge of exactly these shards (else the new merge would replace a
+    store this run did not write: review by helper-115, session 23), and the shards must still exist (a missing one
+    would start afresh and the merge would lose its records)."""
+    with MockStore.open(out, "r") as st:
+        merged = st.attrs().get("merged_from")
+    if not merged:
+        raise StoreError(f"{out}: written without --workers (a single-process scan, not a merge of shards): resume it "
+                         "without --workers / --scheduler (crnet scan --resume; run_scan(resume=True))")
+    names = [Path(str(m.get("path"))).name for m in merged]
+    if names != [p.name for p in paths]:
+        raise StoreError(f"{out}: the merge of {names}, not of this run's shards {[p.name for p in paths]}; it "
+                         "cannot be resumed: give another --out, or pass --overwrite to replace it")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise StoreError(f"{out}: shard files {missing} of this merged run are missing, so resuming would start them "
+                         "afresh and the new merge would lose their records; restore them, or pass --overwrite to "
+                         "start the whole run afresh")
+
+
+def _run_locked(out: Path, config: ScanConfig, n_workers: int | None, scheduler: str | None, n_shards: int | None,
+                resume: bool, overwrite: bool, progress: bool, model_factory: ModelFactory | None,
+                processes: bool) -> DistributedSummary:
+    from dask.distributed import Client, LocalCluster
+
     cluster = None
     if scheduler is None:
-        if n_workers < 1:
-            raise ValueError(f"n_workers must be >= 1, got {n_workers}")
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
                                dashboard_address=None)
         client = Client(cluster)
@@ -132,10 +167,22 @@ def run_distributed(out: Path | str, config: ScanConfig, n_workers: int | None =
                                  f"n_shards={min(found)} (CLI --shards) to resume it")
         configs = shard_configs(config, n)
         paths = shard_paths(out, n)
+        if resume and out.exists():
+            _check_own_merge(out, paths)
         if not resume:
             clash = [str(p) for p in [out, *paths] if p.exists()]
             if clash and not overwrite:
                 raise StoreError(f"{clash[0]}: file exists (resume the run, or overwrite explicitly)")
+            # shards of an earlier run with another count: left behind, they made every later resume refused
+            stale = [(c, p) for c in sorted(existing_shard_counts(out) - {n}) for p in shard_paths(out, c)
+                     if p.exists()]
+            if stale and not overwrite:
+                c, p = stale[0]
+                raise StoreError(f"{p}: a shard of an earlier run on {out} with {c} shards; resume that run "
+                                 f"(n_shards={c}, CLI --resume --shards {c}) or replace it (overwrite=True, CLI "
+                                 "--overwrite)")
+            for _, p in stale:
+                p.unlink()
         futures = [client.submit(_run_shard, str(p), c.to_dict(), resume, overwrite, model_factory, pure=False)
                    for p, c in zip(paths, configs, strict=True)]
         bar = None

@@ -25,6 +25,7 @@ import numpy as np
 from crnet.config_fields import check_seed
 from crnet.data import DATASETS
 from crnet.provenance import changed_settings
+from crnet.run_lock import file_lock
 from crnet.scan.designs import DESIGNS, design_points, design_slice, gaussian_design, prior_box, to_log, to_physical
 from crnet.scan.models import (
     Evaluation,
@@ -36,10 +37,14 @@ from crnet.scan.models import (
 )
 from crnet.scan.sampler import OPTIMAL_SCALE, AdaptiveMetropolis, SamplerConfig
 from crnet.store import MockStore, RecordBatch, StoreError, StoreMeta
+from crnet.store_read import mcmc_steps_done
 from crprop.params import PARAM_NAMES
 from crprop.solvers import check_solver_settings
 
 SCAN_DESIGNS: tuple[str, ...] = ("mcmc",) + DESIGNS
+
+SCAN_BUSY = "another scan is writing this store; wait for it to end or give another --out"
+"""Refusal of a scan whose store another scan holds (:func:`crnet.run_lock.file_lock` on ``<out>.lock``)."""
 
 RESUME_MUTABLE: tuple[str, ...] = ("n_steps", "backend", "warm_start", "warm_start_max_gb")
 """Configuration entries a resumed run may change (everything else must match the store's config)."""
@@ -221,9 +226,14 @@ def _check_resume_config(store: MockStore, config: ScanConfig) -> None:
     if diff:
         detail = ", ".join(f"{k}: store {old.get(k)!r} vs now {new[k]!r}" for k in diff)
         raise StoreError(f"{store.path}: cannot resume with a different configuration ({detail})")
-    done = int(store.read("step").max()) if config.design == "mcmc" and store.n_complete else 0
-    if config.design == "mcmc" and config.n_steps < done:
-        raise StoreError(f"{store.path}: n_steps {config.n_steps} is below the {done} steps already stored")
+    if config.design == "mcmc" and store.n_complete:
+        # the steps run, from the checkpoint: proposals outside the box leave no record, so the largest stored step
+        # can be smaller (review by helper-115, session 23); that step only where the checkpoint does not say
+        done = mcmc_steps_done(store)
+        done = int(store.read("step").max()) if done is None else done
+        if config.n_steps < done:
+            raise StoreError(f"{store.path}: n_steps {config.n_steps} is below the {done} steps already run; resume "
+                             f"with n_steps (crnet scan --steps) >= {done}")
 
 
 def open_store(out: Path, config: ScanConfig, model: ScanModel, resume: bool, overwrite: bool) -> MockStore:
@@ -290,11 +300,15 @@ def run_scan(out: Path | str, config: ScanConfig, model: ScanModel | None = None
     resume : continue from the last committed batch of ``out`` (which must hold the same configuration,
         except RESUME_MUTABLE entries); a missing file starts a new run.
     on_batch : called with (batch number, n_complete) after every commit (tests, monitors).
+    The run holds ``<out>.lock`` (:func:`crnet.run_lock.file_lock`): a second scan on ``out`` is refused.
     """
     out = Path(out)
     model = model if model is not None else build_model(config)
     t_start = time.perf_counter()
-    with open_store(out, config, model, resume, overwrite) as store:
+    # one writer per store for the whole run: HDF5's own lock neither stops a second --overwrite (a new file is
+    # renamed over the path) nor works under HDF5_USE_FILE_LOCKING=FALSE (review by helper-115, session 23)
+    with file_lock(out, "crnet scan", SCAN_BUSY, StoreError), \
+            open_store(out, config, model, resume, overwrite) as store:
         store.reserve(config.planned_records())
         first = store.n_complete
         loop = _run_mcmc if config.design == "mcmc" else _run_design

@@ -16,7 +16,10 @@ chains as in inter-chain adaptation, Craiu, Rosenthal & Yang 2009):
   since step ``adapt_start`` (all K chains pooled; a running Welford sum, so each new state moves C by
   O(1/n)) and eps * diag(C_0) keeps S positive definite (Haario's regularisation);
 * the global factor lambda is tuned towards ``target_acceptance`` by a Robbins-Monro recursion
-  log lambda += gain (1 + t)^-decay (acc_t - target), clipped to |log lambda| <= ``max_log_scale``.
+  log lambda += gain (1 + t)^-decay (acc_t - target), clipped to |log lambda| <= ``max_log_scale``, where acc_t
+  counts proposals outside the box as rejections; lambda restarts at 1 when S switches from the initial
+  covariance to the pooled one (a lambda tuned to a small initial proposal, applied to the pooled covariance,
+  put every proposal outside the box).
 
 Both adaptations diminish (weights 1/n and (1 + t)^-decay with decay in (0.5, 1]) and are bounded,
 the conditions under which adaptive MCMC stays ergodic for the target (Roberts & Rosenthal 2007).
@@ -239,7 +242,14 @@ class AdaptiveMetropolis:
             self.log_scale = float(np.clip(self.log_scale + gain * (acceptance - cfg.target_acceptance),
                                            -cfg.max_log_scale, cfg.max_log_scale))
         if cfg.adapt_covariance and self.step + 1 >= cfg.adapt_start:
+            before = self.empirical_cov() is None
             self._accumulate(self.x)
+            if before and self.empirical_cov() is not None:
+                # S switches from the initial covariance to the pooled one, whose 2.38^2/d is already the optimal
+                # scale: a lambda tuned for the (small) initial proposal carried over made it ~1 box width wide
+                # (helper-115, session 23: 8 chains, analytic target, log lambda 1.75 at the switch at step 32; no
+                # proposal of any chain inside the box in 30 of steps 33-66, until Robbins-Monro shrank lambda)
+                self.log_scale = 0.0
 
     def _accumulate(self, batch: np.ndarray) -> None:
         """Chan et al. parallel update of the pooled mean and scatter matrix with K new states."""
