@@ -388,7 +388,11 @@ def _last_use(tables, order, blocks: dict[int, int] | None = None) -> dict[int, 
 def _spectra_at_sun(setup: GalaxySetup, grid: Grid, at_sun: dict[int, np.ndarray], norm_lo_hi: tuple,
                     t_norm: float, converged: np.ndarray, residual: np.ndarray, mode: str, backend: str,
                     steps: dict[int, int]) -> Spectra:
-    """Normalise (GALPROP: 1H at proton_norm_Ekin, log-log in E) and convert to fluxes at the Sun."""
+    """Normalise (GALPROP: 1H at proton_norm_Ekin, log-log in E) and convert to fluxes at the Sun.
+
+    H-like ions (K-shell electron attached, e.g. 26Al*) are propagated but left out of the Spectra and of their
+    element sums: crprop reports bare nuclei. At crml_base 26Al*/26Al <= 2.8e-3 and 26Al*/Al <= 6e-5 (helper-116's
+    review, session 23, full Z <= 14 network, script not kept)."""
     net = setup.network
     lo, hi = norm_lo_hi
     vnorm = np.exp((1 - t_norm) * np.log(lo) + t_norm * np.log(hi))
