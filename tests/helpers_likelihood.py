@@ -3,6 +3,8 @@ small top-of-atmosphere data sets: shared by the likelihood, phi-profile and Pro
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from crnet.data import DataBlock, Dataset, Modulation, get_dataset
@@ -67,28 +69,7 @@ def predictions(spectra: Spectra, ds: Dataset) -> list[np.ndarray]:
 
 def toa_dataset(nuisance: bool) -> Dataset:
     paper = get_dataset("paper")
-    blocks = [
-        DataBlock(
-            **{
-                **{
-                    f: getattr(b, f)
-                    for f in (
-                        "label",
-                        "species",
-                        "experiment",
-                        "ekin_gev_per_n",
-                        "flux",
-                        "stat_lo",
-                        "stat_hi",
-                        "sys_lo",
-                        "sys_hi",
-                    )
-                },
-                "lis": b.experiment == "Voyager 1",
-            }
-        )
-        for b in paper.blocks
-    ]
+    blocks = [replace(b, lis=b.experiment == "Voyager 1") for b in paper.blocks]
     return Dataset(
         "toa-test",
         "paper values treated as top of atmosphere",

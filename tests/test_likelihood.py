@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from helpers_likelihood import GRID, make_spectra, predictions, toa_dataset, two_period_dataset
 from scipy import optimize, stats
 
-from crnet.data import DataBlock, Dataset, Modulation, get_dataset
+from crnet.data import Dataset, Modulation, get_dataset
 from crnet.likelihood import (
     CHI2_SCAN_FACTOR,
     CONFIDENCE_THRESHOLDS,
@@ -373,18 +374,7 @@ def test_partial_data_sets_and_isotope_blocks() -> None:
     res = chi2(spectra, carbon)
     assert np.isnan(res.ratios["xi_Li"]).all() and np.all(res.q_c > 0)
     be = next(b for b in paper.blocks if b.label == "Be AMS-02")
-    fields = (
-        "label",
-        "experiment",
-        "ekin_gev_per_n",
-        "flux",
-        "stat_lo",
-        "stat_hi",
-        "sys_lo",
-        "sys_hi",
-        "lis",
-    )
-    be9 = DataBlock(species="9Be", **{f: getattr(be, f) for f in fields})
+    be9 = replace(be, species="9Be")
     res_iso = chi2(spectra, Dataset("be9", "", (be9,) + carbon.blocks), bounds=(0.5, 2.0))
     assert np.all(np.isfinite(res_iso.ratios["xi_Be"]))
     preds = predictions(spectra, Dataset("be9", "", (be9,) + carbon.blocks))
