@@ -52,7 +52,7 @@ from crnet.spectra_io import parse_species
 from crnet.store import MockStore, RecordBatch, StoreMeta
 from crnet.store_read import spectra_from_flux
 from crprop.params import PARAM_NAMES
-from crprop.solvers import check_solver_settings
+from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL, check_solver_settings
 from crprop.spectra import SYMBOL_TO_Z
 
 if TYPE_CHECKING:
@@ -86,6 +86,13 @@ class SimConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         check_solver_settings(self.mode, self.tol, self.max_steps, self.backend)
+        # the solver's defaults given explicitly are the defaults: one spelling (None), as a store records them
+        # (crnet.feedback_inputs.sim_from_store); `crnet feedback --tol 1e-6` on such a store was "another run"
+        # (review by helper-118, session 23)
+        if self.tol == DEFAULT_TOL:
+            self.tol = None
+        if self.max_steps == DEFAULT_MAX_STEPS:
+            self.max_steps = None
         require_converging_mode(self.mode, "re-simulating predictions (a non-converged re-simulation counts as "
                                 "chi^2 = inf)")
 

@@ -188,13 +188,14 @@ def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: Fe
     for r in rounds:  # replay finished rounds from there
         if r.get("next_model"):
             current, store = Path(r["next_model"]), Path(r["next_store"])
-    if rounds and rounds[-1]["stop"]:  # the loop had ended: nothing to redo
-        return FeedbackResult(current, True, rounds)
-    if len(rounds) >= cfg.max_rounds:
+    if len(rounds) > cfg.max_rounds or (rounds and len(rounds) == cfg.max_rounds and not rounds[-1]["stop"]):
         # max_rounds lowered below the rounds done (a loop killed after a retraining, resumed with a smaller cap):
         # the result is the cap's last round and the model it tested, not the later retraining's untested model
+        # (also when the loop had stopped in a later round: review by helper-118, session 23)
         done = rounds[: cfg.max_rounds]
         return FeedbackResult(Path(done[-1]["model"]), bool(done[-1]["stop"]), done)
+    if rounds and rounds[-1]["stop"]:  # the loop had ended: nothing to redo
+        return FeedbackResult(current, True, rounds)
     if rounds and not rounds[-1].get("next_model") and len(rounds) < cfg.max_rounds:
         # max_rounds raised after a run that ended at its cap: the last round's retraining first, else the next
         # round would test the same model again
@@ -207,6 +208,10 @@ def _run_rounds(current: Path, store: Path, test_store: Path, out: Path, cfg: Fe
         rdir = out / f"round_{k}"
         res = closure_test(current, test_store, rdir, cfg, device=_device(),
                            model=model_file if current == given else None)
+        if res.theta.shape[0] == 0:  # every round ran and retrained on nothing (review by helper-118, session 23)
+            raise ValueError(f"{test_store}: the machine could read none of its test inputs ({res.n_skipped_inputs} "
+                             "skipped: unusable spectra or unconverged solves); give a pseudo-data store of usable "
+                             "spectra")
         metrics = _round_metrics(k, res, cfg, current)
         metrics["stop"] = metrics["passing_share"] >= cfg.target_share
         if not metrics["stop"] and k + 1 < cfg.max_rounds:

@@ -138,14 +138,20 @@ def _resolved_saved(saved: dict | None) -> dict | None:
 
 
 def _normalised_sim_grid(saved: dict) -> dict:
-    """``saved`` with its re-simulation grid as this code records it (crnet.scan.models.normalised_grid)."""
+    """``saved`` with its re-simulation settings as this code records them: the grid through
+    crnet.scan.models.normalised_grid, the solver's default tol and max_steps as None (crnet.closure.SimConfig)."""
     feedback = saved.get("feedback")
     sim = feedback.get("sim") if isinstance(feedback, dict) else None
-    if not isinstance(sim, dict) or "grid" not in sim:
+    if not isinstance(sim, dict):
         return saved
     from crnet.scan.models import normalised_grid
+    from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
 
-    return {**saved, "feedback": {**feedback, "sim": {**sim, "grid": normalised_grid(sim["grid"])}}}
+    sim = {**sim, **({"grid": normalised_grid(sim["grid"])} if "grid" in sim else {})}
+    for key, default in (("tol", DEFAULT_TOL), ("max_steps", DEFAULT_MAX_STEPS)):
+        if sim.get(key) == default:
+            sim[key] = None
+    return {**saved, "feedback": {**feedback, "sim": sim}}
 
 
 def _comparable_identity(saved: dict | None, ours: dict, train_store: Path) -> dict:

@@ -29,7 +29,10 @@ def require_output_dir(path: Path | str, what: str = "--out") -> Path:
 def make_output_dir(path: Path | str, what: str = "--out") -> Path:
     """Create the output directory ``path`` (and its parents) if missing, after :func:`require_output_dir`."""
     path = require_output_dir(path, what)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a traceback before (review by helper-118, session 23: --out /dev/null/fb)
+        raise ValueError(f"{what} {path}: cannot create this directory ({exc.strerror or exc})") from None
     return path
 
 

@@ -18,6 +18,7 @@ import typer
 
 from crnet.commands.feedback import OPTION_NAMES as FEEDBACK_OPTION_NAMES
 from crnet.commands.grid_options import store_sim, with_given_grid_options
+from crnet.pipeline_config import CLOSURE_SEED_OFFSET
 
 OPTION_NAMES: dict[str, str] = {
     **{k: v for k, v in FEEDBACK_OPTION_NAMES.items() if k.startswith("sim")},
@@ -39,6 +40,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output directory (report.md, report.json, PNGs)."),
         check: Path | None = typer.Option(None, "--check", help="Check Machine model file."),
         n_test: int | None = typer.Option(None, "--n-test", help="Use only the first N test spectra."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the closure-test noise (crnet pipeline: its \\[feedback] "
+                                 f"seed, else its \\[run] seed + {CLOSURE_SEED_OFFSET}: give that to reuse a "
+                                 "pipeline's cached closure tests)."),
         backend: str = typer.Option("auto", "--backend", help="crprop backend of the re-simulation."),
         mode: str | None = typer.Option(None, "--mode", help="Solver mode of the re-simulations (fast or exact); "
                                         "default: the first --mocks store's."),
@@ -66,7 +70,7 @@ def register(app: typer.Typer) -> None:
             try:
                 machines = _machines(machine)
                 sim = store_sim(mocks[0], backend, grid, mode=mode, tol=tol, max_steps=max_steps, dataset=dataset)
-                fb = FeedbackConfig(sim=sim, n_test=n_test, progress=not no_progress)
+                fb = FeedbackConfig(sim=sim, n_test=n_test, seed=seed, progress=not no_progress)
                 evaluate(EvalConfig(machines, str(test_store), [str(p) for p in mocks], str(out),
                                     None if check is None else str(check), fb))
             except FeedbackInputError as exc:
