@@ -8,8 +8,10 @@ stores and settings by content, so also after a raised max_rounds) and replaces 
 (:func:`crnet.feedback_state.remove_rounds`, once the loop has locked its directory). The scan always resumes its
 store (an MCMC scan extends to a larger n_steps); caches keyed by content (closure tests, oracle draws) are reused
 when their key matches. ``resolved_config.json`` next to the outputs holds the resolved config and every derived
-seed, and ``invocations``: the time and versions (crnet, torch, numpy, device) of each run that passed those checks,
-so a run resumed on another commit or machine says so. A run holds ``<out>/.lock`` (:mod:`crnet.run_lock`) from
+seed, and ``invocations``: for each run that passed those checks its time, versions (crnet and its source digest,
+torch, numpy, numba, h5py, scipy, cupy, device), the settings of where and how it ran (``run_settings``: threads,
+device, backends, batch sizes, ...) and the stages it ran (``stages_run``), so a run resumed on another commit,
+machine or thread count says so. A run holds ``<out>/.lock`` (:mod:`crnet.run_lock`) from
 start to end: a second run on the same directory is refused."""
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -28,17 +31,32 @@ from crnet.pipeline_config import (
     TEST_SEED_OFFSET,
     PipelineConfig,
 )
-from crnet.pipeline_stages import _Stages, atomic_json, remove_training_files
+from crnet.pipeline_stages import NOT_RESULT_SETTINGS, _Stages, atomic_json, remove_training_files
 from crnet.scan.runner import ScanConfig
 
 
-def versions() -> dict[str, Any]:
+def versions(source_sha256: str | None = None) -> dict[str, Any]:
+    """The code and libraries a run uses: crnet (version, git commit, the package sources' digest,
+    :func:`crnet.provenance.source_sha256`, or ``source_sha256`` when already computed), torch, numpy, numba, h5py,
+    scipy, cupy (None when not importable), python, the platform and the CUDA device."""
+    import h5py
+    import numba
     import numpy
+    import scipy
     import torch
 
     from crnet.provenance import code_version
+    from crnet.provenance import source_sha256 as sources
 
-    return {**code_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+    try:
+        import cupy
+
+        cupy_version = cupy.__version__
+    except Exception:  # not installed, or no usable CUDA runtime
+        cupy_version = None
+    return {**code_version(), "source_sha256": source_sha256 or sources(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "numba": numba.__version__, "h5py": h5py.__version__,
+            "scipy": scipy.__version__, "cupy": cupy_version,
             "python": platform.python_version(), "platform": platform.platform(),
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
@@ -76,15 +94,16 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.run.threads)
         set_threads(cfg.run.threads)  # the solver too: on a shared or small machine its threads set the wall time
     st = _Stages(out, cfg)
+    scan_path = out / "scan.h5"
     if cfg.fit.enabled:
+        # before the fit (18 s on the tiny grid, 1,135 s on the paper grid's CPU): every marker and the scan store,
+        # but for the start / start_cov the fit sets (review by helper-119: a refused run had run the fit and left
+        # its files)
+        _check_stages(st, cfg, scan_path, before_fit=True)
         fit = st.run("fit", lambda resume: {**(r := _run_fit(cfg)), "path": st.rel(r["path"])})
         cfg.scan = _scan_from_fit(cfg, {**fit, "path": str(st.path("fit", fit["path"]))})
-    for name in planned_stages(cfg):  # every marker checked before anything is written
-        st.check(name)
-    scan_path = out / "scan.h5"
-    if not st.check("scan"):
-        _check_scan_store(scan_path, cfg.scan)  # ... and a scan store this config cannot extend
-    _write_resolved_config(out, cfg)
+    _check_stages(st, cfg, scan_path)  # every marker checked before anything (more) is written
+    st.after_stage = _write_resolved_config(out, cfg, st)
     st.run("scan", lambda resume: run_scan(scan_path, cfg.scan, resume=True, progress=cfg.run.progress).new_records)
 
     def tcfg(machine: str, arch: str) -> TrainConfig:
@@ -178,10 +197,26 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
             "killed_runs_s": dict(st.killed_runs), "report": report, "measured": measured}
 
 
-def _check_scan_store(path: Path, scan: ScanConfig) -> None:
+FIT_SETS: tuple[str, ...] = ("start", "start_cov")
+"""The [scan] entries the fit stage sets: not checked before the fit has run (:func:`_check_stages`)."""
+
+
+def _check_stages(st: _Stages, cfg: PipelineConfig, scan_path: Path, before_fit: bool = False) -> None:
+    """Refuse (ValueError, nothing written) a marker of a planned stage written under other settings, and an
+    existing scan store this config cannot extend. ``before_fit``: the fit's marker too, and the [scan] entries the
+    fit sets (:data:`FIT_SETS`) left out (after the fit, its marker holds the scan's start as the user gave it)."""
+    ignore = FIT_SETS if before_fit else ()
+    names = (["fit"] if before_fit else []) + planned_stages(cfg)
+    done = {name: st.check(name, tuple(f"scan.{k}" for k in ignore)) for name in names}
+    if not done["scan"]:
+        _check_scan_store(scan_path, cfg.scan, ignore)
+
+
+def _check_scan_store(path: Path, scan: ScanConfig, ignore: tuple[str, ...] = ()) -> None:
     """Before anything is written: the refusal :func:`crnet.scan.runner.run_scan` (resume) would give for an
     existing store ``path`` this scan config cannot extend (another design, n_points, seed, grid, ...; only
-    crnet.scan.runner.RESUME_MUTABLE entries, such as an MCMC scan's n_steps, may change)."""
+    crnet.scan.runner.RESUME_MUTABLE entries, such as an MCMC scan's n_steps, may change). ``ignore``: entries set
+    by the fit that has not run yet (:data:`FIT_SETS`); a store started without a fit's start_cov is refused then."""
     from crnet.scan.runner import _check_resume_config
     from crnet.store import MockStore, StoreError
 
@@ -189,7 +224,10 @@ def _check_scan_store(path: Path, scan: ScanConfig) -> None:
         return
     with MockStore.open(path, "r") as store:
         try:
-            _check_resume_config(store, scan)
+            _check_resume_config(store, scan, ignore)
+            if "start_cov" in ignore and store.attrs().get("config", {}).get("start_cov") is None:
+                raise StoreError(f"{path}: the store was not started from a fit (no start_cov) and [fit] enabled "
+                                 "sets one")
         except StoreError as exc:
             raise ValueError(f"{exc}; nothing was written: only an MCMC scan extends in place (a larger [scan] "
                              "n_steps), any other [scan] change needs another [run] out") from None
@@ -221,6 +259,7 @@ def _scan_from_fit(cfg: PipelineConfig, fit_stage: dict[str, Any]) -> ScanConfig
 
 def _seeds(cfg: PipelineConfig) -> dict[str, int]:
     """Every seed the run uses, derived ones included."""
+    from crnet.evaluate.report import ORACLE_SEED_OFFSET
     from crnet.machines.training import ENSEMBLE_SEED_STRIDE
 
     t = cfg.train
@@ -229,7 +268,8 @@ def _seeds(cfg: PipelineConfig) -> dict[str, int]:
             "ensemble_members": [cfg.run.seed + ENSEMBLE_SEED_STRIDE * k for k in range(t.ensemble)],
             "test_pseudodata": cfg.test.seed if cfg.test.seed is not None else cfg.run.seed + TEST_SEED_OFFSET,
             "feedback_pseudodata": cfg.run.seed + FEEDBACK_SEED_OFFSET,
-            "feedback_and_evaluation_noise": cfg.feedback.settings.seed}
+            "feedback_and_evaluation_noise": cfg.feedback.settings.seed,
+            "oracle": cfg.feedback.settings.seed + ORACLE_SEED_OFFSET}
 
 
 def planned_stages(cfg: PipelineConfig) -> list[str]:
@@ -241,10 +281,35 @@ def planned_stages(cfg: PipelineConfig) -> list[str]:
     return names + ["evaluate"] + (["measured"] if cfg.measured.enabled else [])
 
 
-def _write_resolved_config(out: Path, cfg: PipelineConfig) -> None:
-    """resolved_config.json: this config and its seeds, and one more entry in ``invocations`` (module docstring)."""
+def _write_resolved_config(out: Path, cfg: PipelineConfig, st: _Stages) -> Callable[[], None]:
+    """resolved_config.json: this config and its seeds, and one more entry in ``invocations`` (module docstring):
+    this run's start, versions, the settings that say how and where it runs (``run_settings``: the
+    :data:`crnet.pipeline_stages.NOT_RESULT_SETTINGS`, which may differ between the runs of one directory, and the
+    thread counts in effect) and ``stages_run``, the stages it ran (resumed ones included; the fit's too), kept
+    current by the returned callback, called after each stage it finishes (the top-level ``config`` is the latest
+    run's)."""
+    import numba
+    import torch
+
     path = out / "resolved_config.json"
     previous = json.loads(path.read_text()).get("invocations", []) if path.is_file() else []
-    entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()}
-    atomic_json(path, {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": entry["versions"],
-                        "invocations": [*previous, entry]})
+    flat = _flat(json.loads(json.dumps(asdict(cfg), default=str)))
+    entry: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(st.code.get("source_sha256")),
+        "run_settings": {**{k: flat.get(k) for k in NOT_RESULT_SETTINGS},
+                         "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads()},
+        "stages_run": []}
+
+    def write() -> None:
+        entry["stages_run"] = list(st.ran)
+        atomic_json(path, {"config": asdict(cfg), "seeds": _seeds(cfg), "versions": entry["versions"],
+                           "invocations": [*previous, entry]})
+
+    write()
+    return write
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}

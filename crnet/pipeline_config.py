@@ -232,6 +232,44 @@ def _section(cls: type, raw: Any, name: str) -> Any:
         raise ValueError(section_message(name, exc)) from None
 
 
+PART_SCAN_KEYS: tuple[str, ...] = ("shard", "n_shards", "chain_offset")
+"""ScanConfig fields of one part of a distributed scan (set by crnet.scan.distributed): refused in a pipeline
+config, whose scan would silently cover only that part of the design."""
+
+
+def _check_fit(path: Path, fit: FitSection, scan: ScanConfig) -> None:
+    """[fit] enabled: refused (naming the section and key) before anything runs when the fit could not start or its
+    result could not start the scan: the fit sets the MCMC chains' start and start_cov, and its start (``[fit]
+    start``, else ``[scan] start``, else crml_base) must be 10 finite values strictly inside the prior box (what
+    :func:`crnet.scan.fit.fit_best` requires; it refused them only after the stage's marker was written)."""
+    import numpy as np
+
+    from crnet.scan.designs import prior_box, to_log
+    from crnet.scan.fit import FitConfig
+    from crprop.params import PARAM_NAMES
+
+    if scan.design != "mcmc":
+        raise ValueError(f'{path}: [fit] enabled needs [scan] design = "mcmc" (the fit sets the chains\' start and '
+                         f"start_cov), got design {scan.design!r}; set [scan] design = \"mcmc\" or [fit] enabled = "
+                         "false")
+    key = "[fit] start" if fit.start is not None else "[scan] start (the fit's start when [fit] start is not given)"
+    start = fit.start if fit.start is not None else scan.start
+    try:
+        FitConfig(start=start, max_evaluations=fit.max_evaluations)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {key}: {_CLASS_PREFIX.sub('', str(exc), count=1)}") from None
+    if start is None:
+        return
+    values = np.asarray(start, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x0 = to_log(values[None])[0]
+    lo, hi = prior_box()
+    bad = [n for n, v, a, b in zip(PARAM_NAMES, x0, lo, hi, strict=True) if not (np.isfinite(v) and a < v < b)]
+    if bad:
+        raise ValueError(f"{path}: {key}: {bad} must be finite and lie strictly inside the prior box "
+                         f"(crprop.params.PRIOR_BOX; breaks in MV), got {list(start)}")
+
+
 def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
     """Read a TOML pipeline config (unknown keys are errors); ``out`` overrides ``[run] out``."""
     path = Path(path)
@@ -257,9 +295,18 @@ def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:
             raise ValueError(f"{path}: [feedback] {key} is not a setting of its own: re-simulations take {where}")
     fb_raw.setdefault("seed", run.seed + CLOSURE_SEED_OFFSET)  # replicate runs get their own closure noise
     fit = _section(FitSection, raw.get("fit", {}), "fit")
-    if fit.enabled and raw.get("scan", {}).get("start_cov") is not None:
+    scan_raw = raw.get("scan", {})
+    for key in PART_SCAN_KEYS:  # a pipeline scans the whole design into one store (review by helper-119)
+        if isinstance(scan_raw, dict) and key in scan_raw:
+            raise ValueError(f"{path}: [scan] {key} is not a pipeline setting: crnet pipeline scans the whole design "
+                             "into one store; remove it (a distributed scan is `crnet scan --workers` or "
+                             "--scheduler)")
+    if fit.enabled and isinstance(scan_raw, dict) and scan_raw.get("start_cov") is not None:
         raise ValueError(f"{path}: [fit] enabled sets the scan's start_cov; do not give [scan] start_cov too")
-    cfg = PipelineConfig(run=run, fit=fit, scan=_section(ScanConfig, raw.get("scan", {}), "scan"),
+    scan = _section(ScanConfig, scan_raw, "scan")
+    if fit.enabled:
+        _check_fit(path, fit, scan)
+    cfg = PipelineConfig(run=run, fit=fit, scan=scan,
                          train=_section(TrainSection, raw.get("train", {}), "train"),
                          test=_section(TestSection, raw.get("test", {}), "test"),
                          feedback=FeedbackSection(fb_machines, _section(FeedbackConfig, fb_raw, "feedback")),

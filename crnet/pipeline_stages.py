@@ -3,12 +3,14 @@ what a re-run skips, refuses or resumes, and the removal of an earlier training'
 
 Stages write a marker ``stages/<stage>.json`` (with their wall time, seconds, summed over the runs that worked on
 the stage, and their settings, :func:`stage_settings`: the stage's own config section and every earlier one, except
-where and how it runs, and for the fit only the [scan] entries it reads) when done, and
+where and how it runs, the [train] values of other machines, and for the fit only the [scan] entries it reads) when
+done, and
 ``stages/<stage>.started.json`` (the settings, and the time of this run and of earlier killed ones, kept current by
 :class:`crnet.stage_clock.StageClock`) when they begin, after the stage's own up-front checks (an existing scan
 store this config cannot extend is refused before anything is written); a re-run skips finished stages, refuses a
 finished or started stage whose settings changed (naming them; checked for every stage before anything runs or is
-written, the fit's first since it sets the scan's start), and resumes the running one. A training stage resumes its
+written: with a fit, every stage once before it runs, but for the scan's start / start_cov it sets, and again after
+it), and resumes the running one. A training stage resumes its
 checkpoints only when its own started marker was there, with these settings, before the run began (it was killed
 while running); otherwise it starts afresh, first removing what an earlier training to its model file left there
 (:func:`remove_training_files`: only those files). Paths in the markers are relative to the output directory
@@ -63,8 +65,13 @@ gives the same result)."""
 
 NOT_RESULT_SETTINGS: tuple[str, ...] = (
     "run.out", "run.threads", "run.progress", "scan.backend", "scan.warm_start", "scan.warm_start_max_gb",
-    "train.device", "feedback.settings.progress", "feedback.settings.sim.backend")
-"""Settings that say how or where a stage runs, not what it computes: changing them does not outdate a stage."""
+    "scan.batch_size", "train.device", "feedback.settings.progress", "feedback.settings.sim.backend",
+    "feedback.settings.sim.batch_size")
+"""Settings that say how or where a stage runs, not what it computes: changing them does not outdate a stage.
+[scan] batch_size (models per solver call; lowered after a GPU out-of-memory) is one: an MCMC scan never reads it,
+a design scan resumes by its point cursor (the same points in the same order; fluxes bitwise equal, chi2 within
+rounding, 1e-15, for batch sizes 16 and 4 then 3 after a kill; review by helper-119, session 23), and the feedback
+loop's re-simulations (``sim.batch_size``, derived from it) leave it out of their identity too."""
 
 
 def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
@@ -92,6 +99,14 @@ def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
                 flat[f"{key}[{machine}]"] = machine in members
         if machine in PAPER_PROTOCOL_MACHINES:
             flat.pop("train.patience", None)
+        # nor on the [train] values of other machines (review by helper-119, session 23): the pseudo-data stages
+        # (machine None) read none of them; markers written before hold them, and keys the code no longer records
+        # for a stage are not compared (:meth:`_Stages.check`), so those markers still match
+        for key in ("train.input_noise", "train.ensemble"):  # read by the machines of their lists only
+            if not flat.get(f"{key}_machines[{machine}]"):
+                flat.pop(key, None)
+        if MACHINE_NAMES.get(machine, ("",))[0] != "B":  # Machine B's pseudo-data, not Machine A's or the Check's
+            flat.pop("train.n_pseudo", None)
     return flat
 
 
@@ -119,6 +134,23 @@ MACHINE_LIST_SETTINGS: tuple[str, ...] = ("train.machines", "train.check", "trai
                                           "train.ensemble_machines", "feedback.machines")
 """Settings naming which machines run: a machine's own stages (and the test pseudo-data) depend only on whether
 the noise / ensemble lists include it, so adding a machine to a finished run does not outdate the others' stages."""
+
+
+def _scan_hint(diff: list[str], fit_enabled: bool) -> str:
+    """What redoing the stages does to the scan store for the changed settings ``diff``: it resumes only under the
+    store's own config except crnet.scan.runner.RESUME_MUTABLE entries (an MCMC scan extends to a larger n_steps);
+    any other [scan] change (a Sobol design's n_points, the start / start_cov a [fit] sets) needs another [run] out,
+    as do [fit] enabled and, with the fit on, its other settings (they set the start)."""
+    from crnet.scan.runner import RESUME_MUTABLE
+
+    fixed = [k for k in diff if k == "fit.enabled" or (fit_enabled and k.startswith("fit."))
+             or (k.startswith("scan.") and k.split(".")[1] not in RESUME_MUTABLE)]
+    if fixed:
+        return (f" (the scan store cannot be resumed under another {list_settings(fixed)}: use another [run] out; "
+                "only an MCMC scan's [scan] n_steps can grow in place)")
+    if "scan.n_steps" in diff:
+        return " (an MCMC scan then resumes and extends its store to a larger [scan] n_steps)"
+    return ""
 
 
 class StageCodeChangedWarning(UserWarning):
@@ -180,16 +212,21 @@ class _Stages:
         it: only then does the stage resume its checkpoints (:meth:`run`)."""
         self.legacy: set[str] = set()
         """Finished stages whose marker holds paths as written before they were relative to out."""
+        self.ran: list[str] = []
+        """Stages this run ran (not skipped), in order, once each has finished."""
+        self.after_stage: Callable[[], None] | None = None
+        """Called after each stage this run finishes (crnet.pipeline: resolved_config.json's invocation entry)."""
 
     @staticmethod
     def read_marker(marker: Path) -> dict[str, Any]:
         """A marker's content; ValueError naming it when it cannot be read (a truncated copy, a full disk)."""
         return read_json_object(marker, "stage marker", hint="delete it to redo the stage")
 
-    def check(self, name: str) -> dict[str, Any] | None:
+    def check(self, name: str, ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The finished marker of stage ``name`` (None if not finished), after checking that neither it nor a
-        started marker was written under other settings (its outputs would be mixed with this config's)."""
-        settings = stage_settings(self.cfg, name)
+        started marker was written under other settings (its outputs would be mixed with this config's).
+        ``ignore``: settings not compared (the scan's start / start_cov before the fit that sets them has run)."""
+        settings = {k: v for k, v in stage_settings(self.cfg, name).items() if k not in ignore}
         info = None
         started = False
         for marker, state in ((self.dir / f"{name}.json", "finished"), (self.dir / f"{name}.started.json", "started")):
@@ -201,12 +238,10 @@ class _Stages:
             # machines, dropped in session 18) is no change by the user; the code change itself warns below
             diff = [] if done_with is None else changed_settings(done_with, settings, keys=settings)
             if diff:
-                scan = (" (an MCMC scan then resumes and extends its store to a larger [scan] n_steps; any other "
-                        "[scan] change, such as a Sobol design's n_points, needs another [run] out)"
-                        if any(k.startswith("scan.") for k in diff) else "")
                 raise ValueError(
                     f"{marker}: stage {name!r} was {state} under other settings ({list_settings(diff)} differ). "
-                    f"Use another [run] out, or delete this marker and those of the later stages to redo them{scan}")
+                    f"Use another [run] out, or delete this marker and those of the later stages to redo them"
+                    f"{_scan_hint(diff, self.cfg.fit.enabled)}")
             if state == "finished":
                 info = data
                 changed = code_difference(data.get("code"), self.code)
@@ -253,6 +288,9 @@ class _Stages:
         started.unlink(missing_ok=True)
         self.legacy.discard(name)
         self._record(name, wall, resume, killed)
+        self.ran.append(name)
+        if self.after_stage is not None:
+            self.after_stage()
         return result
 
     def _record(self, name: str, wall: float, resumed: bool, killed: list[float | None]) -> None:

@@ -123,7 +123,8 @@ def test_sobol_change_refused_without_leaving_a_started_marker(tmp_path, finishe
     wider.write_text(_ci_text().replace("n_points = 16", "n_points = 24"))
     # with the scan's marker there: refused by it, saying that a Sobol design cannot grow in place
     with pytest.raises(ValueError, match=r"scan\.json: stage 'scan' was finished under other settings "
-                                         r"\(scan\.n_points.*Sobol design's n_points, needs another \[run\] out"):
+                                         r"\(scan\.n_points.*the scan store cannot be resumed under "
+                                         r"another scan\.n_points: use another \[run\] out"):
         _run(wider, out)
     # the documented extension (markers of the scan and later stages deleted): refused by the store, up front
     for marker in (out / "stages").glob("*.json"):

@@ -46,8 +46,11 @@ SCAN_DESIGNS: tuple[str, ...] = ("mcmc",) + DESIGNS
 SCAN_BUSY = "another scan is writing this store; wait for it to end or give another --out"
 """Refusal of a scan whose store another scan holds (:func:`crnet.run_lock.file_lock` on ``<out>.lock``)."""
 
-RESUME_MUTABLE: tuple[str, ...] = ("n_steps", "backend", "warm_start", "warm_start_max_gb")
-"""Configuration entries a resumed run may change (everything else must match the store's config)."""
+RESUME_MUTABLE: tuple[str, ...] = ("n_steps", "backend", "warm_start", "warm_start_max_gb", "batch_size")
+"""Configuration entries a resumed run may change (everything else must match the store's config). batch_size:
+an MCMC scan never reads it and a design scan resumes at its point cursor, the same points in the same order
+(fluxes bitwise equal, chi2 within 1e-15, resumed at another batch size; review by helper-119, session 23), so a
+scan killed by a GPU out-of-memory resumes with a smaller one."""
 
 
 @dataclass
@@ -214,7 +217,9 @@ def build_model(config: ScanConfig) -> PropagateModel:
                           warm_start_max_bytes=config.warm_start_max_gb * 1e9, max_steps=config.max_steps)
 
 
-def _check_resume_config(store: MockStore, config: ScanConfig) -> None:
+def _check_resume_config(store: MockStore, config: ScanConfig, ignore: tuple[str, ...] = ()) -> None:
+    """Refuse (StoreError) resuming ``store`` under ``config`` (entries other than RESUME_MUTABLE and ``ignore``
+    differ, or fewer MCMC steps than run)."""
     attrs = store.attrs()
     if "merged_from" in attrs:
         raise StoreError(f"{store.path}: a merged store cannot be resumed; resume its shards")
@@ -222,7 +227,7 @@ def _check_resume_config(store: MockStore, config: ScanConfig) -> None:
     if isinstance(old, dict) and "grid" in old:  # written before explicit paper values were spelt None
         old = {**old, "grid": normalised_grid(old["grid"])}
     new = config.to_dict()
-    diff = changed_settings(old, new, keys=[k for k in new if k not in RESUME_MUTABLE])
+    diff = changed_settings(old, new, keys=[k for k in new if k not in RESUME_MUTABLE + ignore])
     if diff:
         detail = ", ".join(f"{k}: store {old.get(k)!r} vs now {new[k]!r}" for k in diff)
         raise StoreError(f"{store.path}: cannot resume with a different configuration ({detail})")
