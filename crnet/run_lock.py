@@ -124,15 +124,19 @@ def _exclusive(path: Path, what: str, unprotected: str, refusal: Callable[[str],
         warnings.warn(f"{path}: no fcntl on this platform, so {unprotected}", RunLockWarning, stacklevel=5)
         yield
         return
+    writable = True
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         if not (unwritable_ok and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)):
             raise
-        warnings.warn(f"{path}: cannot create the lock file ({exc.strerror}), so {unprotected}", RunLockWarning,
-                      stacklevel=5)
-        yield
-        return
+        try:  # another user's lock file in a shared directory: flock needs no write access (re-read by
+            fd, writable = os.open(path, os.O_RDONLY), False  # helper-121, session 23: the run went on unlocked)
+        except OSError:
+            warnings.warn(f"{path}: cannot open or create the lock file ({exc.strerror}), so {unprotected}",
+                          RunLockWarning, stacklevel=5)
+            yield
+            return
     try:
         unsupported = None
         try:
@@ -148,13 +152,15 @@ def _exclusive(path: Path, what: str, unprotected: str, refusal: Callable[[str],
                           RunLockWarning, stacklevel=5)
             yield
             return
-        info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "what": what}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        if writable:  # the holder's entry, for a refused second run's message
+            info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "what": what}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)  # still held: no other run has written its own entry yet
+            if writable:
+                os.ftruncate(fd, 0)  # still held: no other run has written its own entry yet
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

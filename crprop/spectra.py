@@ -50,7 +50,9 @@ class Spectra:
     iso_z, iso_a : (n_iso,) charge and mass number of each isotope.
     iso_flux : (n_models, n_iso, n_E) flux, m^-2 s^-1 sr^-1 (GeV/n)^-1.
     converged : (n_models,) bool, every species of the model met the solver tolerance.
-    residual : (n_models,) largest relative residual ||Q - A psi|| / ||Q|| over the species.
+    residual : (n_models,) largest relative residual ||Q - A psi|| / ||Q|| over the species; where the network has
+        a block whose species feed each other (26Al / 26Al*, crprop.propagate), also its last sweep's relative
+        change of psi, the measure of that iteration's convergence (both are judged against the solver tol).
     phi_mv : force-field potential already applied (0 for the local interstellar spectrum), MV.
     meta : free-form provenance (mode, backend, grid, version ...).
     """

@@ -80,9 +80,6 @@ def test_checkout_commit_reads_head_and_dirty_flag_of_another_checkout(tmp_path:
     monkeypatch.syspath_prepend(str(_BENCH))  # per_model_stop_speed imports common
     monkeypatch.delitem(sys.modules, "common", raising=False)
     stop = _load("per_model_stop_speed")
-    from crnet import provenance
-
-    root_before = provenance.PACKAGE_ROOT
     assert stop.checkout_commit(tmp_path) == stop.UNKNOWN_COMMIT  # no checkout
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -99,4 +96,3 @@ def test_checkout_commit_reads_head_and_dirty_flag_of_another_checkout(tmp_path:
     assert stop.checkout_commit(repo) == head
     (repo / "f.txt").write_text("b")
     assert stop.checkout_commit(repo) == f"{head} + uncommitted changes"
-    assert provenance.PACKAGE_ROOT == root_before  # crnet's own root restored

@@ -226,6 +226,7 @@ def test_resume_with_n_steps_below_the_steps_run_is_refused(tmp_path):
 # --------------------------------------------------------------------------- 8: bounded reads of rows
 def test_scattered_rows_are_read_without_their_whole_span(tmp_path, monkeypatch):
     import crnet.store as store_module
+    import crnet.store_read as store_read_module
 
     path = _design(tmp_path / "u.h5", 600, 1, "uniform", 200)
     chi2 = read_store(path, load_flux=False).chi2
@@ -240,6 +241,7 @@ def test_scattered_rows_are_read_without_their_whole_span(tmp_path, monkeypatch)
         return got
 
     monkeypatch.setattr(store_module.MockStore, "read", spy)
+    monkeypatch.setattr(store_read_module, "READ_GAP_BYTES", 0)  # gaps in records only: this store's are 384 B
     data = read_store(path, sel)
     assert 5 <= len(data) <= 30 and data.index[-1] - data.index[0] > 300
     # a read covers neighbours at most READ_GAP_RECORDS (16) apart, never the whole span between scattered rows
@@ -313,3 +315,36 @@ def test_out_of_box_proposals_count_as_rejections_in_the_scale_update():
     assert not ok.any()
     s.update(x, np.full(4, -np.inf))
     assert s.log_scale == pytest.approx(-cfg.scale_gain * cfg.target_acceptance)
+
+
+def test_a_lock_file_this_user_cannot_write_still_locks(tmp_path, monkeypatch):
+    """Another user's <out>.lock in a shared directory (open for writing refused): the run used to warn and go on
+    unlocked; flock needs no write access, so a held lock is still seen (re-read by helper-121, session 23)."""
+    import errno
+
+    import crnet.run_lock as run_lock_module
+
+    target = tmp_path / "mocks.h5"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from crnet.run_lock import file_lock
+        with file_lock({str(target)!r}, "holder"):
+            print("held", flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        real_open = os.open
+
+        def no_write(path, flags, *args):
+            if flags & os.O_RDWR:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(run_lock_module.os, "open", no_write)
+        with pytest.raises(ValueError, match=r"mocks\.h5: in use by another run.*\(pid \d+, started"):
+            with run_lock_module.file_lock(target, "second"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()

@@ -18,7 +18,8 @@ when present). Two solve orders are available:
   network). One pass then has every source but one: the bare nucleus and its H-like ion, when both are
   propagated (26Al / 26Al* in the default Z <= 14 network; 7Be* or 22Na* below their half-lives' limits), feed
   each other by electron attachment and stripping, a cycle no order breaks. crprop.propagate iterates each such
-  block to convergence in the pass (review by helper-116, session 23: one pass left 26Al 55 % low at 1 MeV/n).
+  block to convergence in the pass (review by helper-116, session 23: one pass left 26Al 54 % low at 1 MeV/n on
+  the tiny grid).
   So ``network_iterations = 2`` changes nothing;
 * ``"galprop_v54"``: GALPROP v54's single pass in descending index order (24, 23, ..., 0 for the
   CR-ML network), in which 10B (index 7) is solved *before* 10Be (index 6) so the 10Be -> 10B decay
