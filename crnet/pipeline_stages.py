@@ -91,6 +91,9 @@ def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
         full["scan"] = {k: full["scan"][k] for k in FIT_SCAN_SETTINGS}
     for section in SECTION_ORDER[: SECTION_ORDER.index(last) + 1]:
         walk(section, full[section])
+    if not cfg.fit.enabled:  # a fit that does not run sets nothing: its other settings outdated every stage
+        for key in [k for k in flat if k.startswith("fit.") and k != "fit.enabled"]:  # (helper-120, session 23)
+            del flat[key]
     if stage not in ("evaluate", "measured"):  # a machine's stages do not depend on the other machines
         machine = stage.split("_", 1)[1] if stage.startswith(("train_", "feedback_")) else None
         for key in MACHINE_LIST_SETTINGS:

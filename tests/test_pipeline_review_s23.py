@@ -168,6 +168,16 @@ def test_batch_size_does_not_outdate_a_finished_run(tmp_path, finished):
     _check_stages(_Stages(finished[1], cfg), cfg, finished[1] / "scan.h5")  # no refusal (markers and store)
 
 
+def test_settings_of_a_fit_that_does_not_run_outdate_nothing(tmp_path):
+    """[fit] max_evaluations with the fit off was recorded for every stage: changing it redid the whole run."""
+    base = _load(tmp_path, _ci_text())
+    assert not base.fit.enabled
+    changed = dataclasses.replace(base, fit=dataclasses.replace(base.fit, max_evaluations=base.fit.max_evaluations + 7))
+    for name in ["scan", "train_A-paper", "evaluate"]:
+        assert stage_settings(changed, name) == stage_settings(base, name), name
+        assert stage_settings(base, name)["fit.enabled"] is False
+
+
 # F3 ------------------------------------------------------------------------------------------------------------
 
 def test_a_machines_train_values_do_not_outdate_the_others(tmp_path, finished):
