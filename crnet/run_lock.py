@@ -144,7 +144,9 @@ def _exclusive(path: Path, what: str, unprotected: str, refusal: Callable[[str],
         except BlockingIOError:
             raise error(refusal(_holder(fd))) from None
         except OSError as exc:
-            if exc.errno not in NO_LOCKING_ERRNOS:
+            # NFS emulates flock with byte-range locks, which refuse an exclusive lock on a file opened read-only
+            # (EBADF): that is a lock this run cannot take, as on a file system without locking (helper-123)
+            if exc.errno not in NO_LOCKING_ERRNOS and not (not writable and exc.errno == errno.EBADF):
                 raise OSError(exc.errno, f"{path}: cannot lock ({exc.strerror})") from None
             unsupported = exc.strerror
         if unsupported is not None:  # outside the except: the run's own errors must not carry the flock error

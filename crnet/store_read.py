@@ -199,7 +199,7 @@ READ_GAP_RECORDS = 16
 
 READ_GAP_BYTES = 1 << 18
 """Flux bytes of unselected records :func:`read_flux_rows` reads through rather than starting another read: 31 records
-of the paper grid's 8.4 kB, hundreds of a small store's. A separate read costs about as much as copying ~180 kB
+of the paper grid's 8.4 kB, hundreds of a small store's. A separate read costs about as much as copying ~200 kB
 (measured in session 23 on a 20000 x 25 x 84 float32 dataset in chunks of 64 records: 39 us for a one-record read,
 225 us for a 1 MiB one). A gap of 16 records whatever their size made every-20th-record reads of a 384-byte store
 70x slower (0.86 against 0.012 s; re-read by helper-121, session 23)."""

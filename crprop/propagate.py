@@ -182,7 +182,8 @@ def propagate(
         if q_prim is not None:
             q += q_prim
         # a block partner not solved yet in this call feeds from its warm start (fewer sweeps; helper-121)
-        seeded = {k: xp.asarray(v) for k, v in (psi0 or {}).items() if k in in_block and k not in psi}
+        seeded = ({k: xp.asarray(v) for k, v in psi0.items() if k in in_block and k not in psi}
+                  if in_block and psi0 else None)
         secondary = tables.secondary_source(s_idx, {**seeded, **psi} if seeded else psi, xp)
         if secondary is not None:
             q += secondary

@@ -64,7 +64,7 @@ def test_a_check_machine_given_as_a_machine_is_refused_before_any_work(world, tm
 
 def test_a_regressor_given_as_the_check_machine_is_refused_before_any_work(world, tmp_path, no_work) -> None:
     res = _evaluate(world, tmp_path / "ev", world["a"], "--check", str(world["a"]))
-    assert_usage_error(res, f"error: --check {world['a']}: is a 'A' machine, not a Check Machine")
+    assert_usage_error(res, f"error: --check {world['a']}: is a Machine A model, not a Check Machine")
     assert not (tmp_path / "ev").exists()
 
 

@@ -50,3 +50,15 @@ def test_resume_applies_a_new_patience(tmp_path) -> None:
     same = train(tmp_path / "s.h5", tmp_path / "m2.pt", TrainConfig(patience=2, **base))
     again = train(tmp_path / "s.h5", tmp_path / "m2.pt", TrainConfig(patience=2, **base), resume=True)
     assert again.epochs_run == same.epochs_run and again.stopped_early  # an unchanged patience stays stopped
+
+
+def test_an_ensemble_resume_applies_a_new_patience(tmp_path) -> None:
+    """Its members were skipped as finished by their checkpoints' early-stop flag (re-read by helper-122)."""
+    write_synthetic_store(tmp_path / "s.h5", 300, seed=4)
+    base = dict(machine="A", arch="crnet", seed=1, threads=1, progress=False, epochs=8, min_delta=0.9,
+                architecture=TINY_CRNET, ensemble=2)
+    every_epoch = base["ensemble"] * base["epochs"]  # epochs_run counts every member's
+    first = train(tmp_path / "s.h5", tmp_path / "e.pt", TrainConfig(patience=2, **base))
+    assert first.stopped_early and first.epochs_run < every_epoch
+    resumed = train(tmp_path / "s.h5", tmp_path / "e.pt", TrainConfig(patience=100, **base), resume=True)
+    assert resumed.epochs_run == every_epoch and not resumed.stopped_early

@@ -53,6 +53,22 @@ def test_the_attach_strip_pair_is_iterated_within_one_pass(monkeypatch) -> None:
     assert np.abs(single.iso_flux[0, al26] / many.iso_flux[0, al26] - 1).max() > 0.5  # what one pass gave
 
 
+WARM_RTOL = 1e-8
+"""A warm start from the solution itself against the cold solve (tol 1e-8): measured within 1e-10 (helper-123)."""
+
+
+def test_a_warm_start_feeds_the_block_from_psi0() -> None:
+    """The block's first species takes its partner's source from psi0, so a warm start from the solution needs a
+    few steps, not the cold sweeps (the partner's source was zero until it was solved again)."""
+    setup = _al_setup()
+    cold, psi = propagate_module.propagate(setup, [CRML_BASE], mode="fast", backend="numba", tol=SOLVER_TOL,
+                                           return_psi=True)
+    warm = propagate_module.propagate(setup, [CRML_BASE], mode="fast", backend="numba", tol=SOLVER_TOL, psi0=psi)
+    steps = warm.meta["steps_per_species"]
+    assert steps["Aluminium_26"] <= 2 and steps["Aluminium_26*"] <= 2, steps  # 493 / 699 without the seeding
+    np.testing.assert_allclose(warm.iso_flux, cold.iso_flux, rtol=WARM_RTOL, atol=0.0)
+
+
 def test_networks_without_cycles_have_no_block() -> None:
     crml = GalaxySetup.paper().with_changes(**TINY)  # the CR-ML network (Z <= 8): its results stay as they were
     assert propagate_module._feedback_blocks(crml.tables(crml.grid()), crml.network) == {}

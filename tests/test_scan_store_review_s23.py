@@ -348,3 +348,26 @@ def test_a_lock_file_this_user_cannot_write_still_locks(tmp_path, monkeypatch):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_scattered_rows_of_small_records_are_read_in_few_reads(tmp_path, monkeypatch):
+    """The read gap is in bytes (READ_GAP_BYTES): every 20th record of a 384-byte store was read one by one, 40-70x
+    slower (re-read by helper-121 / helper-123, session 23)."""
+    import crnet.store as store_module
+    from crnet.store_read import read_flux_rows
+
+    path = _design(tmp_path / "u.h5", 600, 1, "uniform", 200)
+    reads = [0]
+    original = store_module.MockStore.read
+
+    def count(self, name, rows=None):
+        reads[0] += name == "flux"
+        return original(self, name, rows)
+
+    with MockStore.open(path) as st:
+        index = np.arange(0, st.n_complete, 20)
+        monkeypatch.setattr(store_module.MockStore, "read", count)
+        got = read_flux_rows(st, index)
+        monkeypatch.undo()
+        assert np.array_equal(got, original(st, "flux", index))
+    assert reads[0] == 1  # 30 rows 20 records apart: one read of the span

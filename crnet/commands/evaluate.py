@@ -18,6 +18,7 @@ import typer
 
 from crnet.commands.feedback import OPTION_NAMES as FEEDBACK_OPTION_NAMES
 from crnet.commands.grid_options import store_sim, with_given_grid_options
+from crnet.commands.io_checks import flag_message
 from crnet.pipeline_config import CLOSURE_SEED_OFFSET
 
 OPTION_NAMES: dict[str, str] = {
@@ -70,7 +71,10 @@ def register(app: typer.Typer) -> None:
             try:
                 machines = _machines(machine)
                 sim = store_sim(mocks[0], backend, grid, mode=mode, tol=tol, max_steps=max_steps, dataset=dataset)
-                fb = FeedbackConfig(sim=sim, n_test=n_test, seed=seed, progress=not no_progress)
+                try:
+                    fb = FeedbackConfig(sim=sim, n_test=n_test, seed=seed, progress=not no_progress)
+                except ValueError as exc:  # named by its option (re-read by helper-122, session 23)
+                    raise ValueError(flag_message(str(exc), {"seed": "--seed", "n_test": "--n-test"})) from None
                 evaluate(EvalConfig(machines, str(test_store), [str(p) for p in mocks], str(out),
                                     None if check is None else str(check), fb))
             except FeedbackInputError as exc:

@@ -212,7 +212,8 @@ def check_evaluation_settings(cfg: EvalConfig) -> tuple[dict[str, ModelFile], Mo
         models[name] = load_model(path)
         if models[name].is_check:  # was an AttributeError traceback in the closure test (review by helper-112, s23)
             raise FeedbackInputError("machines", f"{path}: is a Check Machine (machine {name!r}); the closure tests "
-                                     "need a regressor (Machine A or B); give a Check Machine as the check model")
+                                     "need a regressor (Machine A or B); give a Check Machine as the check model "
+                                     "(crnet evaluate --check)")
         try:
             check_model_dataset(path, models[name].metadata, cfg.feedback.sim.dataset)
         except FeedbackInputError as exc:
@@ -221,8 +222,8 @@ def check_evaluation_settings(cfg: EvalConfig) -> tuple[dict[str, ModelFile], Mo
     if cfg.check_model:  # checked here, not after every closure test and the floor (review by helper-112, s23)
         check_model = load_model(cfg.check_model)
         if not check_model.is_check:
-            raise FeedbackInputError("check_model", f"{cfg.check_model}: is a {check_model.machine!r} machine, not a "
-                                     "Check Machine")
+            raise FeedbackInputError("check_model", f"{cfg.check_model}: is a Machine {check_model.machine} model, "
+                                     "not a Check Machine")
     check_test_store(read_store_setup(cfg.test_store, "test_store"))
     try:
         own = sim_from_store(first, setup=setup)

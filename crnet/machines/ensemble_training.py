@@ -112,4 +112,7 @@ def _finished_member(ckpt: Path, cfg: TrainConfig, data_path: Path, store_sha: s
     payload = read_checkpoint(ckpt, _identity(resolved, network, init, n_bins, store_sha, False, streamed=False),
                               compare_layout=False)
     state = checkpoint_state(payload)
-    return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= resolved.epochs
+    # early stopping judged with this run's patience, as train() does on a resume (re-read by helper-122, session 23:
+    # a member stopped at patience 2 stayed stopped when the ensemble was resumed with patience 100)
+    stopped = int(state.get("bad_epochs", 0)) >= resolved.patience
+    return stopped or int(state.get("epoch", 0)) >= resolved.epochs
