@@ -12,7 +12,8 @@ from crnet.commands.io_checks import check_output
 def check_figure_suffix(out: Path) -> None:
     """ValueError naming --out unless its suffix is a format matplotlib writes: checked before the propagation, not
     after it (walk-through by helper-87, session 21: `--out demo.txt` was refused only after the
-    propagation, 5.6-5.8 s of the command's 8 s on the 2-core CPU in session 23)."""
+    propagation, 5.6-5.8 s of the command's 8 s on the 2-core CPU in session 23: `crnet demo --out d.png`, numba,
+    two runs, three helpers' work beside it)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

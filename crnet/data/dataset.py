@@ -48,7 +48,9 @@ interstellar (review of session 21 by helper-92: a looser rule, any two words af
 and 'un-corrected to LIS' are no marker (:data:`LIS_MARKERS`), and 'to be corrected to LIS' is a future correction
 (:data:`LIS_FUTURE`) (review by helper-84, session 21: each made a top-of-atmosphere file interstellar, its model
 compared unmodulated. For scale, measured in session 23: crml_base on the paper grid against AMS-02 PhysRep 2021 C
-alone gives chi2 14800 at phi = 0 against 1535 at its profiled phi, 900 MV)."""
+alone gives chi2 14800 at phi = 0 against 1535 at its profiled phi, 900 MV: `crnet simulate --galdef
+crprop/data/galdef/galdef_54_crml`, then crnet.likelihood.chi2 of its spectra against dataset_from_files([the C file],
+modulation=Modulation(650, nuisance=True, bounds_mv=(200, 1200))), with and without phi_mv=0)."""
 LIS_FUTURE = re.compile(r"\bto be\s+$")
 """Before 'corrected to LIS' only: 'to be corrected to LIS later' negates it, 'assumed to be phi = 0' affirms."""
 
