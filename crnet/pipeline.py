@@ -31,7 +31,7 @@ from crnet.pipeline_config import (
     TEST_SEED_OFFSET,
     PipelineConfig,
 )
-from crnet.pipeline_stages import NOT_RESULT_SETTINGS, _Stages, atomic_json, remove_training_files
+from crnet.pipeline_stages import NOT_RESULT_SETTINGS, SCAN_STORE, _Stages, atomic_json, flatten, remove_training_files
 from crnet.scan.runner import ScanConfig
 
 
@@ -94,7 +94,7 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.run.threads)
         set_threads(cfg.run.threads)  # the solver too: on a shared or small machine its threads set the wall time
     st = _Stages(out, cfg)
-    scan_path = out / "scan.h5"
+    scan_path = out / SCAN_STORE
     if cfg.fit.enabled:
         # before the fit (18 s on the tiny grid, 1,135 s on the paper grid's CPU): every marker and the scan store,
         # but for the start / start_cov the fit sets (review by helper-119: a refused run had run the fit and left
@@ -293,7 +293,7 @@ def _write_resolved_config(out: Path, cfg: PipelineConfig, st: _Stages) -> Calla
 
     path = out / "resolved_config.json"
     previous = json.loads(path.read_text()).get("invocations", []) if path.is_file() else []
-    flat = _flat(json.loads(json.dumps(asdict(cfg), default=str)))
+    flat = flatten(json.loads(json.dumps(asdict(cfg), default=str)))
     entry: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(st.code.get("source_sha256")),
         "run_settings": {**{k: flat.get(k) for k in NOT_RESULT_SETTINGS},
@@ -307,9 +307,3 @@ def _write_resolved_config(out: Path, cfg: PipelineConfig, st: _Stages) -> Calla
 
     write()
     return write
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        return {prefix: value}
-    return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}

@@ -240,13 +240,10 @@ config, whose scan would silently cover only that part of the design."""
 def _check_fit(path: Path, fit: FitSection, scan: ScanConfig) -> None:
     """[fit] enabled: refused (naming the section and key) before anything runs when the fit could not start or its
     result could not start the scan: the fit sets the MCMC chains' start and start_cov, and its start (``[fit]
-    start``, else ``[scan] start``, else crml_base) must be 10 finite values strictly inside the prior box (what
-    :func:`crnet.scan.fit.fit_best` requires; it refused them only after the stage's marker was written)."""
-    import numpy as np
-
-    from crnet.scan.designs import prior_box, to_log
-    from crnet.scan.fit import FitConfig
-    from crprop.params import PARAM_NAMES
+    start``, else ``[scan] start``, else crml_base) must be 10 finite values strictly inside the prior box
+    (:func:`crnet.scan.fit.check_fit_start`, what :func:`crnet.scan.fit.fit_best` requires; it refused them only
+    after the stage's marker was written)."""
+    from crnet.scan.fit import FitConfig, check_fit_start
 
     if scan.design != "mcmc":
         raise ValueError(f'{path}: [fit] enabled needs [scan] design = "mcmc" (the fit sets the chains\' start and '
@@ -258,16 +255,8 @@ def _check_fit(path: Path, fit: FitSection, scan: ScanConfig) -> None:
         FitConfig(start=start, max_evaluations=fit.max_evaluations)
     except ValueError as exc:
         raise ValueError(f"{path}: {key}: {_CLASS_PREFIX.sub('', str(exc), count=1)}") from None
-    if start is None:
-        return
-    values = np.asarray(start, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x0 = to_log(values[None])[0]
-    lo, hi = prior_box()
-    bad = [n for n, v, a, b in zip(PARAM_NAMES, x0, lo, hi, strict=True) if not (np.isfinite(v) and a < v < b)]
-    if bad:
-        raise ValueError(f"{path}: {key}: {bad} must be finite and lie strictly inside the prior box "
-                         f"(crprop.params.PRIOR_BOX; breaks in MV), got {list(start)}")
+    if start is not None:
+        check_fit_start(start, f"{path}: {key}")
 
 
 def load_config(path: Path | str, out: str | None = None) -> PipelineConfig:

@@ -74,23 +74,22 @@ rounding, 1e-15, for batch sizes 16 and 4 then 3 after a kill; review by helper-
 loop's re-simulations (``sim.batch_size``, derived from it) leave it out of their identity too."""
 
 
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``value``'s nested dicts as one dict of dotted keys ({'scan': {'n_steps': 64}} -> {'scan.n_steps': 64});
+    ``prefix``: the key of ``value`` itself (a value that is no dict is returned under it)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}.{key}" if prefix else key).items()}
+
+
 def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     """The flattened settings ({'scan.n_steps': 64, ...}) a finished stage's result depends on."""
     last = next(v for k, v in STAGE_SECTIONS.items() if stage == k or stage.startswith(k + "_"))
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-        elif prefix not in NOT_RESULT_SETTINGS:
-            flat[prefix] = value
-
     full = json.loads(json.dumps(asdict(cfg), default=str))
     if stage == "fit":
         full["scan"] = {k: full["scan"][k] for k in FIT_SCAN_SETTINGS}
-    for section in SECTION_ORDER[: SECTION_ORDER.index(last) + 1]:
-        walk(section, full[section])
+    flat = {k: v for k, v in flatten({s: full[s] for s in SECTION_ORDER[: SECTION_ORDER.index(last) + 1]}).items()
+            if k not in NOT_RESULT_SETTINGS}
     if not cfg.fit.enabled:  # a fit that does not run sets nothing: its other settings outdated every stage
         for key in [k for k in flat if k.startswith("fit.") and k != "fit.enabled"]:  # (helper-120, session 23)
             del flat[key]
@@ -116,20 +115,30 @@ def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
 GRID_SETTING_PREFIXES: tuple[str, ...] = ("scan.grid.", "feedback.settings.sim.grid.")
 """Where a stage's flattened settings hold a GridConfig (the scan's, the re-simulations')."""
 
+SIM_SOLVER_SETTINGS: tuple[str, ...] = ("feedback.settings.sim.tol", "feedback.settings.sim.max_steps")
+"""The re-simulations' solver settings that crnet.closure.SimConfig records as None at crprop's defaults."""
 
-def _normalised_grids(settings: Any) -> Any:
-    """A marker's flattened settings with each grid (:data:`GRID_SETTING_PREFIXES`) as this code records it
-    (:func:`crnet.scan.models.normalised_grid`: markers written before session 19 hold explicit paper values, such
-    as z_stretch_factor 1.15, where the settings now hold None)."""
+
+def _normalised_settings(settings: Any) -> Any:
+    """A marker's flattened settings as this code records them: each grid (:data:`GRID_SETTING_PREFIXES`) through
+    :func:`crnet.scan.models.normalised_grid` (markers written before session 19 hold explicit paper values, such as
+    z_stretch_factor 1.15, where the settings now hold None), and the re-simulations' tol / max_steps
+    (:data:`SIM_SOLVER_SETTINGS`) equal to crprop's defaults (DEFAULT_TOL 1e-6, DEFAULT_MAX_STEPS 600) as None
+    (crnet.closure.SimConfig now records them so; markers written before with an explicit [scan] tol = 1e-6 hold
+    the number), as crnet.feedback_state reads a feedback log."""
     if not isinstance(settings, dict):
         return settings
     from crnet.scan.models import normalised_grid
+    from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
 
     out = dict(settings)
     for prefix in GRID_SETTING_PREFIXES:
         grid = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
         if grid:
             out.update({prefix + k: v for k, v in normalised_grid(grid).items()})
+    for key, default in zip(SIM_SOLVER_SETTINGS, (DEFAULT_TOL, DEFAULT_MAX_STEPS), strict=True):
+        if key in out and out[key] == default:
+            out[key] = None
     return out
 
 
@@ -139,21 +148,28 @@ MACHINE_LIST_SETTINGS: tuple[str, ...] = ("train.machines", "train.check", "trai
 the noise / ensemble lists include it, so adding a machine to a finished run does not outdate the others' stages."""
 
 
-def _scan_hint(diff: list[str], fit_enabled: bool) -> str:
-    """What redoing the stages does to the scan store for the changed settings ``diff``: it resumes only under the
-    store's own config except crnet.scan.runner.RESUME_MUTABLE entries (an MCMC scan extends to a larger n_steps);
-    any other [scan] change (a Sobol design's n_points, the start / start_cov a [fit] sets) needs another [run] out,
-    as do [fit] enabled and, with the fit on, its other settings (they set the start)."""
+SCAN_STORE = "scan.h5"
+"""The scan store of a pipeline run, under its output directory."""
+
+
+def _redo_hint(diff: list[str], fit_enabled: bool, store: Path) -> str:
+    """How to redo the stages under the changed settings ``diff``, and what that does to the scan store ``store``:
+    it resumes only under the store's own config except crnet.scan.runner.RESUME_MUTABLE entries (an MCMC scan
+    extends to a larger n_steps); any other [scan] change (a Sobol design's n_points, the start / start_cov a [fit]
+    sets) needs another [run] out or the store deleted with the markers, as do [fit] enabled and, with the fit on,
+    its other settings (they set the start). Deleting the markers alone would be refused by the store then."""
     from crnet.scan.runner import RESUME_MUTABLE
 
     fixed = [k for k in diff if k == "fit.enabled" or (fit_enabled and k.startswith("fit."))
              or (k.startswith("scan.") and k.split(".")[1] not in RESUME_MUTABLE)]
     if fixed:
-        return (f" (the scan store cannot be resumed under another {list_settings(fixed)}: use another [run] out; "
-                "only an MCMC scan's [scan] n_steps can grow in place)")
+        return (f", and the scan store cannot be resumed under another {list_settings(fixed)}: use another [run] out, "
+                f"or delete this marker, those of the later stages and the scan store {store} to redo them (only an "
+                "MCMC scan's [scan] n_steps can grow in place)")
+    hint = ". Use another [run] out, or delete this marker and those of the later stages to redo them"
     if "scan.n_steps" in diff:
-        return " (an MCMC scan then resumes and extends its store to a larger [scan] n_steps)"
-    return ""
+        return hint + " (an MCMC scan then resumes and extends its store to a larger [scan] n_steps)"
+    return hint
 
 
 class StageCodeChangedWarning(UserWarning):
@@ -236,15 +252,14 @@ class _Stages:
             if not marker.is_file():
                 continue
             data = self.read_marker(marker)
-            done_with = _normalised_grids(data.get("settings"))  # None: a marker from before settings were recorded
+            done_with = _normalised_settings(data.get("settings"))  # None: a marker from before settings were recorded
             # only the settings this code has for the stage: one it no longer records (train.patience for the paper
             # machines, dropped in session 18) is no change by the user; the code change itself warns below
             diff = [] if done_with is None else changed_settings(done_with, settings, keys=settings)
             if diff:
                 raise ValueError(
-                    f"{marker}: stage {name!r} was {state} under other settings ({list_settings(diff)} differ). "
-                    f"Use another [run] out, or delete this marker and those of the later stages to redo them"
-                    f"{_scan_hint(diff, self.cfg.fit.enabled)}")
+                    f"{marker}: stage {name!r} was {state} under other settings ({list_settings(diff)} differ)"
+                    f"{_redo_hint(diff, self.cfg.fit.enabled, self.out / SCAN_STORE)}")
             if state == "finished":
                 info = data
                 changed = code_difference(data.get("code"), self.code)

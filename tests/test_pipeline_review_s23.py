@@ -77,6 +77,38 @@ def test_fit_with_a_design_scan_or_a_bad_start_refused_when_read(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+
+def test_fit_start_checked_by_one_function(tmp_path):
+    """crnet.scan.fit.check_fit_start: the check fit_best ran (and the pipeline's [fit] check repeated), each
+    caller's message naming its start."""
+    from crnet.scan.designs import to_log
+    from crnet.scan.fit import FitConfig, check_fit_start, fit_best
+    from crprop.params import CRML_BASE
+
+    base = CRML_BASE.as_vector()
+    assert np.array_equal(check_fit_start(base), to_log(np.asarray(base, dtype=np.float64)[None])[0])
+    bad = [float(v) for v in base]
+    bad[5] = float("nan")
+    with pytest.raises(ValueError, match=r"^\[x\] start: must be 10 finite values; not finite: \['nu1'\], got "
+                                         r"\[.*nan.*\]$"):
+        check_fit_start(bad, "[x] start")
+    bad[5], bad[8], bad[9] = base[5], 1e9, 0.0  # r_break1 above the box, r_break2 not positive
+    with pytest.raises(ValueError, match=r"^\[x\] start: \['r_break1_mv', 'r_break2_mv'\] must lie strictly inside "
+                                         r"the prior box \(crprop\.params\.PRIOR_BOX; breaks in MV\), got \[.*\]$"):
+        check_fit_start(bad, "[x] start")
+    with pytest.raises(ValueError, match=r"^fit start: must hold the 10 values \['d0_1e28_cm2_s'.*got \[1\.0\]$"):
+        check_fit_start([1.0])
+
+    class NoModel:
+        def evaluate(self, *args, **kwargs):
+            raise AssertionError("a bad start was evaluated")
+
+    with pytest.raises(ValueError, match=r"^fit start: \['r_break1_mv', 'r_break2_mv'\] must lie strictly inside"):
+        fit_best(NoModel(), FitConfig(start=bad), progress=False)
+    text = MCMC + "\n[fit]\nenabled = true\nstart = [" + ", ".join(str(v) for v in bad) + "]\n"
+    with pytest.raises(ValueError, match=r"c\.toml: \[fit\] start: \['r_break1_mv', 'r_break2_mv'\] must lie"):
+        _load(tmp_path, text)
+
 def _fake_finished(out: Path, cfg, names: list[str]) -> None:
     """Finished markers of ``names`` under ``cfg`` (as a finished run writes them)."""
     (out / "stages").mkdir(parents=True, exist_ok=True)
@@ -130,6 +162,32 @@ def test_markers_of_a_fit_run_pass_the_check_before_the_fit(tmp_path):
                                          r"scan\.start_cov: use another \[run\] out"):
         _check_stages(st, cfg, cfg.out / "scan.h5")
 
+
+
+def test_refusal_the_scan_store_cannot_take_says_to_delete_it(tmp_path, finished):
+    """A changed Sobol n_points was refused with 'or delete this marker and those of the later stages to redo them'
+    and then that the scan store cannot be resumed: doing so was refused by the store. Now: the markers and the store
+    (or another [run] out); a change the store can take still names the markers only."""
+    out = shutil.copytree(finished[1], tmp_path / "run")
+    wider = _load(tmp_path, _ci_text().replace("n_points = 16", "n_points = 24"), "wider.toml")
+    with pytest.raises(ValueError) as exc:
+        _check_stages(_Stages(out, wider), wider, out / "scan.h5")
+    assert str(exc.value) == (
+        f"{out / 'stages/scan.json'}: stage 'scan' was finished under other settings (scan.n_points differ), and the "
+        "scan store cannot be resumed under another scan.n_points: use another [run] out, or delete this marker, "
+        f"those of the later stages and the scan store {out / 'scan.h5'} to redo them (only an MCMC scan's [scan] "
+        "n_steps can grow in place)")
+    for marker in (out / "stages").glob("*.json"):  # as it says
+        marker.unlink()
+    (out / "scan.h5").unlink()
+    _check_stages(_Stages(out, wider), wider, out / "scan.h5")  # no refusal
+    longer = _load(tmp_path, _ci_text().replace("epochs = 2", "epochs = 3"), "longer.toml")
+    _fake_finished(out, load_config(finished[0]), ["train_A-paper"])
+    with pytest.raises(ValueError) as exc:
+        _Stages(out, longer).check("train_A-paper")
+    assert str(exc.value) == (
+        f"{out / 'stages/train_A-paper.json'}: stage 'train_A-paper' was finished under other settings (train.epochs "
+        "differ). Use another [run] out, or delete this marker and those of the later stages to redo them")
 
 # F2 ------------------------------------------------------------------------------------------------------------
 
@@ -204,18 +262,60 @@ def test_a_machines_train_values_do_not_outdate_the_others(tmp_path, finished):
 
 def test_markers_of_earlier_code_still_match(tmp_path, finished):
     """Markers written before this change hold the dropped values (train.input_noise for B-paper, n_pseudo for A,
-    scan.batch_size): values this code no longer records are not compared, so a finished run is not redone."""
+    scan.batch_size, [fit] values with the fit off): values this code no longer records are not compared, so a
+    finished run is not redone. The injected values differ from the config's: a dropped key compared again would
+    refuse the run (the same values, injected before, would not have caught it)."""
     cfg = load_config(finished[0])
     out = shutil.copytree(finished[1], tmp_path / "old")
     t = cfg.train
+    every = {"scan.batch_size": 4, "feedback.settings.sim.batch_size": 4,  # how it runs (F2)
+             "fit.max_evaluations": cfg.fit.max_evaluations + 7, "fit.tol": 1e-3}  # the fit is off
+    assert not cfg.fit.enabled and cfg.scan.batch_size == 16 and t.input_noise != 0.3
+    others = {"train.input_noise": 0.3, "train.ensemble": t.ensemble + 3}  # A-paper's values (F3)
+    pseudo = {"train.n_pseudo": t.n_pseudo + 8}  # Machine B's pseudo-data (F3)
+    dropped = {"scan": {**others, **pseudo}, "train_A-paper": pseudo, "train_B-paper": others,
+               "train_check": {**others, **pseudo}, "test_pseudodata": {**others, **pseudo},
+               "feedback_pseudodata": {**others, **pseudo}, "feedback_A-paper": pseudo, "evaluate": {}}
     for marker in (out / "stages").glob("*.json"):
         info = json.loads(marker.read_text())
-        info["settings"] = {**info["settings"], "scan.batch_size": 16, "train.input_noise": t.input_noise,
-                            "train.ensemble": t.ensemble, "train.n_pseudo": t.n_pseudo,
-                            "feedback.settings.sim.batch_size": 16}
+        info["settings"] = {**info["settings"], **every, **dropped.pop(info["stage"])}
         marker.write_text(json.dumps(info))
+    assert not dropped  # every stage's marker was there
     res = _run(finished[0], out)
     assert res["timings"] and set(res["skipped"]) == set(res["timings"])  # every stage skipped
+
+
+def test_re_simulation_solver_defaults_of_earlier_markers_match(tmp_path):
+    """crnet.closure.SimConfig records crprop's default tol (1e-6) and max_steps (600) as None: a marker written
+    before, with [scan] tol = 1e-6 / max_steps = 600 given, held them as numbers and was refused ('feedback.settings
+    .sim.tol differ'). They are read as None (as crnet.feedback_state reads a feedback log); other values differ."""
+    from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
+
+    text = _ci_text().replace("batch_size = 16\n", f"batch_size = 16\ntol = {DEFAULT_TOL}\nmax_steps = "
+                                                   f"{DEFAULT_MAX_STEPS}\n", 1)
+    cfg = _load(tmp_path, text)
+    assert cfg.scan.tol == DEFAULT_TOL and cfg.scan.max_steps == DEFAULT_MAX_STEPS
+    assert cfg.feedback.settings.sim.tol is None and cfg.feedback.settings.sim.max_steps is None
+    names = ["feedback_A-paper", "evaluate"]
+    _fake_finished(cfg.out, cfg, names)
+
+    def mark(tol: float, max_steps: int) -> None:
+        for name in names:
+            marker = cfg.out / "stages" / f"{name}.json"
+            info = json.loads(marker.read_text())
+            info["settings"].update({"feedback.settings.sim.tol": tol, "feedback.settings.sim.max_steps": max_steps})
+            marker.write_text(json.dumps(info))
+
+    mark(1e-06, 600)
+    st = _Stages(cfg.out, cfg)
+    assert all(st.check(name) is not None for name in names)  # no refusal: finished
+    mark(1e-07, 600)
+    with pytest.raises(ValueError, match=r"feedback_A-paper\.json: stage 'feedback_A-paper' was finished under "
+                                         r"other settings \(feedback\.settings\.sim\.tol differ\)"):
+        st.check("feedback_A-paper")
+    mark(1e-06, 700)
+    with pytest.raises(ValueError, match=r"\(feedback\.settings\.sim\.max_steps differ\)"):
+        st.check("evaluate")
 
 
 # F4 ------------------------------------------------------------------------------------------------------------

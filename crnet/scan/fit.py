@@ -217,6 +217,28 @@ def laplace_covariance(jac_scaled: np.ndarray, widths: np.ndarray) -> np.ndarray
     return cu * np.outer(widths, widths)
 
 
+def check_fit_start(start: Any, name: str = "fit start") -> np.ndarray:
+    """``start`` (the 10 PARAM_NAMES values, breaks in MV) in log-break coordinates (:func:`to_log`), checked as
+    :func:`fit_best` needs it: 10 finite values strictly inside the prior box. ValueError otherwise, its message
+    beginning with ``name`` (what the caller calls the start: 'fit start', '<config>: [fit] start', ...)."""
+    values = np.asarray(start, dtype=np.float64)
+    if values.shape != (len(PARAM_NAMES),):
+        raise ValueError(f"{name}: must hold the {len(PARAM_NAMES)} values {list(PARAM_NAMES)}, got "
+                         f"{np.atleast_1d(values).tolist()}")
+    if not np.all(np.isfinite(values)):
+        bad = [n for n, v in zip(PARAM_NAMES, values, strict=True) if not np.isfinite(v)]
+        raise ValueError(f"{name}: must be {len(PARAM_NAMES)} finite values; not finite: {bad}, got {values.tolist()}")
+    breaks = values.copy()
+    breaks[8:][breaks[8:] <= 0] = np.nan  # non-positive breaks (refused by to_log): outside the box, named below
+    x0 = to_log(breaks[None])[0]
+    lo, hi = prior_box()
+    bad = [n for n, v, a, b in zip(PARAM_NAMES, x0, lo, hi, strict=True) if not (np.isfinite(v) and a < v < b)]
+    if bad:
+        raise ValueError(f"{name}: {bad} must lie strictly inside the prior box (crprop.params.PRIOR_BOX; breaks in "
+                         f"MV), got {values.tolist()}")
+    return x0
+
+
 def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True) -> FitResult:
     """Minimise chi2_tot of ``model`` (a :class:`crnet.scan.models.PropagateModel`, whose ``evaluate``
     returns residuals) over the prior box; see the module docstring."""
@@ -224,15 +246,7 @@ def fit_best(model: Any, config: FitConfig | None = None, progress: bool = True)
     lo, hi = prior_box()
     w = hi - lo
     start = np.asarray(cfg.start if cfg.start is not None else CRML_BASE.as_vector(), dtype=np.float64)
-    if start.shape != (len(PARAM_NAMES),) or not np.all(np.isfinite(start)):
-        bad = [n for n, v in zip(PARAM_NAMES, np.atleast_1d(start), strict=False) if not np.isfinite(v)]
-        raise ValueError(f"fit start must be {len(PARAM_NAMES)} finite values ({', '.join(PARAM_NAMES)}); "
-                         f"not finite: {bad}, got {start.tolist()}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x0 = to_log(start[None])[0]
-    if np.any(x0 <= lo) or np.any(x0 >= hi):
-        bad = [n for n, v, a, b in zip(LOG_PARAM_NAMES, x0, lo, hi, strict=True) if not a < v < b]
-        raise ValueError(f"fit start must lie strictly inside the prior box; outside or on the edge: {bad}")
+    x0 = check_fit_start(start)
     u0 = (x0 - lo) / w
     history: list[float] = []
     last: dict[str, Any] = {"key": None}  # the last residual evaluation (least_squares asks jac at that point)
