@@ -14,20 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_pipeline import CI, ci_text, finished_run, run_ci
 
 from crnet.pipeline import _check_stages, run_pipeline
 from crnet.pipeline_config import load_config
 from crnet.pipeline_stages import MARKER_PATHS, _Stages, stage_code, stage_settings
 
 torch.set_num_threads(1)
-CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
 MCMC = CI.read_text().replace('design = "sobol"', 'design = "mcmc"\nn_chains = 4\nn_steps = 1')
-
-
-def _ci_text() -> str:
-    text = CI.read_text().replace("[measured]\nenabled = true", "[measured]\nenabled = false")
-    assert "[measured]\nenabled = false" in text
-    return text
 
 
 def _load(tmp_path: Path, text: str, name: str = "c.toml"):
@@ -36,24 +30,10 @@ def _load(tmp_path: Path, text: str, name: str = "c.toml"):
     return load_config(path, str(tmp_path / "run"))
 
 
-def _run(config: Path, out: Path) -> dict:
-    import numba
-
-    before = numba.get_num_threads()
-    try:
-        return run_pipeline(load_config(config, str(out)))
-    finally:
-        numba.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, Path]:
     """(config, output directory) of a finished CI run; copy the directory before changing it."""
-    root = tmp_path_factory.mktemp("finished")
-    config = root / "ci.toml"
-    config.write_text(_ci_text())
-    _run(config, root / "run")
-    return config, root / "run"
+    return finished_run(tmp_path_factory.mktemp("finished"))
 
 
 def _files(out: Path) -> dict[str, float]:
@@ -68,7 +48,7 @@ def test_fit_with_a_design_scan_or_a_bad_start_refused_when_read(tmp_path):
     without a section, or a short [fit] start failed at run time leaving fit.started.json behind."""
     with pytest.raises(ValueError, match=r'\[fit\] enabled needs \[scan\] design = "mcmc" .*got design \'sobol\'; '
                                          r'set \[scan\] design = "mcmc" or \[fit\] enabled = false'):
-        _load(tmp_path, _ci_text() + "\n[fit]\nenabled = true\n")
+        _load(tmp_path, ci_text() + "\n[fit]\nenabled = true\n")
     with pytest.raises(ValueError, match=r"\[fit\] start: start must hold the 10 PARAM_NAMES values, got 2"):
         _load(tmp_path, MCMC + "\n[fit]\nenabled = true\nstart = [1.0, 2.0]\n")
     with pytest.raises(ValueError, match=r"\[fit\] start: \['d0_1e28_cm2_s'.*strictly inside the prior box"):
@@ -169,7 +149,7 @@ def test_refusal_the_scan_store_cannot_take_says_to_delete_it(tmp_path, finished
     and then that the scan store cannot be resumed: doing so was refused by the store. Now: the markers and the store
     (or another [run] out); a change the store can take still names the markers only."""
     out = shutil.copytree(finished[1], tmp_path / "run")
-    wider = _load(tmp_path, _ci_text().replace("n_points = 16", "n_points = 24"), "wider.toml")
+    wider = _load(tmp_path, ci_text().replace("n_points = 16", "n_points = 24"), "wider.toml")
     with pytest.raises(ValueError) as exc:
         _check_stages(_Stages(out, wider), wider, out / "scan.h5")
     assert str(exc.value) == (
@@ -181,7 +161,7 @@ def test_refusal_the_scan_store_cannot_take_says_to_delete_it(tmp_path, finished
         marker.unlink()
     (out / "scan.h5").unlink()
     _check_stages(_Stages(out, wider), wider, out / "scan.h5")  # no refusal
-    longer = _load(tmp_path, _ci_text().replace("epochs = 2", "epochs = 3"), "longer.toml")
+    longer = _load(tmp_path, ci_text().replace("epochs = 2", "epochs = 3"), "longer.toml")
     _fake_finished(out, load_config(finished[0]), ["train_A-paper"])
     with pytest.raises(ValueError) as exc:
         _Stages(out, longer).check("train_A-paper")
@@ -229,7 +209,7 @@ def test_batch_size_does_not_outdate_a_finished_run(tmp_path, finished):
 
 def test_settings_of_a_fit_that_does_not_run_outdate_nothing(tmp_path):
     """[fit] max_evaluations with the fit off was recorded for every stage: changing it redid the whole run."""
-    base = _load(tmp_path, _ci_text())
+    base = _load(tmp_path, ci_text())
     assert not base.fit.enabled
     changed = dataclasses.replace(base, fit=dataclasses.replace(base.fit, max_evaluations=base.fit.max_evaluations + 7))
     for name in ["scan", "train_A-paper", "evaluate"]:
@@ -281,7 +261,7 @@ def test_markers_of_earlier_code_still_match(tmp_path, finished):
         info["settings"] = {**info["settings"], **every, **dropped.pop(info["stage"])}
         marker.write_text(json.dumps(info))
     assert not dropped  # every stage's marker was there
-    res = _run(finished[0], out)
+    res = run_ci(finished[0], out)
     assert res["timings"] and set(res["skipped"]) == set(res["timings"])  # every stage skipped
 
 
@@ -291,7 +271,7 @@ def test_re_simulation_solver_defaults_of_earlier_markers_match(tmp_path):
     .sim.tol differ'). They are read as None (as crnet.feedback_state reads a feedback log); other values differ."""
     from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
 
-    text = _ci_text().replace("batch_size = 16\n", f"batch_size = 16\ntol = {DEFAULT_TOL}\nmax_steps = "
+    text = ci_text().replace("batch_size = 16\n", f"batch_size = 16\ntol = {DEFAULT_TOL}\nmax_steps = "
                                                    f"{DEFAULT_MAX_STEPS}\n", 1)
     cfg = _load(tmp_path, text)
     assert cfg.scan.tol == DEFAULT_TOL and cfg.scan.max_steps == DEFAULT_MAX_STEPS
@@ -326,7 +306,7 @@ def test_part_of_a_distributed_scan_refused(tmp_path, line, key):
     """Accepted before: half the design was scanned and everything went on silently."""
     with pytest.raises(ValueError, match=rf"\[scan\] {key} is not a pipeline setting: crnet pipeline scans the whole "
                                          r"design into one store; remove it"):
-        _load(tmp_path, _ci_text().replace("n_points = 16", f"n_points = 16\n{line}"))
+        _load(tmp_path, ci_text().replace("n_points = 16", f"n_points = 16\n{line}"))
 
 
 # F5 ------------------------------------------------------------------------------------------------------------
@@ -352,7 +332,7 @@ def test_resolved_config_records_each_runs_settings_and_stages(tmp_path, finishe
     (out / "stages/evaluate.json").unlink()
     two = tmp_path / "thr2.toml"
     two.write_text(finished[0].read_text().replace("threads = 1", "threads = 2"))
-    _run(two, out)
+    run_ci(two, out)
     resolved = json.loads((out / "resolved_config.json").read_text())
     assert resolved["config"]["run"]["threads"] == 2  # the latest run's config, as before
     assert resolved["invocations"][0] == entry  # the first run's entry is kept as it was

@@ -14,32 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_pipeline import ci_text, finished_run, run_ci
 from typer.testing import CliRunner
 
 from crnet.cli import app
 from crnet.feedback_state import remove_rounds
-from crnet.pipeline import run_pipeline
-from crnet.pipeline_config import load_config
 from crnet.pipeline_stages import MARKER_PATHS, remove_training_files
 
 torch.set_num_threads(1)
-CI = Path(__file__).resolve().parents[1] / "configs" / "pipeline_ci.toml"
-
-
-def _ci_text() -> str:
-    text = CI.read_text().replace("[measured]\nenabled = true", "[measured]\nenabled = false")
-    assert "[measured]\nenabled = false" in text
-    return text
-
-
-def _run(config: Path, out: Path) -> dict:
-    import numba
-
-    before = numba.get_num_threads()
-    try:
-        return run_pipeline(load_config(config, str(out)))
-    finally:
-        numba.set_num_threads(before)  # [run] threads = 1 would hold for the later tests
 
 
 def _markers(out: Path) -> dict[str, dict]:
@@ -54,11 +36,7 @@ def _report_paths(out: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, Path]:
     """(config, output directory) of a finished CI run; copy the directory before changing it."""
-    root = tmp_path_factory.mktemp("finished")
-    config = root / "ci.toml"
-    config.write_text(_ci_text())
-    _run(config, root / "run")
-    return config, root / "run"
+    return finished_run(tmp_path_factory.mktemp("finished"))
 
 
 def _copy(finished: tuple[Path, Path], dest: Path) -> Path:
@@ -113,29 +91,29 @@ def test_corrupt_marker_named(tmp_path, finished):
     started = out / "stages/scan.started.json"
     started.write_text("[1, 2]")
     with pytest.raises(ValueError, match=rf"{started}: corrupt stage marker \(a JSON list, not an object\)"):
-        _run(finished[0], out)
+        run_ci(finished[0], out)
     assert not (out / "scan.h5").exists() and not (out / "resolved_config.json").exists()
 
 
 def test_sobol_change_refused_without_leaving_a_started_marker(tmp_path, finished):
     out = _copy(finished, tmp_path / "run")
     wider = tmp_path / "wider.toml"
-    wider.write_text(_ci_text().replace("n_points = 16", "n_points = 24"))
+    wider.write_text(ci_text().replace("n_points = 16", "n_points = 24"))
     # with the scan's marker there: refused by it, saying that a Sobol design cannot grow in place
     with pytest.raises(ValueError, match=r"scan\.json: stage 'scan' was finished under other settings "
                                          r"\(scan\.n_points.*the scan store cannot be resumed under "
                                          r"another scan\.n_points: use another \[run\] out"):
-        _run(wider, out)
+        run_ci(wider, out)
     # the documented extension (markers of the scan and later stages deleted): refused by the store, up front
     for marker in (out / "stages").glob("*.json"):
         marker.unlink()
     resolved = (out / "resolved_config.json").read_text()
     with pytest.raises(ValueError, match=r"scan\.h5: cannot resume with a different configuration \(n_points: store "
                                          r"16 vs now 24\); nothing was written"):
-        _run(wider, out)
+        run_ci(wider, out)
     assert list((out / "stages").iterdir()) == []  # no scan.started.json (it poisoned the old config before)
     assert (out / "resolved_config.json").read_text() == resolved
-    res = _run(finished[0], out)  # so the old config still runs there
+    res = run_ci(finished[0], out)  # so the old config still runs there
     assert json.loads((out / "stages/scan.json").read_text())["result"] == 0  # nothing new: the store was complete
     assert set(res["timings"]) >= {"scan", "train_A-paper", "feedback_A-paper", "evaluate"}
 
@@ -148,7 +126,7 @@ def test_moved_directory_uses_its_own_files(tmp_path, finished):
     first = _copy(finished, tmp_path / "first")
     moved = first.rename(tmp_path / "moved")  # the directory the markers were written in is gone
     (moved / "stages/evaluate.json").unlink()
-    _run(finished[0], moved)
+    run_ci(finished[0], moved)
     paths = _report_paths(moved)
     assert len(paths) == 7 and _all_under(paths, moved), paths
     assert json.loads((moved / "stages/evaluate.json").read_text())["result"] == "evaluation/report.json"
@@ -179,7 +157,7 @@ def test_old_absolute_markers_rebased_onto_out_or_refused(tmp_path, finished):
     data = json.loads(cwd_relative.read_text())
     cwd_relative.write_text(json.dumps({**data, "result": "runs/pipeline_ci/B-paper.pt"}))
     (out / "stages/evaluate.json").unlink()
-    _run(finished[0], out)
+    run_ci(finished[0], out)
     paths = _report_paths(out)
     assert _all_under(paths, out), paths
     assert "paths" not in json.loads((out / "stages/train_A-paper.json").read_text())  # finished markers kept as is
@@ -189,7 +167,7 @@ def test_old_absolute_markers_rebased_onto_out_or_refused(tmp_path, finished):
     (out / "stages/evaluate.json").unlink()
     with pytest.raises(ValueError, match=rf"{marker}: {old / 'check.pt.renamed'} lies outside the output directory "
                                          rf"{out} \(a copied or moved run directory\)"):
-        _run(finished[0], out)
+        run_ci(finished[0], out)
 
 
 def test_training_resumes_only_its_own_interrupted_run(tmp_path, finished, monkeypatch):
@@ -211,7 +189,7 @@ def test_training_resumes_only_its_own_interrupted_run(tmp_path, finished, monke
     # killed while training (its started marker, same settings): resumes its checkpoint (there: all epochs done)
     marker = out / "stages/train_B-paper.json"
     marker.rename(out / "stages/train_B-paper.started.json")
-    _run(finished[0], out)
+    run_ci(finished[0], out)
     assert calls == [("B-paper.pt", True, True)]
     after = load_model(model).state_dict
     assert all(torch.equal(before[k], after[k]) for k in before)  # the same weights as the uninterrupted run
@@ -219,7 +197,7 @@ def test_training_resumes_only_its_own_interrupted_run(tmp_path, finished, monke
     calls.clear()
     marker.unlink()
     (out / "B-paper.pt.notes").write_text("a user's file")
-    _run(finished[0], out)
+    run_ci(finished[0], out)
     assert calls == [("B-paper.pt", False, False)]
     assert (out / "B-paper.pt.notes").read_text() == "a user's file"
     assert checkpoint_path(model).is_file() and (out / "B-paper.pt.pseudo.h5").is_file()  # written anew
@@ -287,19 +265,19 @@ def test_mcmc_scan_extends_and_later_stages_start_afresh(tmp_path):
     config, longer, out = tmp_path / "mc.toml", tmp_path / "mc3.toml", tmp_path / "run"
     config.write_text(MCMC)
     longer.write_text(MCMC.replace("n_steps = 2", "n_steps = 3"))
-    _run(config, out)
+    run_ci(config, out)
     with MockStore.open(out / "scan.h5", "r") as st:
         first = st.n_complete
     log = json.loads((out / "feedback_A-paper/feedback_log.json").read_text())
     assert len(log["rounds"]) == 2 and (out / "feedback_A-paper/round_0/model.pt").is_file()
     with pytest.raises(ValueError, match=r"scan\.json: stage 'scan' was finished under other settings \(scan\.n_steps"
                                          r" differ\).*an MCMC scan then resumes and extends its store"):
-        _run(longer, out)
+        run_ci(longer, out)
     for marker in (out / "stages").glob("*.json"):
         marker.unlink()
     (out / "feedback_A-paper/notes.txt").write_text("a user's file")
     (out / "feedback_A-paper/round_0/stale.txt").write_text("the old round's")
-    _run(longer, out)
+    run_ci(longer, out)
     with MockStore.open(out / "scan.h5", "r") as st:  # extended by the third step, not redone
         assert st.n_complete > first and int(st.read("step").max()) == 3
         assert json.loads((out / "stages/scan.json").read_text())["result"] == st.n_complete - first
