@@ -67,6 +67,13 @@ TARGET_SHARE = 0.95
 BOX_INSET = 1e-9
 """Relative inset (of each box width) when clipping predictions into the closed prior box."""
 
+def solver_defaults_as_none(tol: float | None, max_steps: int | None) -> tuple[float | None, int | None]:
+    """(tol, max_steps) with crprop's defaults (DEFAULT_TOL, DEFAULT_MAX_STEPS) spelt None: the one spelling
+    :class:`SimConfig`, a store (crnet.feedback_inputs.sim_from_store), feedback logs and pipeline markers compare.
+    `crnet feedback --tol 1e-6` on a store recorded with defaults was "another run" (review by helper-118, s23)."""
+    return (None if tol == DEFAULT_TOL else tol), (None if max_steps == DEFAULT_MAX_STEPS else max_steps)
+
+
 @dataclass
 class SimConfig:
     """How predictions are re-simulated: grid overrides, solver mode / backend ('auto' = CuPy on a GPU),
@@ -86,13 +93,7 @@ class SimConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         check_solver_settings(self.mode, self.tol, self.max_steps, self.backend)
-        # the solver's defaults given explicitly are the defaults: one spelling (None), as a store records them
-        # (crnet.feedback_inputs.sim_from_store); `crnet feedback --tol 1e-6` on such a store was "another run"
-        # (review by helper-118, session 23)
-        if self.tol == DEFAULT_TOL:
-            self.tol = None
-        if self.max_steps == DEFAULT_MAX_STEPS:
-            self.max_steps = None
+        self.tol, self.max_steps = solver_defaults_as_none(self.tol, self.max_steps)
         require_converging_mode(self.mode, "re-simulating predictions (a non-converged re-simulation counts as "
                                 "chi^2 = inf)")
 

@@ -124,7 +124,6 @@ def sim_from_store(store: Path | str, backend: str = "auto", batch_size: int = 6
     scan (e.g. one of a FunctionModel) or whose solver mode cannot re-simulate. ``setup``: the store's
     :class:`StoreSetup` when already read (not opened again)."""
     from crnet.feedback import SimConfig
-    from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
 
     attrs = _setup_of(store, setup).attrs
     grid = attrs.get("grid")
@@ -136,8 +135,8 @@ def sim_from_store(store: Path | str, backend: str = "auto", batch_size: int = 6
     try:
         return SimConfig(grid=GridConfig(**changes, half_lives=grid.get("half_lives")),
                          mode=str(attrs.get("solver_mode")), backend=backend,
-                         tol=None if tol is None or tol == DEFAULT_TOL else float(tol),
-                         max_steps=None if max_steps is None or max_steps == DEFAULT_MAX_STEPS else int(max_steps),
+                         tol=None if tol is None else float(tol),  # SimConfig spells the defaults None
+                         max_steps=None if max_steps is None else int(max_steps),
                          dataset=str(attrs.get("dataset", DEFAULT_DATASET)), batch_size=batch_size)
     except ValueError as exc:
         raise FeedbackInputError("train_store", f"{store}: {exc}") from None

@@ -144,13 +144,13 @@ def _normalised_sim_grid(saved: dict) -> dict:
     sim = feedback.get("sim") if isinstance(feedback, dict) else None
     if not isinstance(sim, dict):
         return saved
+    from crnet.closure import solver_defaults_as_none
     from crnet.scan.models import normalised_grid
-    from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
 
     sim = {**sim, **({"grid": normalised_grid(sim["grid"])} if "grid" in sim else {})}
-    for key, default in (("tol", DEFAULT_TOL), ("max_steps", DEFAULT_MAX_STEPS)):
-        if sim.get(key) == default:
-            sim[key] = None
+    if "tol" in sim or "max_steps" in sim:
+        tol, max_steps = solver_defaults_as_none(sim.get("tol"), sim.get("max_steps"))
+        sim.update({k: v for k, v in (("tol", tol), ("max_steps", max_steps)) if k in sim})
     return {**saved, "feedback": {**feedback, "sim": sim}}
 
 

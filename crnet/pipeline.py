@@ -31,7 +31,15 @@ from crnet.pipeline_config import (
     TEST_SEED_OFFSET,
     PipelineConfig,
 )
-from crnet.pipeline_stages import NOT_RESULT_SETTINGS, SCAN_STORE, _Stages, atomic_json, flatten, remove_training_files
+from crnet.pipeline_stages import (
+    NOT_RESULT_SETTINGS,
+    SCAN_STORE,
+    _Stages,
+    atomic_json,
+    config_dict,
+    flatten,
+    remove_training_files,
+)
 from crnet.scan.runner import ScanConfig
 
 
@@ -96,7 +104,8 @@ def _run_locked(cfg: PipelineConfig) -> dict[str, Any]:
     st = _Stages(out, cfg)
     scan_path = out / SCAN_STORE
     if cfg.fit.enabled:
-        # before the fit (18 s on the tiny grid, 1,135 s on the paper grid's CPU): every marker and the scan store,
+        # before the fit (18 s on the tiny grid in helper-119's reproduction; 1,135 s on the paper grid, 2-core CPU,
+        # benchmarks/results/pipeline_gpu_fit_h100.md): every marker and the scan store,
         # but for the start / start_cov the fit sets (review by helper-119: a refused run had run the fit and left
         # its files)
         _check_stages(st, cfg, scan_path, before_fit=True)
@@ -293,7 +302,7 @@ def _write_resolved_config(out: Path, cfg: PipelineConfig, st: _Stages) -> Calla
 
     path = out / "resolved_config.json"
     previous = json.loads(path.read_text()).get("invocations", []) if path.is_file() else []
-    flat = flatten(json.loads(json.dumps(asdict(cfg), default=str)))
+    flat = flatten(config_dict(cfg))
     entry: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(st.code.get("source_sha256")),
         "run_settings": {**{k: flat.get(k) for k in NOT_RESULT_SETTINGS},

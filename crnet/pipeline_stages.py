@@ -74,6 +74,11 @@ rounding, 1e-15, for batch sizes 16 and 4 then 3 after a kill; review by helper-
 loop's re-simulations (``sim.batch_size``, derived from it) leave it out of their identity too."""
 
 
+def config_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    """``cfg`` as the JSON-able dict the stage markers and resolved_config.json record (paths and such as strings)."""
+    return json.loads(json.dumps(asdict(cfg), default=str))
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """``value``'s nested dicts as one dict of dotted keys ({'scan': {'n_steps': 64}} -> {'scan.n_steps': 64});
     ``prefix``: the key of ``value`` itself (a value that is no dict is returned under it)."""
@@ -85,7 +90,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     """The flattened settings ({'scan.n_steps': 64, ...}) a finished stage's result depends on."""
     last = next(v for k, v in STAGE_SECTIONS.items() if stage == k or stage.startswith(k + "_"))
-    full = json.loads(json.dumps(asdict(cfg), default=str))
+    full = config_dict(cfg)
     if stage == "fit":
         full["scan"] = {k: full["scan"][k] for k in FIT_SCAN_SETTINGS}
     flat = {k: v for k, v in flatten({s: full[s] for s in SECTION_ORDER[: SECTION_ORDER.index(last) + 1]}).items()
@@ -123,22 +128,21 @@ def _normalised_settings(settings: Any) -> Any:
     """A marker's flattened settings as this code records them: each grid (:data:`GRID_SETTING_PREFIXES`) through
     :func:`crnet.scan.models.normalised_grid` (markers written before session 19 hold explicit paper values, such as
     z_stretch_factor 1.15, where the settings now hold None), and the re-simulations' tol / max_steps
-    (:data:`SIM_SOLVER_SETTINGS`) equal to crprop's defaults (DEFAULT_TOL 1e-6, DEFAULT_MAX_STEPS 600) as None
+    (:data:`SIM_SOLVER_SETTINGS`) equal to crprop's defaults (crprop.solvers.DEFAULT_TOL, DEFAULT_MAX_STEPS) as None
     (crnet.closure.SimConfig now records them so; markers written before with an explicit [scan] tol = 1e-6 hold
     the number), as crnet.feedback_state reads a feedback log."""
     if not isinstance(settings, dict):
         return settings
+    from crnet.closure import solver_defaults_as_none
     from crnet.scan.models import normalised_grid
-    from crprop.solvers import DEFAULT_MAX_STEPS, DEFAULT_TOL
 
     out = dict(settings)
     for prefix in GRID_SETTING_PREFIXES:
         grid = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
         if grid:
             out.update({prefix + k: v for k, v in normalised_grid(grid).items()})
-    for key, default in zip(SIM_SOLVER_SETTINGS, (DEFAULT_TOL, DEFAULT_MAX_STEPS), strict=True):
-        if key in out and out[key] == default:
-            out[key] = None
+    normal = solver_defaults_as_none(out.get(SIM_SOLVER_SETTINGS[0]), out.get(SIM_SOLVER_SETTINGS[1]))
+    out.update({key: value for key, value in zip(SIM_SOLVER_SETTINGS, normal, strict=True) if key in out})
     return out
 
 

@@ -206,11 +206,6 @@ def indexed_uniforms(seed: int, first: int, n: int, per_item: int, stream: int =
     return gen.random((n, padded))[:, :per_item]
 
 
-def _indexed_round(seed: int, first: int, n: int, per_item: int, redraw: int) -> np.ndarray:
-    """:func:`indexed_uniforms` of redraw round ``redraw`` (its own stream)."""
-    return indexed_uniforms(seed, first, n, per_item, stream=redraw)
-
-
 def envelope_noise(rng: np.random.Generator | Callable[[int], np.ndarray], channels: np.ndarray,
                    envelope: np.ndarray, delta_range: tuple[float, float]) -> np.ndarray:
     """Noisy channels: value + U(-h, h) per bin with h = envelope / Delta, Delta ~ U(*delta_range) per model.
@@ -337,7 +332,7 @@ def make_pseudodata(store: Path | str, out: Path | str, config: PseudoDataConfig
                     # (one stream per chunk interleaved Delta, bins and redraws by chunk; review by helper-112, s23)
                     channels = envelope_channels(n_flux, c_idx)
                     per = 1 + channels[0].size
-                    draws = functools.partial(_indexed_round, cfg.seed, start, src.size, per)
+                    draws = functools.partial(indexed_uniforms, cfg.seed, start, src.size, per)  # (stream)
                     noisy = envelope_noise(draws, channels, envelope, cfg.envelope_delta)
                     factor = channels_to_fluxes(noisy, c_idx) / n_flux
                 for k, rows in enumerate(el_rows):

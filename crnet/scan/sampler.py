@@ -185,9 +185,14 @@ class AdaptiveMetropolis:
         fa = self.config.freeze_after
         return fa is not None and self.step >= fa
 
+    @property
+    def _min_history(self) -> int:
+        """Pooled states the empirical covariance needs before it is used."""
+        return max(MIN_HISTORY_PER_DIM * self.dim, 2)
+
     def empirical_cov(self) -> np.ndarray | None:
         """Covariance of the pooled history, or None while it is too short to be used."""
-        if self.n_hist < max(MIN_HISTORY_PER_DIM * self.dim, 2):
+        if self.n_hist < self._min_history:
             return None
         return self.m2_hist / (self.n_hist - 1)
 
@@ -242,9 +247,9 @@ class AdaptiveMetropolis:
             self.log_scale = float(np.clip(self.log_scale + gain * (acceptance - cfg.target_acceptance),
                                            -cfg.max_log_scale, cfg.max_log_scale))
         if cfg.adapt_covariance and self.step + 1 >= cfg.adapt_start:
-            before = self.empirical_cov() is None
+            short = self.n_hist < self._min_history
             self._accumulate(self.x)
-            if before and self.empirical_cov() is not None:
+            if short and self.n_hist >= self._min_history:
                 # S switches from the initial covariance to the pooled one, whose 2.38^2/d is already the optimal
                 # scale: a lambda tuned for the (small) initial proposal carried over made it ~1 box width wide
                 # (helper-115, session 23: 8 chains, analytic target, log lambda 1.75 at the switch at step 32; no
